@@ -1,0 +1,18 @@
+"""fastq: quantized neural-network layers by hand, bit-exact with PyTorch.
+
+uint8 activations x int8 weights -> int32 accumulators -> zero-point corrections ->
+requantization (float multiplier, or Q31 multiplier + shift) -> uint8.
+"""
+from .qtensor import QTensor, quantize, quantize_per_channel, dequantize, choose_qparams
+from .requant import quantize_multiplier
+from .linear import qgemm, QuantizedLinear
+from .runtime import backends, get_backend, set_backend, get_num_threads, set_num_threads
+from . import reference
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "QTensor", "quantize", "quantize_per_channel", "dequantize", "choose_qparams",
+    "quantize_multiplier", "qgemm", "QuantizedLinear",
+    "backends", "get_backend", "set_backend", "get_num_threads", "set_num_threads", "reference",
+]

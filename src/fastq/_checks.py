@@ -1,0 +1,93 @@
+"""Input validation shared by the public API: clear TypeError / ValueError naming the argument."""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+
+def as_array(x, name):
+    """numpy array from an ndarray, a CPU torch tensor or a nested sequence (torch not imported)."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "detach") and hasattr(x, "numpy"):      # a torch.Tensor
+        if getattr(x, "is_quantized", False):
+            raise TypeError("%s: a quantized torch tensor; pass fastq.QTensor.from_torch(t)" % name)
+        if getattr(x, "device", None) is not None and str(x.device) != "cpu":
+            raise TypeError("%s: expected a CPU tensor, got one on %s" % (name, x.device))
+        return x.detach().numpy()
+    try:
+        return np.asarray(x)
+    except Exception as e:  # pragma: no cover - numpy's own message is clearer
+        raise TypeError("%s: cannot convert %r to an array" % (name, type(x).__name__)) from e
+
+
+def check_scale(scale, name="scale"):
+    """A positive finite float."""
+    if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (numbers.Real, np.floating, np.integer)):
+        raise TypeError("%s: expected a positive float, got %r" % (name, type(scale).__name__))
+    s = float(scale)
+    if not (s > 0.0 and math.isfinite(s)):
+        raise ValueError("%s: expected a positive finite float, got %r" % (name, s))
+    if not (np.float32(s) > 0 and np.isfinite(np.float32(s))):
+        raise ValueError("%s: %r does not fit a positive float32" % (name, s))
+    return s
+
+
+def check_scales(scales, n, name="scales"):
+    """A 1-D array of n positive finite floats (float64)."""
+    arr = as_array(scales, name)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError("%s: expected float values, got dtype %s" % (name, arr.dtype))
+    arr = np.asarray(arr, dtype=np.float64).reshape(-1)
+    if arr.shape[0] != n:
+        raise ValueError("%s: expected %d values, got %d" % (name, n, arr.shape[0]))
+    f = arr.astype(np.float32)
+    if not (np.all(arr > 0) and np.all(np.isfinite(arr)) and np.all(f > 0) and np.all(np.isfinite(f))):
+        raise ValueError("%s: every scale must be a positive finite float32" % name)
+    return arr
+
+
+def check_zero_point(zp, lo, hi, name="zero_point"):
+    """An integer in [lo, hi]."""
+    if isinstance(zp, (bool, np.bool_)):
+        raise TypeError("%s: expected an int, got bool" % name)
+    if isinstance(zp, (float, np.floating)):
+        if not float(zp).is_integer():
+            raise ValueError("%s: expected an integer, got %r" % (name, zp))
+        zp = int(zp)
+    if not isinstance(zp, (numbers.Integral, np.integer)):
+        raise TypeError("%s: expected an int, got %r" % (name, type(zp).__name__))
+    zp = int(zp)
+    if not lo <= zp <= hi:
+        raise ValueError("%s: %d is outside [%d, %d]" % (name, zp, lo, hi))
+    return zp
+
+
+def check_zero_points(zps, n, lo, hi, name="zero_points"):
+    """n integers in [lo, hi] as int32."""
+    arr = as_array(zps, name)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError("%s: expected integers, got dtype %s" % (name, arr.dtype))
+    arr = arr.reshape(-1)
+    if arr.dtype.kind == "f" and not np.all(np.mod(arr, 1) == 0):
+        raise ValueError("%s: expected integers" % name)
+    if arr.shape[0] != n:
+        raise ValueError("%s: expected %d values, got %d" % (name, n, arr.shape[0]))
+    if arr.size and (arr.min() < lo or arr.max() > hi):
+        raise ValueError("%s: values must lie in [%d, %d]" % (name, lo, hi))
+    return arr.astype(np.int32)
+
+
+def qrange(dtype, name="dtype"):
+    """(qmin, qmax) of uint8 / int8."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError("%s: expected 'uint8' or 'int8', got %r" % (name, dtype)) from None
+    if dt == np.uint8:
+        return 0, 255
+    if dt == np.int8:
+        return -128, 127
+    raise TypeError("%s: expected 'uint8' or 'int8', got %s" % (name, dt))

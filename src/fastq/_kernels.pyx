@@ -1,0 +1,273 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The Cython boundary: shape/dtype checks that keep C safe, GIL release, calls into csrc/.
+
+No arithmetic lives here: formulas are in csrc/ (fast) and fastq/reference.py (readable).
+Callers (linear.py, qtensor.py) validate user input and raise the user-facing errors; the
+checks here only guarantee that C never reads or writes out of bounds.
+"""
+import numpy as np
+cimport numpy as cnp
+from libc.stdint cimport int8_t, uint8_t, int32_t, int64_t
+from libc.string cimport memset
+
+cnp.import_array()
+
+cdef extern from "csrc/fastq.h" nogil:
+    int FQ_NR
+    ctypedef struct fq_packed_weights:
+        int32_t n, k, k_groups, n_panels
+        int8_t *data
+        int32_t *col_sums
+        int32_t *w_zero_point
+        int32_t w_zero_point_all_zero
+        int32_t max_abs_w_dev
+    int fq_pack_weights(const int8_t *w, Py_ssize_t ldw, int32_t n, int32_t k,
+                        const int32_t *w_zero_point, int per_column, fq_packed_weights *out)
+    void fq_packed_free(fq_packed_weights *p)
+    void fq_col_offsets(const fq_packed_weights *w, int32_t a_zero_point,
+                        const int32_t *int_bias, int32_t *col_offset)
+    ctypedef enum fq_epilogue_kind:
+        FQ_EPI_INT32, FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_TFLITE, FQ_EPI_FLOAT
+    ctypedef struct fq_epilogue:
+        fq_epilogue_kind kind
+        const int32_t *col_offset
+        const int32_t *w_zero_point
+        const float *bias
+        const float *scale
+        const int32_t *multiplier
+        const int32_t *shift
+        int32_t single_rounding
+        int32_t out_zero_point, out_min, out_max, out_xor
+    const char *fq_backend_name(int backend)
+    int fq_backend_supported(int backend)
+    int fq_best_backend()
+    int fq_get_backend()
+    int fq_set_backend(int backend)
+    int FQ_BACKEND_COUNT
+    void fq_gemm(const fq_packed_weights *w, const uint8_t *a, Py_ssize_t lda, int32_t m,
+                 const fq_epilogue *ep, void *out, Py_ssize_t ldo, int num_threads)
+    int fq_get_num_threads()
+    void fq_set_num_threads(int n)
+    void fq_quantize_u8(const float *x, int64_t n, float inv_scale, float zero_point,
+                        int32_t qmin, int32_t qmax, uint8_t *q)
+    void fq_quantize_s8(const float *x, int64_t n, float inv_scale, float zero_point,
+                        int32_t qmin, int32_t qmax, int8_t *q)
+
+EPI_INT32 = FQ_EPI_INT32
+EPI_FBGEMM = FQ_EPI_FBGEMM
+EPI_QNNPACK = FQ_EPI_QNNPACK
+EPI_TFLITE = FQ_EPI_TFLITE
+EPI_FLOAT = FQ_EPI_FLOAT
+NR = FQ_NR
+
+
+cdef class PackedWeights:
+    """Weights [N, K] int8 packed once into 64-column panels, with column sums."""
+    cdef fq_packed_weights p
+    cdef bint packed
+
+    def __cinit__(self, cnp.ndarray w not None, cnp.ndarray w_zero_point not None):
+        self.packed = False
+        if w.ndim != 2 or w.dtype != np.int8:
+            raise TypeError("weight: expected a 2-D int8 array [N, K]")
+        w = np.ascontiguousarray(w)
+        zp = np.ascontiguousarray(w_zero_point, dtype=np.int32).reshape(-1)
+        cdef int32_t n = <int32_t>w.shape[0]
+        cdef int32_t k = <int32_t>w.shape[1]
+        if w.shape[0] > 2**30 or w.shape[1] > 2**30:
+            raise ValueError("weight: too large")
+        if zp.shape[0] != 1 and zp.shape[0] != n:
+            raise ValueError("w_zero_point: expected 1 or N = %d values, got %d" % (n, zp.shape[0]))
+        cdef int per_column = zp.shape[0] == n and n != 1
+        cdef const int8_t[:, ::1] wv = w
+        cdef const int32_t[::1] zv = zp
+        cdef const int8_t *wp = &wv[0, 0] if n > 0 and k > 0 else NULL
+        cdef int8_t dummy = 0
+        if wp == NULL:
+            wp = &dummy
+        cdef int rc
+        with nogil:
+            rc = fq_pack_weights(wp, k, n, k, &zv[0], per_column, &self.p)
+        if rc != 0:
+            raise MemoryError("could not allocate packed weights")
+        self.packed = True
+
+    def __dealloc__(self):
+        if self.packed:
+            fq_packed_free(&self.p)
+
+    @property
+    def n(self):
+        return self.p.n
+
+    @property
+    def k(self):
+        return self.p.k
+
+    @property
+    def n_padded(self):
+        return self.p.n_panels * FQ_NR
+
+    @property
+    def col_sums(self):
+        return np.asarray(<int32_t[:self.p.n]>self.p.col_sums).copy() if self.p.n else np.zeros(0, np.int32)
+
+    @property
+    def w_zero_point(self):
+        return np.asarray(<int32_t[:self.p.n]>self.p.w_zero_point).copy() if self.p.n else np.zeros(0, np.int32)
+
+    @property
+    def w_zero_point_all_zero(self):
+        return bool(self.p.w_zero_point_all_zero)
+
+    @property
+    def max_abs_w_dev(self):
+        return self.p.max_abs_w_dev
+
+    def packed_bytes(self):
+        """The packed panels as a uint8 copy (for tests and `fastq explain`)."""
+        cdef Py_ssize_t size = <Py_ssize_t>self.p.n_panels * self.p.k_groups * 256
+        if size == 0:
+            return np.zeros(0, np.int8)
+        return np.asarray(<int8_t[:size]>self.p.data).copy()
+
+    def col_offsets(self, int32_t a_zero_point, int_bias=None):
+        """K*za*zw[n] - za*colsum[n] (+ int_bias[n]) per padded column, wrapping int32."""
+        cdef cnp.ndarray[int32_t, ndim=1] out = np.zeros(max(self.p.n_panels * FQ_NR, 1), np.int32)
+        cdef const int32_t[::1] bv
+        cdef const int32_t *bp = NULL
+        if int_bias is not None:
+            b = np.ascontiguousarray(int_bias, dtype=np.int32)
+            if b.ndim != 1 or b.shape[0] != self.p.n:
+                raise ValueError("bias: expected %d int32 values" % self.p.n)
+            bv = b
+            if self.p.n:
+                bp = &bv[0]
+        fq_col_offsets(&self.p, a_zero_point, bp, &out[0])
+        return out
+
+
+cdef inline const void *_ptr_or_null(arr, dtype, Py_ssize_t need, str name) except? NULL:
+    """Pointer to a C-contiguous array of dtype with at least `need` entries, or NULL for None."""
+    if arr is None:
+        return NULL
+    cdef cnp.ndarray a = <cnp.ndarray?>arr
+    if a.dtype != dtype or not a.flags.c_contiguous or a.size < need:
+        raise ValueError("%s: expected a contiguous %s array of at least %d values" % (name, dtype, need))
+    return cnp.PyArray_DATA(a)
+
+
+cdef class Epilogue:
+    """What happens to each tile of accumulators: the C fq_epilogue plus the arrays it points to.
+
+    Arrays are per padded column (PackedWeights.n_padded entries); build once per layer and
+    input quantization, reuse across calls."""
+    cdef fq_epilogue ep
+    cdef object keep      # the arrays the struct points into
+    cdef readonly int kind
+    cdef readonly Py_ssize_t n_padded
+
+    def __cinit__(self, PackedWeights pw not None, int kind, col_offset, *, bias=None,
+                  scale=None, multiplier=None, shift=None, bint single_rounding=False,
+                  bint with_row_sums=True, int out_zero_point=0, int out_min=0,
+                  int out_max=255, int out_xor=0):
+        if kind not in (FQ_EPI_INT32, FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_TFLITE, FQ_EPI_FLOAT):
+            raise ValueError("requant: unknown epilogue kind %d" % kind)
+        cdef Py_ssize_t npad = pw.p.n_panels * FQ_NR
+        self.n_padded = npad
+        self.kind = kind
+        memset(&self.ep, 0, sizeof(fq_epilogue))
+        self.ep.kind = <fq_epilogue_kind>kind
+        wzp = None
+        if with_row_sums and not pw.p.w_zero_point_all_zero:
+            wzp = np.zeros(max(npad, 1), np.int32)
+            wzp[:pw.p.n] = pw.w_zero_point
+        self.keep = (col_offset, bias, scale, multiplier, shift, wzp)
+        self.ep.col_offset = <const int32_t *>_ptr_or_null(col_offset, np.int32, npad, "col_offset")
+        if self.ep.col_offset == NULL:
+            raise ValueError("col_offset: required")
+        self.ep.w_zero_point = <const int32_t *>_ptr_or_null(wzp, np.int32, npad, "w_zero_point")
+        self.ep.bias = <const float *>_ptr_or_null(bias, np.float32, npad, "bias")
+        self.ep.scale = <const float *>_ptr_or_null(scale, np.float32, npad, "scale")
+        self.ep.multiplier = <const int32_t *>_ptr_or_null(multiplier, np.int32, npad, "multiplier")
+        self.ep.shift = <const int32_t *>_ptr_or_null(shift, np.int32, npad, "shift")
+        if kind in (FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_FLOAT) and self.ep.scale == NULL:
+            raise ValueError("scale: required for this requantization mode")
+        if kind == FQ_EPI_TFLITE and (self.ep.multiplier == NULL or self.ep.shift == NULL):
+            raise ValueError("multiplier, shift: required for requant='tflite'")
+        self.ep.single_rounding = single_rounding
+        self.ep.out_zero_point = out_zero_point
+        self.ep.out_min = out_min
+        self.ep.out_max = out_max
+        self.ep.out_xor = out_xor
+
+
+def gemm(PackedWeights pw not None, Epilogue ep not None, cnp.ndarray a not None,
+         int num_threads=0, cnp.ndarray out=None):
+    """out[m, n] = epilogue(sum_k a[m,k] * w[n,k] + corrections); a: uint8 [M, K], C-contiguous."""
+    if a.ndim != 2 or a.dtype != np.uint8 or not a.flags.c_contiguous:
+        raise TypeError("a: expected a C-contiguous 2-D uint8 array")
+    if a.shape[1] != pw.p.k:
+        raise ValueError("a: expected K = %d columns, got %d" % (pw.p.k, a.shape[1]))
+    if ep.n_padded != pw.p.n_panels * FQ_NR:
+        raise ValueError("ep: built for another weight matrix")
+    cdef Py_ssize_t m = a.shape[0]
+    if m > 2**31 - 1:
+        raise ValueError("a: too many rows")
+    if ep.kind == FQ_EPI_INT32:
+        dtype = np.int32
+    elif ep.kind == FQ_EPI_FLOAT:
+        dtype = np.float32
+    else:
+        dtype = np.uint8
+    if out is None:
+        out = np.empty((m, pw.p.n), dtype)
+    elif (out.ndim != 2 or out.dtype != dtype or not out.flags.c_contiguous or not out.flags.writeable
+          or out.shape[0] != m or out.shape[1] != pw.p.n):
+        raise ValueError("out: expected a writeable C-contiguous %s array of shape (%d, %d)" % (np.dtype(dtype), m, pw.p.n))
+    if m == 0 or pw.p.n == 0:
+        return out
+    cdef const uint8_t *ap = <const uint8_t *>cnp.PyArray_DATA(a)
+    cdef void *op = cnp.PyArray_DATA(out)
+    cdef Py_ssize_t lda = a.shape[1]
+    cdef Py_ssize_t ldo = pw.p.n
+    cdef int32_t mm = <int32_t>m
+    with nogil:
+        fq_gemm(&pw.p, ap, lda, mm, &ep.ep, op, ldo, num_threads)
+    return out
+
+
+def quantize(cnp.ndarray x not None, float inv_scale, float zero_point, int qmin, int qmax, bint is_signed):
+    """q = clamp(rne(min(fmaf(x, inv_scale, zero_point), 2147483520)), qmin, qmax)."""
+    if x.dtype != np.float32:
+        raise TypeError("x: expected float32")
+    x = np.ascontiguousarray(x)
+    cdef cnp.ndarray q = np.empty_like(x, dtype=np.int8 if is_signed else np.uint8)
+    cdef int64_t n = x.size
+    cdef const float *xp = <const float *>cnp.PyArray_DATA(x)
+    cdef void *qp = cnp.PyArray_DATA(q)
+    with nogil:
+        if is_signed:
+            fq_quantize_s8(xp, n, inv_scale, zero_point, qmin, qmax, <int8_t *>qp)
+        else:
+            fq_quantize_u8(xp, n, inv_scale, zero_point, qmin, qmax, <uint8_t *>qp)
+    return q
+
+
+def backend_names():
+    return [fq_backend_name(b).decode() for b in range(FQ_BACKEND_COUNT)]
+
+def backend_supported(int b):
+    return bool(fq_backend_supported(b))
+
+def get_backend():
+    return fq_get_backend()
+
+def set_backend(int b):
+    return fq_set_backend(b) == 0
+
+def get_num_threads():
+    return fq_get_num_threads()
+
+def set_num_threads(int n):
+    fq_set_num_threads(n)

@@ -1,0 +1,74 @@
+/* Portable epilogue: zero-point corrections, then one requantization mode per tile.
+ *   acc[m,n] = raw[m,n] + col_offset[n] - row_sum[m] * zw[n]        (wrapping int32)
+ * then SPEC section 2, 3 or 4 (requant.h, requant_fixedpoint.h), or float / int32 output. */
+#include "fastq.h"
+#include "requant.h"
+#include "requant_fixedpoint.h"
+
+static inline int32_t corrected_acc(const int32_t *tile_row, int32_t c, int32_t row_sum,
+                                    int32_t n, const fq_epilogue *ep) {
+    int32_t acc = fq_wrap_add(tile_row[c], ep->col_offset[n]);
+    if (ep->w_zero_point) acc = fq_wrap_add(acc, -fq_wrap_mul(row_sum, ep->w_zero_point[n]));
+    return acc;
+}
+
+void fq_epilogue_scalar(int32_t mr, int32_t nc, const int32_t *tile, const int32_t *row_sums,
+                        int32_t n0, const fq_epilogue *ep, void *out, ptrdiff_t ldo) {
+    for (int32_t i = 0; i < mr; i++) {
+        const int32_t *t = tile + (size_t)i * FQ_NR;
+        int32_t rs = row_sums ? row_sums[i] : 0;
+        switch (ep->kind) {
+        case FQ_EPI_INT32: {
+            int32_t *o = (int32_t *)out + (ptrdiff_t)i * ldo + n0;
+            for (int32_t c = 0; c < nc; c++) o[c] = corrected_acc(t, c, rs, n0 + c, ep);
+            break;
+        }
+        case FQ_EPI_FLOAT: {
+            /* dynamic quantization: y = f32((float)acc * scale[n]) + bias[n] */
+            float *o = (float *)out + (ptrdiff_t)i * ldo + n0;
+            for (int32_t c = 0; c < nc; c++) {
+                int32_t n = n0 + c;
+                float y = (float)corrected_acc(t, c, rs, n, ep) * ep->scale[n];
+                if (ep->bias) y = y + ep->bias[n];
+                o[c] = y;
+            }
+            break;
+        }
+        case FQ_EPI_FBGEMM: {
+            uint8_t *o = (uint8_t *)out + (ptrdiff_t)i * ldo + n0;
+            for (int32_t c = 0; c < nc; c++) {
+                int32_t n = n0 + c;
+                int32_t q = fq_requant_fbgemm(corrected_acc(t, c, rs, n, ep),
+                                              ep->bias ? ep->bias[n] : 0.0f, ep->scale[n],
+                                              ep->out_zero_point, ep->out_min, ep->out_max);
+                o[c] = (uint8_t)(q ^ ep->out_xor);
+            }
+            break;
+        }
+        case FQ_EPI_QNNPACK: {
+            uint8_t *o = (uint8_t *)out + (ptrdiff_t)i * ldo + n0;
+            for (int32_t c = 0; c < nc; c++) {
+                int32_t n = n0 + c;
+                int32_t q = fq_requant_qnnpack(corrected_acc(t, c, rs, n, ep), ep->scale[n],
+                                               ep->out_zero_point, ep->out_min, ep->out_max);
+                o[c] = (uint8_t)(q ^ ep->out_xor);
+            }
+            break;
+        }
+        case FQ_EPI_TFLITE: {
+            uint8_t *o = (uint8_t *)out + (ptrdiff_t)i * ldo + n0;
+            for (int32_t c = 0; c < nc; c++) {
+                int32_t n = n0 + c;
+                int32_t acc = corrected_acc(t, c, rs, n, ep);
+                int32_t y = ep->single_rounding
+                    ? fq_multiply_by_quantized_multiplier_single(acc, ep->multiplier[n], ep->shift[n])
+                    : fq_multiply_by_quantized_multiplier(acc, ep->multiplier[n], ep->shift[n]);
+                int64_t q = (int64_t)y + ep->out_zero_point;
+                q = q < ep->out_min ? ep->out_min : (q > ep->out_max ? ep->out_max : q);
+                o[c] = (uint8_t)((int32_t)q ^ ep->out_xor);
+            }
+            break;
+        }
+        }
+    }
+}

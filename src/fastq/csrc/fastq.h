@@ -1,0 +1,142 @@
+/* fastq C API: the one header _kernels.pyx cimports.
+ *
+ * Layers (ruy-style, narrow interfaces):
+ *   pack.c          weights [N,K] int8  ->  fq_packed_weights (panels, column sums)
+ *   ukernel_*.c     one tile of raw dot products  sum_k x[m,k]*w[n,k]  per ISA
+ *   epilogue_*.c    one tile: zero-point corrections + requantization -> uint8 / int32
+ *   gemm.c          the driver: tiles over M and panels, threads, picks the ISA
+ *   dispatch.c      CPU feature detection and the backend switch
+ *   quantize.c      float <-> uint8 / int8 conversions (torch semantics)
+ *
+ * Arithmetic is specified in shared/SPEC.md; fastq/reference.py is its numpy twin.
+ */
+#ifndef FASTQ_H
+#define FASTQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- packed weights ---------------------------------------------------------------
+ * Layout: panel p holds output columns [64p, 64p+64); inside a panel, k-group g holds
+ * w[n, 4g..4g+3] for the 64 columns, 4 consecutive bytes per column (one vpdpbusd lane):
+ *     data[((p * k_groups) + g) * 256 + c * 4 + j] = w[64p + c, 4g + j]
+ * Columns >= N and k >= K are zero, so a kernel may always compute full groups/panels.
+ */
+#define FQ_NR 64           /* output columns per panel */
+#define FQ_KG 4            /* consecutive k per group */
+#define FQ_PANEL_GROUP_BYTES (FQ_NR * FQ_KG)
+#define FQ_MR_MAX 8        /* no microkernel uses more rows per tile */
+
+typedef struct {
+    int32_t n, k;              /* logical shape of the weight matrix [N, K] */
+    int32_t k_groups;          /* ceil(K / 4) */
+    int32_t n_panels;          /* ceil(N / 64) */
+    int8_t *data;              /* n_panels * k_groups * 256 bytes, 64-byte aligned */
+    int32_t *col_sums;         /* [n_panels * 64]: sum_k w[n, k]; 0 in padding */
+    int32_t *w_zero_point;     /* [n_panels * 64]: zero point of column n; 0 in padding */
+    int32_t w_zero_point_all_zero;  /* 1 when every w_zero_point is 0 (row sums not needed) */
+    int32_t max_abs_w_dev;     /* max over n, k of |w[n,k] - w_zero_point[n]| (overflow bound) */
+} fq_packed_weights;
+
+/* Packs w (row n at w + n*ldw, K contiguous bytes) with per-column zero points
+ * (w_zero_point[n], or one value when w_zero_point_per_column == 0).
+ * Returns 0, or -1 when out of memory. Free with fq_packed_free. */
+int fq_pack_weights(const int8_t *w, ptrdiff_t ldw, int32_t n, int32_t k,
+                    const int32_t *w_zero_point, int w_zero_point_per_column,
+                    fq_packed_weights *out);
+void fq_packed_free(fq_packed_weights *p);
+
+/* col_offset[n] = K*za*zw[n] - za*col_sums[n] + (int_bias ? int_bias[n] : 0), wrapping int32.
+ * Together with -row_sum[m]*zw[n] it turns the raw dot product into
+ * acc[m,n] = sum_k (x - za)(w - zw[n]) (+ int_bias[n]).  out has n_panels*64 entries. */
+void fq_col_offsets(const fq_packed_weights *w, int32_t a_zero_point,
+                    const int32_t *int_bias, int32_t *col_offset);
+
+/* ---- epilogue: what happens to a tile of accumulators ------------------------------ */
+typedef enum {
+    FQ_EPI_INT32 = 0,      /* store acc as int32 (qgemm) */
+    FQ_EPI_FBGEMM = 1,     /* SPEC section 2 (torch engines x86 / fbgemm) */
+    FQ_EPI_QNNPACK = 2,    /* SPEC section 3 (torch engine qnnpack) */
+    FQ_EPI_TFLITE = 3,     /* SPEC section 4 (fixed-point multiplier + shift) */
+    FQ_EPI_FLOAT = 4       /* dynamic quantization: float output (see epilogue_scalar.c) */
+} fq_epilogue_kind;
+
+typedef struct {
+    fq_epilogue_kind kind;
+    const int32_t *col_offset;   /* [n_panels*64], see fq_col_offsets (includes int bias) */
+    const int32_t *w_zero_point; /* [n_panels*64], or NULL when all zero */
+    /* float modes */
+    const float *bias;           /* fbgemm: per-column bias already divided by atws (or NULL);
+                                    float: per-column float bias (or NULL) */
+    const float *scale;          /* fbgemm: mult[n]; qnnpack: req[n]; float: sx*sw[n] */
+    /* fixed-point mode */
+    const int32_t *multiplier;   /* [n_panels*64] Q31 multipliers */
+    const int32_t *shift;        /* [n_panels*64] exponents, > 0 = left shift */
+    int32_t single_rounding;     /* 1: TFLITE_SINGLE_ROUNDING variant */
+    /* uint8 output */
+    int32_t out_zero_point;
+    int32_t out_min, out_max;    /* clamp bounds, e.g. 0/255, or zero point/255 with ReLU */
+    int32_t out_xor;             /* XORed into each output byte: 0x80 gives int8 output */
+} fq_epilogue;
+
+/* ---- backends ---------------------------------------------------------------------- */
+typedef enum {
+    FQ_BACKEND_SCALAR = 0,
+    FQ_BACKEND_AVX2 = 1,
+    FQ_BACKEND_AVX512VNNI = 2,
+    FQ_BACKEND_COUNT = 3
+} fq_backend;
+
+const char *fq_backend_name(int backend);
+int fq_backend_supported(int backend);   /* compiled in and the CPU can run it */
+int fq_best_backend(void);
+int fq_get_backend(void);
+int fq_set_backend(int backend);         /* 0, or -1 when not supported */
+
+/* Per-ISA kernels. A tile is mr rows (mr <= kernels->mr) by one 64-column panel.
+ * ukernel: tile[i*64 + c] = sum_k a[i*lda + k] * panel_w[k][c]   (raw, no zero points)
+ * epilogue: out rows/cols of the tile, valid columns nc (<= 64), starting at column n0. */
+typedef void (*fq_ukernel_fn)(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
+                              const int8_t *panel, int32_t k_groups, int32_t *tile);
+typedef void (*fq_epilogue_fn)(int32_t mr, int32_t nc, const int32_t *tile,
+                               const int32_t *row_sums, int32_t n0, const fq_epilogue *ep,
+                               void *out, ptrdiff_t ldo);
+typedef struct {
+    const char *name;
+    int32_t mr;                  /* rows per tile */
+    fq_ukernel_fn ukernel;
+    fq_ukernel_fn gemv;          /* mr == 1 kernel; may equal ukernel */
+    fq_epilogue_fn epilogue;
+} fq_kernels;
+
+const fq_kernels *fq_kernels_for(int backend);   /* NULL when not compiled in */
+
+/* ---- the GEMM driver ----------------------------------------------------------------
+ * out[m, n] = epilogue(acc[m, n]) for m < M, n < N; a is uint8 [M, K] with row stride lda;
+ * out row stride ldo in elements (int32 or uint8 per ep->kind; float for FQ_EPI_FLOAT).
+ * Runs on the current backend with num_threads threads (<= 0: the default). */
+void fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t m,
+             const fq_epilogue *ep, void *out, ptrdiff_t ldo, int num_threads);
+
+/* ---- threads ------------------------------------------------------------------------ */
+int fq_get_num_threads(void);
+void fq_set_num_threads(int n);
+typedef void (*fq_task_fn)(void *ctx, int64_t task);
+void fq_parallel_for(int64_t n_tasks, fq_task_fn fn, void *ctx, int num_threads);
+
+/* ---- quantize / dequantize (SPEC section 5) ------------------------------------------ */
+/* q = clamp(rne(min(fmaf(x, inv_scale, zp), 2147483520)), qmin, qmax); NaN -> qmax */
+void fq_quantize_u8(const float *x, int64_t n, float inv_scale, float zero_point,
+                    int32_t qmin, int32_t qmax, uint8_t *q);
+/* the same with an int8 output */
+void fq_quantize_s8(const float *x, int64_t n, float inv_scale, float zero_point,
+                    int32_t qmin, int32_t qmax, int8_t *q);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,77 @@
+/* The GEMM driver: splits the output into tiles (mr rows x one 64-column panel), runs the
+ * current backend's microkernel and its fused epilogue on each tile while it is in L1,
+ * and spreads the tiles over threads. */
+#include <stdlib.h>
+#include "fastq.h"
+
+typedef struct {
+    const fq_packed_weights *w;
+    const fq_kernels *kern;
+    const uint8_t *a;
+    ptrdiff_t lda;
+    int32_t m;
+    int32_t m_blocks;
+    const int32_t *row_sums;
+    const fq_epilogue *ep;
+    void *out;
+    ptrdiff_t ldo;
+    size_t out_elem;
+} gemm_job;
+
+static void gemm_task(void *ctx, int64_t task) {
+    const gemm_job *j = (const gemm_job *)ctx;
+    int32_t p = (int32_t)(task / j->m_blocks);
+    int32_t mb = (int32_t)(task % j->m_blocks);
+    int32_t mr_max = j->kern->mr;
+    int32_t m0 = mb * mr_max;
+    int32_t mr = j->m - m0 < mr_max ? j->m - m0 : mr_max;
+    int32_t n0 = p * FQ_NR;
+    int32_t nc = j->w->n - n0 < FQ_NR ? j->w->n - n0 : FQ_NR;
+    const int8_t *panel = j->w->data + (size_t)p * j->w->k_groups * FQ_PANEL_GROUP_BYTES;
+    int32_t tile[FQ_MR_MAX * FQ_NR] __attribute__((aligned(64)));
+    fq_ukernel_fn uk = mr == 1 ? j->kern->gemv : j->kern->ukernel;
+    uk(mr, j->w->k, j->a + (ptrdiff_t)m0 * j->lda, j->lda, panel, j->w->k_groups, tile);
+    char *out = (char *)j->out + (ptrdiff_t)m0 * j->ldo * (ptrdiff_t)j->out_elem;
+    j->kern->epilogue(mr, nc, tile, j->row_sums ? j->row_sums + m0 : NULL, n0, j->ep, out, j->ldo);
+}
+
+static void row_sums_of(const uint8_t *a, ptrdiff_t lda, int32_t m, int32_t k, int32_t *sums) {
+    for (int32_t i = 0; i < m; i++) {
+        const uint8_t *row = a + (ptrdiff_t)i * lda;
+        int32_t s = 0;   /* k <= 2^31/255 is checked by the caller */
+        for (int32_t kk = 0; kk < k; kk++) s += row[kk];
+        sums[i] = s;
+    }
+}
+
+void fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t m,
+             const fq_epilogue *ep, void *out, ptrdiff_t ldo, int num_threads) {
+    if (m <= 0 || w->n <= 0) return;
+    gemm_job j;
+    j.w = w;
+    j.kern = fq_kernels_for(fq_get_backend());
+    j.a = a;
+    j.lda = lda;
+    j.m = m;
+    j.m_blocks = (m + j.kern->mr - 1) / j.kern->mr;
+    j.ep = ep;
+    j.out = out;
+    j.ldo = ldo;
+    j.out_elem = ep->kind == FQ_EPI_INT32 ? sizeof(int32_t)
+               : ep->kind == FQ_EPI_FLOAT ? sizeof(float) : sizeof(uint8_t);
+    int32_t stack_sums[256];
+    int32_t *sums = NULL;
+    if (ep->w_zero_point) {
+        sums = m <= 256 ? stack_sums : (int32_t *)malloc((size_t)m * sizeof(int32_t));
+        if (!sums) abort();
+        row_sums_of(a, lda, m, w->k, sums);
+    }
+    j.row_sums = sums;
+    int64_t n_tasks = (int64_t)w->n_panels * j.m_blocks;
+    /* threads only pay off when each wakes up for enough work */
+    double macs = (double)m * (double)w->n * (double)w->k;
+    if (num_threads <= 0) num_threads = fq_get_num_threads();
+    if (macs < 1 << 20) num_threads = 1;
+    fq_parallel_for(n_tasks, gemm_task, &j, num_threads);
+    if (sums && sums != stack_sums) free(sums);
+}

@@ -1,0 +1,52 @@
+/* Requantization primitives, one scalar function per step, each with its exact rounding.
+ * The SIMD epilogues reproduce these lane by lane; epilogue_scalar.c is built from them.
+ * Build with -ffp-contract=off: a fused a + b*c would round once instead of twice. */
+#ifndef FASTQ_REQUANT_H
+#define FASTQ_REQUANT_H
+
+#include <stdint.h>
+#include <math.h>
+
+/* Two's-complement wrapping add and multiply (what vpaddd / vpmulld do; no C overflow UB). */
+static inline int32_t fq_wrap_add(int32_t a, int32_t b) {
+    return (int32_t)((uint32_t)a + (uint32_t)b);
+}
+static inline int32_t fq_wrap_mul(int32_t a, int32_t b) {
+    return (int32_t)((uint32_t)a * (uint32_t)b);
+}
+
+/* Float -> int32, round half to even; |y| >= 2^31 or NaN gives INT32_MIN, as cvtps2dq does
+ * (the "integer indefinite" value). */
+static inline int32_t fq_round_float_to_int32(float y) {
+    if (!(y > -2147483648.0f && y < 2147483648.0f)) {
+        /* -2^31 itself is representable and converts exactly to INT32_MIN as well */
+        return INT32_MIN;
+    }
+    return (int32_t)nearbyintf(y);   /* default rounding mode: half to even */
+}
+
+/* Clamp to [lo, hi]. */
+static inline int32_t fq_clamp(int32_t v, int32_t lo, int32_t hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* SPEC section 2: f = f32(f32((float)acc + bias) * mult); r = rne(f); q = clamp(r + zy).
+ * The zero point is added with a wrapping int32 add (vpaddd), then saturated to [lo, hi]. */
+static inline int32_t fq_requant_fbgemm(int32_t acc, float bias, float mult,
+                                        int32_t zero_point, int32_t lo, int32_t hi) {
+    float f = (float)acc;
+    f = f + bias;
+    float y = f * mult;
+    return fq_clamp(fq_wrap_add(fq_round_float_to_int32(y), zero_point), lo, hi);
+}
+
+/* SPEC section 3: y = f32((float)acc * req), acc already holding the int32 bias;
+ * the zero point is added with saturation (QNNPACK packs to int16 and uses adds_epi16). */
+static inline int32_t fq_requant_qnnpack(int32_t acc, float req,
+                                         int32_t zero_point, int32_t lo, int32_t hi) {
+    float y = (float)acc * req;
+    int64_t r = (int64_t)fq_round_float_to_int32(y) + zero_point;
+    return (int32_t)(r < lo ? lo : (r > hi ? hi : r));
+}
+
+#endif

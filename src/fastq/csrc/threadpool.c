@@ -1,0 +1,118 @@
+/* A small pthread pool for parallel-for over independent tasks (tiles of the output).
+ * Why not OpenMP: torch's wheel ships its own libgomp and only one loads per process, and
+ * GNU libgomp's pool does not survive fork(). This pool is recreated lazily in a forked
+ * child (pthread_atfork), and a second concurrent caller simply runs its loop inline. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include "fastq.h"
+
+#define FQ_MAX_THREADS 256
+
+static struct {
+    pthread_mutex_t busy;          /* held by the caller that owns the pool for one loop */
+    pthread_mutex_t lock;
+    pthread_cond_t wake, done;
+    pthread_t threads[FQ_MAX_THREADS];
+    int n_workers;                 /* started worker threads */
+    int n_active;                  /* workers taking part in the current loop */
+    uint64_t generation;           /* bumped to start a loop */
+    int running;                   /* workers still inside the current loop */
+    fq_task_fn fn;
+    void *ctx;
+    int64_t n_tasks;
+    atomic_llong next_task;
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+          PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER};
+
+static atomic_int num_threads_setting = 0;   /* 0: not set, use the CPU count */
+
+static void run_tasks(fq_task_fn fn, void *ctx, int64_t n_tasks) {
+    for (;;) {
+        int64_t t = atomic_fetch_add(&pool.next_task, 1);
+        if (t >= n_tasks) break;
+        fn(ctx, t);
+    }
+}
+
+static void *worker_main(void *arg) {
+    int index = (int)(intptr_t)arg;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&pool.lock);
+    seen = pool.generation;
+    for (;;) {
+        while (pool.generation == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+        seen = pool.generation;
+        if (index >= pool.n_active) continue;
+        fq_task_fn fn = pool.fn;
+        void *ctx = pool.ctx;
+        int64_t n = pool.n_tasks;
+        pthread_mutex_unlock(&pool.lock);
+        run_tasks(fn, ctx, n);
+        pthread_mutex_lock(&pool.lock);
+        if (--pool.running == 0) pthread_cond_signal(&pool.done);
+    }
+    return NULL;
+}
+
+static void reset_after_fork(void) {
+    /* The child has only the forking thread: forget the workers, re-init the primitives. */
+    pthread_mutex_init(&pool.busy, NULL);
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pthread_cond_init(&pool.done, NULL);
+    pool.n_workers = 0;
+    pool.running = 0;
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void install_atfork(void) { pthread_atfork(NULL, NULL, reset_after_fork); }
+
+int fq_get_num_threads(void) {
+    int n = atomic_load(&num_threads_setting);
+    if (n > 0) return n;
+    const char *env = getenv("FASTQ_NUM_THREADS");
+    if (env && atoi(env) > 0) return atoi(env) > FQ_MAX_THREADS ? FQ_MAX_THREADS : atoi(env);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus < 1 ? 1 : (cpus > FQ_MAX_THREADS ? FQ_MAX_THREADS : (int)cpus);
+}
+
+void fq_set_num_threads(int n) {
+    atomic_store(&num_threads_setting, n <= 0 ? 0 : (n > FQ_MAX_THREADS ? FQ_MAX_THREADS : n));
+}
+
+void fq_parallel_for(int64_t n_tasks, fq_task_fn fn, void *ctx, int num_threads) {
+    if (num_threads <= 0) num_threads = fq_get_num_threads();
+    if (num_threads > n_tasks) num_threads = (int)n_tasks;
+    if (num_threads <= 1 || pthread_mutex_trylock(&pool.busy) != 0) {
+        for (int64_t t = 0; t < n_tasks; t++) fn(ctx, t);
+        return;
+    }
+    pthread_once(&atfork_once, install_atfork);
+    int helpers = num_threads - 1;
+    pthread_mutex_lock(&pool.lock);
+    while (pool.n_workers < helpers) {
+        if (pthread_create(&pool.threads[pool.n_workers], NULL, worker_main,
+                           (void *)(intptr_t)pool.n_workers) != 0) break;
+        pthread_detach(pool.threads[pool.n_workers]);
+        pool.n_workers++;
+    }
+    if (helpers > pool.n_workers) helpers = pool.n_workers;
+    pool.fn = fn;
+    pool.ctx = ctx;
+    pool.n_tasks = n_tasks;
+    atomic_store(&pool.next_task, 0);
+    pool.n_active = helpers;
+    pool.running = helpers;
+    pool.generation++;
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+
+    run_tasks(fn, ctx, n_tasks);
+
+    pthread_mutex_lock(&pool.lock);
+    while (pool.running > 0) pthread_cond_wait(&pool.done, &pool.lock);
+    pthread_mutex_unlock(&pool.lock);
+    pthread_mutex_unlock(&pool.busy);
+}

@@ -1,0 +1,115 @@
+"""QTensor and the conversions between float and quantized values (SPEC section 5)."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _kernels, reference
+from ._checks import as_array, check_scale, check_scales, check_zero_point, check_zero_points, qrange
+
+
+class QTensor:
+    """Quantized values with their quantization: real = (values - zero_point) * scale.
+
+    values: uint8 or int8 ndarray. Per tensor: scale float, zero_point int, axis None.
+    Per channel: scale and zero_point 1-D arrays along `axis`."""
+
+    __slots__ = ("values", "scale", "zero_point", "axis")
+
+    def __init__(self, values, scale, zero_point, axis=None):
+        values = as_array(values, "values")
+        if not isinstance(values, np.ndarray) or values.dtype not in (np.uint8, np.int8):
+            raise TypeError("values: expected a uint8 or int8 array, got dtype %s" % getattr(values, "dtype", type(values)))
+        lo, hi = qrange(values.dtype)
+        if axis is None:
+            scale = check_scale(scale, "scale")
+            zero_point = check_zero_point(zero_point, lo, hi, "zero_point")
+        else:
+            if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+                raise TypeError("axis: expected an int or None")
+            if not -values.ndim <= axis < values.ndim:
+                raise ValueError("axis: %d is out of range for %d dimensions" % (axis, values.ndim))
+            axis = int(axis) % values.ndim
+            n = values.shape[axis]
+            scale = check_scales(scale, n, "scale")
+            zero_point = check_zero_points(zero_point, n, lo, hi, "zero_point")
+        self.values = values
+        self.scale = scale
+        self.zero_point = zero_point
+        self.axis = axis
+
+    @property
+    def shape(self):
+        return self.values.shape
+
+    @property
+    def dtype(self):
+        return self.values.dtype
+
+    def dequantize(self):
+        return dequantize(self)
+
+    def __repr__(self):
+        if self.axis is None:
+            q = "scale=%.9g, zero_point=%d" % (self.scale, self.zero_point)
+        else:
+            q = "per-channel axis=%d, %d scales" % (self.axis, len(self.scale))
+        return "QTensor(%s %s, %s)" % (self.values.dtype, tuple(self.values.shape), q)
+
+    @classmethod
+    def from_torch(cls, t):
+        """A torch quantized tensor (quint8 / qint8, per tensor or per channel) as a QTensor."""
+        from .torch_compat import qtensor_from_torch
+        return qtensor_from_torch(t)
+
+
+def _float32_input(x, name="x"):
+    x = as_array(x, name)
+    if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
+        raise TypeError("%s: expected a float array, got dtype %s" % (name, x.dtype))
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def quantize(x, scale, zero_point, dtype="uint8"):
+    """= torch.quantize_per_tensor: q = clamp(rne(fmaf(x, 1/scale, zp)), qmin, qmax)."""
+    qmin, qmax = qrange(dtype)
+    scale = check_scale(scale, "scale")
+    zero_point = check_zero_point(zero_point, qmin, qmax, "zero_point")
+    x = _float32_input(x)
+    inv = np.float32(1.0) / np.float32(scale)
+    q = _kernels.quantize(x, float(inv), float(zero_point), qmin, qmax, qmin < 0)
+    return QTensor(q, scale, zero_point)
+
+
+def quantize_per_channel(x, scales, zero_points, axis=0, dtype="int8"):
+    """= torch.quantize_per_channel (no fused multiply-add on this path)."""
+    qmin, qmax = qrange(dtype)
+    x = _float32_input(x)
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise TypeError("axis: expected an int")
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError("axis: %d is out of range for %d dimensions" % (axis, x.ndim))
+    axis = int(axis) % x.ndim
+    scales = check_scales(scales, x.shape[axis], "scales")
+    zero_points = check_zero_points(zero_points, x.shape[axis], qmin, qmax, "zero_points")
+    q = reference.quantize_per_channel(x, scales, zero_points, axis, np.dtype(dtype))
+    return QTensor(q, scales, zero_points, axis=axis)
+
+
+def dequantize(q):
+    """= torch dequantize: x = f32(f32(q - zp) * scale)."""
+    if not isinstance(q, QTensor):
+        raise TypeError("q: expected a fastq.QTensor, got %s" % type(q).__name__)
+    return reference.dequantize(q.values, q.scale, q.zero_point, q.axis)
+
+
+def choose_qparams(min_val, max_val, dtype="uint8", symmetric=False, reduce_range=False):
+    """= torch MinMaxObserver qparams for an observed [min_val, max_val]: (scale, zero_point)."""
+    qrange(dtype)
+    for name, v in (("min_val", min_val), ("max_val", max_val)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError("%s: expected a float, got %r" % (name, type(v).__name__))
+        if not np.isfinite(v):
+            raise ValueError("%s: expected a finite float, got %r" % (name, v))
+    if min_val > max_val:
+        raise ValueError("min_val: %r is greater than max_val %r" % (min_val, max_val))
+    return reference.choose_qparams(min_val, max_val, dtype, bool(symmetric), bool(reduce_range))

@@ -1,0 +1,273 @@
+"""Pen-and-paper fastq: every kernel's formula in plain numpy, slow and readable.
+
+This module is the oracle of the C kernels' tests and the text behind ``fastq explain``.
+Each function follows one section of SPEC.md. float32 arithmetic is done on numpy float32
+values (IEEE single precision, round half to even, never fused), so each line is one
+rounding, exactly as the C code does it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+f32 = np.float32
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+
+
+# --------------------------------------------------------------------------- SPEC section 1
+def qgemm(a, a_zero_point, w, w_zero_point):
+    """acc[m, n] = sum_k (a[m,k] - za) * (w[n,k] - zw[n]), exact (int64).
+
+    a: uint8 [M, K]; w: int8 [N, K] (torch Linear layout); w_zero_point: int or [N]."""
+    a64 = np.asarray(a, dtype=np.int64) - int(a_zero_point)
+    zw = np.broadcast_to(np.asarray(w_zero_point, dtype=np.int64).reshape(-1), (np.shape(w)[0],))
+    w64 = np.asarray(w, dtype=np.int64) - zw[:, None]
+    return a64 @ w64.T
+
+
+def qgemm_by_sums(a, a_zero_point, w, w_zero_point):
+    """The same acc through the four-term expansion the kernels use:
+    sum x*w - za*colsum[n] - rowsum[m]*zw[n] + K*za*zw[n]."""
+    a64 = np.asarray(a, dtype=np.int64)
+    w64 = np.asarray(w, dtype=np.int64)
+    k = a64.shape[1]
+    za = int(a_zero_point)
+    zw = np.broadcast_to(np.asarray(w_zero_point, dtype=np.int64).reshape(-1), (w64.shape[0],))
+    col_sums = w64.sum(axis=1)          # computed once, when the weights are packed
+    row_sums = a64.sum(axis=1)          # per call, only needed when some zw != 0
+    return a64 @ w64.T - za * col_sums[None, :] - row_sums[:, None] * zw[None, :] + k * za * zw[None, :]
+
+
+def wrap_int32(v):
+    """Two's-complement wrap of integers to int32 (what the hardware adds do)."""
+    return ((np.asarray(v, dtype=np.int64) + 2**31) % 2**32 - 2**31).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- rounding helpers
+def round_float_to_int32(y):
+    """rne(y) for float32 y; |y| >= 2^31 or NaN gives INT32_MIN (what cvtps2dq does)."""
+    y = np.asarray(y, dtype=np.float32)
+    ok = (y > f32(-2147483648.0)) & (y < f32(2147483648.0))
+    r = np.rint(np.where(ok, y, f32(0))).astype(np.int64)    # rint: half to even
+    return np.where(ok, r, INT32_MIN)
+
+
+# --------------------------------------------------------------------------- SPEC section 2
+def fbgemm_params(x_scale, w_scales, y_scale, bias=None, per_channel=None):
+    """Per-column float32 constants of the fbgemm epilogue: (bias_term[n], mult[n]).
+
+    atws[n] = f32(sx * sw[n]); mult[n] = f32(atws[n] / sy)
+    bias_term = f32(bias * (float)(1 / (double)atws))  per-tensor weights
+              = f32(bias / atws[n])                    per-channel weights"""
+    w_scales = np.atleast_1d(np.asarray(w_scales, dtype=np.float64))
+    if per_channel is None:
+        per_channel = w_scales.size > 1
+    sx, sy = f32(x_scale), f32(y_scale)
+    sw = w_scales.astype(np.float32)
+    atws = (sx * sw).astype(np.float32)
+    mult = (atws / sy).astype(np.float32)
+    if bias is None:
+        bias_term = None
+    else:
+        b = np.asarray(bias, dtype=np.float32)
+        if per_channel:
+            bias_term = (b / atws).astype(np.float32)
+        else:
+            inv = f32(1.0 / np.float64(atws[0]))
+            bias_term = (b * inv).astype(np.float32)
+    return bias_term, mult
+
+
+def requant_fbgemm(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, relu=False,
+                   per_channel=None):
+    """SPEC section 2: int32 acc [M, N] -> uint8, torch engines x86 / fbgemm."""
+    bias_term, mult = fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel)
+    f = np.asarray(acc, dtype=np.int64).astype(np.float32)        # int32 -> float, rne
+    if bias_term is not None:
+        f = (f + bias_term).astype(np.float32)
+    y = (f * mult).astype(np.float32)
+    r = round_float_to_int32(y)
+    q = wrap_int32(r + int(y_zero_point))                         # vpaddd wraps
+    lo = int(y_zero_point) if relu else 0
+    return np.clip(q, lo, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- SPEC section 3
+def qnnpack_params(x_scale, w_scales, y_scale, bias=None):
+    """Per-column constants of the qnnpack epilogue: (int32 bias bq[n], float32 req[n])."""
+    w_scales = np.atleast_1d(np.asarray(w_scales, dtype=np.float64))
+    sx, sy = f32(x_scale), f32(y_scale)
+    sw = w_scales.astype(np.float32)
+    req = ((sw * sx).astype(np.float32) * (f32(1.0) / sy)).astype(np.float32)
+    if bias is None:
+        bq = np.zeros(w_scales.size, dtype=np.int64)
+    else:
+        bs = (w_scales * np.float64(x_scale)).astype(np.float32)     # double product, one rounding
+        t = (np.asarray(bias, dtype=np.float32) * (f32(1.0) / bs).astype(np.float32)).astype(np.float32)
+        bq = np.clip(np.rint(t.astype(np.float64)), INT32_MIN, INT32_MAX).astype(np.int64)
+    return bq, req
+
+
+def requant_qnnpack(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, relu=False):
+    """SPEC section 3: int32 acc [M, N] -> uint8, torch engine qnnpack (int32 bias)."""
+    bq, req = qnnpack_params(x_scale, w_scales, y_scale, bias)
+    acc_b = wrap_int32(np.asarray(acc, dtype=np.int64) + bq)
+    y = (acc_b.astype(np.float32) * req).astype(np.float32)
+    r = round_float_to_int32(y)
+    lo = int(y_zero_point) if relu else 0
+    return np.clip(r + int(y_zero_point), lo, 255).astype(np.uint8)   # saturating adds
+
+
+# --------------------------------------------------------------------------- SPEC section 4
+def quantize_multiplier(real):
+    """TFLite QuantizeMultiplier: real = q * 2^(shift - 31), q in [2^30, 2^31) (or negative)."""
+    d = float(real)
+    if d == 0.0:
+        return 0, 0
+    m, e = np.frexp(d)
+    q = int(np.sign(m) * np.floor(abs(m) * 2**31 + 0.5))    # round half away from zero
+    if q == 2**31:
+        q //= 2
+        e += 1
+    if q == -(2**31) and m > -0.5:  # pragma: no cover - |m| >= 0.5 keeps q inside int32
+        q //= 2
+        e += 1
+    if e < -31:
+        return 0, 0
+    return q, int(e)
+
+
+def saturating_rounding_doubling_high_mul(a, b):
+    """round(a * b / 2^31), ties away from zero; INT32_MIN * INT32_MIN -> INT32_MAX."""
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    ab = a * b
+    nudge = np.where(ab >= 0, 2**30, 1 - 2**30)
+    num = ab + nudge
+    q = np.where(num >= 0, num // 2**31, -((-num) // 2**31))     # C division: toward zero
+    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, q)
+
+
+def rounding_divide_by_pot(x, exponent):
+    """round(x / 2^exponent), ties away from zero, 0 <= exponent <= 31."""
+    x = np.asarray(x, dtype=np.int64)
+    e = np.asarray(exponent, dtype=np.int64)
+    mask = (np.int64(1) << e) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> e) + (remainder > threshold)
+
+
+def multiply_by_quantized_multiplier(x, multiplier, shift):
+    """TFLite MultiplyByQuantizedMultiplier, double rounding (the reference default).
+    A left shift wraps in int32 as the reference's x * (1 << shift) does on x86."""
+    shift = np.asarray(shift, dtype=np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    xs = wrap_int32(np.asarray(x, dtype=np.int64) << left)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(xs, multiplier), right)
+
+
+def multiply_by_quantized_multiplier_single(x, multiplier, shift):
+    """TFLITE_SINGLE_ROUNDING: (x * q + 2^(30 - shift)) >> (31 - shift), one rounding (half up),
+    saturated to int32. |x * q| < 2^62, so int64 holds every step exactly."""
+    x, q, s = np.broadcast_arrays(np.asarray(x, dtype=np.int64), np.asarray(multiplier, dtype=np.int64),
+                                  np.asarray(shift, dtype=np.int64))
+    total = 31 - s
+    r = (x * q + (np.int64(1) << (total - 1))) >> total
+    return np.clip(r, INT32_MIN, INT32_MAX)
+
+
+# --------------------------------------------------------------------------- SPEC section 5
+def fmaf(x, y, z):
+    """float32 fused multiply-add, correctly rounded: x*y is exact in float64, the sum is
+    computed with its error (TwoSum) and rounded to odd, so the final float32 rounding is
+    the single rounding fmaf makes."""
+    x64 = np.asarray(x, dtype=np.float32).astype(np.float64)
+    y64 = np.asarray(y, dtype=np.float32).astype(np.float64)
+    z64 = np.asarray(z, dtype=np.float32).astype(np.float64)
+    p = x64 * y64                                    # 24 + 24 bits: exact
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = p + z64
+        bp = s - z64
+        err = (p - bp) + (z64 - (s - bp))            # TwoSum: s + err == p + z exactly
+        bits = s.view(np.int64)
+        needs_odd = np.isfinite(s) & np.isfinite(err) & (err != 0) & ((bits & 1) == 0)
+        toward = np.where(err > 0, np.inf, -np.inf)
+        s = np.where(needs_odd, np.nextafter(s, toward), s)
+    return s.astype(np.float32)
+
+
+def _qrange(dtype):
+    dtype = np.dtype(dtype)
+    if dtype == np.uint8:
+        return 0, 255
+    if dtype == np.int8:
+        return -128, 127
+    raise TypeError("dtype: expected uint8 or int8, got %s" % dtype)
+
+
+def quantize_per_tensor(x, scale, zero_point, dtype="uint8"):
+    """q = clamp(rne(min(fmaf(x, 1/scale, zp), 2147483520)), qmin, qmax); NaN -> qmax."""
+    qmin, qmax = _qrange(dtype)
+    inv = f32(1.0) / f32(scale)
+    t = fmaf(np.asarray(x, dtype=np.float32), inv, f32(zero_point))
+    t = np.where(np.isnan(t) | (t > f32(2147483520.0)), f32(2147483520.0), t)
+    return np.clip(np.rint(t.astype(np.float64)), qmin, qmax).astype(dtype)
+
+
+def quantize_per_channel(x, scales, zero_points, axis=0, dtype="int8"):
+    """q = clamp(rne(f32(f32(x * inv[c]) + zp[c])), qmin, qmax), no fma; NaN -> 0 (clamped)."""
+    qmin, qmax = _qrange(dtype)
+    x = np.asarray(x, dtype=np.float32)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    inv = (f32(1.0) / np.asarray(scales, dtype=np.float64).astype(np.float32)).reshape(shape)
+    zp = np.asarray(zero_points, dtype=np.float32).reshape(shape)
+    t = ((x * inv).astype(np.float32) + zp).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        r = np.where(np.isnan(t), 0.0, np.rint(np.clip(t.astype(np.float64), -2**62, 2**62)))
+    return np.clip(r, qmin, qmax).astype(dtype)
+
+
+def dequantize(values, scale, zero_point, axis=None):
+    """x = f32(f32(q - zp) * scale) (per channel along axis when scale is an array)."""
+    v = np.asarray(values).astype(np.float32)
+    s = np.asarray(scale, dtype=np.float64).astype(np.float32)
+    z = np.asarray(zero_point, dtype=np.float32)
+    if axis is not None:
+        shape = [1] * v.ndim
+        shape[axis] = -1
+        s = s.reshape(shape)
+        z = z.reshape(shape)
+    return ((v - z).astype(np.float32) * s).astype(np.float32)
+
+
+def choose_qparams(min_val, max_val, dtype="uint8", symmetric=False, reduce_range=False):
+    """torch MinMaxObserver._calculate_qparams in float32: (scale, zero_point)."""
+    qmin, qmax = _qrange(dtype)
+    if reduce_range:
+        qmin, qmax = (0, 127) if np.dtype(dtype) == np.uint8 else (-64, 63)
+    mn = min(f32(min_val), f32(0.0))
+    mx = max(f32(max_val), f32(0.0))
+    eps = f32(2.0**-23)
+    if symmetric:
+        m = max(-mn, mx)
+        scale = max(f32(m / f32(f32(qmax - qmin) / f32(2.0))), eps)
+        zp = 0 if np.dtype(dtype) == np.int8 else 128
+    else:
+        scale = max(f32(f32(mx - mn) / f32(qmax - qmin)), eps)
+        zp = int(np.clip(qmin - int(np.rint(f32(mn / scale))), qmin, qmax))
+    return float(scale), zp
+
+
+# --------------------------------------------------------------------------- a whole layer
+def linear(x_q, x_scale, x_zero_point, w_q, w_scales, w_zero_points, bias, y_scale,
+           y_zero_point, relu=False, requant="fbgemm", per_channel=None):
+    """One quantized Linear layer, uint8 in, uint8 out: integer core, then requantization."""
+    acc = qgemm(x_q, x_zero_point, w_q, w_zero_points)
+    if requant == "fbgemm":
+        return requant_fbgemm(acc, x_scale, w_scales, y_scale, y_zero_point, bias, relu, per_channel)
+    if requant == "qnnpack":
+        return requant_qnnpack(acc, x_scale, w_scales, y_scale, y_zero_point, bias, relu)
+    raise ValueError("requant: expected 'fbgemm' or 'qnnpack', got %r" % (requant,))

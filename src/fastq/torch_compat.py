@@ -1,0 +1,76 @@
+"""The only module that imports torch (lazily): import quantized torch modules into fastq.
+
+Requantization follows the engine that packed the module: x86 / fbgemm -> "fbgemm",
+qnnpack -> "qnnpack" (SPEC sections 2 and 3). onednn is not reproduced.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+ENGINE_REQUANT = {"x86": "fbgemm", "fbgemm": "fbgemm", "qnnpack": "qnnpack"}
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover - exercised only without torch
+        raise ImportError("this needs PyTorch: pip install torch==2.13.0") from e
+    return torch
+
+
+def requant_for_engine(engine=None):
+    """The fastq requantization mode reproducing a torch quantized engine."""
+    torch = _torch()
+    if engine is None:
+        engine = torch.backends.quantized.engine
+    if not isinstance(engine, str):
+        raise TypeError("engine: expected a torch quantized engine name, got %r" % type(engine).__name__)
+    if engine not in ENGINE_REQUANT:
+        raise ValueError("engine: %r is not reproduced by fastq; use one of %s"
+                         % (engine, ", ".join(sorted(ENGINE_REQUANT))))
+    return ENGINE_REQUANT[engine]
+
+
+def qtensor_from_torch(t):
+    """torch quantized tensor (quint8 / qint8; per tensor or per channel) -> fastq.QTensor."""
+    torch = _torch()
+    from .qtensor import QTensor
+    if not isinstance(t, torch.Tensor) or not t.is_quantized:
+        raise TypeError("t: expected a quantized torch.Tensor, got %s" % type(t).__name__)
+    if t.dtype not in (torch.quint8, torch.qint8):
+        raise TypeError("t: expected quint8 or qint8, got %s" % t.dtype)
+    values = t.int_repr().cpu().numpy()
+    scheme = t.qscheme()
+    if scheme in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        return QTensor(values, float(t.q_scale()), int(t.q_zero_point()))
+    if scheme in (torch.per_channel_affine, torch.per_channel_symmetric):
+        return QTensor(values, t.q_per_channel_scales().double().numpy(),
+                       t.q_per_channel_zero_points().numpy(), axis=int(t.q_per_channel_axis()))
+    raise TypeError("t: unsupported qscheme %s" % scheme)
+
+
+def qtensor_to_torch(q):
+    """fastq.QTensor (per tensor) -> torch quantized tensor holding the same integers."""
+    torch = _torch()
+    if q.axis is not None:
+        raise TypeError("q: only per-tensor QTensors convert back to torch")
+    ints = torch.from_numpy(np.ascontiguousarray(q.values))
+    return torch._make_per_tensor_quantized_tensor(ints, q.scale, q.zero_point)
+
+
+def linear_from_torch(module, engine=None):
+    """torch.ao.nn.quantized.Linear or ...intrinsic.quantized.LinearReLU -> QuantizedLinear."""
+    torch = _torch()
+    import torch.ao.nn.quantized as nnq
+    import torch.ao.nn.intrinsic.quantized as nniq
+    from .linear import QuantizedLinear
+    if not isinstance(module, nnq.Linear) or type(module).__name__ not in ("Linear", "LinearReLU"):
+        raise TypeError("module: expected torch.ao.nn.quantized.Linear or "
+                        "torch.ao.nn.intrinsic.quantized.LinearReLU, got %s" % type(module).__name__)
+    requant = requant_for_engine(engine)
+    weight = qtensor_from_torch(module.weight())
+    bias = module.bias()
+    bias = None if bias is None else bias.detach().float().numpy().copy()
+    relu = isinstance(module, nniq.LinearReLU)
+    return QuantizedLinear(weight, bias, float(module.scale), int(module.zero_point),
+                           relu=relu, requant=requant)
