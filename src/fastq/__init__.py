@@ -4,8 +4,8 @@ uint8 activations x int8 weights -> int32 accumulators -> zero-point corrections
 requantization (float multiplier, or Q31 multiplier + shift) -> uint8.
 """
 from .qtensor import QTensor, quantize, quantize_per_channel, dequantize, choose_qparams
-from .requant import quantize_multiplier
-from .linear import qgemm, QuantizedLinear
+from .requant import quantize_multiplier, multiply_by_quantized_multiplier
+from .linear import qgemm, QuantizedLinear, FixedPointParams
 from .runtime import backends, get_backend, set_backend, get_num_threads, set_num_threads
 from . import reference
 
@@ -13,6 +13,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "QTensor", "quantize", "quantize_per_channel", "dequantize", "choose_qparams",
-    "quantize_multiplier", "qgemm", "QuantizedLinear",
+    "quantize_multiplier", "multiply_by_quantized_multiplier", "qgemm", "QuantizedLinear", "FixedPointParams",
     "backends", "get_backend", "set_backend", "get_num_threads", "set_num_threads", "reference",
 ]

@@ -52,6 +52,10 @@ cdef extern from "csrc/fastq.h" nogil:
                         int32_t qmin, int32_t qmax, uint8_t *q)
     void fq_quantize_s8(const float *x, int64_t n, float inv_scale, float zero_point,
                         int32_t qmin, int32_t qmax, int8_t *q)
+    void fq_multiply_by_quantized_multiplier_array(const int32_t *x, int64_t n,
+                                                   const int32_t *multiplier, const int32_t *shift,
+                                                   int64_t n_channels, int single_rounding,
+                                                   int32_t *out)
 
 EPI_INT32 = FQ_EPI_INT32
 EPI_FBGEMM = FQ_EPI_FBGEMM
@@ -252,6 +256,36 @@ def quantize(cnp.ndarray x not None, float inv_scale, float zero_point, int qmin
         else:
             fq_quantize_u8(xp, n, inv_scale, zero_point, qmin, qmax, <uint8_t *>qp)
     return q
+
+
+def multiply_by_quantized_multiplier(cnp.ndarray x not None, cnp.ndarray multiplier not None,
+                                     cnp.ndarray shift not None, bint single_rounding):
+    """out = MultiplyByQuantizedMultiplier(x, multiplier[c], shift[c]) with c the index along
+    the last axis of x (multiplier, shift: 1 or x.shape[-1] int32 values, shifts in [-31, 30])."""
+    if x.dtype != np.int32 or multiplier.dtype != np.int32 or shift.dtype != np.int32:
+        raise TypeError("x, multiplier, shift: expected int32 arrays")
+    if multiplier.ndim != 1 or shift.ndim != 1 or multiplier.shape[0] != shift.shape[0] or multiplier.shape[0] < 1:
+        raise ValueError("multiplier, shift: expected two 1-D arrays of the same length")
+    x = np.ascontiguousarray(x)
+    multiplier = np.ascontiguousarray(multiplier)
+    shift = np.ascontiguousarray(shift)
+    cdef int64_t nch = multiplier.shape[0]
+    if nch != 1 and (x.ndim == 0 or x.shape[x.ndim - 1] != nch):
+        raise ValueError("multiplier: %d values do not match the last axis of x" % nch)
+    if shift.min() < -31 or shift.max() > 30:
+        raise ValueError("shift: values must lie in [-31, 30]")
+    cdef cnp.ndarray out = np.empty_like(x)
+    cdef int64_t n = x.size
+    if n == 0:
+        return out
+    cdef const int32_t *xp = <const int32_t *>cnp.PyArray_DATA(x)
+    cdef const int32_t *mp = <const int32_t *>cnp.PyArray_DATA(multiplier)
+    cdef const int32_t *sp = <const int32_t *>cnp.PyArray_DATA(shift)
+    cdef int32_t *op = <int32_t *>cnp.PyArray_DATA(out)
+    cdef int single = single_rounding
+    with nogil:
+        fq_multiply_by_quantized_multiplier_array(xp, n, mp, sp, nch, single, op)
+    return out
 
 
 def backend_names():

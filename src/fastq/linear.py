@@ -1,14 +1,16 @@
 """Quantized layers: pack the weights once, then each call is one kernel call.
 
-QuantizedLinear: uint8 QTensor [..., K] -> uint8 QTensor [..., N] (static quantization).
+QuantizedLinear: uint8 / int8 QTensor [..., K] -> uint8 / int8 QTensor [..., N] (static quantization).
 qgemm: the bare integer core, int32 [M, N] = sum_k (a - za)(w - zw).
 """
 from __future__ import annotations
 
+from typing import NamedTuple, Optional
+
 import numpy as np
 
 from . import _kernels, requant as _requant
-from ._checks import as_array, check_scale, check_zero_point, check_zero_points
+from ._checks import as_array, check_scale, check_zero_point, check_zero_points, qrange
 from .qtensor import QTensor
 
 _INT32_MAX = 2**31 - 1
@@ -70,16 +72,46 @@ def qgemm(a, a_zero_point, w, w_zero_point):
     return _kernels.gemm(packed, ep, a)
 
 
+class FixedPointParams(NamedTuple):
+    """What a fixed-point (TFLite / CMSIS-NN) firmware needs for one fully connected layer.
+
+    y[m, n] = clamp(MultiplyByQuantizedMultiplier(acc[m, n], multiplier[n], shift[n])
+                    + output_zero_point, act_min, act_max)
+    acc[m, n] = bias[n] + sum_k (x[m, k] - input_zero_point) * (w[n, k] - w_zero_point[n])
+              = folded_bias[n] + sum_k x[m, k] * (w[n, k] - w_zero_point[n])
+    Zero points and act_min / act_max are in the layer's own dtypes (int8 values for int8)."""
+    multiplier: np.ndarray        # int32 [N], Q31
+    shift: np.ndarray             # int32 [N], > 0 = left shift (TFLite's convention)
+    bias: np.ndarray              # int32 [N] (zeros without bias)
+    output_zero_point: int
+    act_min: int
+    act_max: int
+    rounding: str                 # "double" | "single"
+    input_scale: float
+    input_zero_point: Optional[int]
+    folded_bias: Optional[np.ndarray]   # int32 [N] (wrapping), only when input_zero_point is known
+
+
 class QuantizedLinear:
     """y = requant(sum_k (x - zx)(w - zw) [+ bias]) with the output's scale and zero point.
 
     weight: int8 QTensor [N, K], per tensor or per channel (axis 0).
-    bias: float [N] or None ("tflite" also takes an int32 array, used as is).
-    scale, zero_point: the output quantization. relu: fused ReLU (clamp at zero_point).
-    requant: "fbgemm" | "qnnpack" | "tflite" (see fastq.requant)."""
+    bias: float [N] or None ("tflite" also takes an integer array, used as is as the int32 bias;
+        a float bias is quantized as TFLite's converter does, see reference.tflite_bias).
+    scale, zero_point: the output quantization; zero_point in the range of `dtype`.
+    relu: fused ReLU (clamp at zero_point).
+    requant: "fbgemm" | "qnnpack" | "tflite" (see fastq.requant).
+    rounding: "double" | "single", the fixed-point rounding of requant="tflite".
+    dtype: "uint8" (default) or "int8", the output dtype. Inputs may be uint8 or int8 QTensors
+        (per tensor) whatever dtype is: int8 x with zero point z is exactly uint8 x + 128 with
+        zero point z + 128, so one uint8 kernel serves both.
+    input_scale, input_zero_point: optional, the input quantization the layer is meant for
+        (as in a .tflite model). When given, calls with another input quantization raise
+        ValueError, and layer.multipliers / shifts / bias_int32 describe the layer as a
+        firmware would hold it (see fixed_point_params)."""
 
     def __init__(self, weight, bias=None, scale=1.0, zero_point=0, relu=False, requant="fbgemm",
-                 rounding="double"):
+                 rounding="double", dtype="uint8", input_scale=None, input_zero_point=None):
         if not isinstance(weight, QTensor):
             raise TypeError("weight: expected a fastq.QTensor of int8 values, got %s" % type(weight).__name__)
         if weight.values.dtype != np.int8:
@@ -89,13 +121,13 @@ class QuantizedLinear:
         if weight.axis not in (None, 0):
             raise ValueError("weight: per-channel quantization must be along axis 0 (output channels)")
         self.requant = _requant.check_mode(requant)
-        if rounding not in ("double", "single"):
-            raise ValueError("rounding: expected 'double' or 'single', got %r" % (rounding,))
-        self.rounding = rounding
+        self.rounding = _requant.check_rounding(rounding)
+        qmin, qmax = qrange(dtype)
+        self.dtype = np.dtype(dtype)
         self.weight = weight
         self.out_features, self.in_features = weight.values.shape
         self.scale = check_scale(scale, "scale")
-        self.zero_point = check_zero_point(zero_point, 0, 255, "zero_point")
+        self.zero_point = check_zero_point(zero_point, qmin, qmax, "zero_point")
         self.relu = bool(relu)
         self.per_channel = weight.axis is not None
         self.int_bias = None
@@ -116,9 +148,69 @@ class QuantizedLinear:
                 self.bias = b.astype(np.float32)
             else:
                 raise TypeError("bias: expected floats, got dtype %s" % b.dtype)
+        self.input_scale = None if input_scale is None else check_scale(input_scale, "input_scale")
+        self.input_zero_point = None
+        if input_zero_point is not None:
+            if self.input_scale is None:
+                raise ValueError("input_zero_point: given without input_scale")
+            self.input_zero_point = check_zero_point(input_zero_point, -128, 255, "input_zero_point")
         zw = np.atleast_1d(np.asarray(weight.zero_point, np.int32))
         self._packed = _kernels.PackedWeights(np.ascontiguousarray(weight.values), zw)
         self._epilogues = {}
+        if self.input_scale is not None and self.requant == "tflite":
+            self.fixed_point_params(self.input_scale)      # a too-large scale fails here, not later
+
+    def fixed_point_params(self, x_scale=None, x_zero_point=None):
+        """The integers a TFLite / CMSIS-NN firmware holds for this layer (requant="tflite"),
+        for inputs of scale x_scale (default: the layer's input_scale). The multipliers depend
+        on the input scale only; pass x_zero_point (in the input's dtype) to also get
+        folded_bias, the bias with the input zero point folded in. Returns FixedPointParams."""
+        if self.requant != "tflite":
+            raise ValueError("requant: fixed-point parameters exist for requant='tflite' only, not %r"
+                             % self.requant)
+        if x_scale is None:
+            if self.input_scale is None:
+                raise ValueError("x_scale: required (this layer has no input_scale)")
+            x_scale = self.input_scale
+            if x_zero_point is None:
+                x_zero_point = self.input_zero_point
+        x_scale = check_scale(x_scale, "x_scale")
+        mult, shift, int_bias = _requant.tflite_params(
+            x_scale, self.weight.scale, self.per_channel, self.scale, self.out_features,
+            self.bias, self.int_bias, self.rounding)
+        bias = np.zeros(self.out_features, np.int32) if int_bias is None else np.array(int_bias, np.int32)
+        qmin, qmax = qrange(self.dtype)
+        folded = None
+        if x_zero_point is not None:
+            zx = check_zero_point(x_zero_point, -128, 255, "x_zero_point")
+            w = self.weight.values.astype(np.int64)
+            zw = np.broadcast_to(np.asarray(self.weight.zero_point, np.int64).reshape(-1), (self.out_features,))
+            dev_sums = w.sum(axis=1) - w.shape[1] * zw
+            folded = ((bias.astype(np.int64) - zx * dev_sums + 2**31) % 2**32 - 2**31).astype(np.int32)
+        return FixedPointParams(mult.copy(), shift.copy(), bias, self.zero_point,
+                                max(qmin, self.zero_point) if self.relu else qmin, qmax,
+                                self.rounding, x_scale, x_zero_point, folded)
+
+    def _firmware_params(self):
+        if self.input_scale is None:
+            raise ValueError("input_scale: these depend on the input scale; construct the layer with "
+                             "input_scale=..., or call layer.fixed_point_params(x_scale)")
+        return self.fixed_point_params()
+
+    @property
+    def multipliers(self):
+        """int32 [N] Q31 multipliers (requant="tflite", needs input_scale)."""
+        return self._firmware_params().multiplier
+
+    @property
+    def shifts(self):
+        """int32 [N] shifts, > 0 = left (requant="tflite", needs input_scale)."""
+        return self._firmware_params().shift
+
+    @property
+    def bias_int32(self):
+        """int32 [N] bias the kernel adds (requant="tflite", needs input_scale)."""
+        return self._firmware_params().bias
 
     @classmethod
     def from_torch(cls, module, engine=None):
@@ -126,14 +218,16 @@ class QuantizedLinear:
         from .torch_compat import linear_from_torch
         return linear_from_torch(module, engine=engine)
 
-    def _epilogue(self, x_scale, x_zero_point):
-        key = (x_scale, x_zero_point)
+    def _epilogue(self, x_scale, x_zero_point_u8):
+        key = (x_scale, x_zero_point_u8)
         ep = self._epilogues.get(key)
         if ep is None:
+            signed_out = self.dtype == np.int8
             ep, _ = _requant.build_epilogue(
-                self._packed, self.requant, x_scale, x_zero_point, self.weight.scale, self.per_channel,
-                self.scale, self.zero_point, bias=self.bias, relu=self.relu, int_bias=self.int_bias,
-                single_rounding=self.rounding == "single")
+                self._packed, self.requant, x_scale, x_zero_point_u8, self.weight.scale, self.per_channel,
+                self.scale, self.zero_point + (128 if signed_out else 0), bias=self.bias, relu=self.relu,
+                int_bias=self.int_bias, single_rounding=self.rounding == "single",
+                out_xor=0x80 if signed_out else 0)
             if len(self._epilogues) > 16:
                 self._epilogues.clear()
             self._epilogues[key] = ep
@@ -145,15 +239,33 @@ class QuantizedLinear:
         if x.axis is not None:
             raise ValueError("x: expected per-tensor quantized activations")
         v = x.values
-        if v.dtype != np.uint8:
-            raise TypeError("x: expected uint8 values, got %s" % v.dtype)
         if v.ndim < 1 or v.shape[-1] != self.in_features:
             raise ValueError("x: expected shape [..., %d], got %s" % (self.in_features, v.shape))
+        if self.input_scale is not None and (
+                x.scale != self.input_scale
+                or (self.input_zero_point is not None and x.zero_point != self.input_zero_point)):
+            raise ValueError("x: quantized with scale %r, zero point %d; this layer was built for "
+                             "input_scale=%r, input_zero_point=%r"
+                             % (x.scale, x.zero_point, self.input_scale, self.input_zero_point))
         a = np.ascontiguousarray(v.reshape(-1, self.in_features))
-        _check_no_overflow(self._packed, a, x.zero_point, "x")
-        out = _kernels.gemm(self._packed, self._epilogue(x.scale, x.zero_point), a)
+        zx = x.zero_point
+        if v.dtype == np.int8:
+            # int8 x, zero point z  ==  uint8 x + 128 (the same bits with the top one flipped), z + 128
+            a = a.view(np.uint8) ^ np.uint8(0x80)
+            zx += 128
+        elif v.dtype != np.uint8:  # pragma: no cover - QTensor holds uint8 / int8 only
+            raise TypeError("x: expected uint8 or int8 values, got %s" % v.dtype)
+        _check_no_overflow(self._packed, a, zx, "x")
+        out = _kernels.gemm(self._packed, self._epilogue(x.scale, zx), a)
+        if self.dtype == np.int8:
+            out = out.view(np.int8)
         return QTensor(out.reshape(v.shape[:-1] + (self.out_features,)), self.scale, self.zero_point)
 
     def __repr__(self):
+        extra = ", relu=True" if self.relu else ""
+        if self.requant == "tflite" and self.rounding != "double":
+            extra += ", rounding=%r" % self.rounding
+        if self.dtype != np.uint8:
+            extra += ", dtype=%r" % self.dtype.name
         return "QuantizedLinear(in_features=%d, out_features=%d, requant=%r%s)" % (
-            self.in_features, self.out_features, self.requant, ", relu=True" if self.relu else "")
+            self.in_features, self.out_features, self.requant, extra)

@@ -119,29 +119,41 @@ def requant_qnnpack(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, re
 
 
 # --------------------------------------------------------------------------- SPEC section 4
-def quantize_multiplier(real):
-    """TFLite QuantizeMultiplier: real = q * 2^(shift - 31), q in [2^30, 2^31) (or negative)."""
+# Fixed point as in gemmlowp / TensorFlow Lite / CMSIS-NN. Python ints and int64 numpy arrays
+# hold every intermediate exactly; where the C++ reference would overflow int32 (a left shift,
+# the single-rounding result) the value wraps modulo 2^32, as the compiled reference does.
+def _round_half_away(v):
+    """std::round on a float: nearest integer, ties away from zero."""
+    return np.sign(v) * np.floor(np.abs(v) + 0.5)
+
+
+def quantize_multiplier(real, rounding="double"):
+    """TFLite QuantizeMultiplier: real ~= q * 2^(shift - 31), 2^30 <= |q| <= 2^31 (q may be
+    INT32_MIN for negative reals). Tiny reals (shift < -31) flush to (0, 0). With
+    rounding="single" (TFLITE_SINGLE_ROUNDING) a shift above 30 saturates to (2^31 - 1, 30)."""
     d = float(real)
     if d == 0.0:
         return 0, 0
-    m, e = np.frexp(d)
-    q = int(np.sign(m) * np.floor(abs(m) * 2**31 + 0.5))    # round half away from zero
-    if q == 2**31:
-        q //= 2
-        e += 1
-    if q == -(2**31) and m > -0.5:  # pragma: no cover - |m| >= 0.5 keeps q inside int32
+    m, e = np.frexp(d)                         # d = m * 2^e, 0.5 <= |m| < 1 (exact)
+    q = int(_round_half_away(m * 2.0**31))     # m * 2^31 is exact in double
+    e = int(e)
+    if q == 2**31:                             # m rounded up to 1.0
         q //= 2
         e += 1
     if e < -31:
         return 0, 0
-    return q, int(e)
+    if rounding == "single" and e > 30:
+        return INT32_MAX, 30
+    return q, e
 
 
 def saturating_rounding_doubling_high_mul(a, b):
-    """round(a * b / 2^31), ties away from zero; INT32_MIN * INT32_MIN -> INT32_MAX."""
+    """gemmlowp SaturatingRoundingDoublingHighMul: the nearest integer to a*b / 2^31, ties
+    toward +infinity (the nudge 1 - 2^30 for negative products with C's truncating division
+    rounds -k.5 up); the one overflowing case INT32_MIN * INT32_MIN gives INT32_MAX."""
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
-    ab = a * b
+    ab = a * b                                                   # |ab| <= 2^62
     nudge = np.where(ab >= 0, 2**30, 1 - 2**30)
     num = ab + nudge
     q = np.where(num >= 0, num // 2**31, -((-num) // 2**31))     # C division: toward zero
@@ -149,7 +161,7 @@ def saturating_rounding_doubling_high_mul(a, b):
 
 
 def rounding_divide_by_pot(x, exponent):
-    """round(x / 2^exponent), ties away from zero, 0 <= exponent <= 31."""
+    """gemmlowp RoundingDivideByPOT: round(x / 2^exponent), ties away from zero, 0 <= exponent <= 31."""
     x = np.asarray(x, dtype=np.int64)
     e = np.asarray(exponent, dtype=np.int64)
     mask = (np.int64(1) << e) - 1
@@ -159,8 +171,9 @@ def rounding_divide_by_pot(x, exponent):
 
 
 def multiply_by_quantized_multiplier(x, multiplier, shift):
-    """TFLite MultiplyByQuantizedMultiplier, double rounding (the reference default).
-    A left shift wraps in int32 as the reference's x * (1 << shift) does on x86."""
+    """TFLite MultiplyByQuantizedMultiplier, double rounding (the reference default):
+    RoundingDivideByPOT(SRDHM(x * 2^max(shift, 0), q), max(-shift, 0)); -31 <= shift <= 30.
+    The left shift wraps in int32, as the reference's x * (1 << shift) does when compiled."""
     shift = np.asarray(shift, dtype=np.int64)
     left = np.maximum(shift, 0)
     right = np.maximum(-shift, 0)
@@ -169,13 +182,79 @@ def multiply_by_quantized_multiplier(x, multiplier, shift):
 
 
 def multiply_by_quantized_multiplier_single(x, multiplier, shift):
-    """TFLITE_SINGLE_ROUNDING: (x * q + 2^(30 - shift)) >> (31 - shift), one rounding (half up),
-    saturated to int32. |x * q| < 2^62, so int64 holds every step exactly."""
+    """TFLITE_SINGLE_ROUNDING: floor((x*q + 2^(30 - shift)) / 2^(31 - shift)), one rounding,
+    ties toward +infinity; -31 <= shift <= 30. x*q plus the rounding term stays below 2^63.
+    TFLite only DCHECKs that the result fits int32; a release build truncates it to int32
+    (static_cast), so the result wraps here too."""
     x, q, s = np.broadcast_arrays(np.asarray(x, dtype=np.int64), np.asarray(multiplier, dtype=np.int64),
                                   np.asarray(shift, dtype=np.int64))
     total = 31 - s
     r = (x * q + (np.int64(1) << (total - 1))) >> total
-    return np.clip(r, INT32_MIN, INT32_MAX)
+    return wrap_int32(r)
+
+
+def tflite_multipliers(x_scale, w_scales, y_scale, per_channel, rounding="double"):
+    """(multiplier[n], shift[n]) of a TFLite fully connected layer. Scales are float32 tensor
+    parameters in a .tflite model, so each is first rounded to float32.
+      per tensor  (kernel_util.cc GetQuantizedConvolutionMultipler):
+          d = (double)(f32(s_in * s_w)) / (double)s_out      -- the product is a float product
+      per channel (kernel_util.cc PopulateConvolutionQuantizationParams):
+          d[n] = (double)s_in * (double)s_w[n] / (double)s_out"""
+    sx = np.float64(f32(x_scale))
+    sy = np.float64(f32(y_scale))
+    sw = np.atleast_1d(np.asarray(w_scales, dtype=np.float64)).astype(np.float32).astype(np.float64)
+    if per_channel:
+        reals = sx * sw / sy
+    else:
+        reals = np.array([np.float64(f32(f32(x_scale) * sw.astype(np.float32)[0])) / sy])
+    pairs = [quantize_multiplier(r, rounding) for r in reals]
+    return (np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64))
+
+
+def tflite_bias(bias, x_scale, w_scales):
+    """A float bias as TFLite's post-training quantizer stores it (tools/optimize,
+    SymmetricPerLayerBiasQuantize / SymmetricBiasQuantize): int32 with zero point 0 and
+      scale[n] = f32(s_in * s_w[n]) ; inv = f32(1.0 / (double)scale[n])
+      q = clamp(round_half_away(f32(bias * inv)), -INT32_MAX, INT32_MAX)"""
+    b = np.asarray(bias, dtype=np.float32)
+    sw = np.atleast_1d(np.asarray(w_scales, dtype=np.float64)).astype(np.float32)
+    scale = (f32(x_scale) * sw).astype(np.float32)
+    inv = (1.0 / scale.astype(np.float64)).astype(np.float32)
+    with np.errstate(over="ignore"):
+        t = (b * inv).astype(np.float32).astype(np.float64)
+    return np.clip(_round_half_away(t), -INT32_MAX, INT32_MAX).astype(np.int64)
+
+
+def requant_tflite(acc, multiplier, shift, y_zero_point, act_min, act_max, rounding="double"):
+    """acc (already holding the int32 bias) -> clamp(MBQM(acc, q[n], shift[n]) + z_out, act_min, act_max).
+    The zero point is added exactly (TFLite's int32 add could only overflow, undefined in C++,
+    when |MBQM| > 2^31 - 129)."""
+    mbqm = multiply_by_quantized_multiplier_single if rounding == "single" else multiply_by_quantized_multiplier
+    y = mbqm(wrap_int32(acc), multiplier, shift)
+    return np.clip(y + int(y_zero_point), act_min, act_max)
+
+
+def linear_tflite(x_q, x_scale, x_zero_point, w_q, w_scales, w_zero_points, bias, y_scale,
+                  y_zero_point, relu=False, per_channel=None, rounding="double", dtype="uint8"):
+    """TFLite FULLY_CONNECTED, quantized (reference/integer_ops/fully_connected.h), computed
+    directly in the activation dtype (uint8 or int8, no +128 trick):
+      acc = bias[n] + sum_k (x - z_in)(w - z_w)   (int32, wrapping)
+      y = clamp(MBQM(acc) + z_out, act_min, act_max), ReLU: act_min = max(qmin, z_out).
+    bias: None, float (quantized by tflite_bias) or an integer array (used as is)."""
+    qmin, qmax = _qrange(dtype)
+    w_scales = np.atleast_1d(np.asarray(w_scales, dtype=np.float64))
+    if per_channel is None:
+        per_channel = w_scales.size > 1
+    n = np.shape(w_q)[0]
+    acc = qgemm(np.asarray(x_q, np.int64), x_zero_point, w_q, w_zero_points)
+    if bias is not None:
+        b = np.asarray(bias)
+        ib = b.astype(np.int64) if b.dtype.kind in "iu" else tflite_bias(b, x_scale, w_scales)
+        acc = acc + np.broadcast_to(ib, (n,))
+    mult, shift = tflite_multipliers(x_scale, w_scales, y_scale, per_channel, rounding)
+    lo = max(qmin, int(y_zero_point)) if relu else qmin
+    return requant_tflite(acc, np.broadcast_to(mult, (n,)), np.broadcast_to(shift, (n,)),
+                          y_zero_point, lo, qmax, rounding).astype(dtype)
 
 
 # --------------------------------------------------------------------------- SPEC section 5
@@ -270,4 +349,7 @@ def linear(x_q, x_scale, x_zero_point, w_q, w_scales, w_zero_points, bias, y_sca
         return requant_fbgemm(acc, x_scale, w_scales, y_scale, y_zero_point, bias, relu, per_channel)
     if requant == "qnnpack":
         return requant_qnnpack(acc, x_scale, w_scales, y_scale, y_zero_point, bias, relu)
-    raise ValueError("requant: expected 'fbgemm' or 'qnnpack', got %r" % (requant,))
+    if requant == "tflite":
+        return linear_tflite(x_q, x_scale, x_zero_point, w_q, w_scales, w_zero_points, bias, y_scale,
+                             y_zero_point, relu, per_channel)
+    raise ValueError("requant: expected 'fbgemm', 'qnnpack' or 'tflite', got %r" % (requant,))

@@ -12,6 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels, reference
+from ._checks import as_array
+
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
 
 MODES = ("fbgemm", "qnnpack", "tflite")
 
@@ -24,13 +28,82 @@ def check_mode(requant):
     return requant
 
 
-def quantize_multiplier(real):
-    """TFLite QuantizeMultiplier: (multiplier, shift) with real = multiplier * 2^(shift - 31)."""
-    if isinstance(real, bool) or not isinstance(real, (int, float, np.integer, np.floating)):
+ROUNDINGS = ("double", "single")
+
+
+def check_rounding(rounding):
+    if not isinstance(rounding, str):
+        raise TypeError("rounding: expected 'double' or 'single', got %r" % type(rounding).__name__)
+    if rounding not in ROUNDINGS:
+        raise ValueError("rounding: expected 'double' or 'single', got %r" % (rounding,))
+    return rounding
+
+
+def quantize_multiplier(real, rounding="double"):
+    """TFLite QuantizeMultiplier: (multiplier, shift) with real ~= multiplier * 2^(shift - 31).
+
+    multiplier is an int32 with 2^30 <= |multiplier| <= 2^31 - 1 (or INT32_MIN for a negative
+    real just above -2^k), shift > 0 means a left shift; tiny reals (below about 2^-32) give
+    (0, 0). rounding="single" (TFLITE_SINGLE_ROUNDING) saturates a shift above 30 to
+    (2^31 - 1, 30), as TFLite does in that build."""
+    if isinstance(real, (bool, np.bool_)) or not isinstance(real, (int, float, np.integer, np.floating)):
         raise TypeError("real: expected a float, got %r" % type(real).__name__)
     if not np.isfinite(real):
         raise ValueError("real: expected a finite float, got %r" % (real,))
-    return reference.quantize_multiplier(float(real))
+    check_rounding(rounding)
+    return reference.quantize_multiplier(float(real), rounding)
+
+
+def _int32_values(v, name):
+    """An integer array whose values fit int32, as int32 (bool and float dtypes refused)."""
+    if isinstance(v, (bool, np.bool_)):
+        raise TypeError("%s: expected integers, got bool" % name)
+    arr = as_array(v, name)
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "O" and arr.size and all(isinstance(e, int) for e in arr.reshape(-1)):
+            arr = arr.astype(object)
+        else:
+            raise TypeError("%s: expected an integer array, got dtype %s" % (name, arr.dtype))
+    if arr.dtype != np.int32 and arr.size:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < INT32_MIN or hi > INT32_MAX:
+            raise ValueError("%s: values must fit int32 [%d, %d], got range [%d, %d]"
+                             % (name, INT32_MIN, INT32_MAX, lo, hi))
+    return arr.astype(np.int32)
+
+
+def _channel_param(v, name, n_last):
+    arr = _int32_values(v, name)
+    if arr.ndim > 1:
+        raise ValueError("%s: expected a scalar or a 1-D array along the last axis of acc, got shape %s"
+                         % (name, arr.shape))
+    arr = arr.reshape(-1)
+    if arr.shape[0] not in (1, n_last):
+        raise ValueError("%s: expected 1 or %s values (the last axis of acc), got %d"
+                         % (name, n_last, arr.shape[0]))
+    return arr
+
+
+def multiply_by_quantized_multiplier(acc, multiplier, shift, rounding="double"):
+    """TFLite MultiplyByQuantizedMultiplier, elementwise over an int32 array (compiled kernel).
+
+    acc: integers in int32 range, any shape. multiplier, shift: ints, or 1-D arrays of
+    acc.shape[-1] values (per channel, broadcast along the last axis); shift in [-31, 30],
+    > 0 = left shift. rounding: "double" (gemmlowp / TFLite reference default, CMSIS-NN default)
+    or "single" (TFLITE_SINGLE_ROUNDING). Returns int32 of acc's shape. SPEC section 4."""
+    check_rounding(rounding)
+    x = _int32_values(acc, "acc")
+    n_last = x.shape[-1] if x.ndim else 1
+    q = _channel_param(multiplier, "multiplier", n_last)
+    e = _channel_param(shift, "shift", n_last)
+    if e.size and (e.min() < -31 or e.max() > 30):
+        raise ValueError("shift: values must lie in [-31, 30], got range [%d, %d]" % (e.min(), e.max()))
+    if q.shape[0] != e.shape[0]:
+        q, e = np.broadcast_arrays(q, e)
+    out = _kernels.multiply_by_quantized_multiplier(
+        np.ascontiguousarray(x).reshape(x.shape), np.ascontiguousarray(q), np.ascontiguousarray(e),
+        rounding == "single")
+    return out if x.ndim else out[()]
 
 
 def _padded(values, n_padded, dtype):
@@ -40,25 +113,24 @@ def _padded(values, n_padded, dtype):
     return out
 
 
-def tflite_multipliers(x_scale, w_scales, y_scale, per_channel):
-    """Per-channel (multiplier, shift) of a TFLite fully connected layer (SPEC section 4)."""
-    w_scales = np.atleast_1d(np.asarray(w_scales, dtype=np.float64))
-    if per_channel:
-        reals = np.float64(x_scale) * w_scales / np.float64(y_scale)
-    else:
-        prod = np.float32(np.float32(x_scale) * np.float32(w_scales[0]))
-        reals = np.array([np.float64(prod) / np.float64(np.float32(y_scale))])
-    pairs = [reference.quantize_multiplier(r) for r in reals]
-    return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
+def tflite_params(x_scale, w_scales, per_channel, y_scale, n, bias=None, int_bias=None,
+                  rounding="double"):
+    """(multiplier[n], shift[n], int32 bias[n] or None) of a TFLite fully connected layer.
 
-
-def tflite_int_bias(bias, x_scale, w_scales, per_channel):
-    """A float bias as int32 with scale s_in * s_w[n] and zero point 0, rounded half away."""
-    w_scales = np.atleast_1d(np.asarray(w_scales, dtype=np.float64))
-    b = np.asarray(bias, dtype=np.float64)
-    scale = np.float64(x_scale) * w_scales
-    q = np.sign(b) * np.floor(np.abs(b) / scale + 0.5)
-    return np.clip(q, -(2**31), 2**31 - 1).astype(np.int64)
+    Raises ValueError when the effective scale s_in*s_w/s_out needs a shift above 30 (a
+    multiplier >= 2^30, which TFLite's double rounding cannot apply)."""
+    mult, shift = reference.tflite_multipliers(x_scale, w_scales, y_scale, per_channel, rounding)
+    if shift.size and shift.max() > 30:
+        raise ValueError("scale: the effective scale s_in * s_w / s_out is %.6g, too large for a "
+                         "fixed-point multiplier (shift %d > 30)"
+                         % (np.float64(x_scale) * np.max(w_scales) / np.float64(y_scale), shift.max()))
+    mult = np.broadcast_to(mult, (n,)).astype(np.int32)
+    shift = np.broadcast_to(shift, (n,)).astype(np.int32)
+    if int_bias is None and bias is not None:
+        int_bias = np.broadcast_to(reference.tflite_bias(bias, x_scale, w_scales), (n,))
+    if int_bias is not None:
+        int_bias = np.asarray(int_bias).astype(np.int32)
+    return mult, shift, int_bias
 
 
 def build_epilogue(packed, mode, x_scale, x_zero_point, w_scales, per_channel, y_scale,
@@ -66,6 +138,8 @@ def build_epilogue(packed, mode, x_scale, x_zero_point, w_scales, per_channel, y
                    out_xor=0):
     """The C epilogue of one layer for one input quantization (x_scale, x_zero_point).
 
+    Zero points are in uint8 terms (an int8 zero point z is z + 128 here); out_xor=0x80 turns
+    the uint8 result into int8 bytes (int8 y = uint8 y - 128, exactly, in every mode).
     Returns (epilogue, info) where info holds the per-column constants, for explain/inspection."""
     n = packed.n
     npad = packed.n_padded
@@ -93,12 +167,9 @@ def build_epilogue(packed, mode, x_scale, x_zero_point, w_scales, per_channel, y
             packed, _kernels.EPI_QNNPACK, col_offset, scale=_padded(req, npad, np.float32),
             out_zero_point=int(y_zero_point), out_min=out_min, out_max=255, out_xor=out_xor)
     elif mode == "tflite":
-        mult, shift = tflite_multipliers(x_scale, w_scales, y_scale, per_channel)
-        mult = np.broadcast_to(mult, (n,))
-        shift = np.broadcast_to(shift, (n,))
-        if int_bias is None and bias is not None:
-            int_bias = np.broadcast_to(tflite_int_bias(bias, x_scale, w_scales, per_channel), (n,))
-        col_offset = packed.col_offsets(int(x_zero_point), None if int_bias is None else np.asarray(int_bias, np.int32))
+        mult, shift, int_bias = tflite_params(x_scale, w_scales, per_channel, y_scale, n, bias, int_bias,
+                                              "single" if single_rounding else "double")
+        col_offset = packed.col_offsets(int(x_zero_point), int_bias)
         info.update(multiplier=mult, shift=shift, int_bias=int_bias)
         ep = _kernels.Epilogue(
             packed, _kernels.EPI_TFLITE, col_offset, multiplier=_padded(mult, npad, np.int32),

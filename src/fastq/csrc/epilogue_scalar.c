@@ -63,9 +63,8 @@ void fq_epilogue_scalar(int32_t mr, int32_t nc, const int32_t *tile, const int32
                 int32_t y = ep->single_rounding
                     ? fq_multiply_by_quantized_multiplier_single(acc, ep->multiplier[n], ep->shift[n])
                     : fq_multiply_by_quantized_multiplier(acc, ep->multiplier[n], ep->shift[n]);
-                int64_t q = (int64_t)y + ep->out_zero_point;
-                q = q < ep->out_min ? ep->out_min : (q > ep->out_max ? ep->out_max : q);
-                o[c] = (uint8_t)((int32_t)q ^ ep->out_xor);
+                int32_t q = fq_tflite_output(y, ep->out_zero_point, ep->out_min, ep->out_max);
+                o[c] = (uint8_t)(q ^ ep->out_xor);
             }
             break;
         }

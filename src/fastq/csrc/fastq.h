@@ -128,6 +128,14 @@ void fq_set_num_threads(int n);
 typedef void (*fq_task_fn)(void *ctx, int64_t task);
 void fq_parallel_for(int64_t n_tasks, fq_task_fn fn, void *ctx, int num_threads);
 
+/* ---- fixed point (SPEC section 4) ----------------------------------------------------
+ * out[i] = MultiplyByQuantizedMultiplier(x[i], multiplier[c], shift[c]), c = i % n_channels
+ * (n must be a multiple of n_channels); double rounding, or TFLITE_SINGLE_ROUNDING when
+ * single_rounding != 0. Shifts must lie in [-31, 30]. */
+void fq_multiply_by_quantized_multiplier_array(const int32_t *x, int64_t n, const int32_t *multiplier,
+                                               const int32_t *shift, int64_t n_channels,
+                                               int single_rounding, int32_t *out);
+
 /* ---- quantize / dequantize (SPEC section 5) ------------------------------------------ */
 /* q = clamp(rne(min(fmaf(x, inv_scale, zp), 2147483520)), qmin, qmax); NaN -> qmax */
 void fq_quantize_u8(const float *x, int64_t n, float inv_scale, float zero_point,
