@@ -87,9 +87,8 @@ def requant_fbgemm(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, rel
         f = (f + bias_term).astype(np.float32)
     y = (f * mult).astype(np.float32)
     r = round_float_to_int32(y)
-    q = wrap_int32(r + int(y_zero_point))                         # vpaddd wraps
     lo = int(y_zero_point) if relu else 0
-    return np.clip(q, lo, 255).astype(np.uint8)
+    return np.clip(r + int(y_zero_point), lo, 255).astype(np.uint8)   # saturating int16 adds
 
 
 # --------------------------------------------------------------------------- SPEC section 3
