@@ -101,9 +101,9 @@ def multiply_by_quantized_multiplier(acc, multiplier, shift, rounding="double"):
     if q.shape[0] != e.shape[0]:
         q, e = np.broadcast_arrays(q, e)
     out = _kernels.multiply_by_quantized_multiplier(
-        np.ascontiguousarray(x).reshape(x.shape), np.ascontiguousarray(q), np.ascontiguousarray(e),
+        np.ascontiguousarray(x.reshape(-1, n_last)), np.ascontiguousarray(q), np.ascontiguousarray(e),
         rounding == "single")
-    return out if x.ndim else out[()]
+    return out.reshape(x.shape) if x.ndim else out.reshape(())[()]
 
 
 def _padded(values, n_padded, dtype):
