@@ -102,6 +102,11 @@ class QuantizedLinear:
     relu: fused ReLU (clamp at zero_point).
     requant: "fbgemm" | "qnnpack" | "tflite" (see fastq.requant).
     rounding: "double" | "single", the fixed-point rounding of requant="tflite".
+    effective_scale: "float32" | "float64", how requant="tflite" computes a per-tensor layer's
+        s_in * s_w / s_out: with a float32 product (TFLite's GetQuantizedConvolutionMultipler,
+        the default) or all in double (PopulateConvolutionQuantizationParams; per-channel
+        layers always use this). LiteRT 2.3.0's reference kernels are rounding="single",
+        effective_scale="float64"; see README "TensorFlow Lite compatibility".
     dtype: "uint8" (default) or "int8", the output dtype. Inputs may be uint8 or int8 QTensors
         (per tensor) whatever dtype is: int8 x with zero point z is exactly uint8 x + 128 with
         zero point z + 128, so one uint8 kernel serves both.
@@ -111,7 +116,8 @@ class QuantizedLinear:
         firmware would hold it (see fixed_point_params)."""
 
     def __init__(self, weight, bias=None, scale=1.0, zero_point=0, relu=False, requant="fbgemm",
-                 rounding="double", dtype="uint8", input_scale=None, input_zero_point=None):
+                 rounding="double", dtype="uint8", input_scale=None, input_zero_point=None,
+                 effective_scale="float32"):
         if not isinstance(weight, QTensor):
             raise TypeError("weight: expected a fastq.QTensor of int8 values, got %s" % type(weight).__name__)
         if weight.values.dtype != np.int8:
@@ -122,6 +128,7 @@ class QuantizedLinear:
             raise ValueError("weight: per-channel quantization must be along axis 0 (output channels)")
         self.requant = _requant.check_mode(requant)
         self.rounding = _requant.check_rounding(rounding)
+        self.effective_scale = _requant.check_effective_scale(effective_scale)
         qmin, qmax = qrange(dtype)
         self.dtype = np.dtype(dtype)
         self.weight = weight
@@ -177,7 +184,7 @@ class QuantizedLinear:
         x_scale = check_scale(x_scale, "x_scale")
         mult, shift, int_bias = _requant.tflite_params(
             x_scale, self.weight.scale, self.per_channel, self.scale, self.out_features,
-            self.bias, self.int_bias, self.rounding)
+            self.bias, self.int_bias, self.rounding, self.effective_scale)
         bias = np.zeros(self.out_features, np.int32) if int_bias is None else np.array(int_bias, np.int32)
         qmin, qmax = qrange(self.dtype)
         folded = None
@@ -227,7 +234,7 @@ class QuantizedLinear:
                 self._packed, self.requant, x_scale, x_zero_point_u8, self.weight.scale, self.per_channel,
                 self.scale, self.zero_point + (128 if signed_out else 0), bias=self.bias, relu=self.relu,
                 int_bias=self.int_bias, single_rounding=self.rounding == "single",
-                out_xor=0x80 if signed_out else 0)
+                out_xor=0x80 if signed_out else 0, effective_scale=self.effective_scale)
             if len(self._epilogues) > 16:
                 self._epilogues.clear()
             self._epilogues[key] = ep

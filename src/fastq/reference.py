@@ -192,17 +192,19 @@ def multiply_by_quantized_multiplier_single(x, multiplier, shift):
     return wrap_int32(r)
 
 
-def tflite_multipliers(x_scale, w_scales, y_scale, per_channel, rounding="double"):
+def tflite_multipliers(x_scale, w_scales, y_scale, per_channel, rounding="double",
+                       effective_scale="float32"):
     """(multiplier[n], shift[n]) of a TFLite fully connected layer. Scales are float32 tensor
     parameters in a .tflite model, so each is first rounded to float32.
-      per tensor  (kernel_util.cc GetQuantizedConvolutionMultipler):
+      per tensor, effective_scale="float32" (kernel_util.cc GetQuantizedConvolutionMultipler):
           d = (double)(f32(s_in * s_w)) / (double)s_out      -- the product is a float product
-      per channel (kernel_util.cc PopulateConvolutionQuantizationParams):
+      per channel, or effective_scale="float64" (PopulateConvolutionQuantizationParams, which
+      LiteRT's reference kernels use for per-tensor layers too):
           d[n] = (double)s_in * (double)s_w[n] / (double)s_out"""
     sx = np.float64(f32(x_scale))
     sy = np.float64(f32(y_scale))
     sw = np.atleast_1d(np.asarray(w_scales, dtype=np.float64)).astype(np.float32).astype(np.float64)
-    if per_channel:
+    if per_channel or effective_scale == "float64":
         reals = sx * sw / sy
     else:
         reals = np.array([np.float64(f32(f32(x_scale) * sw.astype(np.float32)[0])) / sy])
@@ -234,7 +236,8 @@ def requant_tflite(acc, multiplier, shift, y_zero_point, act_min, act_max, round
 
 
 def linear_tflite(x_q, x_scale, x_zero_point, w_q, w_scales, w_zero_points, bias, y_scale,
-                  y_zero_point, relu=False, per_channel=None, rounding="double", dtype="uint8"):
+                  y_zero_point, relu=False, per_channel=None, rounding="double", dtype="uint8",
+                  effective_scale="float32"):
     """TFLite FULLY_CONNECTED, quantized (reference/integer_ops/fully_connected.h), computed
     directly in the activation dtype (uint8 or int8, no +128 trick):
       acc = bias[n] + sum_k (x - z_in)(w - z_w)   (int32, wrapping)
@@ -250,7 +253,7 @@ def linear_tflite(x_q, x_scale, x_zero_point, w_q, w_scales, w_zero_points, bias
         b = np.asarray(bias)
         ib = b.astype(np.int64) if b.dtype.kind in "iu" else tflite_bias(b, x_scale, w_scales)
         acc = acc + np.broadcast_to(ib, (n,))
-    mult, shift = tflite_multipliers(x_scale, w_scales, y_scale, per_channel, rounding)
+    mult, shift = tflite_multipliers(x_scale, w_scales, y_scale, per_channel, rounding, effective_scale)
     lo = max(qmin, int(y_zero_point)) if relu else qmin
     return requant_tflite(acc, np.broadcast_to(mult, (n,)), np.broadcast_to(shift, (n,)),
                           y_zero_point, lo, qmax, rounding).astype(dtype)

@@ -113,13 +113,23 @@ def _padded(values, n_padded, dtype):
     return out
 
 
+EFFECTIVE_SCALES = ("float32", "float64")
+
+
+def check_effective_scale(effective_scale):
+    if not isinstance(effective_scale, str) or effective_scale not in EFFECTIVE_SCALES:
+        raise ValueError("effective_scale: expected 'float32' or 'float64', got %r" % (effective_scale,))
+    return effective_scale
+
+
 def tflite_params(x_scale, w_scales, per_channel, y_scale, n, bias=None, int_bias=None,
-                  rounding="double"):
+                  rounding="double", effective_scale="float32"):
     """(multiplier[n], shift[n], int32 bias[n] or None) of a TFLite fully connected layer.
 
     Raises ValueError when the effective scale s_in*s_w/s_out needs a shift above 30 (a
     multiplier >= 2^30, which TFLite's double rounding cannot apply)."""
-    mult, shift = reference.tflite_multipliers(x_scale, w_scales, y_scale, per_channel, rounding)
+    mult, shift = reference.tflite_multipliers(x_scale, w_scales, y_scale, per_channel, rounding,
+                                               effective_scale)
     if shift.size and shift.max() > 30:
         raise ValueError("scale: the effective scale s_in * s_w / s_out is %.6g, too large for a "
                          "fixed-point multiplier (shift %d > 30)"
@@ -135,7 +145,7 @@ def tflite_params(x_scale, w_scales, per_channel, y_scale, n, bias=None, int_bia
 
 def build_epilogue(packed, mode, x_scale, x_zero_point, w_scales, per_channel, y_scale,
                    y_zero_point, bias=None, relu=False, int_bias=None, single_rounding=False,
-                   out_xor=0):
+                   out_xor=0, effective_scale="float32"):
     """The C epilogue of one layer for one input quantization (x_scale, x_zero_point).
 
     Zero points are in uint8 terms (an int8 zero point z is z + 128 here); out_xor=0x80 turns
@@ -168,7 +178,7 @@ def build_epilogue(packed, mode, x_scale, x_zero_point, w_scales, per_channel, y
             out_zero_point=int(y_zero_point), out_min=out_min, out_max=255, out_xor=out_xor)
     elif mode == "tflite":
         mult, shift, int_bias = tflite_params(x_scale, w_scales, per_channel, y_scale, n, bias, int_bias,
-                                              "single" if single_rounding else "double")
+                                              "single" if single_rounding else "double", effective_scale)
         col_offset = packed.col_offsets(int(x_zero_point), int_bias)
         info.update(multiplier=mult, shift=shift, int_bias=int_bias)
         ep = _kernels.Epilogue(
