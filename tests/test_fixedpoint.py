@@ -85,7 +85,7 @@ def test_quantize_multiplier_represents_real(rng):
 
 
 # tensorflow/lite/kernels/internal/quantization_util_test.cc MultiplyByQuantizedMultiplierInt32
-@pytest.mark.parametrize("rounding", ["double", "single"])
+@pytest.mark.parametrize("rounding", ["double", "single", "double_up"])
 @pytest.mark.parametrize("x, real, expected", [
     (0, 0.1, 0), (1, 0.0, 0), (10000, 0.00097656, 10), (-10000, 0.00097656, -10),
     (INT32_MIN, 0.00001, -21475), (INT32_MAX, 0.00001, 21475),
@@ -104,7 +104,7 @@ def test_mbqm_published_negative_multiplier(x, real, expected):
     assert mbqm(x, q, s) == expected
 
 
-@pytest.mark.parametrize("rounding", ["double", "single"])
+@pytest.mark.parametrize("rounding", ["double", "single", "double_up"])
 def test_mbqm_published_max_x_max_multiplier(rounding):
     x, q, s = INT32_MAX, INT32_MAX, -3
     expected = int(reference._round_half_away(x * q / float(2 ** (31 - s))))  # TfLiteRound in double
@@ -147,11 +147,25 @@ def test_ties_single_rounding_up(e):
     assert np.array_equal(got, [(int(v) + 2 ** (e - 1)) >> e for v in x])
 
 
+@pytest.mark.parametrize("e", [2, 3, 7, 16, 25, 30])
+def test_ties_double_up_rounding_up(e):
+    # the high multiply is exact on these (x even), the final shift rounds ties up
+    q, s = fastq.quantize_multiplier(2.0**-e, rounding="double_up")
+    k = np.array([0, 1, 2, 3, 100, 2**(31 - e) // 2 - 1], np.int64)
+    k = k[(2 * k + 1) * 2 ** (e - 1) <= INT32_MAX]
+    x = np.concatenate([(2 * k + 1) << (e - 1), -((2 * k + 1) << (e - 1))])
+    got = fastq.multiply_by_quantized_multiplier(x.astype(np.int32), q, s, rounding="double_up")
+    assert np.array_equal(got, [(int(v) + 2 ** (e - 1)) >> e for v in x])
+
+
 def test_double_rounding_differs_from_single():
     # 0.25 * 1: the high multiply rounds 0.5 up to 1, the shift rounds 1/2 away to 1 again
     q, s = fastq.quantize_multiplier(0.25)
     assert mbqm(1, q, s, "double") == 1
+    assert mbqm(1, q, s, "double_up") == 1
     assert mbqm(1, q, s, "single") == 0
+    assert mbqm(-2, q, s, "double") == -1      # -0.5: away from zero
+    assert mbqm(-2, q, s, "double_up") == 0    # -0.5: up
 
 
 def test_saturation_int32_min_squared():
@@ -168,7 +182,7 @@ def test_left_shift():
     q, s = fastq.quantize_multiplier(3.0)      # (3 * 2^29, 2)
     assert (q, s) == (3 * 2**29, 2)
     x = np.array([0, 1, -1, 7, -7, 1000, 2**28, -(2**28)], np.int32)
-    for rounding in ("double", "single"):
+    for rounding in ("double", "single", "double_up"):
         got = fastq.multiply_by_quantized_multiplier(x, q, s, rounding=rounding)
         assert np.array_equal(got, reference.wrap_int32(3 * x.astype(np.int64)))
 
@@ -184,7 +198,7 @@ def test_tiny_multiplier_flushes_to_zero():
     q, s = fastq.quantize_multiplier(1e-12)
     assert (q, s) == (0, 0)
     x = np.array([INT32_MIN, -1, 0, 1, INT32_MAX], np.int32)
-    for rounding in ("double", "single"):
+    for rounding in ("double", "single", "double_up"):
         assert not fastq.multiply_by_quantized_multiplier(x, q, s, rounding=rounding).any()
 
 
@@ -223,33 +237,38 @@ def test_reference_single_is_one_rounding(x, q, s):
     assert int(reference.multiply_by_quantized_multiplier_single(x, q, s)) == expected
 
 
+@settings(max_examples=300, deadline=None)
+@given(x=int32s, q=int32s, s=st.integers(-31, 0))
+def test_reference_double_up_is_srdhm_then_shift_up(x, q, s):
+    h = INT32_MAX if x == q == INT32_MIN else (x * q + 2**30) >> 31
+    assert int(reference.multiply_by_quantized_multiplier_double_up(x, q, s)) == (h + (2 ** -s >> 1)) >> -s
+
+
 # ------------------------------------------------------------------ C kernel == reference
 edge_int32s = st.one_of(int32s, st.sampled_from([INT32_MIN, INT32_MIN + 1, -(2**30), -1, 0, 1, 2**30, INT32_MAX]))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(x=st.lists(edge_int32s, min_size=1, max_size=40), q=edge_int32s, s=st.integers(-31, 30),
-       rounding=st.sampled_from(["double", "single"]))
+       rounding=st.sampled_from(["double", "single", "double_up"]))
 def test_kernel_matches_reference_per_tensor(x, q, s, rounding):
     x = np.array(x, np.int32)
     got = fastq.multiply_by_quantized_multiplier(x, q, s, rounding=rounding)
-    ref = (reference.multiply_by_quantized_multiplier_single if rounding == "single"
-           else reference.multiply_by_quantized_multiplier)(x, q, s)
+    ref = reference.MBQM[rounding](x, q, s)
     assert got.dtype == np.int32 and got.shape == x.shape
     assert np.array_equal(got, ref)
 
 
 @settings(max_examples=100, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), rows=st.integers(0, 5), channels=st.integers(1, 9),
-       rounding=st.sampled_from(["double", "single"]))
+       rounding=st.sampled_from(["double", "single", "double_up"]))
 def test_kernel_matches_reference_per_channel(seed, rows, channels, rounding):
     rng = np.random.default_rng(seed)
     x = rng.integers(INT32_MIN, INT32_MAX, (rows, channels), endpoint=True, dtype=np.int64).astype(np.int32)
     q = rng.integers(INT32_MIN, INT32_MAX, channels, endpoint=True, dtype=np.int64)
     s = rng.integers(-31, 30, channels, endpoint=True)
     got = fastq.multiply_by_quantized_multiplier(x, q, s, rounding=rounding)
-    ref = (reference.multiply_by_quantized_multiplier_single if rounding == "single"
-           else reference.multiply_by_quantized_multiplier)(x, q[None, :], s[None, :])
+    ref = reference.MBQM[rounding](x, q[None, :], s[None, :])
     assert np.array_equal(got, ref)
 
 
@@ -258,8 +277,7 @@ def test_kernel_realistic_multipliers(rng):
     x = rng.integers(INT32_MIN, INT32_MAX, (3, 50, 8), endpoint=True, dtype=np.int64).astype(np.int32)
     reals = 2.0 ** rng.uniform(-30, 3, 8)
     qs = np.array([fastq.quantize_multiplier(r) for r in reals])
-    for rounding, ref in (("double", reference.multiply_by_quantized_multiplier),
-                          ("single", reference.multiply_by_quantized_multiplier_single)):
+    for rounding, ref in reference.MBQM.items():
         got = fastq.multiply_by_quantized_multiplier(x, qs[:, 0], qs[:, 1], rounding=rounding)
         assert np.array_equal(got, ref(x, qs[:, 0], qs[:, 1]))
 

@@ -65,7 +65,7 @@ def reference_output(x, x_scale, x_zp, w, w_scales, w_zps, bias, y_scale, y_zp, 
 @pytest.mark.parametrize("per_channel", [False, True])
 @pytest.mark.parametrize("bias_kind", [None, "float", "int"])
 @pytest.mark.parametrize("in_dtype, out_dtype", [("uint8", "uint8"), ("int8", "int8"), ("int8", "uint8")])
-@pytest.mark.parametrize("rounding", ["double", "single"])
+@pytest.mark.parametrize("rounding", ["double", "single", "double_up"])
 def test_layer_matches_reference(rng, backend, per_channel, bias_kind, in_dtype, out_dtype, rounding):
     for relu, (m, k, n) in ((False, (1, 37, 5)), (True, (9, 100, 70)), (False, (3, 8, 64))):
         weight, w, w_scales, w_zps, bias, x_scale, x_zp, y_scale, y_zp = make_layer_case(
@@ -82,7 +82,7 @@ def test_layer_matches_reference(rng, backend, per_channel, bias_kind, in_dtype,
 
 
 @pytest.mark.parametrize("effective_scale", ["float32", "float64"])
-@pytest.mark.parametrize("rounding", ["double", "single"])
+@pytest.mark.parametrize("rounding", ["double", "single", "double_up"])
 def test_layer_left_shift_and_saturation(rng, backend, effective_scale, rounding):
     # multipliers >= 1 (left shifts) and extreme inputs: most outputs saturate, some wrap
     for per_channel in (False, True):
@@ -248,31 +248,21 @@ def _layer_for(c, rounding, effective_scale):
                                  input_zero_point=c["x_zero_point"])
 
 
-def test_tflite_reference_kernels(backend):
-    # LiteRT 2.3.0, BUILTIN_REF op resolver: TFLITE_SINGLE_ROUNDING, multipliers from double products
+def test_tflite_optimized_kernels(backend):
+    # LiteRT 2.3.0's builtin (optimized, ruy) FULLY_CONNECTED kernels on x86-64, int8 per-tensor,
+    # int8 per-channel and uint8: fixed point with rounding="double_up" and per-tensor
+    # multipliers from the float32 product s_in * s_w
     cases = list(_vector_cases())
     assert len(cases) >= 100
-    n_elements = n_double_differs = 0
+    n_elements = 0
+    differs = {"double": 0, "single": 0}
     for c in cases:
-        layer = _layer_for(c, "single", "float64")
-        y = layer(fastq.QTensor(c["x"], c["x_scale"], c["x_zero_point"])).values
-        assert y.dtype == c["y_ref"].dtype
-        assert np.array_equal(y, c["y_ref"])
-        n_elements += y.size
-        y_double = _layer_for(c, "double", "float64")(fastq.QTensor(c["x"], c["x_scale"], c["x_zero_point"]))
-        n_double_differs += int((y_double.values != c["y_ref"]).sum())
-    # the vectors hold exact ties: double rounding would not reproduce them
-    assert n_double_differs > 100 and n_elements > 10000
-
-
-def test_tflite_optimized_int8_kernels(backend):
-    # LiteRT 2.3.0, builtin (optimized) int8 kernels on x86: double rounding, per-tensor
-    # multipliers from the float32 product (SPEC section 4 exactly)
-    n_checked = 0
-    for c in _vector_cases():
-        if not c["signed"]:
-            continue    # the optimized uint8 kernel rounds differently (see README)
-        y = _layer_for(c, "double", "float32")(fastq.QTensor(c["x"], c["x_scale"], c["x_zero_point"])).values
+        x = fastq.QTensor(c["x"], c["x_scale"], c["x_zero_point"])
+        y = _layer_for(c, "double_up", "float32")(x).values
+        assert y.dtype == c["y_opt"].dtype
         assert np.array_equal(y, c["y_opt"])
-        n_checked += 1
-    assert n_checked >= 60
+        n_elements += y.size
+        for rounding in differs:
+            differs[rounding] += int((_layer_for(c, rounding, "float32")(x).values != c["y_opt"]).sum())
+    # the vectors hold exact ties: the other two roundings do not reproduce them
+    assert n_elements > 8000 and differs["double"] > 100 and differs["single"] > 100

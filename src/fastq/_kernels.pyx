@@ -36,7 +36,7 @@ cdef extern from "csrc/fastq.h" nogil:
         const float *scale
         const int32_t *multiplier
         const int32_t *shift
-        int32_t single_rounding
+        int32_t rounding
         int32_t out_zero_point, out_min, out_max, out_xor
     const char *fq_backend_name(int backend)
     int fq_backend_supported(int backend)
@@ -54,7 +54,7 @@ cdef extern from "csrc/fastq.h" nogil:
                         int32_t qmin, int32_t qmax, int8_t *q)
     void fq_multiply_by_quantized_multiplier_array(const int32_t *x, int64_t n,
                                                    const int32_t *multiplier, const int32_t *shift,
-                                                   int64_t n_channels, int single_rounding,
+                                                   int64_t n_channels, int rounding,
                                                    int32_t *out)
 
 EPI_INT32 = FQ_EPI_INT32
@@ -172,7 +172,7 @@ cdef class Epilogue:
     cdef readonly Py_ssize_t n_padded
 
     def __cinit__(self, PackedWeights pw not None, int kind, col_offset, *, bias=None,
-                  scale=None, multiplier=None, shift=None, bint single_rounding=False,
+                  scale=None, multiplier=None, shift=None, int rounding=0,
                   bint with_row_sums=True, int out_zero_point=0, int out_min=0,
                   int out_max=255, int out_xor=0):
         if kind not in (FQ_EPI_INT32, FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_TFLITE, FQ_EPI_FLOAT):
@@ -199,7 +199,9 @@ cdef class Epilogue:
             raise ValueError("scale: required for this requantization mode")
         if kind == FQ_EPI_TFLITE and (self.ep.multiplier == NULL or self.ep.shift == NULL):
             raise ValueError("multiplier, shift: required for requant='tflite'")
-        self.ep.single_rounding = single_rounding
+        if rounding not in (0, 1, 2):
+            raise ValueError("rounding: unknown fixed-point rounding %d" % rounding)
+        self.ep.rounding = rounding
         self.ep.out_zero_point = out_zero_point
         self.ep.out_min = out_min
         self.ep.out_max = out_max
@@ -259,9 +261,12 @@ def quantize(cnp.ndarray x not None, float inv_scale, float zero_point, int qmin
 
 
 def multiply_by_quantized_multiplier(cnp.ndarray x not None, cnp.ndarray multiplier not None,
-                                     cnp.ndarray shift not None, bint single_rounding):
+                                     cnp.ndarray shift not None, int rounding):
     """out = MultiplyByQuantizedMultiplier(x, multiplier[c], shift[c]) with c the index along
-    the last axis of x (multiplier, shift: 1 or x.shape[-1] int32 values, shifts in [-31, 30])."""
+    the last axis of x (multiplier, shift: 1 or x.shape[-1] int32 values, shifts in [-31, 30]);
+    rounding: 0 double, 1 single, 2 double_up (fq_rounding)."""
+    if rounding not in (0, 1, 2):
+        raise ValueError("rounding: unknown fixed-point rounding %d" % rounding)
     if x.dtype != np.int32 or multiplier.dtype != np.int32 or shift.dtype != np.int32:
         raise TypeError("x, multiplier, shift: expected int32 arrays")
     if multiplier.ndim != 1 or shift.ndim != 1 or multiplier.shape[0] != shift.shape[0] or multiplier.shape[0] < 1:
@@ -282,9 +287,8 @@ def multiply_by_quantized_multiplier(cnp.ndarray x not None, cnp.ndarray multipl
     cdef const int32_t *mp = <const int32_t *>cnp.PyArray_DATA(multiplier)
     cdef const int32_t *sp = <const int32_t *>cnp.PyArray_DATA(shift)
     cdef int32_t *op = <int32_t *>cnp.PyArray_DATA(out)
-    cdef int single = single_rounding
     with nogil:
-        fq_multiply_by_quantized_multiplier_array(xp, n, mp, sp, nch, single, op)
+        fq_multiply_by_quantized_multiplier_array(xp, n, mp, sp, nch, rounding, op)
     return out
 
 

@@ -86,7 +86,7 @@ class FixedPointParams(NamedTuple):
     output_zero_point: int
     act_min: int
     act_max: int
-    rounding: str                 # "double" | "single"
+    rounding: str                 # "double" | "single" | "double_up"
     input_scale: float
     input_zero_point: Optional[int]
     folded_bias: Optional[np.ndarray]   # int32 [N] (wrapping), only when input_zero_point is known
@@ -101,7 +101,8 @@ class QuantizedLinear:
     scale, zero_point: the output quantization; zero_point in the range of `dtype`.
     relu: fused ReLU (clamp at zero_point).
     requant: "fbgemm" | "qnnpack" | "tflite" (see fastq.requant).
-    rounding: "double" | "single", the fixed-point rounding of requant="tflite".
+    rounding: "double" | "single" | "double_up", the fixed-point rounding of requant="tflite"
+        (see fastq.multiply_by_quantized_multiplier).
     effective_scale: "float32" | "float64", how requant="tflite" computes a per-tensor layer's
         s_in * s_w / s_out: with a float32 product (TFLite's GetQuantizedConvolutionMultipler,
         the default) or all in double (PopulateConvolutionQuantizationParams; per-channel
@@ -233,7 +234,7 @@ class QuantizedLinear:
             ep, _ = _requant.build_epilogue(
                 self._packed, self.requant, x_scale, x_zero_point_u8, self.weight.scale, self.per_channel,
                 self.scale, self.zero_point + (128 if signed_out else 0), bias=self.bias, relu=self.relu,
-                int_bias=self.int_bias, single_rounding=self.rounding == "single",
+                int_bias=self.int_bias, rounding=self.rounding,
                 out_xor=0x80 if signed_out else 0, effective_scale=self.effective_scale)
             if len(self._epilogues) > 16:
                 self._epilogues.clear()

@@ -192,6 +192,21 @@ def multiply_by_quantized_multiplier_single(x, multiplier, shift):
     return wrap_int32(r)
 
 
+def multiply_by_quantized_multiplier_double_up(x, multiplier, shift):
+    """"double_up": SRDHM as in double rounding, then a rounding right shift with ties toward
+    +infinity, floor(h / 2^r + 1/2) (ARM SQRDMULH + SRSHL; ruy, LiteRT's optimized kernels)."""
+    shift = np.asarray(shift, dtype=np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    xs = wrap_int32(np.asarray(x, dtype=np.int64) << left)
+    h = saturating_rounding_doubling_high_mul(xs, multiplier)
+    return (h + ((np.int64(1) << right) >> 1)) >> right
+
+
+MBQM = {"double": multiply_by_quantized_multiplier, "single": multiply_by_quantized_multiplier_single,
+        "double_up": multiply_by_quantized_multiplier_double_up}
+
+
 def tflite_multipliers(x_scale, w_scales, y_scale, per_channel, rounding="double",
                        effective_scale="float32"):
     """(multiplier[n], shift[n]) of a TFLite fully connected layer. Scales are float32 tensor
@@ -230,8 +245,7 @@ def requant_tflite(acc, multiplier, shift, y_zero_point, act_min, act_max, round
     """acc (already holding the int32 bias) -> clamp(MBQM(acc, q[n], shift[n]) + z_out, act_min, act_max).
     The zero point is added exactly (TFLite's int32 add could only overflow, undefined in C++,
     when |MBQM| > 2^31 - 129)."""
-    mbqm = multiply_by_quantized_multiplier_single if rounding == "single" else multiply_by_quantized_multiplier
-    y = mbqm(wrap_int32(acc), multiplier, shift)
+    y = MBQM[rounding](wrap_int32(acc), multiplier, shift)
     return np.clip(y + int(y_zero_point), act_min, act_max)
 
 

@@ -28,14 +28,15 @@ def check_mode(requant):
     return requant
 
 
-ROUNDINGS = ("double", "single")
+ROUNDINGS = ("double", "single", "double_up")
+ROUNDING_CODES = {"double": 0, "single": 1, "double_up": 2}     # fq_rounding in fastq.h
 
 
 def check_rounding(rounding):
     if not isinstance(rounding, str):
-        raise TypeError("rounding: expected 'double' or 'single', got %r" % type(rounding).__name__)
+        raise TypeError("rounding: expected one of %s, got %r" % (", ".join(ROUNDINGS), type(rounding).__name__))
     if rounding not in ROUNDINGS:
-        raise ValueError("rounding: expected 'double' or 'single', got %r" % (rounding,))
+        raise ValueError("rounding: expected one of %s, got %r" % (", ".join(ROUNDINGS), rounding))
     return rounding
 
 
@@ -89,8 +90,10 @@ def multiply_by_quantized_multiplier(acc, multiplier, shift, rounding="double"):
 
     acc: integers in int32 range, any shape. multiplier, shift: ints, or 1-D arrays of
     acc.shape[-1] values (per channel, broadcast along the last axis); shift in [-31, 30],
-    > 0 = left shift. rounding: "double" (gemmlowp / TFLite reference default, CMSIS-NN default)
-    or "single" (TFLITE_SINGLE_ROUNDING). Returns int32 of acc's shape. SPEC section 4."""
+    > 0 = left shift. rounding: "double" (gemmlowp, TFLite's reference without
+    TFLITE_SINGLE_ROUNDING, CMSIS-NN's default), "single" (TFLITE_SINGLE_ROUNDING) or
+    "double_up" (double, but the final shift rounds ties up: NEON srshl, ruy, LiteRT's
+    optimized kernels). Returns int32 of acc's shape. SPEC section 4."""
     check_rounding(rounding)
     x = _int32_values(acc, "acc")
     n_last = x.shape[-1] if x.ndim else 1
@@ -102,7 +105,7 @@ def multiply_by_quantized_multiplier(acc, multiplier, shift, rounding="double"):
         q, e = np.broadcast_arrays(q, e)
     out = _kernels.multiply_by_quantized_multiplier(
         np.ascontiguousarray(x.reshape(-1, n_last)), np.ascontiguousarray(q), np.ascontiguousarray(e),
-        rounding == "single")
+        ROUNDING_CODES[rounding])
     return out.reshape(x.shape) if x.ndim else out.reshape(())[()]
 
 
@@ -144,7 +147,7 @@ def tflite_params(x_scale, w_scales, per_channel, y_scale, n, bias=None, int_bia
 
 
 def build_epilogue(packed, mode, x_scale, x_zero_point, w_scales, per_channel, y_scale,
-                   y_zero_point, bias=None, relu=False, int_bias=None, single_rounding=False,
+                   y_zero_point, bias=None, relu=False, int_bias=None, rounding="double",
                    out_xor=0, effective_scale="float32"):
     """The C epilogue of one layer for one input quantization (x_scale, x_zero_point).
 
@@ -178,12 +181,12 @@ def build_epilogue(packed, mode, x_scale, x_zero_point, w_scales, per_channel, y
             out_zero_point=int(y_zero_point), out_min=out_min, out_max=255, out_xor=out_xor)
     elif mode == "tflite":
         mult, shift, int_bias = tflite_params(x_scale, w_scales, per_channel, y_scale, n, bias, int_bias,
-                                              "single" if single_rounding else "double", effective_scale)
+                                              rounding, effective_scale)
         col_offset = packed.col_offsets(int(x_zero_point), int_bias)
         info.update(multiplier=mult, shift=shift, int_bias=int_bias)
         ep = _kernels.Epilogue(
             packed, _kernels.EPI_TFLITE, col_offset, multiplier=_padded(mult, npad, np.int32),
-            shift=_padded(shift, npad, np.int32), single_rounding=bool(single_rounding),
+            shift=_padded(shift, npad, np.int32), rounding=ROUNDING_CODES[rounding],
             out_zero_point=int(y_zero_point), out_min=out_min, out_max=255, out_xor=out_xor)
     else:
         check_mode(mode)

@@ -60,9 +60,8 @@ void fq_epilogue_scalar(int32_t mr, int32_t nc, const int32_t *tile, const int32
             for (int32_t c = 0; c < nc; c++) {
                 int32_t n = n0 + c;
                 int32_t acc = corrected_acc(t, c, rs, n, ep);
-                int32_t y = ep->single_rounding
-                    ? fq_multiply_by_quantized_multiplier_single(acc, ep->multiplier[n], ep->shift[n])
-                    : fq_multiply_by_quantized_multiplier(acc, ep->multiplier[n], ep->shift[n]);
+                int32_t y = fq_multiply_by_quantized_multiplier_rounding(acc, ep->multiplier[n], ep->shift[n],
+                                                                         ep->rounding);
                 int32_t q = fq_tflite_output(y, ep->out_zero_point, ep->out_min, ep->out_max);
                 o[c] = (uint8_t)(q ^ ep->out_xor);
             }

@@ -65,6 +65,13 @@ typedef enum {
     FQ_EPI_FLOAT = 4       /* dynamic quantization: float output (see epilogue_scalar.c) */
 } fq_epilogue_kind;
 
+/* Fixed-point rounding variants (requant_fixedpoint.h, SPEC section 4). */
+typedef enum {
+    FQ_ROUNDING_DOUBLE = 0,      /* gemmlowp / TFLite reference: high mul, then shift ties away */
+    FQ_ROUNDING_SINGLE = 1,      /* TFLITE_SINGLE_ROUNDING: one rounding, ties up */
+    FQ_ROUNDING_DOUBLE_UP = 2    /* high mul, then shift ties up (NEON srshl; ruy, LiteRT optimized) */
+} fq_rounding;
+
 typedef struct {
     fq_epilogue_kind kind;
     const int32_t *col_offset;   /* [n_panels*64], see fq_col_offsets (includes int bias) */
@@ -76,7 +83,7 @@ typedef struct {
     /* fixed-point mode */
     const int32_t *multiplier;   /* [n_panels*64] Q31 multipliers */
     const int32_t *shift;        /* [n_panels*64] exponents, > 0 = left shift */
-    int32_t single_rounding;     /* 1: TFLITE_SINGLE_ROUNDING variant */
+    int32_t rounding;            /* fq_rounding: how MultiplyByQuantizedMultiplier rounds */
     /* uint8 output */
     int32_t out_zero_point;
     int32_t out_min, out_max;    /* clamp bounds, e.g. 0/255, or zero point/255 with ReLU */
@@ -130,11 +137,10 @@ void fq_parallel_for(int64_t n_tasks, fq_task_fn fn, void *ctx, int num_threads)
 
 /* ---- fixed point (SPEC section 4) ----------------------------------------------------
  * out[i] = MultiplyByQuantizedMultiplier(x[i], multiplier[c], shift[c]), c = i % n_channels
- * (n must be a multiple of n_channels); double rounding, or TFLITE_SINGLE_ROUNDING when
- * single_rounding != 0. Shifts must lie in [-31, 30]. */
+ * (n must be a multiple of n_channels), rounding an fq_rounding. Shifts must lie in [-31, 30]. */
 void fq_multiply_by_quantized_multiplier_array(const int32_t *x, int64_t n, const int32_t *multiplier,
                                                const int32_t *shift, int64_t n_channels,
-                                               int single_rounding, int32_t *out);
+                                               int rounding, int32_t *out);
 
 /* ---- quantize / dequantize (SPEC section 5) ------------------------------------------ */
 /* q = clamp(rne(min(fmaf(x, inv_scale, zp), 2147483520)), qmin, qmax); NaN -> qmax */

@@ -37,6 +37,21 @@ static inline int32_t fq_multiply_by_quantized_multiplier(int32_t x, int32_t mul
     return fq_rounding_divide_by_pot(fq_saturating_rounding_doubling_high_mul(xs, multiplier), right);
 }
 
+/* round(x / 2^exponent), ties toward +infinity, 0 <= exponent <= 31: a rounding right shift
+ * (ARM SRSHL / vrshlq_s32), exact (the sum is formed in int64, so x near INT32_MAX is fine). */
+static inline int32_t fq_rounding_shift_right(int32_t x, int exponent) {
+    return (int32_t)(((int64_t)x + (((int64_t)1 << exponent) >> 1)) >> exponent);
+}
+
+/* "double_up": the doubling high multiply of double rounding, then a rounding right shift with
+ * ties toward +infinity (ARM SQRDMULH + SRSHL), as ruy and LiteRT's optimized kernels do. */
+static inline int32_t fq_multiply_by_quantized_multiplier_double_up(int32_t x, int32_t multiplier, int32_t shift) {
+    int left = shift > 0 ? shift : 0;
+    int right = shift > 0 ? 0 : -shift;
+    int32_t xs = (int32_t)((uint32_t)x << left);
+    return fq_rounding_shift_right(fq_saturating_rounding_doubling_high_mul(xs, multiplier), right);
+}
+
 /* TFLITE_SINGLE_ROUNDING: (x * multiplier + 2^(30 - shift)) >> (31 - shift), one rounding,
  * ties toward +infinity. |x * multiplier| <= 2^62 and the rounding term <= 2^61, so int64
  * holds the sum. TFLite truncates the int64 result to int32 (a DCHECK in debug builds);
@@ -46,6 +61,16 @@ static inline int32_t fq_multiply_by_quantized_multiplier_single(int32_t x, int3
     int64_t round = (int64_t)1 << (total_shift - 1);
     int64_t r = ((int64_t)x * (int64_t)multiplier + round) >> total_shift;  /* arithmetic shift */
     return (int32_t)(uint32_t)(uint64_t)r;
+}
+
+/* The variant named by rounding (an fq_rounding from fastq.h). */
+static inline int32_t fq_multiply_by_quantized_multiplier_rounding(int32_t x, int32_t multiplier, int32_t shift,
+                                                                   int rounding) {
+    switch (rounding) {
+    case 1: return fq_multiply_by_quantized_multiplier_single(x, multiplier, shift);
+    case 2: return fq_multiply_by_quantized_multiplier_double_up(x, multiplier, shift);
+    default: return fq_multiply_by_quantized_multiplier(x, multiplier, shift);
+    }
 }
 
 /* The output step of a TFLite quantized op: y + zero point, clamped to [lo, hi]. The add is
