@@ -33,9 +33,9 @@ INSTRUCTIONS = ("vpdpbusd", "vpmaddwd", "vpmulld", "vfmadd231ps", "vfmadd231pd")
 _INSTR_CODE = dict(zip(INSTRUCTIONS, (FQB_VPDPBUSD, FQB_VPMADDWD, FQB_VPMULLD,
                                       FQB_VFMADD231PS, FQB_VFMADD231PD)))
 # What each instruction multiplies, for tables.
-INSTRUCTION_TYPES = {"vpdpbusd": "u8 x s8 -> s32", "vpmaddwd": "s16 x s16 -> s32",
-                     "vpmulld": "s32 x s32 -> s32", "vfmadd231ps": "f32 fma",
-                     "vfmadd231pd": "f64 fma"}
+INSTRUCTION_TYPES = {"vpdpbusd": "u8*s8+s32", "vpmaddwd": "s16*s16+s32",
+                     "vpmulld": "s32*s32", "vfmadd231ps": "f32*f32+f32",
+                     "vfmadd231pd": "f64*f64+f64"}
 WIDTHS = (512, 256)
 
 
