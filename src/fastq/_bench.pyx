@@ -118,6 +118,13 @@ def simd_available():
     return [(i, b) for i in INSTRUCTIONS for b in WIDTHS if simd_supported(i, b)]
 
 
+def simd_chains(bits=512):
+    """Independent accumulators the timed loop keeps (16 zmm, 12 ymm)."""
+    if bits not in WIDTHS:
+        raise ValueError("bits: expected 256 or 512, got %r" % (bits,))
+    return fqb_simd_chains(bits)
+
+
 def simd_products(instr, bits=512):
     """Multiplies one instruction performs (vpdpbusd at 512 bits: 16 lanes x 4 = 64)."""
     return fqb_simd_products(_instr_code(instr, bits), bits)

@@ -206,5 +206,6 @@ def onnx_qlinear(qlin, x_scale, x_zero_point, threads=1):
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     return lambda x_u8: sess.run(None, {"x": x_u8})[0]

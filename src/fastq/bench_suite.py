@@ -7,6 +7,7 @@ Steps that need torch or onnxruntime are skipped with a note when those are miss
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -126,14 +127,34 @@ class Bench:
         """Runs every step; progress(i, n, description) is called before each."""
         from .bench_models import quiet_torch
         steps = self.steps()
-        for i, (desc, fn) in enumerate(steps):
-            if progress is not None:
-                progress(i, len(steps), desc)
-            with quiet_torch():
-                fn()
+        with self.thread_settings():
+            for i, (desc, fn) in enumerate(steps):
+                if progress is not None:
+                    progress(i, len(steps), desc)
+                with quiet_torch():
+                    fn()
         if progress is not None:
             progress(len(steps), len(steps), "done")
         return self.results
+
+    @contextlib.contextmanager
+    def thread_settings(self):
+        """fastq and torch use `threads` inside, and get their settings back afterwards."""
+        torch = None
+        try:
+            import torch
+        except ImportError:
+            pass
+        before = (fastq.get_num_threads(), torch.get_num_threads() if torch else None)
+        fastq.set_num_threads(self.threads)
+        if torch:
+            torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            fastq.set_num_threads(before[0])
+            if torch:
+                torch.set_num_threads(before[1])
 
     def skip(self, what, why):
         note = "%s: %s" % (what, why)
@@ -174,8 +195,6 @@ class Bench:
         except ImportError as e:
             self.skip("layer throughput", str(e))
             return
-        torch.set_num_threads(self.threads)
-        fastq.set_num_threads(self.threads)
         flin, qlin, xs, xzp = bm.quantized_linear(k, n)
         self._layer = {"torch": torch, "flin": flin, "qlin": qlin, "xs": xs, "xzp": xzp,
                        "fastq": fastq.QuantizedLinear.from_torch(qlin, engine="x86")}
@@ -221,8 +240,6 @@ class Bench:
         except ImportError as e:
             self.skip("MLP", str(e))
             return
-        torch.set_num_threads(self.threads)
-        fastq.set_num_threads(self.threads)
         rng = np.random.default_rng(0)
         fmodel = bm.float_mlp(sizes)
         calib = rng.standard_normal((256, sizes[0])).astype(np.float32)
