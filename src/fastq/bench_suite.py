@@ -20,10 +20,10 @@ LEVELS = {
     # scalar_n / simd_n: loop iterations per C call; repeats: best-of for C and Python timings
     "quick": dict(scalar_n=20_000, simd_n=2_000, add_n=200_000, repeats=1, min_time=0.002,
                   layer_kn=64, layer_ms=(1, 8), mlp=(32, 64, 10), mlp_batches=(1, 8)),
-    "default": dict(scalar_n=2_000_000, simd_n=400_000, add_n=20_000_000, repeats=3, min_time=0.05,
-                  layer_kn=1024, layer_ms=(1, 4, 16, 64, 256), mlp=(784, 1024, 1024, 10),
-                  mlp_batches=(1, 256)),
-    "full": dict(scalar_n=8_000_000, simd_n=2_000_000, add_n=50_000_000, repeats=5, min_time=0.2,
+    "default": dict(scalar_n=4_000_000, simd_n=1_000_000, add_n=20_000_000, repeats=5, min_time=0.2,
+                    layer_kn=1024, layer_ms=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+                    mlp=(784, 1024, 1024, 10), mlp_batches=(1, 256)),
+    "full": dict(scalar_n=8_000_000, simd_n=2_000_000, add_n=50_000_000, repeats=7, min_time=0.5,
                  layer_kn=2048, layer_ms=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
                  mlp=(784, 2048, 2048, 1024, 10), mlp_batches=(1, 16, 256)),
 }
