@@ -115,6 +115,9 @@ def test_plain_tables_without_rich():
     print_tables(results, file=out, use_rich=False)
     text = out.getvalue()
     assert "int8" in text and "3.00" in text and "skipped: x: y" in text
+    from fastq.bench_report import markdown
+    md = markdown(results)
+    assert "| int8 | 0.750 | 3.00 |" in md
 
 
 def test_bench_levels_reject_bad_input():

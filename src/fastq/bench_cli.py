@@ -29,6 +29,7 @@ def add_parser(subparsers):
     p.add_argument("--png", default=DEFAULT_PNG, metavar="PATH",
                    help="plot (default: %(default)s); needs matplotlib")
     p.add_argument("--no-png", action="store_true", help="do not plot")
+    p.add_argument("--markdown", metavar="PATH", help="also write the tables as markdown")
     p.add_argument("--threads", type=int, default=1,
                    help="threads for fastq, torch and onnxruntime (default 1: per-core figures)")
     p.add_argument("--plain", action="store_true", help="plain-text tables and progress, even with rich")
@@ -123,6 +124,12 @@ def run_command(args):
         results = run_bench(args.level, args.threads, args.json, png, _progress_plain(sys.stderr))
     print("fastq bench (%s level) on %s" % (args.level, results["machine"]["cpu"]))
     print_tables(results, use_rich=use_rich)
+    if args.markdown:
+        from .bench_report import markdown
+        _makedirs_for(args.markdown)
+        with open(args.markdown, "w") as f:
+            f.write(markdown(results))
+        results["files"]["markdown"] = args.markdown
     for kind, path in results["files"].items():
         print("wrote %s: %s" % (kind, path))
     return 0

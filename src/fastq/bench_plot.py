@@ -37,7 +37,7 @@ def _ops_bars(results):
 
 def write_png(results, path):
     plt = require_matplotlib()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.5))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 6))
     bars = _ops_bars(results)
     if bars:
         labels, values, colors = zip(*bars)
@@ -75,7 +75,7 @@ def write_png(results, path):
         ax2.set_xlabel("M (rows of the batch)")
         ax2.set_ylabel("G operations / s (2 per multiply-accumulate)")
         ax2.set_title("Linear %dx%d, %d thread(s)" % (layer["k"], layer["n"], results["threads"]))
-        ax2.legend(fontsize=8)
+        ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)
         ax2.grid(True, which="both", alpha=0.3)
     else:
         ax2.text(0.5, 0.5, "layer benchmark skipped\n(torch not installed)", ha="center",

@@ -45,10 +45,20 @@ def tables(results):
                     ["instruction", "bits", "lane op", "instr/cycle", "ops/cycle", "ops/s"], body))
     layer = results.get("layer")
     if layer and layer["rows"]:
-        body = [[r["impl"], str(r["m"]), "%.1f" % (r["seconds"] * 1e6), "%.1f" % r["gops"],
-                 _f(r["pct_int8_peak"], "%.1f%%")] for r in layer["rows"]]
-        out.append(("Linear layer K=N=%d, %d thread(s)" % (layer["k"], results["threads"]),
-                    ["implementation", "M", "us/call", "GOPS", "% int8 peak"], body))
+        # one row per M, one column per implementation: GOPS (% of the int8 peak)
+        impls, by_m = [], {}
+        for r in layer["rows"]:
+            if r["impl"] not in impls:
+                impls.append(r["impl"])
+            cell = "%.1f" % r["gops"]
+            if r.get("pct_int8_peak") is not None:
+                cell += " (%.0f%%)" % r["pct_int8_peak"]
+            by_m.setdefault(r["m"], {})[r["impl"]] = cell
+        body = [[str(m)] + [cells.get(i, "-") for i in impls] for m, cells in by_m.items()]
+        peak = results.get("peaks", {}).get("int8_gops")
+        out.append(("Linear layer K=N=%d, %d thread(s): GOPS (%% of the int8 peak%s)" % (
+            layer["k"], results["threads"], ", %.0f GOPS" % peak if peak else ""),
+            ["M"] + impls, body))
     mlp = results.get("mlp")
     if mlp and mlp["rows"]:
         wb = mlp.get("weights_bytes", {})
@@ -59,6 +69,21 @@ def tables(results):
             "-".join(str(s) for s in mlp["sizes"]), mlp.get("fastq_vs_torch_mismatches", "?"))
         out.append((title, ["implementation", "batch", "us/call", "samples/s", "weights"], body))
     return out
+
+
+def markdown(results):
+    """The same tables as GitHub markdown (for docs: paste, or `fastq bench --markdown`)."""
+    lines = ["Measured on %s, %d thread(s), fastq backend %s." % (
+        results.get("machine", {}).get("cpu", "?"), results.get("threads", 1),
+        results.get("machine", {}).get("fastq_backend", "?")), ""]
+    for title, header, body in tables(results):
+        lines += ["**%s**" % title, "", "| " + " | ".join(header) + " |",
+                  "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in body]
+        lines.append("")
+    for note in results.get("skipped", []):
+        lines.append("- skipped: %s" % note)
+    return "\n".join(lines) + "\n"
 
 
 def print_tables(results, file=None, use_rich=True):
