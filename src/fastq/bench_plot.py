@@ -24,7 +24,7 @@ def _ops_bars(results):
     for r in results.get("scalar", []):
         if r["mode"] == "throughput":
             color = "C1" if r["dtype"].startswith("float") else "C0"
-            bars.append(("scalar %s mul" % r["dtype"], r["ops_per_s"], color))
+            bars.append(("scalar %s mul (C)" % r["dtype"], r["ops_per_s"], color))
     best = {}
     for r in results.get("simd", []):
         if r["instr"] not in best or r["ops_per_s"] > best[r["instr"]]["ops_per_s"]:
@@ -61,8 +61,11 @@ def write_png(results, path):
             rows = [r for r in layer["rows"] if r["impl"] == impl]
             if rows:
                 color, marker = IMPL_STYLE[impl]
+                label = impl
+                if impl == "fastq int8":   # the backend matters: scalar vs SIMD kernels
+                    label += " (%s)" % results.get("machine", {}).get("fastq_backend", "?")
                 ax2.plot([r["m"] for r in rows], [r["gops"] for r in rows], marker=marker,
-                         color=color, label=impl)
+                         color=color, label=label)
         peaks = results.get("peaks", {})
         for key, label, color in (("int8_gops", "int8 peak (vpdpbusd)", "C0"),
                                   ("fp32_gflops", "fp32 peak (vfmadd231ps)", "C2")):
