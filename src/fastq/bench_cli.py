@@ -74,11 +74,10 @@ class _RichProgress:
         self.bar.update(self.task, completed=i, description=desc)
 
 
-def run_bench(level="default", threads=1, json_path=None, png_path=None, progress=None, out=None):
+def run_bench(level="default", threads=1, json_path=None, png_path=None, progress=None):
     """Runs one level; writes JSON (and the PNG where png_path is given and matplotlib is
     installed). Returns the results dict; results["files"] lists what was written."""
     from .bench_suite import Bench
-    out = out or sys.stdout
     bench = Bench(level, threads)
     results = bench.run(progress)
     files = {}
@@ -89,13 +88,12 @@ def run_bench(level="default", threads=1, json_path=None, png_path=None, progres
             files["png"] = bench_plot.write_png(results, png_path)
         except ImportError as e:
             bench.skip("plot", str(e))
+    results["files"] = files
     if json_path:
         _makedirs_for(json_path)
-        results["files"] = files
         with open(json_path, "w") as f:
             json.dump(results, f, indent=1)
         files["json"] = json_path
-    results["files"] = files
     return results
 
 
