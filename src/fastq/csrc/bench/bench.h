@@ -46,6 +46,7 @@ int fqb_simd_products(int instr, int bits);
 /* Per ISA file: the loops (called only when supported). */
 double fqb_simd_ns_avx2(int instr, int64_t n);
 double fqb_simd_ns_avx512(int instr, int64_t n);
+double fqb_vpdpbusd_ymm_evex_ns(int64_t n);   /* 12 ymm chains, AVX512-VNNI + VL */
 int fqb_compiled_avx2(void);
 int fqb_compiled_avx512(void);
 

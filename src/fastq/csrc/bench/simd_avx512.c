@@ -46,6 +46,32 @@ DEFINE_LOOP(vpmulld, __m512i, _mm512_set1_epi32(7), MULLD)
 DEFINE_LOOP(vfmadd231ps, __m512, _mm512_set1_ps(1.0f), FMAPS)
 DEFINE_LOOP(vfmadd231pd, __m512d, _mm512_set1_pd(1.0), FMAPD)
 
+/* 256-bit vpdpbusd in EVEX form (AVX512-VNNI + VL), for CPUs without AVX-VNNI (VEX). */
+NOINLINE static double avx512_vpdpbusd_ymm(int64_t n, __m256i a, __m256i b) {
+    __m256i c0 = _mm256_set1_epi32(1), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0,
+            c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
+    OPAQUE_V(a); OPAQUE_V(b);
+    OPAQUE_V(c0); OPAQUE_V(c1); OPAQUE_V(c2); OPAQUE_V(c3); OPAQUE_V(c4); OPAQUE_V(c5);
+    OPAQUE_V(c6); OPAQUE_V(c7); OPAQUE_V(c8); OPAQUE_V(c9); OPAQUE_V(c10); OPAQUE_V(c11);
+    double t0 = fqb_now_ns();
+    for (int64_t i = 0; i < n; i++) {
+        c0 = _mm256_dpbusd_epi32(c0, a, b); c1 = _mm256_dpbusd_epi32(c1, a, b);
+        c2 = _mm256_dpbusd_epi32(c2, a, b); c3 = _mm256_dpbusd_epi32(c3, a, b);
+        c4 = _mm256_dpbusd_epi32(c4, a, b); c5 = _mm256_dpbusd_epi32(c5, a, b);
+        c6 = _mm256_dpbusd_epi32(c6, a, b); c7 = _mm256_dpbusd_epi32(c7, a, b);
+        c8 = _mm256_dpbusd_epi32(c8, a, b); c9 = _mm256_dpbusd_epi32(c9, a, b);
+        c10 = _mm256_dpbusd_epi32(c10, a, b); c11 = _mm256_dpbusd_epi32(c11, a, b);
+    }
+    double t1 = fqb_now_ns();
+    OPAQUE_V(c0); OPAQUE_V(c1); OPAQUE_V(c2); OPAQUE_V(c3); OPAQUE_V(c4); OPAQUE_V(c5);
+    OPAQUE_V(c6); OPAQUE_V(c7); OPAQUE_V(c8); OPAQUE_V(c9); OPAQUE_V(c10); OPAQUE_V(c11);
+    return t1 - t0;
+}
+
+double fqb_vpdpbusd_ymm_evex_ns(int64_t n) {
+    return avx512_vpdpbusd_ymm(n, _mm256_set1_epi8(3), _mm256_set1_epi8(-5));
+}
+
 int fqb_compiled_avx512(void) { return 1; }
 
 double fqb_simd_ns_avx512(int instr, int64_t n) {
@@ -62,4 +88,5 @@ double fqb_simd_ns_avx512(int instr, int64_t n) {
 #else
 int fqb_compiled_avx512(void) { return 0; }
 double fqb_simd_ns_avx512(int instr, int64_t n) { (void)instr; (void)n; return -1.0; }
+double fqb_vpdpbusd_ymm_evex_ns(int64_t n) { (void)n; return -1.0; }
 #endif
