@@ -74,3 +74,31 @@ def linear_from_torch(module, engine=None):
     relu = isinstance(module, nniq.LinearReLU)
     return QuantizedLinear(weight, bias, float(module.scale), int(module.zero_point),
                            relu=relu, requant=requant)
+
+
+def dynamic_linear_from_torch(module, engine=None):
+    """torch.ao.nn.quantized.dynamic.Linear or ...intrinsic.quantized.dynamic.LinearReLU (qint8
+    weights) -> DynamicQuantizedLinear, reproducing the given (or current) torch engine."""
+    _torch()
+    import torch
+    import torch.ao.nn.quantized.dynamic as nnqd
+    import torch.ao.nn.intrinsic.quantized.dynamic as nniqd
+    from .dynamic import DynamicQuantizedLinear
+    if not isinstance(module, nnqd.Linear):
+        raise TypeError("module: expected torch.ao.nn.quantized.dynamic.Linear or "
+                        "torch.ao.nn.intrinsic.quantized.dynamic.LinearReLU, got %s" % type(module).__name__)
+    if module._packed_params.dtype != torch.qint8:
+        raise TypeError("module: only qint8 dynamic Linear is reproduced, got weights of dtype %s"
+                        % module._packed_params.dtype)
+    mode = requant_for_engine(engine)
+    relu = isinstance(module, nniqd.LinearReLU)
+    # nnqd.Linear passes reduce_range=True from version 4 on (the current one); older modules call
+    # linear_dynamic with its default, False. LinearReLU always passes True. qnnpack ignores it.
+    version = getattr(module, "version", None)
+    reduce_range = relu or (version is not None and version >= 4)
+    if mode == "qnnpack":
+        reduce_range = False
+    weight = qtensor_from_torch(module.weight())
+    bias = module.bias()
+    bias = None if bias is None else bias.detach().float().numpy().copy()
+    return DynamicQuantizedLinear(weight, bias, relu=relu, mode=mode, reduce_range=reduce_range)
