@@ -87,9 +87,8 @@ def requant_fbgemm(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, rel
         f = (f + bias_term).astype(np.float32)
     y = (f * mult).astype(np.float32)
     r = round_float_to_int32(y)
-    q = wrap_int32(r + int(y_zero_point))                         # vpaddd wraps
     lo = int(y_zero_point) if relu else 0
-    return np.clip(q, lo, 255).astype(np.uint8)
+    return np.clip(r + int(y_zero_point), lo, 255).astype(np.uint8)   # saturating int16 adds
 
 
 # --------------------------------------------------------------------------- SPEC section 3
@@ -231,16 +230,17 @@ def quantize_per_channel(x, scales, zero_points, axis=0, dtype="int8"):
 
 
 def dequantize(values, scale, zero_point, axis=None):
-    """x = f32(f32(q - zp) * scale) (per channel along axis when scale is an array)."""
-    v = np.asarray(values).astype(np.float32)
-    s = np.asarray(scale, dtype=np.float64).astype(np.float32)
-    z = np.asarray(zero_point, dtype=np.float32)
-    if axis is not None:
-        shape = [1] * v.ndim
-        shape[axis] = -1
-        s = s.reshape(shape)
-        z = z.reshape(shape)
-    return ((v - z).astype(np.float32) * s).astype(np.float32)
+    """Per tensor: x = f32(f32(q - zp) * (float)scale).
+    Per channel (torch computes in double there): x = (float)((double)(q - zp[c]) * scale[c])."""
+    v = np.asarray(values)
+    if axis is None:
+        s = np.float32(scale)
+        return ((v.astype(np.float32) - np.float32(zero_point)).astype(np.float32) * s).astype(np.float32)
+    shape = [1] * v.ndim
+    shape[axis] = -1
+    s = np.asarray(scale, dtype=np.float64).reshape(shape)
+    z = np.asarray(zero_point, dtype=np.float64).reshape(shape)
+    return ((v.astype(np.float64) - z) * s).astype(np.float32)
 
 
 def choose_qparams(min_val, max_val, dtype="uint8", symmetric=False, reduce_range=False):

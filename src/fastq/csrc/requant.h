@@ -30,23 +30,28 @@ static inline int32_t fq_clamp(int32_t v, int32_t lo, int32_t hi) {
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
-/* SPEC section 2: f = f32(f32((float)acc + bias) * mult); r = rne(f); q = clamp(r + zy).
- * The zero point is added with a wrapping int32 add (vpaddd), then saturated to [lo, hi]. */
+/* r + zero_point clamped to [lo, hi], computed exactly (no int32 wrap). FBGEMM and QNNPACK
+ * both pack to int16 with saturation, add the zero point with a saturating int16 add and pack
+ * to uint8 with saturation: for 0 <= zero_point <= 255 that equals the exact clamp. */
+static inline int32_t fq_add_zero_point_clamp(int32_t r, int32_t zero_point, int32_t lo, int32_t hi) {
+    int64_t q = (int64_t)r + zero_point;
+    return (int32_t)(q < lo ? lo : (q > hi ? hi : q));
+}
+
+/* SPEC section 2: f = f32((float)acc + bias); y = f32(f * mult); q = clamp(rne(y) + zy). */
 static inline int32_t fq_requant_fbgemm(int32_t acc, float bias, float mult,
                                         int32_t zero_point, int32_t lo, int32_t hi) {
     float f = (float)acc;
     f = f + bias;
     float y = f * mult;
-    return fq_clamp(fq_wrap_add(fq_round_float_to_int32(y), zero_point), lo, hi);
+    return fq_add_zero_point_clamp(fq_round_float_to_int32(y), zero_point, lo, hi);
 }
 
-/* SPEC section 3: y = f32((float)acc * req), acc already holding the int32 bias;
- * the zero point is added with saturation (QNNPACK packs to int16 and uses adds_epi16). */
+/* SPEC section 3: y = f32((float)acc * req), acc already holding the int32 bias. */
 static inline int32_t fq_requant_qnnpack(int32_t acc, float req,
                                          int32_t zero_point, int32_t lo, int32_t hi) {
     float y = (float)acc * req;
-    int64_t r = (int64_t)fq_round_float_to_int32(y) + zero_point;
-    return (int32_t)(r < lo ? lo : (r > hi ? hi : r));
+    return fq_add_zero_point_clamp(fq_round_float_to_int32(y), zero_point, lo, hi);
 }
 
 #endif
