@@ -109,7 +109,6 @@ _TORCH_DTYPES = {"quint8": "uint8", "qint8": "int8"}
 
 def _convert_leaf(module, path, engine):
     """The fastq layer for one torch leaf module, or None when `module` is a container."""
-    import torch
     import torch.nn as nn
     import torch.ao.nn.quantized as nnq
     import torch.ao.nn.quantized.dynamic as nnqd
