@@ -131,3 +131,18 @@ def test_empty_batch_and_errors():
         fastq.DynamicQuantizedLinear(w, bias=np.zeros(4, np.float32))
     with pytest.raises(TypeError, match="module"):
         fastq.DynamicQuantizedLinear.from_torch(torch.nn.Linear(4, 3))
+
+
+def test_affine_weights_with_zero_points_match_torch(engine):
+    qc = tq.QConfig(activation=tq.default_dynamic_quant_observer,
+                    weight=tq.PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_affine))
+    torch.manual_seed(4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qm = tq.quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(50, 30)), {torch.nn.Linear: qc})
+    layer = fastq.DynamicQuantizedLinear.from_torch(qm[0])
+    assert np.any(np.asarray(layer.weight.zero_point) != 0)     # the row-sum term is exercised
+    x = np.random.default_rng(0).standard_normal((2, 10, 50)).astype(np.float32)
+    with torch.no_grad():
+        expected = qm(torch.from_numpy(x)).numpy()
+    assert np.array_equal(layer(x), expected)

@@ -202,6 +202,15 @@ def test_save_load_round_trip(tmp_path, engine):
     m2.save(str(tmp_path / "m2.npz"))
     x2 = np.random.default_rng(6).standard_normal((5, 4)).astype(np.float32)
     assert np.array_equal(fastq.load(str(tmp_path / "m2.npz"))(x2), m2(x2))
+    # a tflite layer with an int32 bias and single rounding, per-channel weights
+    wc = fastq.QTensor(np.arange(-6, 6, dtype=np.int8).reshape(3, 4), [0.01, 0.02, 0.03], [0, 0, 0], axis=0)
+    m3 = fastq.Model([fm.Quantize(0.05, 128), fastq.QuantizedLinear(wc, np.array([5, -7, 100], np.int32), 0.02, 10,
+                                                                   requant="tflite", rounding="single"),
+                      fm.Dequantize()])
+    m3.save(str(tmp_path / "m3.npz"))
+    loaded3 = fastq.load(str(tmp_path / "m3.npz"))
+    assert loaded3[1].rounding == "single" and loaded3[1].int_bias.dtype == np.int32
+    assert np.array_equal(loaded3(x2), m3(x2))
 
 
 def test_unsupported_module_raises_type_error():
