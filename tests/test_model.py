@@ -213,11 +213,10 @@ def test_save_load_round_trip(tmp_path, engine):
     assert np.array_equal(loaded3(x2), m3(x2))
 
 
-def test_unsupported_module_raises_type_error():
-    torch.backends.quantized.engine = ENGINES[0]
+def test_unsupported_module_raises_type_error(engine):
     torch.manual_seed(0)
     m = nn.Sequential(tq.QuantStub(), nn.Linear(8, 4), tq.DeQuantStub(), nn.Sigmoid()).eval()
-    m.qconfig = tq.get_default_qconfig(ENGINES[0])
+    m.qconfig = tq.get_default_qconfig(engine)
     p = tq.prepare(m)
     p(torch.randn(20, 8))
     tm = tq.convert(p)
