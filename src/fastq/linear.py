@@ -157,3 +157,7 @@ class QuantizedLinear:
     def __repr__(self):
         return "QuantizedLinear(in_features=%d, out_features=%d, requant=%r%s)" % (
             self.in_features, self.out_features, self.requant, ", relu=True" if self.relu else "")
+
+
+# Dynamic quantization (float in, float out) lives in its own module; re-exported here.
+from .dynamic import DynamicQuantizedLinear  # noqa: E402,F401
