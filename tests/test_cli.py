@@ -12,7 +12,8 @@ import fastq
 from fastq import reference
 from fastq.explain import random_layer
 
-SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+# the folder holding the fastq this test imported (installed site-packages, or src/ in a dev tree)
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(fastq.__file__)))
 
 
 def _run(args, code=None, timeout=180):
