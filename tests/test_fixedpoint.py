@@ -15,11 +15,6 @@ INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
 
 
-@pytest.fixture
-def rng(request):
-    return np.random.default_rng(abs(hash(request.node.name)) % 2**31)
-
-
 def mbqm(x, q, s, rounding="double"):
     return int(fastq.multiply_by_quantized_multiplier(np.int32(x), q, s, rounding=rounding))
 

@@ -12,19 +12,6 @@ from fastq import reference
 DATA = os.path.join(os.path.dirname(__file__), "data", "tflite_fc_vectors.npz")
 
 
-@pytest.fixture
-def rng(request):
-    return np.random.default_rng(abs(hash(request.node.name)) % 2**31)
-
-
-@pytest.fixture(params=fastq.backends())
-def backend(request):
-    previous = fastq.get_backend()
-    fastq.set_backend(request.param)
-    yield request.param
-    fastq.set_backend(previous)
-
-
 def _qrange(dtype):
     return (-128, 127) if np.dtype(dtype) == np.int8 else (0, 255)
 

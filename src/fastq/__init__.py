@@ -5,14 +5,17 @@ requantization (float multiplier, or Q31 multiplier + shift) -> uint8.
 """
 from .qtensor import QTensor, quantize, quantize_per_channel, dequantize, choose_qparams
 from .requant import quantize_multiplier, multiply_by_quantized_multiplier
-from .linear import qgemm, QuantizedLinear, FixedPointParams
+from .linear import qgemm, QuantizedLinear, DynamicQuantizedLinear, FixedPointParams
+from .model import Model, from_torch, load
 from .runtime import backends, get_backend, set_backend, get_num_threads, set_num_threads
 from . import reference
+from .explain import explain
 
 __version__ = "0.1.0"
 
 __all__ = [
     "QTensor", "quantize", "quantize_per_channel", "dequantize", "choose_qparams",
-    "quantize_multiplier", "multiply_by_quantized_multiplier", "qgemm", "QuantizedLinear", "FixedPointParams",
+    "quantize_multiplier", "multiply_by_quantized_multiplier", "qgemm", "QuantizedLinear",
+    "DynamicQuantizedLinear", "FixedPointParams", "Model", "from_torch", "load", "explain",
     "backends", "get_backend", "set_backend", "get_num_threads", "set_num_threads", "reference",
 ]

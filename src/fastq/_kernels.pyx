@@ -38,6 +38,7 @@ cdef extern from "csrc/fastq.h" nogil:
         const int32_t *shift
         int32_t rounding
         int32_t out_zero_point, out_min, out_max, out_xor
+        int32_t float_fma, float_relu
     const char *fq_backend_name(int backend)
     int fq_backend_supported(int backend)
     int fq_best_backend()
@@ -174,7 +175,7 @@ cdef class Epilogue:
     def __cinit__(self, PackedWeights pw not None, int kind, col_offset, *, bias=None,
                   scale=None, multiplier=None, shift=None, int rounding=0,
                   bint with_row_sums=True, int out_zero_point=0, int out_min=0,
-                  int out_max=255, int out_xor=0):
+                  int out_max=255, int out_xor=0, bint float_fma=False, bint float_relu=False):
         if kind not in (FQ_EPI_INT32, FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_TFLITE, FQ_EPI_FLOAT):
             raise ValueError("requant: unknown epilogue kind %d" % kind)
         cdef Py_ssize_t npad = pw.p.n_panels * FQ_NR
@@ -206,6 +207,8 @@ cdef class Epilogue:
         self.ep.out_min = out_min
         self.ep.out_max = out_max
         self.ep.out_xor = out_xor
+        self.ep.float_fma = float_fma
+        self.ep.float_relu = float_relu
 
 
 def gemm(PackedWeights pw not None, Epilogue ep not None, cnp.ndarray a not None,

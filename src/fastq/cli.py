@@ -31,8 +31,8 @@ def main(argv=None):
     except ImportError:
         pass
     try:
-        from . import explain
-        explain.add_parser(sub)
+        from .explain import add_parser as add_explain_parser   # fastq.explain is also the function
+        add_explain_parser(sub)
     except ImportError:
         pass
     try:

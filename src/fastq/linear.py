@@ -277,3 +277,7 @@ class QuantizedLinear:
             extra += ", dtype=%r" % self.dtype.name
         return "QuantizedLinear(in_features=%d, out_features=%d, requant=%r%s)" % (
             self.in_features, self.out_features, self.requant, extra)
+
+
+# Dynamic quantization (float in, float out) lives in its own module; re-exported here.
+from .dynamic import DynamicQuantizedLinear  # noqa: E402,F401

@@ -110,6 +110,8 @@ def choose_qparams(min_val, max_val, dtype="uint8", symmetric=False, reduce_rang
             raise TypeError("%s: expected a float, got %r" % (name, type(v).__name__))
         if not np.isfinite(v):
             raise ValueError("%s: expected a finite float, got %r" % (name, v))
+    if symmetric and reduce_range and np.dtype(dtype) == np.uint8:
+        raise ValueError("reduce_range: symmetric uint8 quantization cannot reduce its range (torch refuses it too)")
     if min_val > max_val:
         raise ValueError("min_val: %r is greater than max_val %r" % (min_val, max_val))
     return reference.choose_qparams(min_val, max_val, dtype, bool(symmetric), bool(reduce_range))

@@ -326,16 +326,17 @@ def quantize_per_channel(x, scales, zero_points, axis=0, dtype="int8"):
 
 
 def dequantize(values, scale, zero_point, axis=None):
-    """x = f32(f32(q - zp) * scale) (per channel along axis when scale is an array)."""
-    v = np.asarray(values).astype(np.float32)
-    s = np.asarray(scale, dtype=np.float64).astype(np.float32)
-    z = np.asarray(zero_point, dtype=np.float32)
-    if axis is not None:
-        shape = [1] * v.ndim
-        shape[axis] = -1
-        s = s.reshape(shape)
-        z = z.reshape(shape)
-    return ((v - z).astype(np.float32) * s).astype(np.float32)
+    """Per tensor: x = f32(f32(q - zp) * (float)scale).
+    Per channel (torch computes in double there): x = (float)((double)(q - zp[c]) * scale[c])."""
+    v = np.asarray(values)
+    if axis is None:
+        s = np.float32(scale)
+        return ((v.astype(np.float32) - np.float32(zero_point)).astype(np.float32) * s).astype(np.float32)
+    shape = [1] * v.ndim
+    shape[axis] = -1
+    s = np.asarray(scale, dtype=np.float64).reshape(shape)
+    z = np.asarray(zero_point, dtype=np.float64).reshape(shape)
+    return ((v.astype(np.float64) - z) * s).astype(np.float32)
 
 
 def choose_qparams(min_val, max_val, dtype="uint8", symmetric=False, reduce_range=False):
@@ -369,3 +370,76 @@ def linear(x_q, x_scale, x_zero_point, w_q, w_scales, w_zero_points, bias, y_sca
         return linear_tflite(x_q, x_scale, x_zero_point, w_q, w_scales, w_zero_points, bias, y_scale,
                              y_zero_point, relu, per_channel)
     raise ValueError("requant: expected 'fbgemm', 'qnnpack' or 'tflite', got %r" % (requant,))
+
+
+# --------------------------------------------------------------------------- dynamic quantization
+# Not in SPEC.md; measured against torch 2.13 (quantize_dynamic, engines x86 / fbgemm / qnnpack).
+# See fastq/dynamic.py for the whole story.
+SMALL_SCALE_THRESHOLD = f32(6.1e-5)     # fp16's smallest normal, torch's cut-off for tiny scales
+
+
+def choose_qparams_dynamic(x_min, x_max, reduce_range=False):
+    """torch quant_utils::ChooseQuantizationParams for uint8 activations: (scale, zero_point).
+
+    Unlike MinMaxObserver the scale is computed in double, the zero point from whichever end
+    of the range gives the smaller error, and tiny scales are lifted to 6.1e-5. The scale is
+    returned as the float32 value every later step uses."""
+    qmin, qmax = (0, 127) if reduce_range else (0, 255)
+    mn = min(f32(x_min), f32(0.0))
+    mx = max(f32(x_max), f32(0.0))
+    scale = (np.float64(mx) - np.float64(mn)) / (qmax - qmin)            # double
+    if f32(scale) == 0 or np.isinf(f32(1.0) / f32(scale)):
+        scale = np.float64(0.1)
+    if scale < np.float64(SMALL_SCALE_THRESHOLD):
+        org_scale = f32(scale)
+        scale = np.float64(SMALL_SCALE_THRESHOLD)
+        if mn == 0:
+            mx = f32(SMALL_SCALE_THRESHOLD * f32(qmax - qmin))
+        elif mx == 0:
+            mn = f32(-SMALL_SCALE_THRESHOLD * f32(qmax - qmin))
+        else:
+            amplifier = f32(SMALL_SCALE_THRESHOLD / org_scale)
+            mn = f32(mn * amplifier)
+            mx = f32(mx * amplifier)
+    zp_from_min = qmin - np.float64(mn) / scale
+    zp_from_max = qmax - np.float64(mx) / scale
+    err_min = abs(qmin) - abs(np.float64(mn) / scale)
+    err_max = abs(qmax) - abs(np.float64(mx) / scale)
+    zp = zp_from_min if err_min < err_max else zp_from_max
+    if zp < qmin:
+        zp = qmin
+    elif zp > qmax:
+        zp = qmax
+    else:
+        zp = int(np.rint(zp))                                              # half to even
+    return float(f32(scale)), int(zp)
+
+
+def linear_dynamic(x, w_q, w_scales, w_zero_points, bias=None, relu=False, mode="fbgemm",
+                   reduce_range=None):
+    """Dynamic quantized Linear, float32 [..., K] -> float32 [..., N] (torch nnqd.Linear).
+
+    mode "fbgemm" (torch x86 / fbgemm): reduce_range by default, y = fmaf(f, s, bias);
+    mode "qnnpack": full range, y = f32(f32(f * s) + bias)."""
+    x = np.asarray(x, dtype=np.float32)
+    if reduce_range is None:
+        reduce_range = mode == "fbgemm"
+    k = x.shape[-1]
+    x2 = x.reshape(-1, k)
+    lo, hi = (x2.min(), x2.max()) if x2.size else (f32(0), f32(0))
+    sx, zx = choose_qparams_dynamic(lo, hi, reduce_range)
+    x_q = quantize_per_tensor(x2, sx, zx, "uint8")
+    acc = wrap_int32(qgemm(x_q, zx, w_q, w_zero_points))
+    n = np.shape(w_q)[0]
+    sw = np.broadcast_to(np.atleast_1d(np.asarray(w_scales, dtype=np.float64)).astype(np.float32), (n,))
+    s = (f32(sx) * sw).astype(np.float32)
+    f = acc.astype(np.float32)
+    if bias is None:
+        y = (f * s).astype(np.float32)
+    elif mode == "fbgemm":
+        y = fmaf(f, s, np.asarray(bias, dtype=np.float32))
+    else:
+        y = ((f * s).astype(np.float32) + np.asarray(bias, dtype=np.float32)).astype(np.float32)
+    if relu:
+        y = np.where(y < 0, f32(0), y).astype(np.float32)
+    return y.reshape(x.shape[:-1] + (n,))

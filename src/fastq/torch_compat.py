@@ -74,3 +74,110 @@ def linear_from_torch(module, engine=None):
     relu = isinstance(module, nniq.LinearReLU)
     return QuantizedLinear(weight, bias, float(module.scale), int(module.zero_point),
                            relu=relu, requant=requant)
+
+
+def dynamic_linear_from_torch(module, engine=None):
+    """torch.ao.nn.quantized.dynamic.Linear or ...intrinsic.quantized.dynamic.LinearReLU (qint8
+    weights) -> DynamicQuantizedLinear, reproducing the given (or current) torch engine."""
+    _torch()
+    import torch
+    import torch.ao.nn.quantized.dynamic as nnqd
+    import torch.ao.nn.intrinsic.quantized.dynamic as nniqd
+    from .dynamic import DynamicQuantizedLinear
+    if not isinstance(module, nnqd.Linear):
+        raise TypeError("module: expected torch.ao.nn.quantized.dynamic.Linear or "
+                        "torch.ao.nn.intrinsic.quantized.dynamic.LinearReLU, got %s" % type(module).__name__)
+    if module._packed_params.dtype != torch.qint8:
+        raise TypeError("module: only qint8 dynamic Linear is reproduced, got weights of dtype %s"
+                        % module._packed_params.dtype)
+    mode = requant_for_engine(engine)
+    relu = isinstance(module, nniqd.LinearReLU)
+    # nnqd.Linear passes reduce_range=True from version 4 on (the current one); older modules call
+    # linear_dynamic with its default, False. LinearReLU always passes True. qnnpack ignores it.
+    version = getattr(module, "version", None)
+    reduce_range = relu or (version is not None and version >= 4)
+    if mode == "qnnpack":
+        reduce_range = False
+    weight = qtensor_from_torch(module.weight())
+    bias = module.bias()
+    bias = None if bias is None else bias.detach().float().numpy().copy()
+    return DynamicQuantizedLinear(weight, bias, relu=relu, mode=mode, reduce_range=reduce_range)
+
+
+_TORCH_DTYPES = {"quint8": "uint8", "qint8": "int8"}
+
+
+def _convert_leaf(module, path, engine):
+    """The fastq layer for one torch leaf module, or None when `module` is a container."""
+    import torch.nn as nn
+    import torch.ao.nn.quantized as nnq
+    import torch.ao.nn.quantized.dynamic as nnqd
+    import torch.ao.nn.intrinsic as nni
+    import torch.ao.quantization as tq
+    from . import model as fm
+    if isinstance(module, nnqd.Linear):             # before nnq.Linear: nnqd.Linear subclasses it
+        return dynamic_linear_from_torch(module, engine=engine)
+    if isinstance(module, nnq.Linear):
+        return linear_from_torch(module, engine=engine)
+    if isinstance(module, nnq.Quantize):
+        dtype = _TORCH_DTYPES.get(str(module.dtype).replace("torch.", ""))
+        if dtype is None:
+            raise TypeError("module %r: Quantize to %s is not supported (quint8 or qint8)" % (path, module.dtype))
+        return fm.Quantize(float(module.scale.reshape(-1)[0]), int(module.zero_point.reshape(-1)[0]), dtype)
+    if isinstance(module, nnq.DeQuantize):
+        return fm.Dequantize()
+    if isinstance(module, (tq.QuantStub, tq.DeQuantStub)):
+        return fm.Identity()                        # unconverted stubs pass floats through
+    if isinstance(module, nnq.ReLU6) or type(module) is nn.ReLU6:   # nnq.ReLU6 subclasses nn.ReLU
+        return fm.ReLU6()
+    if type(module) is nn.ReLU:
+        return fm.ReLU()
+    if isinstance(module, nnq.Dropout) or type(module) is nn.Identity:   # quantized Dropout: identity
+        return fm.Identity()
+    if isinstance(module, nn.Dropout):
+        if module.training and module.p > 0:
+            raise ValueError("module %r: Dropout in training mode is random; call model.eval() first" % path)
+        return fm.Identity()
+    if type(module) is nn.Flatten:
+        return fm.Flatten(module.start_dim, module.end_dim)
+    if isinstance(module, (nn.Linear, nni.LinearReLU)):
+        raise TypeError("module %r: a float %s; quantize the model first (torch.ao.quantization.convert "
+                        "or quantize_dynamic)" % (path, type(module).__name__))
+    if isinstance(module, (nn.Sequential, nn.ModuleList)) or next(module.children(), None) is not None:
+        return None
+    raise TypeError("module %r: %s.%s is not supported by fastq.from_torch (supported: QuantStub/Quantize, "
+                    "DeQuantStub/DeQuantize, quantized Linear / LinearReLU, dynamic Linear / LinearReLU, "
+                    "ReLU, ReLU6, Identity, Dropout, Flatten, Sequential)"
+                    % (path, type(module).__module__, type(module).__name__))
+
+
+def _children_in_forward_order(module):
+    import torch.ao.quantization as tq
+    children = list(module.named_children())
+    if isinstance(module, tq.QuantWrapper):       # registered quant, dequant, module; runs quant, module, dequant
+        order = {"quant": 0, "module": 1, "dequant": 2}
+        children.sort(key=lambda kv: order.get(kv[0], 1))
+    return children
+
+
+def model_from_torch(module, engine=None):
+    """A converted eager-mode torch model -> fastq.Model (see fastq.model.from_torch)."""
+    torch = _torch()
+    from .model import Model
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError("module: expected a torch.nn.Module, got %s" % type(module).__name__)
+    engine_name = engine if engine is not None else torch.backends.quantized.engine
+    requant_for_engine(engine_name)                 # refuse engines fastq does not reproduce, early
+    layers, names = [], []
+
+    def walk(mod, path):
+        layer = _convert_leaf(mod, path or type(mod).__name__, engine_name)
+        if layer is not None:
+            layers.append(layer)
+            names.append(path or type(mod).__name__)
+            return
+        for name, child in _children_in_forward_order(mod):
+            walk(child, name if not path else path + "." + name)
+
+    walk(module, "")
+    return Model(layers, names)

@@ -24,12 +24,18 @@ void fq_epilogue_scalar(int32_t mr, int32_t nc, const int32_t *tile, const int32
             break;
         }
         case FQ_EPI_FLOAT: {
-            /* dynamic quantization: y = f32((float)acc * scale[n]) + bias[n] */
+            /* dynamic quantization, fastq.DynamicQuantizedLinear: scale[n] = f32(sx * sw[n]);
+             * FBGEMM's compiled requantizeForFloatAvx2 fuses the multiply and the bias add
+             * (one rounding), QNNPACK's q8gemm_dq rounds twice. */
             float *o = (float *)out + (ptrdiff_t)i * ldo + n0;
             for (int32_t c = 0; c < nc; c++) {
                 int32_t n = n0 + c;
-                float y = (float)corrected_acc(t, c, rs, n, ep) * ep->scale[n];
-                if (ep->bias) y = y + ep->bias[n];
+                float f = (float)corrected_acc(t, c, rs, n, ep);
+                float y;
+                if (!ep->bias) y = f * ep->scale[n];
+                else if (ep->float_fma) y = fmaf(f, ep->scale[n], ep->bias[n]);
+                else y = f * ep->scale[n] + ep->bias[n];   /* -ffp-contract=off: two roundings */
+                if (ep->float_relu && y < 0.0f) y = 0.0f;
                 o[c] = y;
             }
             break;

@@ -62,7 +62,7 @@ typedef enum {
     FQ_EPI_FBGEMM = 1,     /* SPEC section 2 (torch engines x86 / fbgemm) */
     FQ_EPI_QNNPACK = 2,    /* SPEC section 3 (torch engine qnnpack) */
     FQ_EPI_TFLITE = 3,     /* SPEC section 4 (fixed-point multiplier + shift) */
-    FQ_EPI_FLOAT = 4       /* dynamic quantization: float output (see epilogue_scalar.c) */
+    FQ_EPI_FLOAT = 4       /* dynamic quantization: float32 output (see epilogue_scalar.c) */
 } fq_epilogue_kind;
 
 /* Fixed-point rounding variants (requant_fixedpoint.h, SPEC section 4). */
@@ -88,6 +88,13 @@ typedef struct {
     int32_t out_zero_point;
     int32_t out_min, out_max;    /* clamp bounds, e.g. 0/255, or zero point/255 with ReLU */
     int32_t out_xor;             /* XORed into each output byte: 0x80 gives int8 output */
+    /* float output (FQ_EPI_FLOAT, dynamic quantization), y from f = (float)acc:
+     *   float_fma = 1 (torch x86/fbgemm): y = fmaf(f, scale[n], bias[n])  one rounding;
+     *                                     y = f32(f * scale[n])           without bias
+     *   float_fma = 0 (torch qnnpack):    y = f32(f32(f * scale[n]) + bias[n])
+     *   float_relu = 1: y = max(y, 0) */
+    int32_t float_fma;
+    int32_t float_relu;
 } fq_epilogue;
 
 /* ---- backends ---------------------------------------------------------------------- */

@@ -1,0 +1,125 @@
+"""The peers a user would otherwise pick, built once per shape, each called on prepared inputs.
+
+Every builder returns a zero-argument callable that runs one forward pass single-threaded:
+  fastq_linear   fastq.QuantizedLinear (uint8 in, uint8 out)
+  torch_qlinear  torch.ao.nn.quantized.Linear, engine x86
+  ort_qlinear    ONNX Runtime QLinearMatMul (u8 x s8 -> u8), one intra-op thread
+  fastq_qgemm    fastq.qgemm's kernel on prepacked weights (int32 out)
+  ort_matmulint  ONNX Runtime MatMulInteger (u8 x s8 -> s32)
+  torch_int_mm   torch._int_mm (s8 x s8 -> s32; needs M > 16, K and N multiples of 8)
+  torch_f32      torch.nn.Linear in float32
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import fastq
+from fastq import _kernels
+
+
+def _weights(rng, k, n):
+    return rng.integers(-127, 128, (n, k), dtype=np.int8)
+
+
+def _activations(rng, m, k):
+    return rng.integers(0, 128, (m, k), dtype=np.uint8)   # reduce_range style input, x86 default
+
+
+def fastq_linear(m, k, n, rng):
+    w = fastq.QTensor(_weights(rng, k, n), 0.01, 0)
+    layer = fastq.QuantizedLinear(w, rng.standard_normal(n).astype(np.float32), 0.05, 64)
+    x = fastq.QTensor(_activations(rng, m, k), 0.02, 10)
+    layer(x)
+    return lambda: layer(x)
+
+
+def fastq_qgemm(m, k, n, rng):
+    """The integer core alone (weights packed once, as a layer does; int32 output)."""
+    packed = _kernels.PackedWeights(_weights(rng, k, n), np.zeros(1, np.int32))
+    ep = _kernels.Epilogue(packed, _kernels.EPI_INT32, packed.col_offsets(10))
+    a = _activations(rng, m, k)
+    out = np.empty((m, n), np.int32)
+    return lambda: _kernels.gemm(packed, ep, a, 0, out)
+
+
+def torch_qlinear(m, k, n, rng):
+    import torch
+    import torch.ao.nn.quantized as nnq
+    torch.backends.quantized.engine = "x86"
+    lin = nnq.Linear(k, n)
+    wq = torch._make_per_tensor_quantized_tensor(torch.from_numpy(_weights(rng, k, n)), 0.01, 0)
+    lin.set_weight_bias(wq, torch.from_numpy(rng.standard_normal(n).astype(np.float32)))
+    lin.scale, lin.zero_point = 0.05, 64
+    x = torch._make_per_tensor_quantized_tensor(torch.from_numpy(_activations(rng, m, k)), 0.02, 10)
+    lin(x)
+    return lambda: lin(x)
+
+
+def torch_int_mm(m, k, n, rng):
+    import torch
+    if m <= 16 or k % 8 or n % 8:
+        return None
+    a = torch.from_numpy(rng.integers(-128, 128, (m, k), dtype=np.int8))
+    b = torch.from_numpy(_weights(rng, k, n)).t().contiguous()
+    return lambda: torch._int_mm(a, b)
+
+
+def torch_f32(m, k, n, rng):
+    import torch
+    lin = torch.nn.Linear(k, n)
+    x = torch.randn(m, k)
+
+    def run():
+        with torch.no_grad():
+            return lin(x)
+    return run
+
+
+def _ort_session(model):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def ort_qlinear(m, k, n, rng):
+    from onnx import TensorProto, helper, numpy_helper
+    w = _weights(rng, k, n).T.copy()                       # ONNX MatMul wants B as [K, N]
+    inits = [numpy_helper.from_array(np.array(0.02, np.float32), "a_scale"),
+             numpy_helper.from_array(np.array(10, np.uint8), "a_zp"),
+             numpy_helper.from_array(w, "B"),
+             numpy_helper.from_array(np.array(0.01, np.float32), "b_scale"),
+             numpy_helper.from_array(np.array(0, np.int8), "b_zp"),
+             numpy_helper.from_array(np.array(0.05, np.float32), "y_scale"),
+             numpy_helper.from_array(np.array(64, np.uint8), "y_zp")]
+    node = helper.make_node("QLinearMatMul", ["A", "a_scale", "a_zp", "B", "b_scale", "b_zp", "y_scale", "y_zp"], ["Y"])
+    graph = helper.make_graph([node], "qlinear", [helper.make_tensor_value_info("A", TensorProto.UINT8, [m, k])],
+                              [helper.make_tensor_value_info("Y", TensorProto.UINT8, [m, n])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    sess = _ort_session(model)
+    feed = {"A": _activations(rng, m, k)}
+    sess.run(None, feed)
+    return lambda: sess.run(None, feed)
+
+
+def ort_matmulint(m, k, n, rng):
+    from onnx import TensorProto, helper, numpy_helper
+    w = _weights(rng, k, n).T.copy()
+    inits = [numpy_helper.from_array(w, "B"),
+             numpy_helper.from_array(np.array(10, np.uint8), "a_zp"),
+             numpy_helper.from_array(np.array(0, np.int8), "b_zp")]
+    node = helper.make_node("MatMulInteger", ["A", "B", "a_zp", "b_zp"], ["Y"])
+    graph = helper.make_graph([node], "matmulint", [helper.make_tensor_value_info("A", TensorProto.UINT8, [m, k])],
+                              [helper.make_tensor_value_info("Y", TensorProto.INT32, [m, n])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    sess = _ort_session(model)
+    feed = {"A": _activations(rng, m, k)}
+    sess.run(None, feed)
+    return lambda: sess.run(None, feed)
+
+
+LAYER_PEERS = {"fastq_linear": fastq_linear, "torch_qlinear": torch_qlinear, "ort_qlinear": ort_qlinear,
+               "torch_f32": torch_f32}
+GEMM_PEERS = {"fastq_qgemm": fastq_qgemm, "ort_matmulint": ort_matmulint, "torch_int_mm": torch_int_mm}

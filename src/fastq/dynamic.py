@@ -1,0 +1,151 @@
+"""Dynamic quantization: DynamicQuantizedLinear, float32 in, float32 out (torch nnqd.Linear).
+
+The weights are quantized once (int8, per tensor or per output channel); the activations are
+quantized on every call from their own range. What torch 2.13 computes, measured on this
+machine kind against `torch.ao.quantization.quantize_dynamic` (0 mismatching float32 outputs
+over ~770 000 values, engines x86, fbgemm and qnnpack, per-tensor and per-channel weights,
+with and without bias, inputs from 1e-6 to 100 in magnitude):
+
+1. Range: x_min, x_max over the whole input (all rows), widened to contain 0.
+2. Input qparams, torch `quant_utils::ChooseQuantizationParams` (not MinMaxObserver):
+     qmin, qmax = 0, 255; with reduce_range 0, 127 (x86 / fbgemm pass reduce_range=True;
+     qnnpack ignores it)
+     scale = (double)(x_max - x_min) / (qmax - qmin)            in double
+     scale = 0.1 when (float)scale == 0 or 1/(float)scale is inf
+     scale < 6.1e-5f: scale = 6.1e-5f and the range is stretched by the same factor (float)
+     zero_point = rne(qmin - x_min/scale) or rne(qmax - x_max/scale) (double), whichever
+                  end has the smaller error |q| - |x/scale|; clamped to [qmin, qmax]
+     every later step uses sx = (float)scale.
+3. Quantize: q = clamp(rne(min(fmaf(x, 1/sx, zp), 2147483520)), 0, 255) (FBGEMM's
+   QuantizeAvx2<uint8, LEGACY> and torch.quantize_per_tensor agree; the clamp is [0, 255]
+   even with reduce_range).
+4. Integer core: acc = sum_k (q - zp)(w - zw[n]), exact int32 (SPEC section 1).
+5. Float output, s[n] = f32(sx * (float)w_scale[n]), f = (float)acc:
+     x86 / fbgemm: y = fmaf(f, s[n], bias[n])          one rounding. FBGEMM's source writes
+                   mul then add (requantizeForFloatAvx2), but the compiled library fuses them;
+                   a two-rounding version mismatches ~10% of outputs by 1 ulp.
+                   Without bias: y = f32(f * s[n]).
+     qnnpack:      y = f32(f32(f * s[n]) + bias[n])    (q8gemm_dq: mul, then add)
+   The bias stays float32; fused ReLU (nniqd.LinearReLU): y = max(y, 0).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _kernels, reference
+from ._checks import as_array
+from .linear import _check_no_overflow
+from .qtensor import QTensor
+
+MODES = ("fbgemm", "qnnpack")
+
+
+def _padded(values, n_padded, dtype):
+    out = np.zeros(max(n_padded, 1), dtype=dtype)
+    v = np.asarray(values, dtype=dtype).reshape(-1)
+    out[: v.shape[0]] = v
+    return out
+
+
+class DynamicQuantizedLinear:
+    """y = float epilogue(sum_k (q(x) - zx)(w - zw)), x float [..., K] -> float32 [..., N].
+
+    weight: int8 QTensor [N, K], per tensor or per channel (axis 0). bias: float [N] or None.
+    relu: fused ReLU on the float output. mode: "fbgemm" (torch engines x86 / fbgemm) or
+    "qnnpack". reduce_range: input quantized to [0, 127]; default True for "fbgemm" (what
+    nnqd.Linear passes), False for "qnnpack" (which ignores it)."""
+
+    def __init__(self, weight, bias=None, relu=False, mode="fbgemm", reduce_range=None):
+        if not isinstance(weight, QTensor):
+            raise TypeError("weight: expected a fastq.QTensor of int8 values, got %s" % type(weight).__name__)
+        if weight.values.dtype != np.int8:
+            raise TypeError("weight: expected int8 values, got %s" % weight.values.dtype)
+        if weight.values.ndim != 2:
+            raise ValueError("weight: expected shape [N, K], got %s" % (weight.values.shape,))
+        if weight.axis not in (None, 0):
+            raise ValueError("weight: per-channel quantization must be along axis 0 (output channels)")
+        if not isinstance(mode, str) or mode not in MODES:
+            raise ValueError("mode: expected one of %s, got %r" % (", ".join(MODES), mode))
+        if reduce_range is None:
+            reduce_range = mode == "fbgemm"
+        if not isinstance(reduce_range, (bool, np.bool_)):
+            raise TypeError("reduce_range: expected a bool, got %r" % type(reduce_range).__name__)
+        self.mode = mode
+        self.reduce_range = bool(reduce_range)
+        self.relu = bool(relu)
+        self.weight = weight
+        self.out_features, self.in_features = weight.values.shape
+        self.per_channel = weight.axis is not None
+        self.bias = None
+        if bias is not None:
+            b = as_array(bias, "bias")
+            if b.dtype.kind != "f":
+                raise TypeError("bias: expected floats, got dtype %s" % b.dtype)
+            if b.ndim != 1 or b.shape[0] != self.out_features:
+                raise ValueError("bias: expected shape (%d,), got %s" % (self.out_features, b.shape))
+            if not np.all(np.isfinite(b)):
+                raise ValueError("bias: must be finite")
+            self.bias = np.ascontiguousarray(b, dtype=np.float32)
+        zw = np.atleast_1d(np.asarray(weight.zero_point, np.int32))
+        self._packed = _kernels.PackedWeights(np.ascontiguousarray(weight.values), zw)
+        npad = self._packed.n_padded
+        sw = np.atleast_1d(np.asarray(weight.scale, dtype=np.float64)).astype(np.float32)
+        self._w_scales = np.broadcast_to(sw, (self.out_features,)).copy()
+        self._bias_padded = None if self.bias is None else _padded(self.bias, npad, np.float32)
+        self._epilogues = {}
+
+    @classmethod
+    def from_torch(cls, module, engine=None):
+        """From torch.ao.nn.quantized.dynamic.Linear / torch.ao.nn.intrinsic.quantized.dynamic.LinearReLU."""
+        from .torch_compat import dynamic_linear_from_torch
+        return dynamic_linear_from_torch(module, engine=engine)
+
+    def input_qparams(self, x):
+        """(scale, zero_point) this layer picks for the float input x (step 2 of the docstring)."""
+        x = self._as_input(x)
+        lo, hi = (x.min(), x.max()) if x.size else (0.0, 0.0)
+        return reference.choose_qparams_dynamic(lo, hi, self.reduce_range)
+
+    def _as_input(self, x):
+        x = as_array(x, "x")
+        if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
+            raise TypeError("x: expected a float array, got dtype %s" % x.dtype)
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError("x: expected shape [..., %d], got %s" % (self.in_features, x.shape))
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if not np.all(np.isfinite(x)):
+            raise ValueError("x: dynamic quantization needs finite values (got NaN or inf)")
+        return x
+
+    def _epilogue(self, x_scale, x_zero_point):
+        key = (x_scale, x_zero_point)
+        ep = self._epilogues.get(key)
+        if ep is None:
+            npad = self._packed.n_padded
+            s = (np.float32(x_scale) * self._w_scales).astype(np.float32)
+            ep = _kernels.Epilogue(
+                self._packed, _kernels.EPI_FLOAT, self._packed.col_offsets(int(x_zero_point)),
+                bias=self._bias_padded, scale=_padded(s, npad, np.float32),
+                float_fma=self.mode == "fbgemm", float_relu=self.relu)
+            if len(self._epilogues) > 16:
+                self._epilogues.clear()
+            self._epilogues[key] = ep
+        return ep
+
+    def __call__(self, x):
+        x = self._as_input(x)
+        out_shape = x.shape[:-1] + (self.out_features,)
+        a = x.reshape(-1, self.in_features)
+        if a.shape[0] == 0:
+            return np.zeros(out_shape, np.float32)
+        sx, zx = reference.choose_qparams_dynamic(a.min(), a.max(), self.reduce_range)
+        inv = np.float32(1.0) / np.float32(sx)
+        x_q = _kernels.quantize(a, float(inv), float(zx), 0, 255, False)
+        _check_no_overflow(self._packed, x_q, zx, "x")
+        out = _kernels.gemm(self._packed, self._epilogue(sx, zx), x_q)
+        return out.reshape(out_shape)
+
+    def __repr__(self):
+        return "DynamicQuantizedLinear(in_features=%d, out_features=%d, mode=%r%s%s)" % (
+            self.in_features, self.out_features, self.mode,
+            ", per_channel=True" if self.per_channel else "", ", relu=True" if self.relu else "")

@@ -1,0 +1,313 @@
+"""A model: a list of layers run in order, float32 in, float32 out; save / load as .npz.
+
+    model = fastq.from_torch(converted_torch_model)    # eager-mode torch.ao model, whole
+    y = model(x)                                       # float32 [..., N], = torch's output
+    model.save("mlp.npz"); model = fastq.load("mlp.npz")
+
+Layers: Quantize (QuantStub after convert), Dequantize, QuantizedLinear (static), DynamicQuantizedLinear,
+ReLU, ReLU6, Identity (also Dropout in eval mode), Flatten. Values flow as float32 arrays or
+as QTensors; each layer says which it takes. The output is always float32 (a quantized result
+is dequantized, exactly as torch's dequantize does).
+
+The file is an ordinary numpy .npz: one JSON string describing the layers plus plain int8 /
+int32 / float arrays; it is read with allow_pickle=False, so loading never runs code.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from . import reference
+from ._checks import as_array, check_scale, check_zero_point, qrange
+from .dynamic import DynamicQuantizedLinear
+from .linear import QuantizedLinear
+from .qtensor import QTensor, dequantize, quantize
+
+FORMAT_VERSION = 1
+_FLOAT, _QUANT, _ANY = "float", "quantized", "any"
+
+
+# --------------------------------------------------------------------------- elementwise layers
+class Quantize:
+    """float -> QTensor with a fixed scale and zero point (torch nnq.Quantize, a converted QuantStub)."""
+    takes = _FLOAT
+
+    def __init__(self, scale, zero_point, dtype="uint8"):
+        qmin, qmax = qrange(dtype)
+        self.scale = check_scale(scale, "scale")
+        self.zero_point = check_zero_point(zero_point, qmin, qmax, "zero_point")
+        self.dtype = np.dtype(dtype).name
+
+    def __call__(self, x):
+        return quantize(x, self.scale, self.zero_point, self.dtype)
+
+    def __repr__(self):
+        return "Quantize(scale=%.9g, zero_point=%d, dtype=%s)" % (self.scale, self.zero_point, self.dtype)
+
+
+class Dequantize:
+    """QTensor -> float32: (q - zero_point) * scale (torch nnq.DeQuantize)."""
+    takes = _QUANT
+
+    def __call__(self, x):
+        return dequantize(x)
+
+    def __repr__(self):
+        return "Dequantize()"
+
+
+class Identity:
+    """Passes its input on (torch nn.Identity, nn.Dropout in eval mode, an unconverted stub)."""
+    takes = _ANY
+
+    def __call__(self, x):
+        return x
+
+    def __repr__(self):
+        return "Identity()"
+
+
+class ReLU:
+    """Quantized: q = max(q, zero_point), same scale and zero point (torch quantized relu).
+    Float: max(x, 0)."""
+    takes = _ANY
+
+    def __call__(self, x):
+        if isinstance(x, QTensor):
+            v = np.maximum(x.values, np.array(x.zero_point, dtype=x.values.dtype))
+            return QTensor(v, x.scale, x.zero_point)
+        return np.maximum(x, np.float32(0)).astype(np.float32, copy=False)
+
+    def __repr__(self):
+        return "ReLU()"
+
+
+class ReLU6:
+    """Quantized: q = min(max(q, zero_point), q6), q6 = quantize(6.0) with the input's scale and
+    zero point (torch quantized relu6 / hardtanh(0, 6); q6 rounds as quantize_per_tensor does).
+    Float: clamp(x, 0, 6)."""
+    takes = _ANY
+
+    def __call__(self, x):
+        if isinstance(x, QTensor):
+            dt = x.values.dtype
+            q6 = reference.quantize_per_tensor(np.float32(6.0), x.scale, x.zero_point, dt)
+            v = np.minimum(np.maximum(x.values, np.array(x.zero_point, dtype=dt)), q6)
+            return QTensor(v.astype(dt), x.scale, x.zero_point)
+        return np.clip(x, np.float32(0), np.float32(6)).astype(np.float32, copy=False)
+
+    def __repr__(self):
+        return "ReLU6()"
+
+
+class Flatten:
+    """Merges dimensions start_dim..end_dim (torch nn.Flatten; default start_dim=1)."""
+    takes = _ANY
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        for name, v in (("start_dim", start_dim), ("end_dim", end_dim)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise TypeError("%s: expected an int, got %r" % (name, type(v).__name__))
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+
+    def _shape(self, shape):
+        nd = max(len(shape), 1)
+        s, e = self.start_dim, self.end_dim
+        if not (-nd <= s < nd and -nd <= e < nd):
+            raise ValueError("x: Flatten(%d, %d) does not fit an input of shape %s" % (s, e, tuple(shape)))
+        s, e = s % nd, e % nd
+        if s > e:
+            raise ValueError("x: Flatten start_dim %d comes after end_dim %d" % (self.start_dim, self.end_dim))
+        if len(shape) == 0:
+            return (1,)
+        return tuple(shape[:s]) + (int(np.prod(shape[s:e + 1])),) + tuple(shape[e + 1:])
+
+    def __call__(self, x):
+        v = x.values if isinstance(x, QTensor) else x
+        v = v.reshape(self._shape(v.shape))
+        return QTensor(v, x.scale, x.zero_point) if isinstance(x, QTensor) else v
+
+    def __repr__(self):
+        return "Flatten(start_dim=%d, end_dim=%d)" % (self.start_dim, self.end_dim)
+
+
+def _takes(layer):
+    if isinstance(layer, QuantizedLinear):
+        return _QUANT
+    if isinstance(layer, DynamicQuantizedLinear):
+        return _FLOAT
+    return getattr(layer, "takes", None)
+
+
+# --------------------------------------------------------------------------- the model
+class Model:
+    """Layers run in order. model(x): x float [..., K] (numpy, CPU torch tensor) or a QTensor;
+    returns a float32 ndarray. names: one label per layer (the torch module paths)."""
+
+    def __init__(self, layers, names=None):
+        layers = list(layers)
+        for i, layer in enumerate(layers):
+            if _takes(layer) is None:
+                raise TypeError("layers: item %d (%s) is not a fastq layer" % (i, type(layer).__name__))
+        if names is None:
+            names = [str(i) for i in range(len(layers))]
+        names = [str(n) for n in names]
+        if len(names) != len(layers):
+            raise ValueError("names: expected %d names, got %d" % (len(layers), len(names)))
+        self.layers = layers
+        self.names = names
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __call__(self, x):
+        if not isinstance(x, QTensor):
+            x = as_array(x, "x")
+            if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
+                raise TypeError("x: expected a float array, got dtype %s" % x.dtype)
+            x = np.asarray(x, dtype=np.float32)
+        for i, (name, layer) in enumerate(zip(self.names, self.layers)):
+            takes = _takes(layer)
+            is_q = isinstance(x, QTensor)
+            if takes == _QUANT and not is_q:
+                raise TypeError("x: layer %d (%s, %s) takes quantized values but receives floats; "
+                                "the model needs a Quantize (QuantStub) before it" % (i, name, type(layer).__name__))
+            if takes == _FLOAT and is_q:
+                raise TypeError("x: layer %d (%s, %s) takes floats but receives quantized values; "
+                                "the model needs a Dequantize (DeQuantStub) before it" % (i, name, type(layer).__name__))
+            x = layer(x)
+        if isinstance(x, QTensor):
+            return dequantize(x)
+        return np.asarray(x, dtype=np.float32)
+
+    def __repr__(self):
+        lines = ["fastq.Model("]
+        lines += ["  (%s): %r" % (n, layer) for n, layer in zip(self.names, self.layers)]
+        lines.append(")")
+        return "\n".join(lines) if self.layers else "fastq.Model()"
+
+    # ---------------------------------------------------------------- save / load
+    def save(self, path):
+        """Writes the model to `path` (a .npz file: JSON description + arrays, no pickle)."""
+        meta, arrays = [], {}
+        for i, layer in enumerate(self.layers):
+            cfg, arrs = _layer_state(layer)
+            cfg["name"] = self.names[i]
+            meta.append(cfg)
+            for k, v in arrs.items():
+                arrays["%d.%s" % (i, k)] = v
+        arrays["__fastq__"] = np.array(json.dumps({"format": "fastq.Model", "version": FORMAT_VERSION,
+                                                   "layers": meta}))
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+
+    @classmethod
+    def load(cls, path):
+        """Reads a model written by Model.save."""
+        with np.load(path, allow_pickle=False) as data:
+            if "__fastq__" not in data.files:
+                raise ValueError("path: %r is not a fastq model file" % (path,))
+            meta = json.loads(str(data["__fastq__"]))
+            if meta.get("format") != "fastq.Model" or meta.get("version") != FORMAT_VERSION:
+                raise ValueError("path: unsupported fastq model format %r version %r"
+                                 % (meta.get("format"), meta.get("version")))
+            layers, names = [], []
+            for i, cfg in enumerate(meta["layers"]):
+                arrs = {k.split(".", 1)[1]: data[k] for k in data.files if k.startswith("%d." % i)}
+                layers.append(_layer_from_state(cfg, arrs))
+                names.append(cfg.get("name", str(i)))
+        return cls(layers, names)
+
+
+def load(path):
+    """fastq.load(path): a Model written by Model.save."""
+    return Model.load(path)
+
+
+def from_torch(module, engine=None):
+    """A whole eager-mode torch.ao quantized model (after convert or quantize_dynamic) as a Model.
+
+    Leaf modules run in registration order (the order of named_children, recursively; QuantWrapper
+    as quant -> module -> dequant): this is the forward order of nn.Sequential and of the usual
+    `QuantStub -> layers -> DeQuantStub` models, but fastq cannot see a custom forward that calls
+    its children in another order or adds functional ops (torch.flatten, +, cat) between them.
+    Unknown module types raise TypeError naming the module. engine: the torch quantized engine
+    whose numerics to reproduce (default: torch.backends.quantized.engine, which should be the
+    engine the model was converted under)."""
+    from .torch_compat import model_from_torch
+    return model_from_torch(module, engine=engine)
+
+
+# --------------------------------------------------------------------------- layer state
+def _qtensor_state(prefix, q):
+    cfg = {prefix + "_axis": q.axis}
+    arrs = {prefix: np.ascontiguousarray(q.values)}
+    if q.axis is None:
+        cfg[prefix + "_scale"] = float(q.scale)
+        cfg[prefix + "_zero_point"] = int(q.zero_point)
+    else:
+        arrs[prefix + "_scale"] = np.asarray(q.scale, dtype=np.float64)
+        arrs[prefix + "_zero_point"] = np.asarray(q.zero_point, dtype=np.int32)
+    return cfg, arrs
+
+
+def _qtensor_from_state(prefix, cfg, arrs):
+    axis = cfg[prefix + "_axis"]
+    if axis is None:
+        return QTensor(arrs[prefix], cfg[prefix + "_scale"], cfg[prefix + "_zero_point"])
+    return QTensor(arrs[prefix], arrs[prefix + "_scale"], arrs[prefix + "_zero_point"], axis=axis)
+
+
+def _layer_state(layer):
+    t = type(layer).__name__
+    if isinstance(layer, QuantizedLinear):
+        cfg, arrs = _qtensor_state("weight", layer.weight)
+        cfg.update(type="QuantizedLinear", scale=layer.scale, zero_point=layer.zero_point,
+                   relu=layer.relu, requant=layer.requant, rounding=layer.rounding)
+        if layer.bias is not None:
+            arrs["bias"] = layer.bias
+        if layer.int_bias is not None:
+            arrs["int_bias"] = layer.int_bias
+        return cfg, arrs
+    if isinstance(layer, DynamicQuantizedLinear):
+        cfg, arrs = _qtensor_state("weight", layer.weight)
+        cfg.update(type="DynamicQuantizedLinear", relu=layer.relu, mode=layer.mode,
+                   reduce_range=layer.reduce_range)
+        if layer.bias is not None:
+            arrs["bias"] = layer.bias
+        return cfg, arrs
+    if isinstance(layer, Quantize):
+        return dict(type=t, scale=layer.scale, zero_point=layer.zero_point, dtype=layer.dtype), {}
+    if isinstance(layer, Flatten):
+        return dict(type=t, start_dim=layer.start_dim, end_dim=layer.end_dim), {}
+    if isinstance(layer, (Dequantize, Identity, ReLU, ReLU6)):
+        return dict(type=t), {}
+    raise TypeError("layer: cannot save %s" % t)
+
+
+_SIMPLE = {"Dequantize": Dequantize, "Identity": Identity, "ReLU": ReLU, "ReLU6": ReLU6}
+
+
+def _layer_from_state(cfg, arrs):
+    t = cfg.get("type")
+    if t == "QuantizedLinear":
+        bias = arrs.get("int_bias", arrs.get("bias"))
+        return QuantizedLinear(_qtensor_from_state("weight", cfg, arrs), bias, cfg["scale"], cfg["zero_point"],
+                               relu=cfg["relu"], requant=cfg["requant"], rounding=cfg["rounding"])
+    if t == "DynamicQuantizedLinear":
+        return DynamicQuantizedLinear(_qtensor_from_state("weight", cfg, arrs), arrs.get("bias"),
+                                      relu=cfg["relu"], mode=cfg["mode"], reduce_range=cfg["reduce_range"])
+    if t == "Quantize":
+        return Quantize(cfg["scale"], cfg["zero_point"], cfg["dtype"])
+    if t == "Flatten":
+        return Flatten(cfg["start_dim"], cfg["end_dim"])
+    if t in _SIMPLE:
+        return _SIMPLE[t]()
+    raise ValueError("path: unknown layer type %r in model file" % (t,))
