@@ -33,9 +33,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels, reference
-from ._checks import as_array
+from ._checks import as_array, check_weight
 from .linear import _check_no_overflow
-from .qtensor import QTensor
 
 MODES = ("fbgemm", "qnnpack")
 
@@ -56,14 +55,7 @@ class DynamicQuantizedLinear:
     nnqd.Linear passes), False for "qnnpack" (which ignores it)."""
 
     def __init__(self, weight, bias=None, relu=False, mode="fbgemm", reduce_range=None):
-        if not isinstance(weight, QTensor):
-            raise TypeError("weight: expected a fastq.QTensor of int8 values, got %s" % type(weight).__name__)
-        if weight.values.dtype != np.int8:
-            raise TypeError("weight: expected int8 values, got %s" % weight.values.dtype)
-        if weight.values.ndim != 2:
-            raise ValueError("weight: expected shape [N, K], got %s" % (weight.values.shape,))
-        if weight.axis not in (None, 0):
-            raise ValueError("weight: per-channel quantization must be along axis 0 (output channels)")
+        check_weight(weight)
         if not isinstance(mode, str) or mode not in MODES:
             raise ValueError("mode: expected one of %s, got %r" % (", ".join(MODES), mode))
         if reduce_range is None:

@@ -10,7 +10,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from . import _kernels, requant as _requant
-from ._checks import as_array, check_scale, check_zero_point, check_zero_points, qrange
+from ._checks import as_array, check_scale, check_zero_point, check_zero_points, qrange, check_weight
 from .qtensor import QTensor
 
 _INT32_MAX = 2**31 - 1
@@ -119,14 +119,7 @@ class QuantizedLinear:
     def __init__(self, weight, bias=None, scale=1.0, zero_point=0, relu=False, requant="fbgemm",
                  rounding="double", dtype="uint8", input_scale=None, input_zero_point=None,
                  effective_scale="float32"):
-        if not isinstance(weight, QTensor):
-            raise TypeError("weight: expected a fastq.QTensor of int8 values, got %s" % type(weight).__name__)
-        if weight.values.dtype != np.int8:
-            raise TypeError("weight: expected int8 values, got %s" % weight.values.dtype)
-        if weight.values.ndim != 2:
-            raise ValueError("weight: expected shape [N, K], got %s" % (weight.values.shape,))
-        if weight.axis not in (None, 0):
-            raise ValueError("weight: per-channel quantization must be along axis 0 (output channels)")
+        check_weight(weight)
         self.requant = _requant.check_mode(requant)
         self.rounding = _requant.check_rounding(rounding)
         self.effective_scale = _requant.check_effective_scale(effective_scale)
