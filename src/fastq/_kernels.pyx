@@ -59,6 +59,7 @@ cdef extern from "csrc/fastq.h" nogil:
     void fq_dequantize_u8(int isa, const uint8_t *q, int64_t n, int32_t zero_point, float scale, float *x)
     void fq_dequantize_s8(int isa, const int8_t *q, int64_t n, int32_t zero_point, float scale, float *x)
     int fq_minmax_f32(int isa, const float *x, int64_t n, float *min_out, float *max_out)
+    void fq_fmaf_portable(const float *x, const float *y, const float *z, int64_t n, float *out)
 
 EPI_INT32 = FQ_EPI_INT32
 EPI_FBGEMM = FQ_EPI_FBGEMM
@@ -316,6 +317,19 @@ def minmax(cnp.ndarray x not None, int isa=-1):
     else:
         finite = fq_minmax_f32(isa, xp, n, &mn, &mx)
     return np.float32(mn), np.float32(mx), bool(finite)
+
+
+def fmaf_portable(x, y, z):
+    """fmaf(x, y, z) elementwise as the scalar quantize kernel computes it (float32 arrays)."""
+    cdef cnp.ndarray xa = np.ascontiguousarray(x, dtype=np.float32)
+    cdef cnp.ndarray ya = np.ascontiguousarray(y, dtype=np.float32)
+    cdef cnp.ndarray za = np.ascontiguousarray(z, dtype=np.float32)
+    if xa.shape[0] != ya.shape[0] or xa.shape[0] != za.shape[0] or xa.ndim != 1 or ya.ndim != 1 or za.ndim != 1:
+        raise ValueError("x, y, z: expected 1-D arrays of one length")
+    cdef cnp.ndarray out = np.empty(xa.shape[0], np.float32)
+    fq_fmaf_portable(<const float *>cnp.PyArray_DATA(xa), <const float *>cnp.PyArray_DATA(ya),
+                     <const float *>cnp.PyArray_DATA(za), xa.shape[0], <float *>cnp.PyArray_DATA(out))
+    return out
 
 
 def conversion_isas():

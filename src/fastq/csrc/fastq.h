@@ -156,6 +156,9 @@ void fq_dequantize_s8(int isa, const int8_t *q, int64_t n, int32_t zero_point, f
 /* min and max of x[0..n) in one pass; returns 1 when every x is finite, 0 when some x is
  * NaN or inf (min / max then unspecified). n == 0 gives 0, 0 and 1. */
 int fq_minmax_f32(int isa, const float *x, int64_t n, float *min_out, float *max_out);
+/* out[i] = fmaf(x[i], y[i], z[i]) as the scalar kernels compute it (no libm call where the
+ * compiler has no FMA instruction); for tests */
+void fq_fmaf_portable(const float *x, const float *y, const float *z, int64_t n, float *out);
 
 #ifdef __cplusplus
 }

@@ -74,6 +74,11 @@ static int minmax_scalar(const float *x, int64_t n, float *min_out, float *max_o
     return finite;
 }
 
+/* The scalar kernels' fused multiply-add, elementwise (tests hold it against exact rationals). */
+void fq_fmaf_portable(const float *x, const float *y, const float *z, int64_t n, float *out) {
+    for (int64_t i = 0; i < n; i++) out[i] = fma_f32(x[i], y[i], z[i]);
+}
+
 static const fq_convert_kernels scalar_kernels = {
     "scalar", quantize_scalar, dequantize_u8_scalar, dequantize_s8_scalar, minmax_scalar,
 };
