@@ -104,7 +104,8 @@ def test_dequantize_kernel_every_size_matches_reference(isa, dtype, qmin, qmax, 
                 q = sized(pool, n, i)
                 x = _kernels.dequantize(q, zp, float(np.float32(scale)), isa)
                 assert x.dtype == np.float32 and x.shape == q.shape
-                expected = reference.dequantize(q, scale, zp)
+                with np.errstate(over="ignore"):
+                    expected = reference.dequantize(q, scale, zp)
                 assert np.array_equal(x, expected, equal_nan=True), (scale, zp, n)
 
 
@@ -209,4 +210,6 @@ def test_portable_fmaf_is_exact(rng):
     special = np.array([np.nan, np.inf, -np.inf, 3e38, 0.0], np.float32)
     ones = np.ones_like(special)
     got = _kernels.fmaf_portable(special, np.full_like(special, 10.0), ones)
-    assert np.array_equal(got, (special.astype(np.float64) * 10 + 1).astype(np.float32), equal_nan=True)
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = (special.astype(np.float64) * 10 + 1).astype(np.float32)
+    assert np.array_equal(got, expected, equal_nan=True)

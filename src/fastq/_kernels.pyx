@@ -257,12 +257,13 @@ def quantize(cnp.ndarray x not None, float inv_scale, float zero_point, int qmin
     """q = clamp(rne(min(fmaf(x, inv_scale, zero_point), 2147483520)), qmin, qmax).
 
     isa: -1 for the current backend, or a backend id to force that ISA (tests)."""
-    if x.dtype != np.float32:
+    if cnp.PyArray_TYPE(x) != cnp.NPY_FLOAT32:
         raise TypeError("x: expected float32")
     if is_signed and not (-128 <= qmin <= qmax <= 127) or not is_signed and not (0 <= qmin <= qmax <= 255):
         raise ValueError("qmin, qmax: outside the output type's range")
-    x = np.ascontiguousarray(x)
-    cdef cnp.ndarray q = np.empty_like(x, dtype=np.int8 if is_signed else np.uint8)
+    if not cnp.PyArray_IS_C_CONTIGUOUS(x):
+        x = np.ascontiguousarray(x)
+    cdef cnp.ndarray q = cnp.PyArray_EMPTY(x.ndim, x.shape, cnp.NPY_INT8 if is_signed else cnp.NPY_UINT8, 0)
     cdef int64_t n = x.size
     cdef const float *xp = <const float *>cnp.PyArray_DATA(x)
     cdef uint8_t *qp = <uint8_t *>cnp.PyArray_DATA(q)
@@ -277,14 +278,16 @@ def quantize(cnp.ndarray x not None, float inv_scale, float zero_point, int qmin
 def dequantize(cnp.ndarray q not None, int zero_point, float scale, int isa=-1):
     """x = f32((float)(q - zero_point) * scale), q uint8 or int8 (torch per-tensor dequantize)."""
     cdef bint is_signed
-    if q.dtype == np.uint8:
+    cdef int typenum = cnp.PyArray_TYPE(q)
+    if typenum == cnp.NPY_UINT8:
         is_signed = False
-    elif q.dtype == np.int8:
+    elif typenum == cnp.NPY_INT8:
         is_signed = True
     else:
         raise TypeError("q: expected uint8 or int8")
-    q = np.ascontiguousarray(q)
-    cdef cnp.ndarray x = np.empty_like(q, dtype=np.float32)
+    if not cnp.PyArray_IS_C_CONTIGUOUS(q):
+        q = np.ascontiguousarray(q)
+    cdef cnp.ndarray x = cnp.PyArray_EMPTY(q.ndim, q.shape, cnp.NPY_FLOAT32, 0)
     cdef int64_t n = q.size
     cdef const void *qp = cnp.PyArray_DATA(q)
     cdef float *xp = <float *>cnp.PyArray_DATA(x)
@@ -304,9 +307,10 @@ def dequantize(cnp.ndarray q not None, int zero_point, float scale, int isa=-1):
 def minmax(cnp.ndarray x not None, int isa=-1):
     """(min, max, all_finite) of a float32 array in one pass; min, max are meaningful only when
     all_finite is True. An empty x gives (0.0, 0.0, True)."""
-    if x.dtype != np.float32:
+    if cnp.PyArray_TYPE(x) != cnp.NPY_FLOAT32:
         raise TypeError("x: expected float32")
-    x = np.ascontiguousarray(x)
+    if not cnp.PyArray_IS_C_CONTIGUOUS(x):
+        x = np.ascontiguousarray(x)
     cdef int64_t n = x.size
     cdef const float *xp = <const float *>cnp.PyArray_DATA(x)
     cdef float mn = 0, mx = 0
