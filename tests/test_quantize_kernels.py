@@ -58,7 +58,8 @@ def test_quantize_kernel_every_size_matches_reference(isa, dtype, qmin, qmax, rn
                 x = sized(pool, n, i)
                 q = _kernels.quantize(x, inv_of(scale), float(zp), qmin, qmax, qmin < 0, isa)
                 assert q.dtype == np.dtype(dtype) and q.shape == x.shape
-                expected = reference.quantize_per_tensor(x, scale, zp, dtype)
+                with np.errstate(over="ignore"):
+                    expected = reference.quantize_per_tensor(x, scale, zp, dtype)
                 assert np.array_equal(q, expected), (scale, zp, n, np.flatnonzero(q != expected)[:5])
 
 

@@ -69,6 +69,9 @@ class QTensor:
         return qtensor_from_torch(t)
 
 
+_F32 = np.dtype(np.float32)
+
+
 def _float32_input(x, name="x"):
     x = as_array(x, name)
     if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
@@ -101,7 +104,8 @@ def _per_tensor_qparams(scale, zero_point, dtype):
 def quantize(x, scale, zero_point, dtype="uint8"):
     """= torch.quantize_per_tensor: q = clamp(rne(fmaf(x, 1/scale, zp)), qmin, qmax)."""
     qmin, qmax, scale, zero_point, inv = _per_tensor_qparams(scale, zero_point, dtype)
-    x = _float32_input(x)
+    if not (type(x) is np.ndarray and x.dtype is _F32):   # float32 arrays, any layout: as they are
+        x = _float32_input(x)
     q = _kernels.quantize(x, inv, float(zero_point), qmin, qmax, qmin < 0)
     return QTensor._checked(q, scale, zero_point)
 
