@@ -8,17 +8,24 @@
  * rounds afterwards: rne is monotone and qmin, qmax are integers, so clamp(rne(t)) equals
  * rne(clamp(t)), and NaN / anything above 2147483520 lands on qmax exactly as torch's cap does.
  * The clamped t lies in [-128, 255], so the rounding is exact and cheap. */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 #include "convert.h"
+
+/* The exact shortcuts below need each float / double operation rounded to its own type; with
+ * excess precision (x87, FLT_EVAL_METHOD != 0) the libm calls take over. */
+#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
+#define FQ_EXCESS_PRECISION 1
+#endif
 
 /* fmaf(x, y, z) without a libm call where the compiler has no fused multiply-add instruction:
  * x*y is exact in double (24 + 24 bits), the sum is rounded to odd (TwoSum gives its error),
  * and a 53-bit round-to-odd value rounds to float exactly as the real sum would
  * (53 >= 2*24 + 2). Inf / NaN pass through (their error is NaN, and no bit is touched). */
 static inline float fma_f32(float x, float y, float z) {
-#if defined(FP_FAST_FMAF)
-    return fmaf(x, y, z);                              /* one instruction here */
+#if defined(FP_FAST_FMAF) || defined(FQ_EXCESS_PRECISION)
+    return fmaf(x, y, z);                              /* one instruction (or needed) here */
 #else
     double p = (double)x * (double)y;
     double zd = (double)z;
@@ -37,8 +44,12 @@ static inline float fma_f32(float x, float y, float z) {
 /* rne for |t| <= 2^22 in the current rounding mode (default: half to even), no libm call:
  * adding 1.5 * 2^23 leaves no fraction bits, subtracting it back is exact. */
 static inline float round_small(float t) {
+#if defined(FQ_EXCESS_PRECISION)
+    return nearbyintf(t);
+#else
     const float magic = 12582912.0f;     /* IEEE semantics (no -ffast-math): never folded */
     return (t + magic) - magic;
+#endif
 }
 
 static void quantize_scalar(const float *x, int64_t n, float inv_scale, float zero_point,
