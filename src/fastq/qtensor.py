@@ -129,7 +129,7 @@ def dequantize(q):
     """= torch dequantize: x = f32(f32(q - zp) * scale)."""
     if not isinstance(q, QTensor):
         raise TypeError("q: expected a fastq.QTensor, got %s" % type(q).__name__)
-    if q.axis is None:
+    if q.axis is None and q.values.ndim:          # a 0-d QTensor dequantizes to a numpy scalar
         return _kernels.dequantize(q.values, q.zero_point, np.float32(q.scale))
     return reference.dequantize(q.values, q.scale, q.zero_point, q.axis)
 
