@@ -104,7 +104,7 @@ def _per_tensor_qparams(scale, zero_point, dtype):
 def quantize(x, scale, zero_point, dtype="uint8"):
     """= torch.quantize_per_tensor: q = clamp(rne(fmaf(x, 1/scale, zp)), qmin, qmax)."""
     qmin, qmax, scale, zero_point, inv = _per_tensor_qparams(scale, zero_point, dtype)
-    if not (type(x) is np.ndarray and x.dtype is _F32):   # float32 arrays, any layout: as they are
+    if not (type(x) is np.ndarray and x.dtype is _F32 and x.ndim):   # float32 arrays: as they are
         x = _float32_input(x)
     q = _kernels.quantize(x, inv, float(zero_point), qmin, qmax, qmin < 0)
     return QTensor._checked(q, scale, zero_point)
