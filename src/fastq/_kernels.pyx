@@ -57,6 +57,13 @@ cdef extern from "csrc/fastq.h" nogil:
                                                    const int32_t *multiplier, const int32_t *shift,
                                                    int64_t n_channels, int rounding,
                                                    int32_t *out)
+    int fq_convert_supported(int isa)
+    void fq_quantize_u8_isa(int isa, const float *x, int64_t n, float inv_scale, float zero_point,
+                            int32_t qmin, int32_t qmax, uint8_t *q)
+    void fq_dequantize_u8(int isa, const uint8_t *q, int64_t n, int32_t zero_point, float scale, float *x)
+    void fq_dequantize_s8(int isa, const int8_t *q, int64_t n, int32_t zero_point, float scale, float *x)
+    int fq_minmax_f32(int isa, const float *x, int64_t n, float *min_out, float *max_out)
+    void fq_fmaf_portable(const float *x, const float *y, const float *z, int64_t n, float *out)
 
 EPI_INT32 = FQ_EPI_INT32
 EPI_FBGEMM = FQ_EPI_FBGEMM
@@ -246,20 +253,31 @@ def gemm(PackedWeights pw not None, Epilogue ep not None, cnp.ndarray a not None
     return out
 
 
-def quantize(cnp.ndarray x not None, float inv_scale, float zero_point, int qmin, int qmax, bint is_signed):
-    """q = clamp(rne(min(fmaf(x, inv_scale, zero_point), 2147483520)), qmin, qmax)."""
-    if x.dtype != np.float32:
+# Below this many elements the GIL stays held: releasing it costs more than the work.
+cdef enum:
+    NOGIL_MIN = 32768
+
+
+def quantize(cnp.ndarray x not None, float inv_scale, float zero_point, int qmin, int qmax,
+             bint is_signed, int isa=-1):
+    """q = clamp(rne(min(fmaf(x, inv_scale, zero_point), 2147483520)), qmin, qmax).
+
+    isa: -1 for the current backend, or a backend id to force that ISA (tests)."""
+    if cnp.PyArray_TYPE(x) != cnp.NPY_FLOAT32:
         raise TypeError("x: expected float32")
-    x = np.ascontiguousarray(x)
-    cdef cnp.ndarray q = np.empty_like(x, dtype=np.int8 if is_signed else np.uint8)
+    if is_signed and not (-128 <= qmin <= qmax <= 127) or not is_signed and not (0 <= qmin <= qmax <= 255):
+        raise ValueError("qmin, qmax: outside the output type's range")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(x):
+        x = np.ascontiguousarray(x)
+    cdef cnp.ndarray q = cnp.PyArray_EMPTY(x.ndim, x.shape, cnp.NPY_INT8 if is_signed else cnp.NPY_UINT8, 0)
     cdef int64_t n = x.size
     cdef const float *xp = <const float *>cnp.PyArray_DATA(x)
-    cdef void *qp = cnp.PyArray_DATA(q)
-    with nogil:
-        if is_signed:
-            fq_quantize_s8(xp, n, inv_scale, zero_point, qmin, qmax, <int8_t *>qp)
-        else:
-            fq_quantize_u8(xp, n, inv_scale, zero_point, qmin, qmax, <uint8_t *>qp)
+    cdef uint8_t *qp = <uint8_t *>cnp.PyArray_DATA(q)
+    if n >= NOGIL_MIN:
+        with nogil:
+            fq_quantize_u8_isa(isa, xp, n, inv_scale, zero_point, qmin, qmax, qp)
+    else:
+        fq_quantize_u8_isa(isa, xp, n, inv_scale, zero_point, qmin, qmax, qp)
     return q
 
 
@@ -293,6 +311,72 @@ def multiply_by_quantized_multiplier(cnp.ndarray x not None, cnp.ndarray multipl
     with nogil:
         fq_multiply_by_quantized_multiplier_array(xp, n, mp, sp, nch, rounding, op)
     return out
+
+
+def dequantize(cnp.ndarray q not None, int zero_point, float scale, int isa=-1):
+    """x = f32((float)(q - zero_point) * scale), q uint8 or int8 (torch per-tensor dequantize)."""
+    cdef bint is_signed
+    cdef int typenum = cnp.PyArray_TYPE(q)
+    if typenum == cnp.NPY_UINT8:
+        is_signed = False
+    elif typenum == cnp.NPY_INT8:
+        is_signed = True
+    else:
+        raise TypeError("q: expected uint8 or int8")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(q):
+        q = np.ascontiguousarray(q)
+    cdef cnp.ndarray x = cnp.PyArray_EMPTY(q.ndim, q.shape, cnp.NPY_FLOAT32, 0)
+    cdef int64_t n = q.size
+    cdef const void *qp = cnp.PyArray_DATA(q)
+    cdef float *xp = <float *>cnp.PyArray_DATA(x)
+    if n >= NOGIL_MIN:
+        with nogil:
+            if is_signed:
+                fq_dequantize_s8(isa, <const int8_t *>qp, n, zero_point, scale, xp)
+            else:
+                fq_dequantize_u8(isa, <const uint8_t *>qp, n, zero_point, scale, xp)
+    elif is_signed:
+        fq_dequantize_s8(isa, <const int8_t *>qp, n, zero_point, scale, xp)
+    else:
+        fq_dequantize_u8(isa, <const uint8_t *>qp, n, zero_point, scale, xp)
+    return x
+
+
+def minmax(cnp.ndarray x not None, int isa=-1):
+    """(min, max, all_finite) of a float32 array in one pass; min, max are meaningful only when
+    all_finite is True. An empty x gives (0.0, 0.0, True)."""
+    if cnp.PyArray_TYPE(x) != cnp.NPY_FLOAT32:
+        raise TypeError("x: expected float32")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(x):
+        x = np.ascontiguousarray(x)
+    cdef int64_t n = x.size
+    cdef const float *xp = <const float *>cnp.PyArray_DATA(x)
+    cdef float mn = 0, mx = 0
+    cdef int finite
+    if n >= NOGIL_MIN:
+        with nogil:
+            finite = fq_minmax_f32(isa, xp, n, &mn, &mx)
+    else:
+        finite = fq_minmax_f32(isa, xp, n, &mn, &mx)
+    return np.float32(mn), np.float32(mx), bool(finite)
+
+
+def fmaf_portable(x, y, z):
+    """fmaf(x, y, z) elementwise as the scalar quantize kernel computes it (float32 arrays)."""
+    cdef cnp.ndarray xa = np.ascontiguousarray(x, dtype=np.float32)
+    cdef cnp.ndarray ya = np.ascontiguousarray(y, dtype=np.float32)
+    cdef cnp.ndarray za = np.ascontiguousarray(z, dtype=np.float32)
+    if xa.shape[0] != ya.shape[0] or xa.shape[0] != za.shape[0] or xa.ndim != 1 or ya.ndim != 1 or za.ndim != 1:
+        raise ValueError("x, y, z: expected 1-D arrays of one length")
+    cdef cnp.ndarray out = np.empty(xa.shape[0], np.float32)
+    fq_fmaf_portable(<const float *>cnp.PyArray_DATA(xa), <const float *>cnp.PyArray_DATA(ya),
+                     <const float *>cnp.PyArray_DATA(za), xa.shape[0], <float *>cnp.PyArray_DATA(out))
+    return out
+
+
+def conversion_isas():
+    """Backend ids whose conversion kernels (quantize, dequantize, minmax) run on this CPU."""
+    return [b for b in range(FQ_BACKEND_COUNT) if fq_convert_supported(b)]
 
 
 def backend_names():

@@ -94,20 +94,24 @@ class DynamicQuantizedLinear:
 
     def input_qparams(self, x):
         """(scale, zero_point) this layer picks for the float input x (step 2 of the docstring)."""
-        x = self._as_input(x)
-        lo, hi = (x.min(), x.max()) if x.size else (0.0, 0.0)
+        x, lo, hi = self._as_input(x)
+        if not x.size:
+            lo, hi = 0.0, 0.0
         return reference.choose_qparams_dynamic(lo, hi, self.reduce_range)
 
     def _as_input(self, x):
+        """x as C-contiguous float32 with its min and max (one C pass, which also checks
+        that every value is finite)."""
         x = as_array(x, "x")
         if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
             raise TypeError("x: expected a float array, got dtype %s" % x.dtype)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError("x: expected shape [..., %d], got %s" % (self.in_features, x.shape))
         x = np.ascontiguousarray(x, dtype=np.float32)
-        if not np.all(np.isfinite(x)):
+        lo, hi, finite = _kernels.minmax(x)
+        if not finite:
             raise ValueError("x: dynamic quantization needs finite values (got NaN or inf)")
-        return x
+        return x, lo, hi
 
     def _epilogue(self, x_scale, x_zero_point):
         key = (x_scale, x_zero_point)
@@ -125,12 +129,12 @@ class DynamicQuantizedLinear:
         return ep
 
     def __call__(self, x):
-        x = self._as_input(x)
+        x, lo, hi = self._as_input(x)
         out_shape = x.shape[:-1] + (self.out_features,)
         a = x.reshape(-1, self.in_features)
         if a.shape[0] == 0:
             return np.zeros(out_shape, np.float32)
-        sx, zx = reference.choose_qparams_dynamic(a.min(), a.max(), self.reduce_range)
+        sx, zx = reference.choose_qparams_dynamic(lo, hi, self.reduce_range)
         inv = np.float32(1.0) / np.float32(sx)
         x_q = _kernels.quantize(a, float(inv), float(zx), 0, 255, False)
         _check_no_overflow(self._packed, x_q, zx, "x")

@@ -37,6 +37,13 @@ class QTensor:
         self.zero_point = zero_point
         self.axis = axis
 
+    @classmethod
+    def _checked(cls, values, scale, zero_point):
+        """A per-tensor QTensor from values and qparams the caller has already validated."""
+        q = object.__new__(cls)
+        q.values, q.scale, q.zero_point, q.axis = values, scale, zero_point, None
+        return q
+
     @property
     def shape(self):
         return self.values.shape
@@ -62,6 +69,9 @@ class QTensor:
         return qtensor_from_torch(t)
 
 
+_F32 = np.dtype(np.float32)
+
+
 def _float32_input(x, name="x"):
     x = as_array(x, name)
     if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
@@ -69,15 +79,35 @@ def _float32_input(x, name="x"):
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def quantize(x, scale, zero_point, dtype="uint8"):
-    """= torch.quantize_per_tensor: q = clamp(rne(fmaf(x, 1/scale, zp)), qmin, qmax)."""
+# (scale, zero_point, dtype) -> checked (qmin, qmax, scale, zero_point, 1/scale): a model
+# quantizes every batch with the same qparams, and checking them costs more than a small batch.
+_QPARAMS = {}
+
+
+def _per_tensor_qparams(scale, zero_point, dtype):
+    cacheable = type(scale) is float and type(zero_point) is int and type(dtype) is str
+    if cacheable:
+        hit = _QPARAMS.get((scale, zero_point, dtype))
+        if hit is not None:
+            return hit
     qmin, qmax = qrange(dtype)
     scale = check_scale(scale, "scale")
     zero_point = check_zero_point(zero_point, qmin, qmax, "zero_point")
-    x = _float32_input(x)
-    inv = np.float32(1.0) / np.float32(scale)
-    q = _kernels.quantize(x, float(inv), float(zero_point), qmin, qmax, qmin < 0)
-    return QTensor(q, scale, zero_point)
+    checked = (qmin, qmax, scale, zero_point, float(np.float32(1.0) / np.float32(scale)))
+    if cacheable:
+        if len(_QPARAMS) >= 64:
+            _QPARAMS.clear()
+        _QPARAMS[(scale, zero_point, dtype)] = checked
+    return checked
+
+
+def quantize(x, scale, zero_point, dtype="uint8"):
+    """= torch.quantize_per_tensor: q = clamp(rne(fmaf(x, 1/scale, zp)), qmin, qmax)."""
+    qmin, qmax, scale, zero_point, inv = _per_tensor_qparams(scale, zero_point, dtype)
+    if not (type(x) is np.ndarray and x.dtype is _F32 and x.ndim):   # float32 arrays: as they are
+        x = _float32_input(x)
+    q = _kernels.quantize(x, inv, float(zero_point), qmin, qmax, qmin < 0)
+    return QTensor._checked(q, scale, zero_point)
 
 
 def quantize_per_channel(x, scales, zero_points, axis=0, dtype="int8"):
@@ -99,6 +129,8 @@ def dequantize(q):
     """= torch dequantize: x = f32(f32(q - zp) * scale)."""
     if not isinstance(q, QTensor):
         raise TypeError("q: expected a fastq.QTensor, got %s" % type(q).__name__)
+    if q.axis is None and q.values.ndim:          # a 0-d QTensor dequantizes to a numpy scalar
+        return _kernels.dequantize(q.values, q.zero_point, np.float32(q.scale))
     return reference.dequantize(q.values, q.scale, q.zero_point, q.axis)
 
 

@@ -156,6 +156,23 @@ void fq_quantize_u8(const float *x, int64_t n, float inv_scale, float zero_point
 /* the same with an int8 output */
 void fq_quantize_s8(const float *x, int64_t n, float inv_scale, float zero_point,
                     int32_t qmin, int32_t qmax, int8_t *q);
+/* The conversions run the current backend's ISA (avx512vnni -> AVX-512, avx2 -> AVX2+FMA,
+ * else scalar); the functions below take isa = an fq_backend to force one (tests, benches;
+ * scalar when it cannot run here) or -1 for the current backend. Results never depend on it. */
+int fq_convert_supported(int isa);       /* compiled in and the CPU can run it */
+/* fq_quantize_u8 on a chosen ISA; q holds int8 bytes when qmin < 0 (qmin, qmax in the range
+ * of the byte type) */
+void fq_quantize_u8_isa(int isa, const float *x, int64_t n, float inv_scale, float zero_point,
+                        int32_t qmin, int32_t qmax, uint8_t *q);
+/* x = f32((float)(q - zero_point) * scale)   (torch per-tensor dequantize) */
+void fq_dequantize_u8(int isa, const uint8_t *q, int64_t n, int32_t zero_point, float scale, float *x);
+void fq_dequantize_s8(int isa, const int8_t *q, int64_t n, int32_t zero_point, float scale, float *x);
+/* min and max of x[0..n) in one pass; returns 1 when every x is finite, 0 when some x is
+ * NaN or inf (min / max then unspecified). n == 0 gives 0, 0 and 1. */
+int fq_minmax_f32(int isa, const float *x, int64_t n, float *min_out, float *max_out);
+/* out[i] = fmaf(x[i], y[i], z[i]) as the scalar kernels compute it (no libm call where the
+ * compiler has no FMA instruction); for tests */
+void fq_fmaf_portable(const float *x, const float *y, const float *z, int64_t n, float *out);
 
 #ifdef __cplusplus
 }
