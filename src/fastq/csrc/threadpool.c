@@ -15,6 +15,7 @@ static struct {
     pthread_mutex_t lock;
     pthread_cond_t wake, done;
     pthread_t threads[FQ_MAX_THREADS];
+    uint64_t start_generation[FQ_MAX_THREADS];   /* generation before the worker's first loop */
     int n_workers;                 /* started worker threads */
     int n_active;                  /* workers taking part in the current loop */
     uint64_t generation;           /* bumped to start a loop */
@@ -38,9 +39,9 @@ static void run_tasks(fq_task_fn fn, void *ctx, int64_t n_tasks) {
 
 static void *worker_main(void *arg) {
     int index = (int)(intptr_t)arg;
-    uint64_t seen = 0;
     pthread_mutex_lock(&pool.lock);
-    seen = pool.generation;
+    /* not pool.generation: the creator bumps it for the first loop before this thread runs */
+    uint64_t seen = pool.start_generation[index];
     for (;;) {
         while (pool.generation == seen) pthread_cond_wait(&pool.wake, &pool.lock);
         seen = pool.generation;
@@ -93,6 +94,7 @@ void fq_parallel_for(int64_t n_tasks, fq_task_fn fn, void *ctx, int num_threads)
     int helpers = num_threads - 1;
     pthread_mutex_lock(&pool.lock);
     while (pool.n_workers < helpers) {
+        pool.start_generation[pool.n_workers] = pool.generation;
         if (pthread_create(&pool.threads[pool.n_workers], NULL, worker_main,
                            (void *)(intptr_t)pool.n_workers) != 0) break;
         pthread_detach(pool.threads[pool.n_workers]);

@@ -1,0 +1,91 @@
+/* AVX2 epilogues: 8 columns per step, lane by lane the scalar primitives of requant.h
+ * (scalar twin: epilogue_scalar.c; the AVX-512 version explains each instruction's rounding).
+ * vcvtps2dq gives INT32_MIN on overflow / NaN exactly as fq_round_float_to_int32; the fbgemm
+ * zero-point add wraps (vpaddd), the qnnpack one saturates: clamp(r, lo - zy, hi - zy) + zy.
+ * The tflite mode runs the scalar epilogue (64-bit products without AVX-512 are not worth it). */
+#if defined(__x86_64__) && !defined(FASTQ_NO_AVX2)
+#pragma GCC target("avx2")
+#include <immintrin.h>
+#include <string.h>
+#include "fastq.h"
+
+extern void fq_epilogue_scalar(int32_t, int32_t, const int32_t *, const int32_t *, int32_t,
+                               const fq_epilogue *, void *, ptrdiff_t);
+
+static inline __m256i lanes_mask(int32_t left) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(left), idx);
+}
+
+/* low byte of each int32 lane (values already in 0..255 after the clamp) -> 8 bytes */
+static inline void store_bytes(uint8_t *dst, __m256i q, int32_t count) {
+    const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    __m256i b = _mm256_shuffle_epi8(q, pick);
+    b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
+    uint64_t v = (uint64_t)_mm_cvtsi128_si64(_mm256_castsi256_si128(b));
+    if (count >= 8) memcpy(dst, &v, 8);
+    else memcpy(dst, &v, (size_t)count);
+}
+
+void fq_epilogue_avx2(int32_t mr, int32_t nc, const int32_t *tile, const int32_t *row_sums,
+                      int32_t n0, const fq_epilogue *ep, void *out, ptrdiff_t ldo) {
+    if (ep->kind == FQ_EPI_TFLITE) {
+        fq_epilogue_scalar(mr, nc, tile, row_sums, n0, ep, out, ldo);
+        return;
+    }
+    const __m256i zy = _mm256_set1_epi32(ep->out_zero_point);
+    const __m256i lo = _mm256_set1_epi32(ep->out_min);
+    const __m256i hi = _mm256_set1_epi32(ep->out_max);
+    const __m256i lo_q = _mm256_set1_epi32(ep->out_min - ep->out_zero_point);
+    const __m256i hi_q = _mm256_set1_epi32(ep->out_max - ep->out_zero_point);
+    const __m256i xor_ = _mm256_set1_epi32(ep->out_xor);
+    for (int32_t i = 0; i < mr; i++) {
+        const int32_t *t = tile + (size_t)i * FQ_NR;
+        const __m256i rs = _mm256_set1_epi32(row_sums ? row_sums[i] : 0);
+        for (int32_t c = 0; c < nc; c += 8) {
+            const int32_t n = n0 + c;
+            const int32_t left = nc - c;
+            __m256i acc = _mm256_add_epi32(_mm256_load_si256((const __m256i *)(t + c)),
+                                           _mm256_loadu_si256((const __m256i *)(ep->col_offset + n)));
+            if (ep->w_zero_point)
+                acc = _mm256_sub_epi32(acc, _mm256_mullo_epi32(
+                    rs, _mm256_loadu_si256((const __m256i *)(ep->w_zero_point + n))));
+            switch (ep->kind) {
+            case FQ_EPI_INT32: {
+                int32_t *o = (int32_t *)out + (ptrdiff_t)i * ldo + n;
+                if (left >= 8) _mm256_storeu_si256((__m256i *)o, acc);
+                else _mm256_maskstore_epi32(o, lanes_mask(left), acc);
+                break;
+            }
+            case FQ_EPI_FLOAT: {
+                __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(ep->scale + n));
+                if (ep->bias) y = _mm256_add_ps(y, _mm256_loadu_ps(ep->bias + n));
+                float *o = (float *)out + (ptrdiff_t)i * ldo + n;
+                if (left >= 8) _mm256_storeu_ps(o, y);
+                else _mm256_maskstore_ps(o, lanes_mask(left), y);
+                break;
+            }
+            case FQ_EPI_FBGEMM: {
+                __m256 f = _mm256_cvtepi32_ps(acc);
+                if (ep->bias) f = _mm256_add_ps(f, _mm256_loadu_ps(ep->bias + n));
+                __m256 y = _mm256_mul_ps(f, _mm256_loadu_ps(ep->scale + n));
+                __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(y), zy);
+                q = _mm256_min_epi32(_mm256_max_epi32(q, lo), hi);
+                store_bytes((uint8_t *)out + (ptrdiff_t)i * ldo + n, _mm256_xor_si256(q, xor_), left);
+                break;
+            }
+            case FQ_EPI_QNNPACK: {
+                __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(ep->scale + n));
+                __m256i r = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(y), lo_q), hi_q);
+                __m256i q = _mm256_xor_si256(_mm256_add_epi32(r, zy), xor_);
+                store_bytes((uint8_t *)out + (ptrdiff_t)i * ldo + n, q, left);
+                break;
+            }
+            default:
+                break;
+            }
+        }
+    }
+}
+#endif
