@@ -2,7 +2,7 @@
  * Scalar twin: ukernel_scalar.c.
  *
  * Tile: up to 6 rows x one 64-column panel = 24 zmm accumulators, held in registers through
- * the whole k-loop (each row size is its own fully unrolled instance). Per k-group: 4 zmm
+ * the whole k-loop. Per k-group: 4 zmm
  * loads of the panel (64 columns x 4 k), one 4-byte broadcast per activation row, 4*mr
  * vpdpbusd. The K tail (K % 4 bytes) is assembled byte by byte, so an activation row is
  * never read past its end; the panel is zero padded, so the missing lanes add nothing.
@@ -29,106 +29,113 @@ static inline int32_t load_tail(const uint8_t *p, int32_t rem) {
     return (int32_t)v;
 }
 
-static inline __attribute__((always_inline)) void tile_rows(
-        const int mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
-        const int8_t *panel, int32_t *tile) {
-    __m512i acc[MR_AVX512][4];
-    for (int i = 0; i < mr; i++)
-        for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_si512();
-    const int32_t full = k / FQ_KG;
-    const int32_t rem = k % FQ_KG;
-    const int8_t *w = panel;
-    for (int32_t g = 0; g < full; g++, w += FQ_PANEL_GROUP_BYTES) {
-        __m512i w0 = _mm512_load_si512((const void *)(w + 0));
-        __m512i w1 = _mm512_load_si512((const void *)(w + 64));
-        __m512i w2 = _mm512_load_si512((const void *)(w + 128));
-        __m512i w3 = _mm512_load_si512((const void *)(w + 192));
-        for (int i = 0; i < mr; i++) {
-            __m512i x = _mm512_set1_epi32(load_group(a + i * lda + (ptrdiff_t)g * FQ_KG));
-            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], x, w0);
-            acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], x, w1);
-            acc[i][2] = _mm512_dpbusd_epi32(acc[i][2], x, w2);
-            acc[i][3] = _mm512_dpbusd_epi32(acc[i][3], x, w3);
-        }
+/* Rows past mr read the last valid row again (XNNPACK style) and are not stored: one
+ * kernel for every mr, with 24 named accumulators gcc keeps in zmm registers (an array of
+ * __m512i was kept in memory across the k-loop). */
+#define DP_ROW(i, x)                                   \
+    c##i##0 = _mm512_dpbusd_epi32(c##i##0, x, w0);     \
+    c##i##1 = _mm512_dpbusd_epi32(c##i##1, x, w1);     \
+    c##i##2 = _mm512_dpbusd_epi32(c##i##2, x, w2);     \
+    c##i##3 = _mm512_dpbusd_epi32(c##i##3, x, w3);
+#define ZERO_ROW(i)                                                     \
+    __m512i c##i##0 = _mm512_setzero_si512(), c##i##1 = c##i##0, \
+            c##i##2 = c##i##0, c##i##3 = c##i##0;
+#define STORE_ROW(i)                                                              \
+    if (i < mr) {                                                                 \
+        _mm512_store_si512((void *)(tile + i * FQ_NR + 0), c##i##0);              \
+        _mm512_store_si512((void *)(tile + i * FQ_NR + 16), c##i##1);             \
+        _mm512_store_si512((void *)(tile + i * FQ_NR + 32), c##i##2);             \
+        _mm512_store_si512((void *)(tile + i * FQ_NR + 48), c##i##3);             \
     }
-    if (rem) {
-        __m512i w0 = _mm512_load_si512((const void *)(w + 0));
-        __m512i w1 = _mm512_load_si512((const void *)(w + 64));
-        __m512i w2 = _mm512_load_si512((const void *)(w + 128));
-        __m512i w3 = _mm512_load_si512((const void *)(w + 192));
-        for (int i = 0; i < mr; i++) {
-            __m512i x = _mm512_set1_epi32(load_tail(a + i * lda + (ptrdiff_t)full * FQ_KG, rem));
-            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], x, w0);
-            acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], x, w1);
-            acc[i][2] = _mm512_dpbusd_epi32(acc[i][2], x, w2);
-            acc[i][3] = _mm512_dpbusd_epi32(acc[i][3], x, w3);
-        }
-    }
-    for (int i = 0; i < mr; i++)
-        for (int j = 0; j < 4; j++) _mm512_store_si512((void *)(tile + i * FQ_NR + 16 * j), acc[i][j]);
-}
-
-#define TILE_FN(R)                                                                        \
-    static void tile_##R(int32_t k, const uint8_t *a, ptrdiff_t lda, const int8_t *panel, \
-                         int32_t *tile) { tile_rows(R, k, a, lda, panel, tile); }
-TILE_FN(1)
-TILE_FN(2)
-TILE_FN(3)
-TILE_FN(4)
-TILE_FN(5)
-TILE_FN(6)
 
 void fq_ukernel_avx512vnni(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
                            const int8_t *panel, int32_t k_groups, int32_t *tile) {
     (void)k_groups;
-    switch (mr) {
-    case 1: tile_1(k, a, lda, panel, tile); break;
-    case 2: tile_2(k, a, lda, panel, tile); break;
-    case 3: tile_3(k, a, lda, panel, tile); break;
-    case 4: tile_4(k, a, lda, panel, tile); break;
-    case 5: tile_5(k, a, lda, panel, tile); break;
-    default: tile_6(k, a, lda, panel, tile); break;
+    const uint8_t *a0 = a;
+    const uint8_t *a1 = mr > 1 ? a0 + lda : a0;
+    const uint8_t *a2 = mr > 2 ? a1 + lda : a1;
+    const uint8_t *a3 = mr > 3 ? a2 + lda : a2;
+    const uint8_t *a4 = mr > 4 ? a3 + lda : a3;
+    const uint8_t *a5 = mr > 5 ? a4 + lda : a4;
+    ZERO_ROW(0) ZERO_ROW(1) ZERO_ROW(2) ZERO_ROW(3) ZERO_ROW(4) ZERO_ROW(5)
+    const int32_t full = k / FQ_KG;
+    const int32_t rem = k % FQ_KG;
+    const int8_t *w = panel;
+    /* the K tail first: after the main loop only stores remain, which keeps gcc from
+     * spilling the accumulators inside the loop */
+    if (rem) {
+        const int8_t *wt = panel + (size_t)full * FQ_PANEL_GROUP_BYTES;
+        const __m512i w0 = _mm512_load_si512((const void *)(wt + 0));
+        const __m512i w1 = _mm512_load_si512((const void *)(wt + 64));
+        const __m512i w2 = _mm512_load_si512((const void *)(wt + 128));
+        const __m512i w3 = _mm512_load_si512((const void *)(wt + 192));
+        const ptrdiff_t o = (ptrdiff_t)full * FQ_KG;
+        __m512i x;
+        x = _mm512_set1_epi32(load_tail(a0 + o, rem)); DP_ROW(0, x)
+        x = _mm512_set1_epi32(load_tail(a1 + o, rem)); DP_ROW(1, x)
+        x = _mm512_set1_epi32(load_tail(a2 + o, rem)); DP_ROW(2, x)
+        x = _mm512_set1_epi32(load_tail(a3 + o, rem)); DP_ROW(3, x)
+        x = _mm512_set1_epi32(load_tail(a4 + o, rem)); DP_ROW(4, x)
+        x = _mm512_set1_epi32(load_tail(a5 + o, rem)); DP_ROW(5, x)
     }
+    for (int32_t g = 0; g < full; g++, w += FQ_PANEL_GROUP_BYTES) {
+        const __m512i w0 = _mm512_load_si512((const void *)(w + 0));
+        const __m512i w1 = _mm512_load_si512((const void *)(w + 64));
+        const __m512i w2 = _mm512_load_si512((const void *)(w + 128));
+        const __m512i w3 = _mm512_load_si512((const void *)(w + 192));
+        const ptrdiff_t o = (ptrdiff_t)g * FQ_KG;
+        __m512i x;
+        x = _mm512_set1_epi32(load_group(a0 + o)); DP_ROW(0, x)
+        x = _mm512_set1_epi32(load_group(a1 + o)); DP_ROW(1, x)
+        x = _mm512_set1_epi32(load_group(a2 + o)); DP_ROW(2, x)
+        x = _mm512_set1_epi32(load_group(a3 + o)); DP_ROW(3, x)
+        x = _mm512_set1_epi32(load_group(a4 + o)); DP_ROW(4, x)
+        x = _mm512_set1_epi32(load_group(a5 + o)); DP_ROW(5, x)
+    }
+    STORE_ROW(0) STORE_ROW(1) STORE_ROW(2) STORE_ROW(3) STORE_ROW(4) STORE_ROW(5)
 }
 
 /* One row: 4 k-groups per step, each into its own 4 accumulators (16 chains), summed at
  * the end; integer addition is associative, so the order does not change the result. */
+#define DP_GROUP(u, x, wg)                                                                   \
+    d##u##0 = _mm512_dpbusd_epi32(d##u##0, x, _mm512_load_si512((const void *)((wg) + 0)));   \
+    d##u##1 = _mm512_dpbusd_epi32(d##u##1, x, _mm512_load_si512((const void *)((wg) + 64)));  \
+    d##u##2 = _mm512_dpbusd_epi32(d##u##2, x, _mm512_load_si512((const void *)((wg) + 128))); \
+    d##u##3 = _mm512_dpbusd_epi32(d##u##3, x, _mm512_load_si512((const void *)((wg) + 192)));
+#define ZERO_GROUP(u) \
+    __m512i d##u##0 = _mm512_setzero_si512(), d##u##1 = d##u##0, d##u##2 = d##u##0, d##u##3 = d##u##0;
+
 void fq_gemv_avx512vnni(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
                         const int8_t *panel, int32_t k_groups, int32_t *tile) {
     (void)mr;
     (void)lda;
     (void)k_groups;
-    __m512i acc[4][4];
-    for (int u = 0; u < 4; u++)
-        for (int j = 0; j < 4; j++) acc[u][j] = _mm512_setzero_si512();
+    ZERO_GROUP(0) ZERO_GROUP(1) ZERO_GROUP(2) ZERO_GROUP(3)
     const int32_t full = k / FQ_KG;
     const int32_t rem = k % FQ_KG;
-    const int8_t *w = panel;
-    int32_t g = 0;
-    for (; g + 4 <= full; g += 4, w += 4 * FQ_PANEL_GROUP_BYTES) {
-        for (int u = 0; u < 4; u++) {
-            __m512i x = _mm512_set1_epi32(load_group(a + (ptrdiff_t)(g + u) * FQ_KG));
-            for (int j = 0; j < 4; j++)
-                acc[u][j] = _mm512_dpbusd_epi32(
-                    acc[u][j], x,
-                    _mm512_load_si512((const void *)(w + u * FQ_PANEL_GROUP_BYTES + 64 * j)));
-        }
-    }
-    for (; g < full; g++, w += FQ_PANEL_GROUP_BYTES) {
-        __m512i x = _mm512_set1_epi32(load_group(a + (ptrdiff_t)g * FQ_KG));
-        for (int j = 0; j < 4; j++)
-            acc[0][j] = _mm512_dpbusd_epi32(acc[0][j], x, _mm512_load_si512((const void *)(w + 64 * j)));
+    const int32_t full4 = full & ~3;
+    __m512i x;
+    /* the groups that do not fill a step of 4, then the K tail, before the main loop */
+    for (int32_t g = full4; g < full; g++) {
+        x = _mm512_set1_epi32(load_group(a + (ptrdiff_t)g * FQ_KG));
+        DP_GROUP(0, x, panel + (size_t)g * FQ_PANEL_GROUP_BYTES)
     }
     if (rem) {
-        __m512i x = _mm512_set1_epi32(load_tail(a + (ptrdiff_t)full * FQ_KG, rem));
-        for (int j = 0; j < 4; j++)
-            acc[1][j] = _mm512_dpbusd_epi32(acc[1][j], x, _mm512_load_si512((const void *)(w + 64 * j)));
+        x = _mm512_set1_epi32(load_tail(a + (ptrdiff_t)full * FQ_KG, rem));
+        DP_GROUP(1, x, panel + (size_t)full * FQ_PANEL_GROUP_BYTES)
     }
-    for (int j = 0; j < 4; j++) {
-        __m512i s = _mm512_add_epi32(_mm512_add_epi32(acc[0][j], acc[1][j]),
-                                     _mm512_add_epi32(acc[2][j], acc[3][j]));
-        _mm512_store_si512((void *)(tile + 16 * j), s);
+    const int8_t *w = panel;
+    for (int32_t g = 0; g < full4; g += 4, w += 4 * FQ_PANEL_GROUP_BYTES) {
+        const uint8_t *ag = a + (ptrdiff_t)g * FQ_KG;
+        x = _mm512_set1_epi32(load_group(ag + 0));  DP_GROUP(0, x, w)
+        x = _mm512_set1_epi32(load_group(ag + 4));  DP_GROUP(1, x, w + FQ_PANEL_GROUP_BYTES)
+        x = _mm512_set1_epi32(load_group(ag + 8));  DP_GROUP(2, x, w + 2 * FQ_PANEL_GROUP_BYTES)
+        x = _mm512_set1_epi32(load_group(ag + 12)); DP_GROUP(3, x, w + 3 * FQ_PANEL_GROUP_BYTES)
     }
+    _mm512_store_si512((void *)(tile + 0), _mm512_add_epi32(_mm512_add_epi32(d00, d10), _mm512_add_epi32(d20, d30)));
+    _mm512_store_si512((void *)(tile + 16), _mm512_add_epi32(_mm512_add_epi32(d01, d11), _mm512_add_epi32(d21, d31)));
+    _mm512_store_si512((void *)(tile + 32), _mm512_add_epi32(_mm512_add_epi32(d02, d12), _mm512_add_epi32(d22, d32)));
+    _mm512_store_si512((void *)(tile + 48), _mm512_add_epi32(_mm512_add_epi32(d03, d13), _mm512_add_epi32(d23, d33)));
 }
 
 extern void fq_epilogue_avx512(int32_t, int32_t, const int32_t *, const int32_t *, int32_t,
