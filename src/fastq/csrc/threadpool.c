@@ -1,14 +1,20 @@
 /* A small pthread pool for parallel-for over independent tasks (tiles of the output).
  * Why not OpenMP: torch's wheel ships its own libgomp and only one loads per process, and
  * GNU libgomp's pool does not survive fork(). This pool is recreated lazily in a forked
- * child (pthread_atfork), and a second concurrent caller simply runs its loop inline. */
+ * child (pthread_atfork), and a second concurrent caller simply runs its loop inline.
+ * Waking a sleeping thread costs tens of microseconds, so both sides spin for a short,
+ * bounded time (FQ_SPIN_NS) before they sleep on the condition variables: back-to-back
+ * calls (the layers of a model) find their workers awake. */
 #include <pthread.h>
+#include <sched.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include "fastq.h"
 
 #define FQ_MAX_THREADS 256
+#define FQ_SPIN_NS 100000          /* 0.1 ms */
 
 static struct {
     pthread_mutex_t busy;          /* held by the caller that owns the pool for one loop */
@@ -18,8 +24,8 @@ static struct {
     uint64_t start_generation[FQ_MAX_THREADS];   /* generation before the worker's first loop */
     int n_workers;                 /* started worker threads */
     int n_active;                  /* workers taking part in the current loop */
-    uint64_t generation;           /* bumped to start a loop */
-    int running;                   /* workers still inside the current loop */
+    atomic_ullong generation;      /* bumped (under lock) to start a loop */
+    atomic_int running;            /* workers still inside the current loop */
     fq_task_fn fn;
     void *ctx;
     int64_t n_tasks;
@@ -37,22 +43,64 @@ static void run_tasks(fq_task_fn fn, void *ctx, int64_t n_tasks) {
     }
 }
 
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* spin until *value != unwanted (returns 1) or the spin time is over (returns 0) */
+static int spin_while_ull(atomic_ullong *value, unsigned long long unwanted) {
+    int64_t end = now_ns() + FQ_SPIN_NS;
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            if (atomic_load_explicit(value, memory_order_acquire) != unwanted) return 1;
+            cpu_relax();
+        }
+        if (now_ns() > end) return 0;
+        sched_yield();   /* oversubscribed cores: let the thread we wait for run */
+    }
+}
+
+static int spin_while_positive(atomic_int *value) {
+    int64_t end = now_ns() + FQ_SPIN_NS;
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            if (atomic_load_explicit(value, memory_order_acquire) <= 0) return 1;
+            cpu_relax();
+        }
+        if (now_ns() > end) return 0;
+        sched_yield();   /* oversubscribed cores: let the thread we wait for run */
+    }
+}
+
 static void *worker_main(void *arg) {
     int index = (int)(intptr_t)arg;
     pthread_mutex_lock(&pool.lock);
     /* not pool.generation: the creator bumps it for the first loop before this thread runs */
-    uint64_t seen = pool.start_generation[index];
+    unsigned long long seen = pool.start_generation[index];
+    pthread_mutex_unlock(&pool.lock);
     for (;;) {
-        while (pool.generation == seen) pthread_cond_wait(&pool.wake, &pool.lock);
-        seen = pool.generation;
+        if (!spin_while_ull(&pool.generation, seen)) {
+            pthread_mutex_lock(&pool.lock);
+            while (atomic_load(&pool.generation) == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+            pthread_mutex_unlock(&pool.lock);
+        }
+        seen = atomic_load_explicit(&pool.generation, memory_order_acquire);
+        /* fn, ctx, n_tasks, n_active were written before the generation was bumped */
         if (index >= pool.n_active) continue;
-        fq_task_fn fn = pool.fn;
-        void *ctx = pool.ctx;
-        int64_t n = pool.n_tasks;
-        pthread_mutex_unlock(&pool.lock);
-        run_tasks(fn, ctx, n);
-        pthread_mutex_lock(&pool.lock);
-        if (--pool.running == 0) pthread_cond_signal(&pool.done);
+        run_tasks(pool.fn, pool.ctx, pool.n_tasks);
+        if (atomic_fetch_sub(&pool.running, 1) == 1) {
+            pthread_mutex_lock(&pool.lock);
+            pthread_cond_signal(&pool.done);
+            pthread_mutex_unlock(&pool.lock);
+        }
     }
     return NULL;
 }
@@ -64,7 +112,7 @@ static void reset_after_fork(void) {
     pthread_cond_init(&pool.wake, NULL);
     pthread_cond_init(&pool.done, NULL);
     pool.n_workers = 0;
-    pool.running = 0;
+    atomic_store(&pool.running, 0);
 }
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -106,15 +154,17 @@ void fq_parallel_for(int64_t n_tasks, fq_task_fn fn, void *ctx, int num_threads)
     pool.n_tasks = n_tasks;
     atomic_store(&pool.next_task, 0);
     pool.n_active = helpers;
-    pool.running = helpers;
-    pool.generation++;
+    atomic_store(&pool.running, helpers);
+    atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
 
     run_tasks(fn, ctx, n_tasks);
 
-    pthread_mutex_lock(&pool.lock);
-    while (pool.running > 0) pthread_cond_wait(&pool.done, &pool.lock);
-    pthread_mutex_unlock(&pool.lock);
+    if (!spin_while_positive(&pool.running)) {
+        pthread_mutex_lock(&pool.lock);
+        while (atomic_load(&pool.running) > 0) pthread_cond_wait(&pool.done, &pool.lock);
+        pthread_mutex_unlock(&pool.lock);
+    }
     pthread_mutex_unlock(&pool.busy);
 }
