@@ -271,3 +271,111 @@ def get_num_threads():
 
 def set_num_threads(int n):
     fq_set_num_threads(n)
+
+
+# ---------------------------------------------------------------------------------------------
+# The hot path of QuantizedLinear.__call__: validate x, reuse the cached epilogue, call C.
+# Everything a call needs is kept in typed fields so a small layer costs about a microsecond.
+from cpython.object cimport PyObject_SetAttr
+
+cdef extern from "numpy/arrayobject.h":
+    cnp.ndarray PyArray_EMPTY(int nd, cnp.npy_intp *dims, int typenum, int fortran)
+
+cdef class LinearCore:
+    """Per-layer state of the call path; built by fastq.linear.QuantizedLinear."""
+    cdef PackedWeights pw
+    cdef object qtensor_type, qtensor_new
+    cdef object out_scale, out_zero_point
+    cdef object epilogue_for      # (x_scale, x_zero_point) -> Epilogue  (the layer's cache)
+    cdef object check_overflow    # (a_2d, x_zero_point, name) -> raises ValueError
+    cdef bint have_last
+    cdef double last_scale
+    cdef long last_zp
+    cdef Epilogue last_ep
+    cdef bint last_bound_ok
+
+    def __cinit__(self, PackedWeights pw not None, qtensor_type, out_scale, out_zero_point,
+                  epilogue_for, check_overflow):
+        self.pw = pw
+        self.qtensor_type = qtensor_type
+        self.qtensor_new = qtensor_type.__new__
+        self.out_scale = out_scale
+        self.out_zero_point = out_zero_point
+        self.epilogue_for = epilogue_for
+        self.check_overflow = check_overflow
+        self.have_last = False
+
+    def forget_epilogue(self):
+        self.have_last = False
+        self.last_ep = None
+
+    cdef Epilogue _epilogue(self, object x_scale, object x_zero_point):
+        cdef double s = x_scale
+        cdef long zp = x_zero_point
+        if self.have_last and s == self.last_scale and zp == self.last_zp:
+            return self.last_ep
+        ep = self.epilogue_for(x_scale, x_zero_point)
+        if not isinstance(ep, Epilogue) or (<Epilogue>ep).n_padded != self.pw.p.n_panels * FQ_NR:
+            raise ValueError("ep: built for another weight matrix")
+        if (<Epilogue>ep).kind not in (FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_TFLITE):
+            raise ValueError("ep: expected an epilogue with uint8 output")
+        cdef long dev_a = zp if zp > 255 - zp else 255 - zp
+        self.last_bound_ok = <double>self.pw.p.k * dev_a * self.pw.p.max_abs_w_dev <= 2147483647.0
+        self.last_scale = s
+        self.last_zp = zp
+        self.last_ep = <Epilogue>ep
+        self.have_last = True
+        return self.last_ep
+
+    def __call__(self, x):
+        return self.call(x)
+
+    cdef object call(self, x):
+        if type(x) is not self.qtensor_type and not isinstance(x, self.qtensor_type):
+            raise TypeError("x: expected a fastq.QTensor, got %s" % type(x).__name__)
+        if x.axis is not None:
+            raise ValueError("x: expected per-tensor quantized activations")
+        v = x.values
+        cdef cnp.ndarray a = <cnp.ndarray?>v
+        if cnp.PyArray_TYPE(a) != cnp.NPY_UINT8:
+            raise TypeError("x: expected uint8 values, got %s" % (<object>a).dtype)
+        cdef int nd = cnp.PyArray_NDIM(a)
+        cdef int32_t k = self.pw.p.k
+        cdef int32_t n = self.pw.p.n
+        if nd < 1 or nd > 32 or cnp.PyArray_DIMS(a)[nd - 1] != k:
+            raise ValueError("x: expected shape [..., %d], got %s" % (k, (<object>a).shape))
+        cdef cnp.npy_intp dims[32]
+        cdef Py_ssize_t m = 1
+        cdef int i
+        for i in range(nd - 1):
+            dims[i] = cnp.PyArray_DIMS(a)[i]
+            m *= dims[i]
+        dims[nd - 1] = n
+        if m > 2147483647:
+            raise ValueError("x: too many rows")
+        cdef Epilogue ep = self._epilogue(x.scale, x.zero_point)
+        if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+            a = np.ascontiguousarray(a)
+        if not self.last_bound_ok:
+            self.check_overflow(a.reshape(m, k), x.zero_point, "x")
+        cdef cnp.ndarray out = PyArray_EMPTY(nd, dims, cnp.NPY_UINT8, 0)
+        cdef const uint8_t *ap = <const uint8_t *>cnp.PyArray_DATA(a)
+        cdef void *op = cnp.PyArray_DATA(out)
+        cdef int32_t mm = <int32_t>m
+        if m > 0 and n > 0:
+            if <double>m * n * k < 65536.0:
+                fq_gemm(&self.pw.p, ap, k, mm, &ep.ep, op, n, 0)
+            else:
+                with nogil:
+                    fq_gemm(&self.pw.p, ap, k, mm, &ep.ep, op, n, 0)
+        q = self.qtensor_new(self.qtensor_type)
+        PyObject_SetAttr(q, "values", out)
+        PyObject_SetAttr(q, "scale", self.out_scale)
+        PyObject_SetAttr(q, "zero_point", self.out_zero_point)
+        PyObject_SetAttr(q, "axis", None)
+        return q
+
+
+def linear_call(self, x):
+    """QuantizedLinear.__call__ (bound as a method): y = layer(x) through its LinearCore."""
+    return (<LinearCore?>self._core).call(x)

@@ -119,6 +119,9 @@ class QuantizedLinear:
         zw = np.atleast_1d(np.asarray(weight.zero_point, np.int32))
         self._packed = _kernels.PackedWeights(np.ascontiguousarray(weight.values), zw)
         self._epilogues = {}
+        # the call path (validation of x, cached epilogue, the C call) lives in Cython
+        self._core = _kernels.LinearCore(self._packed, QTensor, self.scale, self.zero_point,
+                                         self._epilogue, _check_no_overflow)
 
     @classmethod
     def from_torch(cls, module, engine=None):
@@ -139,20 +142,10 @@ class QuantizedLinear:
             self._epilogues[key] = ep
         return ep
 
-    def __call__(self, x):
-        if not isinstance(x, QTensor):
-            raise TypeError("x: expected a fastq.QTensor, got %s" % type(x).__name__)
-        if x.axis is not None:
-            raise ValueError("x: expected per-tensor quantized activations")
-        v = x.values
-        if v.dtype != np.uint8:
-            raise TypeError("x: expected uint8 values, got %s" % v.dtype)
-        if v.ndim < 1 or v.shape[-1] != self.in_features:
-            raise ValueError("x: expected shape [..., %d], got %s" % (self.in_features, v.shape))
-        a = np.ascontiguousarray(v.reshape(-1, self.in_features))
-        _check_no_overflow(self._packed, a, x.zero_point, "x")
-        out = _kernels.gemm(self._packed, self._epilogue(x.scale, x.zero_point), a)
-        return QTensor(out.reshape(v.shape[:-1] + (self.out_features,)), self.scale, self.zero_point)
+    # y_q = layer(x_q): x is a uint8 QTensor [..., K] (per tensor), y a uint8 QTensor [..., N].
+    # Checks x (TypeError / ValueError naming "x"), refuses K large enough to overflow int32,
+    # then one kernel call with the epilogue cached for (x.scale, x.zero_point).
+    __call__ = _kernels.linear_call
 
     def __repr__(self):
         return "QuantizedLinear(in_features=%d, out_features=%d, requant=%r%s)" % (

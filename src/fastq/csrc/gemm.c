@@ -70,8 +70,8 @@ void fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_
     int64_t n_tasks = (int64_t)w->n_panels * j.m_blocks;
     /* threads only pay off when each wakes up for enough work */
     double macs = (double)m * (double)w->n * (double)w->k;
-    if (num_threads <= 0) num_threads = fq_get_num_threads();
     if (macs < 1 << 20) num_threads = 1;
+    else if (num_threads <= 0) num_threads = fq_get_num_threads();
     fq_parallel_for(n_tasks, gemm_task, &j, num_threads);
     if (sums && sums != stack_sums) free(sums);
 }

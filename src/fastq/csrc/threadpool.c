@@ -118,13 +118,23 @@ static void reset_after_fork(void) {
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void install_atfork(void) { pthread_atfork(NULL, NULL, reset_after_fork); }
 
+static atomic_int default_num_threads = 0;   /* FASTQ_NUM_THREADS or the CPU count, read once */
+
 int fq_get_num_threads(void) {
     int n = atomic_load(&num_threads_setting);
     if (n > 0) return n;
+    n = atomic_load(&default_num_threads);
+    if (n > 0) return n;
+    /* sysconf reads /sys on every call (microseconds): look it up once */
     const char *env = getenv("FASTQ_NUM_THREADS");
-    if (env && atoi(env) > 0) return atoi(env) > FQ_MAX_THREADS ? FQ_MAX_THREADS : atoi(env);
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    return cpus < 1 ? 1 : (cpus > FQ_MAX_THREADS ? FQ_MAX_THREADS : (int)cpus);
+    if (env && atoi(env) > 0) {
+        n = atoi(env) > FQ_MAX_THREADS ? FQ_MAX_THREADS : atoi(env);
+    } else {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus < 1 ? 1 : (cpus > FQ_MAX_THREADS ? FQ_MAX_THREADS : (int)cpus);
+    }
+    atomic_store(&default_num_threads, n);
+    return n;
 }
 
 void fq_set_num_threads(int n) {
