@@ -315,7 +315,7 @@ def test_epilogue_tflite_edges(backend, single_rounding):
 
 
 # ------------------------------------------------------------------ packing
-def test_pack_layout_and_column_sums():
+def test_pack_layout_and_column_sums(backend):
     rng = np.random.default_rng(31)
     for n, k in ((1, 1), (63, 5), (64, 4), (65, 67), (130, 70), (200, 1031)):
         w = rand_s8(rng, (n, k))
