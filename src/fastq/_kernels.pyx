@@ -9,6 +9,7 @@ import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int8_t, uint8_t, int32_t, int64_t
 from libc.string cimport memset
+from libc.stdlib cimport malloc, free
 
 cnp.import_array()
 
@@ -379,3 +380,63 @@ cdef class LinearCore:
 def linear_call(self, x):
     """QuantizedLinear.__call__ (bound as a method): y = layer(x) through its LinearCore."""
     return (<LinearCore?>self._core).call(x)
+
+
+def qgemm_int32(cnp.ndarray a not None, int a_zero_point, cnp.ndarray w not None,
+                cnp.ndarray w_zero_point not None):
+    """int32 [M, N] = sum_k (a - za)(w - zw[n]) in one C pass: pack, column offsets, kernel.
+
+    a: C-contiguous uint8 [M, K]; w: C-contiguous int8 [N, K]; w_zero_point: contiguous int32,
+    1 or N values (callers validate the values). Returns None, computing nothing, when the
+    zero-point bound cannot rule out int32 overflow: the caller then checks the data."""
+    if (a.ndim != 2 or cnp.PyArray_TYPE(a) != cnp.NPY_UINT8 or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+            or w.ndim != 2 or cnp.PyArray_TYPE(w) != cnp.NPY_INT8 or not cnp.PyArray_IS_C_CONTIGUOUS(w)):
+        raise TypeError("a, w: expected C-contiguous uint8 / int8 2-D arrays")
+    if (cnp.PyArray_TYPE(w_zero_point) != cnp.NPY_INT32 or w_zero_point.ndim != 1
+            or not cnp.PyArray_IS_C_CONTIGUOUS(w_zero_point)):
+        raise TypeError("w_zero_point: expected a contiguous 1-D int32 array")
+    cdef Py_ssize_t m = a.shape[0], k = a.shape[1], n = w.shape[0]
+    if w.shape[1] != k:
+        raise ValueError("w: K mismatch")
+    if m > 2**31 - 1 or n > 2**30 or k > 2**30:
+        raise ValueError("a, w: too large")
+    cdef Py_ssize_t nzp = w_zero_point.shape[0]
+    if nzp != 1 and nzp != n:
+        raise ValueError("w_zero_point: expected 1 or N = %d values, got %d" % (n, nzp))
+    cdef int per_column = nzp == n and n != 1
+    cdef const int32_t *zp = <const int32_t *>cnp.PyArray_DATA(w_zero_point)
+    cdef int8_t dummy = 0
+    cdef const int8_t *wp = <const int8_t *>cnp.PyArray_DATA(w) if n > 0 and k > 0 else &dummy
+    cdef fq_packed_weights p
+    cdef int rc
+    cdef int32_t nn = <int32_t>n, kk = <int32_t>k, mm = <int32_t>m
+    with nogil:
+        rc = fq_pack_weights(wp, kk, nn, kk, zp, per_column, &p)
+    if rc != 0:
+        raise MemoryError("could not allocate packed weights")
+    cdef long dev_a = a_zero_point if a_zero_point > 255 - a_zero_point else 255 - a_zero_point
+    if <double>k * dev_a * p.max_abs_w_dev > 2147483647.0:
+        fq_packed_free(&p)
+        return None
+    cdef cnp.npy_intp dims[2]
+    dims[0] = m
+    dims[1] = n
+    cdef cnp.ndarray out = PyArray_EMPTY(2, dims, cnp.NPY_INT32, 0)
+    cdef int32_t *col = <int32_t *>malloc(<size_t>max(p.n_panels, 1) * FQ_NR * sizeof(int32_t))
+    if col == NULL:
+        fq_packed_free(&p)
+        raise MemoryError("could not allocate column offsets")
+    cdef fq_epilogue ep
+    memset(&ep, 0, sizeof(fq_epilogue))
+    ep.kind = FQ_EPI_INT32
+    ep.col_offset = col
+    ep.w_zero_point = NULL if p.w_zero_point_all_zero else p.w_zero_point
+    cdef const uint8_t *ap = <const uint8_t *>cnp.PyArray_DATA(a)
+    cdef void *op = cnp.PyArray_DATA(out)
+    with nogil:
+        fq_col_offsets(&p, a_zero_point, NULL, col)
+        if m > 0 and n > 0:
+            fq_gemm(&p, ap, kk, mm, &ep, op, nn, 0)
+    free(col)
+    fq_packed_free(&p)
+    return out

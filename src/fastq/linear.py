@@ -58,13 +58,24 @@ def qgemm(a, a_zero_point, w, w_zero_point):
         raise ValueError("w_s8: expected a 2-D array [N, K], got %d dimensions" % w.ndim)
     if a.shape[1] != w.shape[1]:
         raise ValueError("w_s8: K mismatch: a_u8 has K = %d, w_s8 has K = %d" % (a.shape[1], w.shape[1]))
-    za = check_zero_point(a_zero_point, 0, 255, "a_zero_point")
-    if np.ndim(w_zero_point) == 0 and not isinstance(w_zero_point, np.ndarray):
+    # plain ints in range skip the general checks (this path is timed at 1x64x64)
+    if type(a_zero_point) is int and 0 <= a_zero_point <= 255:
+        za = a_zero_point
+    else:
+        za = check_zero_point(a_zero_point, 0, 255, "a_zero_point")
+    if type(w_zero_point) is int and -128 <= w_zero_point <= 127:
+        zw = np.full(1, w_zero_point, np.int32)
+    elif np.ndim(w_zero_point) == 0 and not isinstance(w_zero_point, np.ndarray):
         zw = np.array([check_zero_point(w_zero_point, -128, 127, "w_zero_point")], np.int32)
     else:
         zw = check_zero_points(w_zero_point, w.shape[0], -128, 127, "w_zero_point")
-    packed = _kernels.PackedWeights(w, zw)
     a = np.ascontiguousarray(a)
+    w = np.ascontiguousarray(w)
+    out = _kernels.qgemm_int32(a, za, w, zw)
+    if out is not None:
+        return out
+    # the zero points alone cannot rule out int32 overflow: look at the data
+    packed = _kernels.PackedWeights(w, zw)
     _check_no_overflow(packed, a, za, "a_u8")
     ep = _kernels.Epilogue(packed, _kernels.EPI_INT32, packed.col_offsets(za))
     return _kernels.gemm(packed, ep, a)
