@@ -105,12 +105,15 @@ typedef void (*fq_ukernel_fn)(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t
 typedef void (*fq_epilogue_fn)(int32_t mr, int32_t nc, const int32_t *tile,
                                const int32_t *row_sums, int32_t n0, const fq_epilogue *ep,
                                void *out, ptrdiff_t ldo);
+/* sums[i] = sum_k a[i*lda + k] (needed when some weight zero point is not 0) */
+typedef void (*fq_row_sums_fn)(const uint8_t *a, ptrdiff_t lda, int32_t m, int32_t k, int32_t *sums);
 typedef struct {
     const char *name;
     int32_t mr;                  /* rows per tile */
     fq_ukernel_fn ukernel;
     fq_ukernel_fn gemv;          /* mr == 1 kernel; may equal ukernel */
     fq_epilogue_fn epilogue;
+    fq_row_sums_fn row_sums;
 } fq_kernels;
 
 const fq_kernels *fq_kernels_for(int backend);   /* NULL when not compiled in */

@@ -133,11 +133,27 @@ void fq_gemv_avx2(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
     }
 }
 
+/* Row sums with vpsadbw (|x - 0| summed over 8 bytes into a 64-bit lane). */
+void fq_row_sums_avx2(const uint8_t *a, ptrdiff_t lda, int32_t m, int32_t k, int32_t *sums) {
+    for (int32_t i = 0; i < m; i++) {
+        const uint8_t *row = a + (ptrdiff_t)i * lda;
+        __m256i s = _mm256_setzero_si256();
+        int32_t kk = 0;
+        for (; kk + 32 <= k; kk += 32)
+            s = _mm256_add_epi64(s, _mm256_sad_epu8(_mm256_loadu_si256((const __m256i *)(row + kk)),
+                                                    _mm256_setzero_si256()));
+        __m128i h = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        int64_t total = _mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1);
+        for (; kk < k; kk++) total += row[kk];
+        sums[i] = (int32_t)total;   /* k <= 2^31 / 255 is checked by the caller */
+    }
+}
+
 extern void fq_epilogue_avx2(int32_t, int32_t, const int32_t *, const int32_t *, int32_t,
                              const fq_epilogue *, void *, ptrdiff_t);
 
 static const fq_kernels kernels = {
-    "avx2", MR_AVX2, fq_ukernel_avx2, fq_gemv_avx2, fq_epilogue_avx2,
+    "avx2", MR_AVX2, fq_ukernel_avx2, fq_gemv_avx2, fq_epilogue_avx2, fq_row_sums_avx2,
 };
 
 const fq_kernels *fq_kernels_avx2(void) { return &kernels; }

@@ -48,9 +48,8 @@ static inline int32_t load_tail(const uint8_t *p, int32_t rem) {
         _mm512_store_si512((void *)(tile + i * FQ_NR + 48), c##i##3);             \
     }
 
-void fq_ukernel_avx512vnni(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
-                           const int8_t *panel, int32_t k_groups, int32_t *tile) {
-    (void)k_groups;
+static void tile_6rows(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
+                       const int8_t *panel, int32_t *tile) {
     const uint8_t *a0 = a;
     const uint8_t *a1 = mr > 1 ? a0 + lda : a0;
     const uint8_t *a2 = mr > 2 ? a1 + lda : a1;
@@ -93,6 +92,51 @@ void fq_ukernel_avx512vnni(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t ld
         x = _mm512_set1_epi32(load_group(a5 + o)); DP_ROW(5, x)
     }
     STORE_ROW(0) STORE_ROW(1) STORE_ROW(2) STORE_ROW(3) STORE_ROW(4) STORE_ROW(5)
+}
+
+static void tile_3rows(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
+                       const int8_t *panel, int32_t *tile) {
+    const uint8_t *a0 = a;
+    const uint8_t *a1 = mr > 1 ? a0 + lda : a0;
+    const uint8_t *a2 = mr > 2 ? a1 + lda : a1;
+    ZERO_ROW(0) ZERO_ROW(1) ZERO_ROW(2)
+    const int32_t full = k / FQ_KG;
+    const int32_t rem = k % FQ_KG;
+    const int8_t *w = panel;
+    /* the K tail first: after the main loop only stores remain, which keeps gcc from
+     * spilling the accumulators inside the loop */
+    if (rem) {
+        const int8_t *wt = panel + (size_t)full * FQ_PANEL_GROUP_BYTES;
+        const __m512i w0 = _mm512_load_si512((const void *)(wt + 0));
+        const __m512i w1 = _mm512_load_si512((const void *)(wt + 64));
+        const __m512i w2 = _mm512_load_si512((const void *)(wt + 128));
+        const __m512i w3 = _mm512_load_si512((const void *)(wt + 192));
+        const ptrdiff_t o = (ptrdiff_t)full * FQ_KG;
+        __m512i x;
+        x = _mm512_set1_epi32(load_tail(a0 + o, rem)); DP_ROW(0, x)
+        x = _mm512_set1_epi32(load_tail(a1 + o, rem)); DP_ROW(1, x)
+        x = _mm512_set1_epi32(load_tail(a2 + o, rem)); DP_ROW(2, x)
+    }
+    for (int32_t g = 0; g < full; g++, w += FQ_PANEL_GROUP_BYTES) {
+        const __m512i w0 = _mm512_load_si512((const void *)(w + 0));
+        const __m512i w1 = _mm512_load_si512((const void *)(w + 64));
+        const __m512i w2 = _mm512_load_si512((const void *)(w + 128));
+        const __m512i w3 = _mm512_load_si512((const void *)(w + 192));
+        const ptrdiff_t o = (ptrdiff_t)g * FQ_KG;
+        __m512i x;
+        x = _mm512_set1_epi32(load_group(a0 + o)); DP_ROW(0, x)
+        x = _mm512_set1_epi32(load_group(a1 + o)); DP_ROW(1, x)
+        x = _mm512_set1_epi32(load_group(a2 + o)); DP_ROW(2, x)
+    }
+    STORE_ROW(0) STORE_ROW(1) STORE_ROW(2)
+}
+
+/* 2-3 rows get a 12-accumulator kernel instead of computing 6 (duplicated) rows */
+void fq_ukernel_avx512vnni(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
+                           const int8_t *panel, int32_t k_groups, int32_t *tile) {
+    (void)k_groups;
+    if (mr <= 3) tile_3rows(mr, k, a, lda, panel, tile);
+    else tile_6rows(mr, k, a, lda, panel, tile);
 }
 
 /* One row: 4 k-groups per step, each into its own 4 accumulators (16 chains), summed at
@@ -138,11 +182,30 @@ void fq_gemv_avx512vnni(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
     _mm512_store_si512((void *)(tile + 48), _mm512_add_epi32(_mm512_add_epi32(d03, d13), _mm512_add_epi32(d23, d33)));
 }
 
+/* Row sums with vpsadbw (|x - 0| summed over 8 bytes into a 64-bit lane). */
+void fq_row_sums_avx512(const uint8_t *a, ptrdiff_t lda, int32_t m, int32_t k, int32_t *sums) {
+    for (int32_t i = 0; i < m; i++) {
+        const uint8_t *row = a + (ptrdiff_t)i * lda;
+        __m512i s = _mm512_setzero_si512();
+        int32_t kk = 0;
+        for (; kk + 64 <= k; kk += 64)
+            s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_loadu_si512((const void *)(row + kk)),
+                                                    _mm512_setzero_si512()));
+        if (kk < k) {   /* masked load: nothing is read past the row */
+            __mmask64 valid = ((__mmask64)1 << (k - kk)) - 1;
+            s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_maskz_loadu_epi8(valid, row + kk),
+                                                    _mm512_setzero_si512()));
+        }
+        sums[i] = (int32_t)_mm512_reduce_add_epi64(s);   /* k <= 2^31 / 255: checked by the caller */
+    }
+}
+
 extern void fq_epilogue_avx512(int32_t, int32_t, const int32_t *, const int32_t *, int32_t,
                                const fq_epilogue *, void *, ptrdiff_t);
 
 static const fq_kernels kernels = {
     "avx512vnni", MR_AVX512, fq_ukernel_avx512vnni, fq_gemv_avx512vnni, fq_epilogue_avx512,
+    fq_row_sums_avx512,
 };
 
 const fq_kernels *fq_kernels_avx512vnni(void) { return &kernels; }
