@@ -3,6 +3,8 @@
 One tester drives each backend of fastq.backends() over the tails of the tiling (M rows of a
 tile, N columns of a 64-column panel, K % 4 of a k-group), a few large shapes, extreme values
 and every epilogue mode. Oracle: fastq.reference (numpy, int64 / float32 step by step)."""
+import itertools
+
 import numpy as np
 import pytest
 
@@ -241,6 +243,19 @@ def run_epilogue(kind, a, w, col_offset, **kw):
     return _kernels.gemm(pw, ep, a), acc
 
 
+def clamp_bounds(rng, wide):
+    """Output clamps: inside [0, 255] as the layers use them, or wide (+-(2^31 - 256)) so
+    the stored low byte shows every bit of the requantized value."""
+    if wide:
+        return -(2**31) + 256, 2**31 - 256
+    lo = int(rng.integers(0, 256))
+    return lo, int(rng.integers(lo, 256))
+
+
+def as_bytes(q, out_xor):
+    return ((np.asarray(q, np.int64) ^ out_xor) & 0xFF).astype(np.uint8)
+
+
 def edge_int32(rng, n):
     v = rng.integers(-(2**31), 2**31, n, dtype=np.int64)
     v[: min(n, 6)] = [-(2**31), 2**31 - 1, 0, -1, 1, -(2**31) + 1][: min(n, 6)]
@@ -267,24 +282,23 @@ def test_epilogue_float_requant_edges(backend, out_xor):
     ones, NaN-free huge biases, clamps inside [0, 255], and the int8 output xor."""
     rng = np.random.default_rng(22 + out_xor)
     f32 = np.float32
-    for m, n, k in ((1, 67, 9), (7, 64, 8), (13, 130, 5)):
+    for (m, n, k), wide in itertools.product(((1, 67, 9), (7, 64, 8), (13, 130, 5)), (False, True)):
         a, w = rand_u8(rng, (m, k)), rand_s8(rng, (n, k))
         col = edge_int32(rng, n)
         scale = (rng.choice([1e-9, 1e-3, 0.5, 1.0, 3.0, 1e10], n) * rng.choice([-1, 1], n)).astype(f32)
         bias = rng.choice([0.0, 0.5, -2.5, 1e9, -3e9], n).astype(f32)
         zy = int(rng.integers(0, 256))
-        lo = int(rng.integers(0, 256))
-        hi = int(rng.integers(lo, 256))
+        lo, hi = clamp_bounds(rng, wide)
         common = dict(out_zero_point=zy, out_min=lo, out_max=hi, out_xor=out_xor)
         got, acc = run_epilogue(_kernels.EPI_FBGEMM, a, w, col, scale=scale, bias=bias, **common)
         y = ((acc.astype(f32) + bias).astype(f32) * scale).astype(f32)
         q = reference.wrap_int32(reference.round_float_to_int32(y) + zy)
-        expect = (np.clip(q, lo, hi) ^ out_xor).astype(np.uint8)
+        expect = as_bytes(np.clip(q, lo, hi), out_xor)
         assert np.array_equal(got, expect)
         got, acc = run_epilogue(_kernels.EPI_QNNPACK, a, w, col, scale=scale, **common)
         y = (acc.astype(f32) * scale).astype(f32)
         q = reference.round_float_to_int32(y) + zy
-        expect = (np.clip(q, lo, hi) ^ out_xor).astype(np.uint8)
+        expect = as_bytes(np.clip(q, lo, hi), out_xor)
         assert np.array_equal(got, expect)
 
 
@@ -293,15 +307,15 @@ def test_epilogue_tflite_edges(backend, single_rounding):
     """Q31 multipliers over all of int32 (INT32_MIN included), shifts -31..30, accumulators
     over all of int32: the 64-bit products and both roundings, lane by lane."""
     rng = np.random.default_rng(23 + single_rounding)
-    for m, n, k in ((1, 67, 9), (6, 64, 8), (13, 130, 5), (3, 256, 2)):
+    shapes = ((1, 67, 9), (6, 64, 8), (13, 130, 5), (3, 256, 2))
+    for (m, n, k), wide in itertools.product(shapes, (False, True)):
         a, w = rand_u8(rng, (m, k)), rand_s8(rng, (n, k))
         col = edge_int32(rng, n)
         mult = edge_int32(rng, n)
         shift = rng.integers(-31, 31, n).astype(np.int32)
         shift[:4] = [-31, 30, 0, 1]
         zy = int(rng.integers(0, 256))
-        lo = int(rng.integers(0, 128))
-        hi = int(rng.integers(lo, 256))
+        lo, hi = clamp_bounds(rng, wide)
         out_xor = int(rng.choice([0, 0x80]))
         got, acc = run_epilogue(_kernels.EPI_TFLITE, a, w, col, multiplier=mult, shift=shift,
                                 single_rounding=single_rounding, out_zero_point=zy, out_min=lo,
@@ -310,7 +324,7 @@ def test_epilogue_tflite_edges(backend, single_rounding):
             y = reference.multiply_by_quantized_multiplier_single(acc, mult, shift)
         else:
             y = reference.multiply_by_quantized_multiplier(acc, mult, shift)
-        expect = (np.clip(y + zy, lo, hi) ^ out_xor).astype(np.uint8)
+        expect = as_bytes(np.clip(y + zy, lo, hi), out_xor)
         assert np.array_equal(got, expect)
 
 
