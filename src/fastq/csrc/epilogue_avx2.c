@@ -2,7 +2,10 @@
  * (scalar twin: epilogue_scalar.c; the AVX-512 version explains each instruction's rounding).
  * vcvtps2dq gives INT32_MIN on overflow / NaN exactly as fq_round_float_to_int32; the fbgemm
  * zero-point add wraps (vpaddd), the qnnpack one saturates: clamp(r, lo - zy, hi - zy) + zy.
- * The tflite mode runs the scalar epilogue (64-bit products without AVX-512 are not worth it). */
+ * tflite, double rounding: the SIMD twin of requant_fixedpoint.h below (vpmuldq gives the exact
+ * 64-bit products of the even lanes; the odd lanes are shifted down first). The single
+ * rounding variant needs 64-bit arithmetic shifts by a per-lane count, which AVX2 lacks: it
+ * runs the scalar epilogue, as do shifts outside [-31, 30]. */
 #if defined(__x86_64__) && !defined(FASTQ_NO_AVX2)
 #pragma GCC target("avx2")
 #include <immintrin.h>
@@ -28,9 +31,48 @@ static inline void store_bytes(uint8_t *dst, __m256i q, int32_t count) {
     else memcpy(dst, &v, (size_t)count);
 }
 
+/* trunc((p + nudge) / 2^31) of the 64-bit lanes, low 32 bits of each (the result fits in
+ * int32 except for INT32_MIN * INT32_MIN, patched by the caller) */
+static inline __m256i high_mul_half(__m256i p) {
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i neg = _mm256_cmpgt_epi64(zero, p);
+    __m256i nudge = _mm256_blendv_epi8(_mm256_set1_epi64x(1LL << 30), _mm256_set1_epi64x(1 - (1LL << 30)), neg);
+    __m256i q = _mm256_add_epi64(p, nudge);
+    /* C division by 2^31 truncates toward zero: bias negative values by 2^31 - 1; then bits
+     * 31..62 are the quotient's low 32 bits, so a logical shift serves */
+    q = _mm256_add_epi64(q, _mm256_and_si256(_mm256_cmpgt_epi64(zero, q), _mm256_set1_epi64x((1LL << 31) - 1)));
+    return _mm256_srli_epi64(q, 31);
+}
+
+static inline __m256i saturating_rounding_doubling_high_mul(__m256i a, __m256i b) {
+    __m256i even = high_mul_half(_mm256_mul_epi32(a, b));
+    __m256i odd = high_mul_half(_mm256_mul_epi32(_mm256_srli_epi64(a, 32), _mm256_srli_epi64(b, 32)));
+    __m256i r = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+    const __m256i min = _mm256_set1_epi32(INT32_MIN);
+    __m256i both_min = _mm256_and_si256(_mm256_cmpeq_epi32(a, min), _mm256_cmpeq_epi32(b, min));
+    return _mm256_blendv_epi8(r, _mm256_set1_epi32(INT32_MAX), both_min);
+}
+
+static inline __m256i rounding_divide_by_pot(__m256i x, __m256i e) {
+    const __m256i one = _mm256_set1_epi32(1);
+    __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, e), one);
+    __m256i rem = _mm256_and_si256(x, mask);
+    __m256i neg = _mm256_cmpgt_epi32(_mm256_setzero_si256(), x);           /* -1 where x < 0 */
+    __m256i thr = _mm256_sub_epi32(_mm256_srai_epi32(mask, 1), neg);
+    __m256i up = _mm256_cmpgt_epi32(rem, thr);                              /* -1 where rounding up */
+    return _mm256_sub_epi32(_mm256_srav_epi32(x, e), up);
+}
+
+static int tflite_simd_ok(const fq_epilogue *ep, int32_t n0, int32_t nc) {
+    if (ep->single_rounding) return 0;
+    for (int32_t c = 0; c < nc; c++)
+        if (ep->shift[n0 + c] > 30 || ep->shift[n0 + c] < -31) return 0;
+    return 1;
+}
+
 void fq_epilogue_avx2(int32_t mr, int32_t nc, const int32_t *tile, const int32_t *row_sums,
                       int32_t n0, const fq_epilogue *ep, void *out, ptrdiff_t ldo) {
-    if (ep->kind == FQ_EPI_TFLITE) {
+    if (ep->kind == FQ_EPI_TFLITE && !tflite_simd_ok(ep, n0, nc)) {
         fq_epilogue_scalar(mr, nc, tile, row_sums, n0, ep, out, ldo);
         return;
     }
@@ -45,7 +87,7 @@ void fq_epilogue_avx2(int32_t mr, int32_t nc, const int32_t *tile, const int32_t
         const __m256i rs = _mm256_set1_epi32(row_sums ? row_sums[i] : 0);
         for (int32_t c = 0; c < nc; c += 8) {
             const int32_t n = n0 + c;
-            const int32_t left = nc - c;
+            const int32_t left_n = nc - c;
             __m256i acc = _mm256_add_epi32(_mm256_load_si256((const __m256i *)(t + c)),
                                            _mm256_loadu_si256((const __m256i *)(ep->col_offset + n)));
             if (ep->w_zero_point)
@@ -54,16 +96,16 @@ void fq_epilogue_avx2(int32_t mr, int32_t nc, const int32_t *tile, const int32_t
             switch (ep->kind) {
             case FQ_EPI_INT32: {
                 int32_t *o = (int32_t *)out + (ptrdiff_t)i * ldo + n;
-                if (left >= 8) _mm256_storeu_si256((__m256i *)o, acc);
-                else _mm256_maskstore_epi32(o, lanes_mask(left), acc);
+                if (left_n >= 8) _mm256_storeu_si256((__m256i *)o, acc);
+                else _mm256_maskstore_epi32(o, lanes_mask(left_n), acc);
                 break;
             }
             case FQ_EPI_FLOAT: {
                 __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(ep->scale + n));
                 if (ep->bias) y = _mm256_add_ps(y, _mm256_loadu_ps(ep->bias + n));
                 float *o = (float *)out + (ptrdiff_t)i * ldo + n;
-                if (left >= 8) _mm256_storeu_ps(o, y);
-                else _mm256_maskstore_ps(o, lanes_mask(left), y);
+                if (left_n >= 8) _mm256_storeu_ps(o, y);
+                else _mm256_maskstore_ps(o, lanes_mask(left_n), y);
                 break;
             }
             case FQ_EPI_FBGEMM: {
@@ -72,14 +114,29 @@ void fq_epilogue_avx2(int32_t mr, int32_t nc, const int32_t *tile, const int32_t
                 __m256 y = _mm256_mul_ps(f, _mm256_loadu_ps(ep->scale + n));
                 __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(y), zy);
                 q = _mm256_min_epi32(_mm256_max_epi32(q, lo), hi);
-                store_bytes((uint8_t *)out + (ptrdiff_t)i * ldo + n, _mm256_xor_si256(q, xor_), left);
+                store_bytes((uint8_t *)out + (ptrdiff_t)i * ldo + n, _mm256_xor_si256(q, xor_), left_n);
                 break;
             }
             case FQ_EPI_QNNPACK: {
                 __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(ep->scale + n));
                 __m256i r = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(y), lo_q), hi_q);
                 __m256i q = _mm256_xor_si256(_mm256_add_epi32(r, zy), xor_);
-                store_bytes((uint8_t *)out + (ptrdiff_t)i * ldo + n, q, left);
+                store_bytes((uint8_t *)out + (ptrdiff_t)i * ldo + n, q, left_n);
+                break;
+            }
+            case FQ_EPI_TFLITE: {
+                const __m256i zero = _mm256_setzero_si256();
+                __m256i shift = _mm256_loadu_si256((const __m256i *)(ep->shift + n));
+                __m256i left = _mm256_max_epi32(shift, zero);
+                __m256i right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
+                __m256i y = rounding_divide_by_pot(
+                    saturating_rounding_doubling_high_mul(
+                        _mm256_sllv_epi32(acc, left),
+                        _mm256_loadu_si256((const __m256i *)(ep->multiplier + n))),
+                    right);
+                y = _mm256_min_epi32(_mm256_max_epi32(y, lo_q), hi_q);
+                __m256i q = _mm256_xor_si256(_mm256_add_epi32(y, zy), xor_);
+                store_bytes((uint8_t *)out + (ptrdiff_t)i * ldo + n, q, left_n);
                 break;
             }
             default:
