@@ -344,3 +344,15 @@ def test_pack_layout_and_column_sums(backend):
         assert np.array_equal(pw.col_sums, w.astype(np.int64).sum(axis=1))
         assert np.array_equal(pw.w_zero_point, zw)
         assert pw.max_abs_w_dev == int(np.abs(w.astype(np.int64) - zw[:, None]).max())
+
+
+def test_linear_python_path_matches(backend):
+    """The Cython call path and its Python twin (used when a layer has no LinearCore)."""
+    rng = np.random.default_rng(41)
+    layer = fastq.QuantizedLinear(fastq.QTensor(rand_s8(rng, (70, 33)), 0.02, 3), None, 0.4, 9, relu=True)
+    x = fastq.QTensor(rand_u8(rng, (2, 5, 33)), 0.05, 17)
+    y = layer(x)
+    y_py = layer._call_python(x)
+    assert np.array_equal(y.values, y_py.values) and y.values.shape == (2, 5, 70)
+    del layer._core
+    assert np.array_equal(layer(x).values, y_py.values)

@@ -378,8 +378,13 @@ cdef class LinearCore:
 
 
 def linear_call(self, x):
-    """QuantizedLinear.__call__ (bound as a method): y = layer(x) through its LinearCore."""
-    return (<LinearCore?>self._core).call(x)
+    """QuantizedLinear.__call__ (bound as a method): y = layer(x) through its LinearCore.
+    A layer built without QuantizedLinear.__init__ (a subclass, a copy) takes the Python path."""
+    try:
+        core = self._core
+    except AttributeError:
+        return self._call_python(x)
+    return (<LinearCore?>core).call(x)
 
 
 def qgemm_int32(cnp.ndarray a not None, int a_zero_point, cnp.ndarray w not None,

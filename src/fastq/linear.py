@@ -158,6 +158,22 @@ class QuantizedLinear:
     # then one kernel call with the epilogue cached for (x.scale, x.zero_point).
     __call__ = _kernels.linear_call
 
+    def _call_python(self, x):
+        """The same call in Python (the reference for LinearCore.call, and its fallback)."""
+        if not isinstance(x, QTensor):
+            raise TypeError("x: expected a fastq.QTensor, got %s" % type(x).__name__)
+        if x.axis is not None:
+            raise ValueError("x: expected per-tensor quantized activations")
+        v = x.values
+        if v.dtype != np.uint8:
+            raise TypeError("x: expected uint8 values, got %s" % v.dtype)
+        if v.ndim < 1 or v.shape[-1] != self.in_features:
+            raise ValueError("x: expected shape [..., %d], got %s" % (self.in_features, v.shape))
+        a = np.ascontiguousarray(v.reshape(-1, self.in_features))
+        _check_no_overflow(self._packed, a, x.zero_point, "x")
+        out = _kernels.gemm(self._packed, self._epilogue(x.scale, x.zero_point), a)
+        return QTensor(out.reshape(v.shape[:-1] + (self.out_features,)), self.scale, self.zero_point)
+
     def __repr__(self):
         return "QuantizedLinear(in_features=%d, out_features=%d, requant=%r%s)" % (
             self.in_features, self.out_features, self.requant, ", relu=True" if self.relu else "")
