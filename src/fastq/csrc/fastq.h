@@ -1,10 +1,14 @@
 /* fastq C API: the one header _kernels.pyx cimports.
  *
  * Layers (ruy-style, narrow interfaces):
- *   pack.c          weights [N,K] int8  ->  fq_packed_weights (panels, column sums)
- *   ukernel_*.c     one tile of raw dot products  sum_k x[m,k]*w[n,k]  per ISA
- *   epilogue_*.c    one tile: zero-point corrections + requantization -> uint8 / int32
+ *   pack.c          weights [N,K] int8  ->  fq_packed_weights (panels, column sums);
+ *                   pack_avx512.c is its vectorized pass (a dword transpose)
+ *   ukernel_*.c     one tile of raw dot products  sum_k x[m,k]*w[n,k]  per ISA, the M = 1
+ *                   (GEMV) kernel and the row sums: scalar, avx2 (vpmaddwd), avx512vnni (vpdpbusd)
+ *   epilogue_*.c    one tile: zero-point corrections + requantization -> uint8 / int32 / float,
+ *                   per ISA (epilogue_tflite_avx512.c: the fixed-point mode)
  *   gemm.c          the driver: tiles over M and panels, threads, picks the ISA
+ *   threadpool.c    the pthread pool behind fq_parallel_for (fork-safe)
  *   dispatch.c      CPU feature detection and the backend switch
  *   quantize.c      float <-> uint8 / int8 conversions (torch semantics)
  *
