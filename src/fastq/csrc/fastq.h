@@ -2,7 +2,7 @@
  *
  * Layers (ruy-style, narrow interfaces):
  *   pack.c          weights [N,K] int8  ->  fq_packed_weights (panels, column sums);
- *                   pack_avx512.c is its vectorized pass (a dword transpose)
+ *                   pack_avx2.c is its vectorized pass (a dword transpose)
  *   ukernel_*.c     one tile of raw dot products  sum_k x[m,k]*w[n,k]  per ISA, the M = 1
  *                   (GEMV) kernel and the row sums: scalar, avx2 (vpmaddwd), avx512vnni (vpdpbusd)
  *   epilogue_*.c    one tile: zero-point corrections + requantization -> uint8 / int32 / float,
