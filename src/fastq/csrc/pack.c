@@ -17,7 +17,7 @@ static void *aligned_zalloc(size_t bytes) {
     return p;
 }
 
-/* Scalar packer, the twin of pack_avx512.c: one row at a time, 4 bytes to a lane.
+/* Scalar packer, the twin of pack_avx2.c: one row at a time, 4 bytes to a lane.
  * The panels must be zeroed beforehand (padding columns and the tail group). */
 static void pack_rows_scalar(const int8_t *w, ptrdiff_t ldw, int32_t n, int32_t k, int8_t *data,
                              int32_t *row_sum, int32_t *row_min, int32_t *row_max) {
