@@ -356,3 +356,17 @@ def test_linear_python_path_matches(backend):
     assert np.array_equal(y.values, y_py.values) and y.values.shape == (2, 5, 70)
     del layer._core
     assert np.array_equal(layer(x).values, y_py.values)
+
+
+def test_linear_overflow_bound(backend):
+    """K = 70000 with |w - zw| = 255 and |x - zx| up to 128 could overflow int32: the layer
+    checks the data, computes when it fits, refuses (naming x) when it might not."""
+    k = 70000
+    w = np.full((3, k), -128, np.int8)
+    layer = fastq.QuantizedLinear(fastq.QTensor(w, 0.001, 127), None, 1000.0, 0)
+    a = np.full((2, k), 130, np.uint8)           # |130 - 128| * 255 * K fits easily
+    got = layer(fastq.QTensor(a, 0.01, 128)).values
+    expect = reference.requant_fbgemm(reference.qgemm(a, 128, w, 127), 0.01, [0.001], 1000.0, 0)
+    assert np.array_equal(got, expect)
+    with pytest.raises(ValueError, match="x"):
+        layer(fastq.QTensor(np.full((1, k), 255, np.uint8), 0.01, 0))

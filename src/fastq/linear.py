@@ -131,8 +131,10 @@ class QuantizedLinear:
         self._packed = _kernels.PackedWeights(np.ascontiguousarray(weight.values), zw)
         self._epilogues = {}
         # the call path (validation of x, cached epilogue, the C call) lives in Cython
+        packed = self._packed
         self._core = _kernels.LinearCore(self._packed, QTensor, self.scale, self.zero_point,
-                                         self._epilogue, _check_no_overflow)
+                                         self._epilogue,
+                                         lambda a, zp, name: _check_no_overflow(packed, a, zp, name))
 
     @classmethod
     def from_torch(cls, module, engine=None):
