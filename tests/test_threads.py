@@ -136,3 +136,30 @@ def test_fastq_num_threads_environment():
                        env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "3"
+
+
+def test_concurrent_calls_on_one_layer(threads_restored):
+    """One layer, threads with different input quantizations: the cached epilogue changes
+    under them, each call must still use its own."""
+    fastq.set_num_threads(2)
+    layer, x, _ = make_layer(5)
+    cases = []
+    for i, (scale, zp) in enumerate(((0.03, 7), (0.05, 100), (0.01, 0), (0.02, 255))):
+        xi = fastq.QTensor(x.values, scale, zp)
+        acc = reference.qgemm(x.values, zp, layer.weight.values, 0)
+        cases.append((xi, reference.requant_fbgemm(acc, scale, layer.weight.scale, 2.0, 100, layer.bias,
+                                                   per_channel=True)))
+    failures = []
+
+    def work(i):
+        xi, expect = cases[i]
+        for _ in range(20):
+            if not np.array_equal(layer(xi).values, expect):
+                failures.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
