@@ -30,8 +30,8 @@ static struct {
     void *ctx;
     int64_t n_tasks;
     atomic_llong next_task;
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
-          PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER};
+} pool = {.busy = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER,
+          .wake = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
 
 static atomic_int num_threads_setting = 0;   /* 0: not set, use the CPU count */
 
