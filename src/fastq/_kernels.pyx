@@ -9,6 +9,7 @@ import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int8_t, uint8_t, int32_t, int64_t
 from libc.string cimport memset
+from libc.stdlib cimport malloc, free
 
 cnp.import_array()
 
@@ -396,3 +397,179 @@ def get_num_threads():
 
 def set_num_threads(int n):
     fq_set_num_threads(n)
+
+
+# ---------------------------------------------------------------------------------------------
+# The hot path of QuantizedLinear.__call__: validate x, reuse the cached epilogue, call C.
+# Everything a call needs is kept in typed fields so a small layer costs about a microsecond.
+from cpython.object cimport PyObject_SetAttr
+
+cdef extern from "numpy/arrayobject.h":
+    cnp.ndarray PyArray_EMPTY(int nd, cnp.npy_intp *dims, int typenum, int fortran)
+
+cdef class LinearCore:
+    """Per-layer state of the call path; built by fastq.linear.QuantizedLinear."""
+    cdef PackedWeights pw
+    cdef object qtensor_type, qtensor_new
+    cdef object out_scale, out_zero_point
+    cdef object epilogue_for      # (x_scale, x_zero_point) -> Epilogue  (the layer's cache)
+    cdef object check_overflow    # (a_2d, x_zero_point, name) -> raises ValueError
+    cdef object fallback          # x -> y for inputs this path does not take (int8 values)
+    cdef bint have_last
+    cdef double last_scale
+    cdef long last_zp
+    cdef Epilogue last_ep
+    cdef bint last_bound_ok
+
+    def __cinit__(self, PackedWeights pw not None, qtensor_type, out_scale, out_zero_point,
+                  epilogue_for, check_overflow, fallback=None):
+        self.pw = pw
+        self.fallback = fallback
+        self.qtensor_type = qtensor_type
+        self.qtensor_new = qtensor_type.__new__
+        self.out_scale = out_scale
+        self.out_zero_point = out_zero_point
+        self.epilogue_for = epilogue_for
+        self.check_overflow = check_overflow
+        self.have_last = False
+
+    def forget_epilogue(self):
+        self.have_last = False
+        self.last_ep = None
+
+    cdef Epilogue _epilogue(self, object x_scale, object x_zero_point):
+        cdef double s = x_scale
+        cdef long zp = x_zero_point
+        if self.have_last and s == self.last_scale and zp == self.last_zp:
+            return self.last_ep
+        ep = self.epilogue_for(x_scale, x_zero_point)
+        if not isinstance(ep, Epilogue) or (<Epilogue>ep).n_padded != self.pw.p.n_panels * FQ_NR:
+            raise ValueError("ep: built for another weight matrix")
+        if (<Epilogue>ep).kind not in (FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_TFLITE):
+            raise ValueError("ep: expected an epilogue with uint8 output")
+        cdef long dev_a = zp if zp > 255 - zp else 255 - zp
+        self.last_bound_ok = <double>self.pw.p.k * dev_a * self.pw.p.max_abs_w_dev <= 2147483647.0
+        self.last_scale = s
+        self.last_zp = zp
+        self.last_ep = <Epilogue>ep
+        self.have_last = True
+        return self.last_ep
+
+    def __call__(self, x):
+        return self.call(x)
+
+    cdef object call(self, x):
+        if type(x) is not self.qtensor_type and not isinstance(x, self.qtensor_type):
+            raise TypeError("x: expected a fastq.QTensor, got %s" % type(x).__name__)
+        if x.axis is not None:
+            raise ValueError("x: expected per-tensor quantized activations")
+        v = x.values
+        cdef cnp.ndarray a = <cnp.ndarray?>v
+        if cnp.PyArray_TYPE(a) != cnp.NPY_UINT8:
+            if self.fallback is not None and cnp.PyArray_TYPE(a) == cnp.NPY_INT8:
+                return self.fallback(x)
+            raise TypeError("x: expected uint8 values, got %s" % (<object>a).dtype)
+        cdef int nd = cnp.PyArray_NDIM(a)
+        cdef int32_t k = self.pw.p.k
+        cdef int32_t n = self.pw.p.n
+        if nd < 1 or nd > 32 or cnp.PyArray_DIMS(a)[nd - 1] != k:
+            raise ValueError("x: expected shape [..., %d], got %s" % (k, (<object>a).shape))
+        cdef cnp.npy_intp dims[32]
+        cdef Py_ssize_t m = 1
+        cdef int i
+        for i in range(nd - 1):
+            dims[i] = cnp.PyArray_DIMS(a)[i]
+            m *= dims[i]
+        dims[nd - 1] = n
+        if m > 2147483647:
+            raise ValueError("x: too many rows")
+        cdef Epilogue ep = self._epilogue(x.scale, x.zero_point)
+        if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+            a = np.ascontiguousarray(a)
+        if not self.last_bound_ok:
+            self.check_overflow(a.reshape(m, k), x.zero_point, "x")
+        cdef cnp.ndarray out = PyArray_EMPTY(nd, dims, cnp.NPY_UINT8, 0)
+        cdef const uint8_t *ap = <const uint8_t *>cnp.PyArray_DATA(a)
+        cdef void *op = cnp.PyArray_DATA(out)
+        cdef int32_t mm = <int32_t>m
+        if m > 0 and n > 0:
+            if <double>m * n * k < 65536.0:
+                fq_gemm(&self.pw.p, ap, k, mm, &ep.ep, op, n, 0)
+            else:
+                with nogil:
+                    fq_gemm(&self.pw.p, ap, k, mm, &ep.ep, op, n, 0)
+        q = self.qtensor_new(self.qtensor_type)
+        PyObject_SetAttr(q, "values", out)
+        PyObject_SetAttr(q, "scale", self.out_scale)
+        PyObject_SetAttr(q, "zero_point", self.out_zero_point)
+        PyObject_SetAttr(q, "axis", None)
+        return q
+
+
+def linear_call(self, x):
+    """QuantizedLinear.__call__ (bound as a method): y = layer(x) through its LinearCore.
+    A layer built without QuantizedLinear.__init__ (a subclass, a copy) takes the Python path."""
+    core = getattr(self, "_core", None)
+    if core is None:
+        return self._call_python(x)
+    return (<LinearCore?>core).call(x)
+
+
+def qgemm_int32(cnp.ndarray a not None, int a_zero_point, cnp.ndarray w not None,
+                cnp.ndarray w_zero_point not None):
+    """int32 [M, N] = sum_k (a - za)(w - zw[n]) in one C pass: pack, column offsets, kernel.
+
+    a: C-contiguous uint8 [M, K]; w: C-contiguous int8 [N, K]; w_zero_point: contiguous int32,
+    1 or N values (callers validate the values). Returns None, computing nothing, when the
+    zero-point bound cannot rule out int32 overflow: the caller then checks the data."""
+    if (a.ndim != 2 or cnp.PyArray_TYPE(a) != cnp.NPY_UINT8 or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+            or w.ndim != 2 or cnp.PyArray_TYPE(w) != cnp.NPY_INT8 or not cnp.PyArray_IS_C_CONTIGUOUS(w)):
+        raise TypeError("a, w: expected C-contiguous uint8 / int8 2-D arrays")
+    if (cnp.PyArray_TYPE(w_zero_point) != cnp.NPY_INT32 or w_zero_point.ndim != 1
+            or not cnp.PyArray_IS_C_CONTIGUOUS(w_zero_point)):
+        raise TypeError("w_zero_point: expected a contiguous 1-D int32 array")
+    cdef Py_ssize_t m = a.shape[0], k = a.shape[1], n = w.shape[0]
+    if w.shape[1] != k:
+        raise ValueError("w: K mismatch")
+    if m > 2**31 - 1 or n > 2**30 or k > 2**30:
+        raise ValueError("a, w: too large")
+    cdef Py_ssize_t nzp = w_zero_point.shape[0]
+    if nzp != 1 and nzp != n:
+        raise ValueError("w_zero_point: expected 1 or N = %d values, got %d" % (n, nzp))
+    cdef int per_column = nzp == n and n != 1
+    cdef const int32_t *zp = <const int32_t *>cnp.PyArray_DATA(w_zero_point)
+    cdef int8_t dummy = 0
+    cdef const int8_t *wp = <const int8_t *>cnp.PyArray_DATA(w) if n > 0 and k > 0 else &dummy
+    cdef fq_packed_weights p
+    cdef int rc
+    cdef int32_t nn = <int32_t>n, kk = <int32_t>k, mm = <int32_t>m
+    with nogil:
+        rc = fq_pack_weights(wp, kk, nn, kk, zp, per_column, &p)
+    if rc != 0:
+        raise MemoryError("could not allocate packed weights")
+    cdef long dev_a = a_zero_point if a_zero_point > 255 - a_zero_point else 255 - a_zero_point
+    if <double>k * dev_a * p.max_abs_w_dev > 2147483647.0:
+        fq_packed_free(&p)
+        return None
+    cdef cnp.npy_intp dims[2]
+    dims[0] = m
+    dims[1] = n
+    cdef cnp.ndarray out = PyArray_EMPTY(2, dims, cnp.NPY_INT32, 0)
+    cdef int32_t *col = <int32_t *>malloc(<size_t>max(p.n_panels, 1) * FQ_NR * sizeof(int32_t))
+    if col == NULL:
+        fq_packed_free(&p)
+        raise MemoryError("could not allocate column offsets")
+    cdef fq_epilogue ep
+    memset(&ep, 0, sizeof(fq_epilogue))
+    ep.kind = FQ_EPI_INT32
+    ep.col_offset = col
+    ep.w_zero_point = NULL if p.w_zero_point_all_zero else p.w_zero_point
+    cdef const uint8_t *ap = <const uint8_t *>cnp.PyArray_DATA(a)
+    cdef void *op = cnp.PyArray_DATA(out)
+    with nogil:
+        fq_col_offsets(&p, a_zero_point, NULL, col)
+        if m > 0 and n > 0:
+            fq_gemm(&p, ap, kk, mm, &ep, op, nn, 0)
+    free(col)
+    fq_packed_free(&p)
+    return out

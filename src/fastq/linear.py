@@ -60,13 +60,24 @@ def qgemm(a, a_zero_point, w, w_zero_point):
         raise ValueError("w_s8: expected a 2-D array [N, K], got %d dimensions" % w.ndim)
     if a.shape[1] != w.shape[1]:
         raise ValueError("w_s8: K mismatch: a_u8 has K = %d, w_s8 has K = %d" % (a.shape[1], w.shape[1]))
-    za = check_zero_point(a_zero_point, 0, 255, "a_zero_point")
-    if np.ndim(w_zero_point) == 0 and not isinstance(w_zero_point, np.ndarray):
+    # plain ints in range skip the general checks (this path is timed at 1x64x64)
+    if type(a_zero_point) is int and 0 <= a_zero_point <= 255:
+        za = a_zero_point
+    else:
+        za = check_zero_point(a_zero_point, 0, 255, "a_zero_point")
+    if type(w_zero_point) is int and -128 <= w_zero_point <= 127:
+        zw = np.full(1, w_zero_point, np.int32)
+    elif np.ndim(w_zero_point) == 0 and not isinstance(w_zero_point, np.ndarray):
         zw = np.array([check_zero_point(w_zero_point, -128, 127, "w_zero_point")], np.int32)
     else:
         zw = check_zero_points(w_zero_point, w.shape[0], -128, 127, "w_zero_point")
-    packed = _kernels.PackedWeights(w, zw)
     a = np.ascontiguousarray(a)
+    w = np.ascontiguousarray(w)
+    out = _kernels.qgemm_int32(a, za, w, zw)
+    if out is not None:
+        return out
+    # the zero points alone cannot rule out int32 overflow: look at the data
+    packed = _kernels.PackedWeights(w, zw)
     _check_no_overflow(packed, a, za, "a_u8")
     ep = _kernels.Epilogue(packed, _kernels.EPI_INT32, packed.col_offsets(za))
     return _kernels.gemm(packed, ep, a)
@@ -158,6 +169,16 @@ class QuantizedLinear:
         zw = np.atleast_1d(np.asarray(weight.zero_point, np.int32))
         self._packed = _kernels.PackedWeights(np.ascontiguousarray(weight.values), zw)
         self._epilogues = {}
+        # The call path (validation of x, cached epilogue, the C call) lives in Cython for the
+        # common case: uint8 in, uint8 out, any input quantization. int8 inputs go to the Python
+        # path through the core's fallback; int8 outputs and a pinned input quantization always do.
+        packed = self._packed
+        self._core = None
+        if self.dtype == np.uint8 and self.input_scale is None:
+            self._core = _kernels.LinearCore(self._packed, QTensor, self.scale, self.zero_point,
+                                             self._epilogue,
+                                             lambda a, zp, name: _check_no_overflow(packed, a, zp, name),
+                                             fallback=self._call_python)
         if self.input_scale is not None and self.requant == "tflite":
             self.fixed_point_params(self.input_scale)      # a too-large scale fails here, not later
 
@@ -234,7 +255,13 @@ class QuantizedLinear:
             self._epilogues[key] = ep
         return ep
 
-    def __call__(self, x):
+    # y_q = layer(x_q): x is a uint8 QTensor [..., K] (per tensor), y a uint8 QTensor [..., N].
+    # Checks x (TypeError / ValueError naming "x"), refuses K large enough to overflow int32,
+    # then one kernel call with the epilogue cached for (x.scale, x.zero_point).
+    __call__ = _kernels.linear_call
+
+    def _call_python(self, x):
+        """The same call in Python (the reference for LinearCore.call, and its fallback)."""
         if not isinstance(x, QTensor):
             raise TypeError("x: expected a fastq.QTensor, got %s" % type(x).__name__)
         if x.axis is not None:

@@ -8,11 +8,12 @@
 extern void fq_ukernel_scalar(int32_t, int32_t, const uint8_t *, ptrdiff_t, const int8_t *, int32_t, int32_t *);
 extern void fq_epilogue_scalar(int32_t, int32_t, const int32_t *, const int32_t *, int32_t,
                                const fq_epilogue *, void *, ptrdiff_t);
+extern void fq_row_sums_scalar(const uint8_t *, ptrdiff_t, int32_t, int32_t, int32_t *);
 extern const fq_kernels *fq_kernels_avx2(void);        /* NULL when not compiled in */
 extern const fq_kernels *fq_kernels_avx512vnni(void);
 
 static const fq_kernels scalar_kernels = {
-    "scalar", 4, fq_ukernel_scalar, fq_ukernel_scalar, fq_epilogue_scalar,
+    "scalar", 4, fq_ukernel_scalar, fq_ukernel_scalar, fq_epilogue_scalar, fq_row_sums_scalar,
 };
 
 static const char *names[FQ_BACKEND_COUNT] = {"scalar", "avx2", "avx512vnni"};

@@ -1,10 +1,14 @@
 /* fastq C API: the one header _kernels.pyx cimports.
  *
  * Layers (ruy-style, narrow interfaces):
- *   pack.c          weights [N,K] int8  ->  fq_packed_weights (panels, column sums)
- *   ukernel_*.c     one tile of raw dot products  sum_k x[m,k]*w[n,k]  per ISA
- *   epilogue_*.c    one tile: zero-point corrections + requantization -> uint8 / int32
+ *   pack.c          weights [N,K] int8  ->  fq_packed_weights (panels, column sums);
+ *                   pack_avx2.c is its vectorized pass (a dword transpose)
+ *   ukernel_*.c     one tile of raw dot products  sum_k x[m,k]*w[n,k]  per ISA, the M = 1
+ *                   (GEMV) kernel and the row sums: scalar, avx2 (vpmaddwd), avx512vnni (vpdpbusd)
+ *   epilogue_*.c    one tile: zero-point corrections + requantization -> uint8 / int32 / float,
+ *                   per ISA (epilogue_tflite_avx512.c: the fixed-point mode)
  *   gemm.c          the driver: tiles over M and panels, threads, picks the ISA
+ *   threadpool.c    the pthread pool behind fq_parallel_for (fork-safe)
  *   dispatch.c      CPU feature detection and the backend switch
  *   quantize.c      float <-> uint8 / int8 conversions (torch semantics)
  *
@@ -119,12 +123,15 @@ typedef void (*fq_ukernel_fn)(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t
 typedef void (*fq_epilogue_fn)(int32_t mr, int32_t nc, const int32_t *tile,
                                const int32_t *row_sums, int32_t n0, const fq_epilogue *ep,
                                void *out, ptrdiff_t ldo);
+/* sums[i] = sum_k a[i*lda + k] (needed when some weight zero point is not 0) */
+typedef void (*fq_row_sums_fn)(const uint8_t *a, ptrdiff_t lda, int32_t m, int32_t k, int32_t *sums);
 typedef struct {
     const char *name;
     int32_t mr;                  /* rows per tile */
     fq_ukernel_fn ukernel;
     fq_ukernel_fn gemv;          /* mr == 1 kernel; may equal ukernel */
     fq_epilogue_fn epilogue;
+    fq_row_sums_fn row_sums;
 } fq_kernels;
 
 const fq_kernels *fq_kernels_for(int backend);   /* NULL when not compiled in */

@@ -35,7 +35,7 @@ static void gemm_task(void *ctx, int64_t task) {
     j->kern->epilogue(mr, nc, tile, j->row_sums ? j->row_sums + m0 : NULL, n0, j->ep, out, j->ldo);
 }
 
-static void row_sums_of(const uint8_t *a, ptrdiff_t lda, int32_t m, int32_t k, int32_t *sums) {
+void fq_row_sums_scalar(const uint8_t *a, ptrdiff_t lda, int32_t m, int32_t k, int32_t *sums) {
     for (int32_t i = 0; i < m; i++) {
         const uint8_t *row = a + (ptrdiff_t)i * lda;
         int32_t s = 0;   /* k <= 2^31/255 is checked by the caller */
@@ -64,14 +64,14 @@ void fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_
     if (ep->w_zero_point) {
         sums = m <= 256 ? stack_sums : (int32_t *)malloc((size_t)m * sizeof(int32_t));
         if (!sums) abort();
-        row_sums_of(a, lda, m, w->k, sums);
+        j.kern->row_sums(a, lda, m, w->k, sums);
     }
     j.row_sums = sums;
     int64_t n_tasks = (int64_t)w->n_panels * j.m_blocks;
     /* threads only pay off when each wakes up for enough work */
     double macs = (double)m * (double)w->n * (double)w->k;
-    if (num_threads <= 0) num_threads = fq_get_num_threads();
     if (macs < 1 << 20) num_threads = 1;
+    else if (num_threads <= 0) num_threads = fq_get_num_threads();
     fq_parallel_for(n_tasks, gemm_task, &j, num_threads);
     if (sums && sums != stack_sums) free(sums);
 }

@@ -1,3 +1,216 @@
-/* AVX-512 VNNI kernels. Placeholder until written: not compiled in. */
+/* AVX-512 VNNI microkernels (vpdpbusd: 4 u8 x s8 products summed into each int32 lane).
+ * Scalar twin: ukernel_scalar.c.
+ *
+ * Tile: up to 6 rows x one 64-column panel = 24 zmm accumulators, held in registers through
+ * the whole k-loop. Per k-group: 4 zmm
+ * loads of the panel (64 columns x 4 k), one 4-byte broadcast per activation row, 4*mr
+ * vpdpbusd. The K tail (K % 4 bytes) is assembled byte by byte, so an activation row is
+ * never read past its end; the panel is zero padded, so the missing lanes add nothing.
+ * M = 1 has its own kernel: 16 independent accumulator chains over 4 k-groups, since one
+ * row is bound by the weight stream, not by vpdpbusd latency. */
+#if defined(__x86_64__) && !defined(FASTQ_NO_AVX512)
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
+#include <immintrin.h>
+#include <string.h>
+#include "fastq.h"
+
+#define MR_AVX512 6
+
+static inline int32_t load_group(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* the last k % 4 bytes of a row, zero extended to 4 (little endian: k order = lane order) */
+static inline int32_t load_tail(const uint8_t *p, int32_t rem) {
+    uint32_t v = 0;
+    for (int32_t j = 0; j < rem; j++) v |= (uint32_t)p[j] << (8 * j);
+    return (int32_t)v;
+}
+
+/* Rows past mr read the last valid row again (XNNPACK style) and are not stored: one
+ * kernel for every mr, with 24 named accumulators gcc keeps in zmm registers (an array of
+ * __m512i was kept in memory across the k-loop). */
+#define DP_ROW(i, x)                                   \
+    c##i##0 = _mm512_dpbusd_epi32(c##i##0, x, w0);     \
+    c##i##1 = _mm512_dpbusd_epi32(c##i##1, x, w1);     \
+    c##i##2 = _mm512_dpbusd_epi32(c##i##2, x, w2);     \
+    c##i##3 = _mm512_dpbusd_epi32(c##i##3, x, w3);
+#define ZERO_ROW(i)                                                     \
+    __m512i c##i##0 = _mm512_setzero_si512(), c##i##1 = c##i##0, \
+            c##i##2 = c##i##0, c##i##3 = c##i##0;
+#define STORE_ROW(i)                                                              \
+    if (i < mr) {                                                                 \
+        _mm512_store_si512((void *)(tile + i * FQ_NR + 0), c##i##0);              \
+        _mm512_store_si512((void *)(tile + i * FQ_NR + 16), c##i##1);             \
+        _mm512_store_si512((void *)(tile + i * FQ_NR + 32), c##i##2);             \
+        _mm512_store_si512((void *)(tile + i * FQ_NR + 48), c##i##3);             \
+    }
+
+static void tile_6rows(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
+                       const int8_t *panel, int32_t *tile) {
+    const uint8_t *a0 = a;
+    const uint8_t *a1 = mr > 1 ? a0 + lda : a0;
+    const uint8_t *a2 = mr > 2 ? a1 + lda : a1;
+    const uint8_t *a3 = mr > 3 ? a2 + lda : a2;
+    const uint8_t *a4 = mr > 4 ? a3 + lda : a3;
+    const uint8_t *a5 = mr > 5 ? a4 + lda : a4;
+    ZERO_ROW(0) ZERO_ROW(1) ZERO_ROW(2) ZERO_ROW(3) ZERO_ROW(4) ZERO_ROW(5)
+    const int32_t full = k / FQ_KG;
+    const int32_t rem = k % FQ_KG;
+    const int8_t *w = panel;
+    /* the K tail first: after the main loop only stores remain, which keeps gcc from
+     * spilling the accumulators inside the loop */
+    if (rem) {
+        const int8_t *wt = panel + (size_t)full * FQ_PANEL_GROUP_BYTES;
+        const __m512i w0 = _mm512_load_si512((const void *)(wt + 0));
+        const __m512i w1 = _mm512_load_si512((const void *)(wt + 64));
+        const __m512i w2 = _mm512_load_si512((const void *)(wt + 128));
+        const __m512i w3 = _mm512_load_si512((const void *)(wt + 192));
+        const ptrdiff_t o = (ptrdiff_t)full * FQ_KG;
+        __m512i x;
+        x = _mm512_set1_epi32(load_tail(a0 + o, rem)); DP_ROW(0, x)
+        x = _mm512_set1_epi32(load_tail(a1 + o, rem)); DP_ROW(1, x)
+        x = _mm512_set1_epi32(load_tail(a2 + o, rem)); DP_ROW(2, x)
+        x = _mm512_set1_epi32(load_tail(a3 + o, rem)); DP_ROW(3, x)
+        x = _mm512_set1_epi32(load_tail(a4 + o, rem)); DP_ROW(4, x)
+        x = _mm512_set1_epi32(load_tail(a5 + o, rem)); DP_ROW(5, x)
+    }
+    for (int32_t g = 0; g < full; g++, w += FQ_PANEL_GROUP_BYTES) {
+        const __m512i w0 = _mm512_load_si512((const void *)(w + 0));
+        const __m512i w1 = _mm512_load_si512((const void *)(w + 64));
+        const __m512i w2 = _mm512_load_si512((const void *)(w + 128));
+        const __m512i w3 = _mm512_load_si512((const void *)(w + 192));
+        const ptrdiff_t o = (ptrdiff_t)g * FQ_KG;
+        __m512i x;
+        x = _mm512_set1_epi32(load_group(a0 + o)); DP_ROW(0, x)
+        x = _mm512_set1_epi32(load_group(a1 + o)); DP_ROW(1, x)
+        x = _mm512_set1_epi32(load_group(a2 + o)); DP_ROW(2, x)
+        x = _mm512_set1_epi32(load_group(a3 + o)); DP_ROW(3, x)
+        x = _mm512_set1_epi32(load_group(a4 + o)); DP_ROW(4, x)
+        x = _mm512_set1_epi32(load_group(a5 + o)); DP_ROW(5, x)
+    }
+    STORE_ROW(0) STORE_ROW(1) STORE_ROW(2) STORE_ROW(3) STORE_ROW(4) STORE_ROW(5)
+}
+
+static void tile_3rows(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
+                       const int8_t *panel, int32_t *tile) {
+    const uint8_t *a0 = a;
+    const uint8_t *a1 = mr > 1 ? a0 + lda : a0;
+    const uint8_t *a2 = mr > 2 ? a1 + lda : a1;
+    ZERO_ROW(0) ZERO_ROW(1) ZERO_ROW(2)
+    const int32_t full = k / FQ_KG;
+    const int32_t rem = k % FQ_KG;
+    const int8_t *w = panel;
+    /* the K tail first: after the main loop only stores remain, which keeps gcc from
+     * spilling the accumulators inside the loop */
+    if (rem) {
+        const int8_t *wt = panel + (size_t)full * FQ_PANEL_GROUP_BYTES;
+        const __m512i w0 = _mm512_load_si512((const void *)(wt + 0));
+        const __m512i w1 = _mm512_load_si512((const void *)(wt + 64));
+        const __m512i w2 = _mm512_load_si512((const void *)(wt + 128));
+        const __m512i w3 = _mm512_load_si512((const void *)(wt + 192));
+        const ptrdiff_t o = (ptrdiff_t)full * FQ_KG;
+        __m512i x;
+        x = _mm512_set1_epi32(load_tail(a0 + o, rem)); DP_ROW(0, x)
+        x = _mm512_set1_epi32(load_tail(a1 + o, rem)); DP_ROW(1, x)
+        x = _mm512_set1_epi32(load_tail(a2 + o, rem)); DP_ROW(2, x)
+    }
+    for (int32_t g = 0; g < full; g++, w += FQ_PANEL_GROUP_BYTES) {
+        const __m512i w0 = _mm512_load_si512((const void *)(w + 0));
+        const __m512i w1 = _mm512_load_si512((const void *)(w + 64));
+        const __m512i w2 = _mm512_load_si512((const void *)(w + 128));
+        const __m512i w3 = _mm512_load_si512((const void *)(w + 192));
+        const ptrdiff_t o = (ptrdiff_t)g * FQ_KG;
+        __m512i x;
+        x = _mm512_set1_epi32(load_group(a0 + o)); DP_ROW(0, x)
+        x = _mm512_set1_epi32(load_group(a1 + o)); DP_ROW(1, x)
+        x = _mm512_set1_epi32(load_group(a2 + o)); DP_ROW(2, x)
+    }
+    STORE_ROW(0) STORE_ROW(1) STORE_ROW(2)
+}
+
+/* 2-3 rows get a 12-accumulator kernel instead of computing 6 (duplicated) rows */
+void fq_ukernel_avx512vnni(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
+                           const int8_t *panel, int32_t k_groups, int32_t *tile) {
+    (void)k_groups;
+    if (mr <= 3) tile_3rows(mr, k, a, lda, panel, tile);
+    else tile_6rows(mr, k, a, lda, panel, tile);
+}
+
+/* One row: 4 k-groups per step, each into its own 4 accumulators (16 chains), summed at
+ * the end; integer addition is associative, so the order does not change the result. */
+#define DP_GROUP(u, x, wg)                                                                   \
+    d##u##0 = _mm512_dpbusd_epi32(d##u##0, x, _mm512_load_si512((const void *)((wg) + 0)));   \
+    d##u##1 = _mm512_dpbusd_epi32(d##u##1, x, _mm512_load_si512((const void *)((wg) + 64)));  \
+    d##u##2 = _mm512_dpbusd_epi32(d##u##2, x, _mm512_load_si512((const void *)((wg) + 128))); \
+    d##u##3 = _mm512_dpbusd_epi32(d##u##3, x, _mm512_load_si512((const void *)((wg) + 192)));
+#define ZERO_GROUP(u) \
+    __m512i d##u##0 = _mm512_setzero_si512(), d##u##1 = d##u##0, d##u##2 = d##u##0, d##u##3 = d##u##0;
+
+void fq_gemv_avx512vnni(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
+                        const int8_t *panel, int32_t k_groups, int32_t *tile) {
+    (void)mr;
+    (void)lda;
+    (void)k_groups;
+    ZERO_GROUP(0) ZERO_GROUP(1) ZERO_GROUP(2) ZERO_GROUP(3)
+    const int32_t full = k / FQ_KG;
+    const int32_t rem = k % FQ_KG;
+    const int32_t full4 = full & ~3;
+    __m512i x;
+    /* the groups that do not fill a step of 4, then the K tail, before the main loop */
+    for (int32_t g = full4; g < full; g++) {
+        x = _mm512_set1_epi32(load_group(a + (ptrdiff_t)g * FQ_KG));
+        DP_GROUP(0, x, panel + (size_t)g * FQ_PANEL_GROUP_BYTES)
+    }
+    if (rem) {
+        x = _mm512_set1_epi32(load_tail(a + (ptrdiff_t)full * FQ_KG, rem));
+        DP_GROUP(1, x, panel + (size_t)full * FQ_PANEL_GROUP_BYTES)
+    }
+    const int8_t *w = panel;
+    for (int32_t g = 0; g < full4; g += 4, w += 4 * FQ_PANEL_GROUP_BYTES) {
+        const uint8_t *ag = a + (ptrdiff_t)g * FQ_KG;
+        x = _mm512_set1_epi32(load_group(ag + 0));  DP_GROUP(0, x, w)
+        x = _mm512_set1_epi32(load_group(ag + 4));  DP_GROUP(1, x, w + FQ_PANEL_GROUP_BYTES)
+        x = _mm512_set1_epi32(load_group(ag + 8));  DP_GROUP(2, x, w + 2 * FQ_PANEL_GROUP_BYTES)
+        x = _mm512_set1_epi32(load_group(ag + 12)); DP_GROUP(3, x, w + 3 * FQ_PANEL_GROUP_BYTES)
+    }
+    _mm512_store_si512((void *)(tile + 0), _mm512_add_epi32(_mm512_add_epi32(d00, d10), _mm512_add_epi32(d20, d30)));
+    _mm512_store_si512((void *)(tile + 16), _mm512_add_epi32(_mm512_add_epi32(d01, d11), _mm512_add_epi32(d21, d31)));
+    _mm512_store_si512((void *)(tile + 32), _mm512_add_epi32(_mm512_add_epi32(d02, d12), _mm512_add_epi32(d22, d32)));
+    _mm512_store_si512((void *)(tile + 48), _mm512_add_epi32(_mm512_add_epi32(d03, d13), _mm512_add_epi32(d23, d33)));
+}
+
+/* Row sums with vpsadbw (|x - 0| summed over 8 bytes into a 64-bit lane). */
+void fq_row_sums_avx512(const uint8_t *a, ptrdiff_t lda, int32_t m, int32_t k, int32_t *sums) {
+    for (int32_t i = 0; i < m; i++) {
+        const uint8_t *row = a + (ptrdiff_t)i * lda;
+        __m512i s = _mm512_setzero_si512();
+        int32_t kk = 0;
+        for (; kk + 64 <= k; kk += 64)
+            s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_loadu_si512((const void *)(row + kk)),
+                                                    _mm512_setzero_si512()));
+        if (kk < k) {   /* masked load: nothing is read past the row */
+            __mmask64 valid = ((__mmask64)1 << (k - kk)) - 1;
+            s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_maskz_loadu_epi8(valid, row + kk),
+                                                    _mm512_setzero_si512()));
+        }
+        sums[i] = (int32_t)_mm512_reduce_add_epi64(s);   /* k <= 2^31 / 255: checked by the caller */
+    }
+}
+
+extern void fq_epilogue_avx512(int32_t, int32_t, const int32_t *, const int32_t *, int32_t,
+                               const fq_epilogue *, void *, ptrdiff_t);
+
+static const fq_kernels kernels = {
+    "avx512vnni", MR_AVX512, fq_ukernel_avx512vnni, fq_gemv_avx512vnni, fq_epilogue_avx512,
+    fq_row_sums_avx512,
+};
+
+const fq_kernels *fq_kernels_avx512vnni(void) { return &kernels; }
+
+#else
 #include "fastq.h"
 const fq_kernels *fq_kernels_avx512vnni(void) { return NULL; }
+#endif

@@ -1,0 +1,384 @@
+"""Every kernel backend against fastq.reference, bit for bit (XNNPACK-style tester).
+
+One tester drives each backend of fastq.backends() over the tails of the tiling (M rows of a
+tile, N columns of a 64-column panel, K % 4 of a k-group), a few large shapes, extreme values
+and every epilogue mode. Oracle: fastq.reference (numpy, int64 / float32 step by step)."""
+import itertools
+
+import numpy as np
+import pytest
+
+import fastq
+from fastq import _kernels, reference
+from fastq import requant as fq_requant
+
+ALL_BACKENDS = ["scalar", "avx2", "avx512vnni"]
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def backend(request):
+    name = request.param
+    if name not in fastq.backends():
+        pytest.skip("backend %s not supported on this CPU" % name)
+    old = fastq.get_backend()
+    fastq.set_backend(name)
+    assert fastq.get_backend() == name
+    yield name
+    fastq.set_backend(old)
+
+
+def rand_u8(rng, shape):
+    return rng.integers(0, 256, shape, dtype=np.uint8)
+
+
+def rand_s8(rng, shape):
+    return rng.integers(-128, 128, shape, dtype=np.int8)
+
+
+# ------------------------------------------------------------------ int32 core (fastq.qgemm)
+def check_qgemm(rng, m, n, k, per_channel_zp=None):
+    a = rand_u8(rng, (m, k))
+    w = rand_s8(rng, (n, k))
+    za = int(rng.integers(0, 256))
+    if per_channel_zp is None:
+        per_channel_zp = bool(rng.integers(0, 2))
+    zw = rng.integers(-128, 128, n).astype(np.int32) if per_channel_zp else int(rng.integers(-128, 128))
+    got = fastq.qgemm(a, za, w, zw)
+    assert got.dtype == np.int32 and got.shape == (m, n)
+    expect = reference.qgemm(a, za, w, zw)
+    assert np.array_equal(got, expect), (m, n, k)
+
+
+def test_qgemm_every_m(backend):
+    rng = np.random.default_rng(1)
+    for m in range(1, 14):
+        for n, k in ((70, 37), (64, 8), (5, 3)):
+            check_qgemm(rng, m, n, k)
+
+
+def test_qgemm_every_n(backend):
+    rng = np.random.default_rng(2)
+    for n in range(1, 131):
+        for m, k in ((1, 13), (7, 64)):
+            check_qgemm(rng, m, n, k)
+
+
+def test_qgemm_every_k(backend):
+    rng = np.random.default_rng(3)
+    for k in range(1, 71):
+        for m, n in ((1, 67), (6, 3), (11, 64)):
+            check_qgemm(rng, m, n, k)
+
+
+def test_qgemm_random_shapes(backend):
+    rng = np.random.default_rng(4)
+    for _ in range(40):
+        check_qgemm(rng, int(rng.integers(1, 14)), int(rng.integers(1, 131)), int(rng.integers(1, 71)))
+
+
+@pytest.mark.parametrize("m,n,k", [(64, 300, 4096), (1, 300, 4097), (13, 129, 1030), (2, 1000, 1)])
+def test_qgemm_large(backend, m, n, k):
+    check_qgemm(np.random.default_rng(m * 7 + n + k), m, n, k)
+
+
+def test_qgemm_rows_end_at_buffer_end(backend):
+    """The K tail must not be read past the end of the last activation row: a view that
+    ends exactly at the end of its buffer (a guard page would catch an over-read)."""
+    rng = np.random.default_rng(5)
+    for k in (1, 2, 3, 5, 6, 7, 66, 67):
+        buf = rand_u8(rng, 3 * k)
+        a = buf.reshape(3, k)
+        w = rand_s8(rng, (65, k))
+        assert np.array_equal(fastq.qgemm(a, 7, w, -3), reference.qgemm(a, 7, w, -3))
+
+
+def test_qgemm_extremes_near_int32_bound(backend):
+    """All-255 activations times -128 weights with zero points 0 / 127: each product is
+    255 * -255 and K = 33025 brings |acc| to 2147450625, just inside int32."""
+    k = 33025
+    a = np.full((2, k), 255, np.uint8)
+    w = np.full((70, k), -128, np.int8)
+    got = fastq.qgemm(a, 0, w, 127)
+    expect = reference.qgemm(a, 0, w, 127)
+    assert expect.min() == -2147450625
+    assert np.array_equal(got, expect)
+    # and the other signs: (0 - 255) * (127 - (-128))
+    a0 = np.zeros((3, k), np.uint8)
+    w1 = np.full((5, k), 127, np.int8)
+    assert np.array_equal(fastq.qgemm(a0, 255, w1, -128), reference.qgemm(a0, 255, w1, -128))
+    with pytest.raises(ValueError, match="a_u8"):
+        fastq.qgemm(np.full((1, k + 1), 255, np.uint8), 0, np.full((1, k + 1), -128, np.int8), 127)
+
+
+def test_qgemm_extremes_small(backend):
+    rng = np.random.default_rng(6)
+    for m, n, k in ((1, 64, 64), (7, 130, 70), (13, 1, 1)):
+        for aval, wval in ((255, -128), (255, 127), (0, -128)):
+            a = np.full((m, k), aval, np.uint8)
+            w = np.full((n, k), wval, np.int8)
+            zw = rng.integers(-128, 128, n).astype(np.int32)
+            for za in (0, 255, 128):
+                assert np.array_equal(fastq.qgemm(a, za, w, zw), reference.qgemm(a, za, w, zw))
+
+
+def test_backends_agree_with_scalar(backend):
+    rng = np.random.default_rng(7)
+    a = rand_u8(rng, (17, 203))
+    w = rand_s8(rng, (131, 203))
+    got = fastq.qgemm(a, 11, w, 0)
+    fastq.set_backend("scalar")
+    try:
+        scalar = fastq.qgemm(a, 11, w, 0)
+    finally:
+        fastq.set_backend(backend)
+    assert np.array_equal(got, scalar)
+
+
+ROUNDINGS = ["double", "single", "double_up"]     # fq_rounding values 0, 1, 2
+
+
+# ------------------------------------------------------------------ layers (requant modes)
+def tflite_expected(acc, x_scale, w_scales, y_scale, y_zp, bias, relu, per_channel):
+    mult, shift = reference.tflite_multipliers(x_scale, w_scales, y_scale, per_channel)
+    if bias is not None:
+        acc = reference.wrap_int32(acc + reference.tflite_bias(bias, x_scale, w_scales))
+    y = reference.multiply_by_quantized_multiplier(acc, mult, shift)
+    lo = y_zp if relu else 0
+    return np.clip(y + y_zp, lo, 255).astype(np.uint8)
+
+
+def check_linear(rng, m, n, k, mode, per_channel, relu, with_bias, lead=()):
+    w = rand_s8(rng, (n, k))
+    x = rand_u8(rng, lead + (m, k))
+    if per_channel:
+        w_scales = rng.uniform(0.002, 0.05, n)
+        w_zp = rng.integers(-20, 21, n) if rng.integers(0, 2) else np.zeros(n, np.int64)
+        wq = fastq.QTensor(w, w_scales, w_zp, axis=0)
+    else:
+        w_scales = np.array([rng.uniform(0.002, 0.05)])
+        w_zp = int(rng.integers(-20, 21))
+        wq = fastq.QTensor(w, w_scales[0], w_zp)
+    x_scale = float(rng.uniform(0.005, 0.05))
+    x_zp = int(rng.integers(0, 256))
+    # an output scale that spreads the results over the uint8 range, clamping some
+    y_scale = float(x_scale * np.mean(w_scales) * np.sqrt(k) * 75 * 75 / 50)
+    y_zp = int(rng.integers(0, 256))
+    bias = rng.normal(0, 2, n).astype(np.float32) if with_bias else None
+    layer = fastq.QuantizedLinear(wq, bias, y_scale, y_zp, relu=relu, requant=mode)
+    y = layer(fastq.QTensor(x, x_scale, x_zp))
+    assert y.values.dtype == np.uint8 and y.values.shape == lead + (m, n)
+    assert (y.scale, y.zero_point) == (y_scale, y_zp)
+    x2 = x.reshape(-1, k)
+    acc = reference.qgemm(x2, x_zp, w, w_zp)
+    if mode == "fbgemm":
+        expect = reference.requant_fbgemm(acc, x_scale, w_scales, y_scale, y_zp, bias, relu, per_channel)
+    elif mode == "qnnpack":
+        expect = reference.requant_qnnpack(acc, x_scale, w_scales, y_scale, y_zp, bias, relu)
+    else:
+        expect = tflite_expected(acc, x_scale, w_scales, y_scale, y_zp, bias, relu, per_channel)
+    assert np.array_equal(y.values.reshape(-1, n), expect), (mode, m, n, k, per_channel, relu)
+    return expect
+
+
+@pytest.mark.parametrize("mode", ["fbgemm", "qnnpack", "tflite"])
+def test_linear_modes(backend, mode):
+    rng = np.random.default_rng(hash(mode) % 1000)
+    shapes = [(1, 1, 1), (1, 64, 64), (1, 130, 70), (6, 64, 4), (7, 65, 5), (13, 129, 67),
+              (4, 3, 2), (12, 100, 33), (5, 200, 257)]
+    i = 0
+    for m, n, k in shapes:
+        for per_channel in (False, True):
+            for relu in (False, True):
+                check_linear(rng, m, n, k, mode, per_channel, relu, with_bias=bool(i % 3))
+                i += 1
+
+
+@pytest.mark.parametrize("mode", ["fbgemm", "qnnpack", "tflite"])
+def test_linear_random_and_batched(backend, mode):
+    rng = np.random.default_rng(11)
+    for _ in range(12):
+        check_linear(rng, int(rng.integers(1, 14)), int(rng.integers(1, 131)), int(rng.integers(1, 71)),
+                     mode, bool(rng.integers(0, 2)), bool(rng.integers(0, 2)), bool(rng.integers(0, 2)))
+    check_linear(rng, 3, 20, 30, mode, True, False, True, lead=(2, 2))
+
+
+def test_linear_large(backend):
+    rng = np.random.default_rng(12)
+    check_linear(rng, 64, 300, 4096, "fbgemm", True, True, True)
+
+
+def test_linear_call_errors(backend):
+    rng = np.random.default_rng(13)
+    layer = fastq.QuantizedLinear(fastq.QTensor(rand_s8(rng, (5, 8)), 0.1, 0), None, 0.5, 3)
+    with pytest.raises(TypeError, match="x"):
+        layer(rand_u8(rng, (2, 8)))
+    with pytest.raises(ValueError, match="x"):
+        layer(fastq.QTensor(rand_u8(rng, (2, 7)), 0.1, 0))
+    # int8 activations take the +128 identity: the same as uint8 x + 128 with zero point + 128
+    xs = rand_s8(rng, (2, 8))
+    assert np.array_equal(layer(fastq.QTensor(xs, 0.1, -3)).values,
+                          layer(fastq.QTensor((xs.astype(np.int16) + 128).astype(np.uint8), 0.1, 125)).values)
+    with pytest.raises(ValueError, match="x"):
+        layer(fastq.QTensor(rand_u8(rng, (2, 8)), [0.1, 0.2], [0, 0], axis=0))
+    # non-contiguous input is copied, and a new input quantization gets its own epilogue
+    x = rand_u8(rng, (8, 4)).T
+    for scale, zp in ((0.1, 0), (0.2, 5), (0.1, 0)):
+        got = layer(fastq.QTensor(x, scale, zp)).values
+        expect = reference.requant_fbgemm(reference.qgemm(x, zp, layer.weight.values, 0),
+                                          scale, [0.1], 0.5, 3)
+        assert np.array_equal(got, expect)
+
+
+# ------------------------------------------------------------------ epilogues, extreme constants
+def run_epilogue(kind, a, w, col_offset, **kw):
+    """Raw dot products plus an arbitrary int32 col_offset: the accumulators cover all of
+    int32, so the epilogue arithmetic is tested at its edges."""
+    pw = _kernels.PackedWeights(w, np.zeros(1, np.int32))
+    pad = np.zeros(pw.n_padded, np.int32)
+    pad[: w.shape[0]] = col_offset
+    padded = {}
+    for name, v in kw.items():
+        if isinstance(v, np.ndarray):
+            p = np.zeros(pw.n_padded, v.dtype)
+            p[: w.shape[0]] = v
+            v = p
+        padded[name] = v
+    ep = _kernels.Epilogue(pw, kind, pad, **padded)
+    acc = reference.wrap_int32(reference.qgemm(a, 0, w, 0) + col_offset.astype(np.int64))
+    return _kernels.gemm(pw, ep, a), acc
+
+
+def clamp_bounds(rng, wide):
+    """Output clamps: inside [0, 255] as the layers use them, or wide (+-(2^31 - 256)) so
+    the stored low byte shows every bit of the requantized value."""
+    if wide:
+        return -(2**31) + 256, 2**31 - 256
+    lo = int(rng.integers(0, 256))
+    return lo, int(rng.integers(lo, 256))
+
+
+def as_bytes(q, out_xor):
+    return ((np.asarray(q, np.int64) ^ out_xor) & 0xFF).astype(np.uint8)
+
+
+def edge_int32(rng, n):
+    v = rng.integers(-(2**31), 2**31, n, dtype=np.int64)
+    v[: min(n, 6)] = [-(2**31), 2**31 - 1, 0, -1, 1, -(2**31) + 1][: min(n, 6)]
+    return v.astype(np.int32)
+
+
+def test_epilogue_int32_and_float(backend):
+    rng = np.random.default_rng(21)
+    for m, n, k in ((1, 67, 9), (6, 64, 8), (13, 130, 3)):
+        a, w = rand_u8(rng, (m, k)), rand_s8(rng, (n, k))
+        col = edge_int32(rng, n)
+        got, acc = run_epilogue(_kernels.EPI_INT32, a, w, col)
+        assert np.array_equal(got, acc)
+        scale = rng.uniform(-1e-3, 1e-3, n).astype(np.float32)
+        bias = rng.normal(0, 100, n).astype(np.float32)
+        product = (acc.astype(np.float32) * scale).astype(np.float32)
+        got, acc = run_epilogue(_kernels.EPI_FLOAT, a, w, col, scale=scale)
+        assert got.dtype == np.float32 and np.array_equal(got, product)
+        # two roundings (torch qnnpack), then one (fmaf, torch x86 / fbgemm), each with ReLU
+        two = product + bias
+        one = reference.fmaf(acc.astype(np.float32), scale, bias)
+        assert not np.array_equal(one, two)        # the data tells the two apart
+        for fma, expect in ((False, two), (True, one)):
+            for relu in (False, True):
+                got, _ = run_epilogue(_kernels.EPI_FLOAT, a, w, col, scale=scale, bias=bias,
+                                      float_fma=fma, float_relu=relu)
+                want = np.where(expect < 0, np.float32(0), expect) if relu else expect
+                assert np.array_equal(got, want), (fma, relu)
+
+
+@pytest.mark.parametrize("out_xor", [0, 0x80])
+def test_epilogue_float_requant_edges(backend, out_xor):
+    """fbgemm / qnnpack with multipliers that overflow int32 (cvtps2dq's INT32_MIN), tiny
+    ones, NaN-free huge biases, clamps inside [0, 255], and the int8 output xor."""
+    rng = np.random.default_rng(22 + out_xor)
+    f32 = np.float32
+    for (m, n, k), wide in itertools.product(((1, 67, 9), (7, 64, 8), (13, 130, 5)), (False, True)):
+        a, w = rand_u8(rng, (m, k)), rand_s8(rng, (n, k))
+        col = edge_int32(rng, n)
+        scale = (rng.choice([1e-9, 1e-3, 0.5, 1.0, 3.0, 1e10], n) * rng.choice([-1, 1], n)).astype(f32)
+        bias = rng.choice([0.0, 0.5, -2.5, 1e9, -3e9], n).astype(f32)
+        zy = int(rng.integers(0, 256))
+        lo, hi = clamp_bounds(rng, wide)
+        common = dict(out_zero_point=zy, out_min=lo, out_max=hi, out_xor=out_xor)
+        got, acc = run_epilogue(_kernels.EPI_FBGEMM, a, w, col, scale=scale, bias=bias, **common)
+        y = ((acc.astype(f32) + bias).astype(f32) * scale).astype(f32)
+        q = reference.round_float_to_int32(y) + zy        # exact: saturating int16 adds
+        expect = as_bytes(np.clip(q, lo, hi), out_xor)
+        assert np.array_equal(got, expect)
+        got, acc = run_epilogue(_kernels.EPI_QNNPACK, a, w, col, scale=scale, **common)
+        y = (acc.astype(f32) * scale).astype(f32)
+        q = reference.round_float_to_int32(y) + zy
+        expect = as_bytes(np.clip(q, lo, hi), out_xor)
+        assert np.array_equal(got, expect)
+
+
+@pytest.mark.parametrize("rounding", ["double", "single", "double_up"])
+def test_epilogue_tflite_edges(backend, rounding):
+    """Q31 multipliers over all of int32 (INT32_MIN included), shifts -31..30, accumulators
+    over all of int32: the 64-bit products and both roundings, lane by lane."""
+    rng = np.random.default_rng(23 + len(rounding))
+    shapes = ((1, 67, 9), (6, 64, 8), (13, 130, 5), (3, 256, 2))
+    for (m, n, k), wide in itertools.product(shapes, (False, True)):
+        a, w = rand_u8(rng, (m, k)), rand_s8(rng, (n, k))
+        col = edge_int32(rng, n)
+        mult = edge_int32(rng, n)
+        shift = rng.integers(-31, 31, n).astype(np.int32)
+        shift[:4] = [-31, 30, 0, 1]
+        zy = int(rng.integers(0, 256))
+        lo, hi = clamp_bounds(rng, wide)
+        out_xor = int(rng.choice([0, 0x80]))
+        got, acc = run_epilogue(_kernels.EPI_TFLITE, a, w, col, multiplier=mult, shift=shift,
+                                rounding=ROUNDINGS.index(rounding), out_zero_point=zy, out_min=lo,
+                                out_max=hi, out_xor=out_xor)
+        y = reference.MBQM[rounding](acc, mult, shift)
+        expect = as_bytes(np.clip(y + zy, lo, hi), out_xor)
+        assert np.array_equal(got, expect)
+
+
+# ------------------------------------------------------------------ packing
+def test_pack_layout_and_column_sums(backend):
+    rng = np.random.default_rng(31)
+    for n, k in ((1, 1), (63, 5), (64, 4), (65, 67), (130, 70), (200, 1031)):
+        w = rand_s8(rng, (n, k))
+        zw = rng.integers(-128, 128, n).astype(np.int32)
+        pw = _kernels.PackedWeights(w, zw)
+        kg, npan = (k + 3) // 4, (n + 63) // 64
+        expect = np.zeros((npan, kg, 64, 4), np.int8)
+        wp = np.zeros((npan * 64, kg * 4), np.int8)
+        wp[:n, :k] = w
+        expect[:] = wp.reshape(npan, 64, kg, 4).transpose(0, 2, 1, 3)
+        assert np.array_equal(pw.packed_bytes(), expect.reshape(-1))
+        assert np.array_equal(pw.col_sums, w.astype(np.int64).sum(axis=1))
+        assert np.array_equal(pw.w_zero_point, zw)
+        assert pw.max_abs_w_dev == int(np.abs(w.astype(np.int64) - zw[:, None]).max())
+
+
+def test_linear_python_path_matches(backend):
+    """The Cython call path and its Python twin (used when a layer has no LinearCore)."""
+    rng = np.random.default_rng(41)
+    layer = fastq.QuantizedLinear(fastq.QTensor(rand_s8(rng, (70, 33)), 0.02, 3), None, 0.4, 9, relu=True)
+    x = fastq.QTensor(rand_u8(rng, (2, 5, 33)), 0.05, 17)
+    y = layer(x)
+    y_py = layer._call_python(x)
+    assert np.array_equal(y.values, y_py.values) and y.values.shape == (2, 5, 70)
+    del layer._core
+    assert np.array_equal(layer(x).values, y_py.values)
+
+
+def test_linear_overflow_bound(backend):
+    """K = 70000 with |w - zw| = 255 and |x - zx| up to 128 could overflow int32: the layer
+    checks the data, computes when it fits, refuses (naming x) when it might not."""
+    k = 70000
+    w = np.full((3, k), -128, np.int8)
+    layer = fastq.QuantizedLinear(fastq.QTensor(w, 0.001, 127), None, 1000.0, 0)
+    a = np.full((2, k), 130, np.uint8)           # |130 - 128| * 255 * K fits easily
+    got = layer(fastq.QTensor(a, 0.01, 128)).values
+    expect = reference.requant_fbgemm(reference.qgemm(a, 128, w, 127), 0.01, [0.001], 1000.0, 0)
+    assert np.array_equal(got, expect)
+    with pytest.raises(ValueError, match="x"):
+        layer(fastq.QTensor(np.full((1, k), 255, np.uint8), 0.01, 0))

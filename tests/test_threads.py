@@ -1,0 +1,165 @@
+"""Threads: identical results for any thread count, after fork, from concurrent Python
+threads, and with torch imported before or after fastq (torch carries its own libgomp)."""
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import fastq
+from fastq import reference
+
+# above the driver's threading threshold (2^20 multiply-adds)
+M, N, K = 37, 200, 300
+
+
+@pytest.fixture
+def threads_restored():
+    old = fastq.get_num_threads()
+    yield
+    fastq.set_num_threads(0)
+    assert fastq.get_num_threads() == old
+
+
+def make_layer(seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-128, 128, (N, K), dtype=np.int8)
+    layer = fastq.QuantizedLinear(fastq.QTensor(w, rng.uniform(0.01, 0.02, N), np.zeros(N, np.int64), axis=0),
+                                  rng.normal(0, 1, N).astype(np.float32), 2.0, 100)
+    x = fastq.QTensor(rng.integers(0, 256, (M, K), dtype=np.uint8), 0.03, 7)
+    acc = reference.qgemm(x.values, 7, w, 0)
+    expect = reference.requant_fbgemm(acc, 0.03, layer.weight.scale, 2.0, 100, layer.bias, per_channel=True)
+    return layer, x, expect
+
+
+def test_thread_counts_give_identical_results(threads_restored):
+    layer, x, expect = make_layer()
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (M, K), dtype=np.uint8)
+    w = rng.integers(-128, 128, (N, K), dtype=np.int8)
+    zw = rng.integers(-128, 128, N)
+    acc_ref = reference.qgemm(a, 3, w, zw)
+    for backend in fastq.backends():
+        fastq.set_backend(backend)
+        for n in (1, 2, 3):
+            fastq.set_num_threads(n)
+            assert fastq.get_num_threads() == n
+            assert np.array_equal(layer(x).values, expect), (backend, n)
+            assert np.array_equal(fastq.qgemm(a, 3, w, zw), acc_ref), (backend, n)
+    fastq.set_backend("auto")
+
+
+def test_num_threads_arguments(threads_restored):
+    with pytest.raises(TypeError, match="n"):
+        fastq.set_num_threads(1.5)
+    with pytest.raises(ValueError, match="n"):
+        fastq.set_num_threads(-1)
+
+
+def _child(q, seed):
+    layer, x, expect = make_layer(seed)
+    fastq.set_num_threads(2)
+    q.put(bool(np.array_equal(layer(x).values, expect)))
+
+
+def test_fork_after_threaded_call(threads_restored):
+    layer, x, expect = make_layer()
+    fastq.set_num_threads(2)
+    assert np.array_equal(layer(x).values, expect)      # the pool's workers now exist
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(q, 0))
+    p.start()
+    ok = q.get(timeout=60)
+    p.join(timeout=60)
+    assert p.exitcode == 0 and ok
+    assert np.array_equal(layer(x).values, expect)      # and the parent's pool still works
+
+
+def test_concurrent_python_threads(threads_restored):
+    """A second caller finds the pool busy and runs its loop inline: all results correct."""
+    fastq.set_num_threads(2)
+    layers = [make_layer(seed) for seed in range(4)]
+    failures = []
+
+    def work(i):
+        layer, x, expect = layers[i]
+        for _ in range(15):
+            if not np.array_equal(layer(x).values, expect):
+                failures.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
+SCRIPT = r"""
+import sys
+import numpy as np
+{imports}
+from fastq import reference
+rng = np.random.default_rng(0)
+a = rng.integers(0, 256, (64, 500), dtype=np.uint8)
+w = rng.integers(-128, 128, (300, 500), dtype=np.int8)
+fastq.set_num_threads(2)
+assert fastq.get_num_threads() == 2
+ok = np.array_equal(fastq.qgemm(a, 5, w, 3), reference.qgemm(a, 5, w, 3))
+x = torch.randn(64, 64)          # torch's own threads in the same process
+y = torch.mm(x, x)
+print("OK" if ok else "MISMATCH")
+"""
+
+
+@pytest.mark.parametrize("order", ["torch_first", "fastq_first"])
+def test_torch_import_order(order):
+    pytest.importorskip("torch")
+    imports = "import torch\nimport fastq" if order == "torch_first" else "import fastq\nimport torch"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(fastq.__file__))]
+                                        + [p for p in [env.get("PYTHONPATH")] if p])
+    r = subprocess.run([sys.executable, "-c", SCRIPT.format(imports=imports)], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith("OK")
+
+
+def test_fastq_num_threads_environment():
+    env = dict(os.environ, FASTQ_NUM_THREADS="3")
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(fastq.__file__))
+    r = subprocess.run([sys.executable, "-c", "import fastq; print(fastq.get_num_threads())"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "3"
+
+
+def test_concurrent_calls_on_one_layer(threads_restored):
+    """One layer, threads with different input quantizations: the cached epilogue changes
+    under them, each call must still use its own."""
+    fastq.set_num_threads(2)
+    layer, x, _ = make_layer(5)
+    cases = []
+    for i, (scale, zp) in enumerate(((0.03, 7), (0.05, 100), (0.01, 0), (0.02, 255))):
+        xi = fastq.QTensor(x.values, scale, zp)
+        acc = reference.qgemm(x.values, zp, layer.weight.values, 0)
+        cases.append((xi, reference.requant_fbgemm(acc, scale, layer.weight.scale, 2.0, 100, layer.bias,
+                                                   per_channel=True)))
+    failures = []
+
+    def work(i):
+        xi, expect = cases[i]
+        for _ in range(20):
+            if not np.array_equal(layer(xi).values, expect):
+                failures.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
