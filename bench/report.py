@@ -2,7 +2,8 @@
 
     python bench/report.py bench-out/peers.json [--peak-gops 465]
 
-Ratios are computed within the one run the JSON holds (the machine is shared and noisy)."""
+Ratios are computed within the one run the JSON holds, from each benchmark's minimum time
+(the machine is shared and noisy: the minimum is the run least disturbed by others)."""
 import argparse
 import json
 from collections import defaultdict
@@ -27,13 +28,13 @@ def main():
     threads = {}
     for b in data["benchmarks"]:
         info = b["extra_info"]
-        t = b["stats"]["median"]
+        t = b["stats"]["min"]
         shape = (info["m"], info["k"], info["n"])
         if info["impl"].startswith("fastq_linear_") and info["impl"].endswith("t"):
             threads[info["impl"]] = t
             continue
         by_shape[shape][info["impl"]] = t
-    print("Machine: %s; int8 peak used for %%: %.0f GOPS (one core)\n" % (data["machine_info"].get("cpu", {}).get("brand_raw", "?"), peak))
+    print("Machine: %s; minimum times; int8 peak used for %%: %.0f GOPS (one core)\n" % (data["machine_info"].get("cpu", {}).get("brand_raw", "?"), peak))
     print("| M×K×N | fastq layer µs | torch x86 µs | ORT QLinearMatMul µs | fastq vs faster peer | fastq GOPS | % of peak | vs torch f32 | fastq qgemm µs | ORT MatMulInteger µs | torch._int_mm µs |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for shape in sorted(by_shape, key=lambda s: (s[1] * s[2], s[0])):

@@ -43,7 +43,7 @@ def test_peer(benchmark, shape, impl):
         pytest.skip("%s does not take this shape" % impl)
     benchmark.group = "%s %dx%dx%d" % ("layer" if impl in peers.LAYER_PEERS else "gemm", m, k, n)
     benchmark.extra_info.update(impl=impl, m=m, k=k, n=n, ops=2 * m * k * n)
-    rounds = max(5, min(2000, int(2e9 / (2 * m * k * n))))
+    rounds = max(25, min(3000, int(2e10 / (2 * m * k * n))))
     benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=2)
 
 
@@ -55,6 +55,6 @@ def test_threads(benchmark, threads):
     try:
         benchmark.group = "threads 256x1024x1024"
         benchmark.extra_info.update(impl="fastq_linear_%dt" % threads, m=m, k=k, n=n, ops=2 * m * k * n)
-        benchmark.pedantic(fn, rounds=30, iterations=1, warmup_rounds=2)
+        benchmark.pedantic(fn, rounds=60, iterations=1, warmup_rounds=3)
     finally:
         fastq.set_num_threads(1)
