@@ -35,15 +35,9 @@ import numpy as np
 from . import _kernels, reference
 from ._checks import as_array, check_weight
 from .linear import _check_no_overflow
+from .requant import _padded
 
 MODES = ("fbgemm", "qnnpack")
-
-
-def _padded(values, n_padded, dtype):
-    out = np.zeros(max(n_padded, 1), dtype=dtype)
-    v = np.asarray(values, dtype=dtype).reshape(-1)
-    out[: v.shape[0]] = v
-    return out
 
 
 class DynamicQuantizedLinear:
