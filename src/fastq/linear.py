@@ -118,7 +118,7 @@ class QuantizedLinear:
         s_in * s_w / s_out: with a float32 product (TFLite's GetQuantizedConvolutionMultipler,
         the default) or all in double (PopulateConvolutionQuantizationParams; per-channel
         layers always use this). LiteRT 2.3.0's reference kernels are rounding="single",
-        effective_scale="float64"; see README "TensorFlow Lite compatibility".
+        effective_scale="float64"; see README "TensorFlow Lite / gemmlowp / CMSIS-NN fixed point".
     dtype: "uint8" (default) or "int8", the output dtype. Inputs may be uint8 or int8 QTensors
         (per tensor) whatever dtype is: int8 x with zero point z is exactly uint8 x + 128 with
         zero point z + 128, so one uint8 kernel serves both.
