@@ -11,16 +11,9 @@ from fastq import reference
 torch = pytest.importorskip("torch")
 import torch.ao.quantization as tq  # noqa: E402
 
-ENGINES = [e for e in ("x86", "fbgemm", "qnnpack") if e in torch.backends.quantized.supported_engines]
+from torch_helpers import engine_fixture  # noqa: E402,F401  (the "engine" fixture)
+
 warnings.filterwarnings("ignore", message=".*reduce_range.*")
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request):
-    old = torch.backends.quantized.engine
-    torch.backends.quantized.engine = request.param
-    yield request.param
-    torch.backends.quantized.engine = old
 
 
 def _dynamic_torch(k, n, seed, per_channel, bias, relu):

@@ -23,6 +23,13 @@ class engine:
         torch.backends.quantized.engine = self.previous
 
 
+@pytest.fixture(params=ENGINES, name="engine")
+def engine_fixture(request):
+    """A test runs once per torch quantized engine, pinned while it runs."""
+    with engine(request.param):
+        yield request.param
+
+
 def make_linear(rng, k, n, per_channel, relu, has_bias, w_zero_points=True, w_scale=None,
                 out_scale=None, out_zero_point=None, bias_scale=1.0):
     """A fresh torch quantized Linear (or LinearReLU) with random integer weights.
