@@ -11,6 +11,8 @@ typedef struct {
     ptrdiff_t lda;
     int32_t m;
     int32_t m_blocks;
+    int32_t m_chunk;              /* m-blocks per task: one task = one panel x m_chunk blocks */
+    int32_t chunks_per_panel;
     const int32_t *row_sums;
     const fq_epilogue *ep;
     void *out;
@@ -18,10 +20,7 @@ typedef struct {
     size_t out_elem;
 } gemm_job;
 
-static void gemm_task(void *ctx, int64_t task) {
-    const gemm_job *j = (const gemm_job *)ctx;
-    int32_t p = (int32_t)(task / j->m_blocks);
-    int32_t mb = (int32_t)(task % j->m_blocks);
+static void gemm_tile(const gemm_job *j, int32_t p, int32_t mb) {
     int32_t mr_max = j->kern->mr;
     int32_t m0 = mb * mr_max;
     int32_t mr = j->m - m0 < mr_max ? j->m - m0 : mr_max;
@@ -33,6 +32,16 @@ static void gemm_task(void *ctx, int64_t task) {
     uk(mr, j->w->k, j->a + (ptrdiff_t)m0 * j->lda, j->lda, panel, j->w->k_groups, tile);
     char *out = (char *)j->out + (ptrdiff_t)m0 * j->ldo * (ptrdiff_t)j->out_elem;
     j->kern->epilogue(mr, nc, tile, j->row_sums ? j->row_sums + m0 : NULL, n0, j->ep, out, j->ldo);
+}
+
+/* One task: one panel, a run of consecutive row blocks. A thread that takes a task keeps
+ * that panel of weights hot in its own caches for the whole run. */
+static void gemm_task(void *ctx, int64_t task) {
+    const gemm_job *j = (const gemm_job *)ctx;
+    int32_t p = (int32_t)(task / j->chunks_per_panel);
+    int32_t mb0 = (int32_t)(task % j->chunks_per_panel) * j->m_chunk;
+    int32_t mb1 = mb0 + j->m_chunk < j->m_blocks ? mb0 + j->m_chunk : j->m_blocks;
+    for (int32_t mb = mb0; mb < mb1; mb++) gemm_tile(j, p, mb);
 }
 
 void fq_row_sums_scalar(const uint8_t *a, ptrdiff_t lda, int32_t m, int32_t k, int32_t *sums) {
@@ -67,11 +76,19 @@ void fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_
         j.kern->row_sums(a, lda, m, w->k, sums);
     }
     j.row_sums = sums;
-    int64_t n_tasks = (int64_t)w->n_panels * j.m_blocks;
     /* threads only pay off when each wakes up for enough work */
     double macs = (double)m * (double)w->n * (double)w->k;
     if (macs < 1 << 20) num_threads = 1;
     else if (num_threads <= 0) num_threads = fq_get_num_threads();
+    /* Split each panel's row blocks into as few runs as still give every thread about 4
+     * tasks (load balance), so threads rarely share a panel. */
+    int64_t want = num_threads > 1 ? 4 * (int64_t)num_threads : 1;
+    int64_t per_panel = (want + w->n_panels - 1) / w->n_panels;
+    if (per_panel > j.m_blocks) per_panel = j.m_blocks;
+    if (per_panel < 1) per_panel = 1;
+    j.m_chunk = (int32_t)((j.m_blocks + per_panel - 1) / per_panel);
+    j.chunks_per_panel = (j.m_blocks + j.m_chunk - 1) / j.m_chunk;
+    int64_t n_tasks = (int64_t)w->n_panels * j.chunks_per_panel;
     fq_parallel_for(n_tasks, gemm_task, &j, num_threads);
     if (sums && sums != stack_sums) free(sums);
 }
