@@ -16,6 +16,24 @@ from fastq import reference
 M, N, K = 37, 200, 300
 
 
+def run_concurrently(calls, expected, repeats):
+    """Runs calls[i] `repeats` times on thread i, all threads at once; returns the indices
+    whose result ever differed from expected[i]."""
+    failures = []
+
+    def work(i):
+        for _ in range(repeats):
+            if not np.array_equal(calls[i](), expected[i]):
+                failures.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return failures
+
+
 @pytest.fixture
 def threads_restored():
     old = fastq.get_num_threads()
@@ -83,20 +101,8 @@ def test_concurrent_python_threads(threads_restored):
     """A second caller finds the pool busy and runs its loop inline: all results correct."""
     fastq.set_num_threads(2)
     layers = [make_layer(seed) for seed in range(4)]
-    failures = []
-
-    def work(i):
-        layer, x, expect = layers[i]
-        for _ in range(15):
-            if not np.array_equal(layer(x).values, expect):
-                failures.append(i)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert failures == []
+    assert run_concurrently([lambda i=i: layers[i][0](layers[i][1]).values for i in range(4)],
+                            [expect for _, _, expect in layers], repeats=15) == []
 
 
 SCRIPT = r"""
@@ -149,17 +155,5 @@ def test_concurrent_calls_on_one_layer(threads_restored):
         acc = reference.qgemm(x.values, zp, layer.weight.values, 0)
         cases.append((xi, reference.requant_fbgemm(acc, scale, layer.weight.scale, 2.0, 100, layer.bias,
                                                    per_channel=True)))
-    failures = []
-
-    def work(i):
-        xi, expect = cases[i]
-        for _ in range(20):
-            if not np.array_equal(layer(xi).values, expect):
-                failures.append(i)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert failures == []
+    assert run_concurrently([lambda xi=xi: layer(xi).values for xi, _ in cases],
+                            [expect for _, expect in cases], repeats=20) == []
