@@ -29,9 +29,11 @@ static inline int32_t load_tail(const uint8_t *p, int32_t rem) {
     return (int32_t)v;
 }
 
-/* Rows past mr read the last valid row again (XNNPACK style) and are not stored: one
- * kernel for every mr, with 24 named accumulators gcc keeps in zmm registers (an array of
- * __m512i was kept in memory across the k-loop). */
+/* One tile function per row count R = 2..6, generated from one body, so that mr rows cost
+ * mr rows (a 4-row tile runs 16 vpdpbusd per k-group, not 24). Each keeps 4*R named
+ * accumulators in zmm registers through the k-loop (an array of __m512i was kept in memory
+ * by gcc). Rows past mr read the last valid row again and are not stored, so one function
+ * also serves mr < R. */
 #define DP_ROW(i, x)                                   \
     c##i##0 = _mm512_dpbusd_epi32(c##i##0, x, w0);     \
     c##i##1 = _mm512_dpbusd_epi32(c##i##1, x, w1);     \
@@ -47,96 +49,60 @@ static inline int32_t load_tail(const uint8_t *p, int32_t rem) {
         _mm512_store_si512((void *)(tile + i * FQ_NR + 32), c##i##2);             \
         _mm512_store_si512((void *)(tile + i * FQ_NR + 48), c##i##3);             \
     }
+#define TAIL_ROW(i) { __m512i x = _mm512_set1_epi32(load_tail(row[i] + o, rem)); DP_ROW(i, x) }
+#define GROUP_ROW(i) { __m512i x = _mm512_set1_epi32(load_group(row[i] + o)); DP_ROW(i, x) }
+#define LOAD_PANEL_GROUP(p)                                                 \
+    const __m512i w0 = _mm512_load_si512((const void *)((p) + 0));         \
+    const __m512i w1 = _mm512_load_si512((const void *)((p) + 64));        \
+    const __m512i w2 = _mm512_load_si512((const void *)((p) + 128));       \
+    const __m512i w3 = _mm512_load_si512((const void *)((p) + 192));
+#define ROWS_2(X) X(0) X(1)
+#define ROWS_3(X) X(0) X(1) X(2)
+#define ROWS_4(X) X(0) X(1) X(2) X(3)
+#define ROWS_5(X) X(0) X(1) X(2) X(3) X(4)
+#define ROWS_6(X) X(0) X(1) X(2) X(3) X(4) X(5)
 
-static void tile_6rows(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
-                       const int8_t *panel, int32_t *tile) {
-    const uint8_t *a0 = a;
-    const uint8_t *a1 = mr > 1 ? a0 + lda : a0;
-    const uint8_t *a2 = mr > 2 ? a1 + lda : a1;
-    const uint8_t *a3 = mr > 3 ? a2 + lda : a2;
-    const uint8_t *a4 = mr > 4 ? a3 + lda : a3;
-    const uint8_t *a5 = mr > 5 ? a4 + lda : a4;
-    ZERO_ROW(0) ZERO_ROW(1) ZERO_ROW(2) ZERO_ROW(3) ZERO_ROW(4) ZERO_ROW(5)
-    const int32_t full = k / FQ_KG;
-    const int32_t rem = k % FQ_KG;
-    const int8_t *w = panel;
-    /* the K tail first: after the main loop only stores remain, which keeps gcc from
-     * spilling the accumulators inside the loop */
-    if (rem) {
-        const int8_t *wt = panel + (size_t)full * FQ_PANEL_GROUP_BYTES;
-        const __m512i w0 = _mm512_load_si512((const void *)(wt + 0));
-        const __m512i w1 = _mm512_load_si512((const void *)(wt + 64));
-        const __m512i w2 = _mm512_load_si512((const void *)(wt + 128));
-        const __m512i w3 = _mm512_load_si512((const void *)(wt + 192));
-        const ptrdiff_t o = (ptrdiff_t)full * FQ_KG;
-        __m512i x;
-        x = _mm512_set1_epi32(load_tail(a0 + o, rem)); DP_ROW(0, x)
-        x = _mm512_set1_epi32(load_tail(a1 + o, rem)); DP_ROW(1, x)
-        x = _mm512_set1_epi32(load_tail(a2 + o, rem)); DP_ROW(2, x)
-        x = _mm512_set1_epi32(load_tail(a3 + o, rem)); DP_ROW(3, x)
-        x = _mm512_set1_epi32(load_tail(a4 + o, rem)); DP_ROW(4, x)
-        x = _mm512_set1_epi32(load_tail(a5 + o, rem)); DP_ROW(5, x)
-    }
-    for (int32_t g = 0; g < full; g++, w += FQ_PANEL_GROUP_BYTES) {
-        const __m512i w0 = _mm512_load_si512((const void *)(w + 0));
-        const __m512i w1 = _mm512_load_si512((const void *)(w + 64));
-        const __m512i w2 = _mm512_load_si512((const void *)(w + 128));
-        const __m512i w3 = _mm512_load_si512((const void *)(w + 192));
-        const ptrdiff_t o = (ptrdiff_t)g * FQ_KG;
-        __m512i x;
-        x = _mm512_set1_epi32(load_group(a0 + o)); DP_ROW(0, x)
-        x = _mm512_set1_epi32(load_group(a1 + o)); DP_ROW(1, x)
-        x = _mm512_set1_epi32(load_group(a2 + o)); DP_ROW(2, x)
-        x = _mm512_set1_epi32(load_group(a3 + o)); DP_ROW(3, x)
-        x = _mm512_set1_epi32(load_group(a4 + o)); DP_ROW(4, x)
-        x = _mm512_set1_epi32(load_group(a5 + o)); DP_ROW(5, x)
-    }
-    STORE_ROW(0) STORE_ROW(1) STORE_ROW(2) STORE_ROW(3) STORE_ROW(4) STORE_ROW(5)
+/* The K tail first: after the main loop only stores remain, which keeps gcc from spilling
+ * the accumulators inside the loop. */
+#define DEFINE_TILE(R)                                                                      \
+static void tile_##R##rows(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,          \
+                           const int8_t *panel, int32_t *tile) {                            \
+    const uint8_t *row[R];                                                                  \
+    for (int32_t i = 0; i < R; i++) row[i] = a + (ptrdiff_t)(i < mr ? i : mr - 1) * lda;    \
+    ROWS_##R(ZERO_ROW)                                                                      \
+    const int32_t full = k / FQ_KG;                                                         \
+    const int32_t rem = k % FQ_KG;                                                          \
+    if (rem) {                                                                              \
+        LOAD_PANEL_GROUP(panel + (size_t)full * FQ_PANEL_GROUP_BYTES)                       \
+        const ptrdiff_t o = (ptrdiff_t)full * FQ_KG;                                        \
+        ROWS_##R(TAIL_ROW)                                                                  \
+    }                                                                                       \
+    const int8_t *w = panel;                                                                \
+    for (int32_t g = 0; g < full; g++, w += FQ_PANEL_GROUP_BYTES) {                         \
+        LOAD_PANEL_GROUP(w)                                                                 \
+        const ptrdiff_t o = (ptrdiff_t)g * FQ_KG;                                           \
+        ROWS_##R(GROUP_ROW)                                                                 \
+    }                                                                                       \
+    ROWS_##R(STORE_ROW)                                                                     \
 }
 
-static void tile_3rows(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
-                       const int8_t *panel, int32_t *tile) {
-    const uint8_t *a0 = a;
-    const uint8_t *a1 = mr > 1 ? a0 + lda : a0;
-    const uint8_t *a2 = mr > 2 ? a1 + lda : a1;
-    ZERO_ROW(0) ZERO_ROW(1) ZERO_ROW(2)
-    const int32_t full = k / FQ_KG;
-    const int32_t rem = k % FQ_KG;
-    const int8_t *w = panel;
-    /* the K tail first: after the main loop only stores remain, which keeps gcc from
-     * spilling the accumulators inside the loop */
-    if (rem) {
-        const int8_t *wt = panel + (size_t)full * FQ_PANEL_GROUP_BYTES;
-        const __m512i w0 = _mm512_load_si512((const void *)(wt + 0));
-        const __m512i w1 = _mm512_load_si512((const void *)(wt + 64));
-        const __m512i w2 = _mm512_load_si512((const void *)(wt + 128));
-        const __m512i w3 = _mm512_load_si512((const void *)(wt + 192));
-        const ptrdiff_t o = (ptrdiff_t)full * FQ_KG;
-        __m512i x;
-        x = _mm512_set1_epi32(load_tail(a0 + o, rem)); DP_ROW(0, x)
-        x = _mm512_set1_epi32(load_tail(a1 + o, rem)); DP_ROW(1, x)
-        x = _mm512_set1_epi32(load_tail(a2 + o, rem)); DP_ROW(2, x)
-    }
-    for (int32_t g = 0; g < full; g++, w += FQ_PANEL_GROUP_BYTES) {
-        const __m512i w0 = _mm512_load_si512((const void *)(w + 0));
-        const __m512i w1 = _mm512_load_si512((const void *)(w + 64));
-        const __m512i w2 = _mm512_load_si512((const void *)(w + 128));
-        const __m512i w3 = _mm512_load_si512((const void *)(w + 192));
-        const ptrdiff_t o = (ptrdiff_t)g * FQ_KG;
-        __m512i x;
-        x = _mm512_set1_epi32(load_group(a0 + o)); DP_ROW(0, x)
-        x = _mm512_set1_epi32(load_group(a1 + o)); DP_ROW(1, x)
-        x = _mm512_set1_epi32(load_group(a2 + o)); DP_ROW(2, x)
-    }
-    STORE_ROW(0) STORE_ROW(1) STORE_ROW(2)
-}
+DEFINE_TILE(2)
+DEFINE_TILE(3)
+DEFINE_TILE(4)
+DEFINE_TILE(5)
+DEFINE_TILE(6)
 
-/* 2-3 rows get a 12-accumulator kernel instead of computing 6 (duplicated) rows */
 void fq_ukernel_avx512vnni(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
                            const int8_t *panel, int32_t k_groups, int32_t *tile) {
     (void)k_groups;
-    if (mr <= 3) tile_3rows(mr, k, a, lda, panel, tile);
-    else tile_6rows(mr, k, a, lda, panel, tile);
+    switch (mr) {
+    case 1: /* fall through: the driver sends mr == 1 to the GEMV kernel */
+    case 2: tile_2rows(mr, k, a, lda, panel, tile); break;
+    case 3: tile_3rows(mr, k, a, lda, panel, tile); break;
+    case 4: tile_4rows(mr, k, a, lda, panel, tile); break;
+    case 5: tile_5rows(mr, k, a, lda, panel, tile); break;
+    default: tile_6rows(mr, k, a, lda, panel, tile); break;
+    }
 }
 
 /* One row: 4 k-groups per step, each into its own 4 accumulators (16 chains), summed at
