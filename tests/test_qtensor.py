@@ -107,3 +107,9 @@ def test_quantize_accepts_layouts(rng):
     np.testing.assert_array_equal(fastq.quantize(torch.from_numpy(x), 0.05, 100).values, expected)
     np.testing.assert_array_equal(fastq.quantize(x[:, ::2], 0.05, 100).values, expected[:, ::2])
     assert fastq.quantize(np.zeros((0, 3), np.float32), 0.1, 0).values.shape == (0, 3)
+    # a 0-d input stays 0-d, as in torch
+    scalar = fastq.quantize(np.float32(1.25), 0.1, 3)
+    expected0 = torch.quantize_per_tensor(torch.tensor(1.25), 0.1, 3, torch.quint8)
+    assert scalar.values.shape == tuple(expected0.shape) == ()
+    assert int(scalar.values) == int(expected0.int_repr())
+    assert fastq.dequantize(scalar) == expected0.dequantize().item()

@@ -30,7 +30,9 @@ def check_scale(scale, name="scale"):
     s = float(scale)
     if not (s > 0.0 and math.isfinite(s)):
         raise ValueError("%s: expected a positive finite float, got %r" % (name, s))
-    if not (np.float32(s) > 0 and np.isfinite(np.float32(s))):
+    with np.errstate(over="ignore"):
+        s32 = np.float32(s)
+    if not (s32 > 0 and np.isfinite(s32)):
         raise ValueError("%s: %r does not fit a positive float32" % (name, s))
     return s
 
@@ -43,7 +45,8 @@ def check_scales(scales, n, name="scales"):
     arr = np.asarray(arr, dtype=np.float64).reshape(-1)
     if arr.shape[0] != n:
         raise ValueError("%s: expected %d values, got %d" % (name, n, arr.shape[0]))
-    f = arr.astype(np.float32)
+    with np.errstate(over="ignore"):
+        f = arr.astype(np.float32)
     if not (np.all(arr > 0) and np.all(np.isfinite(arr)) and np.all(f > 0) and np.all(np.isfinite(f))):
         raise ValueError("%s: every scale must be a positive finite float32" % name)
     return arr

@@ -76,7 +76,8 @@ def _float32_input(x, name="x"):
     x = as_array(x, name)
     if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
         raise TypeError("%s: expected a float array, got dtype %s" % (name, x.dtype))
-    return np.ascontiguousarray(x, dtype=np.float32)
+    x = np.asarray(x, dtype=np.float32)       # (np.ascontiguousarray would make 0-d arrays 1-d)
+    return x if x.flags.c_contiguous else x.copy(order="C")
 
 
 # (scale, zero_point, dtype) -> checked (qmin, qmax, scale, zero_point, 1/scale): a model
