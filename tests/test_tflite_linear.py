@@ -9,7 +9,8 @@ import pytest
 import fastq
 from fastq import reference
 
-DATA = os.path.join(os.path.dirname(__file__), "data", "tflite_fc_vectors.npz")
+DATA = os.path.join(os.path.dirname(__file__), "data", "tflite_fc_vectors.npz")           # LiteRT 2.3.0
+DATA_214 = os.path.join(os.path.dirname(__file__), "data", "tflite214_fc_vectors.npz")   # tflite-runtime 2.14.0
 
 
 def _qrange(dtype):
@@ -206,8 +207,8 @@ def test_fixed_point_params_only_for_tflite(rng):
 
 
 # ------------------------------------------------------------------ a real TFLite interpreter
-def _vector_cases():
-    data = np.load(DATA)
+def _vector_cases(path=DATA):
+    data = np.load(path)
     for i in range(int(data["n_cases"])):
         p = "c%03d_" % i
         x_scale, x_zp, y_scale, y_zp, relu, per_channel, signed = data[p + "scalars"]
@@ -253,3 +254,45 @@ def test_tflite_optimized_kernels(backend):
             differs[rounding] += int((_layer_for(c, rounding, "float32")(x).values != c["y_opt"]).sum())
     # the vectors hold exact ties: the other two roundings do not reproduce them
     assert n_elements > 8000 and differs["double"] > 100 and differs["single"] > 100
+
+
+def _mismatches(cases, key, rounding, effective_scale):
+    """Elements of the recorded outputs `key` that the layer with these settings does not reproduce."""
+    n = 0
+    for c in cases:
+        x = fastq.QTensor(c["x"], c["x_scale"], c["x_zero_point"])
+        n += int((_layer_for(c, rounding, effective_scale)(x).values != c[key]).sum())
+    return n
+
+
+def test_tflite214_reference_kernels(backend):
+    # tflite-runtime 2.14.0's BUILTIN_REF FULLY_CONNECTED (int8 per-tensor, int8 per-channel,
+    # uint8) is fixed point: fastq's default rounding="double" (gemmlowp) with per-tensor
+    # multipliers from the float32 product s_in * s_w, bit for bit
+    cases = list(_vector_cases(DATA_214))
+    assert len(cases) >= 100 and sum(c["y_ref"].size for c in cases) > 8000
+    for c in cases:
+        x = fastq.QTensor(c["x"], c["x_scale"], c["x_zero_point"])
+        y = _layer_for(c, "double", "float32")(x).values
+        assert y.dtype == c["y_ref"].dtype
+        assert np.array_equal(y, c["y_ref"])
+    # the vectors tell the settings apart: ties split the roundings, and the per-tensor
+    # multiplier computed all in double is off by one ulp often enough to move some outputs
+    for rounding, effective_scale in (("single", "float32"), ("double_up", "float32"), ("double", "float64")):
+        assert _mismatches(cases, "y_ref", rounding, effective_scale) > 50
+
+
+def test_tflite214_optimized_kernels(backend):
+    # tflite-runtime 2.14.0's builtin (optimized) kernels on x86-64: int8 layers round as
+    # rounding="double_up", uint8 ones as rounding="double" (per-tensor multipliers from the
+    # float32 product in both)
+    cases = list(_vector_cases(DATA_214))
+    int8 = [c for c in cases if c["signed"]]
+    uint8 = [c for c in cases if not c["signed"]]
+    assert len(int8) >= 60 and len(uint8) >= 30
+    for group, rounding in ((int8, "double_up"), (uint8, "double")):
+        for c in group:
+            x = fastq.QTensor(c["x"], c["x_scale"], c["x_zero_point"])
+            assert np.array_equal(_layer_for(c, rounding, "float32")(x).values, c["y_opt"])
+    assert _mismatches(int8, "y_opt", "double", "float32") > 50
+    assert _mismatches(uint8, "y_opt", "double_up", "float32") > 50

@@ -1,11 +1,16 @@
-"""Generates tests/data/tflite_fc_vectors.npz: quantized FULLY_CONNECTED layers run by a real
-TensorFlow Lite interpreter (LiteRT), replayed through fastq by tests/test_tflite_linear.py.
+"""Generates tests/data/tflite_fc_vectors.npz (LiteRT) and tests/data/tflite214_fc_vectors.npz
+(tflite-runtime 2.14.0): quantized FULLY_CONNECTED layers run by a real TensorFlow Lite
+interpreter, replayed through fastq by tests/test_tflite_linear.py.
 
-Needs a separate environment (LiteRT pins its own numpy; fastq is NOT imported here, so the
-vectors are an independent oracle):
+Needs a separate environment per runtime (each pins its own numpy; fastq is NOT imported here,
+so the vectors are an independent oracle):
     python3 -m venv /tmp/tflite-venv
     /tmp/tflite-venv/bin/pip install ai-edge-litert tflite flatbuffers
     /tmp/tflite-venv/bin/python tests/data/make_tflite_vectors.py
+    python3.11 -m venv /tmp/tfl214-venv          # tflite-runtime 2.14.0 has no wheel past cp311
+    /tmp/tfl214-venv/bin/pip install tflite-runtime==2.14.0 "numpy<2" tflite flatbuffers
+    /tmp/tfl214-venv/bin/python tests/data/make_tflite_vectors.py --runtime tflite_runtime
+(used: tflite 2.18.0, flatbuffers 25.12.19; numpy 1.26.4 with tflite-runtime 2.14.0)
 
 Each case is one .tflite model built by hand with the flatbuffer schema (package `tflite`):
 input [M, K] -> FULLY_CONNECTED(weights [N, K], int32 bias [N] or none, NONE / RELU) -> [M, N],
@@ -14,22 +19,32 @@ two op resolvers, BUILTIN_REF (the reference kernels) and BUILTIN_WITHOUT_DEFAUL
 (the optimized kernels, no XNNPACK), and both outputs are stored. A third of the cases have
 multipliers that are exact powers of two and small values, so many accumulators land on exact
 ties, where the fixed-point roundings disagree. No case leaves the range where TFLite defines
-the result (a requantized value outside int32, or acc + bias overflowing int32).
+the result (a requantized value outside int32, or acc + bias overflowing int32). Both runtimes
+get the same 120 cases (same seed).
 
 Found with LiteRT 2.3.0 (x86-64 wheel), see README: the optimized kernels are fixed point,
 rounding="double_up" with per-tensor multipliers from the float32 product (tested, y_opt).
 The reference kernels are not fixed point at all: reference_integer_ops::FullyConnected now
 computes round((double)acc * ((double)s_in * (double)s_w / (double)s_out)) (ties away from
 zero; an out-of-range result converts to INT32_MIN on x86). y_ref is kept for that record.
+
+Found with tflite-runtime 2.14.0 (x86-64 cp311 wheel): the reference kernels are fixed point,
+MultiplyByQuantizedMultiplier without TFLITE_SINGLE_ROUNDING = fastq's rounding="double",
+per-tensor multipliers from the float32 product (effective_scale="float32"): all outputs
+(y_ref). The optimized kernels are rounding="double_up" for int8 and rounding="double" for
+uint8 (y_opt). Both tested.
 """
-import sys
+import argparse
+import importlib
 
 import flatbuffers
 import numpy as np
 import tflite
-from ai_edge_litert import interpreter as litert
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/data/tflite_fc_vectors.npz"
+# --runtime picks the interpreter package; both expose the same Interpreter / OpResolverType API
+RUNTIMES = {"litert": ("ai_edge_litert", "tests/data/tflite_fc_vectors.npz"),
+            "tflite_runtime": ("tflite_runtime", "tests/data/tflite214_fc_vectors.npz")}
+litert = None       # the interpreter module, imported in main()
 f32 = np.float32
 
 
@@ -200,6 +215,15 @@ def random_case(rng, i):
 
 
 def main():
+    global litert
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runtime", choices=sorted(RUNTIMES), default="litert")
+    ap.add_argument("out", nargs="?", help="the .npz to write (default: per runtime)")
+    args = ap.parse_args()
+    package, default_out = RUNTIMES[args.runtime]
+    top = importlib.import_module(package)
+    litert = importlib.import_module(package + ".interpreter")
+    out = args.out or default_out
     rng = np.random.default_rng(20261127)
     arrays = {}
     n_cases = 0
@@ -223,10 +247,10 @@ def main():
         arrays[p + "y_opt"] = y_opt
         n_cases += 1
     arrays["n_cases"] = np.array(n_cases)
-    import ai_edge_litert
-    arrays["litert_version"] = np.array(getattr(ai_edge_litert, "__version__", "unknown"))
-    np.savez_compressed(OUT, **arrays)
-    print("wrote %d cases to %s" % (n_cases, OUT))
+    arrays["litert_version"] = np.array(getattr(top, "__version__", "unknown"))
+    arrays["runtime"] = np.array(package)
+    np.savez_compressed(out, **arrays)
+    print("wrote %d cases to %s" % (n_cases, out))
 
 
 if __name__ == "__main__":
