@@ -1,6 +1,7 @@
 """QuantizedLinear(requant="tflite") and int8 activations: the compiled layer against the numpy
 reference (which computes int8 natively, without the +128 identity the kernel uses), the
-firmware parameters, and vectors recorded from a real TensorFlow Lite (LiteRT) interpreter."""
+firmware parameters, and vectors recorded from real TensorFlow Lite interpreters (LiteRT 2.3.0,
+tflite-runtime 2.14.0)."""
 import os
 
 import numpy as np
