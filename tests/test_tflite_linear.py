@@ -10,8 +10,9 @@ import pytest
 import fastq
 from fastq import reference
 
-DATA = os.path.join(os.path.dirname(__file__), "data", "tflite_fc_vectors.npz")           # LiteRT 2.3.0
-DATA_214 = os.path.join(os.path.dirname(__file__), "data", "tflite214_fc_vectors.npz")   # tflite-runtime 2.14.0
+HERE = os.path.dirname(__file__)
+DATA = os.path.join(HERE, "data", "tflite_fc_vectors.npz")           # LiteRT 2.3.0
+DATA_214 = os.path.join(HERE, "data", "tflite214_fc_vectors.npz")    # tflite-runtime 2.14.0
 
 
 def _qrange(dtype):
