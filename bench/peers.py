@@ -84,37 +84,33 @@ def _ort_session(model):
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
-def ort_qlinear(m, k, n, rng):
+def _ort_one_op(op, inputs, inits, m, k, out_type):
+    """An ONNX Runtime session of one node `op` with activation A (uint8 [m, k]) and constant inputs."""
     from onnx import TensorProto, helper, numpy_helper
-    w = _weights(rng, k, n).T.copy()                       # ONNX MatMul wants B as [K, N]
-    inits = [numpy_helper.from_array(np.array(0.02, np.float32), "a_scale"),
-             numpy_helper.from_array(np.array(10, np.uint8), "a_zp"),
-             numpy_helper.from_array(w, "B"),
-             numpy_helper.from_array(np.array(0.01, np.float32), "b_scale"),
-             numpy_helper.from_array(np.array(0, np.int8), "b_zp"),
-             numpy_helper.from_array(np.array(0.05, np.float32), "y_scale"),
-             numpy_helper.from_array(np.array(64, np.uint8), "y_zp")]
-    node = helper.make_node("QLinearMatMul", ["A", "a_scale", "a_zp", "B", "b_scale", "b_zp", "y_scale", "y_zp"], ["Y"])
-    graph = helper.make_graph([node], "qlinear", [helper.make_tensor_value_info("A", TensorProto.UINT8, [m, k])],
-                              [helper.make_tensor_value_info("Y", TensorProto.UINT8, [m, n])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    sess = _ort_session(model)
+    node = helper.make_node(op, inputs, ["Y"])
+    graph = helper.make_graph([node], op, [helper.make_tensor_value_info("A", TensorProto.UINT8, [m, k])],
+                              [helper.make_tensor_value_info("Y", out_type, None)],
+                              [numpy_helper.from_array(v, name) for name, v in inits.items()])
+    return _ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+
+
+def ort_qlinear(m, k, n, rng):
+    from onnx import TensorProto
+    inits = {"a_scale": np.array(0.02, np.float32), "a_zp": np.array(10, np.uint8),
+             "B": _weights(rng, k, n).T.copy(),                  # ONNX MatMul wants B as [K, N]
+             "b_scale": np.array(0.01, np.float32), "b_zp": np.array(0, np.int8),
+             "y_scale": np.array(0.05, np.float32), "y_zp": np.array(64, np.uint8)}
+    sess = _ort_one_op("QLinearMatMul", ["A", "a_scale", "a_zp", "B", "b_scale", "b_zp", "y_scale", "y_zp"],
+                       inits, m, k, TensorProto.UINT8)
     feed = {"A": _activations(rng, m, k)}
     sess.run(None, feed)
     return lambda: sess.run(None, feed)
 
 
 def ort_matmulint(m, k, n, rng):
-    from onnx import TensorProto, helper, numpy_helper
-    w = _weights(rng, k, n).T.copy()
-    inits = [numpy_helper.from_array(w, "B"),
-             numpy_helper.from_array(np.array(10, np.uint8), "a_zp"),
-             numpy_helper.from_array(np.array(0, np.int8), "b_zp")]
-    node = helper.make_node("MatMulInteger", ["A", "B", "a_zp", "b_zp"], ["Y"])
-    graph = helper.make_graph([node], "matmulint", [helper.make_tensor_value_info("A", TensorProto.UINT8, [m, k])],
-                              [helper.make_tensor_value_info("Y", TensorProto.INT32, [m, n])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    sess = _ort_session(model)
+    from onnx import TensorProto
+    inits = {"B": _weights(rng, k, n).T.copy(), "a_zp": np.array(10, np.uint8), "b_zp": np.array(0, np.int8)}
+    sess = _ort_one_op("MatMulInteger", ["A", "B", "a_zp", "b_zp"], inits, m, k, TensorProto.INT32)
     feed = {"A": _activations(rng, m, k)}
     sess.run(None, feed)
     return lambda: sess.run(None, feed)

@@ -52,34 +52,34 @@ static inline void dequantize8(__m256i v, __m256i zp, __m256 s, float *x) {
     _mm256_storeu_ps(x, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(v, zp)), s));
 }
 
-static void dequantize_u8_avx2(const uint8_t *q, int64_t n, int32_t zero_point, float scale, float *x) {
+/* 8 bytes widened to int32 lanes: zero extension for uint8, sign extension for int8 */
+static inline __m256i widen8(const void *p, int is_signed) {
+    __m128i v = _mm_loadl_epi64((const __m128i *)p);
+    return is_signed ? _mm256_cvtepi8_epi32(v) : _mm256_cvtepu8_epi32(v);
+}
+
+static void dequantize_avx2(const void *q, int is_signed, int64_t n, int32_t zero_point, float scale,
+                            float *x) {
+    const uint8_t *qb = (const uint8_t *)q;
     const __m256i zp = _mm256_set1_epi32(zero_point);
     const __m256 s = _mm256_set1_ps(scale);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        dequantize8(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q + i))), zp, s, x + i);
-    if (i < n) {
+    for (; i + 8 <= n; i += 8) dequantize8(widen8(qb + i, is_signed), zp, s, x + i);
+    if (i < n) {   /* tail through a zero-padded copy: nothing is read past q + n */
         uint8_t qt[8] = {0};
         float xt[8];
-        memcpy(qt, q + i, (size_t)(n - i));
-        dequantize8(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)qt)), zp, s, xt);
+        memcpy(qt, qb + i, (size_t)(n - i));
+        dequantize8(widen8(qt, is_signed), zp, s, xt);
         memcpy(x + i, xt, (size_t)(n - i) * sizeof(float));
     }
 }
 
+static void dequantize_u8_avx2(const uint8_t *q, int64_t n, int32_t zero_point, float scale, float *x) {
+    dequantize_avx2(q, 0, n, zero_point, scale, x);
+}
+
 static void dequantize_s8_avx2(const int8_t *q, int64_t n, int32_t zero_point, float scale, float *x) {
-    const __m256i zp = _mm256_set1_epi32(zero_point);
-    const __m256 s = _mm256_set1_ps(scale);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        dequantize8(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + i))), zp, s, x + i);
-    if (i < n) {
-        int8_t qt[8] = {0};
-        float xt[8];
-        memcpy(qt, q + i, (size_t)(n - i));
-        dequantize8(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)qt)), zp, s, xt);
-        memcpy(x + i, xt, (size_t)(n - i) * sizeof(float));
-    }
+    dequantize_avx2(q, 1, n, zero_point, scale, x);
 }
 
 /* One pass: running min / max and a sticky "not finite" flag (|x| > FLT_MAX, unordered for
