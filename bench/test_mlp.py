@@ -2,7 +2,7 @@
 float32, batch 1 and batch 256, one thread; and the bytes each keeps for its weights.
 
 The fastq model is chained by hand from QuantizedLinear.from_torch on the layers of the
-torch quantized model (fastq.bench_models.FastqMLP), float32 in and out like the torch
+torch quantized model (fastq.tools.bench.models.FastqMLP), float32 in and out like the torch
 models, and its uint8 outputs are checked equal to torch's before timing.
 """
 import numpy as np
@@ -11,7 +11,7 @@ import pytest
 import fastq
 
 torch = pytest.importorskip("torch")
-from fastq import bench_models as bm  # noqa: E402
+from fastq.tools.bench import models as bm  # noqa: E402
 
 QUICK_SIZES = True   # honours --quick (bench/conftest.py)
 

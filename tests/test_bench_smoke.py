@@ -69,7 +69,7 @@ def test_bad_arguments_name_the_argument():
 
 
 def test_fastq_bench_quick_writes_json_and_png(tmp_path, capsys):
-    from fastq import cli
+    from fastq.tools import cli
     json_path, png_path = tmp_path / "out" / "bench.json", tmp_path / "out" / "bench.png"
     rc = cli.main(["bench", "--quick", "--plain", "--json", str(json_path), "--png", str(png_path)])
     assert rc == 0
@@ -106,7 +106,7 @@ def test_fastq_bench_quick_writes_json_and_png(tmp_path, capsys):
 
 
 def test_plain_tables_without_rich():
-    from fastq.bench_report import print_tables
+    from fastq.tools.bench.report import print_tables
     import io
     results = {"core_ghz": 4.0, "threads": 1, "skipped": ["x: y"],
                "scalar": [{"dtype": "int8", "mode": "latency", "ns": 0.75, "cycles": 3.0, "ops_per_s": 1.3e9}],
@@ -115,13 +115,13 @@ def test_plain_tables_without_rich():
     print_tables(results, file=out, use_rich=False)
     text = out.getvalue()
     assert "int8" in text and "3.00" in text and "skipped: x: y" in text
-    from fastq.bench_report import markdown
+    from fastq.tools.bench.report import markdown
     md = markdown(results)
     assert "| int8 | 0.750 | 3.00 |" in md
 
 
 def test_bench_levels_reject_bad_input():
-    from fastq.bench_suite import Bench
+    from fastq.tools.bench.suite import Bench
     with pytest.raises(ValueError, match="level"):
         Bench("enormous")
     with pytest.raises(ValueError, match="threads"):
@@ -129,7 +129,7 @@ def test_bench_levels_reject_bad_input():
 
 
 def test_bench_restores_thread_settings():
-    from fastq.bench_suite import Bench
+    from fastq.tools.bench.suite import Bench
     before = fastq.get_num_threads()
     fastq.set_num_threads(2)
     try:

@@ -35,7 +35,7 @@ def test_demo_reports_zero_mismatches():
 
 def test_demo_without_torch_runs_the_fastq_half():
     # sys.modules["torch"] = None makes `import torch` raise ImportError, as if not installed
-    code = "import sys; sys.modules['torch'] = None; from fastq.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; sys.modules['torch'] = None; from fastq.tools.cli import main; sys.exit(main(sys.argv[1:]))"
     r = _run(["demo"], code=code)
     assert r.returncode == 0, r.stderr
     assert "pip install torch==2.13.0" in r.stdout

@@ -10,7 +10,7 @@ import pytest
 
 import fastq
 from fastq import _kernels, reference
-from fastq import requant as fq_requant
+
 
 ALL_BACKENDS = ["scalar", "avx2", "avx512vnni"]
 
@@ -106,7 +106,7 @@ def test_qgemm_extremes_near_int32_bound(backend):
     a0 = np.zeros((3, k), np.uint8)
     w1 = np.full((5, k), 127, np.int8)
     assert np.array_equal(fastq.qgemm(a0, 255, w1, -128), reference.qgemm(a0, 255, w1, -128))
-    with pytest.raises(ValueError, match="a_u8"):
+    with pytest.raises(ValueError, match="^a: "):
         fastq.qgemm(np.full((1, k + 1), 255, np.uint8), 0, np.full((1, k + 1), -128, np.int8), 127)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastq
-from fastq import model as fm
+from fastq.layers import elementwise as fm
 
 torch = pytest.importorskip("torch")
 import torch.nn as nn  # noqa: E402

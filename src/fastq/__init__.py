@@ -4,8 +4,9 @@ uint8 activations x int8 weights -> int32 accumulators -> zero-point corrections
 requantization (float multiplier, or Q31 multiplier + shift) -> uint8.
 """
 from .qtensor import QTensor, quantize, quantize_per_channel, dequantize, choose_qparams
-from .requant import quantize_multiplier, multiply_by_quantized_multiplier
-from .linear import qgemm, QuantizedLinear, DynamicQuantizedLinear, FixedPointParams
+from .fixedpoint import quantize_multiplier, multiply_by_quantized_multiplier
+from .qgemm import qgemm
+from .layers import QuantizedLinear, DynamicQuantizedLinear, FixedPointParams
 from .model import Model, from_torch, load
 from .runtime import backends, get_backend, set_backend, get_num_threads, set_num_threads
 from . import reference

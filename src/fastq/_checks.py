@@ -94,17 +94,3 @@ def qrange(dtype, name="dtype"):
     if dt == np.int8:
         return -128, 127
     raise TypeError("%s: expected 'uint8' or 'int8', got %s" % (name, dt))
-
-
-def check_weight(weight, name="weight"):
-    """An int8 QTensor [N, K], per tensor or per output channel (axis 0)."""
-    from .qtensor import QTensor
-    if not isinstance(weight, QTensor):
-        raise TypeError("%s: expected a fastq.QTensor of int8 values, got %s" % (name, type(weight).__name__))
-    if weight.values.dtype != np.int8:
-        raise TypeError("%s: expected int8 values, got %s" % (name, weight.values.dtype))
-    if weight.values.ndim != 2:
-        raise ValueError("%s: expected shape [N, K], got %s" % (name, weight.values.shape,))
-    if weight.axis not in (None, 0):
-        raise ValueError("%s: per-channel quantization must be along axis 0 (output channels)" % name)
-    return weight

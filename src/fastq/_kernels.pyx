@@ -408,7 +408,7 @@ cdef extern from "numpy/arrayobject.h":
     cnp.ndarray PyArray_EMPTY(int nd, cnp.npy_intp *dims, int typenum, int fortran)
 
 cdef class LinearCore:
-    """Per-layer state of the call path; built by fastq.linear.QuantizedLinear."""
+    """Per-layer state of the call path; built by fastq.layers.linear.QuantizedLinear."""
     cdef PackedWeights pw
     cdef object qtensor_type, qtensor_new
     cdef object out_scale, out_zero_point

@@ -1,4 +1,4 @@
-"""`fastq explain`: one output element of a quantized Linear layer, worked out by pen and paper.
+"""Explain: one output element of a quantized Linear layer, worked out by pen and paper.
 
     text = fastq.explain(layer, x_q, m=0, n=0)
 
@@ -10,13 +10,12 @@ the final q. The result is checked against fastq.reference and against the C ker
 """
 from __future__ import annotations
 
-import argparse
 from fractions import Fraction
 
 import numpy as np
 
 from . import reference as R
-from .linear import QuantizedLinear
+from .layers.linear import QuantizedLinear
 from .qtensor import QTensor
 
 f32 = np.float32
@@ -281,32 +280,3 @@ def random_layer(requant="fbgemm", k=8, n=4, m=2, seed=0, per_channel=False, rel
     zy = int(np.clip(round(-lo / sy), 0, 255))
     layer = QuantizedLinear(weight, b, sy, zy, relu=relu, requant=requant, rounding=rounding)
     return layer, x_q
-
-
-def _run(args):
-    layer, x_q = random_layer(args.requant, args.k, args.n, args.m, args.seed, args.per_channel,
-                              args.relu, not args.no_bias, args.rounding)
-    text = explain(layer, x_q, args.row, args.col)
-    print(text, end="")
-    return 0 if "all equal" in text else 1
-
-
-def add_parser(subparsers):
-    p = subparsers.add_parser("explain", help="one output element of a quantized Linear, step by step",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--requant", choices=("fbgemm", "qnnpack", "tflite"), default="fbgemm",
-                   help="requantization mode (default fbgemm, torch's x86 engine)")
-    p.add_argument("--seed", type=int, default=0, help="random layer and input (default 0)")
-    p.add_argument("--m", type=int, default=2, help="rows of the input (default 2)")
-    p.add_argument("--k", type=int, default=8, help="input features K (default 8)")
-    p.add_argument("--n", type=int, default=4, help="output features N (default 4)")
-    p.add_argument("--row", type=int, default=0, help="output row m to explain (default 0)")
-    p.add_argument("--col", type=int, default=0, help="output column n to explain (default 0)")
-    p.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
-    p.add_argument("--relu", action="store_true", help="fused ReLU")
-    p.add_argument("--no-bias", action="store_true", help="no bias")
-    p.add_argument("--rounding", choices=("double", "single", "double_up"), default="double",
-                   help="tflite only: double (gemmlowp, default), single (TFLITE_SINGLE_ROUNDING) "
-                        "or double_up (ruy, LiteRT's optimized kernels)")
-    p.set_defaults(run=_run)
-    return p

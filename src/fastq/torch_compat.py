@@ -63,7 +63,7 @@ def linear_from_torch(module, engine=None):
     torch = _torch()
     import torch.ao.nn.quantized as nnq
     import torch.ao.nn.intrinsic.quantized as nniq
-    from .linear import QuantizedLinear
+    from .layers.linear import QuantizedLinear
     if not isinstance(module, nnq.Linear) or type(module).__name__ not in ("Linear", "LinearReLU"):
         raise TypeError("module: expected torch.ao.nn.quantized.Linear or "
                         "torch.ao.nn.intrinsic.quantized.LinearReLU, got %s" % type(module).__name__)
@@ -83,7 +83,7 @@ def dynamic_linear_from_torch(module, engine=None):
     import torch
     import torch.ao.nn.quantized.dynamic as nnqd
     import torch.ao.nn.intrinsic.quantized.dynamic as nniqd
-    from .dynamic import DynamicQuantizedLinear
+    from .layers.dynamic import DynamicQuantizedLinear
     if not isinstance(module, nnqd.Linear):
         raise TypeError("module: expected torch.ao.nn.quantized.dynamic.Linear or "
                         "torch.ao.nn.intrinsic.quantized.dynamic.LinearReLU, got %s" % type(module).__name__)
@@ -114,7 +114,7 @@ def _convert_leaf(module, path, engine):
     import torch.ao.nn.quantized.dynamic as nnqd
     import torch.ao.nn.intrinsic as nni
     import torch.ao.quantization as tq
-    from . import model as fm
+    from .layers import elementwise as fm
     if isinstance(module, nnqd.Linear):             # before nnq.Linear: nnqd.Linear subclasses it
         return dynamic_linear_from_torch(module, engine=engine)
     if isinstance(module, nnq.Linear):

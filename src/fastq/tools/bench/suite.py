@@ -100,7 +100,7 @@ class Bench:
     def steps(self):
         """[(description, callable)]: run them in order (a progress bar counts them)."""
         try:
-            from . import _bench
+            from ... import _bench
         except ImportError as e:
             self.skip("C microbenchmarks", "fastq._bench is not built (%s)" % e)
             _bench = None
@@ -125,7 +125,7 @@ class Bench:
 
     def run(self, progress=None):
         """Runs every step; progress(i, n, description) is called before each."""
-        from .bench_models import quiet_torch
+        from .models import quiet_torch
         steps = self.steps()
         with self.thread_settings():
             for i, (desc, fn) in enumerate(steps):
@@ -163,20 +163,20 @@ class Bench:
 
     # -- C microbenchmarks ------------------------------------------------------------
     def core_clock(self):
-        from . import _bench
+        from ... import _bench
         ghz = _bench.core_ghz(self.cfg["add_n"], self.cfg["repeats"], refresh=True)
         self.results["core_ghz"] = ghz
         self.results["core_ghz_method"] = "dependent chain of 64-bit integer adds, 1 per cycle"
 
     def scalar(self, dtype, mode):
-        from . import _bench
+        from ... import _bench
         ns = _bench.scalar_mul_ns(dtype, mode, self.cfg["scalar_n"], self.cfg["repeats"])
         ghz = self.results["core_ghz"]
         self.results["scalar"].append({"dtype": dtype, "mode": mode, "ns": ns, "cycles": ns * ghz,
                                        "ops_per_s": 1e9 / ns})
 
     def simd(self, instr, bits):
-        from . import _bench
+        from ... import _bench
         row = _bench.simd_throughput(instr, bits, self.cfg["simd_n"], self.cfg["repeats"],
                                      ghz=self.results["core_ghz"])
         self.results["simd"].append(row)
@@ -186,7 +186,7 @@ class Bench:
 
     # -- one Linear layer against M ----------------------------------------------------
     def layer_setup(self):
-        from . import bench_models as bm
+        from . import models as bm
         k = n = self.cfg["layer_kn"]
         self.results["layer"] = {"k": k, "n": n, "rows": []}
         self._layer = {}
@@ -232,7 +232,7 @@ class Bench:
 
     # -- a whole MLP ---------------------------------------------------------------------
     def mlp(self):
-        from . import bench_models as bm
+        from . import models as bm
         sizes = list(self.cfg["mlp"])
         self.results["mlp"] = {"sizes": sizes, "rows": [], "weights_bytes": {}}
         try:

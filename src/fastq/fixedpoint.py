@@ -1,12 +1,6 @@
-"""Requantization modes as data: the per-column constants each epilogue needs.
-
-A mode turns the int32 accumulators of a layer into output integers:
-  "fbgemm"  float multiplier, float bias      (torch engines x86 / fbgemm, SPEC section 2)
-  "qnnpack" float multiplier, int32 bias      (torch engine qnnpack, SPEC section 3)
-  "tflite"  Q31 multiplier + shift, int32 bias (TFLite / gemmlowp / CMSIS-NN, SPEC section 4)
-The formulas live in reference.py; this module only lays their constants out for the C
-epilogue (one entry per padded output column) and builds the epilogue object.
-"""
+"""TFLite / gemmlowp / CMSIS-NN fixed point: QuantizeMultiplier, MultiplyByQuantizedMultiplier
+(compiled, elementwise) and the per-channel constants of a fixed-point layer.
+The formulas live in reference.py; docs/ARITHMETIC.md, "Fixed point", states them."""
 from __future__ import annotations
 
 import numpy as np
@@ -16,17 +10,6 @@ from ._checks import as_array
 
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
-
-MODES = ("fbgemm", "qnnpack", "tflite")
-
-
-def check_mode(requant):
-    if not isinstance(requant, str):
-        raise TypeError("requant: expected one of %s, got %r" % (", ".join(MODES), type(requant).__name__))
-    if requant not in MODES:
-        raise ValueError("requant: expected one of %s, got %r" % (", ".join(MODES), requant))
-    return requant
-
 
 ROUNDINGS = ("double", "single", "double_up")
 ROUNDING_CODES = {"double": 0, "single": 1, "double_up": 2}     # fq_rounding in fastq.h
@@ -109,13 +92,6 @@ def multiply_by_quantized_multiplier(acc, multiplier, shift, rounding="double"):
     return out.reshape(x.shape) if x.ndim else out.reshape(())[()]
 
 
-def _padded(values, n_padded, dtype):
-    out = np.zeros(max(n_padded, 1), dtype=dtype)
-    v = np.asarray(values, dtype=dtype).reshape(-1)
-    out[: v.shape[0]] = v
-    return out
-
-
 EFFECTIVE_SCALES = ("float32", "float64")
 
 
@@ -144,51 +120,3 @@ def tflite_params(x_scale, w_scales, per_channel, y_scale, n, bias=None, int_bia
     if int_bias is not None:
         int_bias = np.asarray(int_bias).astype(np.int32)
     return mult, shift, int_bias
-
-
-def build_epilogue(packed, mode, x_scale, x_zero_point, w_scales, per_channel, y_scale,
-                   y_zero_point, bias=None, relu=False, int_bias=None, rounding="double",
-                   out_xor=0, effective_scale="float32"):
-    """The C epilogue of one layer for one input quantization (x_scale, x_zero_point).
-
-    Zero points are in uint8 terms (an int8 zero point z is z + 128 here); out_xor=0x80 turns
-    the uint8 result into int8 bytes (int8 y = uint8 y - 128, exactly, in every mode).
-    Returns (epilogue, info) where info holds the per-column constants, for explain/inspection."""
-    n = packed.n
-    npad = packed.n_padded
-    w_scales = np.broadcast_to(np.atleast_1d(np.asarray(w_scales, dtype=np.float64)), (n,)) if per_channel \
-        else np.atleast_1d(np.asarray(w_scales, dtype=np.float64))[:1]
-    out_min = int(y_zero_point) if relu else 0
-    info = {}
-    if mode == "fbgemm":
-        bias_term, mult = reference.fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel)
-        mult = np.broadcast_to(mult, (n,))
-        col_offset = packed.col_offsets(int(x_zero_point))
-        info.update(mult=mult, bias_term=bias_term)
-        ep = _kernels.Epilogue(
-            packed, _kernels.EPI_FBGEMM, col_offset,
-            bias=None if bias_term is None else _padded(bias_term, npad, np.float32),
-            scale=_padded(mult, npad, np.float32),
-            out_zero_point=int(y_zero_point), out_min=out_min, out_max=255, out_xor=out_xor)
-    elif mode == "qnnpack":
-        bq, req = reference.qnnpack_params(x_scale, w_scales, y_scale, bias)
-        bq = np.broadcast_to(bq, (n,)) if bias is not None else None
-        req = np.broadcast_to(req, (n,))
-        col_offset = packed.col_offsets(int(x_zero_point), None if bq is None else bq.astype(np.int32))
-        info.update(req=req, int_bias=bq)
-        ep = _kernels.Epilogue(
-            packed, _kernels.EPI_QNNPACK, col_offset, scale=_padded(req, npad, np.float32),
-            out_zero_point=int(y_zero_point), out_min=out_min, out_max=255, out_xor=out_xor)
-    elif mode == "tflite":
-        mult, shift, int_bias = tflite_params(x_scale, w_scales, per_channel, y_scale, n, bias, int_bias,
-                                              rounding, effective_scale)
-        col_offset = packed.col_offsets(int(x_zero_point), int_bias)
-        info.update(multiplier=mult, shift=shift, int_bias=int_bias)
-        ep = _kernels.Epilogue(
-            packed, _kernels.EPI_TFLITE, col_offset, multiplier=_padded(mult, npad, np.int32),
-            shift=_padded(shift, npad, np.int32), rounding=ROUNDING_CODES[rounding],
-            out_zero_point=int(y_zero_point), out_min=out_min, out_max=255, out_xor=out_xor)
-    else:
-        check_mode(mode)
-        raise AssertionError("unreachable")
-    return ep, info

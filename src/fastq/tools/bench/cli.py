@@ -77,12 +77,12 @@ class _RichProgress:
 def run_bench(level="default", threads=1, json_path=None, png_path=None, progress=None):
     """Runs one level; writes JSON (and the PNG where png_path is given and matplotlib is
     installed). Returns the results dict; results["files"] lists what was written."""
-    from .bench_suite import Bench
+    from .suite import Bench
     bench = Bench(level, threads)
     results = bench.run(progress)
     files = {}
     if png_path:
-        from . import bench_plot
+        from . import plot as bench_plot
         try:
             _makedirs_for(png_path)
             files["png"] = bench_plot.write_png(results, png_path)
@@ -103,7 +103,7 @@ def _makedirs_for(path):
 
 
 def run_command(args):
-    from .bench_report import print_tables
+    from .report import print_tables
     if args.threads < 1:
         print("fastq bench: --threads must be at least 1", file=sys.stderr)
         return 2
@@ -123,7 +123,7 @@ def run_command(args):
     print("fastq bench (%s level) on %s" % (args.level, results["machine"]["cpu"]))
     print_tables(results, use_rich=use_rich)
     if args.markdown:
-        from .bench_report import markdown
+        from .report import markdown
         _makedirs_for(args.markdown)
         with open(args.markdown, "w") as f:
             f.write(markdown(results))

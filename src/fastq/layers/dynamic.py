@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels, reference
-from ._checks import as_array, check_weight
-from .linear import _check_no_overflow
-from .requant import _padded
+from .. import _kernels, reference
+from .._checks import as_array
+from ..qgemm import check_no_overflow
+from ._base import check_weight, padded
 
 MODES = ("fbgemm", "qnnpack")
 
@@ -77,13 +77,13 @@ class DynamicQuantizedLinear:
         npad = self._packed.n_padded
         sw = np.atleast_1d(np.asarray(weight.scale, dtype=np.float64)).astype(np.float32)
         self._w_scales = np.broadcast_to(sw, (self.out_features,)).copy()
-        self._bias_padded = None if self.bias is None else _padded(self.bias, npad, np.float32)
+        self._bias_padded = None if self.bias is None else padded(self.bias, npad, np.float32)
         self._epilogues = {}
 
     @classmethod
     def from_torch(cls, module, engine=None):
         """From torch.ao.nn.quantized.dynamic.Linear / torch.ao.nn.intrinsic.quantized.dynamic.LinearReLU."""
-        from .torch_compat import dynamic_linear_from_torch
+        from ..torch_compat import dynamic_linear_from_torch
         return dynamic_linear_from_torch(module, engine=engine)
 
     def input_qparams(self, x):
@@ -115,7 +115,7 @@ class DynamicQuantizedLinear:
             s = (np.float32(x_scale) * self._w_scales).astype(np.float32)
             ep = _kernels.Epilogue(
                 self._packed, _kernels.EPI_FLOAT, self._packed.col_offsets(int(x_zero_point)),
-                bias=self._bias_padded, scale=_padded(s, npad, np.float32),
+                bias=self._bias_padded, scale=padded(s, npad, np.float32),
                 float_fma=self.mode == "fbgemm", float_relu=self.relu)
             if len(self._epilogues) > 16:
                 self._epilogues.clear()
@@ -131,7 +131,7 @@ class DynamicQuantizedLinear:
         sx, zx = reference.choose_qparams_dynamic(lo, hi, self.reduce_range)
         inv = np.float32(1.0) / np.float32(sx)
         x_q = _kernels.quantize(a, float(inv), float(zx), 0, 255, False)
-        _check_no_overflow(self._packed, x_q, zx, "x")
+        check_no_overflow(self._packed, x_q, zx, "x")
         out = _kernels.gemm(self._packed, self._epilogue(sx, zx), x_q)
         return out.reshape(out_shape)
 

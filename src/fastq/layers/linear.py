@@ -1,86 +1,75 @@
-"""Quantized layers: pack the weights once, then each call is one kernel call.
-
-QuantizedLinear: uint8 / int8 QTensor [..., K] -> uint8 / int8 QTensor [..., N] (static quantization).
-qgemm: the bare integer core, int32 [M, N] = sum_k (a - za)(w - zw).
-"""
+"""QuantizedLinear: uint8 / int8 QTensor [..., K] -> uint8 / int8 QTensor [..., N] (static
+quantization). The weights are packed once; each call is one kernel call."""
 from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
 import numpy as np
 
-from . import _kernels, requant as _requant
-from ._checks import as_array, check_scale, check_zero_point, check_zero_points, qrange, check_weight
-from .qtensor import QTensor
+from .. import _kernels, fixedpoint as _fixedpoint, reference as _reference
+from .._checks import as_array, check_scale, check_zero_point, qrange
+from ..qgemm import check_no_overflow
+from ..qtensor import QTensor
+from ._base import check_weight, padded
 
-_INT32_MAX = 2**31 - 1
-
-
-def _acc_bound_ok(packed, a, a_zero_point):
-    """True when |sum_k (a - za)(w - zw)| < 2^31 is guaranteed, so int32 cannot wrap.
-    Cheap test from the zero points first; the data itself only when that fails."""
-    k = packed.k
-    dev_w = packed.max_abs_w_dev
-    dev_a = max(a_zero_point, 255 - a_zero_point)
-    if k * dev_a * dev_w <= _INT32_MAX:
-        return True
-    if a.size == 0:
-        return True
-    lo, hi = int(a.min()), int(a.max())
-    dev_a = max(abs(lo - a_zero_point), abs(hi - a_zero_point))
-    return k * dev_a * dev_w <= _INT32_MAX
+MODES = ("fbgemm", "qnnpack", "tflite")
 
 
-def _check_no_overflow(packed, a, a_zero_point, name):
-    if not _acc_bound_ok(packed, a, a_zero_point):
-        raise ValueError(
-            "%s: K = %d is large enough for the int32 accumulator to overflow with these values "
-            "(|acc| could reach K*255*255); split K into smaller slices" % (name, packed.k))
+def check_mode(requant):
+    if not isinstance(requant, str):
+        raise TypeError("requant: expected one of %s, got %r" % (", ".join(MODES), type(requant).__name__))
+    if requant not in MODES:
+        raise ValueError("requant: expected one of %s, got %r" % (", ".join(MODES), requant))
+    return requant
 
 
-def _as_2d_u8(a, name):
-    a = as_array(a, name)
-    if a.dtype != np.uint8:
-        raise TypeError("%s: expected uint8 values, got dtype %s" % (name, a.dtype))
-    return a
 
+def build_epilogue(packed, mode, x_scale, x_zero_point, w_scales, per_channel, y_scale,
+                   y_zero_point, bias=None, relu=False, int_bias=None, rounding="double",
+                   out_xor=0, effective_scale="float32"):
+    """The C epilogue of one layer for one input quantization (x_scale, x_zero_point).
 
-def qgemm(a, a_zero_point, w, w_zero_point):
-    """int32 [M, N] = sum_k (a[m,k] - a_zero_point) * (w[n,k] - w_zero_point[n]).
-
-    a: uint8 [M, K]; w: int8 [N, K] (torch Linear layout); w_zero_point: int or N ints.
-    Raises ValueError when K is large enough for the exact result to leave int32."""
-    a = _as_2d_u8(a, "a_u8")
-    if a.ndim != 2:
-        raise ValueError("a_u8: expected a 2-D array [M, K], got %d dimensions" % a.ndim)
-    w = as_array(w, "w_s8")
-    if w.dtype != np.int8:
-        raise TypeError("w_s8: expected int8 values, got dtype %s" % w.dtype)
-    if w.ndim != 2:
-        raise ValueError("w_s8: expected a 2-D array [N, K], got %d dimensions" % w.ndim)
-    if a.shape[1] != w.shape[1]:
-        raise ValueError("w_s8: K mismatch: a_u8 has K = %d, w_s8 has K = %d" % (a.shape[1], w.shape[1]))
-    # plain ints in range skip the general checks (this path is timed at 1x64x64)
-    if type(a_zero_point) is int and 0 <= a_zero_point <= 255:
-        za = a_zero_point
+    Zero points are in uint8 terms (an int8 zero point z is z + 128 here); out_xor=0x80 turns
+    the uint8 result into int8 bytes (int8 y = uint8 y - 128, exactly, in every mode).
+    Returns (epilogue, info) where info holds the per-column constants, for explain/inspection."""
+    n = packed.n
+    npad = packed.n_padded
+    w_scales = np.broadcast_to(np.atleast_1d(np.asarray(w_scales, dtype=np.float64)), (n,)) if per_channel \
+        else np.atleast_1d(np.asarray(w_scales, dtype=np.float64))[:1]
+    out_min = int(y_zero_point) if relu else 0
+    info = {}
+    if mode == "fbgemm":
+        bias_term, mult = _reference.fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel)
+        mult = np.broadcast_to(mult, (n,))
+        col_offset = packed.col_offsets(int(x_zero_point))
+        info.update(mult=mult, bias_term=bias_term)
+        ep = _kernels.Epilogue(
+            packed, _kernels.EPI_FBGEMM, col_offset,
+            bias=None if bias_term is None else padded(bias_term, npad, np.float32),
+            scale=padded(mult, npad, np.float32),
+            out_zero_point=int(y_zero_point), out_min=out_min, out_max=255, out_xor=out_xor)
+    elif mode == "qnnpack":
+        bq, req = _reference.qnnpack_params(x_scale, w_scales, y_scale, bias)
+        bq = np.broadcast_to(bq, (n,)) if bias is not None else None
+        req = np.broadcast_to(req, (n,))
+        col_offset = packed.col_offsets(int(x_zero_point), None if bq is None else bq.astype(np.int32))
+        info.update(req=req, int_bias=bq)
+        ep = _kernels.Epilogue(
+            packed, _kernels.EPI_QNNPACK, col_offset, scale=padded(req, npad, np.float32),
+            out_zero_point=int(y_zero_point), out_min=out_min, out_max=255, out_xor=out_xor)
+    elif mode == "tflite":
+        mult, shift, int_bias = _fixedpoint.tflite_params(x_scale, w_scales, per_channel, y_scale, n, bias, int_bias,
+                                              rounding, effective_scale)
+        col_offset = packed.col_offsets(int(x_zero_point), int_bias)
+        info.update(multiplier=mult, shift=shift, int_bias=int_bias)
+        ep = _kernels.Epilogue(
+            packed, _kernels.EPI_TFLITE, col_offset, multiplier=padded(mult, npad, np.int32),
+            shift=padded(shift, npad, np.int32), rounding=_fixedpoint.ROUNDING_CODES[rounding],
+            out_zero_point=int(y_zero_point), out_min=out_min, out_max=255, out_xor=out_xor)
     else:
-        za = check_zero_point(a_zero_point, 0, 255, "a_zero_point")
-    if type(w_zero_point) is int and -128 <= w_zero_point <= 127:
-        zw = np.full(1, w_zero_point, np.int32)
-    elif np.ndim(w_zero_point) == 0 and not isinstance(w_zero_point, np.ndarray):
-        zw = np.array([check_zero_point(w_zero_point, -128, 127, "w_zero_point")], np.int32)
-    else:
-        zw = check_zero_points(w_zero_point, w.shape[0], -128, 127, "w_zero_point")
-    a = np.ascontiguousarray(a)
-    w = np.ascontiguousarray(w)
-    out = _kernels.qgemm_int32(a, za, w, zw)
-    if out is not None:
-        return out
-    # the zero points alone cannot rule out int32 overflow: look at the data
-    packed = _kernels.PackedWeights(w, zw)
-    _check_no_overflow(packed, a, za, "a_u8")
-    ep = _kernels.Epilogue(packed, _kernels.EPI_INT32, packed.col_offsets(za))
-    return _kernels.gemm(packed, ep, a)
+        check_mode(mode)
+        raise AssertionError("unreachable")
+    return ep, info
 
 
 class FixedPointParams(NamedTuple):
@@ -111,7 +100,7 @@ class QuantizedLinear:
         a float bias is quantized as TFLite's converter does, see reference.tflite_bias).
     scale, zero_point: the output quantization; zero_point in the range of `dtype`.
     relu: fused ReLU (clamp at zero_point).
-    requant: "fbgemm" | "qnnpack" | "tflite" (see fastq.requant).
+    requant: "fbgemm" | "qnnpack" | "tflite" (see docs/ARITHMETIC.md).
     rounding: "double" | "single" | "double_up", the fixed-point rounding of requant="tflite"
         (see fastq.multiply_by_quantized_multiplier).
     effective_scale: "float32" | "float64", how requant="tflite" computes a per-tensor layer's
@@ -131,9 +120,9 @@ class QuantizedLinear:
                  rounding="double", dtype="uint8", input_scale=None, input_zero_point=None,
                  effective_scale="float32"):
         check_weight(weight)
-        self.requant = _requant.check_mode(requant)
-        self.rounding = _requant.check_rounding(rounding)
-        self.effective_scale = _requant.check_effective_scale(effective_scale)
+        self.requant = check_mode(requant)
+        self.rounding = _fixedpoint.check_rounding(rounding)
+        self.effective_scale = _fixedpoint.check_effective_scale(effective_scale)
         qmin, qmax = qrange(dtype)
         self.dtype = np.dtype(dtype)
         self.weight = weight
@@ -177,7 +166,7 @@ class QuantizedLinear:
         if self.dtype == np.uint8 and self.input_scale is None:
             self._core = _kernels.LinearCore(self._packed, QTensor, self.scale, self.zero_point,
                                              self._epilogue,
-                                             lambda a, zp, name: _check_no_overflow(packed, a, zp, name),
+                                             lambda a, zp, name: check_no_overflow(packed, a, zp, name),
                                              fallback=self._call_python)
         if self.input_scale is not None and self.requant == "tflite":
             self.fixed_point_params(self.input_scale)      # a too-large scale fails here, not later
@@ -197,7 +186,7 @@ class QuantizedLinear:
             if x_zero_point is None:
                 x_zero_point = self.input_zero_point
         x_scale = check_scale(x_scale, "x_scale")
-        mult, shift, int_bias = _requant.tflite_params(
+        mult, shift, int_bias = _fixedpoint.tflite_params(
             x_scale, self.weight.scale, self.per_channel, self.scale, self.out_features,
             self.bias, self.int_bias, self.rounding, self.effective_scale)
         bias = np.zeros(self.out_features, np.int32) if int_bias is None else np.array(int_bias, np.int32)
@@ -237,7 +226,7 @@ class QuantizedLinear:
     @classmethod
     def from_torch(cls, module, engine=None):
         """From torch.ao.nn.quantized.Linear / torch.ao.nn.intrinsic.quantized.LinearReLU."""
-        from .torch_compat import linear_from_torch
+        from ..torch_compat import linear_from_torch
         return linear_from_torch(module, engine=engine)
 
     def _epilogue(self, x_scale, x_zero_point_u8):
@@ -245,7 +234,7 @@ class QuantizedLinear:
         ep = self._epilogues.get(key)
         if ep is None:
             signed_out = self.dtype == np.int8
-            ep, _ = _requant.build_epilogue(
+            ep, _ = build_epilogue(
                 self._packed, self.requant, x_scale, x_zero_point_u8, self.weight.scale, self.per_channel,
                 self.scale, self.zero_point + (128 if signed_out else 0), bias=self.bias, relu=self.relu,
                 int_bias=self.int_bias, rounding=self.rounding,
@@ -283,7 +272,7 @@ class QuantizedLinear:
             zx += 128
         elif v.dtype != np.uint8:  # pragma: no cover - QTensor holds uint8 / int8 only
             raise TypeError("x: expected uint8 or int8 values, got %s" % v.dtype)
-        _check_no_overflow(self._packed, a, zx, "x")
+        check_no_overflow(self._packed, a, zx, "x")
         out = _kernels.gemm(self._packed, self._epilogue(x.scale, zx), a)
         if self.dtype == np.int8:
             out = out.view(np.int8)
@@ -299,5 +288,3 @@ class QuantizedLinear:
             self.in_features, self.out_features, self.requant, extra)
 
 
-# Dynamic quantization (float in, float out) lives in its own module; re-exported here.
-from .dynamic import DynamicQuantizedLinear  # noqa: E402,F401

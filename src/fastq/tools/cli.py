@@ -31,12 +31,12 @@ def main(argv=None):
     except ImportError:
         pass
     try:
-        from .explain import add_parser as add_explain_parser   # fastq.explain is also the function
+        from .explain import add_parser as add_explain_parser
         add_explain_parser(sub)
     except ImportError:
         pass
     try:
-        from . import bench_cli
+        from .bench import cli as bench_cli
         bench_cli.add_parser(sub)
     except ImportError:
         pass

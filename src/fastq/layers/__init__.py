@@ -1,0 +1,7 @@
+"""The layers: each declares its settings, packs its weights once and calls one kernel."""
+from .linear import QuantizedLinear, FixedPointParams
+from .dynamic import DynamicQuantizedLinear
+from .elementwise import Quantize, Dequantize, Identity, ReLU, ReLU6, Flatten
+
+__all__ = ["QuantizedLinear", "FixedPointParams", "DynamicQuantizedLinear",
+           "Quantize", "Dequantize", "Identity", "ReLU", "ReLU6", "Flatten"]

@@ -1,0 +1,1 @@
+"""The fastq application: the command line (cli), demo, explain text, benchmarks. The library never imports it."""

@@ -1,0 +1,1 @@
+"""fastq bench: the measurement code shared by `fastq bench` and bench/ (pytest-benchmark)."""
