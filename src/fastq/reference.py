@@ -1,7 +1,7 @@
 """Pen-and-paper fastq: every kernel's formula in plain numpy, slow and readable.
 
 This module is the oracle of the C kernels' tests and the text behind ``fastq explain``.
-Each function follows one section of SPEC.md. float32 arithmetic is done on numpy float32
+docs/ARITHMETIC.md states each formula in words. float32 arithmetic is done on numpy float32
 values (IEEE single precision, round half to even, never fused), so each line is one
 rounding, exactly as the C code does it.
 """
@@ -14,45 +14,70 @@ INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
 
 
-# --------------------------------------------------------------------------- SPEC section 1
-def qgemm(a, a_zero_point, w, w_zero_point):
-    """acc[m, n] = sum_k (a[m,k] - za) * (w[n,k] - zw[n]), exact (int64).
-
-    a: uint8 [M, K]; w: int8 [N, K] (torch Linear layout); w_zero_point: int or [N]."""
-    a64 = np.asarray(a, dtype=np.int64) - int(a_zero_point)
-    zw = np.broadcast_to(np.asarray(w_zero_point, dtype=np.int64).reshape(-1), (np.shape(w)[0],))
-    w64 = np.asarray(w, dtype=np.int64) - zw[:, None]
-    return a64 @ w64.T
-
-
-def qgemm_by_sums(a, a_zero_point, w, w_zero_point):
-    """The same acc through the four-term expansion the kernels use:
-    sum x*w - za*colsum[n] - rowsum[m]*zw[n] + K*za*zw[n]."""
-    a64 = np.asarray(a, dtype=np.int64)
-    w64 = np.asarray(w, dtype=np.int64)
-    k = a64.shape[1]
-    za = int(a_zero_point)
-    zw = np.broadcast_to(np.asarray(w_zero_point, dtype=np.int64).reshape(-1), (w64.shape[0],))
-    col_sums = w64.sum(axis=1)          # computed once, when the weights are packed
-    row_sums = a64.sum(axis=1)          # per call, only needed when some zw != 0
-    return a64 @ w64.T - za * col_sums[None, :] - row_sums[:, None] * zw[None, :] + k * za * zw[None, :]
-
+# =========================================================================== PART 1
+# Formulas the library also uses to build its constants (the layers call these when they are
+# created, so a kernel and its oracle share them; the tests check the constants against torch).
 
 def wrap_int32(v):
     """Two's-complement wrap of integers to int32 (what the hardware adds do)."""
     return ((np.asarray(v, dtype=np.int64) + 2**31) % 2**32 - 2**31).astype(np.int64)
 
 
-# --------------------------------------------------------------------------- rounding helpers
-def round_float_to_int32(y):
-    """rne(y) for float32 y; |y| >= 2^31 or NaN gives INT32_MIN (what cvtps2dq does)."""
-    y = np.asarray(y, dtype=np.float32)
-    ok = (y > f32(-2147483648.0)) & (y < f32(2147483648.0))
-    r = np.rint(np.where(ok, y, f32(0))).astype(np.int64)    # rint: half to even
-    return np.where(ok, r, INT32_MIN)
+def fmaf(x, y, z):
+    """float32 fused multiply-add, correctly rounded: x*y is exact in float64, the sum is
+    computed with its error (TwoSum) and rounded to odd, so the final float32 rounding is
+    the single rounding fmaf makes."""
+    x64 = np.asarray(x, dtype=np.float32).astype(np.float64)
+    y64 = np.asarray(y, dtype=np.float32).astype(np.float64)
+    z64 = np.asarray(z, dtype=np.float32).astype(np.float64)
+    p = x64 * y64                                    # 24 + 24 bits: exact
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = p + z64
+        bp = s - z64
+        err = (p - bp) + (z64 - (s - bp))            # TwoSum: s + err == p + z exactly
+        bits = s.view(np.int64)
+        needs_odd = np.isfinite(s) & np.isfinite(err) & (err != 0) & ((bits & 1) == 0)
+        toward = np.where(err > 0, np.inf, -np.inf)
+        s = np.where(needs_odd, np.nextafter(s, toward), s)
+    return s.astype(np.float32)
 
 
-# --------------------------------------------------------------------------- SPEC section 2
+def _qrange(dtype):
+    dtype = np.dtype(dtype)
+    if dtype == np.uint8:
+        return 0, 255
+    if dtype == np.int8:
+        return -128, 127
+    raise TypeError("dtype: expected uint8 or int8, got %s" % dtype)
+
+
+def quantize_per_tensor(x, scale, zero_point, dtype="uint8"):
+    """q = clamp(rne(min(fmaf(x, 1/scale, zp), 2147483520)), qmin, qmax); NaN -> qmax."""
+    qmin, qmax = _qrange(dtype)
+    inv = f32(1.0) / f32(scale)
+    t = fmaf(np.asarray(x, dtype=np.float32), inv, f32(zero_point))
+    t = np.where(np.isnan(t) | (t > f32(2147483520.0)), f32(2147483520.0), t)
+    return np.clip(np.rint(t.astype(np.float64)), qmin, qmax).astype(dtype)
+
+
+def choose_qparams(min_val, max_val, dtype="uint8", symmetric=False, reduce_range=False):
+    """torch MinMaxObserver._calculate_qparams in float32: (scale, zero_point)."""
+    qmin, qmax = _qrange(dtype)
+    if reduce_range:
+        qmin, qmax = (0, 127) if np.dtype(dtype) == np.uint8 else (-64, 63)
+    mn = min(f32(min_val), f32(0.0))
+    mx = max(f32(max_val), f32(0.0))
+    eps = f32(2.0**-23)
+    if symmetric:
+        m = max(-mn, mx)
+        scale = max(f32(m / f32(f32(qmax - qmin) / f32(2.0))), eps)
+        zp = 0 if np.dtype(dtype) == np.int8 else 128
+    else:
+        scale = max(f32(f32(mx - mn) / f32(qmax - qmin)), eps)
+        zp = int(np.clip(qmin - int(np.rint(f32(mn / scale))), qmin, qmax))
+    return float(scale), zp
+
+
 def fbgemm_params(x_scale, w_scales, y_scale, bias=None, per_channel=None):
     """Per-column float32 constants of the fbgemm epilogue: (bias_term[n], mult[n]).
 
@@ -78,20 +103,6 @@ def fbgemm_params(x_scale, w_scales, y_scale, bias=None, per_channel=None):
     return bias_term, mult
 
 
-def requant_fbgemm(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, relu=False,
-                   per_channel=None):
-    """SPEC section 2: int32 acc [M, N] -> uint8, torch engines x86 / fbgemm."""
-    bias_term, mult = fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel)
-    f = np.asarray(acc, dtype=np.int64).astype(np.float32)        # int32 -> float, rne
-    if bias_term is not None:
-        f = (f + bias_term).astype(np.float32)
-    y = (f * mult).astype(np.float32)
-    r = round_float_to_int32(y)
-    lo = int(y_zero_point) if relu else 0
-    return np.clip(r + int(y_zero_point), lo, 255).astype(np.uint8)   # saturating int16 adds
-
-
-# --------------------------------------------------------------------------- SPEC section 3
 def qnnpack_params(x_scale, w_scales, y_scale, bias=None):
     """Per-column constants of the qnnpack epilogue: (int32 bias bq[n], float32 req[n])."""
     w_scales = np.atleast_1d(np.asarray(w_scales, dtype=np.float64))
@@ -107,17 +118,6 @@ def qnnpack_params(x_scale, w_scales, y_scale, bias=None):
     return bq, req
 
 
-def requant_qnnpack(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, relu=False):
-    """SPEC section 3: int32 acc [M, N] -> uint8, torch engine qnnpack (int32 bias)."""
-    bq, req = qnnpack_params(x_scale, w_scales, y_scale, bias)
-    acc_b = wrap_int32(np.asarray(acc, dtype=np.int64) + bq)
-    y = (acc_b.astype(np.float32) * req).astype(np.float32)
-    r = round_float_to_int32(y)
-    lo = int(y_zero_point) if relu else 0
-    return np.clip(r + int(y_zero_point), lo, 255).astype(np.uint8)   # saturating adds
-
-
-# --------------------------------------------------------------------------- SPEC section 4
 # Fixed point as in gemmlowp / TensorFlow Lite / CMSIS-NN. Python ints and int64 numpy arrays
 # hold every intermediate exactly; where the C++ reference would overflow int32 (a left shift,
 # the single-rounding result) the value wraps modulo 2^32, as the compiled reference does.
@@ -144,6 +144,140 @@ def quantize_multiplier(real, rounding="double"):
     if rounding == "single" and e > 30:
         return INT32_MAX, 30
     return q, e
+
+
+def tflite_multipliers(x_scale, w_scales, y_scale, per_channel, rounding="double",
+                       effective_scale="float32"):
+    """(multiplier[n], shift[n]) of a TFLite fully connected layer. Scales are float32 tensor
+    parameters in a .tflite model, so each is first rounded to float32.
+      per tensor, effective_scale="float32" (kernel_util.cc GetQuantizedConvolutionMultipler):
+          d = (double)(f32(s_in * s_w)) / (double)s_out      -- the product is a float product
+      per channel, or effective_scale="float64" (PopulateConvolutionQuantizationParams, which
+      LiteRT's reference kernels use for per-tensor layers too):
+          d[n] = (double)s_in * (double)s_w[n] / (double)s_out"""
+    sx = np.float64(f32(x_scale))
+    sy = np.float64(f32(y_scale))
+    sw = np.atleast_1d(np.asarray(w_scales, dtype=np.float64)).astype(np.float32).astype(np.float64)
+    if per_channel or effective_scale == "float64":
+        reals = sx * sw / sy
+    else:
+        reals = np.array([np.float64(f32(f32(x_scale) * sw.astype(np.float32)[0])) / sy])
+    pairs = [quantize_multiplier(r, rounding) for r in reals]
+    return (np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64))
+
+
+def tflite_bias(bias, x_scale, w_scales):
+    """A float bias as TFLite's post-training quantizer stores it (tools/optimize,
+    SymmetricPerLayerBiasQuantize / SymmetricBiasQuantize): int32 with zero point 0 and
+      scale[n] = f32(s_in * s_w[n]) ; inv = f32(1.0 / (double)scale[n])
+      q = clamp(round_half_away(f32(bias * inv)), -INT32_MAX, INT32_MAX)"""
+    b = np.asarray(bias, dtype=np.float32)
+    sw = np.atleast_1d(np.asarray(w_scales, dtype=np.float64)).astype(np.float32)
+    scale = (f32(x_scale) * sw).astype(np.float32)
+    inv = (1.0 / scale.astype(np.float64)).astype(np.float32)
+    with np.errstate(over="ignore"):
+        t = (b * inv).astype(np.float32).astype(np.float64)
+    return np.clip(_round_half_away(t), -INT32_MAX, INT32_MAX).astype(np.int64)
+
+
+# Not in SPEC.md; measured against torch 2.13 (quantize_dynamic, engines x86 / fbgemm / qnnpack).
+# See fastq/dynamic.py for the whole story.
+SMALL_SCALE_THRESHOLD = f32(6.1e-5)     # fp16's smallest normal, torch's cut-off for tiny scales
+
+
+def choose_qparams_dynamic(x_min, x_max, reduce_range=False):
+    """torch quant_utils::ChooseQuantizationParams for uint8 activations: (scale, zero_point).
+
+    Unlike MinMaxObserver the scale is computed in double, the zero point from whichever end
+    of the range gives the smaller error, and tiny scales are lifted to 6.1e-5. The scale is
+    returned as the float32 value every later step uses."""
+    qmin, qmax = (0, 127) if reduce_range else (0, 255)
+    mn = min(f32(x_min), f32(0.0))
+    mx = max(f32(x_max), f32(0.0))
+    scale = (np.float64(mx) - np.float64(mn)) / (qmax - qmin)            # double
+    if f32(scale) == 0 or np.isinf(f32(1.0) / f32(scale)):
+        scale = np.float64(0.1)
+    if scale < np.float64(SMALL_SCALE_THRESHOLD):
+        org_scale = f32(scale)
+        scale = np.float64(SMALL_SCALE_THRESHOLD)
+        if mn == 0:
+            mx = f32(SMALL_SCALE_THRESHOLD * f32(qmax - qmin))
+        elif mx == 0:
+            mn = f32(-SMALL_SCALE_THRESHOLD * f32(qmax - qmin))
+        else:
+            amplifier = f32(SMALL_SCALE_THRESHOLD / org_scale)
+            mn = f32(mn * amplifier)
+            mx = f32(mx * amplifier)
+    zp_from_min = qmin - np.float64(mn) / scale
+    zp_from_max = qmax - np.float64(mx) / scale
+    err_min = abs(qmin) - abs(np.float64(mn) / scale)
+    err_max = abs(qmax) - abs(np.float64(mx) / scale)
+    zp = zp_from_min if err_min < err_max else zp_from_max
+    if zp < qmin:
+        zp = qmin
+    elif zp > qmax:
+        zp = qmax
+    else:
+        zp = int(np.rint(zp))                                              # half to even
+    return float(f32(scale)), int(zp)
+
+
+# =========================================================================== PART 2
+# Oracle only: the integer and float paths of every kernel, computed the slow way. The library
+# never calls these; the tests hold the C kernels equal to them.
+
+def qgemm(a, a_zero_point, w, w_zero_point):
+    """acc[m, n] = sum_k (a[m,k] - za) * (w[n,k] - zw[n]), exact (int64).
+
+    a: uint8 [M, K]; w: int8 [N, K] (torch Linear layout); w_zero_point: int or [N]."""
+    a64 = np.asarray(a, dtype=np.int64) - int(a_zero_point)
+    zw = np.broadcast_to(np.asarray(w_zero_point, dtype=np.int64).reshape(-1), (np.shape(w)[0],))
+    w64 = np.asarray(w, dtype=np.int64) - zw[:, None]
+    return a64 @ w64.T
+
+
+def qgemm_by_sums(a, a_zero_point, w, w_zero_point):
+    """The same acc through the four-term expansion the kernels use:
+    sum x*w - za*colsum[n] - rowsum[m]*zw[n] + K*za*zw[n]."""
+    a64 = np.asarray(a, dtype=np.int64)
+    w64 = np.asarray(w, dtype=np.int64)
+    k = a64.shape[1]
+    za = int(a_zero_point)
+    zw = np.broadcast_to(np.asarray(w_zero_point, dtype=np.int64).reshape(-1), (w64.shape[0],))
+    col_sums = w64.sum(axis=1)          # computed once, when the weights are packed
+    row_sums = a64.sum(axis=1)          # per call, only needed when some zw != 0
+    return a64 @ w64.T - za * col_sums[None, :] - row_sums[:, None] * zw[None, :] + k * za * zw[None, :]
+
+
+def round_float_to_int32(y):
+    """rne(y) for float32 y; |y| >= 2^31 or NaN gives INT32_MIN (what cvtps2dq does)."""
+    y = np.asarray(y, dtype=np.float32)
+    ok = (y > f32(-2147483648.0)) & (y < f32(2147483648.0))
+    r = np.rint(np.where(ok, y, f32(0))).astype(np.int64)    # rint: half to even
+    return np.where(ok, r, INT32_MIN)
+
+
+def requant_fbgemm(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, relu=False,
+                   per_channel=None):
+    """SPEC section 2: int32 acc [M, N] -> uint8, torch engines x86 / fbgemm."""
+    bias_term, mult = fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel)
+    f = np.asarray(acc, dtype=np.int64).astype(np.float32)        # int32 -> float, rne
+    if bias_term is not None:
+        f = (f + bias_term).astype(np.float32)
+    y = (f * mult).astype(np.float32)
+    r = round_float_to_int32(y)
+    lo = int(y_zero_point) if relu else 0
+    return np.clip(r + int(y_zero_point), lo, 255).astype(np.uint8)   # saturating int16 adds
+
+
+def requant_qnnpack(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, relu=False):
+    """SPEC section 3: int32 acc [M, N] -> uint8, torch engine qnnpack (int32 bias)."""
+    bq, req = qnnpack_params(x_scale, w_scales, y_scale, bias)
+    acc_b = wrap_int32(np.asarray(acc, dtype=np.int64) + bq)
+    y = (acc_b.astype(np.float32) * req).astype(np.float32)
+    r = round_float_to_int32(y)
+    lo = int(y_zero_point) if relu else 0
+    return np.clip(r + int(y_zero_point), lo, 255).astype(np.uint8)   # saturating adds
 
 
 def saturating_rounding_doubling_high_mul(a, b):
@@ -207,40 +341,6 @@ MBQM = {"double": multiply_by_quantized_multiplier, "single": multiply_by_quanti
         "double_up": multiply_by_quantized_multiplier_double_up}
 
 
-def tflite_multipliers(x_scale, w_scales, y_scale, per_channel, rounding="double",
-                       effective_scale="float32"):
-    """(multiplier[n], shift[n]) of a TFLite fully connected layer. Scales are float32 tensor
-    parameters in a .tflite model, so each is first rounded to float32.
-      per tensor, effective_scale="float32" (kernel_util.cc GetQuantizedConvolutionMultipler):
-          d = (double)(f32(s_in * s_w)) / (double)s_out      -- the product is a float product
-      per channel, or effective_scale="float64" (PopulateConvolutionQuantizationParams, which
-      LiteRT's reference kernels use for per-tensor layers too):
-          d[n] = (double)s_in * (double)s_w[n] / (double)s_out"""
-    sx = np.float64(f32(x_scale))
-    sy = np.float64(f32(y_scale))
-    sw = np.atleast_1d(np.asarray(w_scales, dtype=np.float64)).astype(np.float32).astype(np.float64)
-    if per_channel or effective_scale == "float64":
-        reals = sx * sw / sy
-    else:
-        reals = np.array([np.float64(f32(f32(x_scale) * sw.astype(np.float32)[0])) / sy])
-    pairs = [quantize_multiplier(r, rounding) for r in reals]
-    return (np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64))
-
-
-def tflite_bias(bias, x_scale, w_scales):
-    """A float bias as TFLite's post-training quantizer stores it (tools/optimize,
-    SymmetricPerLayerBiasQuantize / SymmetricBiasQuantize): int32 with zero point 0 and
-      scale[n] = f32(s_in * s_w[n]) ; inv = f32(1.0 / (double)scale[n])
-      q = clamp(round_half_away(f32(bias * inv)), -INT32_MAX, INT32_MAX)"""
-    b = np.asarray(bias, dtype=np.float32)
-    sw = np.atleast_1d(np.asarray(w_scales, dtype=np.float64)).astype(np.float32)
-    scale = (f32(x_scale) * sw).astype(np.float32)
-    inv = (1.0 / scale.astype(np.float64)).astype(np.float32)
-    with np.errstate(over="ignore"):
-        t = (b * inv).astype(np.float32).astype(np.float64)
-    return np.clip(_round_half_away(t), -INT32_MAX, INT32_MAX).astype(np.int64)
-
-
 def requant_tflite(acc, multiplier, shift, y_zero_point, act_min, act_max, rounding="double"):
     """acc (already holding the int32 bias) -> clamp(MBQM(acc, q[n], shift[n]) + z_out, act_min, act_max).
     The zero point is added exactly (TFLite's int32 add could only overflow, undefined in C++,
@@ -273,44 +373,6 @@ def linear_tflite(x_q, x_scale, x_zero_point, w_q, w_scales, w_zero_points, bias
                           y_zero_point, lo, qmax, rounding).astype(dtype)
 
 
-# --------------------------------------------------------------------------- SPEC section 5
-def fmaf(x, y, z):
-    """float32 fused multiply-add, correctly rounded: x*y is exact in float64, the sum is
-    computed with its error (TwoSum) and rounded to odd, so the final float32 rounding is
-    the single rounding fmaf makes."""
-    x64 = np.asarray(x, dtype=np.float32).astype(np.float64)
-    y64 = np.asarray(y, dtype=np.float32).astype(np.float64)
-    z64 = np.asarray(z, dtype=np.float32).astype(np.float64)
-    p = x64 * y64                                    # 24 + 24 bits: exact
-    with np.errstate(invalid="ignore", over="ignore"):
-        s = p + z64
-        bp = s - z64
-        err = (p - bp) + (z64 - (s - bp))            # TwoSum: s + err == p + z exactly
-        bits = s.view(np.int64)
-        needs_odd = np.isfinite(s) & np.isfinite(err) & (err != 0) & ((bits & 1) == 0)
-        toward = np.where(err > 0, np.inf, -np.inf)
-        s = np.where(needs_odd, np.nextafter(s, toward), s)
-    return s.astype(np.float32)
-
-
-def _qrange(dtype):
-    dtype = np.dtype(dtype)
-    if dtype == np.uint8:
-        return 0, 255
-    if dtype == np.int8:
-        return -128, 127
-    raise TypeError("dtype: expected uint8 or int8, got %s" % dtype)
-
-
-def quantize_per_tensor(x, scale, zero_point, dtype="uint8"):
-    """q = clamp(rne(min(fmaf(x, 1/scale, zp), 2147483520)), qmin, qmax); NaN -> qmax."""
-    qmin, qmax = _qrange(dtype)
-    inv = f32(1.0) / f32(scale)
-    t = fmaf(np.asarray(x, dtype=np.float32), inv, f32(zero_point))
-    t = np.where(np.isnan(t) | (t > f32(2147483520.0)), f32(2147483520.0), t)
-    return np.clip(np.rint(t.astype(np.float64)), qmin, qmax).astype(dtype)
-
-
 def quantize_per_channel(x, scales, zero_points, axis=0, dtype="int8"):
     """q = clamp(rne(f32(f32(x * inv[c]) + zp[c])), qmin, qmax), no fma; NaN -> 0 (clamped)."""
     qmin, qmax = _qrange(dtype)
@@ -339,25 +401,6 @@ def dequantize(values, scale, zero_point, axis=None):
     return ((v.astype(np.float64) - z) * s).astype(np.float32)
 
 
-def choose_qparams(min_val, max_val, dtype="uint8", symmetric=False, reduce_range=False):
-    """torch MinMaxObserver._calculate_qparams in float32: (scale, zero_point)."""
-    qmin, qmax = _qrange(dtype)
-    if reduce_range:
-        qmin, qmax = (0, 127) if np.dtype(dtype) == np.uint8 else (-64, 63)
-    mn = min(f32(min_val), f32(0.0))
-    mx = max(f32(max_val), f32(0.0))
-    eps = f32(2.0**-23)
-    if symmetric:
-        m = max(-mn, mx)
-        scale = max(f32(m / f32(f32(qmax - qmin) / f32(2.0))), eps)
-        zp = 0 if np.dtype(dtype) == np.int8 else 128
-    else:
-        scale = max(f32(f32(mx - mn) / f32(qmax - qmin)), eps)
-        zp = int(np.clip(qmin - int(np.rint(f32(mn / scale))), qmin, qmax))
-    return float(scale), zp
-
-
-# --------------------------------------------------------------------------- a whole layer
 def linear(x_q, x_scale, x_zero_point, w_q, w_scales, w_zero_points, bias, y_scale,
            y_zero_point, relu=False, requant="fbgemm", per_channel=None):
     """One quantized Linear layer, uint8 in, uint8 out: integer core, then requantization."""
@@ -370,49 +413,6 @@ def linear(x_q, x_scale, x_zero_point, w_q, w_scales, w_zero_points, bias, y_sca
         return linear_tflite(x_q, x_scale, x_zero_point, w_q, w_scales, w_zero_points, bias, y_scale,
                              y_zero_point, relu, per_channel)
     raise ValueError("requant: expected 'fbgemm', 'qnnpack' or 'tflite', got %r" % (requant,))
-
-
-# --------------------------------------------------------------------------- dynamic quantization
-# Not in SPEC.md; measured against torch 2.13 (quantize_dynamic, engines x86 / fbgemm / qnnpack).
-# See fastq/dynamic.py for the whole story.
-SMALL_SCALE_THRESHOLD = f32(6.1e-5)     # fp16's smallest normal, torch's cut-off for tiny scales
-
-
-def choose_qparams_dynamic(x_min, x_max, reduce_range=False):
-    """torch quant_utils::ChooseQuantizationParams for uint8 activations: (scale, zero_point).
-
-    Unlike MinMaxObserver the scale is computed in double, the zero point from whichever end
-    of the range gives the smaller error, and tiny scales are lifted to 6.1e-5. The scale is
-    returned as the float32 value every later step uses."""
-    qmin, qmax = (0, 127) if reduce_range else (0, 255)
-    mn = min(f32(x_min), f32(0.0))
-    mx = max(f32(x_max), f32(0.0))
-    scale = (np.float64(mx) - np.float64(mn)) / (qmax - qmin)            # double
-    if f32(scale) == 0 or np.isinf(f32(1.0) / f32(scale)):
-        scale = np.float64(0.1)
-    if scale < np.float64(SMALL_SCALE_THRESHOLD):
-        org_scale = f32(scale)
-        scale = np.float64(SMALL_SCALE_THRESHOLD)
-        if mn == 0:
-            mx = f32(SMALL_SCALE_THRESHOLD * f32(qmax - qmin))
-        elif mx == 0:
-            mn = f32(-SMALL_SCALE_THRESHOLD * f32(qmax - qmin))
-        else:
-            amplifier = f32(SMALL_SCALE_THRESHOLD / org_scale)
-            mn = f32(mn * amplifier)
-            mx = f32(mx * amplifier)
-    zp_from_min = qmin - np.float64(mn) / scale
-    zp_from_max = qmax - np.float64(mx) / scale
-    err_min = abs(qmin) - abs(np.float64(mn) / scale)
-    err_max = abs(qmax) - abs(np.float64(mx) / scale)
-    zp = zp_from_min if err_min < err_max else zp_from_max
-    if zp < qmin:
-        zp = qmin
-    elif zp > qmax:
-        zp = qmax
-    else:
-        zp = int(np.rint(zp))                                              # half to even
-    return float(f32(scale)), int(zp)
 
 
 def linear_dynamic(x, w_q, w_scales, w_zero_points, bias=None, relu=False, mode="fbgemm",
@@ -443,3 +443,4 @@ def linear_dynamic(x, w_q, w_scales, w_zero_points, bias=None, relu=False, mode=
     if relu:
         y = np.where(y < 0, f32(0), y).astype(np.float32)
     return y.reshape(x.shape[:-1] + (n,))
+
