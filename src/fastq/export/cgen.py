@@ -39,7 +39,12 @@ class Generated:
     header: str
     source: str
     footprint: Footprint
-    has_quantized: bool
+    has_quantized: bool            # net_run_quantized exists
+    input_size: int
+    output_size: int
+    qinput_dtype: str = None       # "uint8" | "int8" (net_run_quantized's types)
+    qoutput_dtype: str = None
+    integer_only: bool = False     # net_run_quantized uses no float operation
 
     def write(self, directory):
         os.makedirs(directory, exist_ok=True)
@@ -215,7 +220,8 @@ def _assemble(name, model, steps, x_in, final, nodes):
     if has_q:
         src.append("int %s_run_quantized(const %s *input, %s *output)\n{\n    if (!input || !output) return %s_ERR_NULL;\n"
                    "%s\n    return %s_OK;\n}\n" % (name, qin.ctype, qout.ctype, up, "\n".join(q_lines), up))
-    return Generated(name, header, "\n".join(src), fp, has_q)
+    return Generated(name, header, "\n".join(src), fp, has_q, x_in.size, final.size,
+                     qin.dtype if has_q else None, qout.dtype if has_q else None, integer_only)
 
 
 def _header(name, up, model, nodes, x_in, final, qin, qout, arena, fp, integer_only):

@@ -283,11 +283,10 @@ def relu(node, prefix, layer_name, x: Value, y: Value, q6=None):
         if six:
             top = c.define("q6", q6, "quantize(6.0) with the input's scale and zero point")
             formula = "q = min(max(q, %d), %d)" % (x.zero_point, q6)
-            line = "        y[i] = x[i] < %s ? (%s)%s : (x[i] > %s ? (%s)%s : x[i]);" % (
-                zp, x.ctype, zp, top, x.ctype, top)
+            line = "        y[i] = (%s)fq_clamp(x[i], %s, %s);" % (x.ctype, zp, top)
         else:
             formula = "q = max(q, %d)" % x.zero_point
-            line = "        y[i] = x[i] < %s ? (%s)%s : x[i];" % (zp, x.ctype, zp)
+            line = "        y[i] = (%s)fq_clamp(x[i], %s, %d);" % (x.ctype, zp, 255 if x.dtype == "uint8" else 127)
         quant = True
     else:
         formula = "x = clip(x, 0, 6)" if six else "x = max(x, 0)"

@@ -1,0 +1,316 @@
+"""fastq.export: the generated C, compiled by real compilers and run on real emulators, equals
+fastq's model(x) (and torch's outputs, for the torch-imported models) bit for bit.
+
+One program per target holds every model (compile once, run once). Targets: host gcc
+(-std=c99 -Wall -Wextra -Werror -pedantic -ffp-contract=off), Cortex-M4F hard float with the
+DSP fast path and without it, Cortex-M3 soft float (QEMU mps2-an386 / an385, semihosting),
+aarch64 with and without +dotprod (qemu-aarch64 -cpu max). A missing toolchain skips its
+target with the install command, except under CI=1, where it fails."""
+import os
+import subprocess
+import warnings
+
+import numpy as np
+import pytest
+
+import fastq
+from fastq import export
+from fastq.layers.dynamic import DynamicQuantizedLinear
+from fastq.layers.elementwise import Dequantize, Flatten, Identity, Quantize, ReLU, ReLU6
+from fastq.model import Model
+from firmware import harness
+
+f32 = np.float32
+SAMPLES = 5
+
+
+# --------------------------------------------------------------------------- random models
+def _weight(rng, n, k, per_channel, zero_points, scale=None):
+    v = rng.integers(-128, 128, (n, k)).astype(np.int8)
+    if per_channel:
+        s = rng.uniform(2e-3, 0.05, n) if scale is None else np.full(n, scale)
+        z = rng.integers(-20, 20, n) if zero_points else np.zeros(n, np.int64)
+        return fastq.QTensor(v, s, z, axis=0)
+    return fastq.QTensor(v, float(rng.uniform(2e-3, 0.05)) if scale is None else scale,
+                         int(rng.integers(-20, 20)) if zero_points else 0)
+
+
+def _out_scale(x_scale, w, k):
+    """An output scale that keeps most outputs inside the 8-bit range."""
+    return float(x_scale * np.max(np.atleast_1d(w.scale)) * 128 * np.sqrt(k) * 0.15)
+
+
+def static_model(rng, mode, x_dtype, y_dtype, per_channel, zero_points, bias, relu, ties=False,
+                 rounding="double", effective_scale="float32", pinned=False, extra=None):
+    """Quantize -> Linear -> [ReLU / ReLU6 / Identity] -> Linear -> Dequantize [-> float op].
+    ties: power-of-two scales, so that acc * multiplier lands on exact .5 ties."""
+    k1, n1, n2 = int(rng.integers(3, 40)), int(rng.integers(2, 24)), int(rng.integers(1, 12))
+    qmin = -128 if x_dtype == "int8" else 0
+    sx = 2.0 ** -4 if ties else float(rng.uniform(0.01, 0.05))
+    zx = int(rng.integers(qmin + 60, qmin + 200))
+    layers = [Quantize(sx, zx, x_dtype)]
+    s_in, z_in = sx, zx
+    for i, (k, n) in enumerate(((k1, n1), (n1, n2))):
+        w = _weight(rng, n, k, per_channel, zero_points, 2.0 ** -6 if ties else None)
+        sy = s_in * 2.0 ** -6 * 2 if ties else _out_scale(s_in, w, k)
+        ymin = -128 if y_dtype == "int8" else 0
+        zy = int(rng.integers(ymin + 40, ymin + 216))
+        b = None
+        if bias:
+            b = rng.standard_normal(n).astype(np.float32) * f32(sy * 20)
+            if ties:       # multiples of half an accumulator step keep the ties
+                b = (np.round(b / (s_in * 2.0 ** -7)) * (s_in * 2.0 ** -7)).astype(np.float32)
+        kw = dict(relu=relu and i == 0, requant=mode, dtype=y_dtype)
+        if mode == "tflite":
+            kw.update(rounding=rounding, effective_scale=effective_scale)
+            if pinned:
+                kw.update(input_scale=s_in, input_zero_point=z_in)
+        layers.append(fastq.QuantizedLinear(w, b, sy, zy, **kw))
+        if i == 0 and extra is not None:
+            layers.append(extra)
+        s_in, z_in = sy, zy
+    layers.append(Dequantize())
+    return Model(layers)
+
+
+def dynamic_model(rng, mode, per_channel, bias, relu, reduce_range):
+    k, n1, n2 = int(rng.integers(3, 40)), int(rng.integers(2, 20)), int(rng.integers(1, 10))
+    l1 = DynamicQuantizedLinear(_weight(rng, n1, k, per_channel, True),
+                                rng.standard_normal(n1).astype(np.float32) if bias else None,
+                                relu=relu, mode=mode, reduce_range=reduce_range)
+    l2 = DynamicQuantizedLinear(_weight(rng, n2, n1, per_channel, False),
+                                rng.standard_normal(n2).astype(np.float32) if bias else None,
+                                mode=mode, reduce_range=reduce_range)
+    return Model([Flatten(), l1, ReLU6() if relu else Identity(), l2, ReLU()])
+
+
+def random_models(rng):
+    out = []
+    combos = [  # mode, x dtype, y dtype, per channel, zero points, bias, relu
+        ("fbgemm", "uint8", "uint8", False, False, True, True),
+        ("fbgemm", "uint8", "int8", True, True, True, False),
+        ("fbgemm", "int8", "uint8", True, False, False, True),
+        ("fbgemm", "int8", "int8", False, True, False, False),
+        ("qnnpack", "uint8", "uint8", False, True, True, True),
+        ("qnnpack", "int8", "int8", True, True, True, False),
+        ("qnnpack", "uint8", "int8", False, False, False, False),
+        ("tflite", "int8", "int8", True, False, True, True),
+        ("tflite", "uint8", "uint8", False, True, True, False),
+        ("tflite", "int8", "uint8", False, False, False, True),
+    ]
+    extras = [ReLU(), ReLU6(), Identity(), None, Flatten()]
+    for i, c in enumerate(combos):
+        out.append(("%s %s->%s pc=%d zw=%d bias=%d relu=%d" % c,
+                    static_model(rng, *c, extra=extras[i % len(extras)])))
+    for i, c in enumerate(combos):
+        out.append(("ties " + "%s %s->%s pc=%d zw=%d bias=%d relu=%d" % c, static_model(rng, *c, ties=True)))
+    for rounding, es in (("single", "float64"), ("double_up", "float32"), ("double", "float64")):
+        for pc in (False, True):
+            out.append(("tflite %s %s pc=%d" % (rounding, es, pc),
+                        static_model(rng, "tflite", "int8", "int8", pc, True, True, pc, rounding=rounding,
+                                     effective_scale=es, pinned=True, ties=pc)))
+    for mode in ("fbgemm", "qnnpack"):
+        for pc, bias, relu, rr in ((False, True, True, mode == "fbgemm"), (True, False, False, False),
+                                   (True, True, False, True)):
+            out.append(("dynamic %s pc=%d bias=%d relu=%d rr=%d" % (mode, pc, bias, relu, rr),
+                        dynamic_model(rng, mode, pc, bias, relu, rr)))
+    # a quantized model whose float tail holds ReLU / ReLU6 on floats
+    m = static_model(rng, "fbgemm", "uint8", "uint8", False, False, True, False)
+    out.append(("float tail ReLU6", Model(list(m) + [ReLU6()])))
+    return out
+
+
+def samples(rng, model, size, count=SAMPLES):
+    """Random rows, plus edge rows: exact quantization ties of the first Quantize, zeros,
+    tiny values, +-inf and NaN for static models (fastq maps them), large values."""
+    x = rng.standard_normal((count, size)).astype(np.float32) * f32(rng.uniform(0.5, 3))
+    first = model[0] if not isinstance(model[0], Flatten) else None
+    rows = [x]
+    if isinstance(first, Quantize):
+        q = rng.integers(-140, 300, size)
+        rows.append(((q - first.zero_point + 0.5) * first.scale).astype(np.float32)[None])   # ties
+        special = np.array([np.nan, np.inf, -np.inf, 1e30, -1e30, 0.0, -0.0], np.float32)
+        rows.append(np.resize(special, size)[None])
+    else:
+        rows.append(np.zeros((1, size), np.float32))                  # the scale-0.1 case
+        rows.append((rng.standard_normal((1, size)) * 1e-7).astype(np.float32))   # tiny scales
+        rows.append(np.abs(rng.standard_normal((1, size))).astype(np.float32) * f32(50))
+    return np.concatenate(rows)
+
+
+def fastq_outputs(model, x):
+    """Per sample (one row each, as net_run sees it): float32 outputs and return codes."""
+    ys, rcs = [], []
+    for row in x:
+        try:
+            ys.append(model(row[None])[0])
+            rcs.append(0)
+        except ValueError:              # a dynamic layer refuses NaN / inf
+            ys.append(None)
+            rcs.append(2)
+    return ys, rcs
+
+
+def quantized_io(model, x):
+    """The integers net_run_quantized takes and returns: after the first Quantize, and before
+    the last Dequantize (fastq's layers run one by one)."""
+    layers = list(model)
+    first = next(i for i, l in enumerate(layers) if isinstance(l, Quantize))
+    last = max(i for i, l in enumerate(layers) if isinstance(l, Dequantize))
+    qin, qout = [], []
+    for row in x:
+        v = row[None]
+        for l in layers[:first + 1]:
+            v = l(v)
+        qin.append(v.values[0])
+        for l in layers[first + 1:last]:
+            v = l(v)
+        qout.append(v.values[0].astype(np.int64))
+    return np.array(qin), np.array(qout)
+
+
+# --------------------------------------------------------------------------- torch models
+def torch_models(rng):
+    """(label, fastq model, inputs, torch's outputs): the README's 2x2 layer, a 784-256-10
+    x86-default MLP, a qnnpack MLP, a dynamic MLP (x86 and qnnpack)."""
+    torch = pytest.importorskip("torch")
+    import torch.nn as nn
+    import torch.ao.quantization as tq
+    from fastq.tools.demo import W, X
+    out = []
+
+    def convert(model, engine, qconfig, calib):
+        old = torch.backends.quantized.engine
+        torch.backends.quantized.engine = engine
+        try:
+            model.qconfig = qconfig
+            p = tq.prepare(model)
+            p(calib)
+            return tq.convert(p)
+        finally:
+            torch.backends.quantized.engine = old
+
+    def run(engine, tm, x):
+        old = torch.backends.quantized.engine
+        torch.backends.quantized.engine = engine
+        try:
+            with torch.no_grad():
+                return np.stack([tm(torch.from_numpy(r[None])).numpy()[0] for r in x])
+        finally:
+            torch.backends.quantized.engine = old
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = nn.Sequential(tq.QuantStub(), nn.Linear(2, 2, bias=False), tq.DeQuantStub()).eval()
+        with torch.no_grad():
+            m[1].weight.copy_(torch.from_numpy(W))
+        qc = tq.QConfig(activation=tq.MinMaxObserver.with_args(dtype=torch.quint8),
+                        weight=tq.MinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric))
+        tm = convert(m, "x86", qc, torch.from_numpy(X))
+        x = np.concatenate([X, rng.standard_normal((3, 2)).astype(np.float32)])
+        out.append(("torch 2x2 (README)", fastq.from_torch(tm, engine="x86"), x, run("x86", tm, x)))
+
+        torch.manual_seed(0)
+        gen = torch.Generator().manual_seed(0)
+        for engine, dims in (("x86", (784, 256, 10)), ("qnnpack", (64, 48, 10))):
+            m = nn.Sequential(tq.QuantStub(), nn.Linear(dims[0], dims[1]), nn.ReLU(), nn.Linear(dims[1], dims[2]),
+                              tq.DeQuantStub()).eval()
+            tq.fuse_modules(m, [["1", "2"]], inplace=True)
+            tm = convert(m, engine, tq.get_default_qconfig(engine), torch.randn(256, dims[0], generator=gen))
+            x = torch.randn(4, dims[0], generator=gen).numpy()
+            out.append(("torch %s MLP %s" % (engine, "-".join(map(str, dims))),
+                        fastq.from_torch(tm, engine=engine), x, run(engine, tm, x)))
+        for engine in ("x86", "qnnpack"):
+            m = nn.Sequential(nn.Linear(32, 24), nn.ReLU(), nn.Linear(24, 8)).eval()
+            old = torch.backends.quantized.engine
+            torch.backends.quantized.engine = engine
+            try:
+                tm = tq.quantize_dynamic(m, {nn.Linear})
+            finally:
+                torch.backends.quantized.engine = old
+            x = (torch.randn(4, 32, generator=gen) * 3).numpy()
+            out.append(("torch dynamic %s MLP 32-24-8" % engine, fastq.from_torch(tm, engine=engine), x,
+                        run(engine, tm, x)))
+    return out
+
+
+# --------------------------------------------------------------------------- the suite
+class Suite:
+    def __init__(self, tmp):
+        rng = np.random.default_rng(2026)
+        self.tmp = tmp
+        self.cases, self.expected, self.labels = [], {}, {}
+        entries = [(label, m, None, None) for label, m in random_models(rng)]
+        try:
+            entries += torch_models(rng)
+        except pytest.skip.Exception:
+            pass
+        for i, (label, model, x, torch_y) in enumerate(entries):
+            name = "m%d" % i
+            gen = export.generate(model, name=name)
+            if x is None:
+                x = samples(rng, model, gen.input_size)
+            ys, rcs = fastq_outputs(model, x)
+            if torch_y is not None:      # the torch-imported models: fastq must equal torch first
+                assert all(np.array_equal(np.asarray(a).view(np.uint32), np.asarray(b, np.float32).view(np.uint32))
+                           for a, b in zip(ys, torch_y)), label
+            q = qy = None
+            if gen.has_quantized:
+                q, qy = quantized_io(model, x)
+            self.cases.append(harness.Case(name, gen, x, q))
+            self.expected[name] = (ys, rcs, qy)
+            self.labels[name] = label
+
+    def compare(self, results):
+        """(values compared, mismatching values, details) over every case."""
+        total, bad, details = 0, 0, []
+        for c in self.cases:
+            ys, rcs, qy = self.expected[c.name]
+            r = results[c.name]
+            for s, (y, rc) in enumerate(zip(ys, rcs)):
+                if r.rc[s] != rc:
+                    bad += 1
+                    details.append("%s (%s) sample %d: rc %d, expected %d" % (c.name, self.labels[c.name], s, r.rc[s], rc))
+                    continue
+                if y is None:
+                    continue
+                got, exp = r.y[s], np.asarray(y, np.float32).view(np.uint32)
+                total += exp.size
+                nb = int(np.sum(got != exp))
+                if nb:
+                    bad += nb
+                    details.append("%s (%s) sample %d: %d of %d floats differ, got %s expected %s" % (
+                        c.name, self.labels[c.name], s, nb, exp.size, got[:6], exp[:6]))
+            if qy is not None:
+                total += qy.size
+                nb = int(np.sum(r.qy != qy)) + int(np.sum(r.qrc != 0))
+                if nb:
+                    bad += nb
+                    details.append("%s (%s) net_run_quantized: %d differ" % (c.name, self.labels[c.name], nb))
+        return total, bad, details
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    return Suite(tmp_path_factory.mktemp("export"))
+
+
+def _need(target):
+    missing = target.missing()
+    if missing:
+        msg = "%s: %s not found; install with: %s" % (target.name, ", ".join(missing), harness.INSTALL)
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+@pytest.mark.parametrize("target", list(harness.TARGETS))
+def test_exported_models_bit_exact(suite, target):
+    t = harness.TARGETS[target]
+    _need(t)
+    exe = harness.build(t, suite.cases, str(suite.tmp / target))
+    rc, out, err = harness.run(t, exe, timeout=240)
+    assert rc == 0, "%s exited with %d: %s" % (target, rc, err[-2000:])
+    total, bad, details = suite.compare(harness.parse(out, suite.cases))
+    assert total > 1000
+    assert bad == 0, "%d of %d values differ on %s:\n%s" % (bad, total, target, "\n".join(details[:20]))
