@@ -314,3 +314,145 @@ def test_exported_models_bit_exact(suite, target):
     total, bad, details = suite.compare(harness.parse(out, suite.cases))
     assert total > 1000
     assert bad == 0, "%d of %d values differ on %s:\n%s" % (bad, total, target, "\n".join(details[:20]))
+
+
+# --------------------------------------------------------------------------- fast paths
+@pytest.mark.parametrize("target, instruction", [("cortex-m4f", "smlad"), ("aarch64-dotprod", "sdot")])
+def test_fast_path_is_compiled_in(suite, target, instruction):
+    """The DSP / dot-product builds above really run SMLAD / SDOT, the portable ones do not."""
+    t = harness.TARGETS[target]
+    _need(t)
+    objdump = t.cc.replace("gcc", "objdump")
+    portable = {"cortex-m4f": "cortex-m4f-portable", "aarch64-dotprod": "aarch64"}[target]
+    for name, expected in ((target, True), (portable, False)):
+        exe = suite.tmp / name / ("prog_%s.elf" % name)
+        if not exe.exists():
+            pytest.skip("run test_exported_models_bit_exact[%s] first" % name)
+        asm = subprocess.run([objdump, "-d", str(exe)], capture_output=True, text=True).stdout
+        assert (("\t%s" % instruction) in asm) == expected, name
+
+
+# --------------------------------------------------------------------------- integer only
+def test_tflite_quantized_path_is_integer_only(tmp_path):
+    """A tflite model's net_run_quantized compiles with NET_INTEGER_ONLY for an FPU-less
+    Cortex-M3 without one float or double helper call, and with -mgeneral-regs-only on the
+    host (any float operation is then a compile error)."""
+    rng = np.random.default_rng(5)
+    model = static_model(rng, "tflite", "int8", "int8", True, True, True, True, extra=ReLU6())
+    gen = export.export_c(model, str(tmp_path), name="net")
+    assert gen.integer_only and gen.has_quantized
+    src = str(tmp_path / "net.c")
+    p = subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Werror", "-mgeneral-regs-only", "-DNET_INTEGER_ONLY",
+                        "-c", src, "-o", str(tmp_path / "host.o")], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run(["gcc", "-std=c99", "-O2", "-mgeneral-regs-only", "-c", src, "-o", str(tmp_path / "f.o")],
+                       capture_output=True, text=True)
+    assert p.returncode != 0          # net_run (Quantize, Dequantize) does need floats
+    t = harness.TARGETS["cortex-m3"]
+    _need(t)
+    obj = str(tmp_path / "m3.o")
+    p = subprocess.run([t.cc] + t.flags + ["-DNET_INTEGER_ONLY", "-c", src, "-o", obj], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    undefined = subprocess.run(["arm-none-eabi-nm", "-u", obj], capture_output=True, text=True).stdout.split()
+    floaty = [s for s in undefined if s.startswith(("__aeabi_f", "__aeabi_d", "__aeabi_i2f", "__aeabi_ui2f",
+                                                    "__aeabi_l2f", "__aeabi_i2d"))]
+    assert floaty == [], floaty
+    assert "net_run_quantized" in subprocess.run(["arm-none-eabi-nm", obj], capture_output=True, text=True).stdout
+
+
+# --------------------------------------------------------------------------- footprint
+def test_footprint_exact_parts_and_estimates(tmp_path):
+    """weights = the bytes of every static const array; arena = the planned offsets; the code
+    and stack estimates are upper bounds of arm-none-eabi-size / -fstack-usage on Cortex-M4."""
+    rng = np.random.default_rng(7)
+    model = static_model(rng, "fbgemm", "uint8", "uint8", True, True, True, True, extra=ReLU())
+    gen = export.export_c(model, str(tmp_path), name="net")
+    lin = [l for l in model if isinstance(l, fastq.QuantizedLinear)]
+    n1, k1 = lin[0].weight.values.shape
+    n2, k2 = lin[1].weight.values.shape
+    # weights + per-channel zero points, mult, bias, (rcp is 1: one #define) of each layer
+    assert gen.footprint.weights == n1 * k1 + n2 * k2 + 3 * 4 * (n1 + n2)
+    # the largest pair of live values: input bytes (k1) next to the first output (n1), etc.
+    assert gen.footprint.arena >= max(k1, n1) and gen.footprint.arena <= 4 * (k1 + n1 + n2 + n2)
+    assert "#define NET_ARENA_BYTES %d" % gen.footprint.arena in gen.header
+    assert "weights and constants %d (exact)" % gen.footprint.weights in gen.header
+    t = harness.TARGETS["cortex-m4f"]
+    _need(t)
+    obj = str(tmp_path / "net.o")
+    flags = [f for f in t.flags if f != "-O2"] + ["-Os", "-fstack-usage", "-ffunction-sections"]
+    p = subprocess.run([t.cc] + flags + ["-c", str(tmp_path / "net.c"), "-o", obj], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    size = subprocess.run(["arm-none-eabi-size", "-A", obj], capture_output=True, text=True).stdout
+    text = sum(int(line.split()[1]) for line in size.splitlines() if line.startswith(".text"))
+    rodata = sum(int(line.split()[1]) for line in size.splitlines() if line.startswith(".rodata"))
+    arrays = gen.source.count("static const ")
+    assert 0 <= rodata - gen.footprint.weights < 4 * arrays       # only alignment padding on top
+    assert text <= gen.footprint.code, (text, gen.footprint.code)
+    su = open(str(tmp_path / "net.su")).read().splitlines()
+    deepest = max(int(line.split("\t")[1]) for line in su)
+    assert deepest <= gen.footprint.stack
+
+
+# --------------------------------------------------------------------------- API, CLI, errors
+def test_model_export_c_and_cli(tmp_path, capsys):
+    from fastq.tools.cli import main
+    rng = np.random.default_rng(3)
+    model = static_model(rng, "qnnpack", "uint8", "uint8", False, False, True, True)
+    gen = model.export_c(str(tmp_path / "a"), name="tiny")
+    assert (tmp_path / "a" / "tiny.h").exists() and (tmp_path / "a" / "tiny.c").exists()
+    path = str(tmp_path / "m.npz")
+    model.save(path)
+    assert main(["export-c", path, "--out", str(tmp_path / "b"), "--name", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "flash: %d bytes" % gen.footprint.flash in out and "arena %d exact" % gen.footprint.arena in out
+    assert (tmp_path / "b" / "tiny.c").read_text() == (tmp_path / "a" / "tiny.c").read_text()
+    p = subprocess.run(["gcc"] + harness.WARN + ["-c", str(tmp_path / "b" / "tiny.c"), "-o", str(tmp_path / "t.o")],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+
+
+class _Unknown:
+    takes = "any"
+
+    def __call__(self, x):
+        return x
+
+
+def test_errors_name_the_node(tmp_path):
+    rng = np.random.default_rng(1)
+    model = static_model(rng, "fbgemm", "uint8", "uint8", False, False, True, False)
+    bad = Model(list(model)[:2] + [_Unknown()] + list(model)[2:], names=["q", "fc1", "mystery", "fc2", "dq"])
+    with pytest.raises(NotImplementedError, match="mystery.*_Unknown"):
+        export.generate(bad)
+    with pytest.raises(ValueError, match="name"):
+        export.generate(model, name="1net")
+    with pytest.raises(TypeError, match="directory"):
+        export.export_c(model, 3)
+    # a Linear fed floats
+    with pytest.raises(NotImplementedError, match="fc1.*Quantize"):
+        export.generate(Model(list(model)[1:], names=["fc1", "fc2", "dq"]))
+    # an accumulator that could overflow int32
+    k = 70000
+    w = fastq.QTensor(np.full((2, k), -128, np.int8), 0.01, 0)
+    big = Model([Quantize(0.1, 0), fastq.QuantizedLinear(w, None, 1.0, 0), Dequantize()], names=["q", "huge", "dq"])
+    with pytest.raises(ValueError, match="huge.*overflow"):
+        export.generate(big)
+    # a tflite layer pinned to another input quantization
+    w = fastq.QTensor(rng.integers(-128, 128, (3, 4)).astype(np.int8), 0.01, 0)
+    pinned = fastq.QuantizedLinear(w, None, 0.5, 0, requant="tflite", input_scale=0.25, input_zero_point=3)
+    with pytest.raises(ValueError, match="fc.*input_scale"):
+        export.generate(Model([Quantize(0.1, 3), pinned], names=["q", "fc"]))
+    # no Linear: the sample size must be given
+    with pytest.raises(ValueError, match="input_size"):
+        export.generate(Model([Quantize(0.1, 3), Dequantize()]))
+    g = export.generate(Model([Quantize(0.1, 3), ReLU(), Dequantize()]), input_size=7)
+    assert g.input_size == 7 and g.has_quantized
+
+
+def test_identity_only_model_copies(tmp_path):
+    """Nothing computes the output: net_run copies its input (and still compiles cleanly)."""
+    gen = export.export_c(Model([Identity()]), str(tmp_path), input_size=3)
+    assert "output[i] = input[i]" in gen.source and not gen.has_quantized
+    p = subprocess.run(["gcc"] + harness.WARN + ["-c", str(tmp_path / "net.c"), "-o", str(tmp_path / "n.o")],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr

@@ -121,6 +121,11 @@ class Model:
                 names.append(cfg.get("name", str(i)))
         return cls(layers, names)
 
+    def export_c(self, directory, name="net", input_size=None):
+        """Writes <directory>/<name>.h and <name>.c, standalone C99 bit-exact with this model (fastq.export)."""
+        from .export import export_c
+        return export_c(self, directory, name=name, input_size=input_size)
+
 
 def load(path):
     """fastq.load(path): a Model written by Model.save."""

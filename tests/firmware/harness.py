@@ -34,7 +34,13 @@ class Target:
     tools: List[str] = field(default_factory=list)
 
     def missing(self):
-        return [t for t in [self.cc] + self.tools if shutil.which(t) is None]
+        out = [t for t in [self.cc] + self.tools if shutil.which(t) is None]
+        if not out and self.link:        # newlib's semihosting library (libnewlib-arm-none-eabi)
+            p = subprocess.run([self.cc] + self.flags[:4] + ["-print-file-name=librdimon.a"],
+                               capture_output=True, text=True)
+            if not os.path.isabs(p.stdout.strip()):
+                out.append("librdimon.a")
+        return out
 
 
 M4 = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]

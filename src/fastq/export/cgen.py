@@ -199,7 +199,7 @@ def _assemble(name, model, steps, x_in, final, nodes):
         q_lines = body(range(region[0] + 1, region[1]), qin, qout)
     integer_only = has_q and all(s.quantized for s in steps[region[0] + 1:region[1]])
     fp = estimate(steps, arena, region, x_in.size, final.size)
-    with open(os.path.join(_TEMPLATES, "runtime.c")) as f:
+    with open(os.path.join(_TEMPLATES, "runtime.c.in")) as f:
         runtime = f.read().replace("@NAME@", up)
     header = _header(name, up, model, nodes, x_in, final, qin, qout, arena, fp, integer_only)
     src = [
@@ -207,10 +207,11 @@ def _assemble(name, model, steps, x_in, final, nodes):
         '#include "%s.h"\n' % name,
         "#include <float.h>\n#include <stdint.h>\n#include <string.h>\n",
         runtime,
-        "/* ---- the arena: every intermediate value at a fixed offset (offsets planned by lifetime) ---- */",
-        "static float %s_arena[(%s_ARENA_BYTES + 3) / 4 > 0 ? (%s_ARENA_BYTES + 3) / 4 : 1];" % (name, up, up),
-        "#define %s_ARENA(type, offset) ((type *)(void *)((unsigned char *)%s_arena + (offset)))\n" % (up, name),
     ]
+    if arena:
+        src += ["/* ---- the arena: every intermediate value at a fixed offset (offsets planned by lifetime) ---- */",
+                "static float %s_arena[(%s_ARENA_BYTES + 3) / 4];" % (name, up),
+                "#define %s_ARENA(type, offset) ((type *)(void *)((unsigned char *)%s_arena + (offset)))\n" % (up, name)]
     for i, st in enumerate(steps):
         guard = integer_only and not (has_q and region[0] < i < region[1])
         src.append(("#ifndef %s_INTEGER_ONLY\n%s\n#endif\n" % (up, st.code)) if guard else st.code + "\n")
