@@ -82,9 +82,10 @@ def _c_array(ctype, name, rows):
     return "static const %s %s[%d][%d] = {\n%s\n};" % (ctype, name, len(rows), len(rows[0]), body)
 
 
-def main_source(cases, repeat=1):
+def main_source(cases, repeat=1, repeat_run=True):
     """The test program: every case's samples through net_run (and net_run_quantized).
-    repeat > 1 runs each call that many times (for instruction counts / timing)."""
+    repeat > 1 runs each call that many times (for instruction counts / timing); with
+    repeat_run=False only net_run_quantized is repeated."""
     lines = ["#include <stdio.h>", "#include <stdint.h>", "#include <string.h>"]
     max_in = max(c.gen.input_size for c in cases)
     max_out = max(c.gen.output_size for c in cases)
@@ -120,7 +121,7 @@ def main_source(cases, repeat=1):
         lines += [
             "    for (s = 0; s < %d; s++) {" % s_count,
             "        memcpy(in_buf, %s_x[s], sizeof %s_x[s]);" % (c.name, c.name),
-            "        for (r = 0; r < %d; r++) rc = %s_run(in_buf, out_buf);" % (repeat, c.name),
+            "        for (r = 0; r < %d; r++) rc = %s_run(in_buf, out_buf);" % (repeat if repeat_run else 1, c.name),
             "        put_floats(%d, s, rc, %s_OUTPUT_SIZE);" % (i, up),
             "    }",
         ]
@@ -141,7 +142,7 @@ def main_source(cases, repeat=1):
     return "\n".join(lines)
 
 
-def build(target, cases, workdir, repeat=1, extra_flags=()):
+def build(target, cases, workdir, repeat=1, extra_flags=(), repeat_run=True):
     """Compiles the cases' net.c files and the test program for `target`; returns the program."""
     os.makedirs(workdir, exist_ok=True)
     sources = []
@@ -150,9 +151,14 @@ def build(target, cases, workdir, repeat=1, extra_flags=()):
         sources.append(src)
     main = os.path.join(workdir, "main.c")
     with open(main, "w") as f:
-        f.write(main_source(cases, repeat))
+        f.write(main_source(cases, repeat, repeat_run))
+    # one translation unit for all models (their runtime helpers are shared, each model's own
+    # names carry its prefix): arm_neon.h is parsed once, not once per model
+    unity = os.path.join(workdir, "models.c")
+    with open(unity, "w") as f:
+        f.write("".join('#include "%s"\n' % os.path.basename(s) for s in sources))
     exe = os.path.join(workdir, "prog_%s.elf" % target.name)
-    cmd = [target.cc] + target.flags + list(extra_flags) + ["-I", workdir] + target.link + [main] + sources + ["-o", exe]
+    cmd = [target.cc] + target.flags + list(extra_flags) + ["-I", workdir] + target.link + [main, unity, "-o", exe]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if p.returncode:
         raise RuntimeError("%s: compile failed:\n%s\n%s" % (target.name, " ".join(cmd), p.stderr[-4000:]))
