@@ -35,12 +35,20 @@ import numpy as np
 from .. import _kernels, reference
 from .._checks import as_array
 from ..qgemm import check_no_overflow
-from ._base import check_weight, padded
+from ._base import (FLOAT, Layer, Setting, _known, check_bool, check_choice, check_weight, padded,
+                    register, weight_arrays, weight_from_arrays)
 
 MODES = ("fbgemm", "qnnpack")
 
 
-class DynamicQuantizedLinear:
+def _check_reduce_range(value, prior):
+    if value is None:
+        return prior["mode"] == "fbgemm"      # what nnqd.Linear passes; qnnpack ignores it
+    return check_bool("reduce_range")(value, prior)
+
+
+@register
+class DynamicQuantizedLinear(Layer):
     """y = float epilogue(sum_k (q(x) - zx)(w - zw)), x float [..., K] -> float32 [..., N].
 
     weight: int8 QTensor [N, K], per tensor or per channel (axis 0). bias: float [N] or None.
@@ -48,20 +56,22 @@ class DynamicQuantizedLinear:
     "qnnpack". reduce_range: input quantized to [0, 127]; default True for "fbgemm" (what
     nnqd.Linear passes), False for "qnnpack" (which ignores it)."""
 
+    settings = (
+        Setting("relu", check_bool("relu"), False, doc="fused ReLU on the float output"),
+        Setting("mode", check_choice("mode", MODES), "fbgemm", doc="float epilogue of this torch engine"),
+        Setting("reduce_range", _check_reduce_range, None, doc="input quantized to [0, 127]"),
+        Setting("per_channel", check_bool("per_channel"), False, init=False,
+                doc="per-channel weights (from weight.axis)"),
+    )
+    arrays = ("weight", "weight_scale", "weight_zero_point", "bias")
+    takes = FLOAT
+
     def __init__(self, weight, bias=None, relu=False, mode="fbgemm", reduce_range=None):
         check_weight(weight)
-        if not isinstance(mode, str) or mode not in MODES:
-            raise ValueError("mode: expected one of %s, got %r" % (", ".join(MODES), mode))
-        if reduce_range is None:
-            reduce_range = mode == "fbgemm"
-        if not isinstance(reduce_range, (bool, np.bool_)):
-            raise TypeError("reduce_range: expected a bool, got %r" % type(reduce_range).__name__)
-        self.mode = mode
-        self.reduce_range = bool(reduce_range)
-        self.relu = bool(relu)
+        self._set_settings(relu=relu, mode=mode, reduce_range=reduce_range,
+                           per_channel=weight.axis is not None)
         self.weight = weight
         self.out_features, self.in_features = weight.values.shape
-        self.per_channel = weight.axis is not None
         self.bias = None
         if bias is not None:
             b = as_array(bias, "bias")
@@ -71,7 +81,11 @@ class DynamicQuantizedLinear:
                 raise ValueError("bias: expected shape (%d,), got %s" % (self.out_features, b.shape))
             if not np.all(np.isfinite(b)):
                 raise ValueError("bias: must be finite")
-            self.bias = np.ascontiguousarray(b, dtype=np.float32)
+            with np.errstate(over="ignore"):
+                b32 = np.ascontiguousarray(b, dtype=np.float32)
+            if not np.all(np.isfinite(b32)):
+                raise ValueError("bias: values must fit float32 (largest magnitude %r)" % float(np.max(np.abs(b))))
+            self.bias = b32
         zw = np.atleast_1d(np.asarray(weight.zero_point, np.int32))
         self._packed = _kernels.PackedWeights(np.ascontiguousarray(weight.values), zw)
         npad = self._packed.n_padded
@@ -135,7 +149,20 @@ class DynamicQuantizedLinear:
         out = _kernels.gemm(self._packed, self._epilogue(sx, zx), x_q)
         return out.reshape(out_shape)
 
-    def __repr__(self):
-        return "DynamicQuantizedLinear(in_features=%d, out_features=%d, mode=%r%s%s)" % (
-            self.in_features, self.out_features, self.mode,
-            ", per_channel=True" if self.per_channel else "", ", relu=True" if self.relu else "")
+    def _repr_head(self):
+        return ["in_features=%d" % self.in_features, "out_features=%d" % self.out_features]
+
+    def get_arrays(self):
+        arrays = weight_arrays(self.weight)
+        if self.bias is not None:
+            arrays["bias"] = self.bias
+        return arrays
+
+    @classmethod
+    def from_state(cls, settings, arrays):
+        settings = dict(settings)
+        extra = set(arrays) - set(cls.arrays)
+        if extra:
+            raise ValueError("arrays: DynamicQuantizedLinear has no array(s) %s" % ", ".join(sorted(extra)))
+        weight = weight_from_arrays(arrays, bool(settings.get("per_channel", False)))
+        return cls(weight, arrays.get("bias"), **_known(cls, settings))

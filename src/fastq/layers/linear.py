@@ -10,7 +10,9 @@ from .. import _kernels, fixedpoint as _fixedpoint, reference as _reference
 from .._checks import as_array, check_scale, check_zero_point, qrange
 from ..qgemm import check_no_overflow
 from ..qtensor import QTensor
-from ._base import check_weight, padded
+from ._base import (QUANT, Layer, Setting, _known, check_bool, check_choice, check_dtype_name,
+                    check_scale_setting, check_weight, check_zero_point_in, padded, register,
+                    weight_arrays, weight_from_arrays)
 
 MODES = ("fbgemm", "qnnpack", "tflite")
 
@@ -92,7 +94,16 @@ class FixedPointParams(NamedTuple):
     folded_bias: Optional[np.ndarray]   # int32 [N] (wrapping), only when input_zero_point is known
 
 
-class QuantizedLinear:
+def _check_input_zero_point(value, prior):
+    if value is None:
+        return None
+    if prior["input_scale"] is None:
+        raise ValueError("input_zero_point: given without input_scale")
+    return check_zero_point(value, -128, 255, "input_zero_point")
+
+
+@register
+class QuantizedLinear(Layer):
     """y = requant(sum_k (x - zx)(w - zw) [+ bias]) with the output's scale and zero point.
 
     weight: int8 QTensor [N, K], per tensor or per channel (axis 0).
@@ -116,21 +127,36 @@ class QuantizedLinear:
         ValueError, and layer.multipliers / shifts / bias_int32 describe the layer as a
         firmware would hold it (see fixed_point_params)."""
 
+    settings = (
+        Setting("dtype", check_dtype_name("dtype"), "uint8", attr=np.dtype, doc="output dtype"),
+        Setting("scale", check_scale_setting("scale"), 1.0, doc="output scale"),
+        Setting("zero_point", check_zero_point_in("zero_point", "dtype"), 0, doc="output zero point"),
+        Setting("relu", check_bool("relu"), False, doc="fused ReLU: clamp at zero_point"),
+        Setting("requant", check_choice("requant", MODES), "fbgemm", doc="requantization mode"),
+        Setting("rounding", check_choice("rounding", _fixedpoint.ROUNDINGS), "double",
+                doc="fixed-point rounding (requant='tflite')"),
+        Setting("effective_scale", check_choice("effective_scale", _fixedpoint.EFFECTIVE_SCALES), "float32",
+                doc="how requant='tflite' forms a per-tensor s_in*s_w/s_out"),
+        Setting("input_scale", check_scale_setting("input_scale", optional=True), None,
+                doc="the input scale the layer is built for (None: any)"),
+        Setting("input_zero_point", _check_input_zero_point, None,
+                doc="the input zero point the layer is built for (None: any)"),
+        Setting("per_channel", check_bool("per_channel"), False, init=False,
+                doc="per-channel weights (from weight.axis)"),
+    )
+    arrays = ("weight", "weight_scale", "weight_zero_point", "bias", "int_bias")
+    takes = QUANT
+
     def __init__(self, weight, bias=None, scale=1.0, zero_point=0, relu=False, requant="fbgemm",
                  rounding="double", dtype="uint8", input_scale=None, input_zero_point=None,
                  effective_scale="float32"):
         check_weight(weight)
-        self.requant = check_mode(requant)
-        self.rounding = _fixedpoint.check_rounding(rounding)
-        self.effective_scale = _fixedpoint.check_effective_scale(effective_scale)
-        qmin, qmax = qrange(dtype)
-        self.dtype = np.dtype(dtype)
+        self._set_settings(dtype=dtype, scale=scale, zero_point=zero_point, relu=relu, requant=requant,
+                           rounding=rounding, effective_scale=effective_scale, input_scale=input_scale,
+                           input_zero_point=input_zero_point, per_channel=weight.axis is not None)
+        requant = self.requant
         self.weight = weight
         self.out_features, self.in_features = weight.values.shape
-        self.scale = check_scale(scale, "scale")
-        self.zero_point = check_zero_point(zero_point, qmin, qmax, "zero_point")
-        self.relu = bool(relu)
-        self.per_channel = weight.axis is not None
         self.int_bias = None
         self.bias = None
         if bias is not None:
@@ -146,15 +172,13 @@ class QuantizedLinear:
             elif b.dtype.kind == "f":
                 if not np.all(np.isfinite(b)):
                     raise ValueError("bias: must be finite")
-                self.bias = b.astype(np.float32)
+                with np.errstate(over="ignore"):
+                    b32 = b.astype(np.float32)
+                if not np.all(np.isfinite(b32)):
+                    raise ValueError("bias: values must fit float32 (largest magnitude %r)" % float(np.max(np.abs(b))))
+                self.bias = b32
             else:
                 raise TypeError("bias: expected floats, got dtype %s" % b.dtype)
-        self.input_scale = None if input_scale is None else check_scale(input_scale, "input_scale")
-        self.input_zero_point = None
-        if input_zero_point is not None:
-            if self.input_scale is None:
-                raise ValueError("input_zero_point: given without input_scale")
-            self.input_zero_point = check_zero_point(input_zero_point, -128, 255, "input_zero_point")
         zw = np.atleast_1d(np.asarray(weight.zero_point, np.int32))
         self._packed = _kernels.PackedWeights(np.ascontiguousarray(weight.values), zw)
         self._epilogues = {}
@@ -278,13 +302,25 @@ class QuantizedLinear:
             out = out.view(np.int8)
         return QTensor(out.reshape(v.shape[:-1] + (self.out_features,)), self.scale, self.zero_point)
 
-    def __repr__(self):
-        extra = ", relu=True" if self.relu else ""
-        if self.requant == "tflite" and self.rounding != "double":
-            extra += ", rounding=%r" % self.rounding
-        if self.dtype != np.uint8:
-            extra += ", dtype=%r" % self.dtype.name
-        return "QuantizedLinear(in_features=%d, out_features=%d, requant=%r%s)" % (
-            self.in_features, self.out_features, self.requant, extra)
+    def _repr_head(self):
+        return ["in_features=%d" % self.in_features, "out_features=%d" % self.out_features]
 
+    def get_arrays(self):
+        arrays = weight_arrays(self.weight)
+        if self.bias is not None:
+            arrays["bias"] = self.bias
+        if self.int_bias is not None:
+            arrays["int_bias"] = self.int_bias
+        return arrays
 
+    @classmethod
+    def from_state(cls, settings, arrays):
+        settings = dict(settings)
+        weight = weight_from_arrays(arrays, bool(settings.get("per_channel", False)))
+        extra = set(arrays) - set(cls.arrays)
+        if extra:
+            raise ValueError("arrays: QuantizedLinear has no array(s) %s" % ", ".join(sorted(extra)))
+        if "bias" in arrays and "int_bias" in arrays:
+            raise ValueError("arrays: both 'bias' and 'int_bias' given")
+        bias = arrays.get("int_bias", arrays.get("bias"))
+        return cls(weight, bias, **_known(cls, settings))
