@@ -13,7 +13,9 @@ import numbers
 
 import numpy as np
 
-from .._checks import check_scale, check_zero_point, qrange
+from .. import _kernels
+from .._checks import as_array, check_scale, check_zero_point, qrange
+from ..qgemm import check_no_overflow
 from ..qtensor import QTensor
 
 FLOAT, QUANT, ANY = "float", "quantized", "any"
@@ -222,3 +224,89 @@ def _known(cls, settings):
         raise ValueError("settings: %s has no setting(s) %s" % (cls.__name__, ", ".join(sorted(extra))))
     init = {s.name for s in cls.settings if s.init}
     return {k: v for k, v in settings.items() if k in init}
+
+
+class WeightLayer(Layer):
+    """A layer with int8 weights [N, K]: owns the packing, the overflow bound, the bias checks,
+    the epilogue cache and the weight / bias array state."""
+
+    arrays = ("weight", "weight_scale", "weight_zero_point", "bias")
+    _EPILOGUE_CACHE = 16            # input quantizations remembered per layer
+
+    def _set_weight(self, weight, bias, int_bias_ok=False):
+        """Packs the weights once; checks the bias: float [N] (must fit float32), or with
+        int_bias_ok an integer [N] array that must fit int32 (used as is)."""
+        check_weight(weight)
+        self.weight = weight
+        self.out_features, self.in_features = weight.values.shape
+        self.bias, self.int_bias = None, None
+        if bias is not None:
+            b = as_array(bias, "bias")
+            if b.ndim != 1 or b.shape[0] != self.out_features:
+                raise ValueError("bias: expected shape (%d,), got %s" % (self.out_features, b.shape))
+            if b.dtype.kind in "iu" and int_bias_ok:
+                if b.size and (b.min() < -(2**31) or b.max() > 2**31 - 1):
+                    raise ValueError("bias: an integer bias must fit int32, got range [%d, %d]"
+                                     % (b.min(), b.max()))
+                self.int_bias = b.astype(np.int32)
+            elif b.dtype.kind == "f":
+                if not np.all(np.isfinite(b)):
+                    raise ValueError("bias: must be finite")
+                with np.errstate(over="ignore"):
+                    b32 = np.ascontiguousarray(b, dtype=np.float32)
+                if not np.all(np.isfinite(b32)):
+                    raise ValueError("bias: values must fit float32 (largest magnitude %r)"
+                                     % float(np.max(np.abs(b))))
+                self.bias = b32
+            elif b.dtype.kind in "iu":
+                raise TypeError("bias: an integer bias is only taken by requant='tflite'; pass floats")
+            else:
+                raise TypeError("bias: expected floats, got dtype %s" % b.dtype)
+        zw = np.atleast_1d(np.asarray(weight.zero_point, np.int32))
+        self._packed = _kernels.PackedWeights(np.ascontiguousarray(weight.values), zw)
+        self._epilogues = {}
+
+    def _check_no_overflow(self, a, a_zero_point, name="x"):
+        """Refuses inputs for which sum_k (a - za)(w - zw) could leave int32."""
+        check_no_overflow(self._packed, a, a_zero_point, name)
+
+    def _cached_epilogue(self, key, build):
+        """The epilogue for one input quantization, built once by build()."""
+        ep = self._epilogues.get(key)
+        if ep is None:
+            ep = build()
+            if len(self._epilogues) >= self._EPILOGUE_CACHE:
+                self._epilogues.clear()
+            self._epilogues[key] = ep
+        return ep
+
+    def _repr_head(self):
+        return ["in_features=%d" % self.in_features, "out_features=%d" % self.out_features]
+
+    def get_arrays(self):
+        arrays = weight_arrays(self.weight)
+        if self.bias is not None:
+            arrays["bias"] = self.bias
+        if self.int_bias is not None:
+            arrays["int_bias"] = self.int_bias
+        return arrays
+
+    @classmethod
+    def from_state(cls, settings, arrays):
+        settings = _known_all(cls, settings)
+        if not isinstance(arrays, dict):
+            raise TypeError("arrays: expected a dict, got %s" % type(arrays).__name__)
+        extra = set(arrays) - set(cls.arrays)
+        if extra:
+            raise ValueError("arrays: %s has no array(s) %s" % (cls.__name__, ", ".join(sorted(extra))))
+        if "bias" in arrays and "int_bias" in arrays:
+            raise ValueError("arrays: both 'bias' and 'int_bias' given")
+        weight = weight_from_arrays(arrays, bool(settings.get("per_channel", False)))
+        bias = arrays.get("int_bias", arrays.get("bias"))
+        return cls(weight, bias, **_known(cls, settings))
+
+
+def _known_all(cls, settings):
+    """settings checked against the declaration (all of them, derived ones included)."""
+    _known(cls, settings)
+    return dict(settings)

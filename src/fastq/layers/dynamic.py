@@ -34,9 +34,7 @@ import numpy as np
 
 from .. import _kernels, reference
 from .._checks import as_array
-from ..qgemm import check_no_overflow
-from ._base import (FLOAT, Layer, Setting, _known, check_bool, check_choice, check_weight, padded,
-                    register, weight_arrays, weight_from_arrays)
+from ._base import FLOAT, Setting, WeightLayer, check_bool, check_choice, padded, register
 
 MODES = ("fbgemm", "qnnpack")
 
@@ -48,7 +46,7 @@ def _check_reduce_range(value, prior):
 
 
 @register
-class DynamicQuantizedLinear(Layer):
+class DynamicQuantizedLinear(WeightLayer):
     """y = float epilogue(sum_k (q(x) - zx)(w - zw)), x float [..., K] -> float32 [..., N].
 
     weight: int8 QTensor [N, K], per tensor or per channel (axis 0). bias: float [N] or None.
@@ -63,31 +61,12 @@ class DynamicQuantizedLinear(Layer):
         Setting("per_channel", check_bool("per_channel"), False, init=False,
                 doc="per-channel weights (from weight.axis)"),
     )
-    arrays = ("weight", "weight_scale", "weight_zero_point", "bias")
     takes = FLOAT
 
     def __init__(self, weight, bias=None, relu=False, mode="fbgemm", reduce_range=None):
-        check_weight(weight)
         self._set_settings(relu=relu, mode=mode, reduce_range=reduce_range,
-                           per_channel=weight.axis is not None)
-        self.weight = weight
-        self.out_features, self.in_features = weight.values.shape
-        self.bias = None
-        if bias is not None:
-            b = as_array(bias, "bias")
-            if b.dtype.kind != "f":
-                raise TypeError("bias: expected floats, got dtype %s" % b.dtype)
-            if b.ndim != 1 or b.shape[0] != self.out_features:
-                raise ValueError("bias: expected shape (%d,), got %s" % (self.out_features, b.shape))
-            if not np.all(np.isfinite(b)):
-                raise ValueError("bias: must be finite")
-            with np.errstate(over="ignore"):
-                b32 = np.ascontiguousarray(b, dtype=np.float32)
-            if not np.all(np.isfinite(b32)):
-                raise ValueError("bias: values must fit float32 (largest magnitude %r)" % float(np.max(np.abs(b))))
-            self.bias = b32
-        zw = np.atleast_1d(np.asarray(weight.zero_point, np.int32))
-        self._packed = _kernels.PackedWeights(np.ascontiguousarray(weight.values), zw)
+                           per_channel=getattr(weight, "axis", None) is not None)
+        self._set_weight(weight, bias)
         npad = self._packed.n_padded
         sw = np.atleast_1d(np.asarray(weight.scale, dtype=np.float64)).astype(np.float32)
         self._w_scales = np.broadcast_to(sw, (self.out_features,)).copy()
@@ -122,19 +101,14 @@ class DynamicQuantizedLinear(Layer):
         return x, lo, hi
 
     def _epilogue(self, x_scale, x_zero_point):
-        key = (x_scale, x_zero_point)
-        ep = self._epilogues.get(key)
-        if ep is None:
+        def build():
             npad = self._packed.n_padded
             s = (np.float32(x_scale) * self._w_scales).astype(np.float32)
-            ep = _kernels.Epilogue(
+            return _kernels.Epilogue(
                 self._packed, _kernels.EPI_FLOAT, self._packed.col_offsets(int(x_zero_point)),
                 bias=self._bias_padded, scale=padded(s, npad, np.float32),
                 float_fma=self.mode == "fbgemm", float_relu=self.relu)
-            if len(self._epilogues) > 16:
-                self._epilogues.clear()
-            self._epilogues[key] = ep
-        return ep
+        return self._cached_epilogue((x_scale, x_zero_point), build)
 
     def __call__(self, x):
         x, lo, hi = self._as_input(x)
@@ -145,24 +119,7 @@ class DynamicQuantizedLinear(Layer):
         sx, zx = reference.choose_qparams_dynamic(lo, hi, self.reduce_range)
         inv = np.float32(1.0) / np.float32(sx)
         x_q = _kernels.quantize(a, float(inv), float(zx), 0, 255, False)
-        check_no_overflow(self._packed, x_q, zx, "x")
+        self._check_no_overflow(x_q, zx, "x")
         out = _kernels.gemm(self._packed, self._epilogue(sx, zx), x_q)
         return out.reshape(out_shape)
 
-    def _repr_head(self):
-        return ["in_features=%d" % self.in_features, "out_features=%d" % self.out_features]
-
-    def get_arrays(self):
-        arrays = weight_arrays(self.weight)
-        if self.bias is not None:
-            arrays["bias"] = self.bias
-        return arrays
-
-    @classmethod
-    def from_state(cls, settings, arrays):
-        settings = dict(settings)
-        extra = set(arrays) - set(cls.arrays)
-        if extra:
-            raise ValueError("arrays: DynamicQuantizedLinear has no array(s) %s" % ", ".join(sorted(extra)))
-        weight = weight_from_arrays(arrays, bool(settings.get("per_channel", False)))
-        return cls(weight, arrays.get("bias"), **_known(cls, settings))
