@@ -278,3 +278,33 @@ def test_pack_panels_matches_packed_bytes(backend, rng, n, k):
     if (n, k) == (130, 70):
         assert reference.packed_offset(65, 9, 70) == ((1 * 18 + 2) * 64 + 1) * 4 + 1
         assert pw.packed_bytes()[reference.packed_offset(65, 9, 70)] == w[65, 9]
+
+
+# ------------------------------------------------------------------ the worked examples of docs/ARITHMETIC.md
+def test_arithmetic_md_worked_examples():
+    # §3: K = 4, w = (3, -1, 0, 2), z_x = 128, bias 1000
+    w = np.array([[3, -1, 0, 2]], np.int8)
+    x = np.array([[130, 128, 127, 129]], np.uint8)
+    assert reference.column_offsets(4, 128, w.astype(np.int64).sum(axis=1), 0, [1000])[0] == 488
+    assert reference.qgemm(x, 128, w, 0)[0, 0] + 1000 == 1008
+    assert reference.folded_bias([1000], 128, w, 0)[0] + int(x[0].astype(np.int64) @ w[0].astype(np.int64)) == 1008
+    # §4: the largest accepted K per row of the table
+    for (a_dev, w_dev), k in {(255, 127): 66311, (255, 128): 65793, (128, 128): 131071, (28, 128): 599186,
+                              (255, 255): 33025}.items():
+        assert reference.acc_bound(k, a_dev, w_dev) <= INT32_MAX < reference.acc_bound(k + 1, a_dev, w_dev)
+    # §8: QuantizeMultiplier and the three roundings of d = 0.375
+    assert reference.quantize_multiplier(0.0123) == (1690499128, -6)
+    q, shift = reference.quantize_multiplier(0.375)
+    assert (q, shift) == (1610612736, -1)
+    table = {6: (5, 3, 3, 2), -10: (-7, -4, -3, -4), -12: (-9, -5, -4, -4)}
+    for x_, (h, d, u, s) in table.items():
+        assert reference.saturating_rounding_doubling_high_mul(x_, q) == h
+        assert reference.MBQM["double"](x_, q, shift) == d
+        assert reference.MBQM["double_up"](x_, q, shift) == u
+        assert reference.MBQM["single"](x_, q, shift) == s
+        got = [int(fastq.multiply_by_quantized_multiplier(x_, q, shift, rounding=r))
+               for r in ("double", "double_up", "single")]
+        assert got == [d, u, s]
+    # §11 example 5
+    assert reference.pack_panels(np.zeros((130, 70), np.int8)).size == 13824
+    assert reference.packed_offset(129, 69, 70) == 13573 and reference.packed_offset(65, 9, 70) == 5125

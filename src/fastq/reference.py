@@ -180,7 +180,7 @@ def tflite_bias(bias, x_scale, w_scales):
     return np.clip(_round_half_away(t), -INT32_MAX, INT32_MAX).astype(np.int64)
 
 
-# Not in SPEC.md; measured against torch 2.13 (quantize_dynamic, engines x86 / fbgemm / qnnpack).
+# docs/ARITHMETIC.md §9; measured against torch 2.13 (quantize_dynamic, engines x86 / fbgemm / qnnpack).
 # See fastq/dynamic.py for the whole story.
 SMALL_SCALE_THRESHOLD = f32(6.1e-5)     # fp16's smallest normal, torch's cut-off for tiny scales
 
@@ -313,7 +313,7 @@ def round_float_to_int32(y):
 
 def requant_fbgemm(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, relu=False,
                    per_channel=None):
-    """SPEC section 2: int32 acc [M, N] -> uint8, torch engines x86 / fbgemm."""
+    """docs/ARITHMETIC.md §6: int32 acc [M, N] -> uint8, torch engines x86 / fbgemm."""
     bias_term, mult = fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel)
     f = np.asarray(acc, dtype=np.int64).astype(np.float32)        # int32 -> float, rne
     if bias_term is not None:
@@ -325,7 +325,7 @@ def requant_fbgemm(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, rel
 
 
 def requant_qnnpack(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, relu=False):
-    """SPEC section 3: int32 acc [M, N] -> uint8, torch engine qnnpack (int32 bias)."""
+    """docs/ARITHMETIC.md §7: int32 acc [M, N] -> uint8, torch engine qnnpack (int32 bias)."""
     bq, req = qnnpack_params(x_scale, w_scales, y_scale, bias)
     acc_b = wrap_int32(np.asarray(acc, dtype=np.int64) + bq)
     y = (acc_b.astype(np.float32) * req).astype(np.float32)
