@@ -19,20 +19,6 @@ ERRORS = (("OK", 0, "success"),
           ("ERR_NULL", 1, "input or output is NULL"),
           ("ERR_NONFINITE", 2, "a dynamic layer's input holds NaN or inf (no quantization exists for it)"))
 
-# fbgemm's per-tensor bias step: False = f32((float)acc + f32(bias * rcp)) (two roundings),
-# True = fmaf(bias, rcp, (float)acc). Follows fastq.reference (see _fbgemm_bias_fma).
-FBGEMM_BIAS_FMA = None
-
-
-def _fbgemm_bias_fma():
-    """Whether fastq.reference's fbgemm epilogue adds the bias with a fused multiply-add
-    (bias * rcp + acc, one rounding) or as a precomputed float32 bias term."""
-    if FBGEMM_BIAS_FMA is not None:
-        return FBGEMM_BIAS_FMA
-    from .. import reference as R
-    return bool(getattr(R, "FBGEMM_BIAS_FMA", False))
-
-
 @dataclass
 class Generated:
     name: str
@@ -104,7 +90,6 @@ def generate(model, name="net", input_size=None):
     values = {inputs[0]: Value(inputs[0], "float", size)}
     steps, used = [], set()
     prefix_of = lambda node: "%s_%s" % (name, c_ident(node, used))     # noqa: E731
-    bias_fma = _fbgemm_bias_fma()
     for node, layer, ins, outs in nodes:
         t = type(layer).__name__
         if len(ins) != 1 or len(outs) != 1:
@@ -121,7 +106,7 @@ def generate(model, name="net", input_size=None):
             n_out = layer.weight.values.shape[0]
         if isinstance(layer, QuantizedLinear):
             y = Value(outs[0], "quant", n_out, layer.dtype.name, float(layer.scale), int(layer.zero_point))
-            steps.append(L.quantized_linear(node, prefix_of(node), layer, x, y, bias_fma))
+            steps.append(L.quantized_linear(node, prefix_of(node), layer, x, y))
         elif isinstance(layer, DynamicQuantizedLinear):
             y = Value(outs[0], "float", n_out)
             steps.append(L.dynamic_linear(node, prefix_of(node), layer, x, y))

@@ -94,7 +94,7 @@ def _dot_call(x_dtype, weight, k_macro, zx, zw):
     return "fq_dot_%s(x, %s[n], %s, %s, %s)" % ("u8" if x_dtype == "uint8" else "s8", weight, k_macro, zx, zw)
 
 
-def quantized_linear(node, prefix, layer, x: Value, y: Value, fbgemm_bias_fma=False):
+def quantized_linear(node, prefix, layer, x: Value, y: Value):
     """QuantizedLinear, any requant mode, uint8 / int8 in and out."""
     if x.kind != "quant":
         raise ExportError("node %r (QuantizedLinear) receives floats; the model needs a Quantize before it" % node)
@@ -122,29 +122,24 @@ def quantized_linear(node, prefix, layer, x: Value, y: Value, fbgemm_bias_fma=Fa
     mode = layer.requant
     body = ["        int32_t acc = %s;" % _dot_call(x.dtype, weight, kk, zx, zw)]
     if mode == "fbgemm":
-        bias_term, mult = R.fbgemm_params(x.scale, sw if pc else sw[:1], layer.scale, layer.bias, pc)
+        params = R.fbgemm_params(x.scale, sw if pc else sw[:1], layer.scale, layer.bias, pc)
+        if len(params) == 3:           # (bias_b, bias_r, mult): f = fmaf(bias_b, bias_r, (float)acc)
+            bias_b, bias_r, mult = params
+        else:                          # (bias_term, mult): f = f32((float)acc + bias_term)
+            (bias_b, mult), bias_r = params, np.float32(1.0)
         m = c.column("mult", "float", np.broadcast_to(mult, (n_out,)), "f32(f32(s_x * s_w) / s_y)")
-        if layer.bias is None:
+        if bias_b is None:
             formula = "y[n] = clamp(rne(f32((float)acc * mult)) + zy, y_min, y_max)"
             body.append("        float f = (float)acc;")
-        else:
-            atws = (np.float32(x.scale) * sw.astype(np.float32)).astype(np.float32)
-            if pc:
-                b, rcp = bias_term, np.ones(n_out, np.float32)
-                what = "f32(bias[n] / f32(s_x * s_w[n])) (per-channel weights)"
-            else:
-                b, rcp = layer.bias, np.full(n_out, np.float32(1.0 / np.float64(atws[0])), np.float32)
-                what = "bias[n] (float)"
-            # the constants reproduce fbgemm_params' bias term exactly (checked here)
-            if not fbgemm_bias_fma:
-                assert np.array_equal((b * rcp).astype(np.float32), bias_term)
-            bb = c.column("bias", "float", b, what)
-            rr = c.column("bias_rcp", "float", rcp, "f32(1 / (double)f32(s_x * s_w))" if not pc else "1 (the bias is pre-divided)")
-            if fbgemm_bias_fma:
-                formula = "y[n] = clamp(rne(f32(fmaf(bias, rcp, (float)acc) * mult)) + zy, y_min, y_max)"
-            else:
-                formula = "y[n] = clamp(rne(f32(f32((float)acc + f32(bias * rcp)) * mult)) + zy, y_min, y_max)"
-            body.append("        float f = fq_fbgemm_bias((float)acc, %s, %s);" % (bb, rr))
+        elif np.float32(bias_r) == 1:  # fmaf(b, 1, acc) is the plain sum: no fma needed
+            bb = c.column("bias", "float", bias_b, "f32(bias / f32(s_x * s_w[n]))" if pc else "the bias term")
+            formula = "y[n] = clamp(rne(f32(f32((float)acc + bias_b[n]) * mult)) + zy, y_min, y_max)"
+            body.append("        float f = (float)acc + %s;" % bb)
+        else:                          # FBGEMM's (float)acc + bias * rcp, contracted to one fma
+            bb = c.column("bias", "float", bias_b, "float bias")
+            rr = c.define("bias_rcp", np.float32(bias_r), "f32(1 / (double)f32(s_x * s_w))")
+            formula = "y[n] = clamp(rne(f32(fmaf(bias[n], rcp, (float)acc) * mult)) + zy, y_min, y_max)"
+            body.append("        float f = fq_fmaf(%s, %s, (float)acc);" % (bb, rr))
         body.append("        y[n] = (%s)fq_round_add_clamp(f * %s, %s, %s, %s);" % (_CTYPE[out_dtype], m, zyd, ymin, ymax))
         float_free = False
     elif mode == "qnnpack":
