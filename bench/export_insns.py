@@ -63,6 +63,23 @@ def count(target, case, reps, workdir, so):
     return int(line[-1].split()[1])
 
 
+def host_time(case, workdir, reps=2000):
+    """Seconds per net_run_quantized call of the host build (portable loop, gcc -O2): the run
+    at 1 + reps calls minus the run at 1 call, best of 3."""
+    import time
+    t = harness.TARGETS["host"]
+    best = {}
+    for r in (1, 1 + reps):
+        exe = harness.build(t, [case], os.path.join(workdir, "host%d" % r), repeat=r, repeat_run=False)
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            subprocess.run([exe], capture_output=True, check=True)
+            runs.append(time.perf_counter() - t0)
+        best[r] = min(runs)
+    return (best[1 + reps] - best[1]) / reps
+
+
 def main():
     models = {"fbgemm uint8 784-256-10": mlp("fbgemm", "uint8"), "tflite int8 784-256-10": mlp("tflite", "int8")}
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,6 +100,18 @@ def main():
                 a = count(t, case, 1, d, so)
                 b = count(t, case, 1 + REPS, d, so)
                 per[v] = (b - a) / REPS
+            case1 = harness.Case("net", gen, x[:1], q[:1])
+            host_s = host_time(case1, tmp)
+            import time
+            qt, inner = model[0](x), list(model)[1:-1]     # the same integers through fastq's layers
+            t0 = time.perf_counter()
+            for _ in range(200):
+                v = qt
+                for layer in inner:
+                    v = layer(v)
+            fq_s = (time.perf_counter() - t0) / 200
+            print("| %s | host (x86-64, portable loop, gcc -O2) | %.1f us per call (fastq in Python: %.1f us, %.1fx) | |"
+                  % (label, host_s * 1e6, fq_s * 1e6, fq_s / host_s))
             for v, n in per.items():
                 base = {"cortex-m4f": "cortex-m4f-portable", "aarch64-dotprod": "aarch64"}.get(v)
                 ratio = "%.2fx fewer" % (per[base] / n) if base in per else ""

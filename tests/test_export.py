@@ -388,9 +388,9 @@ def test_footprint_exact_parts_and_estimates(tmp_path):
     arrays = gen.source.count("static const ")
     assert 0 <= rodata - gen.footprint.weights < 4 * arrays       # only alignment padding on top
     assert text <= gen.footprint.code, (text, gen.footprint.code)
-    su = open(str(tmp_path / "net.su")).read().splitlines()
-    deepest = max(int(line.split("\t")[1]) for line in su)
-    assert deepest <= gen.footprint.stack
+    # the deepest chain is net_run -> a layer -> a helper: at most the three largest frames
+    frames = sorted(int(line.split("\t")[1]) for line in open(str(tmp_path / "net.su")).read().splitlines())
+    assert sum(frames[-3:]) <= gen.footprint.stack, frames
 
 
 # --------------------------------------------------------------------------- API, CLI, errors

@@ -14,7 +14,7 @@ CODE_PER_STEP = {"linear": 200, "dynamic": 260, "quantize": 80, "dequantize": 50
 CODE_SHARED = {"linear": 200, "dynamic": 900, "quantize": 120, "fixedpoint": 100}
 CODE_BASE = 120          # net_run / net_run_quantized and their argument checks
 STACK = {"linear": 64, "dynamic": 120, "quantize": 40, "dequantize": 24, "relu": 16}
-STACK_BASE = 32
+STACK_BASE = 64
 
 
 @dataclass
