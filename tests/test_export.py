@@ -132,10 +132,30 @@ def samples(rng, model, size, count=SAMPLES):
         special = np.array([np.nan, np.inf, -np.inf, 1e30, -1e30, 0.0, -0.0], np.float32)
         rows.append(np.resize(special, size)[None])
     else:
+        rows.append(np.where(np.arange(size) == size // 2, np.nan, x[0])[None].astype(np.float32))  # rc 2
         rows.append(np.zeros((1, size), np.float32))                  # the scale-0.1 case
         rows.append((rng.standard_normal((1, size)) * 1e-7).astype(np.float32))   # tiny scales
         rows.append(np.abs(rng.standard_normal((1, size))).astype(np.float32) * f32(50))
     return np.concatenate(rows)
+
+
+def cancellation_model(rng, k=24, n=16):
+    """fbgemm, per-tensor weights, with each bias nearly cancelling the accumulator of the first
+    sample: the exact sum acc + bias * rcp lies 2^-13 above or below k + 1/2 (mult = 1), so one
+    rounding (fmaf) and two (bias * rcp rounded first, ulp 2^-11 here) give different outputs;
+    the C must make whichever rounding fastq's kernels make."""
+    sx, zx, sw = 0.05, 128, 0.01
+    w = fastq.QTensor(rng.integers(-128, 128, (n, k)).astype(np.int8), sw, 0)
+    xq = rng.integers(0, 256, (1, k))
+    acc = (xq - zx) @ w.values.astype(np.int64).T
+    atws = np.float64(f32(f32(sx) * f32(sw)))
+    offs = np.where(np.arange(n) % 2, 2.0 ** -13, -(2.0 ** -13)) + rng.integers(-3, 4, n)
+    bias = ((-acc[0] + 0.5 + offs) * atws).astype(np.float32)
+    layer = fastq.QuantizedLinear(w, bias, float(f32(atws)), 100, requant="fbgemm")
+    x = ((xq - zx) * f32(sx)).astype(np.float32)
+    model = Model([Quantize(sx, zx), layer, Dequantize()])
+    assert np.array_equal(model[0](x).values, xq)
+    return model, np.concatenate([x, rng.standard_normal((2, k)).astype(np.float32)])
 
 
 def fastq_outputs(model, x):
@@ -241,6 +261,7 @@ class Suite:
         self.tmp = tmp
         self.cases, self.expected, self.labels = [], {}, {}
         entries = [(label, m, None, None) for label, m in random_models(rng)]
+        entries.append(("fbgemm near-cancellation",) + cancellation_model(rng) + (None,))
         try:
             entries += torch_models(rng)
         except pytest.skip.Exception:
