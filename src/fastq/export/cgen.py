@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import layers as L
+from . import ops
 from .footprint import Footprint, estimate
 from .plan import Value, allocate, c_ident
 
@@ -92,6 +93,19 @@ def generate(model, name="net", input_size=None):
     prefix_of = lambda node: "%s_%s" % (name, c_ident(node, used))     # noqa: E731
     for node, layer, ins, outs in nodes:
         t = type(layer).__name__
+        missing = [i for i in ins if i not in values]
+        if missing:
+            raise L.ExportError("node %r (%s) reads %r, which no earlier node writes" % (node, t, missing[0]))
+        if t in ops.HANDLED:                        # the graph ops (add, mul, cat, shape ops ...)
+            if len(outs) != 1:
+                raise L.ExportError("node %r (%s): %d outputs; the C export handles one" % (node, t, len(outs)))
+            st, y = ops.step(node, prefix_of(node), layer, [values[i] for i in ins], outs[0])
+            if st is not None:
+                steps.append(st)
+            values[outs[0]] = y
+            continue
+        if any(values[i].kind == "int" for i in ins):
+            raise L.ExportError("node %r (%s) takes an integer (size) value" % (node, t))
         if len(ins) != 1 or len(outs) != 1:
             raise L.ExportError("node %r (%s): %d inputs / %d outputs; the C export handles one-input, "
                                 "one-output nodes" % (node, t, len(ins), len(outs)))
@@ -126,6 +140,8 @@ def generate(model, name="net", input_size=None):
             raise L.ExportError("node %r: %s cannot be exported to C" % (node, t))
         values[outs[0]] = y
     final = values[outputs[0]]
+    if final.kind == "int":
+        raise L.ExportError("model: the output %r is an integer (size) value" % outputs[0])
     if final.kind == "quant":                       # fastq's Model dequantizes its output
         y = Value("output", "float", final.size)
         steps.append(L.dequantize("output", "%s_%s" % (name, c_ident("output_dequantize", used)), final, y,

@@ -17,7 +17,7 @@ ALIGN = 4          # every buffer starts on a float boundary (the arena is a flo
 @dataclass
 class Value:
     name: str
-    kind: str                         # "float" | "quant"
+    kind: str                         # "float" | "quant" | "int" (a size: no buffer in C)
     size: int                         # elements of one sample
     dtype: Optional[str] = None       # "uint8" | "int8" for kind "quant"
     scale: Optional[float] = None
@@ -36,7 +36,7 @@ class Value:
 
     @property
     def nbytes(self):
-        return self.size * (4 if self.kind == "float" else 1)
+        return self.size * (4 if self.kind == "float" else 1) if self.kind != "int" else 0
 
 
 @dataclass
