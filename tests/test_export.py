@@ -477,3 +477,65 @@ def test_identity_only_model_copies(tmp_path):
     p = subprocess.run(["gcc"] + harness.WARN + ["-c", str(tmp_path / "net.c"), "-o", str(tmp_path / "n.o")],
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
+
+
+# --------------------------------------------------------------------------- graph models
+GRAPH_TARGETS = ["host", "cortex-m4f", "cortex-m3", "aarch64-dotprod"]
+
+
+@pytest.fixture(scope="module")
+def graph_suite(tmp_path_factory):
+    """The graph helper's torch model families (tests/graph_models.py) under x86 and qnnpack:
+    those the C export takes, with fastq's outputs per sample; and the refusals."""
+    torch = pytest.importorskip("torch")
+    try:
+        import graph_models
+        from fastq.layers import arith  # noqa: F401
+    except ImportError:
+        pytest.skip("the graph ops (layers/arith.py, tests/graph_models.py) are not merged in")
+    cases, expected, labels, refused = [], {}, {}, {}
+    for fam, build in sorted(graph_models.FAMILIES.items()):
+        for engine in ("x86", "qnnpack"):
+            old = torch.backends.quantized.engine
+            torch.backends.quantized.engine = engine
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    tm, xs = build(engine)
+                model = fastq.from_torch(tm, engine=engine)
+            finally:
+                torch.backends.quantized.engine = old
+            name = "g%d" % len(cases)
+            try:
+                gen = export.generate(model, name=name)
+            except NotImplementedError as e:
+                refused["%s/%s" % (fam, engine)] = str(e)
+                continue
+            x = np.concatenate([xs[1], xs[3]])[:6]
+            ys, rcs = fastq_outputs(model, x)
+            cases.append(harness.Case(name, gen, x.reshape(len(x), -1)))
+            expected[name] = (ys, rcs, None)
+            labels[name] = "%s/%s" % (fam, engine)
+    s = object.__new__(Suite)
+    s.tmp, s.cases, s.expected, s.labels = tmp_path_factory.mktemp("graph"), cases, expected, labels
+    s.refused = refused
+    return s
+
+
+def test_graph_refusals_name_the_node(graph_suite):
+    """Transposes inside a sample and several outputs are refused, each naming its node."""
+    assert len(graph_suite.cases) >= 8, graph_suite.refused
+    for fam, msg in graph_suite.refused.items():
+        assert "node" in msg or "outputs" in msg, (fam, msg)
+
+
+@pytest.mark.parametrize("target", GRAPH_TARGETS)
+def test_graph_models_bit_exact(graph_suite, target):
+    t = harness.TARGETS[target]
+    _need(t)
+    exe = harness.build(t, graph_suite.cases, str(graph_suite.tmp / target))
+    rc, out, err = harness.run(t, exe, timeout=240)
+    assert rc == 0, "%s exited with %d: %s" % (target, rc, err[-2000:])
+    total, bad, details = graph_suite.compare(harness.parse(out, graph_suite.cases))
+    assert total > 100
+    assert bad == 0, "%d of %d values differ on %s:\n%s" % (bad, total, target, "\n".join(details[:20]))

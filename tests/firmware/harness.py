@@ -98,7 +98,7 @@ def main_source(cases, repeat=1, repeat_run=True):
             lines.append(_c_array(ct, c.name + "_q", [[str(int(v)) for v in row] for row in c.q]))
     lines += [
         "static float in_buf[%d], out_buf[%d];" % (max_in, max_out),
-        "static int8_t qout_buf[%d];" % max_out,
+        "static int8_t qout_buf[%d];" % max_out if any(c.q is not None for c in cases) else "",
         "static void put_floats(int model, int s, int rc, int n)",
         "{",
         "    int i;",

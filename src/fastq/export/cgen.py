@@ -89,7 +89,9 @@ def generate(model, name="net", input_size=None):
                             % (len(inputs), len(outputs)))
     size = _input_size(nodes, input_size)
     values = {inputs[0]: Value(inputs[0], "float", size)}
-    steps, used = [], set()
+    # node names never taken as they are: they would read like the entry points and macros
+    steps, used = [], {"run", "run_quantized", "arena", "input", "output", "ok", "err", "has", "weights", "qinput",
+                       "qoutput", "integer", "portable"}
     prefix_of = lambda node: "%s_%s" % (name, c_ident(node, used))     # noqa: E731
     for node, layer, ins, outs in nodes:
         t = type(layer).__name__
