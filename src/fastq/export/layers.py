@@ -38,13 +38,13 @@ class Consts:
         fmt = float_literal if ctype == "float" else (lambda e: str(int(e)))
         if comment:
             self.lines.append("/* %s */" % comment)
-        if v.ndim == 2:
+        if v.ndim == 2:             # flat [N * K] (row n at n * K), each row on its own lines
             rows = []
-            for r in v:
-                body = ",\n     ".join(", ".join(fmt(e) for e in r[i:i + per_line]) for i in range(0, len(r), per_line))
-                rows.append("    {" + body + "}")
-            self.lines.append("static const %s %s[%d][%d] = {\n%s\n};" % (ctype, ident, v.shape[0], v.shape[1],
-                                                                         ",\n".join(rows)))
+            for n, r in enumerate(v):
+                body = ",\n    ".join(", ".join(fmt(e) for e in r[i:i + per_line]) for i in range(0, len(r), per_line))
+                rows.append("    /* %d */ %s" % (n, body) if len(r) <= per_line else "    /* row %d */\n    %s" % (n, body))
+            self.lines.append("static const %s %s[%d * %d] = {\n%s\n};" % (ctype, ident, v.shape[0], v.shape[1],
+                                                                           ",\n".join(rows)))
         else:
             flat = [fmt(e) for e in v.reshape(-1)]
             body = ",\n    ".join(", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line))
@@ -85,13 +85,27 @@ def check_acc_bound(node, layer, x_dtype, x_zero_point):
 
 def _weights(c, layer):
     w = np.ascontiguousarray(layer.weight.values)
-    ident = c.array("weight", "int8_t", w, "int8 weights w[n][k] (torch Linear layout: one row per output)")
+    ident = c.array("weight", "int8_t", w, "int8 weights w[n][k] at [n * K + k] (torch Linear layout: one row per output)")
     zw = c.column("w_zero_point", "int32_t", _w_zero_points(layer), "weight zero point")
     return ident, zw
 
 
-def _dot_call(x_dtype, weight, k_macro, zx, zw):
-    return "fq_dot_%s(x, %s[n], %s, %s, %s)" % ("u8" if x_dtype == "uint8" else "s8", weight, k_macro, zx, zw)
+def _rows_loop(x_dtype, x_name, weight, k_macro, n_macro, zx, zw, body):
+    """The layer loop: the integer core for FQ_ROWS rows at a time (1 for the portable loop, 2
+    with the ARM DSP path, 4 with SDOT), then each row's epilogue `body` on its acc."""
+    if zw.endswith("[n]"):
+        zws, zw1 = "%s + n0" % zw[:-3], "0"
+    else:
+        zws, zw1 = "NULL", zw
+    return ("    int32_t accs[FQ_ROWS], n0, n;\n"
+            "    for (n0 = 0; n0 < %s; n0 += FQ_ROWS) {\n"
+            "        const int32_t rows = %s - n0 < FQ_ROWS ? %s - n0 : FQ_ROWS;\n"
+            "        /* accs[n - n0] = sum_k (x[k] - zx) * (w[n][k] - zw) */\n"
+            "        fq_dot_rows_%s(%s, %s + n0 * %s, %s, %s, %s, %s, rows, accs);\n"
+            "        for (n = n0; n < n0 + rows; n++) {\n"
+            "            int32_t acc = accs[n - n0];\n%s\n"
+            "        }\n    }" % (n_macro, n_macro, n_macro, "u8" if x_dtype == "uint8" else "s8", x_name, weight,
+                                k_macro, k_macro, zx, zws, zw1, "\n".join("    " + line for line in body)))
 
 
 def quantized_linear(node, prefix, layer, x: Value, y: Value):
@@ -120,7 +134,7 @@ def quantized_linear(node, prefix, layer, x: Value, y: Value):
     pc = layer.per_channel
     sw = np.atleast_1d(np.asarray(layer.weight.scale, dtype=np.float64))
     mode = layer.requant
-    body = ["        int32_t acc = %s;" % _dot_call(x.dtype, weight, kk, zx, zw)]
+    body = []
     if mode == "fbgemm":
         params = R.fbgemm_params(x.scale, sw if pc else sw[:1], layer.scale, layer.bias, pc)
         if len(params) == 3:           # (bias_b, bias_r, mult): f = fmaf(bias_b, bias_r, (float)acc)
@@ -175,9 +189,8 @@ def quantized_linear(node, prefix, layer, x: Value, y: Value):
             % (node, k, n_out, mode, "per-channel" if pc else "per-tensor", ", ReLU" if layer.relu else "",
                x.dtype, out_dtype, formula))
     func = "%s_run" % prefix
-    code = "\n".join([head, c.text(), "static void %s(const %s *x, %s *y)\n{\n    int32_t n;\n"
-                      "    for (n = 0; n < %s; n++) {\n%s\n    }\n}" % (func, _CTYPE[x.dtype], _CTYPE[out_dtype], nn,
-                                                                    "\n".join(body))])
+    code = "\n".join([head, c.text(), "static void %s(const %s *x, %s *y)\n{\n%s\n}" % (
+        func, _CTYPE[x.dtype], _CTYPE[out_dtype], _rows_loop(x.dtype, "x", weight, kk, nn, zx, zw, body))])
     return Step(node, func, (x,), y, code=code, flash=c.flash, quantized=float_free)
 
 
@@ -197,8 +210,7 @@ def dynamic_linear(node, prefix, layer, x: Value, y: Value):
     weight, zw = _weights(c, layer)
     sw = np.broadcast_to(np.atleast_1d(np.asarray(layer.weight.scale, np.float64)).astype(np.float32), (n_out,))
     swe = c.column("w_scale", "float", sw, "weight scale")
-    body = ["        int32_t acc = %s;" % _dot_call("uint8", weight, kk, "zx", zw),
-            "        float s = sx * %s;                   /* f32(s_x * s_w) */" % swe,
+    body = ["        float s = sx * %s;                   /* f32(s_x * s_w) */" % swe,
             "        float f = (float)acc;"]
     if layer.bias is None:
         formula = "y[n] = f32((float)acc * s)"
@@ -223,12 +235,13 @@ def dynamic_linear(node, prefix, layer, x: Value, y: Value):
     func = "%s_run" % prefix
     code = "\n".join([head, c.text(),
                       "static int %s(const float *in, float *y, uint8_t *x)\n{\n"
-                      "    float sx, inv;\n    int32_t zx, n;\n"
+                      "    float sx, inv;\n    int32_t zx, i;\n%s\n"
                       "    if (fq_choose_qparams_dynamic(in, %s, %s, &sx, &zx)) return 1;\n"
                       "    inv = 1.0f / sx;\n"
-                      "    for (n = 0; n < %s; n++) x[n] = (uint8_t)fq_quantize(in[n], inv, (float)zx, 0.0f, 255.0f);\n"
-                      "    for (n = 0; n < %s; n++) {\n%s\n    }\n    return 0;\n}"
-                      % (func, kk, qmax, kk, nn, "\n".join(body))])
+                      "    for (i = 0; i < %s; i++) x[i] = (uint8_t)fq_quantize(in[i], inv, (float)zx, 0.0f, 255.0f);\n"
+                      "%s\n    return 0;\n}"
+                      % (func, _rows_loop("uint8", "x", weight, kk, nn, "zx", zw, body).split("\n", 1)[0],
+                         kk, qmax, kk, _rows_loop("uint8", "x", weight, kk, nn, "zx", zw, body).split("\n", 1)[1])])
     return Step(node, func, (x,), y, scratch=k, returns_status=True, code=code, flash=c.flash, quantized=False)
 
 
