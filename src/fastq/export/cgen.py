@@ -248,7 +248,7 @@ def _header(name, up, model, nodes, x_in, final, qin, qout, arena, fp, integer_o
         " * __ARM_FEATURE_DSP) and NEON dot product (SDOT, when __ARM_FEATURE_DOTPROD); -DFASTQ_PORTABLE",
         " * or -D%s_PORTABLE keeps the portable loops. Not reentrant: one static arena." % up,
         " */",
-        "#ifndef %s_H\n#define %s_H\n\n#include <stdint.h>\n" % (up, up),
+        "#ifndef %s_H\n#define %s_H\n\n#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n" % (up, up),
         "#define %s_INPUT_SIZE %d      /* floats per sample in */" % (up, x_in.size),
         "#define %s_OUTPUT_SIZE %d     /* floats per sample out */" % (up, final.size),
         "#define %s_ARENA_BYTES %d     /* the static scratch arena */" % (up, arena),
@@ -284,7 +284,7 @@ def _header(name, up, model, nodes, x_in, final, qin, qout, arena, fp, integer_o
     else:
         lines += ["", "#define %s_HAS_RUN_QUANTIZED 0   /* float values between the first Quantize and the "
                       "last Dequantize (or none) */" % up]
-    lines += ["", "#endif", ""]
+    lines += ["", "#ifdef __cplusplus\n}\n#endif", "#endif", ""]
     return "\n".join(lines)
 
 
