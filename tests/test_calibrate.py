@@ -535,3 +535,9 @@ def test_observers_refuse_nan():
     for obs in (O.MinMaxObserver(), O.HistogramObserver(), O.PerChannelMinMaxObserver()):
         with pytest.raises(ValueError, match="NaN"):
             obs(np.array([[1.0, np.nan]], f32))
+
+
+def test_huge_constant_batch_is_refused_naming_the_batch():
+    """torch's histc widens a constant range by +-1, which vanishes in float32 at 2^25."""
+    with pytest.raises(ValueError, match=r"calibration_batches\[0\].*collapses"):
+        quantize_model([{"weight": np.ones((3, 4), f32)}], [np.full((2, 4), 2.0**26, f32)], "x86")

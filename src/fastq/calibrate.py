@@ -274,14 +274,20 @@ def _calibrate(batches, run, input_obs, output_obs, steps):
         if first_k is not None and (x.ndim < 1 or x.shape[-1] != first_k):
             raise ValueError("%s: expected shape [..., %d] (the first Linear's in_features), "
                              "got %s" % (where, first_k, x.shape))
-        input_obs(x)
+        observe(input_obs, x, where, "the input")
         for layer, y in run(x, where):
             y = np.asarray(y, dtype=np.float32)
             if not np.all(np.isfinite(y)):
                 raise ValueError("%s: the float model gives non-finite values after layer %s"
                                  % (where, layer.name))
-            output_obs[id(layer)](y)
+            observe(output_obs[id(layer)], y, where, "the output of layer %s" % layer.name)
         count += 1
     if count == 0:
         raise ValueError("calibration_batches: is empty; calibration needs at least one batch")
 
+
+def observe(obs, value, where, what):
+    try:
+        obs(value)
+    except ValueError as e:                 # e.g. a huge constant the histogram cannot bin
+        raise ValueError("%s: observing %s: %s" % (where, what, e)) from e
