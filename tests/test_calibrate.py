@@ -541,3 +541,14 @@ def test_huge_constant_batch_is_refused_naming_the_batch():
     """torch's histc widens a constant range by +-1, which vanishes in float32 at 2^25."""
     with pytest.raises(ValueError, match=r"calibration_batches\[0\].*collapses"):
         quantize_model([{"weight": np.ones((3, 4), f32)}], [np.full((2, 4), 2.0**26, f32)], "x86")
+
+
+def test_generator_of_torch_tensors_and_3d_batches_equal_torch(rng):
+    """Batches as a one-pass generator of CPU torch tensors, [B, T, K] activations."""
+    model = mlp(4, [16, 12, 5])
+    batches = [(rng.standard_normal((3, 5, 16)) * s).astype(f32) for s in (1, 3, 0.5)]
+    x = (rng.standard_normal((4, 7, 16)) * 4).astype(f32)
+    with pinned_engine("x86"):
+        fq = quantize_model(model, (torch.from_numpy(b) for b in batches), qconfig="x86")
+        counts = compare(fq, torch_reference(model, [("0", "1")], batches, "x86"), x)
+    assert set(counts.values()) == {0}, counts

@@ -47,7 +47,7 @@ def traced_float_chain(model, Linear, Op):
     steps, kinds = [], []            # kinds[i]: (node, "linear" | "relu_module" | "relu" | "flatten")
     current = placeholders[0]
     for n in nodes:
-        if n.op in ("placeholder", "get_attr") and n is placeholders[0]:
+        if n is placeholders[0]:
             continue
         if n.op == "output":
             if n.args[0] is not current:
