@@ -426,7 +426,7 @@ def test_numpy_weights_without_torch_equal_torch(rng, tmp_path):
         assert np.array_equal(np.array(got[qc]["y"], np.uint32), ty.view(np.uint32)), qc
 
 
-def test_numpy_tuple_form_equals_dict_form(rng):
+def test_numpy_tuple_form_equals_dict_form_and_survives_save_load(rng, tmp_path):
     layers = dyadic_layers(rng, [8, 10, 4])
     tuples = [(d["weight"], d["bias"], d["relu"]) for d in layers]
     batches = [(rng.standard_normal((5, 8)) * 2).astype(f32) for _ in range(2)]
@@ -435,6 +435,8 @@ def test_numpy_tuple_form_equals_dict_form(rng):
     b = quantize_model(tuples, batches, "x86")
     assert np.array_equal(a(x).view(np.uint32), b(x).view(np.uint32))
     assert [getattr(layer, "scale", None) for layer in a] == [getattr(layer, "scale", None) for layer in b]
+    a.save(str(tmp_path / "calibrated.npz"))
+    assert np.array_equal(fastq.load(str(tmp_path / "calibrated.npz"))(x).view(np.uint32), a(x).view(np.uint32))
 
 
 # --------------------------------------------------------------------------- bad input
