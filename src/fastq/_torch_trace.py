@@ -23,7 +23,7 @@ def traced_float_chain(model, Linear, Op):
     """(steps, run): steps a list of Linear / Op records in call order; run(x, where) yields
     (Linear step, float32 ndarray its output observer sees) for each Linear, per batch."""
     torch = _torch()
-    nn, F = torch.nn, torch.nn.functional
+    F = torch.nn.functional
     if model.training:
         raise ValueError("model: is in training mode; call model.eval() before calibrating "
                          "(torch's post-training quantization calibrates an eval-mode model)")
@@ -111,7 +111,7 @@ def traced_float_chain(model, Linear, Op):
 
 
 def _step(torch, gm, n, relu_functions, calls, Linear, Op):
-    nn, F = torch.nn, torch.nn.functional
+    nn = torch.nn
     if n.op == "call_module":
         mod = gm.get_submodule(n.target)
         kind = type(mod)
