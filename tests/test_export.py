@@ -262,6 +262,14 @@ class Suite:
         self.cases, self.expected, self.labels = [], {}, {}
         entries = [(label, m, None, None) for label, m in random_models(rng)]
         entries.append(("fbgemm near-cancellation",) + cancellation_model(rng) + (None,))
+        if hasattr(fastq, "quantize_model"):       # calibrated by fastq alone, from numpy weights
+            for qconfig in ("x86", "qnnpack"):
+                w1, w2 = rng.standard_normal((20, 30)) * 0.2, rng.standard_normal((6, 20)) * 0.2
+                layers = [{"weight": w1.astype(np.float32), "bias": np.zeros(20, np.float32), "relu": True},
+                          {"weight": w2.astype(np.float32), "bias": rng.standard_normal(6).astype(np.float32)}]
+                batches = [rng.standard_normal((32, 30)).astype(np.float32) for _ in range(2)]
+                entries.append(("quantize_model %s (numpy weights)" % qconfig,
+                                fastq.quantize_model(layers, batches, qconfig=qconfig), None, None))
         try:
             entries += torch_models(rng)
         except pytest.skip.Exception:
