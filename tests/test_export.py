@@ -114,6 +114,13 @@ def random_models(rng):
                                    (True, True, False, True)):
             out.append(("dynamic %s pc=%d bias=%d relu=%d rr=%d" % (mode, pc, bias, relu, rr),
                         dynamic_model(rng, mode, pc, bias, relu, rr)))
+    # fixed point with left shifts that wrap (effective scale 2^20): MBQM results anywhere in
+    # int32, so the output step's add must be exact
+    for rounding in ("double", "single", "double_up"):
+        w = _weight(rng, 12, 20, False, True, 0.01)
+        layer = fastq.QuantizedLinear(w, rng.standard_normal(12).astype(np.float32), 0.05 * 0.01 / 2.0 ** 20, 120,
+                                      requant="tflite", dtype="int8", rounding=rounding)
+        out.append(("tflite wrapping left shift %s" % rounding, Model([Quantize(0.05, 3, "int8"), layer, Dequantize()])))
     # a quantized model whose float tail holds ReLU / ReLU6 on floats
     m = static_model(rng, "fbgemm", "uint8", "uint8", False, False, True, False)
     out.append(("float tail ReLU6", Model(list(m) + [ReLU6()])))

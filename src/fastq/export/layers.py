@@ -178,7 +178,7 @@ def quantized_linear(node, prefix, layer, x: Value, y: Value):
             bqe = c.column("bias", "int32_t", p.bias, "int32 bias (TFLite's quantized bias)")
             formula = "y[n] = clamp(MBQM(acc + bias, multiplier, shift) + zy, y_min, y_max)"
             body.append("        acc = fq_wrap_add(acc, %s);" % bqe)
-        body.append("        y[n] = (%s)fq_clamp(%s(acc, %s, %s) + %s, %s, %s);" % (
+        body.append("        y[n] = (%s)fq_add_clamp(%s(acc, %s, %s), %s, %s, %s);" % (
             _CTYPE[out_dtype], fn, q, s, zyd, ymin, ymax))
         formula += "   (MBQM: TFLite MultiplyByQuantizedMultiplier, rounding %r)" % p.rounding
         float_free = True
