@@ -113,3 +113,28 @@ class Flatten:
 
     def __repr__(self):
         return "Flatten(start_dim=%d, end_dim=%d)" % (self.start_dim, self.end_dim)
+
+
+class Hardtanh:
+    """Quantized: q = min(max(q, q_lo), q_hi), q_lo / q_hi = quantize(min_val / max_val) with the
+    input's scale and zero point (torch quantized hardtanh / clamp). Float: clamp(x, min_val, max_val)."""
+    takes = _ANY
+
+    def __init__(self, min_val=-1.0, max_val=1.0):
+        for name, v in (("min_val", min_val), ("max_val", max_val)):
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
+                raise TypeError("%s: expected a finite float, got %r" % (name, v))
+        if not min_val <= max_val:
+            raise ValueError("min_val: %r is greater than max_val %r" % (min_val, max_val))
+        self.min_val, self.max_val = float(min_val), float(max_val)
+
+    def __call__(self, x):
+        if isinstance(x, QTensor):
+            dt = x.values.dtype
+            lo = reference.quantize_per_tensor(np.float32(self.min_val), x.scale, x.zero_point, dt)
+            hi = reference.quantize_per_tensor(np.float32(self.max_val), x.scale, x.zero_point, dt)
+            return QTensor(np.minimum(np.maximum(x.values, lo), hi).astype(dt), x.scale, x.zero_point)
+        return np.clip(x, np.float32(self.min_val), np.float32(self.max_val)).astype(np.float32, copy=False)
+
+    def __repr__(self):
+        return "Hardtanh(min_val=%r, max_val=%r)" % (self.min_val, self.max_val)

@@ -1,0 +1,267 @@
+"""Ops joining values: quantized add / add_relu / mul (torch QFunctional after convert), the
+scalar forms, cat; and their float counterparts (FloatFunctional before convert, `+`, torch.cat).
+Each quantized op follows one torch kernel, bit for bit (reference.py, docs/ARITHMETIC.md)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _elementwise, reference
+from .._checks import check_scale, check_zero_point, qrange
+from ..qtensor import QTensor, dequantize, quantize
+
+FLOAT, QUANT, ANY = "float", "quantized", "any"
+ARITHMETIC = ("fbgemm", "qnnpack")
+# torch's vectorized elementwise loop (cpu_kernel_vec) runs blocks of 2 x Vectorized<quint8>
+# and leaves the rest to its scalar tail; measured 64 elements on AVX2 / AVX-512 builds.
+DEFAULT_VECTOR_BLOCK = 64
+
+
+def _check_bool(v, name):
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError("%s: expected a bool, got %r" % (name, type(v).__name__))
+    return bool(v)
+
+
+def _check_int(v, name):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError("%s: expected an int, got %r" % (name, type(v).__name__))
+    return int(v)
+
+
+def _check_float(v, name):
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
+        raise TypeError("%s: expected a finite float, got %r" % (name, v))
+    return float(v)
+
+
+def _check_qpair(a, b, name):
+    for n, v in (("a", a), ("b", b)):
+        if not isinstance(v, QTensor) or v.axis is not None:
+            raise TypeError("%s: input %s: expected a per-tensor fastq.QTensor, got %s" % (name, n, type(v).__name__))
+    if a.values.dtype != b.values.dtype:
+        raise TypeError("%s: inputs of dtypes %s and %s (torch requires one dtype)" % (name, a.values.dtype, b.values.dtype))
+    if a.values.shape != b.values.shape:
+        raise ValueError("%s: inputs of shapes %s and %s; broadcasting is not reproduced"
+                         % (name, a.values.shape, b.values.shape))
+
+
+class _QBinary:
+    takes = QUANT
+
+    def __init__(self, scale, zero_point, relu=False):
+        self.scale = check_scale(scale, "scale")
+        self.zero_point = check_zero_point(zero_point, -128, 255, "zero_point")
+        self.relu = _check_bool(relu, "relu")
+
+    def _out(self, values):
+        return QTensor(values, self.scale, self.zero_point)
+
+
+class QuantizedAdd(_QBinary):
+    """y = a + b requantized to (scale, zero_point) [relu], as torch.ops.quantized.add / add_relu.
+    arithmetic: "fbgemm" (x86 / fbgemm engines: float dequantize-add-quantize, body and tail of
+    torch's vector loop, vector_block) or "qnnpack" (QNNPACK's fixed-point q8 add; int8 values
+    fall back to the fbgemm kernel as torch does)."""
+
+    def __init__(self, scale, zero_point, relu=False, arithmetic="fbgemm", vector_block=DEFAULT_VECTOR_BLOCK):
+        super().__init__(scale, zero_point, relu)
+        if arithmetic not in ARITHMETIC:
+            raise ValueError("arithmetic: expected one of %s, got %r" % (", ".join(ARITHMETIC), arithmetic))
+        self.arithmetic = arithmetic
+        self.vector_block = _check_int(vector_block, "vector_block")
+        if self.vector_block < 0:
+            raise ValueError("vector_block: expected >= 0, got %d" % self.vector_block)
+        self._inv_scale = float(np.float32(1.0) / np.float32(self.scale))
+        self._qnnpack = {}
+
+    def __call__(self, a, b):
+        _check_qpair(a, b, "x")
+        va, vb = a.values, b.values
+        qmin, qmax = qrange(va.dtype)
+        if not qmin <= self.zero_point <= qmax:
+            raise ValueError("x: zero_point %d is outside the %s range" % (self.zero_point, va.dtype))
+        if self.arithmetic == "qnnpack" and va.dtype == np.uint8:
+            key = (a.scale, a.zero_point, b.scale, b.zero_point)
+            params = self._qnnpack.get(key)
+            if params is None:
+                if self.relu and self.zero_point == 255:
+                    raise ValueError("x: QNNPACK add_relu with output zero point 255 has an empty range "
+                                     "(torch refuses it too)")
+                params = reference.qnnpack_add_params(a.scale, a.zero_point, b.scale, b.zero_point, self.scale)
+                if len(self._qnnpack) > 16:
+                    self._qnnpack.clear()
+                self._qnnpack[key] = params
+            zpp, am, bm, shift = params
+            y = _elementwise.qadd_qnnpack(va, vb, zpp, am, bm, shift, self.zero_point,
+                                          self.zero_point if self.relu else 0, 255)
+        else:
+            n = va.size
+            n_vec = (n // self.vector_block) * self.vector_block if self.vector_block else 0
+            y = _elementwise.qadd_fbgemm(va, vb, n_vec, float(np.float32(a.scale)), a.zero_point,
+                                         float(np.float32(b.scale)), b.zero_point, self._inv_scale,
+                                         self.zero_point, self.relu)
+        return self._out(y)
+
+    def __repr__(self):
+        return "QuantizedAdd(scale=%.9g, zero_point=%d%s, arithmetic=%r)" % (
+            self.scale, self.zero_point, ", relu=True" if self.relu else "", self.arithmetic)
+
+
+class QuantizedMul(_QBinary):
+    """y = a * b requantized to (scale, zero_point) [relu], as torch.ops.quantized.mul (all engines)."""
+
+    def __call__(self, a, b):
+        _check_qpair(a, b, "x")
+        m = float(reference.qmul_multiplier(a.scale, b.scale, self.scale))
+        return self._out(_elementwise.qmul(a.values, b.values, a.zero_point, b.zero_point, m,
+                                           self.zero_point, self.relu))
+
+    def __repr__(self):
+        return "QuantizedMul(scale=%.9g, zero_point=%d%s)" % (self.scale, self.zero_point,
+                                                              ", relu=True" if self.relu else "")
+
+
+class QuantizedAddScalar:
+    """y = x + value, as torch.ops.quantized.add_scalar: the output's qparams follow from the
+    input's (reference.add_scalar_qparams), not from an observer."""
+    takes = QUANT
+
+    def __init__(self, value):
+        self.value = _check_float(value, "value")
+
+    def __call__(self, x):
+        if not isinstance(x, QTensor) or x.axis is not None:
+            raise TypeError("x: expected a per-tensor fastq.QTensor, got %s" % type(x).__name__)
+        v, s, z = reference.add_scalar(x.values, x.scale, x.zero_point, self.value, x.values.dtype)
+        return QTensor(v, s, z)
+
+    def __repr__(self):
+        return "QuantizedAddScalar(value=%r)" % self.value
+
+
+class QuantizedMulScalar:
+    """y = x * value, as torch.ops.quantized.mul_scalar (reference.mul_scalar_qparams)."""
+    takes = QUANT
+
+    def __init__(self, value):
+        self.value = _check_float(value, "value")
+
+    def __call__(self, x):
+        if not isinstance(x, QTensor) or x.axis is not None:
+            raise TypeError("x: expected a per-tensor fastq.QTensor, got %s" % type(x).__name__)
+        v, s, z = reference.mul_scalar(x.values, x.scale, x.zero_point, self.value, x.values.dtype)
+        return QTensor(v, s, z)
+
+    def __repr__(self):
+        return "QuantizedMulScalar(value=%r)" % self.value
+
+
+def _check_dim(dim, ndim, name="dim"):
+    if not -ndim <= dim < ndim:
+        raise ValueError("x: %s %d is out of range for %d dimensions" % (name, dim, ndim))
+    return dim % ndim
+
+
+class QuantizedCat:
+    """Concatenation along dim, as torch.ops.quantized.cat: every input dequantized, the float
+    concatenation quantized once with (scale, zero_point)."""
+    takes = QUANT
+
+    def __init__(self, scale, zero_point, dim=0):
+        self.scale = check_scale(scale, "scale")
+        self.zero_point = check_zero_point(zero_point, -128, 255, "zero_point")
+        self.dim = _check_int(dim, "dim")
+
+    def __call__(self, *xs):
+        if not xs:
+            raise ValueError("x: cat of no inputs")
+        for x in xs:
+            if not isinstance(x, QTensor) or x.axis is not None:
+                raise TypeError("x: expected per-tensor fastq.QTensors, got %s" % type(x).__name__)
+            if x.values.dtype != xs[0].values.dtype:
+                raise TypeError("x: cat of dtypes %s and %s" % (xs[0].values.dtype, x.values.dtype))
+        dim = _check_dim(self.dim, xs[0].values.ndim)
+        f = np.concatenate([dequantize(x) for x in xs], axis=dim)
+        return quantize(f, self.scale, self.zero_point, xs[0].values.dtype.name)
+
+    def __repr__(self):
+        return "QuantizedCat(scale=%.9g, zero_point=%d, dim=%d)" % (self.scale, self.zero_point, self.dim)
+
+
+def _float(x, name="x"):
+    if isinstance(x, QTensor):
+        raise TypeError("%s: expected floats, got a quantized value (torch has no float op on quantized "
+                        "tensors here either)" % name)
+    return np.asarray(x, dtype=np.float32)
+
+
+class Add:
+    """Float a + b (torch.add / `+` / FloatFunctional.add before convert), one float32 rounding;
+    relu: max(., 0) after (FloatFunctional.add_relu). numpy broadcasting = torch broadcasting."""
+    takes = FLOAT
+
+    def __init__(self, relu=False):
+        self.relu = _check_bool(relu, "relu")
+
+    def __call__(self, a, b):
+        y = np.add(_float(a, "a"), _float(b, "b"), dtype=np.float32)
+        return np.maximum(y, np.float32(0)) if self.relu else y
+
+    def __repr__(self):
+        return "Add(relu=True)" if self.relu else "Add()"
+
+
+class Mul:
+    """Float a * b (torch.mul / `*` / FloatFunctional.mul before convert)."""
+    takes = FLOAT
+
+    def __call__(self, a, b):
+        return np.multiply(_float(a, "a"), _float(b, "b"), dtype=np.float32)
+
+    def __repr__(self):
+        return "Mul()"
+
+
+class AddScalar:
+    """Float x + value (value rounded to float32 as torch's CPU add of a Python scalar does)."""
+    takes = FLOAT
+
+    def __init__(self, value):
+        self.value = _check_float(value, "value")
+
+    def __call__(self, x):
+        return np.add(_float(x), np.float32(self.value), dtype=np.float32)
+
+    def __repr__(self):
+        return "AddScalar(value=%r)" % self.value
+
+
+class MulScalar:
+    """Float x * value."""
+    takes = FLOAT
+
+    def __init__(self, value):
+        self.value = _check_float(value, "value")
+
+    def __call__(self, x):
+        return np.multiply(_float(x), np.float32(self.value), dtype=np.float32)
+
+    def __repr__(self):
+        return "MulScalar(value=%r)" % self.value
+
+
+class Cat:
+    """Float concatenation along dim (torch.cat / FloatFunctional.cat before convert)."""
+    takes = FLOAT
+
+    def __init__(self, dim=0):
+        self.dim = _check_int(dim, "dim")
+
+    def __call__(self, *xs):
+        xs = [_float(x) for x in xs]
+        if not xs:
+            raise ValueError("x: cat of no inputs")
+        return np.concatenate(xs, axis=_check_dim(self.dim, xs[0].ndim))
+
+    def __repr__(self):
+        return "Cat(dim=%d)" % self.dim
