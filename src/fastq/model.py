@@ -26,9 +26,10 @@ from .layers.dynamic import DynamicQuantizedLinear
 from .layers.elementwise import Quantize, Dequantize, Identity, ReLU, ReLU6, Flatten  # noqa: F401
 from .layers.elementwise import FLOAT as _FLOAT, QUANT as _QUANT, ANY as _ANY
 from .layers.linear import QuantizedLinear
+from .layers._base import LAYER_TYPES
 from .qtensor import QTensor, dequantize
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # 1: settings listed by hand (lost dtype, effective_scale, input qparams)
 
 
 def _takes(layer):
@@ -295,11 +296,12 @@ class Model:
         """Writes the model to `path` (a .npz file: JSON description + arrays, no pickle)."""
         meta, arrays = [], {}
         for i, n in enumerate(self.nodes):
-            cfg, arrs = _layer_state(n.layer)
-            cfg["name"] = n.name
-            cfg["inputs"], cfg["outputs"] = list(n.inputs), list(n.outputs)
-            meta.append(cfg)
-            for k, v in arrs.items():
+            layer = n.layer
+            if type(layer).__name__ not in LAYER_TYPES:
+                raise TypeError("layer %d (%s): cannot save %s" % (i, n.name, type(layer).__name__))
+            meta.append({"type": type(layer).__name__, "name": n.name, "settings": layer.get_settings(),
+                         "inputs": list(n.inputs), "outputs": list(n.outputs)})
+            for k, v in layer.get_arrays().items():
                 arrays["%d.%s" % (i, k)] = v
         arrays["__fastq__"] = np.array(json.dumps({"format": "fastq.Model", "version": FORMAT_VERSION,
                                                    "layers": meta, "inputs": list(self.inputs),
@@ -314,17 +316,24 @@ class Model:
             if "__fastq__" not in data.files:
                 raise ValueError("path: %r is not a fastq model file" % (path,))
             meta = json.loads(str(data["__fastq__"]))
-            if meta.get("format") != "fastq.Model" or meta.get("version") != FORMAT_VERSION:
+            version = meta.get("version")
+            if meta.get("format") != "fastq.Model" or version not in (1, FORMAT_VERSION):
                 raise ValueError("path: unsupported fastq model format %r version %r"
                                  % (meta.get("format"), meta.get("version")))
             layers, names, nodes = [], [], []
             for i, cfg in enumerate(meta["layers"]):
                 arrs = {k.split(".", 1)[1]: data[k] for k in data.files if k.startswith("%d." % i)}
-                layers.append(_layer_from_state(cfg, arrs))
+                if version == 1:
+                    layers.append(_layer_from_state_v1(cfg, arrs))
+                else:
+                    layer_cls = LAYER_TYPES.get(cfg.get("type"))
+                    if layer_cls is None:
+                        raise ValueError("path: unknown layer type %r in model file" % (cfg.get("type"),))
+                    layers.append(layer_cls.from_state(cfg["settings"], arrs))
                 names.append(cfg.get("name", str(i)))
                 if "inputs" in cfg:
                     nodes.append(Node(names[-1], layers[-1], cfg["inputs"], cfg["outputs"]))
-        if "inputs" in meta and nodes:
+        if "inputs" in meta and len(nodes) == len(layers):
             return cls(nodes=nodes, inputs=meta["inputs"], outputs=meta["outputs"])
         return cls(layers, names)
 
@@ -353,13 +362,14 @@ def load(path):
 def from_torch(module, engine=None):
     """A whole eager-mode torch.ao quantized model (after convert or quantize_dynamic) as a Model.
 
-    Leaf modules run in registration order (the order of named_children, recursively; QuantWrapper
-    as quant -> module -> dequant): this is the forward order of nn.Sequential and of the usual
-    `QuantStub -> layers -> DeQuantStub` models, but fastq cannot see a custom forward that calls
-    its children in another order or adds functional ops (torch.flatten, +, cat) between them.
-    Unknown module types raise TypeError naming the module. engine: the torch quantized engine
-    whose numerics to reproduce (default: torch.backends.quantized.engine, which should be the
-    engine the model was converted under)."""
+    The model's forward is traced with torch.fx (quantized modules, stubs and Functional holders
+    as leaves), so the graph is the one torch runs: any call order, functional relu / flatten /
+    view, residual QFunctional add, cat of branches, a module called twice, tuple outputs.
+    An op or module fastq does not reproduce raises NotImplementedError naming it, its fx node
+    and module path; Python control flow on tensor values (which fx cannot trace) raises
+    NotImplementedError saying so. engine: the torch quantized engine whose numerics to
+    reproduce (default: torch.backends.quantized.engine, which should be the engine the model
+    was converted under)."""
     from .torch_compat import model_from_torch
     return model_from_torch(module, engine=engine)
 
@@ -384,66 +394,11 @@ def _qtensor_from_state(prefix, cfg, arrs):
     return QTensor(arrs[prefix], arrs[prefix + "_scale"], arrs[prefix + "_zero_point"], axis=axis)
 
 
-def _layer_state(layer):
-    t = type(layer).__name__
-    if isinstance(layer, QuantizedLinear):
-        cfg, arrs = _qtensor_state("weight", layer.weight)
-        cfg.update(type="QuantizedLinear", scale=layer.scale, zero_point=layer.zero_point,
-                   relu=layer.relu, requant=layer.requant, rounding=layer.rounding)
-        if layer.bias is not None:
-            arrs["bias"] = layer.bias
-        if layer.int_bias is not None:
-            arrs["int_bias"] = layer.int_bias
-        return cfg, arrs
-    if isinstance(layer, DynamicQuantizedLinear):
-        cfg, arrs = _qtensor_state("weight", layer.weight)
-        cfg.update(type="DynamicQuantizedLinear", relu=layer.relu, mode=layer.mode,
-                   reduce_range=layer.reduce_range)
-        if layer.bias is not None:
-            arrs["bias"] = layer.bias
-        return cfg, arrs
-    if isinstance(layer, Quantize):
-        return dict(type=t, scale=layer.scale, zero_point=layer.zero_point, dtype=layer.dtype), {}
-    if isinstance(layer, Flatten):
-        return dict(type=t, start_dim=layer.start_dim, end_dim=layer.end_dim), {}
-    if isinstance(layer, (Dequantize, Identity, ReLU, ReLU6)):
-        return dict(type=t), {}
-    if t in _SIMPLE_STATE:
-        cfg = dict(type=t)
-        for k in _SIMPLE_STATE[t][1]:
-            v = getattr(layer, k)
-            cfg[k] = list(v) if isinstance(v, tuple) else v
-        return cfg, {}
-    raise TypeError("layer: cannot save %s" % t)
-
-
 _SIMPLE = {"Dequantize": Dequantize, "Identity": Identity, "ReLU": ReLU, "ReLU6": ReLU6}
 
 
-def _simple_state():
-    """The graph ops whose whole state is a few constructor arguments (type -> (class, names))."""
-    from .layers import arith as ar, shape as sh
-    from .layers.elementwise import Hardtanh
-    return {
-        "QuantizedAdd": (ar.QuantizedAdd, ("scale", "zero_point", "relu", "arithmetic", "vector_block")),
-        "QuantizedMul": (ar.QuantizedMul, ("scale", "zero_point", "relu")),
-        "QuantizedAddScalar": (ar.QuantizedAddScalar, ("value",)),
-        "QuantizedMulScalar": (ar.QuantizedMulScalar, ("value",)),
-        "QuantizedCat": (ar.QuantizedCat, ("scale", "zero_point", "dim")),
-        "Add": (ar.Add, ("relu",)), "Mul": (ar.Mul, ()), "AddScalar": (ar.AddScalar, ("value",)),
-        "MulScalar": (ar.MulScalar, ("value",)), "Cat": (ar.Cat, ("dim",)),
-        "Hardtanh": (Hardtanh, ("min_val", "max_val")),
-        "Reshape": (sh.Reshape, ("shape",)), "Squeeze": (sh.Squeeze, ("dim",)),
-        "Unsqueeze": (sh.Unsqueeze, ("dim",)), "Transpose": (sh.Transpose, ("dim0", "dim1")),
-        "Permute": (sh.Permute, ("dims",)), "Contiguous": (sh.Contiguous, ()),
-        "Size": (sh.Size, ("dim",)), "GetItem": (sh.GetItem, ("index",)),
-    }
-
-
-_SIMPLE_STATE = _simple_state()
-
-
-def _layer_from_state(cfg, arrs):
+def _layer_from_state_v1(cfg, arrs):
+    """A layer of a version-1 file (which lists only the settings it knew)."""
     t = cfg.get("type")
     if t == "QuantizedLinear":
         bias = arrs.get("int_bias", arrs.get("bias"))
@@ -458,7 +413,4 @@ def _layer_from_state(cfg, arrs):
         return Flatten(cfg["start_dim"], cfg["end_dim"])
     if t in _SIMPLE:
         return _SIMPLE[t]()
-    if t in _SIMPLE_STATE:
-        cls, keys = _SIMPLE_STATE[t]
-        return cls(**{k: cfg[k] for k in keys})
     raise ValueError("path: unknown layer type %r in model file" % (t,))

@@ -6,32 +6,35 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _elementwise, reference
-from .._checks import check_scale, check_zero_point, qrange
+from .._checks import qrange
 from ..qtensor import QTensor, dequantize, quantize
+from ._base import (ANY, FLOAT, QUANT, Layer, Setting, check_bool, check_choice, check_int,  # noqa: F401
+                    check_scale_setting, check_zero_point_in, register)
 
-FLOAT, QUANT, ANY = "float", "quantized", "any"
 ARITHMETIC = ("fbgemm", "qnnpack")
 # torch's vectorized elementwise loop (cpu_kernel_vec) runs blocks of 2 x Vectorized<quint8>
 # and leaves the rest to its scalar tail; measured 64 elements on AVX2 / AVX-512 builds.
 DEFAULT_VECTOR_BLOCK = 64
 
 
-def _check_bool(v, name):
-    if not isinstance(v, (bool, np.bool_)):
-        raise TypeError("%s: expected a bool, got %r" % (name, type(v).__name__))
-    return bool(v)
+def check_float(name):
+    def check(value, prior):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(value):
+            raise TypeError("%s: expected a finite float, got %r" % (name, value))
+        return float(value)
+    return check
 
 
-def _check_int(v, name):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise TypeError("%s: expected an int, got %r" % (name, type(v).__name__))
-    return int(v)
+def check_vector_block(value, prior):
+    v = check_int("vector_block")(value, prior)
+    if v < 0:
+        raise ValueError("vector_block: expected >= 0, got %d" % v)
+    return v
 
 
-def _check_float(v, name):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
-        raise TypeError("%s: expected a finite float, got %r" % (name, v))
-    return float(v)
+_OUT_QPARAMS = (Setting("scale", check_scale_setting("scale")),
+                Setting("zero_point", check_zero_point_in("zero_point", lo=-128, hi=255)))
 
 
 def _check_qpair(a, b, name):
@@ -45,32 +48,30 @@ def _check_qpair(a, b, name):
                          % (name, a.values.shape, b.values.shape))
 
 
-class _QBinary:
+class _QBinary(Layer):
+    settings = _OUT_QPARAMS + (Setting("relu", check_bool("relu"), False),)
     takes = QUANT
 
     def __init__(self, scale, zero_point, relu=False):
-        self.scale = check_scale(scale, "scale")
-        self.zero_point = check_zero_point(zero_point, -128, 255, "zero_point")
-        self.relu = _check_bool(relu, "relu")
+        self._set_settings(scale=scale, zero_point=zero_point, relu=relu)
 
     def _out(self, values):
         return QTensor(values, self.scale, self.zero_point)
 
 
+@register
 class QuantizedAdd(_QBinary):
     """y = a + b requantized to (scale, zero_point) [relu], as torch.ops.quantized.add / add_relu.
     arithmetic: "fbgemm" (x86 / fbgemm engines: float dequantize-add-quantize, body and tail of
     torch's vector loop, vector_block) or "qnnpack" (QNNPACK's fixed-point q8 add; int8 values
     fall back to the fbgemm kernel as torch does)."""
 
+    settings = _QBinary.settings + (Setting("arithmetic", check_choice("arithmetic", ARITHMETIC), "fbgemm"),
+                                    Setting("vector_block", check_vector_block, DEFAULT_VECTOR_BLOCK))
+
     def __init__(self, scale, zero_point, relu=False, arithmetic="fbgemm", vector_block=DEFAULT_VECTOR_BLOCK):
-        super().__init__(scale, zero_point, relu)
-        if arithmetic not in ARITHMETIC:
-            raise ValueError("arithmetic: expected one of %s, got %r" % (", ".join(ARITHMETIC), arithmetic))
-        self.arithmetic = arithmetic
-        self.vector_block = _check_int(vector_block, "vector_block")
-        if self.vector_block < 0:
-            raise ValueError("vector_block: expected >= 0, got %d" % self.vector_block)
+        self._set_settings(scale=scale, zero_point=zero_point, relu=relu, arithmetic=arithmetic,
+                           vector_block=vector_block)
         self._inv_scale = float(np.float32(1.0) / np.float32(self.scale))
         self._qnnpack = {}
 
@@ -102,11 +103,9 @@ class QuantizedAdd(_QBinary):
                                          self.zero_point, self.relu)
         return self._out(y)
 
-    def __repr__(self):
-        return "QuantizedAdd(scale=%.9g, zero_point=%d%s, arithmetic=%r)" % (
-            self.scale, self.zero_point, ", relu=True" if self.relu else "", self.arithmetic)
 
 
+@register
 class QuantizedMul(_QBinary):
     """y = a * b requantized to (scale, zero_point) [relu], as torch.ops.quantized.mul (all engines)."""
 
@@ -116,18 +115,18 @@ class QuantizedMul(_QBinary):
         return self._out(_elementwise.qmul(a.values, b.values, a.zero_point, b.zero_point, m,
                                            self.zero_point, self.relu))
 
-    def __repr__(self):
-        return "QuantizedMul(scale=%.9g, zero_point=%d%s)" % (self.scale, self.zero_point,
-                                                              ", relu=True" if self.relu else "")
 
 
-class QuantizedAddScalar:
+@register
+class QuantizedAddScalar(Layer):
     """y = x + value, as torch.ops.quantized.add_scalar: the output's qparams follow from the
     input's (reference.add_scalar_qparams), not from an observer."""
     takes = QUANT
 
+    settings = (Setting("value", check_float("value")),)
+
     def __init__(self, value):
-        self.value = _check_float(value, "value")
+        self._set_settings(value=value)
 
     def __call__(self, x):
         if not isinstance(x, QTensor) or x.axis is not None:
@@ -135,16 +134,17 @@ class QuantizedAddScalar:
         v, s, z = reference.add_scalar(x.values, x.scale, x.zero_point, self.value, x.values.dtype)
         return QTensor(v, s, z)
 
-    def __repr__(self):
-        return "QuantizedAddScalar(value=%r)" % self.value
 
 
-class QuantizedMulScalar:
+@register
+class QuantizedMulScalar(Layer):
     """y = x * value, as torch.ops.quantized.mul_scalar (reference.mul_scalar_qparams)."""
     takes = QUANT
 
+    settings = (Setting("value", check_float("value")),)
+
     def __init__(self, value):
-        self.value = _check_float(value, "value")
+        self._set_settings(value=value)
 
     def __call__(self, x):
         if not isinstance(x, QTensor) or x.axis is not None:
@@ -152,8 +152,6 @@ class QuantizedMulScalar:
         v, s, z = reference.mul_scalar(x.values, x.scale, x.zero_point, self.value, x.values.dtype)
         return QTensor(v, s, z)
 
-    def __repr__(self):
-        return "QuantizedMulScalar(value=%r)" % self.value
 
 
 def _check_dim(dim, ndim, name="dim"):
@@ -162,15 +160,16 @@ def _check_dim(dim, ndim, name="dim"):
     return dim % ndim
 
 
-class QuantizedCat:
+@register
+class QuantizedCat(Layer):
     """Concatenation along dim, as torch.ops.quantized.cat: every input dequantized, the float
     concatenation quantized once with (scale, zero_point)."""
     takes = QUANT
 
+    settings = _OUT_QPARAMS + (Setting("dim", check_int("dim"), 0),)
+
     def __init__(self, scale, zero_point, dim=0):
-        self.scale = check_scale(scale, "scale")
-        self.zero_point = check_zero_point(zero_point, -128, 255, "zero_point")
-        self.dim = _check_int(dim, "dim")
+        self._set_settings(scale=scale, zero_point=zero_point, dim=dim)
 
     def __call__(self, *xs):
         if not xs:
@@ -184,8 +183,6 @@ class QuantizedCat:
         f = np.concatenate([dequantize(x) for x in xs], axis=dim)
         return quantize(f, self.scale, self.zero_point, xs[0].values.dtype.name)
 
-    def __repr__(self):
-        return "QuantizedCat(scale=%.9g, zero_point=%d, dim=%d)" % (self.scale, self.zero_point, self.dim)
 
 
 def _float(x, name="x"):
@@ -195,67 +192,72 @@ def _float(x, name="x"):
     return np.asarray(x, dtype=np.float32)
 
 
-class Add:
+@register
+class Add(Layer):
     """Float a + b (torch.add / `+` / FloatFunctional.add before convert), one float32 rounding;
     relu: max(., 0) after (FloatFunctional.add_relu). numpy broadcasting = torch broadcasting."""
     takes = FLOAT
 
+    settings = (Setting("relu", check_bool("relu"), False),)
+
     def __init__(self, relu=False):
-        self.relu = _check_bool(relu, "relu")
+        self._set_settings(relu=relu)
 
     def __call__(self, a, b):
         y = np.add(_float(a, "a"), _float(b, "b"), dtype=np.float32)
         return np.maximum(y, np.float32(0)) if self.relu else y
 
-    def __repr__(self):
-        return "Add(relu=True)" if self.relu else "Add()"
 
 
-class Mul:
+@register
+class Mul(Layer):
     """Float a * b (torch.mul / `*` / FloatFunctional.mul before convert)."""
     takes = FLOAT
 
     def __call__(self, a, b):
         return np.multiply(_float(a, "a"), _float(b, "b"), dtype=np.float32)
 
-    def __repr__(self):
-        return "Mul()"
 
 
-class AddScalar:
+@register
+class AddScalar(Layer):
     """Float x + value (value rounded to float32 as torch's CPU add of a Python scalar does)."""
     takes = FLOAT
 
+    settings = (Setting("value", check_float("value")),)
+
     def __init__(self, value):
-        self.value = _check_float(value, "value")
+        self._set_settings(value=value)
 
     def __call__(self, x):
         return np.add(_float(x), np.float32(self.value), dtype=np.float32)
 
-    def __repr__(self):
-        return "AddScalar(value=%r)" % self.value
 
 
-class MulScalar:
+@register
+class MulScalar(Layer):
     """Float x * value."""
     takes = FLOAT
 
+    settings = (Setting("value", check_float("value")),)
+
     def __init__(self, value):
-        self.value = _check_float(value, "value")
+        self._set_settings(value=value)
 
     def __call__(self, x):
         return np.multiply(_float(x), np.float32(self.value), dtype=np.float32)
 
-    def __repr__(self):
-        return "MulScalar(value=%r)" % self.value
 
 
-class Cat:
+@register
+class Cat(Layer):
     """Float concatenation along dim (torch.cat / FloatFunctional.cat before convert)."""
     takes = FLOAT
 
+    settings = (Setting("dim", check_int("dim"), 0),)
+
     def __init__(self, dim=0):
-        self.dim = _check_int(dim, "dim")
+        self._set_settings(dim=dim)
 
     def __call__(self, *xs):
         xs = [_float(x) for x in xs]
@@ -263,5 +265,3 @@ class Cat:
             raise ValueError("x: cat of no inputs")
         return np.concatenate(xs, axis=_check_dim(self.dim, xs[0].ndim))
 
-    def __repr__(self):
-        return "Cat(dim=%d)" % self.dim
