@@ -158,6 +158,7 @@ class Model:
         self.outputs = tuple(outputs)
         self._plan = self._make_plan()
         self.last_shapes = None
+        self.last_qparams = {}
 
     # -------------------------------------------------------------- plan
     def _make_plan(self):
@@ -262,6 +263,8 @@ class Model:
         vals = self._run(self._inputs(xs), True)
         values = {v: vals[i] for v, i in self._slots.items()}
         self.last_shapes = {v: _shape_of(x) for v, x in values.items()}
+        self.last_qparams = {v: (x.scale, x.zero_point) for v, x in values.items()
+                             if isinstance(x, QTensor) and x.axis is None}
         return values
 
     def summary(self, *sample):

@@ -1,0 +1,79 @@
+"""fastq.from_torch on real torch models whose forward is not a chain of their children, converted
+under each engine: outputs compared bit for bit (float32 patterns), inputs 4x past the
+calibration range and on half-step grids."""
+import warnings
+
+import numpy as np
+import pytest
+
+import fastq
+
+torch = pytest.importorskip("torch")
+from torch_helpers import engine_fixture  # noqa: E402,F401  (the "engine" fixture)
+from graph_models import FAMILIES, mismatches  # noqa: E402
+
+warnings.filterwarnings("ignore", message=".*reduce_range.*")
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_family_matches_torch_bitwise(engine, family):
+    tm, xs = FAMILIES[family](engine)
+    model = fastq.from_torch(tm)
+    bad, total = mismatches(tm, model, xs)
+    assert total > 0 and bad == 0, "%s / %s: %d of %d differ" % (family, engine, bad, total)
+
+
+def test_order_follows_forward_not_registration(engine):
+    tm, xs = FAMILIES["order"](engine)
+    model = fastq.from_torch(tm)
+    assert [n.name for n in model.nodes] == ["quant", "a", "b", "dequant"]
+    assert model.node("b").inputs == ("a",)
+
+
+def test_module_called_twice_shares_one_layer(engine):
+    tm, _ = FAMILIES["nested"](engine)
+    model = fastq.from_torch(tm)
+    fcs = [n for n in model.nodes if isinstance(n.layer, fastq.QuantizedLinear) and n.name.startswith("blocks_0")]
+    assert len(fcs) == 2 and fcs[0].layer is fcs[1].layer and fcs[0].name != fcs[1].name
+
+
+def test_residual_add_is_an_add_not_an_identity(engine):
+    from fastq.layers.arith import QuantizedAdd
+    for fam, relu in (("residual_unfused", False), ("residual_fused", True)):
+        tm, _ = FAMILIES[fam](engine)
+        adds = [n for n in fastq.from_torch(tm).nodes if isinstance(n.layer, QuantizedAdd)]
+        assert len(adds) == 1 and adds[0].layer.relu is relu and len(adds[0].inputs) == 2
+        assert adds[0].layer.arithmetic == ("qnnpack" if engine == "qnnpack" else "fbgemm")
+
+
+def test_engine_argument_picks_the_arithmetic():
+    from fastq.layers.arith import QuantizedAdd
+    from torch_helpers import engine as pinned
+    with pinned("qnnpack"):
+        tm, xs = FAMILIES["residual_unfused"]("qnnpack")
+        model = fastq.from_torch(tm, engine="qnnpack")
+    assert [n.layer.arithmetic for n in model.nodes if isinstance(n.layer, QuantizedAdd)] == ["qnnpack"]
+    with pinned("qnnpack"):
+        assert mismatches(tm, model, xs)[0] == 0
+
+
+def test_intermediate_values_are_freed(engine):
+    """Only model outputs survive a run: each intermediate slot is dropped after its last reader."""
+    tm, xs = FAMILIES["concat"](engine)
+    model = fastq.from_torch(tm)
+    vals = model._run(model._inputs((xs[1],)), keep_all=False)
+    alive = [v for v, i in model._slots.items() if vals[i] is not None]
+    assert alive == list(model.outputs)
+    everything = model.run_values(xs[1])
+    assert set(everything) == set(model._slots) and all(v is not None for v in everything.values())
+
+
+def test_save_load_keeps_the_graph(tmp_path, engine):
+    for fam in ("residual_fused", "concat", "tuple_out", "functional"):
+        tm, xs = FAMILIES[fam](engine)
+        model = fastq.from_torch(tm)
+        path = str(tmp_path / (fam + ".npz"))
+        model.save(path)
+        loaded = fastq.load(path)
+        assert [n.name for n in loaded.nodes] == [n.name for n in model.nodes]
+        assert mismatches(tm, loaded, xs)[0] == 0
