@@ -143,6 +143,23 @@ class TupleOut(nn.Module):
         return self.dq1(self.a(x)), self.dq2(self.b(x).reshape(n, 3))
 
 
+class InPlace(nn.Module):
+    """In-place relu whose result is read through the tensor it changed (not its return value)."""
+    def __init__(self):
+        super().__init__()
+        self.quant, self.dequant = tq.QuantStub(), tq.DeQuantStub()
+        self.fc1, self.fc2 = nn.Linear(16, 16), nn.Linear(16, 6)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        x = self.quant(x)
+        y = self.fc1(x)
+        F.relu(y, inplace=True)
+        z = self.fc2(y)
+        self.relu(z)
+        return self.dequant(z)
+
+
 class DynamicNet(nn.Module):
     """Float residual add, torch.cat and F.relu around dynamic Linears."""
     def __init__(self):
@@ -197,6 +214,11 @@ def tuple_out(engine):
     return _convert(TupleOut(), engine, (64, 12)), _inputs((12,))
 
 
+def inplace(engine):
+    torch.manual_seed(9)
+    return _convert(InPlace(), engine, (64, 16)), _inputs((16,))
+
+
 def dynamic(engine):
     torch.manual_seed(8)
     m = DynamicNet().eval()
@@ -208,7 +230,7 @@ def dynamic(engine):
 FAMILIES = {
     "order": order, "functional": functional, "residual_unfused": residual_unfused,
     "residual_fused": residual_fused, "concat": concat, "nested": nested,
-    "quant_wrapper": quant_wrapper, "tuple_out": tuple_out, "dynamic": dynamic,
+    "quant_wrapper": quant_wrapper, "tuple_out": tuple_out, "inplace": inplace, "dynamic": dynamic,
 }
 
 

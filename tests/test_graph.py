@@ -77,3 +77,47 @@ def test_save_load_keeps_the_graph(tmp_path, engine):
         loaded = fastq.load(path)
         assert [n.name for n in loaded.nodes] == [n.name for n in model.nodes]
         assert mismatches(tm, loaded, xs)[0] == 0
+
+
+@pytest.mark.parametrize("family", ["residual_unfused", "residual_fused", "concat", "nested"])
+def test_quantized_op_outputs_equal_torch_intermediates(engine, family):
+    """Each QFunctional op's result (what its activation_post_process receives in torch) equals
+    the fastq value of that node: integers and qparams, for batches whose sizes straddle the
+    64-element vector block of torch's add loop."""
+    tm, xs = FAMILIES[family](engine)
+    model = fastq.from_torch(tm)
+    seen = {}
+    hooks = []
+    for path, mod in tm.named_modules():
+        if path.endswith("activation_post_process"):
+            fx_name = path.replace(".", "_")
+            hooks.append(mod.register_forward_hook(lambda m, i, o, k=fx_name: seen.setdefault(k, []).append(i[0])))
+    try:
+        compared = 0
+        for x in xs:
+            seen.clear()
+            with torch.no_grad():
+                tm(torch.from_numpy(x))
+            values = model.run_values(x)
+            for name, outs in seen.items():
+                names = [name] + ["%s_%d" % (name, k) for k in range(1, len(outs))]
+                for n, t in zip(names, outs):
+                    q = values[n]
+                    assert np.array_equal(q.values, t.int_repr().numpy()), (family, engine, n)
+                    assert (q.scale, q.zero_point) == (t.q_scale(), t.q_zero_point())
+                    compared += t.numel()
+        assert compared > 0
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def test_cli_summary_of_a_saved_graph(tmp_path, capsys, engine):
+    from fastq.tools.cli import main
+    tm, _ = FAMILIES["concat"](engine)
+    model = fastq.from_torch(tm)
+    path = str(tmp_path / "concat.npz")
+    model.save(path)
+    assert main(["summary", path, "--shape", "3", "16"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == len(model.nodes) + 4 and "3x20 3x12  3x32" in [ln for ln in out if ln.startswith("cat ")][0]

@@ -122,6 +122,16 @@ def test_quantized_cat_requantizes_like_torch(engine):
         assert np.array_equal(reference.cat(parts, s, z, axis=1), e)
 
 
+def test_torch_cat_of_quantized_tensors_takes_the_first_qparams(engine):
+    rng = np.random.default_rng(13)
+    parts = [(rng.integers(0, 256, (2, 5)).astype(np.uint8), 0.1, 10), (rng.integers(0, 256, (2, 3)).astype(np.uint8), 0.05, 100)]
+    e = torch.cat([_tq(*p) for p in parts], 1)
+    g = ar.Cat(1)(*[fastq.QTensor(*p) for p in parts])
+    assert np.array_equal(g.values, e.int_repr().numpy()) and (g.scale, g.zero_point) == (e.q_scale(), e.q_zero_point())
+    with pytest.raises(TypeError, match="floats"):
+        ar.Cat(1)(np.zeros((2, 5), np.float32), fastq.QTensor(*parts[1]))
+
+
 def test_quantized_hardtanh_matches_torch(engine):
     rng = np.random.default_rng(11)
     q = torch.arange(256, dtype=torch.uint8)

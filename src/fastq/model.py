@@ -29,6 +29,7 @@ from .layers.linear import QuantizedLinear
 from .layers._base import LAYER_TYPES
 from .qtensor import QTensor, dequantize
 
+_F32 = np.dtype(np.float32)
 FORMAT_VERSION = 2          # 1: settings listed by hand (lost dtype, effective_scale, input qparams)
 
 
@@ -213,6 +214,9 @@ class Model:
                             % (len(self.inputs), ", ".join(self.inputs), len(xs)))
         out = []
         for name, x in zip(self.inputs, xs):
+            if type(x) is np.ndarray and x.dtype is _F32:
+                out.append(x)
+                continue
             if not isinstance(x, QTensor):
                 x = as_array(x, "x")
                 if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
@@ -233,12 +237,18 @@ class Model:
         vals = [None] * len(self._slots)
         vals[:len(xs)] = xs
         for layer, ins, outs, frees, want_q, i in self._plan:
-            args = [vals[j] for j in ins]
-            if want_q is not None:
-                for a in args:
-                    if (type(a) is QTensor) is not want_q and isinstance(a, (QTensor, np.ndarray)):
-                        self._fail(i, layer, _QUANT if want_q else _FLOAT, a)
-            r = layer(*args)
+            if len(ins) == 1:                       # the common case, without building a list
+                a = vals[ins[0]]
+                if want_q is not None and (type(a) is QTensor) is not want_q and isinstance(a, (QTensor, np.ndarray)):
+                    self._fail(i, layer, _QUANT if want_q else _FLOAT, a)
+                r = layer(a)
+            else:
+                args = [vals[j] for j in ins]
+                if want_q is not None:
+                    for a in args:
+                        if (type(a) is QTensor) is not want_q and isinstance(a, (QTensor, np.ndarray)):
+                            self._fail(i, layer, _QUANT if want_q else _FLOAT, a)
+                r = layer(*args)
             if len(outs) == 1:
                 vals[outs[0]] = r
             else:
@@ -247,7 +257,7 @@ class Model:
                                      % (self.nodes[i].name, type(r).__name__, len(outs)))
                 for j, v in zip(outs, r):
                     vals[j] = v
-            if not keep_all:
+            if frees and not keep_all:
                 for j in frees:
                     vals[j] = None
         return vals

@@ -251,17 +251,22 @@ class MulScalar(Layer):
 
 @register
 class Cat(Layer):
-    """Float concatenation along dim (torch.cat / FloatFunctional.cat before convert)."""
-    takes = FLOAT
-
+    """Concatenation along dim (torch.cat / FloatFunctional.cat before convert). Floats: as they
+    are. QTensors (torch.cat of quantized tensors): torch's quantized cat with the first input's
+    scale and zero point (every input dequantized, the float concatenation quantized once)."""
     settings = (Setting("dim", check_int("dim"), 0),)
+    takes = ANY
 
     def __init__(self, dim=0):
         self._set_settings(dim=dim)
 
     def __call__(self, *xs):
-        xs = [_float(x) for x in xs]
         if not xs:
             raise ValueError("x: cat of no inputs")
+        if isinstance(xs[0], QTensor):
+            x0 = xs[0]
+            if x0.axis is not None:
+                raise TypeError("x: expected per-tensor QTensors")
+            return QuantizedCat(x0.scale, x0.zero_point, self.dim)(*xs)
+        xs = [_float(x) for x in xs]
         return np.concatenate(xs, axis=_check_dim(self.dim, xs[0].ndim))
-
