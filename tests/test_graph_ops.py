@@ -305,3 +305,30 @@ def test_summary_lists_every_node(engine):
     assert "7x24 7x24" in add and ("qnnpack q8 add" in add if engine == "qnnpack" else "vector block 64" in add)
     total = sum(int(ln.split()[-1]) for ln in lines[2:-2])
     assert "weights %d bytes" % total in lines[-1] and total > 0
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_large_add_follows_torch_thread_chunks(threads):
+    """Above 32768 elements torch cuts its add loop into one chunk per thread, each with its own
+    vector body and scalar tail; QuantizedAdd(torch_threads=T) reproduces torch at T threads."""
+    from torch_helpers import engine as pinned
+    rng = np.random.default_rng(14)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with pinned("x86"):
+            bad = other = 0
+            for t in range(6):
+                n = 70000 + int(rng.integers(0, 64))
+                sa = float(f32(10 ** rng.uniform(-2, -1)))
+                sb, s = float(f32(sa * 1.5)), float(f32(sa * 3))
+                za, zb, z = (int(v) for v in rng.integers(0, 256, 3))
+                a, b = rng.integers(0, 256, n).astype(np.uint8), rng.integers(0, 256, n).astype(np.uint8)
+                e = torch.ops.quantized.add(_tq(a, sa, za), _tq(b, sb, zb), s, z).int_repr().numpy()
+                got = ar.QuantizedAdd(s, z, torch_threads=threads)(fastq.QTensor(a, sa, za), fastq.QTensor(b, sb, zb))
+                ref = reference.qadd_fbgemm(a, sa, za, b, sb, zb, s, z, torch_threads=threads)
+                bad += int(np.sum(got.values != e)) + int(np.sum(ref != e))
+                other += int(np.sum(reference.qadd_fbgemm(a, sa, za, b, sb, zb, s, z, torch_threads=1 if threads > 1 else 2) != e))
+            assert bad == 0 and other > 0
+    finally:
+        torch.set_num_threads(previous)

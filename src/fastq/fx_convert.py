@@ -279,7 +279,8 @@ def _qbinary(kind, relu):
         scale = float(b.const(node, a["scale"], (int, float), "scale"))
         zp = b.const(node, a["zero_point"], (int,), "zero_point")
         if kind == "add":
-            layer = ar.QuantizedAdd(scale, zp, relu=relu, arithmetic=_engine_add_arithmetic(b.engine))
+            layer = ar.QuantizedAdd(scale, zp, relu=relu, arithmetic=_engine_add_arithmetic(b.engine),
+                                    torch_threads=b.torch.get_num_threads())
         else:
             layer = ar.QuantizedMul(scale, zp, relu=relu)
         b.add(node, layer, [b.tensor(node, a["qa"]), b.tensor(node, a["qb"])])

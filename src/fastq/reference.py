@@ -505,7 +505,7 @@ def linear_dynamic(x, w_q, w_scales, w_zero_points, bias=None, relu=False, mode=
 
 # --------------------------------------------------------------------------- elementwise ops
 def qadd_fbgemm(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point,
-                relu=False, vector_block=64, dtype="uint8"):
+                relu=False, vector_block=64, dtype="uint8", torch_threads=1):
     """torch qadd_kernel (x86 / fbgemm engines; also qnnpack when the shapes differ or the values
     are int8), on flat arrays of equal size n. The first floor(n / vector_block) * vector_block
     elements follow the vectorized body, the rest its scalar tail (vector_block 0: all tail):
@@ -513,11 +513,19 @@ def qadd_fbgemm(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_z
             y = clamp(rne(c * (1/s_y)) + zp_y)
       tail: d = (float)(q - zp) * s per input;      c = da + db [relu: max(c, 0)];
             y = clamp(rne((float)zp_y + c * (1/s_y)))
-    Scales are rounded to float32 first; every float operation is one float32 rounding."""
-    qmin, qmax = _qrange(dtype)
+    Scales are rounded to float32 first; every float operation is one float32 rounding.
+    n >= 32768 with torch_threads T > 1: torch's parallel_for cuts the loop into
+    t = min(T, ceil(n / 32768)) chunks of ceil(n / t) elements, each with its own body and tail."""
     a = np.asarray(a).reshape(-1).astype(np.int64)
     b = np.asarray(b).reshape(-1).astype(np.int64)
     n = a.size
+    if n >= 32768 and torch_threads > 1:
+        t = min(torch_threads, -(-n // 32768))
+        c = -(-n // t)
+        return np.concatenate([qadd_fbgemm(a[i:i + c], a_scale, a_zero_point, b[i:i + c], b_scale, b_zero_point,
+                                           y_scale, y_zero_point, relu, vector_block, dtype)
+                               for i in range(0, n, c)])
+    qmin, qmax = _qrange(dtype)
     n_vec = (n // vector_block) * vector_block if vector_block else 0
     sa, sb, inv = f32(a_scale), f32(b_scale), f32(f32(1.0) / f32(y_scale))
     pa, pb = f32(sa * -f32(a_zero_point)), f32(sb * -f32(b_zero_point))

@@ -46,7 +46,7 @@ def _describe(layer, in_q=()):
         return "%.6g/%d" % (layer.scale, layer.zero_point), "%s" % layer.dtype, "quantize_per_tensor (fmaf)"
     if isinstance(layer, ar.QuantizedAdd):
         arith = ("qnnpack q8 add (fixed point)" if layer.arithmetic == "qnnpack" else
-                 "fbgemm qadd (float, vector block %d)" % layer.vector_block)
+                 "fbgemm qadd (float, vector block %d, %d torch threads)" % (layer.vector_block, layer.torch_threads))
         const = "M_a = s_a/s_y, M_b = s_b/s_y (per input scales)"
         if len(in_q) == 2:
             if layer.arithmetic == "qnnpack":

@@ -15,6 +15,18 @@ ARITHMETIC = ("fbgemm", "qnnpack")
 # torch's vectorized elementwise loop (cpu_kernel_vec) runs blocks of 2 x Vectorized<quint8>
 # and leaves the rest to its scalar tail; measured 64 elements on AVX2 / AVX-512 builds.
 DEFAULT_VECTOR_BLOCK = 64
+# TensorIterator runs a loop of at least GRAIN_SIZE elements on up to torch.get_num_threads()
+# threads, each on its own contiguous chunk, and every chunk has its own vector body and tail.
+GRAIN_SIZE = 32768
+
+
+def torch_chunks(n, torch_threads):
+    """[(begin, end)] as at::parallel_for(0, n, GRAIN_SIZE) splits a loop over torch_threads threads."""
+    if n < GRAIN_SIZE or torch_threads <= 1:
+        return [(0, n)]
+    nt = min(torch_threads, -(-n // GRAIN_SIZE))
+    chunk = -(-n // nt)
+    return [(b, min(n, b + chunk)) for b in range(0, n, chunk)]
 
 
 def check_float(name):
@@ -24,6 +36,13 @@ def check_float(name):
             raise TypeError("%s: expected a finite float, got %r" % (name, value))
         return float(value)
     return check
+
+
+def check_torch_threads(value, prior):
+    v = check_int("torch_threads")(value, prior)
+    if v < 1:
+        raise ValueError("torch_threads: expected >= 1, got %d" % v)
+    return v
 
 
 def check_vector_block(value, prior):
@@ -64,14 +83,18 @@ class QuantizedAdd(_QBinary):
     """y = a + b requantized to (scale, zero_point) [relu], as torch.ops.quantized.add / add_relu.
     arithmetic: "fbgemm" (x86 / fbgemm engines: float dequantize-add-quantize, body and tail of
     torch's vector loop, vector_block) or "qnnpack" (QNNPACK's fixed-point q8 add; int8 values
-    fall back to the fbgemm kernel as torch does)."""
+    fall back to the fbgemm kernel as torch does). torch_threads: the torch thread count to
+    reproduce for inputs of GRAIN_SIZE elements or more (torch splits those into one chunk per
+    thread, each with its own body and tail; from_torch records torch.get_num_threads())."""
 
     settings = _QBinary.settings + (Setting("arithmetic", check_choice("arithmetic", ARITHMETIC), "fbgemm"),
-                                    Setting("vector_block", check_vector_block, DEFAULT_VECTOR_BLOCK))
+                                    Setting("vector_block", check_vector_block, DEFAULT_VECTOR_BLOCK),
+                                    Setting("torch_threads", check_torch_threads, 1))
 
-    def __init__(self, scale, zero_point, relu=False, arithmetic="fbgemm", vector_block=DEFAULT_VECTOR_BLOCK):
+    def __init__(self, scale, zero_point, relu=False, arithmetic="fbgemm", vector_block=DEFAULT_VECTOR_BLOCK,
+                 torch_threads=1):
         self._set_settings(scale=scale, zero_point=zero_point, relu=relu, arithmetic=arithmetic,
-                           vector_block=vector_block)
+                           vector_block=vector_block, torch_threads=torch_threads)
         self._inv_scale = float(np.float32(1.0) / np.float32(self.scale))
         self._qnnpack = {}
 
@@ -96,12 +119,21 @@ class QuantizedAdd(_QBinary):
             y = _elementwise.qadd_qnnpack(va, vb, zpp, am, bm, shift, self.zero_point,
                                           self.zero_point if self.relu else 0, 255)
         else:
-            n = va.size
-            n_vec = (n // self.vector_block) * self.vector_block if self.vector_block else 0
-            y = _elementwise.qadd_fbgemm(va, vb, n_vec, float(np.float32(a.scale)), a.zero_point,
-                                         float(np.float32(b.scale)), b.zero_point, self._inv_scale,
-                                         self.zero_point, self.relu)
+            chunks = torch_chunks(va.size, self.torch_threads)
+            if len(chunks) == 1:
+                y = self._fbgemm(va, vb, a, b)
+            else:
+                fa, fb = va.reshape(-1), vb.reshape(-1)
+                y = np.concatenate([self._fbgemm(fa[lo:hi], fb[lo:hi], a, b) for lo, hi in chunks])
+                y = y.reshape(va.shape)
         return self._out(y)
+
+    def _fbgemm(self, va, vb, a, b):
+        n = va.size
+        n_vec = (n // self.vector_block) * self.vector_block if self.vector_block else 0
+        return _elementwise.qadd_fbgemm(va, vb, n_vec, float(np.float32(a.scale)), a.zero_point,
+                                        float(np.float32(b.scale)), b.zero_point, self._inv_scale,
+                                        self.zero_point, self.relu)
 
 
 
