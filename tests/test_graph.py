@@ -121,3 +121,67 @@ def test_cli_summary_of_a_saved_graph(tmp_path, capsys, engine):
     assert main(["summary", path, "--shape", "3", "16"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == len(model.nodes) + 4 and "3x20 3x12  3x32" in [ln for ln in out if ln.startswith("cat ")][0]
+
+
+class _TwoInputs(torch.nn.Module):
+    """Two model inputs, each with its QuantStub, joined by QFunctional add and mul (two outputs)."""
+    def __init__(self):
+        super().__init__()
+        import torch.ao.quantization as tq
+        import torch.ao.nn.quantized as nnq
+        self.qa, self.qb, self.d1, self.d2 = tq.QuantStub(), tq.QuantStub(), tq.DeQuantStub(), tq.DeQuantStub()
+        self.add, self.mul = nnq.FloatFunctional(), nnq.FloatFunctional()
+
+    def forward(self, a, b):
+        a, b = self.qa(a), self.qb(b)
+        return self.d1(self.add.add(a, b)), self.d2(self.mul.mul(a, b))
+
+
+def test_two_input_model_with_near_tie_scales(engine):
+    """Several graph inputs and outputs; input / output scales set to small ratios so that many
+    sums land next to a rounding boundary: the whole model stays bitwise equal to torch, and the
+    engine's other add formula would not (the check can fail)."""
+    import torch.ao.quantization as tq
+    from fastq.layers.arith import QuantizedAdd
+    f32 = np.float32
+    m = _TwoInputs().eval()
+    m.qconfig = tq.get_default_qconfig(engine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = tq.prepare(m)
+        p(torch.randn(8, 24), torch.randn(8, 24))
+        tm = tq.convert(p)
+    rng = np.random.default_rng(20)
+    bad = other = 0
+    for t in range(12):
+        sa = float(f32(10 ** rng.uniform(-2, -1)))
+        sb, s = float(f32(sa * rng.choice([1, 0.5, 2, 1.5]))), float(f32(sa * rng.choice([1, 2, 1.5, 3])))
+        za, zb, z = (int(v) for v in rng.integers(1, 255, 3))
+        tm.qa.scale, tm.qa.zero_point = torch.tensor([sa]), torch.tensor([za])
+        tm.qb.scale, tm.qb.zero_point = torch.tensor([sb]), torch.tensor([zb])
+        tm.add.scale, tm.add.zero_point = s, z
+        tm.mul.scale, tm.mul.zero_point = float(f32(sa * sb * 8)), z
+        model = fastq.from_torch(tm)
+        change = {"arithmetic": "fbgemm"} if engine == "qnnpack" else {"vector_block": 0}
+        nodes = []
+        for n in model.nodes:
+            layer = n.layer
+            if isinstance(layer, QuantizedAdd):
+                layer = QuantizedAdd(**dict(layer.get_settings(), **change))
+            nodes.append(fastq.Node(n.name, layer, n.inputs, n.outputs))
+        wrong = fastq.Model(nodes=nodes, inputs=model.inputs, outputs=model.outputs)
+        for rows in (1, 7, 64):
+            a = (rng.integers(0, 256, (rows, 24)) - za).astype(np.float32) * f32(sa)
+            b = (rng.integers(0, 256, (rows, 24)) - zb).astype(np.float32) * f32(sb)
+            with torch.no_grad():
+                expected = [e.numpy() for e in tm(torch.from_numpy(a), torch.from_numpy(b))]
+            for got_model, counter in ((model, "bad"), (wrong, "other")):
+                got = got_model(a, b)
+                n = sum(int(np.sum(g.view(np.uint32) != e.view(np.uint32))) for g, e in zip(got, expected))
+                if counter == "bad":
+                    bad += n
+                else:
+                    other += n
+    assert model.inputs == ("a", "b") and len(model.outputs) == 2
+    print("two-input model, %s: %d mismatches, %d with the other formula" % (engine, bad, other))
+    assert bad == 0 and other > 0
