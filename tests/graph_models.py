@@ -1,5 +1,6 @@
 """Real torch eager-mode models for the graph tests: each family converted under one engine.
 FAMILIES: name -> builder(engine) -> (converted torch model, list of float inputs)."""
+import functools
 import warnings
 
 import numpy as np
@@ -227,11 +228,21 @@ def dynamic(engine):
         return tq.quantize_dynamic(m, {nn.Linear}), _inputs((18,))
 
 
-FAMILIES = {
+_BUILDERS = {
     "order": order, "functional": functional, "residual_unfused": residual_unfused,
     "residual_fused": residual_fused, "concat": concat, "nested": nested,
     "quant_wrapper": quant_wrapper, "tuple_out": tuple_out, "inplace": inplace, "dynamic": dynamic,
 }
+
+
+@functools.lru_cache(maxsize=None)
+def _built(name, engine):
+    return _BUILDERS[name](engine)
+
+
+# name -> builder(engine): each (family, engine) is converted once per test session (the tests
+# only read the torch models and inputs).
+FAMILIES = {name: functools.partial(_built, name) for name in _BUILDERS}
 
 
 def mismatches(tm, model, xs):

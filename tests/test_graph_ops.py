@@ -110,7 +110,7 @@ def test_scalar_ops_match_torch(engine):
 
 def test_quantized_cat_requantizes_like_torch(engine):
     rng = np.random.default_rng(10)
-    for t in range(100):
+    for t in range(60):
         parts = [(rng.integers(0, 256, (3, int(rng.integers(1, 9)))).astype(np.uint8),
                   float(f32(10 ** rng.uniform(-2, 0))), int(rng.integers(0, 256))) for _ in range(3)]
         if t % 4 == 0:                      # equal qparams: torch still round-trips through float
