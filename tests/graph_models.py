@@ -47,7 +47,8 @@ class Order(nn.Module):
 
 class Functional(nn.Module):
     """torch.flatten, F.relu, torch.relu, in-place relu, view with size(), transpose / permute /
-    contiguous / reshape, squeeze / unsqueeze, hardtanh, relu6, dropout."""
+    contiguous / reshape, squeeze / unsqueeze, Hardtanh (module and in-place F.hardtanh), relu6,
+    dropout."""
     def __init__(self):
         super().__init__()
         self.quant, self.dequant = tq.QuantStub(), tq.DeQuantStub()
@@ -67,6 +68,7 @@ class Functional(nn.Module):
         x = F.relu(x, inplace=True)
         x = x.view(x.size(0), -1)
         x = self.act(x)
+        F.hardtanh(x, -0.25, 1.0, inplace=True)
         x = F.relu6(self.fc3(x)).reshape(-1, 2, 4).squeeze(0)
         x = F.dropout(x, 0.3, training=self.training)
         return self.dequant(x)
@@ -162,16 +164,19 @@ class InPlace(nn.Module):
 
 
 class DynamicNet(nn.Module):
-    """Float residual add, torch.cat and F.relu around dynamic Linears."""
+    """Float residual add, torch.cat, ReLU, ReLU6, Hardtanh, scalar mul / add around dynamic
+    Linears, between unconverted stubs."""
     def __init__(self):
         super().__init__()
         self.fc1, self.fc2, self.fc3 = nn.Linear(18, 18), nn.Linear(18, 10), nn.Linear(28, 4)
-        self.relu = nn.ReLU()
+        self.relu, self.act = nn.ReLU(), nn.Hardtanh(-2.0, 2.0)
+        self.quant, self.dequant = tq.QuantStub(), tq.DeQuantStub()     # unconverted: floats pass
 
     def forward(self, x):
+        x = self.quant(x)
         y = x + self.relu(self.fc1(x))
-        z = torch.cat([F.relu(self.fc2(y)), y], dim=1)
-        return self.fc3(z * 0.5)
+        z = torch.cat([F.relu6(self.fc2(y)), self.act(y)], dim=1)
+        return self.dequant(self.fc3(z * 0.5) + 1.0)
 
 
 def order(engine):
