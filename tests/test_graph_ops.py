@@ -132,15 +132,29 @@ def test_torch_cat_of_quantized_tensors_takes_the_first_qparams(engine):
         ar.Cat(1)(np.zeros((2, 5), np.float32), fastq.QTensor(*parts[1]))
 
 
-def test_quantized_hardtanh_matches_torch(engine):
+def test_quantized_clamps_match_torch_at_ties(engine):
+    """Hardtanh / ReLU6 bounds put on or one float next to a half step: torch quantizes them
+    with quantize_val (zp added in float, no fma); quantize_per_tensor's fma would differ."""
     rng = np.random.default_rng(11)
-    q = torch.arange(256, dtype=torch.uint8)
-    for t in range(200):
-        scale = float(f32(1.0 / (rng.integers(1, 200) + 0.5))) if t % 2 else float(f32(10 ** rng.uniform(-3, 0)))
-        zp = int(rng.integers(0, 256))
-        lo, hi = sorted(float(v) for v in rng.uniform(-3, 3, 2))
-        e = torch.nn.functional.hardtanh(_tq(q.numpy(), scale, zp), lo, hi).int_repr().numpy()
-        assert np.array_equal(fm.Hardtanh(lo, hi)(fastq.QTensor(q.numpy(), scale, zp)).values, e)
+    q = np.arange(256, dtype=np.uint8)
+    fma_bad = 0
+    for t in range(600):
+        scale, zp = float(f32(10 ** rng.uniform(-3, 0))), int(rng.integers(0, 256))
+        lo = f32((int(rng.integers(-100, 100)) + 0.5) * f32(scale))
+        if t % 3 == 0:
+            lo = np.nextafter(lo, f32(rng.choice([-1, 1]) * np.inf))
+        lo = float(lo)
+        hi = lo + float(f32(scale)) * int(rng.integers(1, 50))
+        e = torch.nn.functional.hardtanh(_tq(q, scale, zp), lo, hi).int_repr().numpy()
+        assert np.array_equal(fm.Hardtanh(lo, hi)(fastq.QTensor(q, scale, zp)).values, e)
+        fma = np.clip(q, reference.quantize_per_tensor(f32(lo), scale, zp), reference.quantize_per_tensor(f32(hi), scale, zp))
+        fma_bad += int(np.sum(fma != e))
+        s6 = f32(6.0 / (int(rng.integers(1, 300)) + 0.5))
+        s6 = float(np.nextafter(s6, f32(rng.choice([-1, 1]) * np.inf)) if t % 2 else s6)
+        for torch_op in (torch.ao.nn.quantized.ReLU6(), torch.nn.functional.relu6):
+            e6 = torch_op(_tq(q, s6, zp)).int_repr().numpy()
+            assert np.array_equal(fm.ReLU6()(fastq.QTensor(q, s6, zp)).values, e6)
+    assert fma_bad > 0
 
 
 def test_kernels_equal_reference_for_int8():

@@ -222,6 +222,16 @@ def choose_qparams_dynamic(x_min, x_max, reduce_range=False):
     return float(f32(scale)), int(zp)
 
 
+def quantize_val(x, scale, zero_point, dtype="uint8"):
+    """torch's scalar at::native::quantize_val (fbgemm::Quantize, LEGACY): the clamp bounds of
+    quantized relu6 / hardtanh / clamp and the tail of qadd:
+    q = clamp(rne((float)zp + x * (1.0f / (float)scale)), qmin, qmax): the zero point is added in
+    float before rounding, with no fused multiply-add (unlike quantize_per_tensor)."""
+    qmin, qmax = _qrange(dtype)
+    t = (f32(zero_point) + (np.asarray(x, dtype=np.float32) * f32(f32(1.0) / f32(scale))).astype(np.float32))
+    return np.clip(np.rint(np.asarray(t, np.float64)), qmin, qmax).astype(dtype)
+
+
 # --------------------------------------------------------------------------- elementwise ops
 # Measured against torch 2.13 (torch.ops.quantized.add / add_relu / mul / add_scalar /
 # mul_scalar, engines x86 / fbgemm / qnnpack, uint8); docs/notes/graph.md tells the story.
