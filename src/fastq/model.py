@@ -298,7 +298,8 @@ class Model:
             lines += ["  (%s): %r" % (n.name, n.layer) for n in self.nodes]
         else:
             lines.append("  inputs=%r," % (self.inputs,))
-            lines += ["  %s = %s(%s)  # %s" % (", ".join(n.outputs), n.layer, ", ".join(n.inputs), n.name)
+            lines += ["  %s = %r(%s)%s" % (", ".join(n.outputs), n.layer, ", ".join(n.inputs),
+                                           "" if n.outputs == (n.name,) else "  # node %s" % n.name)
                       for n in self.nodes]
             lines.append("  outputs=%r," % (self.outputs,))
         lines.append(")")
