@@ -253,11 +253,12 @@ def _binary(float_layer, scalar_layer):
         x, y = a["input"], a["other"]
         if isinstance(x, fx.Node) and isinstance(y, fx.Node):
             b.add(node, float_layer(), [b.tensor(node, x), b.tensor(node, y)])
-            return
-        t, c = (x, y) if isinstance(x, fx.Node) else (y, x)
-        b.add(node, scalar_layer(float(b.const(node, c, (int, float), "scalar"))), [b.tensor(node, t)])
-        if node.op == "call_method" and str(node.target).endswith("_"):
-            b.inplace(node, x)
+        else:
+            t, c = (x, y) if isinstance(x, fx.Node) else (y, x)
+            b.add(node, scalar_layer(float(b.const(node, c, (int, float), "scalar"))), [b.tensor(node, t)])
+        if (node.op == "call_method" and str(node.target).endswith("_")) or node.target in (operator.iadd,
+                                                                                            operator.imul):
+            b.inplace(node, x)          # x += y changes x: later readers of x see the sum
     return h
 
 
@@ -317,6 +318,7 @@ def _tables():
         operator.getitem: _getitem, getattr: _getattr,
         operator.add: _binary(ar.Add, ar.AddScalar), torch.add: _binary(ar.Add, ar.AddScalar),
         operator.mul: _binary(ar.Mul, ar.MulScalar), torch.mul: _binary(ar.Mul, ar.MulScalar),
+        operator.iadd: _binary(ar.Add, ar.AddScalar), operator.imul: _binary(ar.Mul, ar.MulScalar),
         torch.cat: _cat, torch.concat: _cat,
     }
     methods = {
