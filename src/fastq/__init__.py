@@ -12,6 +12,7 @@ from .runtime import backends, get_backend, set_backend, get_num_threads, set_nu
 from . import reference
 from .explain import explain
 from .model import Node
+from .calibrate import quantize_model
 
 __version__ = "0.1.0"
 
@@ -21,4 +22,5 @@ __all__ = [
     "DynamicQuantizedLinear", "FixedPointParams", "Model", "from_torch", "load", "explain",
     "backends", "get_backend", "set_backend", "get_num_threads", "set_num_threads", "reference",
     "Node",
+    "quantize_model",
 ]
