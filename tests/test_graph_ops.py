@@ -346,3 +346,11 @@ def test_large_add_follows_torch_thread_chunks(threads):
             assert bad == 0 and other > 0
     finally:
         torch.set_num_threads(previous)
+
+
+def test_chain_with_a_layer_used_twice_gets_unique_node_names():
+    relu = fm.ReLU()
+    model = fastq.Model([_q(), relu, relu, fm.Dequantize()], names=["q", "relu", "relu", "relu_1"])
+    assert model.names == ["q", "relu", "relu_2", "relu_1"] and model[1] is model[2]
+    x = np.linspace(-2, 2, 9, dtype=np.float32)
+    assert np.array_equal(model(x), np.maximum(fastq.dequantize(fastq.quantize(x, 0.05, 128)), 0))

@@ -72,6 +72,21 @@ def _names(v, what, node):
     return tuple(v)
 
 
+def _unique(names):
+    taken, out = set(names), []
+    seen = set()
+    for n in names:
+        if n in seen:
+            k = 1
+            while "%s_%d" % (n, k) in taken:
+                k += 1
+            n = "%s_%d" % (n, k)
+            taken.add(n)
+        seen.add(n)
+        out.append(n)
+    return out
+
+
 def _toposort(nodes, inputs, outputs):
     """Validates a hand-built graph and returns its nodes in a topological order (the given
     order when it is one). ValueError for duplicate names, a value made twice, an input no node
@@ -149,6 +164,7 @@ class Model:
                 raise ValueError("names: expected %d names, got %d" % (len(layers), len(names)))
             if "input" in names:
                 raise ValueError("names: 'input' is the chain's input value; name the layer otherwise")
+            names = _unique(names)      # a module used twice in a chain: "relu", "relu_1" (as fx names them)
             inputs, prev, nodes = ("input",), "input", []
             for name, layer in zip(names, layers):
                 nodes.append(Node(name, layer, (prev,)))
