@@ -57,3 +57,26 @@ def test_graph_overhead(benchmark, mlp, impl, batch):
             with torch.no_grad():
                 return qmodel(xt)
         benchmark(run)
+
+
+@pytest.mark.parametrize("n", (4096, 65536))
+@pytest.mark.parametrize("impl", ("fastq add", "torch add", "fastq mul", "torch mul"))
+def test_elementwise_kernels(benchmark, impl, n):
+    """The residual-path ops alone: QuantizedAdd / QuantizedMul against torch.ops.quantized
+    (engine x86, one thread), n uint8 elements; outputs checked equal first."""
+    from fastq.layers import arith as ar
+    torch.set_num_threads(1)
+    torch.backends.quantized.engine = "x86"
+    rng = np.random.default_rng(2)
+    a, b = rng.integers(0, 256, n).astype(np.uint8), rng.integers(0, 256, n).astype(np.uint8)
+    qa, qb = fastq.QTensor(a, 0.02, 120), fastq.QTensor(b, 0.03, 130)
+    with bm.quiet_torch():
+        ta = torch._make_per_tensor_quantized_tensor(torch.from_numpy(a), 0.02, 120)
+        tb = torch._make_per_tensor_quantized_tensor(torch.from_numpy(b), 0.03, 130)
+    add, mul = ar.QuantizedAdd(0.04, 128), ar.QuantizedMul(0.01, 100)
+    assert np.array_equal(add(qa, qb).values, torch.ops.quantized.add(ta, tb, 0.04, 128).int_repr().numpy())
+    assert np.array_equal(mul(qa, qb).values, torch.ops.quantized.mul(ta, tb, 0.01, 100).int_repr().numpy())
+    benchmark.group = "elementwise n=%d" % n
+    run = {"fastq add": lambda: add(qa, qb), "torch add": lambda: torch.ops.quantized.add(ta, tb, 0.04, 128),
+           "fastq mul": lambda: mul(qa, qb), "torch mul": lambda: torch.ops.quantized.mul(ta, tb, 0.01, 100)}[impl]
+    benchmark(run)

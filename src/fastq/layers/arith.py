@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _elementwise, reference
-from .._checks import qrange
 from ..qtensor import QTensor, dequantize, quantize
 from ._base import (ANY, FLOAT, QUANT, Layer, Setting, check_bool, check_choice, check_int,  # noqa: F401
                     check_scale_setting, check_zero_point_in, register)
@@ -56,6 +55,13 @@ _OUT_QPARAMS = (Setting("scale", check_scale_setting("scale")),
                 Setting("zero_point", check_zero_point_in("zero_point", lo=-128, hi=255)))
 
 
+def _fast_pair(a, b):
+    """True when a and b are per-tensor QTensors of one dtype and shape (the common case, checked
+    without building messages); otherwise _check_qpair says what is wrong."""
+    return (type(a) is QTensor and type(b) is QTensor and a.axis is None and b.axis is None
+            and a.values.dtype == b.values.dtype and a.values.shape == b.values.shape)
+
+
 def _check_qpair(a, b, name):
     for n, v in (("a", a), ("b", b)):
         if not isinstance(v, QTensor) or v.axis is not None:
@@ -73,9 +79,31 @@ class _QBinary(Layer):
 
     def __init__(self, scale, zero_point, relu=False):
         self._set_settings(scale=scale, zero_point=zero_point, relu=relu)
+        self._init_cache()
+
+    def _init_cache(self):
+        # plain attributes for the call path (the settings are read-only properties)
+        self._s, self._z, self._relu = self.scale, self.zero_point, self.relu
+        self._z_fits = {np.dtype(np.uint8): 0 <= self._z <= 255, np.dtype(np.int8): -128 <= self._z <= 127}
+        self._constants = {}
+
+    def _check_call(self, a, b):
+        if not _fast_pair(a, b):
+            _check_qpair(a, b, "x")
+        if not self._z_fits.get(a.values.dtype, False):
+            raise ValueError("x: zero_point %d is outside the %s range" % (self._z, a.values.dtype))
+
+    def _cached(self, key, build):
+        c = self._constants.get(key)
+        if c is None:
+            c = build()
+            if len(self._constants) >= 16:
+                self._constants.clear()
+            self._constants[key] = c
+        return c
 
     def _out(self, values):
-        return QTensor(values, self.scale, self.zero_point)
+        return QTensor._checked(values, self._s, self._z)
 
 
 @register
@@ -95,46 +123,39 @@ class QuantizedAdd(_QBinary):
                  torch_threads=1):
         self._set_settings(scale=scale, zero_point=zero_point, relu=relu, arithmetic=arithmetic,
                            vector_block=vector_block, torch_threads=torch_threads)
+        self._init_cache()
         self._inv_scale = float(np.float32(1.0) / np.float32(self.scale))
-        self._qnnpack = {}
+        self._qnnpack_kernel = self.arithmetic == "qnnpack"
+        self._block, self._threads = self.vector_block, self.torch_threads
 
     def __call__(self, a, b):
-        _check_qpair(a, b, "x")
+        self._check_call(a, b)
         va, vb = a.values, b.values
-        qmin, qmax = qrange(va.dtype)
-        if not qmin <= self.zero_point <= qmax:
-            raise ValueError("x: zero_point %d is outside the %s range" % (self.zero_point, va.dtype))
-        if self.arithmetic == "qnnpack" and va.dtype == np.uint8:
-            key = (a.scale, a.zero_point, b.scale, b.zero_point)
-            params = self._qnnpack.get(key)
-            if params is None:
-                if self.relu and self.zero_point == 255:
-                    raise ValueError("x: QNNPACK add_relu with output zero point 255 has an empty range "
-                                     "(torch refuses it too)")
-                params = reference.qnnpack_add_params(a.scale, a.zero_point, b.scale, b.zero_point, self.scale)
-                if len(self._qnnpack) > 16:
-                    self._qnnpack.clear()
-                self._qnnpack[key] = params
-            zpp, am, bm, shift = params
-            y = _elementwise.qadd_qnnpack(va, vb, zpp, am, bm, shift, self.zero_point,
-                                          self.zero_point if self.relu else 0, 255)
+        if self._qnnpack_kernel and va.dtype == np.uint8:
+            zpp, am, bm, shift = self._cached((a.scale, a.zero_point, b.scale, b.zero_point),
+                                              lambda: self._qnnpack_params(a, b))
+            y = _elementwise.qadd_qnnpack(va, vb, zpp, am, bm, shift, self._z, self._z if self._relu else 0, 255)
         else:
-            chunks = torch_chunks(va.size, self.torch_threads)
-            if len(chunks) == 1:
-                y = self._fbgemm(va, vb, a, b)
+            sa, sb = self._cached((a.scale, b.scale), lambda: (float(np.float32(a.scale)), float(np.float32(b.scale))))
+            n = va.size
+            if n < GRAIN_SIZE or self._threads <= 1:
+                y = self._fbgemm(va, vb, sa, a.zero_point, sb, b.zero_point)
             else:
                 fa, fb = va.reshape(-1), vb.reshape(-1)
-                y = np.concatenate([self._fbgemm(fa[lo:hi], fb[lo:hi], a, b) for lo, hi in chunks])
-                y = y.reshape(va.shape)
+                y = np.concatenate([self._fbgemm(fa[lo:hi], fb[lo:hi], sa, a.zero_point, sb, b.zero_point)
+                                    for lo, hi in torch_chunks(n, self._threads)]).reshape(va.shape)
         return self._out(y)
 
-    def _fbgemm(self, va, vb, a, b):
-        n = va.size
-        n_vec = (n // self.vector_block) * self.vector_block if self.vector_block else 0
-        return _elementwise.qadd_fbgemm(va, vb, n_vec, float(np.float32(a.scale)), a.zero_point,
-                                        float(np.float32(b.scale)), b.zero_point, self._inv_scale,
-                                        self.zero_point, self.relu)
+    def _qnnpack_params(self, a, b):
+        if self._relu and self._z == 255:
+            raise ValueError("x: QNNPACK add_relu with output zero point 255 has an empty range "
+                             "(torch refuses it too)")
+        return reference.qnnpack_add_params(a.scale, a.zero_point, b.scale, b.zero_point, self._s)
 
+    def _fbgemm(self, va, vb, sa, za, sb, zb):
+        n = va.size
+        n_vec = (n // self._block) * self._block if self._block else 0
+        return _elementwise.qadd_fbgemm(va, vb, n_vec, sa, za, sb, zb, self._inv_scale, self._z, self._relu)
 
 
 @register
@@ -142,10 +163,10 @@ class QuantizedMul(_QBinary):
     """y = a * b requantized to (scale, zero_point) [relu], as torch.ops.quantized.mul (all engines)."""
 
     def __call__(self, a, b):
-        _check_qpair(a, b, "x")
-        m = float(reference.qmul_multiplier(a.scale, b.scale, self.scale))
+        self._check_call(a, b)
+        m = self._cached((a.scale, b.scale), lambda: float(reference.qmul_multiplier(a.scale, b.scale, self._s)))
         return self._out(_elementwise.qmul(a.values, b.values, a.zero_point, b.zero_point, m,
-                                           self.zero_point, self.relu))
+                                           self._z, self._relu))
 
 
 
