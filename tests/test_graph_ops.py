@@ -354,3 +354,30 @@ def test_chain_with_a_layer_used_twice_gets_unique_node_names():
     assert model.names == ["q", "relu", "relu_2", "relu_1"] and model[1] is model[2]
     x = np.linspace(-2, 2, 9, dtype=np.float32)
     assert np.array_equal(model(x), np.maximum(fastq.dequantize(fastq.quantize(x, 0.05, 128)), 0))
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_scalar_c_loops_equal_simd_and_reference(signed):
+    """The scalar C loops (CPUs without AVX2 + FMA) give the AVX2 bodies' bytes and the oracle's,
+    near-tie scales included."""
+    from fastq import _elementwise as ew
+    rng = np.random.default_rng(15)
+    lo, hi, dt = (-128, 128, np.int8) if signed else (0, 256, np.uint8)
+    for a, sa, za, b, sb, zb, s, z in _cases(rng, 120):
+        a, b = (a.astype(np.int16) + lo).astype(dt), (b.astype(np.int16) + lo).astype(dt)
+        za, zb, z = za + lo, zb + lo, z + lo
+        n_vec = a.size // 64 * 64
+        args = (n_vec, float(f32(sa)), za, float(f32(sb)), zb, float(f32(1) / f32(s)), z, True)
+        fast, slow = ew.qadd_fbgemm(a, b, *args), ew.qadd_fbgemm(a, b, *args, simd=False)
+        assert np.array_equal(fast, slow)
+        assert np.array_equal(slow, reference.qadd_fbgemm(a, sa, za, b, sb, zb, s, z, True, dtype=dt))
+        m = float(reference.qmul_multiplier(sa, sb, s * 64))
+        assert np.array_equal(ew.qmul(a, b, za, zb, m, z, False), ew.qmul(a, b, za, zb, m, z, False, simd=False))
+        if not signed:
+            try:
+                zpp, am, bm, shift = reference.qnnpack_add_params(sa, za, sb, zb, s)
+            except ValueError:
+                continue
+            fast = ew.qadd_qnnpack(a, b, zpp, am, bm, shift, z, 0, 255)
+            assert np.array_equal(fast, ew.qadd_qnnpack(a, b, zpp, am, bm, shift, z, 0, 255, simd=False))
+            assert np.array_equal(fast, reference.qadd_qnnpack(a, sa, za, b, sb, zb, s, z))

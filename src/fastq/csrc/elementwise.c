@@ -123,17 +123,17 @@ static int64_t qadd_qnnpack_avx2(const uint8_t *a, const uint8_t *b, uint8_t *y,
 
 void fastq_qadd_fbgemm(const void *a, const void *b, void *y, int64_t n, int64_t n_vec,
                        float a_scale, int32_t a_zero_point, float b_scale, int32_t b_zero_point,
-                       float inv_scale, int32_t zero_point, int relu, int is_signed) {
+                       float inv_scale, int32_t zero_point, int relu, int is_signed, int simd) {
     const int32_t qmin = is_signed ? -128 : 0, qmax = is_signed ? 127 : 255;
     const float a_premul = a_scale * -(float)a_zero_point;
     const float b_premul = b_scale * -(float)b_zero_point;
     int64_t i = 0;
     if (n_vec > n) n_vec = n;
 #ifdef FASTQ_X86
-    if (have_avx2_fma())
+    if (simd && have_avx2_fma())
         i = qadd_fbgemm_body_avx2(a, b, y, n_vec, a_scale, a_premul, b_scale, b_premul, inv_scale,
                                   zero_point, relu, is_signed, qmin, qmax);
-    if (__builtin_cpu_supports("fma")) {
+    if (simd && __builtin_cpu_supports("fma")) {
         for (; i < n_vec; i++) {
             float c = fma_hw(a_scale, (float)load_q(a, i, is_signed), a_premul)
                     + fma_hw(b_scale, (float)load_q(b, i, is_signed), b_premul);
@@ -158,12 +158,12 @@ void fastq_qadd_fbgemm(const void *a, const void *b, void *y, int64_t n, int64_t
 
 void fastq_qadd_qnnpack(const uint8_t *a, const uint8_t *b, uint8_t *y, int64_t n,
                         int32_t zero_point_product, uint32_t a_multiplier, uint32_t b_multiplier,
-                        uint32_t shift, int32_t zero_point, int32_t y_min, int32_t y_max) {
+                        uint32_t shift, int32_t zero_point, int32_t y_min, int32_t y_max, int simd) {
     const int32_t remainder_mask = (int32_t)((UINT32_C(1) << shift) - 1u);
     const int32_t remainder_threshold = (int32_t)((uint32_t)remainder_mask >> 1);
     int64_t i = 0;
 #ifdef FASTQ_X86
-    if (have_avx2_fma())
+    if (simd && have_avx2_fma())
         i = qadd_qnnpack_avx2(a, b, y, n, zero_point_product, a_multiplier, b_multiplier, shift,
                               zero_point, y_min, y_max);
 #endif
@@ -180,12 +180,13 @@ void fastq_qadd_qnnpack(const uint8_t *a, const uint8_t *b, uint8_t *y, int64_t 
 }
 
 void fastq_qmul(const void *a, const void *b, void *y, int64_t n, int32_t a_zero_point,
-                int32_t b_zero_point, float multiplier, int32_t zero_point, int relu, int is_signed) {
+                int32_t b_zero_point, float multiplier, int32_t zero_point, int relu, int is_signed,
+                int simd) {
     const int32_t qmin = is_signed ? -128 : 0, qmax = is_signed ? 127 : 255;
     const int32_t lo = relu && zero_point > qmin ? zero_point : qmin;
     int64_t i = 0;
 #ifdef FASTQ_X86
-    if (have_avx2_fma())
+    if (simd && have_avx2_fma())
         i = qmul_avx2(a, b, y, n, a_zero_point, b_zero_point, multiplier, zero_point, is_signed, lo, qmax);
 #endif
     for (; i < n; i++) {
