@@ -41,6 +41,11 @@ def main(argv=None):
     except ImportError:
         pass
     try:
+        from .summary_cli import add_parser as add_summary_parser
+        add_summary_parser(sub)
+    except ImportError:
+        pass
+    try:
         from .export_cli import add_parser as add_export_parser
         add_export_parser(sub)
     except ImportError:
