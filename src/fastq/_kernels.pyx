@@ -34,6 +34,7 @@ cdef extern from "csrc/fastq.h" nogil:
         const int32_t *col_offset
         const int32_t *w_zero_point
         const float *bias
+        float bias_mult
         const float *scale
         const int32_t *multiplier
         const int32_t *shift
@@ -181,7 +182,7 @@ cdef class Epilogue:
     cdef readonly Py_ssize_t n_padded
 
     def __cinit__(self, PackedWeights pw not None, int kind, col_offset, *, bias=None,
-                  scale=None, multiplier=None, shift=None, int rounding=0,
+                  float bias_mult=1.0, scale=None, multiplier=None, shift=None, int rounding=0,
                   bint with_row_sums=True, int out_zero_point=0, int out_min=0,
                   int out_max=255, int out_xor=0, bint float_fma=False, bint float_relu=False):
         if kind not in (FQ_EPI_INT32, FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_TFLITE, FQ_EPI_FLOAT):
@@ -201,6 +202,7 @@ cdef class Epilogue:
             raise ValueError("col_offset: required")
         self.ep.w_zero_point = <const int32_t *>_ptr_or_null(wzp, np.int32, npad, "w_zero_point")
         self.ep.bias = <const float *>_ptr_or_null(bias, np.float32, npad, "bias")
+        self.ep.bias_mult = bias_mult
         self.ep.scale = <const float *>_ptr_or_null(scale, np.float32, npad, "scale")
         self.ep.multiplier = <const int32_t *>_ptr_or_null(multiplier, np.int32, npad, "multiplier")
         self.ep.shift = <const int32_t *>_ptr_or_null(shift, np.int32, npad, "shift")

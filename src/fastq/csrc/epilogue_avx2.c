@@ -114,7 +114,7 @@ void fq_epilogue_avx2(int32_t mr, int32_t nc, const int32_t *tile, const int32_t
             }
             case FQ_EPI_FBGEMM: {
                 __m256 f = _mm256_cvtepi32_ps(acc);
-                if (ep->bias) f = _mm256_add_ps(f, _mm256_loadu_ps(ep->bias + n));
+                if (ep->bias) f = _mm256_fmadd_ps(_mm256_loadu_ps(ep->bias + n), _mm256_set1_ps(ep->bias_mult), f);
                 __m256 y = _mm256_mul_ps(f, _mm256_loadu_ps(ep->scale + n));
                 __m256i r = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(y), lo_q), hi_q);
                 __m256i q = _mm256_xor_si256(_mm256_add_epi32(r, zy), xor_);

@@ -69,7 +69,7 @@ void fq_epilogue_avx512(int32_t mr, int32_t nc, const int32_t *tile, const int32
             }
             case FQ_EPI_FBGEMM: {
                 __m512 f = _mm512_cvtepi32_ps(acc);
-                if (ep->bias) f = _mm512_add_ps(f, _mm512_loadu_ps(ep->bias + n));
+                if (ep->bias) f = _mm512_fmadd_ps(_mm512_loadu_ps(ep->bias + n), _mm512_set1_ps(ep->bias_mult), f);
                 __m512 y = _mm512_mul_ps(f, _mm512_loadu_ps(ep->scale + n));
                 __m512i r = _mm512_cvtps_epi32(y);
                 r = _mm512_min_epi32(_mm512_max_epi32(r, lo_q), hi_q);

@@ -45,7 +45,7 @@ void fq_epilogue_scalar(int32_t mr, int32_t nc, const int32_t *tile, const int32
             for (int32_t c = 0; c < nc; c++) {
                 int32_t n = n0 + c;
                 int32_t q = fq_requant_fbgemm(corrected_acc(t, c, rs, n, ep),
-                                              ep->bias ? ep->bias[n] : 0.0f, ep->scale[n],
+                                              ep->bias ? ep->bias[n] : 0.0f, ep->bias_mult, ep->scale[n],
                                               ep->out_zero_point, ep->out_min, ep->out_max);
                 o[c] = (uint8_t)(q ^ ep->out_xor);
             }

@@ -81,8 +81,9 @@ typedef struct {
     const int32_t *col_offset;   /* [n_panels*64], see fq_col_offsets (includes int bias) */
     const int32_t *w_zero_point; /* [n_panels*64], or NULL when all zero */
     /* float modes */
-    const float *bias;           /* fbgemm: per-column bias already divided by atws (or NULL);
+    const float *bias;           /* fbgemm: per-column b of fmaf(b, bias_mult, (float)acc) (or NULL);
                                     float: per-column float bias (or NULL) */
+    float bias_mult;             /* fbgemm: f32(1/(double)atws) per tensor, 1 per channel */
     const float *scale;          /* fbgemm: mult[n]; qnnpack: req[n]; float: sx*sw[n] */
     /* fixed-point mode */
     const int32_t *multiplier;   /* [n_panels*64] Q31 multipliers */

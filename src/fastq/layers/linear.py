@@ -39,13 +39,13 @@ def build_epilogue(packed, mode, x_scale, x_zero_point, w_scales, per_channel, y
     out_min = int(y_zero_point) if relu else 0
     info = {}
     if mode == "fbgemm":
-        bias_term, mult = _reference.fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel)
+        bias_b, bias_r, mult = _reference.fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel)
         mult = np.broadcast_to(mult, (n,))
         col_offset = packed.col_offsets(int(x_zero_point))
-        info.update(mult=mult, bias_term=bias_term)
+        info.update(mult=mult, bias_b=bias_b, bias_r=bias_r)
         ep = _kernels.Epilogue(
             packed, _kernels.EPI_FBGEMM, col_offset,
-            bias=None if bias_term is None else padded(bias_term, npad, np.float32),
+            bias=None if bias_b is None else padded(bias_b, npad, np.float32), bias_mult=float(bias_r),
             scale=padded(mult, npad, np.float32),
             out_zero_point=int(y_zero_point), out_min=out_min, out_max=255, out_xor=out_xor)
     elif mode == "qnnpack":
