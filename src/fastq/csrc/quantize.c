@@ -69,26 +69,19 @@ static const fq_convert_kernels scalar_kernels = {
 
 const fq_convert_kernels *fq_convert_scalar(void) { return &scalar_kernels; }
 
-/* The CPU check for the explicit-ISA entry (tests); the backend switch already checks its own. */
+/* The conversions of an ISA need less than its backend (no VNNI): the one CPU detector tells. */
 static int cpu_runs(int isa) {
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-    __builtin_cpu_init();
-    if (isa == FQ_BACKEND_AVX2)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (isa == FQ_BACKEND_AVX512VNNI)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl");
-#endif
-    return isa == FQ_BACKEND_SCALAR;
+    switch (isa) {
+    case FQ_BACKEND_SCALAR: return 1;
+    case FQ_BACKEND_AVX2: return fq_cpu_supports(FQ_CPU_AVX2_FMA);
+    case FQ_BACKEND_AVX512VNNI: return fq_cpu_supports(FQ_CPU_AVX512);
+    default: return 0;
+    }
 }
 
 static const fq_convert_kernels *compiled(int isa) {
-    switch (isa) {
-    case FQ_BACKEND_SCALAR: return &scalar_kernels;
-    case FQ_BACKEND_AVX2: return fq_convert_avx2();
-    case FQ_BACKEND_AVX512VNNI: return fq_convert_avx512();
-    default: return NULL;
-    }
+    const fq_kernels *k = fq_kernels_for(isa);
+    return k ? k->convert : NULL;
 }
 
 int fq_convert_supported(int isa) {

@@ -158,16 +158,13 @@ class QuantizedLinear:
         zw = np.atleast_1d(np.asarray(weight.zero_point, np.int32))
         self._packed = _kernels.PackedWeights(np.ascontiguousarray(weight.values), zw)
         self._epilogues = {}
-        # The call path (validation of x, cached epilogue, the C call) lives in Cython for the
-        # common case: uint8 in, uint8 out, any input quantization. int8 inputs go to the Python
-        # path through the core's fallback; int8 outputs and a pinned input quantization always do.
+        # The call path (validation of x, cached epilogue, the C call) lives in Cython for every
+        # mode: uint8 / int8 in and out, any or a pinned input quantization.
         packed = self._packed
-        self._core = None
-        if self.dtype == np.uint8 and self.input_scale is None:
-            self._core = _kernels.LinearCore(self._packed, QTensor, self.scale, self.zero_point,
-                                             self._epilogue,
-                                             lambda a, zp, name: check_no_overflow(packed, a, zp, name),
-                                             fallback=self._call_python)
+        self._core = _kernels.LinearCore(self._packed, QTensor, self.scale, self.zero_point, self._epilogue,
+                                         lambda a, zp, name: check_no_overflow(packed, a, zp, name),
+                                         out_signed=self.dtype == np.int8, input_scale=self.input_scale,
+                                         input_zero_point=self.input_zero_point)
         if self.input_scale is not None and self.requant == "tflite":
             self.fixed_point_params(self.input_scale)      # a too-large scale fails here, not later
 
@@ -250,7 +247,7 @@ class QuantizedLinear:
     __call__ = _kernels.linear_call
 
     def _call_python(self, x):
-        """The same call in Python (the reference for LinearCore.call, and its fallback)."""
+        """The same call in Python (the reference for LinearCore.call)."""
         if not isinstance(x, QTensor):
             raise TypeError("x: expected a fastq.QTensor, got %s" % type(x).__name__)
         if x.axis is not None:
@@ -264,7 +261,7 @@ class QuantizedLinear:
             raise ValueError("x: quantized with scale %r, zero point %d; this layer was built for "
                              "input_scale=%r, input_zero_point=%r"
                              % (x.scale, x.zero_point, self.input_scale, self.input_zero_point))
-        a = np.ascontiguousarray(v.reshape(-1, self.in_features))
+        a = np.ascontiguousarray(v.reshape(int(np.prod(v.shape[:-1])), self.in_features))  # K = 0 too
         zx = x.zero_point
         if v.dtype == np.int8:
             # int8 x, zero point z  ==  uint8 x + 128 (the same bits with the top one flipped), z + 128
