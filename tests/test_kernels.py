@@ -462,3 +462,115 @@ def test_fbgemm_bias_term_matches_torch_near_cancellation(backend, per_channel):
         # the cases are near enough to a tie that rounding bias * rcp first shows (the reproducer
         # at least); per channel the two formulas are the same
         assert two_roundings_differ > 0
+
+
+def test_epilogue_tflite_right_shift_only_edges(backend):
+    """The double-rounding table entry for shifts <= 0 and multipliers above INT32_MIN (no left
+    shift, no saturation: fq_epilogue_prepare picks it) over all of int32; one INT32_MIN
+    multiplier sends a table back to the general entry."""
+    rng = np.random.default_rng(29)
+    for (m, n, k), wide in itertools.product(((1, 67, 9), (6, 64, 8), (13, 130, 5)), (False, True)):
+        a, w = rand_u8(rng, (m, k)), rand_s8(rng, (n, k))
+        col = edge_int32(rng, n)
+        mult = edge_int32(rng, n)
+        mult[mult == -(2**31)] = -(2**31) + 1
+        shift = rng.integers(-31, 1, n).astype(np.int32)
+        shift[:3] = [-31, 0, -1]
+        for general in (False, True):
+            if general:
+                mult[-1] = -(2**31)
+            zy = int(rng.integers(0, 256))
+            lo, hi = clamp_bounds(rng, wide)
+            got, acc = run_epilogue(_kernels.EPI_TFLITE, a, w, col, multiplier=mult, shift=shift,
+                                    rounding=0, out_zero_point=zy, out_min=lo, out_max=hi)
+            y = reference.MBQM["double"](acc, mult, shift)
+            assert np.array_equal(got, as_bytes(np.clip(y + zy, lo, hi), 0))
+
+
+# ------------------------------------------------------------------ every mode on the compiled path
+def _layer(rng, n, k, mode, dtype, per_channel, w_zero_points, **kw):
+    w = rand_s8(rng, (n, k))
+    if per_channel:
+        zw = rng.integers(-20, 21, n) if w_zero_points else np.zeros(n, np.int64)
+        wq = fastq.QTensor(w, rng.uniform(0.002, 0.02, n), zw, axis=0)
+    else:
+        wq = fastq.QTensor(w, float(rng.uniform(0.002, 0.02)), int(rng.integers(-20, 21)) if w_zero_points else 0)
+    y_zp = int(rng.integers(-128, 128)) if dtype == "int8" else int(rng.integers(0, 256))
+    return fastq.QuantizedLinear(wq, rng.normal(0, 1, n).astype(np.float32), float(0.004 * np.sqrt(k + 1)),
+                                 y_zp, requant=mode, dtype=dtype, relu=bool(rng.integers(0, 2)), **kw)
+
+
+@pytest.mark.parametrize("mode", ["fbgemm", "qnnpack", "tflite"])
+def test_int8_in_and_out_on_the_compiled_path(backend, mode):
+    """int8 activations and int8 outputs go through LinearCore and the kernels' 0x80 flip (row
+    sums included, through weight zero points): equal to the uint8 layer on x + 128 (the
+    identity int8 x, z == uint8 x + 128, z + 128) and to the Python path."""
+    rng = np.random.default_rng(61 + len(mode))
+    for m, n, k in ((1, 64, 64), (7, 70, 13), (13, 130, 67), (1, 5, 1), (3, 9, 0)):
+        for per_channel, w_zp in ((False, True), (True, True), (True, False)):
+            for dtype in ("uint8", "int8"):
+                layer = _layer(rng, n, k, mode, dtype, per_channel, w_zp)
+                xs = rand_s8(rng, (m, k))
+                zx = int(rng.integers(-128, 128))
+                x = fastq.QTensor(xs, 0.03, zx)
+                got = layer(x)
+                assert got.values.dtype == np.dtype(dtype) and got.values.shape == (m, n)
+                expect = layer._call_python(x).values
+                assert np.array_equal(got.values, expect)
+                xu = fastq.QTensor((xs.astype(np.int16) + 128).astype(np.uint8), 0.03, zx + 128)
+                assert np.array_equal(got.values, layer(xu).values)
+                # the kernels alone, int8 a against the flipped uint8 a
+                ep = layer._epilogue(0.03, zx + 128)
+                assert np.array_equal(_kernels.gemm(layer._packed, ep, xs), _kernels.gemm(layer._packed, ep, xu.values))
+
+
+def test_k_zero_layers(backend):
+    """K = 0: the accumulator is the bias alone, for uint8 and int8 activations."""
+    for mode in ("fbgemm", "qnnpack", "tflite"):
+        w = fastq.QTensor(np.zeros((5, 0), np.int8), 0.01, 0)
+        bias = np.linspace(-1, 1, 5).astype(np.float32)
+        layer = fastq.QuantizedLinear(w, bias, 0.01, 7, requant=mode, dtype="int8")
+        y8 = layer(fastq.QTensor(np.zeros((3, 0), np.int8), 0.1, -4)).values
+        yu = layer(fastq.QTensor(np.zeros((3, 0), np.uint8), 0.1, 200)).values
+        assert y8.shape == yu.shape == (3, 5) and np.array_equal(y8, yu)
+        assert np.array_equal(y8, layer._call_python(fastq.QTensor(np.zeros((3, 0), np.int8), 0.1, -4)).values)
+        if mode == "fbgemm":
+            expect = reference.requant_fbgemm(np.zeros((3, 5), np.int64), 0.1, [0.01], 0.01, 7 + 128, bias)
+            assert np.array_equal(y8, (expect.astype(np.int16) - 128).astype(np.int8))
+
+
+def test_multiply_by_quantized_multiplier_empty_last_axis():
+    for x, nch in ((np.zeros((3, 0), np.int32), 0), (np.zeros((0, 4), np.int32), 4), (np.zeros((2, 0), np.int32), 1)):
+        out = _kernels.multiply_by_quantized_multiplier(x, np.full(nch, 2**30, np.int32), np.zeros(nch, np.int32), 0)
+        assert out.shape == x.shape and out.dtype == np.int32
+    with pytest.raises(ValueError, match="multiplier"):
+        _kernels.multiply_by_quantized_multiplier(np.zeros((2, 3), np.int32), np.zeros(0, np.int32),
+                                                  np.zeros(0, np.int32), 0)
+
+
+def test_pinned_input_quantization_on_the_compiled_path(backend):
+    rng = np.random.default_rng(71)
+    for dtype in ("uint8", "int8"):
+        layer = _layer(rng, 33, 20, "tflite", dtype, True, True, input_scale=0.05, input_zero_point=-3)
+        x = fastq.QTensor(rand_s8(rng, (4, 20)), 0.05, -3)
+        assert np.array_equal(layer(x).values, layer._call_python(x).values)
+        for bad in (fastq.QTensor(x.values, 0.06, -3), fastq.QTensor(x.values, 0.05, -2)):
+            with pytest.raises(ValueError, match="x: quantized with scale"):
+                layer(bad)
+
+
+def test_large_k_near_the_zero_point_int8_and_row_sums(backend):
+    """K = 70000 with inputs at their zero point: the raw sums (and the row sums, through a
+    weight zero point) exceed int32 while the corrected acc fits; the kernels wrap in unsigned
+    arithmetic (no undefined behaviour, sanitize.sh checks) and the result is exact."""
+    k = 70000
+    rng = np.random.default_rng(81)
+    w = rng.integers(100, 128, (3, k)).astype(np.int8)
+    layer = fastq.QuantizedLinear(fastq.QTensor(w, 0.001, 120), None, 50.0, 10, dtype="int8")
+    for xs, zx in ((np.full((2, k), 127, np.int8), 127), (np.full((2, k), -128, np.int8), -128)):
+        xs = xs.copy()
+        xs[:, :5] += np.int8(-1 if zx == 127 else 1)
+        got = layer(fastq.QTensor(xs, 0.01, zx)).values
+        acc = reference.qgemm((xs.astype(np.int16) + 128).astype(np.uint8), zx + 128, w, 120)
+        expect = reference.requant_fbgemm(acc, 0.01, [0.001], 50.0, 10 + 128)
+        assert np.array_equal(got, (expect.astype(np.int16) - 128).astype(np.int8))

@@ -41,15 +41,6 @@ static inline __mmask16 lanes(int32_t left) {
     return left >= LANES ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
 }
 
-static inline __m512i corrected(const int32_t *t, const fq_epilogue *ep, int32_t n, __m512i row_sum) {
-    __m512i acc = _mm512_add_epi32(_mm512_load_si512((const void *)t),
-                                   _mm512_loadu_si512((const void *)(ep->col_offset + n)));
-    if (ep->w_zero_point)
-        acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(
-            row_sum, _mm512_loadu_si512((const void *)(ep->w_zero_point + n))));
-    return acc;
-}
-
 /* r (rounded, before the zero point) -> bytes */
 static inline void store_bytes(const consts *k, __m512i r, int32_t left, uint8_t *o) {
     __m512i q = _mm512_xor_si512(fqv_tflite_output(r, k->zy, k->lo_q, k->hi_q), k->xor_);
@@ -61,68 +52,89 @@ static inline void store_float(const consts *k, __m512 y, int32_t left, float *o
     _mm512_mask_storeu_ps(o, lanes(left), _mm512_mask_mov_ps(y, negative, _mm512_setzero_ps()));
 }
 
-/* ---- one step each: 16 accumulators of columns n.. -> stored -------------------------------- */
-static inline void step_int32(const consts *k, const fq_epilogue *ep, int32_t n, __m512i acc,
-                              int32_t left, int32_t *o) {
-    (void)k; (void)ep; (void)n;
+static inline __m512i load_i(const int32_t *p) { return _mm512_loadu_si512((const void *)p); }
+
+/* ---- one step each: the per-column constants of columns n.. (loaded / derived once per column
+ * block), then 16 accumulators of one row -> stored ------------------------------------------- */
+typedef struct { int unused; } cols_none;
+static inline cols_none cols_int32(const fq_epilogue *ep, int32_t n) {
+    (void)ep; (void)n;
+    cols_none c = {0};
+    return c;
+}
+static inline void step_int32(const consts *k, const cols_none *c, __m512i acc, int32_t left, int32_t *o) {
+    (void)k; (void)c;
     _mm512_mask_storeu_epi32(o, lanes(left), acc);
 }
-static inline void step_float_fma(const consts *k, const fq_epilogue *ep, int32_t n, __m512i acc,
-                                  int32_t left, float *o) {
-    store_float(k, _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_loadu_ps(ep->scale + n),
-                                   _mm512_loadu_ps(ep->bias + n)), left, o);
-}
-static inline void step_float_two(const consts *k, const fq_epilogue *ep, int32_t n, __m512i acc,
-                                  int32_t left, float *o) {
-    store_float(k, _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_loadu_ps(ep->scale + n)),
-                                 _mm512_loadu_ps(ep->bias + n)), left, o);
-}
-static inline void step_fbgemm(const consts *k, const fq_epilogue *ep, int32_t n, __m512i acc,
-                               int32_t left, uint8_t *o) {
-    __m512 f = _mm512_fmadd_ps(_mm512_loadu_ps(ep->bias + n), k->bias_mult, _mm512_cvtepi32_ps(acc));
-    __m512 y = _mm512_mul_ps(f, _mm512_loadu_ps(ep->scale + n));
-    store_bytes(k, _mm512_cvtps_epi32(y), left, o);
-}
-static inline void step_qnnpack(const consts *k, const fq_epilogue *ep, int32_t n, __m512i acc,
-                                int32_t left, uint8_t *o) {
-    __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_loadu_ps(ep->scale + n));
-    store_bytes(k, _mm512_cvtps_epi32(y), left, o);
-}
-#define FIXED_STEP(NAME, FN)                                                                      \
-    static inline void NAME(const consts *k, const fq_epilogue *ep, int32_t n, __m512i acc,       \
-                            int32_t left, uint8_t *o) {                                           \
-        store_bytes(k, FN(acc, _mm512_loadu_si512((const void *)(ep->multiplier + n)),            \
-                          _mm512_loadu_si512((const void *)(ep->shift + n))), left, o);           \
-    }
-FIXED_STEP(step_fixed_double, fqv_multiply_by_quantized_multiplier)
-FIXED_STEP(step_fixed_single, fqv_multiply_by_quantized_multiplier_single)
-FIXED_STEP(step_fixed_double_up, fqv_multiply_by_quantized_multiplier_double_up)
 
-/* the tile loop, once per step and output type */
-#define DEFINE_EPILOGUE(NAME, STEP, OUT_T, XOR)                                                  \
+typedef struct { __m512 scale, bias; } cols_float;
+static inline cols_float cols_scale_bias(const fq_epilogue *ep, int32_t n) {
+    cols_float c;
+    c.scale = _mm512_loadu_ps(ep->scale + n);
+    c.bias = _mm512_loadu_ps(ep->bias + n);
+    return c;
+}
+static inline void step_float_fma(const consts *k, const cols_float *c, __m512i acc, int32_t left, float *o) {
+    store_float(k, _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), c->scale, c->bias), left, o);
+}
+static inline void step_float_two(const consts *k, const cols_float *c, __m512i acc, int32_t left, float *o) {
+    store_float(k, _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), c->scale), c->bias), left, o);
+}
+static inline void step_fbgemm(const consts *k, const cols_float *c, __m512i acc, int32_t left, uint8_t *o) {
+    __m512 f = _mm512_fmadd_ps(c->bias, k->bias_mult, _mm512_cvtepi32_ps(acc));
+    store_bytes(k, _mm512_cvtps_epi32(_mm512_mul_ps(f, c->scale)), left, o);
+}
+static inline void step_qnnpack(const consts *k, const cols_float *c, __m512i acc, int32_t left, uint8_t *o) {
+    store_bytes(k, _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), c->scale)), left, o);
+}
+
+#define FIXED_STEP(NAME, T, FN)                                                                  \
+    static inline T cols_##NAME(const fq_epilogue *ep, int32_t n) {                              \
+        return FN##_for(load_i(ep->multiplier + n), load_i(ep->shift + n));                      \
+    }                                                                                            \
+    static inline void step_##NAME(const consts *k, const T *c, __m512i acc, int32_t left,       \
+                                   uint8_t *o) {                                                 \
+        store_bytes(k, FN##_apply(acc, c), left, o);                                             \
+    }
+FIXED_STEP(fixed_double, fqv_mbqm, fqv_multiply_by_quantized_multiplier)
+FIXED_STEP(fixed_double_right, fqv_mbqm, fqv_multiply_by_quantized_multiplier_right)
+FIXED_STEP(fixed_single, fqv_single, fqv_multiply_by_quantized_multiplier_single)
+FIXED_STEP(fixed_double_up, fqv_mbqm_up, fqv_multiply_by_quantized_multiplier_double_up)
+
+/* The tile loop, once per step and output type: column blocks outside, so each block's
+ * constants are loaded and derived once for the tile's rows; acc = raw + col_offset - rs * zw
+ * (row_sums is given exactly when w_zero_point is). */
+#define DEFINE_EPILOGUE(NAME, COLS_T, COLS, STEP, OUT_T, XOR)                                     \
     static void NAME(int32_t mr, int32_t nc, const int32_t *tile, const int32_t *row_sums,        \
                      int32_t n0, const fq_epilogue *ep, void *out, ptrdiff_t ldo) {               \
         const consts k = make_consts(ep, XOR);                                                    \
-        for (int32_t i = 0; i < mr; i++) {                                                        \
-            const int32_t *t = tile + (size_t)i * FQ_NR;                                          \
-            const __m512i rs = _mm512_set1_epi32(row_sums ? row_sums[i] : 0);                     \
-            OUT_T *o = (OUT_T *)out + (ptrdiff_t)i * ldo + n0;                                    \
-            for (int32_t c = 0; c < nc; c += LANES)                                               \
-                STEP(&k, ep, n0 + c, corrected(t + c, ep, n0 + c, rs), nc - c, o + c);            \
+        for (int32_t c = 0; c < nc; c += LANES) {                                                 \
+            const int32_t n = n0 + c;                                                             \
+            const COLS_T cols = COLS(ep, n);                                                      \
+            const __m512i col_offset = load_i(ep->col_offset + n);                                \
+            const __m512i zw = row_sums ? load_i(ep->w_zero_point + n) : _mm512_setzero_si512();  \
+            for (int32_t i = 0; i < mr; i++) {                                                    \
+                __m512i acc = _mm512_add_epi32(_mm512_load_si512((const void *)(tile + i * FQ_NR + c)), \
+                                               col_offset);                                       \
+                if (row_sums)                                                                     \
+                    acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(row_sums[i]), zw)); \
+                STEP(&k, &cols, acc, nc - c, (OUT_T *)out + (ptrdiff_t)i * ldo + n);              \
+            }                                                                                     \
         }                                                                                         \
     }
-#define DEFINE_BYTE_EPILOGUES(NAME, STEP)              \
-    DEFINE_EPILOGUE(NAME##_u8, STEP, uint8_t, 0)       \
-    DEFINE_EPILOGUE(NAME##_s8, STEP, uint8_t, 0x80)
+#define DEFINE_BYTE_EPILOGUES(NAME, COLS_T, COLS, STEP)              \
+    DEFINE_EPILOGUE(NAME##_u8, COLS_T, COLS, STEP, uint8_t, 0)       \
+    DEFINE_EPILOGUE(NAME##_s8, COLS_T, COLS, STEP, uint8_t, 0x80)
 
-DEFINE_EPILOGUE(epi_int32, step_int32, int32_t, 0)
-DEFINE_EPILOGUE(epi_float_fma, step_float_fma, float, 0)
-DEFINE_EPILOGUE(epi_float_two, step_float_two, float, 0)
-DEFINE_BYTE_EPILOGUES(epi_fbgemm, step_fbgemm)
-DEFINE_BYTE_EPILOGUES(epi_qnnpack, step_qnnpack)
-DEFINE_BYTE_EPILOGUES(epi_fixed_double, step_fixed_double)
-DEFINE_BYTE_EPILOGUES(epi_fixed_single, step_fixed_single)
-DEFINE_BYTE_EPILOGUES(epi_fixed_double_up, step_fixed_double_up)
+DEFINE_EPILOGUE(epi_int32, cols_none, cols_int32, step_int32, int32_t, 0)
+DEFINE_EPILOGUE(epi_float_fma, cols_float, cols_scale_bias, step_float_fma, float, 0)
+DEFINE_EPILOGUE(epi_float_two, cols_float, cols_scale_bias, step_float_two, float, 0)
+DEFINE_BYTE_EPILOGUES(epi_fbgemm, cols_float, cols_scale_bias, step_fbgemm)
+DEFINE_BYTE_EPILOGUES(epi_qnnpack, cols_float, cols_scale_bias, step_qnnpack)
+DEFINE_BYTE_EPILOGUES(epi_fixed_double, fqv_mbqm, cols_fixed_double, step_fixed_double)
+DEFINE_BYTE_EPILOGUES(epi_fixed_double_right, fqv_mbqm, cols_fixed_double_right, step_fixed_double_right)
+DEFINE_BYTE_EPILOGUES(epi_fixed_single, fqv_single, cols_fixed_single, step_fixed_single)
+DEFINE_BYTE_EPILOGUES(epi_fixed_double_up, fqv_mbqm_up, cols_fixed_double_up, step_fixed_double_up)
 
 /* every variant has an AVX-512 function */
 void fq_epilogues_avx512(fq_epilogue_fn table[FQ_EPV_COUNT][2]) {
@@ -135,6 +147,8 @@ void fq_epilogues_avx512(fq_epilogue_fn table[FQ_EPV_COUNT][2]) {
     table[FQ_EPV_QNNPACK][1] = epi_qnnpack_s8;
     table[FQ_EPV_FIXED_DOUBLE][0] = epi_fixed_double_u8;
     table[FQ_EPV_FIXED_DOUBLE][1] = epi_fixed_double_s8;
+    table[FQ_EPV_FIXED_DOUBLE_RIGHT][0] = epi_fixed_double_right_u8;
+    table[FQ_EPV_FIXED_DOUBLE_RIGHT][1] = epi_fixed_double_right_s8;
     table[FQ_EPV_FIXED_SINGLE][0] = epi_fixed_single_u8;
     table[FQ_EPV_FIXED_SINGLE][1] = epi_fixed_single_s8;
     table[FQ_EPV_FIXED_DOUBLE_UP][0] = epi_fixed_double_up_u8;

@@ -92,6 +92,8 @@ void fq_epilogues_scalar(fq_epilogue_fn table[FQ_EPV_COUNT][2]) {
     table[FQ_EPV_QNNPACK][1] = epi_qnnpack_s8;
     table[FQ_EPV_FIXED_DOUBLE][0] = epi_fixed_double_u8;
     table[FQ_EPV_FIXED_DOUBLE][1] = epi_fixed_double_s8;
+    table[FQ_EPV_FIXED_DOUBLE_RIGHT][0] = epi_fixed_double_u8;    /* the general code serves */
+    table[FQ_EPV_FIXED_DOUBLE_RIGHT][1] = epi_fixed_double_s8;
     table[FQ_EPV_FIXED_SINGLE][0] = epi_fixed_single_u8;
     table[FQ_EPV_FIXED_SINGLE][1] = epi_fixed_single_s8;
     table[FQ_EPV_FIXED_DOUBLE_UP][0] = epi_fixed_double_up_u8;

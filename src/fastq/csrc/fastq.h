@@ -89,6 +89,8 @@ typedef enum {
     FQ_EPV_FBGEMM,
     FQ_EPV_QNNPACK,
     FQ_EPV_FIXED_DOUBLE,
+    FQ_EPV_FIXED_DOUBLE_RIGHT,   /* FIXED_DOUBLE when every shift <= 0 and no multiplier is
+                                    INT32_MIN: no left shift, no saturation (SIMD may skip them) */
     FQ_EPV_FIXED_SINGLE,
     FQ_EPV_FIXED_DOUBLE_UP,
     FQ_EPV_COUNT

@@ -1,7 +1,7 @@
 /* AVX2 lane primitives of the fixed-point steps (fixedpoint_lanes.h is written over them,
  * gemmlowp-style: RoundingDivideByPOT and friends exist once, for every ISA).
  *   fq_v: 8 int32 lanes    fq_m: a 32-bit lane mask (all ones / zero)
- *   fq_w: 4 int64 lanes    fq_m64: a 64-bit lane mask
+ *   fq_w: 4 int64 lanes
  * Include after #pragma GCC target("avx2,fma") and <immintrin.h>. AVX2 has no 64-bit
  * arithmetic shift: fq_w_srav flips negative lanes around a logical one (exact). */
 #ifndef FASTQ_FIXEDPOINT_AVX2_H
@@ -10,7 +10,6 @@
 typedef __m256i fq_v;
 typedef __m256i fq_m;
 typedef __m256i fq_w;
-typedef __m256i fq_m64;
 
 static inline fq_v fq_v_dup(int32_t x) { return _mm256_set1_epi32(x); }
 static inline fq_v fq_v_zero(void) { return _mm256_setzero_si256(); }
@@ -24,7 +23,6 @@ static inline fq_v fq_v_srav(fq_v a, fq_v count) { return _mm256_srav_epi32(a, c
 static inline fq_m fq_v_lt(fq_v a, fq_v b) { return _mm256_cmpgt_epi32(b, a); }
 static inline fq_m fq_v_gt(fq_v a, fq_v b) { return _mm256_cmpgt_epi32(a, b); }
 static inline fq_m fq_v_eq(fq_v a, fq_v b) { return _mm256_cmpeq_epi32(a, b); }
-static inline fq_m fq_m_and(fq_m a, fq_m b) { return _mm256_and_si256(a, b); }
 /* m ? if_true : if_false, lane by lane */
 static inline fq_v fq_v_select(fq_m m, fq_v if_false, fq_v if_true) {
     return _mm256_blendv_epi8(if_false, if_true, m);
@@ -37,30 +35,24 @@ static inline fq_v fq_v_add_where(fq_m m, fq_v a, fq_v b) {
 static inline fq_w fq_w_dup(int64_t x) { return _mm256_set1_epi64x(x); }
 static inline fq_w fq_w_add(fq_w a, fq_w b) { return _mm256_add_epi64(a, b); }
 static inline fq_w fq_w_sub(fq_w a, fq_w b) { return _mm256_sub_epi64(a, b); }
-static inline fq_m64 fq_w_lt_zero(fq_w a) { return _mm256_cmpgt_epi64(_mm256_setzero_si256(), a); }
-static inline fq_w fq_w_select(fq_m64 m, fq_w if_false, fq_w if_true) {
-    return _mm256_blendv_epi8(if_false, if_true, m);
-}
-static inline fq_w fq_w_add_where(fq_m64 m, fq_w a, fq_w b) {
-    return _mm256_add_epi64(a, _mm256_and_si256(m, b));
-}
-static inline fq_w fq_w_srli31(fq_w a) { return _mm256_srli_epi64(a, 31); }
 static inline fq_w fq_w_sllv(fq_w a, fq_w count) { return _mm256_sllv_epi64(a, count); }
 static inline fq_w fq_w_srav(fq_w a, fq_w count) {
     fq_w sign = _mm256_cmpgt_epi64(_mm256_setzero_si256(), a);     /* -1 where a < 0 */
     return _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(a, sign), count), sign);
 }
-/* exact 64-bit products of the even int32 lanes (0, 2, ..) and of the odd ones */
+/* the odd int32 lanes moved down into the even ones (vpshufd: port 5, not a shift) */
+static inline fq_v fq_v_odd_down(fq_v a) { return _mm256_shuffle_epi32(a, 0xF5); }
+/* exact 64-bit products of the even int32 lanes (0, 2, ..) */
 static inline fq_w fq_w_mul_even(fq_v a, fq_v b) { return _mm256_mul_epi32(a, b); }
-static inline fq_w fq_w_mul_odd(fq_v a, fq_v b) {
-    return _mm256_mul_epi32(_mm256_srli_epi64(a, 32), _mm256_srli_epi64(b, 32));
-}
 /* the even / odd int32 lanes of v, zero-extended to int64 (for counts >= 0) */
 static inline fq_w fq_w_even_lanes(fq_v v) { return _mm256_and_si256(v, _mm256_set1_epi64x(0xFFFFFFFFLL)); }
 static inline fq_w fq_w_odd_lanes(fq_v v) { return _mm256_srli_epi64(v, 32); }
-/* the low 32 bits of each int64 lane, back into the even / odd int32 lanes */
+/* the low / high 32 bits of each int64 lane, back into the even / odd int32 lanes */
 static inline fq_v fq_w_join_low32(fq_w even, fq_w odd) {
-    return _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+    return _mm256_blend_epi32(even, _mm256_shuffle_epi32(odd, 0xA0), 0xAA);
+}
+static inline fq_v fq_w_join_high32(fq_w even, fq_w odd) {
+    return _mm256_blend_epi32(_mm256_shuffle_epi32(even, 0xF5), odd, 0xAA);
 }
 
 #endif

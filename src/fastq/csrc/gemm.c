@@ -53,6 +53,12 @@ static int shifts_in_simd_range(const int32_t *shift, int32_t n) {
     return 1;
 }
 
+static int right_shifts_only(const int32_t *multiplier, const int32_t *shift, int32_t n) {
+    for (int32_t c = 0; c < n; c++)
+        if (shift[c] > 0 || multiplier[c] == INT32_MIN) return 0;
+    return 1;
+}
+
 int fq_epilogue_prepare(fq_epilogue *ep, int32_t n_padded) {
     if (!ep->col_offset || n_padded < 0) return -1;
     if (ep->out_signed != 0 && ep->out_signed != 1) return -1;
@@ -76,7 +82,10 @@ int fq_epilogue_prepare(fq_epilogue *ep, int32_t n_padded) {
     case FQ_EPI_TFLITE:
         if (!ep->multiplier || !ep->shift) return -1;
         switch (ep->rounding) {
-        case FQ_ROUNDING_DOUBLE: ep->variant = FQ_EPV_FIXED_DOUBLE; break;
+        case FQ_ROUNDING_DOUBLE:
+            ep->variant = right_shifts_only(ep->multiplier, ep->shift, n_padded) ? FQ_EPV_FIXED_DOUBLE_RIGHT
+                                                                                : FQ_EPV_FIXED_DOUBLE;
+            break;
         case FQ_ROUNDING_SINGLE: ep->variant = FQ_EPV_FIXED_SINGLE; break;
         case FQ_ROUNDING_DOUBLE_UP: ep->variant = FQ_EPV_FIXED_DOUBLE_UP; break;
         default: return -1;
