@@ -12,19 +12,7 @@ import fastq
 from fastq import _kernels, reference
 
 
-ALL_BACKENDS = ["scalar", "avx2", "avx512vnni"]
-
-
-@pytest.fixture(params=ALL_BACKENDS)
-def backend(request):
-    name = request.param
-    if name not in fastq.backends():
-        pytest.skip("backend %s not supported on this CPU" % name)
-    old = fastq.get_backend()
-    fastq.set_backend(name)
-    assert fastq.get_backend() == name
-    yield name
-    fastq.set_backend(old)
+# the `backend` fixture (tests/conftest.py) runs a test once per ISA backend
 
 
 def rand_u8(rng, shape):

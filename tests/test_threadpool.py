@@ -23,7 +23,7 @@ def test_overflow_check_is_per_call_under_a_racing_thread():
 
     def overflowing():
         try:
-            for _ in range(60):
+            for _ in range(150):
                 try:
                     layer(bad)
                     failures.append("no error")

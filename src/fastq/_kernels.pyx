@@ -53,6 +53,7 @@ cdef extern from "csrc/fastq.h" nogil:
                 const fq_epilogue *ep, void *out, Py_ssize_t ldo, int num_threads)
     int fq_get_num_threads()
     void fq_set_num_threads(int n)
+    long long fq_kernel_runs(int backend)
     void fq_quantize_u8(const float *x, int64_t n, float inv_scale, float zero_point,
                         int32_t qmin, int32_t qmax, uint8_t *q)
     void fq_quantize_s8(const float *x, int64_t n, float inv_scale, float zero_point,
@@ -415,6 +416,10 @@ def get_backend():
 
 def set_backend(int b):
     return fq_set_backend(b) == 0
+
+def kernel_runs():
+    """{backend name: fq_gemm calls that ran its kernels} since the library loaded."""
+    return {fq_backend_name(b).decode(): fq_kernel_runs(b) for b in range(FQ_BACKEND_COUNT)}
 
 def get_num_threads():
     return fq_get_num_threads()

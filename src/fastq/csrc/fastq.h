@@ -197,6 +197,10 @@ const fq_kernels *fq_kernels_for(int backend);   /* NULL when not compiled in */
 int fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t m, int a_signed,
             const fq_epilogue *ep, void *out, ptrdiff_t ldo, int num_threads);
 
+/* How many fq_gemm calls ran the kernels of backend since the library loaded (tests check
+ * that every backend this CPU supports was exercised: ruy's covered-paths check). */
+long long fq_kernel_runs(int backend);
+
 /* ---- threads ------------------------------------------------------------------------ */
 int fq_get_num_threads(void);
 void fq_set_num_threads(int n);
