@@ -70,6 +70,13 @@ static inline void step_int32(const consts *k, const cols_none *c, __m256i acc, 
     else _mm256_maskstore_epi32(o, lanes_mask(left), acc);
 }
 
+typedef struct { __m256 scale; } cols_scale_only;
+static inline cols_scale_only cols_scale(const fq_epilogue *ep, int32_t n) {
+    cols_scale_only c;
+    c.scale = _mm256_loadu_ps(ep->scale + n);     /* qnnpack: no bias array (it is in col_offset) */
+    return c;
+}
+
 typedef struct { __m256 scale, bias; } cols_float;
 static inline cols_float cols_scale_bias(const fq_epilogue *ep, int32_t n) {
     cols_float c;
@@ -87,7 +94,7 @@ static inline void step_fbgemm(const consts *k, const cols_float *c, __m256i acc
     __m256 f = _mm256_fmadd_ps(c->bias, k->bias_mult, _mm256_cvtepi32_ps(acc));
     store_bytes(k, _mm256_cvtps_epi32(_mm256_mul_ps(f, c->scale)), left, o);
 }
-static inline void step_qnnpack(const consts *k, const cols_float *c, __m256i acc, int32_t left, uint8_t *o) {
+static inline void step_qnnpack(const consts *k, const cols_scale_only *c, __m256i acc, int32_t left, uint8_t *o) {
     store_bytes(k, _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), c->scale)), left, o);
 }
 
@@ -131,7 +138,7 @@ DEFINE_EPILOGUE(epi_int32, cols_none, cols_int32, step_int32, int32_t, 0)
 DEFINE_EPILOGUE(epi_float_fma, cols_float, cols_scale_bias, step_float_fma, float, 0)
 DEFINE_EPILOGUE(epi_float_two, cols_float, cols_scale_bias, step_float_two, float, 0)
 DEFINE_BYTE_EPILOGUES(epi_fbgemm, cols_float, cols_scale_bias, step_fbgemm)
-DEFINE_BYTE_EPILOGUES(epi_qnnpack, cols_float, cols_scale_bias, step_qnnpack)
+DEFINE_BYTE_EPILOGUES(epi_qnnpack, cols_scale_only, cols_scale, step_qnnpack)
 DEFINE_BYTE_EPILOGUES(epi_fixed_double, fqv_mbqm, cols_fixed_double, step_fixed_double)
 DEFINE_BYTE_EPILOGUES(epi_fixed_double_right, fqv_mbqm, cols_fixed_double_right, step_fixed_double_right)
 DEFINE_BYTE_EPILOGUES(epi_fixed_single, fqv_single, cols_fixed_single, step_fixed_single)
