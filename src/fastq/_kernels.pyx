@@ -45,7 +45,6 @@ cdef extern from "csrc/fastq.h" nogil:
     int fq_epilogue_prepare(fq_epilogue *ep, int32_t n_padded)
     const char *fq_backend_name(int backend)
     int fq_backend_supported(int backend)
-    int fq_best_backend()
     int fq_get_backend()
     int fq_set_backend(int backend)
     int FQ_BACKEND_COUNT
@@ -54,10 +53,6 @@ cdef extern from "csrc/fastq.h" nogil:
     int fq_get_num_threads()
     void fq_set_num_threads(int n)
     long long fq_kernel_runs(int backend)
-    void fq_quantize_u8(const float *x, int64_t n, float inv_scale, float zero_point,
-                        int32_t qmin, int32_t qmax, uint8_t *q)
-    void fq_quantize_s8(const float *x, int64_t n, float inv_scale, float zero_point,
-                        int32_t qmin, int32_t qmax, int8_t *q)
     void fq_multiply_by_quantized_multiplier_array(const int32_t *x, int64_t n,
                                                    const int32_t *multiplier, const int32_t *shift,
                                                    int64_t n_channels, int rounding,

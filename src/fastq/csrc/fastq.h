@@ -215,18 +215,12 @@ void fq_multiply_by_quantized_multiplier_array(const int32_t *x, int64_t n, cons
                                                int rounding, int32_t *out);
 
 /* ---- quantize / dequantize (torch semantics) -------------------------------------- */
-/* q = clamp(rne(min(fmaf(x, inv_scale, zp), 2147483520)), qmin, qmax); NaN -> qmax */
-void fq_quantize_u8(const float *x, int64_t n, float inv_scale, float zero_point,
-                    int32_t qmin, int32_t qmax, uint8_t *q);
-/* the same with an int8 output */
-void fq_quantize_s8(const float *x, int64_t n, float inv_scale, float zero_point,
-                    int32_t qmin, int32_t qmax, int8_t *q);
 /* The conversions run the current backend's ISA (avx512vnni -> AVX-512, avx2 -> AVX2+FMA,
  * else scalar); the functions below take isa = an fq_backend to force one (tests, benches;
  * scalar when it cannot run here) or -1 for the current backend. Results never depend on it. */
 int fq_convert_supported(int isa);       /* compiled in and the CPU can run it */
-/* fq_quantize_u8 on a chosen ISA; q holds int8 bytes when qmin < 0 (qmin, qmax in the range
- * of the byte type) */
+/* q = clamp(rne(min(fmaf(x, inv_scale, zp), 2147483520)), qmin, qmax), NaN -> qmax, on a chosen
+ * ISA; q holds int8 bytes when qmin < 0 (qmin, qmax in the range of the byte type) */
 void fq_quantize_u8_isa(int isa, const float *x, int64_t n, float inv_scale, float zero_point,
                         int32_t qmin, int32_t qmax, uint8_t *q);
 /* x = f32((float)(q - zero_point) * scale)   (torch per-tensor dequantize) */

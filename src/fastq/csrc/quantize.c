@@ -103,16 +103,6 @@ void fq_quantize_u8_isa(int isa, const float *x, int64_t n, float inv_scale, flo
     if (n > 0) kernels(isa)->quantize(x, n, inv_scale, zero_point, qmin, qmax, q);
 }
 
-void fq_quantize_u8(const float *x, int64_t n, float inv_scale, float zero_point,
-                    int32_t qmin, int32_t qmax, uint8_t *q) {
-    fq_quantize_u8_isa(-1, x, n, inv_scale, zero_point, qmin, qmax, q);
-}
-
-void fq_quantize_s8(const float *x, int64_t n, float inv_scale, float zero_point,
-                    int32_t qmin, int32_t qmax, int8_t *q) {
-    fq_quantize_u8_isa(-1, x, n, inv_scale, zero_point, qmin, qmax, (uint8_t *)q);
-}
-
 void fq_dequantize_u8(int isa, const uint8_t *q, int64_t n, int32_t zero_point, float scale, float *x) {
     if (n > 0) kernels(isa)->dequantize_u8(q, n, zero_point, scale, x);
 }
