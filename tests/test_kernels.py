@@ -562,3 +562,19 @@ def test_large_k_near_the_zero_point_int8_and_row_sums(backend):
         acc = reference.qgemm((xs.astype(np.int16) + 128).astype(np.uint8), zx + 128, w, 120)
         expect = reference.requant_fbgemm(acc, 0.01, [0.001], 50.0, 10 + 128)
         assert np.array_equal(got, (expect.astype(np.int16) - 128).astype(np.int8))
+
+
+def test_fbgemm_unfused_bias_variant_matches_its_reference(backend):
+    """build_epilogue(fused_bias=False): the per-tensor bias term rounded on its own (an FBGEMM
+    compiled without fma contraction), kernels against reference.requant_fbgemm(fused=False)."""
+    from fastq.layers.linear import build_epilogue
+    rng = np.random.default_rng(93)
+    for w_int, w_scales, bias, y_scale, x_int, x_scale, x_zp in near_cancelling_cases(rng, 40, False):
+        pw = _kernels.PackedWeights(w_int, np.zeros(1, np.int32))
+        for fused in (True, False):
+            ep, _ = build_epilogue(pw, "fbgemm", x_scale, x_zp, w_scales, False, y_scale, 0, bias=bias,
+                                   fused_bias=fused)
+            got = _kernels.gemm(pw, ep, x_int)
+            acc = reference.qgemm(x_int, x_zp, w_int, 0)
+            assert np.array_equal(got, reference.requant_fbgemm(acc, x_scale, w_scales, y_scale, 0, bias,
+                                                                per_channel=False, fused=fused))

@@ -26,11 +26,14 @@ def check_mode(requant):
 
 def build_epilogue(packed, mode, x_scale, x_zero_point, w_scales, per_channel, y_scale,
                    y_zero_point, bias=None, relu=False, int_bias=None, rounding="double",
-                   out_xor=0, effective_scale="float32"):
+                   out_xor=0, effective_scale="float32", fused_bias=True):
     """The C epilogue of one layer for one input quantization (x_scale, x_zero_point).
 
     Zero points are in uint8 terms (an int8 zero point z is z + 128 here); out_xor=0x80 turns
     the uint8 result into int8 bytes (int8 y = uint8 y - 128, exactly, in every mode).
+    fused_bias (mode "fbgemm", per-tensor weights): the bias term and (float)acc in one rounding,
+    fmaf(bias, rcp, acc), as torch 2.13's FBGEMM computes on x86; False rounds bias * rcp first
+    (reference.fbgemm_params).
     Returns (epilogue, info) where info holds the per-column constants, for explain/inspection."""
     n = packed.n
     npad = packed.n_padded
@@ -39,7 +42,8 @@ def build_epilogue(packed, mode, x_scale, x_zero_point, w_scales, per_channel, y
     out_min = int(y_zero_point) if relu else 0
     info = {}
     if mode == "fbgemm":
-        bias_b, bias_r, mult = _reference.fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel)
+        bias_b, bias_r, mult = _reference.fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel,
+                                                        fused=fused_bias)
         mult = np.broadcast_to(mult, (n,))
         col_offset = packed.col_offsets(int(x_zero_point))
         info.update(mult=mult, bias_b=bias_b, bias_r=bias_r)
