@@ -1,8 +1,8 @@
 /* Portable epilogues, one function per (variant, output type), built from the scalar
  * primitives of requant.h and requant_fixedpoint.h:
  *   acc[m,n] = raw[m,n] + col_offset[n] - row_sum[m] * zw[n]        (wrapping int32)
- * then one requantization step per column (docs/ARITHMETIC.md). The SIMD epilogues are
- * tested against these, and are these where an ISA has no SIMD variant (the table says). */
+ * then one requantization step per column (docs/ARITHMETIC.md §6, §7, §8). The SIMD epilogues
+ * are tested against these, and are these where an ISA has no SIMD variant (the table says). */
 #include "fastq.h"
 #include "requant.h"
 #include "requant_fixedpoint.h"

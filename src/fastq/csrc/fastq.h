@@ -66,13 +66,13 @@ void fq_col_offsets(const fq_packed_weights *w, int32_t a_zero_point,
 /* ---- epilogue: what happens to a tile of accumulators ------------------------------ */
 typedef enum {
     FQ_EPI_INT32 = 0,      /* store acc as int32 (qgemm) */
-    FQ_EPI_FBGEMM = 1,     /* torch engines x86 / fbgemm (docs/ARITHMETIC.md) */
-    FQ_EPI_QNNPACK = 2,    /* torch engine qnnpack */
-    FQ_EPI_TFLITE = 3,     /* fixed-point multiplier + shift (gemmlowp / TFLite / CMSIS-NN) */
+    FQ_EPI_FBGEMM = 1,     /* docs/ARITHMETIC.md §6 (torch x86 / fbgemm) */
+    FQ_EPI_QNNPACK = 2,    /* docs/ARITHMETIC.md §7 (torch qnnpack) */
+    FQ_EPI_TFLITE = 3,     /* docs/ARITHMETIC.md §8 (fixed-point multiplier + shift) */
     FQ_EPI_FLOAT = 4       /* dynamic quantization: float32 output (see epilogue_scalar.c) */
 } fq_epilogue_kind;
 
-/* Fixed-point rounding variants (requant_fixedpoint.h). */
+/* Fixed-point rounding variants (requant_fixedpoint.h, docs/ARITHMETIC.md §8). */
 typedef enum {
     FQ_ROUNDING_DOUBLE = 0,      /* gemmlowp / TFLite reference: high mul, then shift ties away */
     FQ_ROUNDING_SINGLE = 1,      /* TFLITE_SINGLE_ROUNDING: one rounding, ties up */
@@ -207,14 +207,14 @@ void fq_set_num_threads(int n);
 typedef void (*fq_task_fn)(void *ctx, int64_t task);
 void fq_parallel_for(int64_t n_tasks, fq_task_fn fn, void *ctx, int num_threads);
 
-/* ---- fixed point (requant_fixedpoint.h) -----------------------------------------------
+/* ---- fixed point (requant_fixedpoint.h, docs/ARITHMETIC.md §8) ---------------------
  * out[i] = MultiplyByQuantizedMultiplier(x[i], multiplier[c], shift[c]), c = i % n_channels
  * (n must be a multiple of n_channels), rounding an fq_rounding. Shifts must lie in [-31, 30]. */
 void fq_multiply_by_quantized_multiplier_array(const int32_t *x, int64_t n, const int32_t *multiplier,
                                                const int32_t *shift, int64_t n_channels,
                                                int rounding, int32_t *out);
 
-/* ---- quantize / dequantize (torch semantics) -------------------------------------- */
+/* ---- quantize / dequantize (torch semantics, docs/ARITHMETIC.md §10) --------------- */
 /* The conversions run the current backend's ISA (avx512vnni -> AVX-512, avx2 -> AVX2+FMA,
  * else scalar); the functions below take isa = an fq_backend to force one (tests, benches;
  * scalar when it cannot run here) or -1 for the current backend. Results never depend on it. */

@@ -70,7 +70,7 @@ static inline int32_t fq_add_zero_point_clamp(int32_t r, int32_t zero_point, int
 }
 
 /* torch x86 / fbgemm: f = fmaf(bias_b, bias_r, (float)acc) (the bias term and the accumulator
- * in one rounding); y = f32(f * mult); q = clamp(rne(y) + zy).
+ * in one rounding); y = f32(f * mult); q = clamp(rne(y) + zy)   (docs/ARITHMETIC.md §6).
  * Per-tensor weights: bias_b = bias[n], bias_r = f32(1 / (double)atws), as FBGEMM's
  * requantization compiled with FMA contraction computes (float)acc + bias * rcp.
  * Per-channel weights: bias_b = f32(bias[n] / atws[n]), bias_r = 1, and fmaf(b, 1, a) is
@@ -82,7 +82,7 @@ static inline int32_t fq_requant_fbgemm(int32_t acc, float bias_b, float bias_r,
     return fq_add_zero_point_clamp(fq_round_float_to_int32(y), zero_point, lo, hi);
 }
 
-/* SPEC section 3: y = f32((float)acc * req), acc already holding the int32 bias. */
+/* docs/ARITHMETIC.md §7: y = f32((float)acc * req), acc already holding the int32 bias. */
 static inline int32_t fq_requant_qnnpack(int32_t acc, float req,
                                          int32_t zero_point, int32_t lo, int32_t hi) {
     float y = (float)acc * req;
