@@ -578,3 +578,12 @@ def test_fbgemm_unfused_bias_variant_matches_its_reference(backend):
             acc = reference.qgemm(x_int, x_zp, w_int, 0)
             assert np.array_equal(got, reference.requant_fbgemm(acc, x_scale, w_scales, y_scale, 0, bias,
                                                                 per_channel=False, fused=fused))
+
+
+def test_explain_follows_the_fused_bias_term():
+    """fastq.explain's hand computation of the issue's reproducer agrees with the kernel (74)."""
+    from fastq.explain import explain
+    w = fastq.QTensor(np.array([[50]], np.int8), 0.02826206386089325, 0)
+    layer = fastq.QuantizedLinear(w, np.array([18.583898544311523], np.float32), 0.0012441023718565702, 0)
+    text = explain(layer, fastq.QTensor(np.array([[54]], np.uint8), 0.08724277466535568, 204))
+    assert "by hand q = 74" in text and "all equal" in text and "fmaf(bias, inv, f)" in text
