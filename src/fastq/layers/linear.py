@@ -230,7 +230,7 @@ class QuantizedLinear(WeightLayer):
             int_bias=self.int_bias, rounding=self.rounding,
             out_xor=0x80 if signed_out else 0, effective_scale=self.effective_scale)[0])
 
-    # y_q = layer(x_q): x is a uint8 QTensor [..., K] (per tensor), y a uint8 QTensor [..., N].
+    # y_q = layer(x_q): x is a uint8 / int8 QTensor [..., K] (per tensor), y a QTensor [..., N] of dtype.
     # Checks x (TypeError / ValueError naming "x"), refuses K large enough to overflow int32,
     # then one kernel call with the epilogue cached for (x.scale, x.zero_point).
     __call__ = _kernels.linear_call
