@@ -16,6 +16,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 [ -x "$PYTHON" ] || PYTHON=$(command -v python3)
 CC=${CC:-gcc}
+# the build needs Cython and setuptools beside numpy (pip's isolated build env of test.sh is gone)
+"$PYTHON" -c "import Cython, setuptools" 2>/dev/null || "$PYTHON" -m pip install -q "Cython>=3.0" setuptools wheel
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fastq-sanitize.XXXXXX")
 if [ -z "${FASTQ_SANITIZE_KEEP:-}" ]; then trap 'rm -rf "$WORK"' EXIT; else echo "sanitize: keeping $WORK"; fi
 
