@@ -243,7 +243,7 @@ def quantize_val(x, scale, zero_point, dtype="uint8"):
 
 # --------------------------------------------------------------------------- elementwise ops
 # Measured against torch 2.13 (torch.ops.quantized.add / add_relu / mul / add_scalar /
-# mul_scalar, engines x86 / fbgemm / qnnpack, uint8); docs/notes/graph.md tells the story.
+# mul_scalar, engines x86 / fbgemm / qnnpack, uint8); docs/ARITHMETIC.md §11 states the formulas.
 def qnnpack_add_params(a_scale, a_zero_point, b_scale, b_zero_point, y_scale):
     """QNNPACK q8 add constants (pytorch_qnnp_compute_add_quantization_params): the float32
     ratios a_scale / y_scale, b_scale / y_scale must lie in [2^-14, 2^8) (torch refuses others);
@@ -723,7 +723,7 @@ def cat(qs, y_scale, y_zero_point, axis=0, dtype="uint8"):
     xs = [dequantize(v, s, z) for v, s, z in qs]
     return quantize_per_tensor(np.concatenate(xs, axis=axis), y_scale, y_zero_point, dtype)
 
-# ---- the panel layout of packed weights (docs/ARITHMETIC.md §11, csrc/fastq.h).
+# ---- the panel layout of packed weights (docs/ARITHMETIC.md §13, csrc/fastq.h).
 PANEL_COLUMNS = 64      # FQ_NR: output columns per panel (one zmm of int32 per 16 of them)
 K_GROUP = 4             # FQ_KG: consecutive k per column in one 32-bit lane (one vpdpbusd lane)
 
