@@ -91,40 +91,21 @@ class Model:
 
     # ---------------------------------------------------------------- save / load
     def save(self, path):
-        """Writes the model to `path` (a .npz file: JSON description + arrays, no pickle)."""
-        meta, arrays = [], {}
-        for i, layer in enumerate(self.layers):
-            cfg, arrs = _layer_state(layer)
-            cfg["name"] = self.names[i]
-            meta.append(cfg)
-            for k, v in arrs.items():
-                arrays["%d.%s" % (i, k)] = v
-        arrays["__fastq__"] = np.array(json.dumps({"format": "fastq.Model", "version": FORMAT_VERSION,
-                                                   "layers": meta}))
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
+        """Writes the model to `path` (fastq model file format 2, atomically; see model_file)."""
+        from .model_file import save
+        save(self, path)
 
     @classmethod
     def load(cls, path):
-        """Reads a model written by Model.save."""
-        with np.load(path, allow_pickle=False) as data:
-            if "__fastq__" not in data.files:
-                raise ValueError("path: %r is not a fastq model file" % (path,))
-            meta = json.loads(str(data["__fastq__"]))
-            if meta.get("format") != "fastq.Model" or meta.get("version") != FORMAT_VERSION:
-                raise ValueError("path: unsupported fastq model format %r version %r"
-                                 % (meta.get("format"), meta.get("version")))
-            layers, names = [], []
-            for i, cfg in enumerate(meta["layers"]):
-                arrs = {k.split(".", 1)[1]: data[k] for k in data.files if k.startswith("%d." % i)}
-                layers.append(_layer_from_state(cfg, arrs))
-                names.append(cfg.get("name", str(i)))
-        return cls(layers, names)
+        """Reads a model file (format 2, or the .npz of format 1); ValueError on any defect."""
+        from .model_file import load
+        return load(path)
 
 
 def load(path):
-    """fastq.load(path): a Model written by Model.save."""
-    return Model.load(path)
+    """fastq.load(path): a Model written by Model.save (see model_file)."""
+    from .model_file import load as _load
+    return _load(path)
 
 
 def from_torch(module, engine=None):
