@@ -374,7 +374,9 @@ TAMPERS = [
     ("node-name-twice", _dup_node, "used twice"),
     ("node-name-empty", _on_node("fc", name=""), "non-empty string"),
     ("node-no-outputs", _on_node("dequant", outputs=[]), "produces no value"),
-    ("node-two-inputs", lambda h, p: _node(h, "dequant")["inputs"].append(h["inputs"][0]), "node 'dequant'"),
+    ("node-two-inputs", lambda h, p: _node(h, "dequant")["inputs"].append(h["inputs"][0]),
+     "takes 1 input(s), the file gives it 2"),
+    ("node-two-outputs", lambda h, p: _node(h, "dequant")["outputs"].append("extra"), "gives 1 output"),
     ("node-unknown-key", _on_node("fc", colour=1), "unknown key"),
     ("node-not-object", lambda h, p: h["nodes"].__setitem__(0, "quant"), "expected an object"),
     ("edge-dangling", _on_node("fc", inputs=["nowhere"]), "produced by no node"),
@@ -730,7 +732,7 @@ def test_sigkill_during_save_leaves_old_or_new(tmp_path):
                                          env.get("PYTHONPATH", "")])
     rnd = random.Random(int(os.environ.get("FASTQ_TEST_SEED", "0")))
     seen = {0: 0, 1: 0}
-    for _ in range(6):
+    for _ in range(8):
         child = subprocess.Popen([sys.executable, "-c", _CHILD, str(path)], env=env, stdout=subprocess.PIPE)
         try:
             assert child.stdout.readline().strip() == b"ready"
@@ -745,6 +747,7 @@ def test_sigkill_during_save_leaves_old_or_new(tmp_path):
     # a killed save leaves its temporary file (no process is left to remove it); never the target
     leftovers = [f for f in os.listdir(tmp_path) if f != "m.fqm"]
     assert all(f.startswith(".m.fqm.") and f.endswith(".tmp") for f in leftovers)
+    assert leftovers, "no kill landed inside a save (a save is ~95% of the child's loop)"
 
 
 def test_full_disk_keeps_the_old_file(tmp_path):

@@ -38,12 +38,27 @@ def array_names(cls):
 
 
 def arity(cls):
-    """(number of inputs, number of outputs) of one node of this op, or None if it varies."""
+    """((least, most) inputs, number of outputs) of one node of this op; most is None for
+    *args, an entry is None where it cannot be told (a compiled __call__)."""
     n_in = getattr(cls, "n_inputs", None)
-    n_out = getattr(cls, "n_outputs", None)
-    if n_in is not None or n_out is not None:
-        return (n_in, n_out) if n_in is not None and n_out is not None else None
-    return None if _graph_model() else (1, 1)
+    if n_in is None:
+        n_in = _positional(getattr(cls, "__call__", None))
+    elif isinstance(n_in, int):
+        n_in = (n_in, n_in)
+    return n_in, getattr(cls, "n_outputs", 1)
+
+
+def _positional(call):
+    import inspect
+    try:
+        params = list(inspect.signature(call).parameters.values())[1:]      # past self
+    except (TypeError, ValueError):
+        return None
+    kinds = inspect.Parameter
+    pos = [p for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
+    least = sum(p.default is kinds.empty for p in pos)
+    most = None if any(p.kind == kinds.VAR_POSITIONAL for p in params) else len(pos)
+    return least, most
 
 
 def get_settings(layer):

@@ -474,10 +474,13 @@ def _check_nodes(nodes, arrays):
             if aname in owner:
                 raise _Bad("%s: array %r is already used by node %r" % (where, aname, owner[aname]))
             owner[aname] = n["name"]
-        arity = _state.arity(cls)
-        if arity is not None and (len(n["inputs"]), len(n["outputs"])) != arity:
-            raise _Bad("%s (%s): takes %d input(s) and gives %d output(s), the file says %d and %d"
-                       % (where, op, arity[0], arity[1], len(n["inputs"]), len(n["outputs"])))
+        n_in, n_out = _state.arity(cls)
+        if n_in is not None and not (n_in[0] <= len(n["inputs"]) and (n_in[1] is None or len(n["inputs"]) <= n_in[1])):
+            raise _Bad("%s (%s): takes %s input(s), the file gives it %d"
+                       % (where, op, n_in[0] if n_in[0] == n_in[1] else "%d to %s" % (n_in[0], n_in[1] or "any"),
+                          len(n["inputs"])))
+        if n_out is not None and len(n["outputs"]) != n_out:
+            raise _Bad("%s (%s): gives %d output(s), the file names %d" % (where, op, n_out, len(n["outputs"])))
     unused = sorted(set(arrays) - set(owner))
     if unused:
         raise _Bad("array %r is declared but used by no node" % unused[0])
@@ -526,6 +529,8 @@ def _build(header, arrays, name):
         where = "%s: node %r (%s)" % (name, n["name"], n["op"])
         try:
             layer = _state.from_state(cls, dict(settings), dict(node_arrays))
+        except MemoryError:
+            raise
         except Exception as e:   # noqa: BLE001 - any refusal of untrusted data is the file's defect
             raise ValueError("%s: %s" % (where, e)) from e
         _check_same(layer, settings, node_arrays, where)
