@@ -434,6 +434,17 @@ def test_header_that_is_not_a_json_object(small, text, fragment):
     _refused(small, fragment)
 
 
+def test_a_long_cycle_is_found_in_linear_time(small):
+    """20 000 Identity nodes listed last-first, the first one fed by the last: a quadratic
+    check would take minutes."""
+    h, payload = _split(small.read_bytes())
+    n = 20000
+    h["nodes"] += [{"name": "id%d" % i, "op": "Identity", "inputs": ["v%d" % ((i - 1) % n)],
+                    "outputs": ["v%d" % i], "settings": {}, "arrays": {}} for i in reversed(range(n))]
+    small.write_bytes(_join(h, payload))
+    _refused(small, "cycle through node(s) 'id")
+
+
 def test_nan_setting_is_refused(small):
     h, payload = _split(small.read_bytes())
     text = json.dumps(h).replace('"scale": 0.04', '"scale": NaN').encode()

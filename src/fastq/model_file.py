@@ -426,18 +426,26 @@ def _check_graph(h):
     for v in outputs:
         if v not in producer:
             raise _Bad("model output %r is produced by no node and is not a model input" % v)
-    # Kahn: a node is ready when all its inputs are; whatever never gets ready lies on a cycle
-    ready_values = set(inputs)
-    pending = list(nodes)
-    while pending:
-        still = [n for n in pending if not all(v in ready_values for v in n["inputs"])]
-        if len(still) == len(pending):
-            raise _Bad("the graph has a cycle through node(s) %s"
-                       % ", ".join(repr(n["name"]) for n in still[:8]))
-        for n in pending:
-            if n not in still:
-                ready_values.update(n["outputs"])
-        pending = still
+    # Kahn, O(nodes + edges): a node is ready once all its inputs are; what never gets ready
+    # lies on a cycle (or downstream of one)
+    waiting = [len(set(n["inputs"])) for n in nodes]
+    users = {}
+    for i, n in enumerate(nodes):
+        for v in set(n["inputs"]):
+            users.setdefault(v, []).append(i)
+    ready = list(inputs)
+    for i, n in enumerate(nodes):
+        if not waiting[i]:
+            ready.extend(n["outputs"])
+    while ready:
+        v = ready.pop()
+        for i in users.get(v, ()):
+            waiting[i] -= 1
+            if waiting[i] == 0:
+                ready.extend(nodes[i]["outputs"])
+    stuck = [n["name"] for i, n in enumerate(nodes) if waiting[i]]
+    if stuck:
+        raise _Bad("the graph has a cycle through node(s) %s" % ", ".join(map(repr, stuck[:8])))
     return nodes
 
 
