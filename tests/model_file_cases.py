@@ -107,3 +107,15 @@ def big_model(seed, n=1024, k=2048):
     fc = fastq.QuantizedLinear(weight(rng, n, k, True), rng.standard_normal(n).astype(np.float32),
                                0.1, 128, requant="fbgemm")
     return fastq.Model([Quantize(0.02, 128), fc, Dequantize()])
+
+
+def format2_model():
+    """What the first settings-as-data main could save (tests/data/model_format2.npz): every
+    setting, int8 outputs and effective_scale="float64" included."""
+    rng = np.random.default_rng(2)
+    fc3 = fastq.QuantizedLinear(weight(rng, 5, 4, True), rng.integers(-300, 300, 5).astype(np.int32),
+                                0.03, -7, requant="tflite", rounding="double_up", dtype="int8",
+                                effective_scale="float64", input_scale=0.02, input_zero_point=-3)
+    m = format1_model()
+    return fastq.Model(list(m) + [Quantize(0.02, -3, "int8"), fc3, Dequantize()],
+                       names=list(m.names) + ["quant2", "fc3", "dequant2"])

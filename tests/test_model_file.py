@@ -26,7 +26,8 @@ import model_file_cases as cases
 from fastq.layers import Dequantize, Quantize
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FORMAT1_FILE = os.path.join(HERE, "data", "model_format1.npz")
+FORMAT1_FILE = os.path.join(HERE, "data", "model_format1.npz")   # fastq 0.1's Model.save
+FORMAT2_FILE = os.path.join(HERE, "data", "model_format2.npz")   # the first settings-as-data main's
 
 # ---------------------------------------------------------------------------------- round trip
 _ATTRS = ("scale", "zero_point", "relu", "requant", "rounding", "dtype", "effective_scale", "input_scale",
@@ -370,6 +371,8 @@ TAMPERS = [
     ("setting-reduce-range-int", _on_settings("dyn", reduce_range=1), "reduce_range"),
     ("setting-list", _on_settings("fc", scale=[0.1]), "must be a string, number"),
     ("setting-huge-int", _on_settings("fc", zero_point=10 ** 30), "int64"),
+    ("per-channel-flag-off", _on_settings("fc", per_channel=False), "node 'fc'"),
+    ("per-channel-flag-on", _on_settings("dyn", per_channel=True), "node 'dyn'"),
     ("settings-not-object", _on_node("fc", settings=[]), "'settings' must be an object"),
     ("node-name-twice", _dup_node, "used twice"),
     ("node-name-empty", _on_node("fc", name=""), "non-empty string"),
@@ -453,7 +456,7 @@ def test_nan_setting_is_refused(small):
     _refused(small, "not a JSON number")
 
 
-@pytest.mark.parametrize("version", [0, 1, 3, 2**32 - 1])
+@pytest.mark.parametrize("version", [0, 1, 2, 4, 2**32 - 1])
 def test_unknown_version(small, version):
     h, payload = _split(small.read_bytes())
     small.write_bytes(_join(h, payload, version=version))
@@ -554,6 +557,40 @@ def test_format1_file_loads():
     assert [_snapshot(a) for a in loaded] == [_snapshot(a) for a in model]
 
 
+def test_format2_file_loads():
+    """tests/data/model_format2.npz: written by main's .npz save of every setting (f758d05)."""
+    model = cases.format2_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = fastq.load(FORMAT2_FILE)
+    x = cases.x_for(np.random.default_rng(4), (6, 2, 4), 2.0)
+    assert np.array_equal(loaded(x).view(np.uint32), model(x).view(np.uint32))
+    assert [_snapshot(a) for a in loaded] == [_snapshot(a) for a in model]
+    assert loaded[9].dtype == np.int8 and loaded[9].effective_scale == "float64"
+
+
+@pytest.mark.parametrize("change,fragment", [
+    (lambda m, a: m["layers"][2]["settings"].update(zero_point=999), "node 'fc1' (QuantizedLinear): zero_point"),
+    (lambda m, a: m["layers"][2].update(type="Conv2d"), "unknown op 'Conv2d'"),
+    (lambda m, a: m["layers"][2]["settings"].update(colour=1), "unknown setting"),
+    (lambda m, a: m["layers"][2]["settings"].update(relu=[1]), "must be a string, number"),
+    (lambda m, a: m["layers"][2].pop("settings"), "expected an object with type, name and settings"),
+    (lambda m, a: m["layers"][3].update(name="fc1"), "used twice"),
+    (lambda m, a: a.__setitem__("2.bias.npy", _npy(np.zeros(13, np.float32))), "node 'fc1'"),
+    (lambda m, a: a.__setitem__("2.extra.npy", _npy(np.zeros(3, np.float32))), "unknown array 'extra'"),
+    (lambda m, a: a.__setitem__("42.bias.npy", _npy(np.zeros(3, np.float32))), "used by no node"),
+], ids=["zero-point", "unknown-op", "unknown-setting", "setting-list", "no-settings", "duplicate-name",
+        "bias-shape", "unknown-array", "orphan-array"])
+def test_format2_inconsistent_file(tmp_path, change, fragment):
+    members = _zip_members(FORMAT2_FILE)
+    meta = _format1_meta(members)
+    change(meta, members)
+    members["__fastq__.npy"] = _npy(np.array(json.dumps(meta)))
+    path = tmp_path / "bad2.npz"
+    _write_zip(path, members)
+    _refused(path, fragment, "format-2")
+
+
 def test_format1_truncations_are_refused(tmp_path):
     data = open(FORMAT1_FILE, "rb").read()
     path = tmp_path / "cut.npz"
@@ -649,9 +686,11 @@ def test_format1_int8_layer_that_fastq_01_could_not_reload(tmp_path):
     (lambda m: m["layers"][2].update(relu="yes"), "wrong type"),
     (lambda m: m["layers"][2].pop("scale"), "missing"),
     (lambda m: m.update(version=7), "version 7"),
+    (lambda m: m.update(version=True), "version True"),
     (lambda m: m.update(layers={}), "not a list"),
     (lambda m: m["layers"].pop(), "belongs to no layer"),
-], ids=["unknown-type", "wrong-type", "missing-key", "version", "layers-not-list", "orphan-member"])
+], ids=["unknown-type", "wrong-type", "missing-key", "version", "version-bool", "layers-not-list",
+        "orphan-member"])
 def test_format1_inconsistent_description(tmp_path, change, fragment):
     members = _zip_members(FORMAT1_FILE)
     meta = _format1_meta(members)

@@ -23,9 +23,10 @@ from .layers.dynamic import DynamicQuantizedLinear
 from .layers.elementwise import Quantize, Dequantize, Identity, ReLU, ReLU6, Flatten  # noqa: F401
 from .layers.elementwise import FLOAT as _FLOAT, QUANT as _QUANT, ANY as _ANY
 from .layers.linear import QuantizedLinear
+from .layers._base import LAYER_TYPES
 from .qtensor import QTensor, dequantize
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # 1: settings listed by hand (lost dtype, effective_scale, input qparams)
 
 
 def _takes(layer):
@@ -91,13 +92,13 @@ class Model:
 
     # ---------------------------------------------------------------- save / load
     def save(self, path):
-        """Writes the model to `path` (fastq model file format 2, atomically; see model_file)."""
+        """Writes the model to `path` (fastq model file format 3, atomically; see model_file)."""
         from .model_file import save
         save(self, path)
 
     @classmethod
     def load(cls, path):
-        """Reads a model file (format 2, or the .npz of format 1); ValueError on any defect."""
+        """Reads a model file (format 3, or the .npz of formats 1 and 2); ValueError on any defect."""
         from .model_file import load
         return load(path)
 
@@ -142,37 +143,11 @@ def _qtensor_from_state(prefix, cfg, arrs):
     return QTensor(arrs[prefix], arrs[prefix + "_scale"], arrs[prefix + "_zero_point"], axis=axis)
 
 
-def _layer_state(layer):
-    t = type(layer).__name__
-    if isinstance(layer, QuantizedLinear):
-        cfg, arrs = _qtensor_state("weight", layer.weight)
-        cfg.update(type="QuantizedLinear", scale=layer.scale, zero_point=layer.zero_point,
-                   relu=layer.relu, requant=layer.requant, rounding=layer.rounding)
-        if layer.bias is not None:
-            arrs["bias"] = layer.bias
-        if layer.int_bias is not None:
-            arrs["int_bias"] = layer.int_bias
-        return cfg, arrs
-    if isinstance(layer, DynamicQuantizedLinear):
-        cfg, arrs = _qtensor_state("weight", layer.weight)
-        cfg.update(type="DynamicQuantizedLinear", relu=layer.relu, mode=layer.mode,
-                   reduce_range=layer.reduce_range)
-        if layer.bias is not None:
-            arrs["bias"] = layer.bias
-        return cfg, arrs
-    if isinstance(layer, Quantize):
-        return dict(type=t, scale=layer.scale, zero_point=layer.zero_point, dtype=layer.dtype), {}
-    if isinstance(layer, Flatten):
-        return dict(type=t, start_dim=layer.start_dim, end_dim=layer.end_dim), {}
-    if isinstance(layer, (Dequantize, Identity, ReLU, ReLU6)):
-        return dict(type=t), {}
-    raise TypeError("layer: cannot save %s" % t)
-
-
 _SIMPLE = {"Dequantize": Dequantize, "Identity": Identity, "ReLU": ReLU, "ReLU6": ReLU6}
 
 
-def _layer_from_state(cfg, arrs):
+def _layer_from_state_v1(cfg, arrs):
+    """A layer of a version-1 file (which lists only the settings it knew)."""
     t = cfg.get("type")
     if t == "QuantizedLinear":
         bias = arrs.get("int_bias", arrs.get("bias"))

@@ -1,9 +1,9 @@
 """Model files: save(model, path) / load(path) -> Model. Files are untrusted input.
 
-Format 2 (format 1 was the .npz of fastq 0.1; `model_file_v1` still reads it):
+Format 3 (formats 1 and 2 were .npz files; `model_file_npz` still reads them):
 
     offset 0   8 bytes   magic b"\\x89FASTQ\\r\\n"  (\\x89 and \\r\\n catch 7-bit and text-mode copies)
-           8   uint32    format version (2), little-endian
+           8   uint32    format version (3), little-endian
           12   uint32    header length H in bytes
           16   32 bytes  sha256 of the header
           48   H bytes   header: UTF-8 JSON, one object (below)
@@ -48,7 +48,7 @@ import numpy as np
 from . import _layer_state as _state
 
 MAGIC = b"\x89FASTQ\r\n"
-VERSION = 2
+VERSION = 3
 _PREFIX = struct.Struct("<8sII32s")
 ALIGN = 64
 MAX_HEADER_BYTES = 16 << 20
@@ -77,7 +77,7 @@ class _Bad(Exception):
 
 # =========================================================================== save
 def save(model, path):
-    """Writes `model` to `path` in format 2, atomically (see the module docstring)."""
+    """Writes `model` to `path` in format 3, atomically (see the module docstring)."""
     name = _path_name(path)
     header, blobs = _encode(model)
     _write_atomic(name, _file_chunks(header, blobs))
@@ -222,15 +222,15 @@ def _fsync_folder(folder):
 
 # =========================================================================== load
 def load(path):
-    """Reads a model file (format 2, or a format 1 .npz); ValueError naming the file on any defect."""
+    """Reads a model file (format 3, or a format 1 / 2 .npz); ValueError naming the file on any defect."""
     name = _path_name(path)
     with open(name, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         head = f.read(_PREFIX.size)
         if head[:2] == b"PK":
-            from . import model_file_v1
+            from . import model_file_npz
             f.close()
-            return model_file_v1.load(name)
+            return model_file_npz.load(name)
         try:
             header, arrays = _read(f, size, head)
         except _Bad as e:
@@ -249,7 +249,7 @@ def _read(f, size, head):
         raise _Bad("truncated: %d bytes, a fastq model file starts with %d" % (size, _PREFIX.size))
     _, version, n_header, header_hash = _PREFIX.unpack(head)
     if version != VERSION:
-        raise _Bad("model file format version %d; this fastq reads versions 1 and %d "
+        raise _Bad("model file format version %d; this fastq reads versions 1 to %d "
                    "(a newer fastq wrote it, or the file is damaged)" % (version, VERSION))
     if n_header > MAX_HEADER_BYTES:
         raise _Bad("header length %d is over the limit of %d bytes" % (n_header, MAX_HEADER_BYTES))

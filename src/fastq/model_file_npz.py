@@ -1,12 +1,14 @@
-"""Reads format 1, the .npz fastq 0.1 wrote: a zip of .npy members, one "__fastq__" JSON string
-({"format": "fastq.Model", "version": 1, "layers": [...]}) and the arrays "<layer index>.<name>".
+"""Reads formats 1 and 2, the .npz files of fastq 0.1 and of the first settings-as-data main: a
+zip of .npy members, one "__fastq__" JSON string ({"format": "fastq.Model", "version": 1 or 2,
+"layers": [...]}) and the arrays "<layer index>.<name>". Version 1 lists each layer's settings
+by hand; version 2 holds {"type", "name", "settings": layer.get_settings()}.
 
 Read as untrusted input: the zip directory's sizes are checked before anything is decompressed
 (a member may not claim more than the file could hold, so a zip bomb is refused unopened);
 each .npy header is parsed and its shape checked against the member's size before its array
 is made; dtypes come from the same allow-list as format 2; nothing is unpickled.
 
-Format 1 did not store a QuantizedLinear's dtype, effective_scale, input_scale or
+Version 1 did not store a QuantizedLinear's dtype, effective_scale, input_scale or
 input_zero_point: its layers load with the defaults (uint8 output, "float32"), as fastq 0.1
 loaded them, with a warning; re-export such a model from its source to get them back.
 """
@@ -20,6 +22,7 @@ import zipfile
 
 import numpy as np
 
+from . import model_file
 from .model_file import DTYPES, MAX_HEADER_BYTES
 
 REEXPORT = ("re-export it with this fastq: build the model again from its source "
@@ -47,6 +50,9 @@ class _Bad(Exception):
 def load(path):
     try:
         meta, arrays, size = _read(path)
+        version = _version(meta)
+        if version == 2:
+            return _load_v2(path, meta, arrays)
         nodes, lossy = _layers(meta, arrays)
     except _Bad as e:
         raise ValueError("%s: %s (a format-1 .npz model file)" % (path, e)) from None
@@ -56,15 +62,56 @@ def load(path):
                       "input_scale or input_zero_point; its QuantizedLinear layers load with the "
                       "defaults (uint8 output, 'float32'). If the model had others, %s"
                       % (path, REEXPORT), UserWarning, stacklevel=3)
-    value, chain = "input", []
-    names = [n for n, _ in nodes]
+    chain = _chain([n for n, _ in nodes])
+    return make_model([(name, layer, ins, outs) for (name, layer), (_, ins, outs) in zip(nodes, chain[2])],
+                      chain[0], chain[1])
+
+
+def _chain(names):
+    """(inputs, outputs, [(name, inputs, outputs)]) of a chain of nodes, as format 3 writes it."""
+    value = "input"
     while value in names:
         value += "_"
-    first = value
-    for name, layer in nodes:
-        chain.append((name, layer, (value,), (name,)))
+    inputs, out = (value,), []
+    for name in names:
+        out.append((name, (value,), (name,)))
         value = name
-    return make_model(chain, (first,), (value,))
+    return inputs, (value,), out
+
+
+def _version(meta):
+    if not isinstance(meta, dict) or meta.get("format") != "fastq.Model":
+        raise _Bad("its description is not a fastq.Model")
+    v = meta.get("version")
+    if v not in (1, 2) or isinstance(v, bool):
+        raise _Bad("description version %r inside a .npz; this fastq reads versions 1 and 2 there" % (v,))
+    return v
+
+
+def _load_v2(path, meta, arrays):
+    """Format 2 held every setting: checked and built exactly as format 3 is."""
+    layers = meta.get("layers")
+    try:
+        if not isinstance(layers, list) or set(meta) - {"format", "version", "layers"}:
+            raise model_file._Bad("'layers' is not a list, or the description has unknown keys")
+        names = []
+        for i, cfg in enumerate(layers):
+            if not isinstance(cfg, dict) or set(cfg) != {"type", "name", "settings"}:
+                raise model_file._Bad("layer %d: expected an object with type, name and settings" % i)
+            names.append(model_file._name(cfg["name"], "layer %d name" % i))
+        inputs, outputs, chain = _chain(names)
+        nodes = []
+        for i, (cfg, (name, ins, outs)) in enumerate(zip(layers, chain)):
+            prefix = "%d." % i
+            roles = {k[len(prefix):]: k for k in arrays if k.startswith(prefix)}
+            nodes.append({"name": name, "op": cfg["type"], "inputs": list(ins), "outputs": list(outs),
+                          "settings": cfg["settings"], "arrays": roles})
+        header = {"inputs": list(inputs), "outputs": list(outputs), "nodes": nodes}
+        model_file._check_graph(header)
+        model_file._check_nodes(nodes, arrays)
+    except model_file._Bad as e:
+        raise ValueError("%s: %s (a format-2 .npz model file)" % (path, e)) from None
+    return model_file._build(header, arrays, "%s (a format-2 .npz model file)" % path)
 
 
 def _read(path):
@@ -151,10 +198,6 @@ def _member(zf, info, is_meta):
 
 # --------------------------------------------------------------------------- layers
 def _layers(meta, arrays):
-    if not isinstance(meta, dict) or meta.get("format") != "fastq.Model":
-        raise _Bad("its description is not a fastq.Model")
-    if meta.get("version") != 1:
-        raise _Bad("description version %r inside a .npz; this fastq reads version 1 there" % (meta.get("version"),))
     layers = meta.get("layers")
     if not isinstance(layers, list):
         raise _Bad("'layers' is not a list")
