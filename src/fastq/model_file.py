@@ -97,7 +97,7 @@ def _encode(model):
                             % (node_name, type(layer).__name__))
         settings = {}
         for k, v in _state.get_settings(layer).items():
-            settings[k] = _json_scalar(v, "model: node %r setting %r" % (node_name, k))
+            settings[k] = _json_setting(v, "model: node %r setting %r" % (node_name, k))
         roles = {}
         for role, a in _state.get_arrays(layer).items():
             a = np.asarray(a)
@@ -127,6 +127,17 @@ def _encode(model):
     return header, blobs
 
 
+MAX_LIST = 64          # a setting may be a flat list of scalars (a shape, a permutation)
+
+
+def _json_setting(v, where):
+    if isinstance(v, (list, tuple)):
+        if len(v) > MAX_LIST:
+            raise ValueError("%s: a list of %d values, at most %d" % (where, len(v), MAX_LIST))
+        return [_json_scalar(x, where) for x in v]
+    return _json_scalar(v, where)
+
+
 def _json_scalar(v, where):
     if isinstance(v, np.generic):
         v = v.item()
@@ -140,7 +151,8 @@ def _json_scalar(v, where):
         if not math.isfinite(v):
             raise ValueError("%s: %r is not finite" % (where, v))
         return v
-    raise TypeError("%s: expected str, int, float, bool or None, got %s" % (where, type(v).__name__))
+    raise TypeError("%s: expected str, int, float, bool, None or a list of them, got %s"
+                    % (where, type(v).__name__))
 
 
 def _payload_chunks(blobs, nbytes, digest):
@@ -463,13 +475,17 @@ def _check_nodes(nodes, arrays):
         for k, v in settings.items():
             if allowed is not None and k not in allowed:
                 raise _Bad("%s (%s): unknown setting %r" % (where, op, k[:60]))
-            if v is not None and not isinstance(v, (bool, int, float, str)):
-                raise _Bad("%s (%s): setting %r must be a string, number, bool or null, got %s"
-                           % (where, op, k, type(v).__name__))
-            if isinstance(v, int) and not -_INT64 <= v < _INT64:
-                raise _Bad("%s (%s): setting %r is out of the int64 range" % (where, op, k))
-            if isinstance(v, str) and len(v) > MAX_NAME:
-                raise _Bad("%s (%s): setting %r is a string of %d characters" % (where, op, k, len(v)))
+            if isinstance(v, list) and len(v) > MAX_LIST:
+                raise _Bad("%s (%s): setting %r is a list of %d values, at most %d"
+                           % (where, op, k, len(v), MAX_LIST))
+            for x in (v if isinstance(v, list) else (v,)):
+                if x is not None and not isinstance(x, (bool, int, float, str)):
+                    raise _Bad("%s (%s): setting %r must be a string, number, bool, null or a flat "
+                               "list of them, got %s" % (where, op, k, type(x).__name__))
+                if isinstance(x, int) and not -_INT64 <= x < _INT64:
+                    raise _Bad("%s (%s): setting %r is out of the int64 range" % (where, op, k))
+                if isinstance(x, str) and len(x) > MAX_NAME:
+                    raise _Bad("%s (%s): setting %r is a string of %d characters" % (where, op, k, len(x)))
         roles = _get(n, "arrays", dict, where)
         allowed = _state.array_names(cls)
         for role, aname in roles.items():
@@ -557,6 +573,8 @@ def _check_same(layer, settings, arrays, where):
         g = got.get(k)
         if isinstance(g, np.generic):
             g = g.item()
+        if isinstance(g, tuple):
+            g = list(g)
         if type(g) is not type(v) and not (isinstance(g, (int, float)) and isinstance(v, (int, float))
                                            and not isinstance(g, bool) and not isinstance(v, bool)):
             raise ValueError("%s: setting %r is %r in the file but %r in the layer" % (where, k, v, g))
