@@ -4,6 +4,8 @@ nodes (a chain today; model.Node graphs once they land).
 """
 from __future__ import annotations
 
+import functools
+
 
 # --------------------------------------------------------------------------- layers
 def layer_types():
@@ -21,6 +23,7 @@ def array_names(cls):
     return tuple(cls.arrays)
 
 
+@functools.lru_cache(maxsize=None)
 def arity(cls):
     """((least, most) inputs, number of outputs) of one node of this op; most is None for
     *args, an entry is None where it cannot be told (a compiled __call__)."""

@@ -89,24 +89,32 @@ def _version(meta):
 
 
 def _load_v2(path, meta, arrays):
-    """Format 2 held every setting: checked and built exactly as format 3 is."""
+    """Format 2 held every setting (and, from the graph branch, each node's inputs and outputs):
+    checked and built exactly as format 3 is."""
     layers = meta.get("layers")
     try:
-        if not isinstance(layers, list) or set(meta) - {"format", "version", "layers"}:
+        if not isinstance(layers, list) or set(meta) - {"format", "version", "layers", "inputs", "outputs"}:
             raise model_file._Bad("'layers' is not a list, or the description has unknown keys")
+        graph = "inputs" in meta or "outputs" in meta
         names = []
         for i, cfg in enumerate(layers):
-            if not isinstance(cfg, dict) or set(cfg) != {"type", "name", "settings"}:
-                raise model_file._Bad("layer %d: expected an object with type, name and settings" % i)
+            keys = {"type", "name", "settings"} | ({"inputs", "outputs"} if graph else set())
+            if not isinstance(cfg, dict) or set(cfg) != keys:
+                raise model_file._Bad("layer %d: expected an object with %s" % (i, ", ".join(sorted(keys))))
             names.append(model_file._name(cfg["name"], "layer %d name" % i))
-        inputs, outputs, chain = _chain(names)
+        if graph:
+            inputs, outputs = meta.get("inputs"), meta.get("outputs")
+            chain = [(c["name"], c["inputs"], c["outputs"]) for c in layers]
+        else:
+            inputs, outputs, chain = _chain(names)
         nodes = []
         for i, (cfg, (name, ins, outs)) in enumerate(zip(layers, chain)):
             prefix = "%d." % i
             roles = {k[len(prefix):]: k for k in arrays if k.startswith(prefix)}
-            nodes.append({"name": name, "op": cfg["type"], "inputs": list(ins), "outputs": list(outs),
-                          "settings": cfg["settings"], "arrays": roles})
-        header = {"inputs": list(inputs), "outputs": list(outputs), "nodes": nodes}
+            nodes.append({"name": name, "op": cfg["type"], "inputs": ins if graph else list(ins),
+                          "outputs": outs if graph else list(outs), "settings": cfg["settings"], "arrays": roles})
+        header = {"inputs": list(inputs) if not graph else inputs,
+                  "outputs": list(outputs) if not graph else outputs, "nodes": nodes}
         model_file._check_graph(header)
         model_file._check_nodes(nodes, arrays)
     except model_file._Bad as e:
