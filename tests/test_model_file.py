@@ -616,7 +616,7 @@ def test_format2_graph_form(tmp_path, cycle):
     (lambda m, a: m["layers"][2].update(type="Conv2d"), "unknown op 'Conv2d'"),
     (lambda m, a: m["layers"][2]["settings"].update(colour=1), "unknown setting"),
     (lambda m, a: m["layers"][2]["settings"].update(relu=[[1]]), "must be a string, number"),
-    (lambda m, a: m["layers"][2].pop("settings"), "expected an object with type, name and settings"),
+    (lambda m, a: m["layers"][2].pop("settings"), "expected an object with name, settings, type"),
     (lambda m, a: m["layers"][3].update(name="fc1"), "used twice"),
     (lambda m, a: a.__setitem__("2.bias.npy", _npy(np.zeros(13, np.float32))), "node 'fc1'"),
     (lambda m, a: a.__setitem__("2.extra.npy", _npy(np.zeros(3, np.float32))), "unknown array 'extra'"),
