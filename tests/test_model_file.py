@@ -788,6 +788,13 @@ def test_save_refuses_what_it_cannot_write(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_save_refuses_what_load_would_refuse(tmp_path):
+    layers = list(_small_model())
+    with pytest.raises(ValueError, match="node name: expected a non-empty string of at most 1024"):
+        fastq.Model(layers, names=["q", "x" * 1025, "d", "y"]).save(str(tmp_path / "m.fqm"))
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_failed_save_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
     path = tmp_path / "m.fqm"
     good = cases.format1_model()

@@ -15,7 +15,7 @@ Format 3 (formats 1 and 2 were .npz files; `model_file_npz` still reads them):
               "inputs": [value, ...], "outputs": [value, ...],        # the model's value names
               "nodes": [{"name": str, "op": a fastq.layers.LAYER_TYPES name,
                          "inputs": [value, ...], "outputs": [value, ...],
-                         "settings": {name: str | int | float | bool | null},
+                         "settings": {name: str | int | float | bool | null | [scalar, ...]},
                          "arrays": {array role: array name}}, ...],
               "arrays": [{"name": str, "dtype": "int8" | "uint8" | "int32" | "float32" | "float64",
                           "shape": [int, ...], "offset": int, "nbytes": int}, ...],
@@ -90,7 +90,12 @@ def _encode(model):
     op_of = {cls: op for op, cls in registry.items()}
     table, blobs, node_docs, used = [], [], [], set()
     offset = 0
+    for value in list(inputs) + list(outputs):
+        _save_name(value, "model: value name")
     for node_name, layer, n_in, n_out in nodes:
+        _save_name(node_name, "model: node name")
+        for value in list(n_in) + list(n_out):
+            _save_name(value, "model: node %r value name" % node_name)
         op = op_of.get(type(layer))
         if op is None:
             raise TypeError("model: node %r is a %s, which has no registered model-file op"
@@ -101,10 +106,14 @@ def _encode(model):
         roles = {}
         for role, a in _state.get_arrays(layer).items():
             a = np.asarray(a)
-            dt = next((n for n, d in DTYPES.items() if a.dtype == d.newbyteorder("=")), None)
+            dt = next((n for n, d in DTYPES.items()
+                       if (a.dtype.kind, a.dtype.itemsize) == (d.kind, d.itemsize)), None)
             if dt is None:
                 raise TypeError("model: node %r array %r has dtype %s; a model file holds %s"
                                 % (node_name, role, a.dtype, ", ".join(DTYPES)))
+            if a.ndim > MAX_NDIM or any(d > MAX_DIM for d in a.shape):
+                raise ValueError("model: node %r array %r has shape %s; a model file holds at most "
+                                 "%d dimensions of at most %d" % (node_name, role, a.shape, MAX_NDIM, MAX_DIM))
             aname = "%s.%s" % (node_name, role)
             while aname in used:                      # "a" + "b.c" vs "a.b" + "c"
                 aname += "_"
@@ -130,6 +139,12 @@ def _encode(model):
 MAX_LIST = 64          # a setting may be a flat list of scalars (a shape, a permutation)
 
 
+def _save_name(v, where):
+    if not isinstance(v, str) or not v or len(v) > MAX_NAME:
+        raise ValueError("%s: expected a non-empty string of at most %d characters, got %r"
+                         % (where, MAX_NAME, v if not isinstance(v, str) else v[:40] + "..."))
+
+
 def _json_setting(v, where):
     if isinstance(v, (list, tuple)):
         if len(v) > MAX_LIST:
@@ -141,6 +156,8 @@ def _json_setting(v, where):
 def _json_scalar(v, where):
     if isinstance(v, np.generic):
         v = v.item()
+    if isinstance(v, str) and len(v) > MAX_NAME:
+        raise ValueError("%s: a string of %d characters, at most %d" % (where, len(v), MAX_NAME))
     if v is None or isinstance(v, (bool, str)):
         return v
     if isinstance(v, int):
