@@ -278,8 +278,8 @@ def _read(f, size, head):
         raise _Bad("truncated: %d bytes, a fastq model file starts with %d" % (size, _PREFIX.size))
     _, version, n_header, header_hash = _PREFIX.unpack(head)
     if version != VERSION:
-        raise _Bad("model file format version %d; this fastq reads versions 1 to %d "
-                   "(a newer fastq wrote it, or the file is damaged)" % (version, VERSION))
+        raise _Bad("model file format version %d; this fastq reads version %d (and the .npz "
+                   "files of versions 1 and 2): a newer fastq wrote it, or it is damaged" % (version, VERSION))
     if n_header > MAX_HEADER_BYTES:
         raise _Bad("header length %d is over the limit of %d bytes" % (n_header, MAX_HEADER_BYTES))
     start = _align(_PREFIX.size + n_header)
