@@ -760,15 +760,29 @@ def test_format1_without_description(tmp_path):
 # ---------------------------------------------------------------------------------- save
 def test_save_over_an_existing_file_and_umask_permissions(tmp_path):
     path = tmp_path / "m.fqm"
-    path.write_bytes(b"old")
     old = os.umask(0o027)
     try:
-        _small_model().save(str(path))
+        _small_model().save(str(path))          # a new file: 0o666 & ~umask, as open(path, "wb")
     finally:
         os.umask(old)
     assert os.stat(path).st_mode & 0o777 == 0o640
+    path.write_bytes(b"old")
+    _small_model().save(str(path))
     assert fastq.load(str(path))[1].out_features == 4
     assert os.listdir(tmp_path) == ["m.fqm"]
+
+
+def test_save_keeps_the_mode_and_follows_a_symlink(tmp_path):
+    target = tmp_path / "v1.fqm"
+    target.write_bytes(b"old")
+    os.chmod(target, 0o604)
+    link = tmp_path / "current.fqm"
+    os.symlink("v1.fqm", link)
+    _small_model().save(str(link))
+    assert os.path.islink(link) and os.readlink(link) == "v1.fqm"
+    assert os.stat(target).st_mode & 0o777 == 0o604
+    assert fastq.load(str(link))[1].out_features == 4
+    assert sorted(os.listdir(tmp_path)) == ["current.fqm", "v1.fqm"]
 
 
 def test_save_refuses_what_it_cannot_write(tmp_path):

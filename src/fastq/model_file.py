@@ -41,6 +41,7 @@ import json
 import math
 import os
 import secrets
+import stat
 import struct
 
 import numpy as np
@@ -198,9 +199,18 @@ def _file_chunks(header, blobs):
 
 
 def _write_atomic(path, chunks):
-    """Writes the chunks to a new file beside `path`, then renames it over `path`."""
+    """Writes the chunks to a new file beside `path`, then renames it over `path`. A symbolic
+    link is followed (its target is replaced, the link stays); an existing file's permission
+    bits are kept."""
+    shown = path
+    if os.path.islink(path):
+        path = os.path.realpath(path)
     folder = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = None
     while True:
         tmp = os.path.join(folder, ".%s.%s.tmp" % (base, secrets.token_hex(6)))
         try:
@@ -210,8 +220,10 @@ def _write_atomic(path, chunks):
         except FileExistsError:
             continue
         except OSError as e:
-            raise _os_error(e, path) from e
+            raise _os_error(e, shown) from e
     try:
+        if mode is not None and hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             for chunk in chunks:
                 f.write(chunk)
@@ -224,7 +236,7 @@ def _write_atomic(path, chunks):
         except OSError:
             pass
         if isinstance(e, OSError):
-            raise _os_error(e, path) from e
+            raise _os_error(e, shown) from e
         raise
     _fsync_folder(folder)
 
