@@ -889,3 +889,25 @@ def test_full_disk_keeps_the_old_file(tmp_path):
         assert _snapshot(fastq.load(str(path))[1]) == _snapshot(small[1])
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+# ---------------------------------------------------------------------------------- fastq model
+def test_cli_check_and_convert(tmp_path, capsys):
+    from fastq.tools.cli import main
+    good, bad, new = tmp_path / "good.fqm", tmp_path / "bad.fqm", tmp_path / "new.fqm"
+    _small_model().save(str(good))
+    bad.write_bytes(good.read_bytes()[:-3])
+    assert main(["model", "check", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ok %s: 4 nodes (1 Quantize, 1 QuantizedLinear, 1 Dequantize, 1 DynamicQuantizedLinear)"
+                          % good), out
+    assert main(["model", "check", str(good), str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "REFUSED %s: truncated" % bad in out
+    assert main(["model", "convert", FORMAT1_FILE, str(new)]) == 0
+    assert "format-1" in capsys.readouterr().err
+    assert new.read_bytes()[:8] == _mf().MAGIC
+    x = cases.x_for(np.random.default_rng(4), (6, 2, 4), 2.0)
+    assert np.array_equal(fastq.load(str(new))(x).view(np.uint32), cases.format1_model()(x).view(np.uint32))
+    assert main(["model", "convert", str(bad), str(tmp_path / "x.fqm")]) == 1
+    assert not (tmp_path / "x.fqm").exists()

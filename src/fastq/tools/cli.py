@@ -1,4 +1,4 @@
-"""The `fastq` command: demo, explain, bench, info (each subcommand lives in its own module)."""
+"""The `fastq` command: demo, explain, bench, model, info (each subcommand lives in its own module)."""
 from __future__ import annotations
 
 import argparse
@@ -38,6 +38,11 @@ def main(argv=None):
     try:
         from .bench import cli as bench_cli
         bench_cli.add_parser(sub)
+    except ImportError:
+        pass
+    try:
+        from .model_file import add_parser as add_model_parser
+        add_model_parser(sub)
     except ImportError:
         pass
     args = parser.parse_args(argv)
