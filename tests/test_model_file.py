@@ -77,26 +77,38 @@ def test_round_trip_every_option(tmp_path, case):
     assert np.array_equal(loaded(x).view(np.uint32), model(x).view(np.uint32))
 
 
-def test_round_trip_of_a_torch_model(tmp_path):
+@pytest.fixture(params=["x86", "fbgemm", "qnnpack"])
+def engine(request):
+    """torch's quantized engine pinned while a test runs (the tests without torch still run)."""
+    torch = pytest.importorskip("torch")
+    if request.param not in torch.backends.quantized.supported_engines:
+        pytest.skip("torch has no %s engine here" % request.param)
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = request.param
+    yield request.param
+    torch.backends.quantized.engine = previous
+
+
+def test_round_trip_of_a_torch_model(tmp_path, engine):
     torch = pytest.importorskip("torch")
     import torch.ao.quantization as tq
     torch.manual_seed(0)
-    for engine in ("x86", "fbgemm", "qnnpack"):
-        torch.backends.quantized.engine = engine
-        m = torch.nn.Sequential(tq.QuantStub(), torch.nn.Linear(16, 12), torch.nn.ReLU(),
-                                torch.nn.Linear(12, 5), tq.DeQuantStub()).eval()
-        m.qconfig = tq.get_default_qconfig(engine)
-        tq.fuse_modules(m, [["1", "2"]], inplace=True)
+    m = torch.nn.Sequential(tq.QuantStub(), torch.nn.Linear(16, 12), torch.nn.ReLU(),
+                            torch.nn.Linear(12, 5), tq.DeQuantStub()).eval()
+    m.qconfig = tq.get_default_qconfig(engine)
+    tq.fuse_modules(m, [["1", "2"]], inplace=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         p = tq.prepare(m)
         p(torch.randn(64, 16))
         tm = tq.convert(p)
-        model = fastq.from_torch(tm, engine=engine)
-        model.save(str(tmp_path / "t.fqm"))
-        loaded = fastq.load(tmp_path / "t.fqm")                 # a PathLike works too
-        x = cases.x_for(np.random.default_rng(1), (9, 16), 2.0)
-        expected = tm(torch.from_numpy(x)).numpy()
-        assert np.array_equal(loaded(x).view(np.uint32), expected.view(np.uint32))
-        assert [_snapshot(a) for a in loaded] == [_snapshot(a) for a in model]
+    model = fastq.from_torch(tm, engine=engine)
+    model.save(str(tmp_path / "t.fqm"))
+    loaded = fastq.load(tmp_path / "t.fqm")                 # a PathLike works too
+    x = cases.x_for(np.random.default_rng(1), (9, 16), 2.0)
+    expected = tm(torch.from_numpy(x)).numpy()
+    assert np.array_equal(loaded(x).view(np.uint32), expected.view(np.uint32))
+    assert [_snapshot(a) for a in loaded] == [_snapshot(a) for a in model]
 
 
 def test_every_registered_op_is_in_the_round_trip():
