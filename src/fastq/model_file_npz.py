@@ -6,7 +6,7 @@ by hand; version 2 holds {"type", "name", "settings": layer.get_settings()}.
 Read as untrusted input: the zip directory's sizes are checked before anything is decompressed
 (a member may not claim more than the file could hold, so a zip bomb is refused unopened);
 each .npy header is parsed and its shape checked against the member's size before its array
-is made; dtypes come from the same allow-list as format 2; nothing is unpickled.
+is made; dtypes come from the same allow-list as format 3; nothing is unpickled.
 
 Version 1 did not store a QuantizedLinear's dtype, effective_scale, input_scale or
 input_zero_point: its layers load with the defaults (uint8 output, "float32"), as fastq 0.1
@@ -51,8 +51,11 @@ def load(path):
     try:
         meta, arrays, size = _read(path)
         version = _version(meta)
-        if version == 2:
-            return _load_v2(path, meta, arrays)
+    except _Bad as e:
+        raise ValueError("%s: %s (an .npz model file)" % (path, e)) from None
+    if version == 2:
+        return _load_v2(path, meta, arrays)
+    try:
         nodes, lossy = _layers(meta, arrays)
     except _Bad as e:
         raise ValueError("%s: %s (a format-1 .npz model file)" % (path, e)) from None
@@ -128,7 +131,9 @@ def _read(path):
         f.seek(0)
         try:
             zf = zipfile.ZipFile(f)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        except MemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001 - BadZipFile, EOFError, struct / value errors
             raise _Bad("damaged or truncated: %s; %s" % (e, REEXPORT)) from None
         with zf:
             infos = zf.infolist()
@@ -157,20 +162,23 @@ def _read(path):
     if meta is None:
         raise _Bad("no '__fastq__' member: not a fastq model file")
     try:
-        meta = json.loads(str(meta), parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+        meta = json.loads(str(meta), parse_constant=_no_constant)
     except (ValueError, RecursionError) as e:
         raise _Bad("its '__fastq__' description is not valid JSON (%s)" % e) from None
     return meta, arrays, size
 
 
+def _no_constant(c):
+    raise ValueError("%s is not a JSON number" % c)
+
+
 def _member(zf, info, is_meta):
     try:
         with zf.open(info) as fp:
-            data = fp.read(info.file_size + 1)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError,
-            RuntimeError) as e:   # zlib.error is an Exception subclass of its own
-        raise _Bad("member %r is damaged: %s" % (info.filename[:60], e)) from None
-    except Exception as e:  # noqa: BLE001 - zlib.error and the like
+            data = fp.read(info.file_size + 1)      # zipfile stops at the directory's size
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - BadZipFile (CRC), zlib.error, encrypted, unknown method
         raise _Bad("member %r is damaged: %s" % (info.filename[:60], e)) from None
     if len(data) != info.file_size:
         raise _Bad("member %r is %d bytes, the zip directory says %d" % (info.filename[:60], len(data), info.file_size))
@@ -228,7 +236,7 @@ def _layers(meta, arrays):
         used.update(prefix + k for k in arrs)
         try:
             layer = _layer(t, cfg, arrs)
-        except _Bad:
+        except (_Bad, MemoryError):
             raise
         except Exception as e:  # noqa: BLE001 - the layer's own validation refused the data
             raise _Bad("layer %d (%r, %s): %s; %s" % (i, name, t, e, REEXPORT)) from None
