@@ -439,6 +439,47 @@ def test_tampered_file_is_refused(small, mutate, fragment):
     _refused(small, fragment)
 
 
+def _paths(obj, prefix=()):
+    yield prefix
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for k, v in items:
+        yield from _paths(v, prefix + (k,))
+
+
+def _random_json(rng, depth=0):
+    kind = int(rng.integers(0, 9 if depth < 2 else 6))
+    if kind == 6:
+        return [_random_json(rng, depth + 1) for _ in range(rng.integers(0, 3))]
+    if kind == 7:
+        return {"name": _random_json(rng, depth + 1)}
+    return [None, True, [0, 1, -1, 3, 64, 2**31, -2**40, 2**70][rng.integers(0, 8)],
+            [0.0, -1.5, 1e-30, 1e300, 0.05][rng.integers(0, 5)], "x", "weight", None, None, {}][kind]
+
+
+def test_random_header_mutations_raise_only_value_error(small):
+    """500 hostile headers (one value replaced by a random JSON value, checksums fixed): each
+    either loads or raises ValueError naming the file; never another exception."""
+    data = small.read_bytes()
+    rng = np.random.default_rng(int(os.environ.get("FASTQ_TEST_SEED", "0")))
+    outcomes = {"loaded": 0, "refused": 0}
+    for _ in range(500):
+        h, payload = _split(data)
+        paths = [p for p in _paths(h) if p]
+        where = paths[rng.integers(0, len(paths))]
+        obj = h
+        for k in where[:-1]:
+            obj = obj[k]
+        obj[where[-1]] = _random_json(rng)
+        small.write_bytes(_join(h, payload, rehash_payload=where[:2] != ("payload", "sha256")))
+        try:
+            fastq.load(str(small))
+            outcomes["loaded"] += 1
+        except ValueError as e:
+            assert str(small) in str(e)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 400, outcomes
+
+
 def test_payload_checksum_is_checked(small):
     h, payload = _split(small.read_bytes())
     payload = bytes([payload[0] ^ 1]) + payload[1:]
@@ -680,6 +721,33 @@ def test_format1_flipped_bytes_never_crash(tmp_path):
             f.write(data[i:i + 1])
             f.flush()
     assert outcomes["refused"] > outcomes["loaded"]
+
+
+@pytest.mark.parametrize("source", [FORMAT1_FILE, FORMAT2_FILE], ids=["format1", "format2"])
+def test_npz_random_description_mutations_raise_only_value_error(tmp_path, source):
+    members = _zip_members(source)
+    base = _format1_meta(members)
+    rng = np.random.default_rng(int(os.environ.get("FASTQ_TEST_SEED", "0")))
+    path = tmp_path / "mut.npz"
+    refused = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(150):
+            meta = json.loads(json.dumps(base))
+            paths = [p for p in _paths(meta) if p]
+            where = paths[rng.integers(0, len(paths))]
+            obj = meta
+            for k in where[:-1]:
+                obj = obj[k]
+            obj[where[-1]] = _random_json(rng)
+            members["__fastq__.npy"] = _npy(np.array(json.dumps(meta)))
+            _write_zip(path, members)
+            try:
+                fastq.load(str(path))
+            except ValueError as e:
+                assert str(path) in str(e)
+                refused += 1
+    assert refused > 100
 
 
 def test_format1_zip_bomb_is_refused_unopened(tmp_path):

@@ -222,7 +222,7 @@ def _layers(meta, arrays):
         if not isinstance(cfg, dict):
             raise _Bad("layer %d is not an object" % i)
         t = cfg.get("type")
-        if t not in _V1_SETTINGS:
+        if not isinstance(t, str) or t not in _V1_SETTINGS:
             raise _Bad("layer %d: unknown type %r" % (i, t if not isinstance(t, str) else t[:60]))
         extra = set(cfg) - _V1_SETTINGS[t]
         if extra:
