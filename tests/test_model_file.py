@@ -931,7 +931,7 @@ def test_sigkill_during_save_leaves_old_or_new(tmp_path):
                                          env.get("PYTHONPATH", "")])
     rnd = random.Random(int(os.environ.get("FASTQ_TEST_SEED", "0")))
     seen = {0: 0, 1: 0}
-    for _ in range(8):
+    for _ in range(6):
         child = subprocess.Popen([sys.executable, "-c", _CHILD, str(path)], env=env, stdout=subprocess.PIPE)
         try:
             assert child.stdout.readline().strip() == b"ready"
