@@ -19,7 +19,7 @@ with and without bias, inputs from 1e-6 to 100 in magnitude):
 3. Quantize: q = clamp(rne(min(fmaf(x, 1/sx, zp), 2147483520)), 0, 255) (FBGEMM's
    QuantizeAvx2<uint8, LEGACY> and torch.quantize_per_tensor agree; the clamp is [0, 255]
    even with reduce_range).
-4. Integer core: acc = sum_k (q - zp)(w - zw[n]), exact int32 (SPEC section 1).
+4. Integer core: acc = sum_k (q - zp)(w - zw[n]), exact int32 (docs/ARITHMETIC.md §2).
 5. Float output, s[n] = f32(sx * (float)w_scale[n]), f = (float)acc:
      x86 / fbgemm: y = fmaf(f, s[n], bias[n])          one rounding. FBGEMM's source writes
                    mul then add (requantizeForFloatAvx2), but the compiled library fuses them;

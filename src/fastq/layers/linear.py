@@ -109,7 +109,7 @@ class QuantizedLinear(WeightLayer):
         a float bias is quantized as TFLite's converter does, see reference.tflite_bias).
     scale, zero_point: the output quantization; zero_point in the range of `dtype`.
     relu: fused ReLU (clamp at zero_point).
-    requant: "fbgemm" | "qnnpack" | "tflite" (see docs/ARITHMETIC.md).
+    requant: "fbgemm" | "qnnpack" | "tflite" (see docs/ARITHMETIC.md §6-§8).
     rounding: "double" | "single" | "double_up", the fixed-point rounding of requant="tflite"
         (see fastq.multiply_by_quantized_multiplier).
     effective_scale: "float32" | "float64", how requant="tflite" computes a per-tensor layer's
