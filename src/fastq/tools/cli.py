@@ -41,7 +41,17 @@ def main(argv=None):
     except ImportError:
         pass
     try:
-        from .model_file import add_parser as add_model_parser
+        from .summary_cli import add_parser as add_summary_parser
+        add_summary_parser(sub)
+    except ImportError:
+        pass
+    try:
+        from .export_cli import add_parser as add_export_parser
+        add_export_parser(sub)
+    except ImportError:
+        pass
+    try:
+        from .model_cli import add_parser as add_model_parser
         add_model_parser(sub)
     except ImportError:
         pass
