@@ -85,7 +85,7 @@ def elementwise_cases():
 
 
 def all_cases():
-    return static_cases() + dynamic_cases() + elementwise_cases()
+    return static_cases() + dynamic_cases() + elementwise_cases() + graph_cases()
 
 
 def format1_model():
@@ -119,3 +119,54 @@ def format2_model():
     m = format1_model()
     return fastq.Model(list(m) + [Quantize(0.02, -3, "int8"), fc3, Dequantize()],
                        names=list(m.names) + ["quant2", "fc3", "dequant2"])
+
+
+def graph_cases():
+    """Hand-built graphs with every graph op (several inputs, an int-valued size, a tuple
+    getitem, several model outputs), quantized uint8 and int8 and float paths."""
+    from fastq.layers import arith, shape as sh
+    from fastq.layers.elementwise import Hardtanh
+    from fastq.model import Node
+    cases = []
+    for dt, zp in (("uint8", 128), ("int8", 0)):
+        rng = np.random.default_rng(31 if dt == "uint8" else 32)
+        off = 0 if dt == "uint8" else -128
+        fc1 = fastq.QuantizedLinear(weight(rng, 16, 24, True), rng.standard_normal(16).astype(np.float32),
+                                    0.08, 120 + off, dtype=dt)
+        fc2 = fastq.QuantizedLinear(weight(rng, 16, 24, False), None, 0.07, 128 + off,
+                                    requant="qnnpack", dtype=dt)
+        dyn = fastq.DynamicQuantizedLinear(weight(rng, 5, 144, True), rng.standard_normal(5).astype(np.float32))
+        nodes = [
+            Node("quant", Quantize(0.05, zp, dt), ["x"], ["q"]),
+            Node("t", sh.Transpose(1, 2), ["q"], ["t"]),
+            Node("c", sh.Contiguous(), ["t"], ["c"]),
+            Node("p", sh.Permute([0, 2, 1]), ["c"], ["p"]),
+            Node("n", sh.Size(0), ["p"], ["n"]),
+            Node("view", sh.Reshape([None, -1]), ["p", "n"], ["f"]),
+            Node("fc1", fc1, ["f"], ["a"]),
+            Node("fc2", fc2, ["f"], ["b"]),
+            Node("add", arith.QuantizedAdd(0.1, 120 + off, relu=True, vector_block=32, torch_threads=2),
+                 ["a", "b"], ["s"]),
+            Node("add_q", arith.QuantizedAdd(0.1, 125 + off, arithmetic="qnnpack"), ["a", "b"], ["s2"]),
+            Node("mul", arith.QuantizedMul(0.2, 100 + off, relu=dt == "int8"), ["a", "b"], ["m"]),
+            Node("cat", arith.QuantizedCat(0.15, 110 + off, dim=1), ["s", "m", "s2"], ["k"]),
+            Node("adds", arith.QuantizedAddScalar(0.5), ["k"], ["k1"]),
+            Node("muls", arith.QuantizedMulScalar(2.0), ["k1"], ["k2"]),
+            Node("ht", Hardtanh(-0.5, 1.5), ["k2"], ["h"]),
+            Node("relu6", ReLU6(), ["h"], ["h6"]),
+            Node("u", sh.Unsqueeze(1), ["h6"], ["u"]),
+            Node("sq", sh.Squeeze(1), ["u"], ["sq"]),
+            Node("sq_all", sh.Squeeze(), ["sq"], ["sq2"]),
+            Node("dq", Dequantize(), ["sq2"], ["d"]),
+            Node("fadd", arith.Add(relu=True), ["d", "d"], ["e"]),
+            Node("fmul", arith.Mul(), ["d", "e"], ["g"]),
+            Node("fadds", arith.AddScalar(1.0), ["g"], ["g1"]),
+            Node("fmuls", arith.MulScalar(0.5), ["g1"], ["g2"]),
+            Node("fcat", arith.Cat(dim=1), ["g2", "d", "d"], ["y"]),
+            Node("shape", sh.Size(), ["y"], ["shp"]),
+            Node("item", sh.GetItem(1), ["shp"], ["w"]),
+            Node("dyn", dyn, ["y"], ["z"]),
+        ]
+        model = fastq.Model(nodes=nodes, inputs=["x"], outputs=["z", "y", "w"])
+        cases.append(("graph-%s" % dt, model, x_for(rng, (6, 4, 6), 2.0)))
+    return cases
