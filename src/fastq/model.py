@@ -323,49 +323,15 @@ class Model:
 
     # ---------------------------------------------------------------- save / load
     def save(self, path):
-        """Writes the model to `path` (a .npz file: JSON description + arrays, no pickle)."""
-        meta, arrays = [], {}
-        for i, n in enumerate(self.nodes):
-            layer = n.layer
-            if type(layer).__name__ not in LAYER_TYPES:
-                raise TypeError("layer %d (%s): cannot save %s" % (i, n.name, type(layer).__name__))
-            meta.append({"type": type(layer).__name__, "name": n.name, "settings": layer.get_settings(),
-                         "inputs": list(n.inputs), "outputs": list(n.outputs)})
-            for k, v in layer.get_arrays().items():
-                arrays["%d.%s" % (i, k)] = v
-        arrays["__fastq__"] = np.array(json.dumps({"format": "fastq.Model", "version": FORMAT_VERSION,
-                                                   "layers": meta, "inputs": list(self.inputs),
-                                                   "outputs": list(self.outputs)}))
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
+        """Writes the model to `path` (fastq model file format 3, atomically; see model_file)."""
+        from .model_file import save
+        save(self, path)
 
     @classmethod
     def load(cls, path):
-        """Reads a model written by Model.save."""
-        with np.load(path, allow_pickle=False) as data:
-            if "__fastq__" not in data.files:
-                raise ValueError("path: %r is not a fastq model file" % (path,))
-            meta = json.loads(str(data["__fastq__"]))
-            version = meta.get("version")
-            if meta.get("format") != "fastq.Model" or version not in (1, FORMAT_VERSION):
-                raise ValueError("path: unsupported fastq model format %r version %r"
-                                 % (meta.get("format"), meta.get("version")))
-            layers, names, nodes = [], [], []
-            for i, cfg in enumerate(meta["layers"]):
-                arrs = {k.split(".", 1)[1]: data[k] for k in data.files if k.startswith("%d." % i)}
-                if version == 1:
-                    layers.append(_layer_from_state_v1(cfg, arrs))
-                else:
-                    layer_cls = LAYER_TYPES.get(cfg.get("type"))
-                    if layer_cls is None:
-                        raise ValueError("path: unknown layer type %r in model file" % (cfg.get("type"),))
-                    layers.append(layer_cls.from_state(cfg["settings"], arrs))
-                names.append(cfg.get("name", str(i)))
-                if "inputs" in cfg:
-                    nodes.append(Node(names[-1], layers[-1], cfg["inputs"], cfg["outputs"]))
-        if "inputs" in meta and len(nodes) == len(layers):
-            return cls(nodes=nodes, inputs=meta["inputs"], outputs=meta["outputs"])
-        return cls(layers, names)
+        """Reads a model file (format 3, or the .npz of formats 1 and 2); ValueError on any defect."""
+        from .model_file import load
+        return load(path)
 
     def export_c(self, directory, name="net", input_size=None):
         """Writes <directory>/<name>.h and <name>.c, standalone C99 bit-exact with this model (fastq.export)."""
@@ -390,8 +356,9 @@ def _shape_of(x):
 
 
 def load(path):
-    """fastq.load(path): a Model written by Model.save."""
-    return Model.load(path)
+    """fastq.load(path): a Model written by Model.save (see model_file)."""
+    from .model_file import load as _load
+    return _load(path)
 
 
 def from_torch(module, engine=None):
