@@ -12,7 +12,8 @@ flatten / reshape / cat of plain torch.cat / dropout keep their input's qparams.
 
 Fusion (what fuse_modules does to a pair [linear, relu]): a Linear is fused with an nn.ReLU module
 when every call of the Linear feeds only that ReLU and every call of the ReLU reads that Linear;
-the ReLU then becomes nn.Identity (an Identity node, as from_torch of the fused model gives).
+the ReLU then becomes nn.Identity, which needs no node here (from_torch of the fused model
+gives an Identity node there, and one for each QFunctional's activation_post_process).
 """
 from __future__ import annotations
 
@@ -259,8 +260,9 @@ class _Builder(fc.GraphBuilder):
             return self._float_functional(node, ff)
         path = str(node.target)
         module = self.root.get_submodule(path)
-        if node in self.fused_relus:            # fuse_modules left an nn.Identity here
-            return self.put(node.name, fm.Identity(), [self.env[node.args[0]]], node)
+        if node in self.fused_relus:            # fuse_modules left an nn.Identity here: no node
+            self.env[node] = self.env[node.args[0]]
+            return self.env[node]
         if isinstance(module, nn.Linear):
             return self._linear(node, path, module)
         return super()._call_module(node)
@@ -302,15 +304,15 @@ class _Builder(fc.GraphBuilder):
                 layer = ar.QuantizedAdd(scale, zero_point, relu=kind == "add_relu",
                                         arithmetic=fc._engine_add_arithmetic(self.engine),
                                         torch_threads=torch.get_num_threads())
-            return self.put(node.name, layer, [self.tensor(node, x), self.tensor(node, other)], node)
+            return self.put(self.fresh(kind), layer, [self.tensor(node, x), self.tensor(node, other)], node)
         if kind in _SCALAR_FF:
             c = float(self.const(node, other, (int, float), "scalar"))
             cls = ar.QuantizedAddScalar if kind == "add_scalar" else ar.QuantizedMulScalar
-            return self.put(node.name, cls(c), [self.tensor(node, x)], node)
+            return self.put(self.fresh(kind), cls(c), [self.tensor(node, x)], node)
         if kind == "cat":
             scale, zero_point = self.qparams[("ff", path)]
             dim = self.const(node, other, (int,), "dim")
-            return self.put(node.name, ar.QuantizedCat(scale, zero_point, dim),
+            return self.put(self.fresh(kind), ar.QuantizedCat(scale, zero_point, dim),
                             [self.tensor(node, t) for t in x], node)
         raise _refuse("FloatFunctional.%s" % kind, node, " (quantized matmul is not reproduced)")
 
