@@ -140,6 +140,30 @@ class Shapes(nn.Module):
         return self.flat(h.view(b, -1))
 
 
+class Mixed(nn.Module):
+    """One FloatFunctional used for add and then cat (one observer for both), a plain torch.cat
+    (first input's qparams), Tensor.relu_ / torch.relu_, an nn.Hardtanh module, a ReLU module
+    after an add (nothing to fuse), a Linear whose output is read twice (not fused although a
+    ReLU module follows)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(6, 6), nn.Linear(6, 6)
+        self.relu_b, self.relu_add = nn.ReLU(), nn.ReLU(inplace=True)
+        self.ff = FloatFunctional()
+        self.clip = nn.Hardtanh(-1.0, 2.0)
+        self.head = nn.Linear(24, 5)
+
+    def forward(self, x):
+        a = self.a(x)
+        b = self.b(x)
+        rb = self.relu_b(b)
+        s = self.relu_add(self.ff.add(a, b))
+        c = self.ff.cat([s, rb.relu_()], 1)
+        d = torch.cat([self.clip(a), torch.relu_(b)], 1)
+        return self.head(torch.cat([c, d], dim=1))
+
+
 # name -> (constructor, fused pairs, input shape)
 FAMILIES = {
     "residual_add": (Residual, [("fc1", "relu")], (12,)),
@@ -150,6 +174,7 @@ FAMILIES = {
     "nested_modulelist": (Nested, [("stages.0.0", "stages.0.1"), ("stages.1.0", "stages.1.1"),
                                    ("blocks.0.fc", "blocks.0.relu"), ("blocks.1.fc", "blocks.1.relu")], (12,)),
     "shapes": (Shapes, [], (2, 3, 4)),
+    "mixed": (Mixed, [], (6,)),
 }
 QCONFIG_ENGINES = [("x86", "x86"), ("fbgemm", "fbgemm"), ("qnnpack", "qnnpack"),
                    ("minmax", "x86"), ("minmax", "qnnpack")]
@@ -206,17 +231,32 @@ def _bits(a):
 
 
 def _without_identities(model):
-    """[(node, wiring)]: the non-Identity nodes in order, each with the positions (in that list;
-    -1 for a model input) of the nodes its inputs come from."""
-    source, out = {}, []
-    for n in model.nodes:
-        if isinstance(n.layer, fastq.layers.elementwise.Identity):
-            source[n.outputs[0]] = source.get(n.inputs[0], -1)
-            continue
-        out.append((n, [source.get(v, -1) for v in n.inputs]))
-        for v in n.outputs:
-            source[v] = len(out) - 1
-    return out
+    """[(node, wiring)]: the non-Identity nodes in a canonical order (post-order from the
+    outputs, inputs in order: independent of how the model lists its nodes), each with the
+    positions of the nodes its inputs come from (-1: a model input), wired through Identity
+    nodes (they compute nothing)."""
+    maker = {v: n for n in model.nodes for v in n.outputs}
+
+    def real(v):
+        while v in maker and isinstance(maker[v].layer, fastq.layers.elementwise.Identity):
+            v = maker[v].inputs[0]
+        return v
+
+    order, pos = [], {}
+
+    def visit(v):
+        v = real(v)
+        if v not in maker or v in pos:
+            return pos.get(v, -1)
+        n = maker[v]
+        wiring = [visit(u) for u in n.inputs]
+        order.append((n, wiring))
+        pos[v] = len(order) - 1
+        return pos[v]
+
+    for v in model.outputs:
+        visit(v)
+    return order
 
 
 def compare(fq, tm, x):
