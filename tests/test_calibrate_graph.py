@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.ao.nn.intrinsic as nni
 from torch.ao.nn.quantized import FloatFunctional
 from torch.ao.quantization import (QuantWrapper, convert, default_qconfig, fuse_modules,
                                    get_default_qconfig, prepare)
@@ -164,6 +165,18 @@ class Mixed(nn.Module):
         return self.head(torch.cat([c, d], dim=1))
 
 
+class Prefused(nn.Module):
+    """A float model fused already (torch.ao.nn.intrinsic.LinearReLU), then a Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nni.LinearReLU(nn.Linear(5, 6), nn.ReLU())
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.head(self.fc(x))
+
+
 # name -> (constructor, fused pairs, input shape)
 FAMILIES = {
     "residual_add": (Residual, [("fc1", "relu")], (12,)),
@@ -175,6 +188,7 @@ FAMILIES = {
                                    ("blocks.0.fc", "blocks.0.relu"), ("blocks.1.fc", "blocks.1.relu")], (12,)),
     "shapes": (Shapes, [], (2, 3, 4)),
     "mixed": (Mixed, [], (6,)),
+    "prefused": (Prefused, [], (5,)),
 }
 QCONFIG_ENGINES = [("x86", "x86"), ("fbgemm", "fbgemm"), ("qnnpack", "qnnpack"),
                    ("minmax", "x86"), ("minmax", "qnnpack")]
@@ -313,6 +327,8 @@ def test_graph_calibration_equals_prepare_convert(models, qconfig, engine, famil
     if family == "block_twice":
         linears = [n.layer for n in fq.nodes if isinstance(n.layer, fastq.QuantizedLinear)]
         assert len(linears) == 4 and linears[1] is linears[2] and linears[1].relu
+    if family == "prefused":
+        assert fq.node("fc").layer.relu
 
 
 def test_shared_observer_sees_both_calls(models):

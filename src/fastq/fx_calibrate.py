@@ -25,6 +25,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.ao.nn.intrinsic as nni
 import torch.ao.nn.quantized as nnq
 import torch.ao.quantization as tq
 
@@ -116,7 +117,9 @@ def _traced_copy(model):
         raise NotImplementedError("model: torch.fx cannot trace %s (%s: %s); quantize_model needs a forward "
                                   "without data-dependent Python control flow"
                                   % (type(model).__name__, type(e).__name__, e)) from e
-    return fx.GraphModule(model, graph)
+    gm = fx.GraphModule(model, graph)
+    gm.__dict__["fastq_source"] = model     # not a submodule; GraphModule keeps only the called modules, not their parents
+    return gm
 
 
 # --------------------------------------------------------------------------- what is observed
@@ -283,7 +286,9 @@ class _Builder(fc.GraphBuilder):
                                                         relu=node in self.fused, requant=self.requant)
         # the node is named by the module path at its first call (as the chain models are), later
         # calls by their fx names
-        name = node.name
+        name, parent = node.name, path.rpartition(".")[0]
+        if parent and isinstance(self.root.fastq_source.get_submodule(parent), nni.LinearReLU):
+            path = parent                   # a float model fused already: named as torch names it
         if path not in self.named_paths and (path == node.name or path not in self.taken):
             name = path
             self.taken.add(path)
