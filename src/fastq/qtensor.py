@@ -1,19 +1,47 @@
 """QTensor and the conversions between float and quantized values (SPEC section 5)."""
 from __future__ import annotations
 
+from operator import attrgetter
+
 import numpy as np
 
 from . import _kernels, reference
-from ._checks import as_array, check_scale, check_scales, check_zero_point, check_zero_points, qrange
+from ._checks import as_array, check_bool, check_scale, check_scales, check_zero_point, check_zero_points, qrange
+
+
+def _set_once(slot):
+    """The setter of a QTensor field: the first assignment stores the value, any later one is
+    refused, so a checked QTensor stays checked. Only the compiled call path (LinearCore, which
+    builds its outputs with __new__ + setattr of the public names) assigns through it; once it
+    sets the private slots itself these setters can go."""
+    def fset(self, value):
+        try:
+            getattr(QTensor, slot).__get__(self)
+        except AttributeError:
+            if slot == "_values":
+                value.flags.writeable = False
+            getattr(QTensor, slot).__set__(self, value)
+            return
+        raise AttributeError("QTensor.%s cannot be reassigned (a QTensor is immutable; build a new one: "
+                             "fastq.QTensor(values, scale, zero_point, axis))" % slot[1:])
+    return fset
 
 
 class QTensor:
     """Quantized values with their quantization: real = (values - zero_point) * scale.
 
     values: uint8 or int8 ndarray. Per tensor: scale float, zero_point int, axis None.
-    Per channel: scale and zero_point 1-D arrays along `axis`."""
+    Per channel: scale and zero_point 1-D arrays along `axis`.
+    Immutable: the fields cannot be reassigned, values is a read-only view of the array passed
+    in and per-channel scale / zero_point are read-only copies, so the checks made here hold
+    for the QTensor's lifetime."""
 
-    __slots__ = ("values", "scale", "zero_point", "axis")
+    __slots__ = ("_values", "_scale", "_zero_point", "_axis")
+
+    values = property(attrgetter("_values"), _set_once("_values"), doc="uint8 / int8 ndarray (read-only)")
+    scale = property(attrgetter("_scale"), _set_once("_scale"), doc="float, or float64 [C] per channel")
+    zero_point = property(attrgetter("_zero_point"), _set_once("_zero_point"), doc="int, or int32 [C] per channel")
+    axis = property(attrgetter("_axis"), _set_once("_axis"), doc="None, or the channel axis")
 
     def __init__(self, values, scale, zero_point, axis=None):
         values = as_array(values, "values")
@@ -24,24 +52,27 @@ class QTensor:
             scale = check_scale(scale, "scale")
             zero_point = check_zero_point(zero_point, lo, hi, "zero_point")
         else:
-            if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
-                raise TypeError("axis: expected an int or None")
+            if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)):
+                raise TypeError("axis: expected an int or None, got %r" % (axis,))
             if not -values.ndim <= axis < values.ndim:
                 raise ValueError("axis: %d is out of range for %d dimensions" % (axis, values.ndim))
             axis = int(axis) % values.ndim
             n = values.shape[axis]
             scale = check_scales(scale, n, "scale")
             zero_point = check_zero_points(zero_point, n, lo, hi, "zero_point")
-        self.values = values
-        self.scale = scale
-        self.zero_point = zero_point
-        self.axis = axis
+        view = values.view()            # the caller's array stays writable; shape changes stay theirs
+        view.flags.writeable = False
+        object.__setattr__(self, "_values", view)
+        object.__setattr__(self, "_scale", scale)
+        object.__setattr__(self, "_zero_point", zero_point)
+        object.__setattr__(self, "_axis", axis)
 
     @classmethod
     def _checked(cls, values, scale, zero_point):
-        """A per-tensor QTensor from values and qparams the caller has already validated."""
+        """A per-tensor QTensor from a fresh values array and qparams the caller has checked."""
         q = object.__new__(cls)
-        q.values, q.scale, q.zero_point, q.axis = values, scale, zero_point, None
+        values.flags.writeable = False
+        q._values, q._scale, q._zero_point, q._axis = values, scale, zero_point, None
         return q
 
     @property
@@ -115,8 +146,8 @@ def quantize_per_channel(x, scales, zero_points, axis=0, dtype="int8"):
     """= torch.quantize_per_channel (no fused multiply-add on this path)."""
     qmin, qmax = qrange(dtype)
     x = _float32_input(x)
-    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
-        raise TypeError("axis: expected an int")
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)):
+        raise TypeError("axis: expected an int, got %r" % (axis,))
     if not -x.ndim <= axis < x.ndim:
         raise ValueError("axis: %d is out of range for %d dimensions" % (axis, x.ndim))
     axis = int(axis) % x.ndim
@@ -138,6 +169,8 @@ def dequantize(q):
 def choose_qparams(min_val, max_val, dtype="uint8", symmetric=False, reduce_range=False):
     """= torch MinMaxObserver qparams for an observed [min_val, max_val]: (scale, zero_point)."""
     qrange(dtype)
+    symmetric = check_bool(symmetric, "symmetric")
+    reduce_range = check_bool(reduce_range, "reduce_range")
     for name, v in (("min_val", min_val), ("max_val", max_val)):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
             raise TypeError("%s: expected a float, got %r" % (name, type(v).__name__))
@@ -147,4 +180,4 @@ def choose_qparams(min_val, max_val, dtype="uint8", symmetric=False, reduce_rang
         raise ValueError("reduce_range: symmetric uint8 quantization cannot reduce its range (torch refuses it too)")
     if min_val > max_val:
         raise ValueError("min_val: %r is greater than max_val %r" % (min_val, max_val))
-    return reference.choose_qparams(min_val, max_val, dtype, bool(symmetric), bool(reduce_range))
+    return reference.choose_qparams(min_val, max_val, dtype, symmetric, reduce_range)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _kernels, reference
-from .._checks import as_array
+from .._checks import as_array, check_bool, float32_finite
 from ..qgemm import check_no_overflow
 from ._base import check_weight, padded
 
@@ -54,11 +54,9 @@ class DynamicQuantizedLinear:
             raise ValueError("mode: expected one of %s, got %r" % (", ".join(MODES), mode))
         if reduce_range is None:
             reduce_range = mode == "fbgemm"
-        if not isinstance(reduce_range, (bool, np.bool_)):
-            raise TypeError("reduce_range: expected a bool, got %r" % type(reduce_range).__name__)
         self.mode = mode
-        self.reduce_range = bool(reduce_range)
-        self.relu = bool(relu)
+        self.reduce_range = check_bool(reduce_range, "reduce_range")
+        self.relu = check_bool(relu, "relu")
         self.weight = weight
         self.out_features, self.in_features = weight.values.shape
         self.per_channel = weight.axis is not None
@@ -69,9 +67,7 @@ class DynamicQuantizedLinear:
                 raise TypeError("bias: expected floats, got dtype %s" % b.dtype)
             if b.ndim != 1 or b.shape[0] != self.out_features:
                 raise ValueError("bias: expected shape (%d,), got %s" % (self.out_features, b.shape))
-            if not np.all(np.isfinite(b)):
-                raise ValueError("bias: must be finite")
-            self.bias = np.ascontiguousarray(b, dtype=np.float32)
+            self.bias = np.ascontiguousarray(float32_finite(b, "bias"))   # checked after the cast
         zw = np.atleast_1d(np.asarray(weight.zero_point, np.int32))
         self._packed = _kernels.PackedWeights(np.ascontiguousarray(weight.values), zw)
         npad = self._packed.n_padded
@@ -125,7 +121,7 @@ class DynamicQuantizedLinear:
     def __call__(self, x):
         x, lo, hi = self._as_input(x)
         out_shape = x.shape[:-1] + (self.out_features,)
-        a = x.reshape(-1, self.in_features)
+        a = x.reshape(int(np.prod(x.shape[:-1])), self.in_features)      # (K = 0 too)
         if a.shape[0] == 0:
             return np.zeros(out_shape, np.float32)
         sx, zx = reference.choose_qparams_dynamic(lo, hi, self.reduce_range)

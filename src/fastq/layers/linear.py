@@ -7,7 +7,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .. import _kernels, fixedpoint as _fixedpoint, reference as _reference
-from .._checks import as_array, check_scale, check_zero_point, qrange
+from .._checks import as_array, check_bool, check_scale, check_zero_point, float32_finite, qrange
 from ..qgemm import check_no_overflow
 from ..qtensor import QTensor
 from ._base import check_weight, padded
@@ -129,7 +129,7 @@ class QuantizedLinear:
         self.out_features, self.in_features = weight.values.shape
         self.scale = check_scale(scale, "scale")
         self.zero_point = check_zero_point(zero_point, qmin, qmax, "zero_point")
-        self.relu = bool(relu)
+        self.relu = check_bool(relu, "relu")
         self.per_channel = weight.axis is not None
         self.int_bias = None
         self.bias = None
@@ -144,9 +144,7 @@ class QuantizedLinear:
                     raise ValueError("bias: integer bias must fit int32")
                 self.int_bias = b.astype(np.int32)
             elif b.dtype.kind == "f":
-                if not np.all(np.isfinite(b)):
-                    raise ValueError("bias: must be finite")
-                self.bias = b.astype(np.float32)
+                self.bias = float32_finite(b, "bias")      # checked after the cast: 1e300 -> inf
             else:
                 raise TypeError("bias: expected floats, got dtype %s" % b.dtype)
         self.input_scale = None if input_scale is None else check_scale(input_scale, "input_scale")
@@ -264,7 +262,7 @@ class QuantizedLinear:
             raise ValueError("x: quantized with scale %r, zero point %d; this layer was built for "
                              "input_scale=%r, input_zero_point=%r"
                              % (x.scale, x.zero_point, self.input_scale, self.input_zero_point))
-        a = np.ascontiguousarray(v.reshape(-1, self.in_features))
+        a = np.ascontiguousarray(v.reshape(int(np.prod(v.shape[:-1])), self.in_features))   # (K = 0 too)
         zx = x.zero_point
         if v.dtype == np.int8:
             # int8 x, zero point z  ==  uint8 x + 128 (the same bits with the top one flipped), z + 128
