@@ -9,22 +9,7 @@ from . import _kernels, reference
 from ._checks import as_array, check_bool, check_scale, check_scales, check_zero_point, check_zero_points, qrange
 
 
-def _set_once(slot):
-    """The setter of a QTensor field: the first assignment stores the value, any later one is
-    refused, so a checked QTensor stays checked. Only the compiled call path (LinearCore, which
-    builds its outputs with __new__ + setattr of the public names) assigns through it; once it
-    sets the private slots itself these setters can go."""
-    def fset(self, value):
-        try:
-            getattr(QTensor, slot).__get__(self)
-        except AttributeError:
-            if slot == "_values":
-                value.flags.writeable = False
-            getattr(QTensor, slot).__set__(self, value)
-            return
-        raise AttributeError("QTensor.%s cannot be reassigned (a QTensor is immutable; build a new one: "
-                             "fastq.QTensor(values, scale, zero_point, axis))" % slot[1:])
-    return fset
+_UNSET = object()
 
 
 class QTensor:
@@ -32,16 +17,17 @@ class QTensor:
 
     values: uint8 or int8 ndarray. Per tensor: scale float, zero_point int, axis None.
     Per channel: scale and zero_point 1-D arrays along `axis`.
-    Immutable: the fields cannot be reassigned, values is a read-only view of the array passed
-    in and per-channel scale / zero_point are read-only copies, so the checks made here hold
-    for the QTensor's lifetime."""
+    Immutable: the fields cannot be reassigned, values is a view of the array passed in (its
+    bytes may be written, any byte is a valid value; its shape is the QTensor's own) and the
+    per-channel scale / zero_point are read-only copies, so the checks made here hold for the
+    QTensor's lifetime."""
 
     __slots__ = ("_values", "_scale", "_zero_point", "_axis")
 
-    values = property(attrgetter("_values"), _set_once("_values"), doc="uint8 / int8 ndarray (read-only)")
-    scale = property(attrgetter("_scale"), _set_once("_scale"), doc="float, or float64 [C] per channel")
-    zero_point = property(attrgetter("_zero_point"), _set_once("_zero_point"), doc="int, or int32 [C] per channel")
-    axis = property(attrgetter("_axis"), _set_once("_axis"), doc="None, or the channel axis")
+    def __new__(cls, *args, **kwargs):
+        self = object.__new__(cls)
+        self._axis = _UNSET                    # fields not yet set (see _field)
+        return self
 
     def __init__(self, values, scale, zero_point, axis=None):
         values = as_array(values, "values")
@@ -60,18 +46,13 @@ class QTensor:
             n = values.shape[axis]
             scale = check_scales(scale, n, "scale")
             zero_point = check_zero_points(zero_point, n, lo, hi, "zero_point")
-        view = values.view()            # the caller's array stays writable; shape changes stay theirs
-        view.flags.writeable = False
-        object.__setattr__(self, "_values", view)
-        object.__setattr__(self, "_scale", scale)
-        object.__setattr__(self, "_zero_point", zero_point)
-        object.__setattr__(self, "_axis", axis)
+        # a view: the caller's array reshaped in place later does not reshape this QTensor
+        self._values, self._scale, self._zero_point, self._axis = values.view(), scale, zero_point, axis
 
     @classmethod
     def _checked(cls, values, scale, zero_point):
         """A per-tensor QTensor from a fresh values array and qparams the caller has checked."""
         q = object.__new__(cls)
-        values.flags.writeable = False
         q._values, q._scale, q._zero_point, q._axis = values, scale, zero_point, None
         return q
 
@@ -98,6 +79,28 @@ class QTensor:
         """A torch quantized tensor (quint8 / qint8, per tensor or per channel) as a QTensor."""
         from .torch_compat import qtensor_from_torch
         return qtensor_from_torch(t)
+
+
+def _field(name, doc):
+    """A read-only QTensor field: the first assignment stores it, any later one is refused, so
+    a checked QTensor stays checked. Only the compiled call path assigns through the public
+    name (LinearCore builds its outputs with __new__ + setattr); once it sets the private slots
+    itself (docs/notes/checks.md) the setter can go."""
+    slot = "_" + name
+    store = getattr(QTensor, slot).__set__
+
+    def fset(self, value):
+        if self._axis is not _UNSET:          # axis is the last field set (LinearCore's order too)
+            raise AttributeError("QTensor.%s cannot be reassigned (a QTensor is immutable; build a new one: "
+                                 "fastq.QTensor(values, scale, zero_point, axis))" % name)
+        store(self, value)
+    return property(attrgetter(slot), fset, doc=doc)
+
+
+QTensor.values = _field("values", "uint8 / int8 ndarray")
+QTensor.scale = _field("scale", "float, or float64 [C] (read-only) per channel")
+QTensor.zero_point = _field("zero_point", "int, or int32 [C] (read-only) per channel")
+QTensor.axis = _field("axis", "None, or the channel axis")
 
 
 _F32 = np.dtype(np.float32)
