@@ -132,6 +132,25 @@ def fbgemm_fused_ref(acc, sx, sw, sy, zy, bias, relu, per_channel):
     return np.clip(r + int(zy), int(zy) if relu else 0, 255).astype(np.uint8)
 
 
+def _fbgemm_rcp_fused(acc, atws, mult, zy, bias, relu):
+    rcp = (1.0 / atws.astype(np.float64)).astype(np.float32)
+    s = reference.fmaf(np.asarray(bias, np.float32), rcp, np.asarray(acc, np.int64).astype(np.float32))
+    r = reference.round_float_to_int32((s * mult).astype(np.float32))
+    return np.clip(r + int(zy), int(zy) if relu else 0, 255).astype(np.uint8)
+
+
+def _mbqm_ties_away(x, q, s, rounding):
+    """MBQM with SRDHM's ties rounded away from zero instead of toward +infinity (the nearest
+    wrong rounding of an SRDHM tie)."""
+    x, q, s = (np.asarray(v, np.int64) for v in np.broadcast_arrays(x, q, s))
+    left, right = np.maximum(s, 0), np.maximum(-s, 0)
+    ab = reference.wrap_int32(x << left) * q
+    h = np.sign(ab) * ((np.abs(ab) + 2**30) >> 31)
+    if rounding == "double":
+        return reference.rounding_divide_by_pot(h, right)
+    return (h + ((np.int64(1) << right) >> 1)) >> right
+
+
 def fbgemm_cases(rng, eng, per_channel, relu, n=256, m=1, layers=4):
     """The bias nearly cancels acc and the result lies next to k + 0.5."""
     out = []
@@ -159,8 +178,11 @@ def fbgemm_cases(rng, eng, per_channel, relu, n=256, m=1, layers=4):
         bias = _ulps(bias, rng.integers(-3, 4, n))
         got, expect, ref = _run_linear(eng, "fbgemm", x, sx, zx, w, sw, zw, per_channel, bias, sy, zy, relu)
         acc_all = reference.qgemm(x, zx, w, zw)
-        two = reference.requant_fbgemm(acc_all, sx, sw, sy, zy, bias, relu, per_channel)
         fused = fbgemm_fused_ref(acc_all, sx, sw, sy, zy, bias, relu, per_channel)
+        if per_channel:     # the nearest wrong formula: the per-tensor one, fmaf(bias, f32(1 / atws[n]), acc)
+            two = _fbgemm_rcp_fused(acc_all, atws, mult, zy, bias, relu)
+        else:               # two roundings: f32(acc + f32(bias * rcp))
+            two = reference.requant_fbgemm(acc_all, sx, sw, sy, zy, bias, relu, per_channel)
         out.append(Batch("fbgemm/%s" % eng, "float bias %s%s" % ("per-channel" if per_channel else "per-tensor",
                                                                  ", relu" if relu else ""),
                          got, expect, ref, decisive=int(np.sum(two != fused)),
@@ -464,7 +486,8 @@ def fixedpoint_cases(rng, rounding, n=2000):
     for step in steps:
         xs, qs, ss = [], [], []
         while sum(v.size for v in xs) < n:
-            e = int(rng.integers(1 if step == "pot" else 0, 25))
+            # an SRDHM tie shows through a short right shift only (one unit of h / 2^e)
+            e = int(rng.choice([0, 0, 1, 2])) if step == "srdhm" else int(rng.integers(1 if step == "pot" else 0, 25))
             t = int(rng.integers(e if step != "srdhm" else 0, 31))
             q = _multiplier(rng, t) << t if t < 30 else 1 << 30
             if step == "srdhm":
@@ -484,7 +507,7 @@ def fixedpoint_cases(rng, rounding, n=2000):
             sel = (q == key[0]) & (s == key[1])
             got[sel] = fastq.multiply_by_quantized_multiplier(x[sel], key[0], key[1], rounding)
         wrong = {"double": "double_up", "double_up": "double", "single": "double"}[rounding]
-        other = reference.MBQM[wrong](x, q, s)
+        other = _mbqm_ties_away(x, q, s, rounding) if step == "srdhm" else reference.MBQM[wrong](x, q, s)
         out.append(Batch("tflite/%s" % rounding, "%s ties (MBQM kernel)" % step, got, ref, ref,
                          decisive=int(np.sum(other != ref)), oracle="reference"))
     return out
