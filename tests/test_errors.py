@@ -247,3 +247,19 @@ def test_k_zero_dynamic_layer():
 def test_multiply_by_quantized_multiplier_empty(shape):
     out = fastq.multiply_by_quantized_multiplier(np.zeros(shape, np.int32), 2**30, -1)
     assert out.shape == shape and out.dtype == np.int32
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: fastq.QTensor(np.zeros((3, 2), np.int8), [0.1, -0.5, 0.1], [0, 0, 0], axis=0),
+     r"scale: .*positive finite float32, got -0\.5 at index 1"),
+    (lambda: fastq.QTensor(np.zeros((3, 2), np.int8), [0.1] * 3, [0, 1.5, 0], axis=0), r"zero_point: .*got 1\.5"),
+    (lambda: fastq.QTensor(np.zeros((3, 2), np.int8), [0.1] * 3, [0, 200, 0], axis=0),
+     r"zero_point: .*\[-128, 127\], got range \[0, 200\]"),
+    (lambda: fastq.quantize(np.zeros(3, np.float32), "0.1", 0), r"scale: expected a positive float, got str '0\.1'"),
+    (lambda: fastq.quantize(np.zeros(3, np.float32), 0.1, 300), r"zero_point: 300 is outside \[0, 255\]"),
+    (lambda: fastq.qgemm(np.zeros((2, 3), np.uint8), "1", np.zeros((4, 3), np.int8), 0),
+     r"a_zero_point: expected an int in \[0, 255\], got '1'"),
+])
+def test_messages_name_the_value_and_what_was_expected(call, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        call()

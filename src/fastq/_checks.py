@@ -55,7 +55,7 @@ def float32_finite(values, name):
 def check_scale(scale, name="scale"):
     """A positive finite float."""
     if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (numbers.Real, np.floating, np.integer)):
-        raise TypeError("%s: expected a positive float, got %r" % (name, type(scale).__name__))
+        raise TypeError("%s: expected a positive float, got %s %.60r" % (name, type(scale).__name__, scale))
     s = float(scale)
     if not (s > 0.0 and math.isfinite(s)):
         raise ValueError("%s: expected a positive finite float, got %r" % (name, s))
@@ -76,8 +76,10 @@ def check_scales(scales, n, name="scales"):
         raise ValueError("%s: expected %d values, got %d" % (name, n, arr.shape[0]))
     with np.errstate(over="ignore"):
         f = arr.astype(np.float32)
-    if not (np.all(arr > 0) and np.all(np.isfinite(arr)) and np.all(f > 0) and np.all(np.isfinite(f))):
-        raise ValueError("%s: every scale must be a positive finite float32" % name)
+    ok = (arr > 0) & np.isfinite(arr) & (f > 0) & np.isfinite(f)
+    if not np.all(ok):
+        raise ValueError("%s: every scale must be a positive finite float32, got %r at index %d"
+                         % (name, float(arr[~ok][0]), int(np.argmin(ok))))
     return read_only(arr.copy())
 
 
@@ -112,7 +114,7 @@ def check_zero_points(zps, n, lo, hi, name="zero_points"):
         raise TypeError("%s: expected integers, got dtype %s" % (name, arr.dtype))
     arr = arr.reshape(-1)
     if arr.dtype.kind == "f" and not np.all(np.mod(arr, 1) == 0):
-        raise ValueError("%s: expected integers" % name)
+        raise ValueError("%s: expected integers, got %r" % (name, float(arr[np.mod(arr, 1) != 0][0])))
     if arr.shape[0] != n:
         raise ValueError("%s: expected %d values, got %d" % (name, n, arr.shape[0]))
     if arr.size and (arr.min() < lo or arr.max() > hi):
