@@ -124,7 +124,7 @@ def test_flags_take_numpy_bools():
 @pytest.mark.parametrize("big", [1e300, -1e39, 3.5e38])
 def test_bias_that_overflows_float32_is_refused(make, big):
     """Finite in float64, inf in float32: the check comes after the cast."""
-    with pytest.raises(ValueError, match="bias: .*finite in float32.*%s" % re.escape(repr(big))):
+    with pytest.raises(ValueError, match="bias: .*float32.*%s" % re.escape(repr(abs(big)))):
         make(np.array([0.0, big, 1.0, 2.0]))
 
 

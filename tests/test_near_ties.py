@@ -12,11 +12,6 @@ import pytest
 pytest.importorskip("torch")
 import near_tie_cases as ntc  # noqa: E402
 
-FUSED_BIAS = pytest.mark.xfail(
-    strict=False, reason="fbgemm per-tensor float bias: torch fuses fmaf(bias, rcp, acc); "
-                         "the fused epilogue lands with the `core` branch")
-
-
 def check(batches, decisive=True, what=("fastq", "reference")):
     assert batches
     if decisive:
@@ -40,7 +35,6 @@ def test_fbgemm_bias_per_tensor_is_one_fused_rounding(eng, relu):
 @pytest.mark.parametrize("eng", ntc.ENGINES_FBGEMM)
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("m", [1, 5])
-@FUSED_BIAS
 def test_fbgemm_bias_per_tensor(backend, eng, relu, m):
     check(ntc.fbgemm_cases(np.random.default_rng([2, relu, m]), eng, False, relu, layers=2, m=m))
 

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning:fastq.reference"
 
 settings.register_profile("fastq-ci", max_examples=25, deadline=None,
                           suppress_health_check=list(HealthCheck), database=None)
-# 16 tests x 13 000 + the xfail near-tie one; FASTQ_HYPOTHESIS_EXAMPLES changes the per-test count
+# 17 tests x 13 000; FASTQ_HYPOTHESIS_EXAMPLES changes the per-test count
 settings.register_profile("fastq-long", max_examples=int(os.environ.get("FASTQ_HYPOTHESIS_EXAMPLES", "13000")),
                           deadline=None, suppress_health_check=list(HealthCheck), database=None)
 PROFILE = settings.get_profile("fastq-long" if os.environ.get("FASTQ_HYPOTHESIS") == "long" else "fastq-ci")
@@ -392,8 +392,6 @@ def test_quantized_linear_vs_torch(eng, data):
 
 
 @PROFILE
-@pytest.mark.xfail(strict=False, reason="fbgemm per-tensor float bias: torch fuses fmaf(bias, rcp, acc); "
-                                        "the fused epilogue lands with the `core` branch")
 @given(data=st.data())
 def test_quantized_linear_fbgemm_near_tie_bias(data):
     """The constructed case of issue 9 (1): the bias nearly cancels acc, the result next to .5."""

@@ -232,7 +232,6 @@ def test_eight_threads_shared_layers_while_settings_change(threads_restored):
 K_BIG = 100_000
 
 
-@pytest.mark.xfail(strict=False, reason="needs core's per-call bound")
 def test_overflow_raised_under_concurrent_calls(threads_restored):
     w = fastq.QTensor(np.full((2, K_BIG), -128, np.int8), 0.01, 0)
     layer = fastq.QuantizedLinear(w, None, 0.5, 10)

@@ -42,16 +42,6 @@ def check_int(value, name, lo, hi, what=""):
     return v
 
 
-def float32_finite(values, name):
-    """values as float32, refusing NaN / inf also where the cast to float32 makes them (1e300)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        f = np.asarray(values).astype(np.float32)
-    if not np.all(np.isfinite(f)):
-        bad = np.asarray(values).reshape(-1)[~np.isfinite(f.reshape(-1))][0]
-        raise ValueError("%s: every value must be finite in float32 (|v| < 3.4e38), got %r" % (name, float(bad)))
-    return f
-
-
 def check_scale(scale, name="scale"):
     """A positive finite float."""
     if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (numbers.Real, np.floating, np.integer)):

@@ -91,13 +91,15 @@ def _fbgemm_steps(lines, layer, acc, sx, sw, bias, relu):
         if layer.per_channel:
             bt = f32(b / atws)
             lines.append(_rounding("b'", "bias / atws", Fraction(float(b)) / Fraction(float(atws)), bt))
+            f_new = f32(f + bt)
+            lines.append(_rounding("f", "f + b'", Fraction(float(f)) + Fraction(float(bt)), f_new))
         else:
             inv = f32(1.0 / np.float64(atws))
             lines.append(_rounding("inv", "(float)(1 / (double)atws)", Fraction(1) / Fraction(float(atws)), inv))
-            bt = f32(b * inv)
-            lines.append(_rounding("b'", "bias * inv", Fraction(float(b)) * Fraction(float(inv)), bt))
-        f_new = f32(f + bt)
-        lines.append(_rounding("f", "f + b'", Fraction(float(f)) + Fraction(float(bt)), f_new))
+            # torch's FBGEMM fuses bias * inv + f into one fma (docs/ARITHMETIC.md section 6)
+            f_new = f32(R.fmaf(b, inv, f))
+            lines.append(_rounding("f", "fmaf(bias, inv, f)",
+                                   Fraction(float(b)) * Fraction(float(inv)) + Fraction(float(f)), f_new))
         f = f_new
     y = f32(f * mult)
     lines.append(_rounding("y", "f * mult", Fraction(float(f)) * Fraction(float(mult)), y))

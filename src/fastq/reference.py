@@ -78,12 +78,18 @@ def choose_qparams(min_val, max_val, dtype="uint8", symmetric=False, reduce_rang
     return float(scale), zp
 
 
-def fbgemm_params(x_scale, w_scales, y_scale, bias=None, per_channel=None):
-    """Per-column float32 constants of the fbgemm epilogue: (bias_term[n], mult[n]).
+def fbgemm_params(x_scale, w_scales, y_scale, bias=None, per_channel=None, fused=True):
+    """Per-column float32 constants of the fbgemm epilogue: (bias_b[n], bias_r, mult[n]),
+    the bias term entering as f = fmaf(bias_b[n], bias_r, (float)acc).
 
     atws[n] = f32(sx * sw[n]); mult[n] = f32(atws[n] / sy)
-    bias_term = f32(bias * (float)(1 / (double)atws))  per-tensor weights
-              = f32(bias / atws[n])                    per-channel weights"""
+    per-tensor weights:  bias_b = bias, bias_r = f32(1 / (double)atws): FBGEMM computes
+        (float)acc + bias * rcp, which its compiler contracts into one fma (one rounding;
+        torch 2.13 on x86: the AVX2 and AVX-512 requantization alike)
+    per-channel weights: bias_b = f32(bias / atws[n]), bias_r = 1 (a divide cannot fuse:
+        fmaf(b, 1, a) = f32(a + b), two roundings in all)
+    fused=False: the per-tensor term rounded on its own, bias_b = f32(bias * rcp), bias_r = 1
+        (a build of FBGEMM without fma contraction). bias_b is None without bias."""
     w_scales = np.atleast_1d(np.asarray(w_scales, dtype=np.float64))
     if per_channel is None:
         per_channel = w_scales.size > 1
@@ -91,16 +97,19 @@ def fbgemm_params(x_scale, w_scales, y_scale, bias=None, per_channel=None):
     sw = w_scales.astype(np.float32)
     atws = (sx * sw).astype(np.float32)
     mult = (atws / sy).astype(np.float32)
+    bias_r = f32(1.0)
     if bias is None:
-        bias_term = None
+        bias_b = None
     else:
         b = np.asarray(bias, dtype=np.float32)
         if per_channel:
-            bias_term = (b / atws).astype(np.float32)
+            bias_b = (b / atws).astype(np.float32)
+        elif fused:
+            bias_b = b.copy()
+            bias_r = f32(1.0 / np.float64(atws[0]))
         else:
-            inv = f32(1.0 / np.float64(atws[0]))
-            bias_term = (b * inv).astype(np.float32)
-    return bias_term, mult
+            bias_b = (b * f32(1.0 / np.float64(atws[0]))).astype(np.float32)
+    return bias_b, bias_r, mult
 
 
 def qnnpack_params(x_scale, w_scales, y_scale, bias=None):
@@ -180,7 +189,7 @@ def tflite_bias(bias, x_scale, w_scales):
     return np.clip(_round_half_away(t), -INT32_MAX, INT32_MAX).astype(np.int64)
 
 
-# Not in SPEC.md; measured against torch 2.13 (quantize_dynamic, engines x86 / fbgemm / qnnpack).
+# docs/ARITHMETIC.md §9; measured against torch 2.13 (quantize_dynamic, engines x86 / fbgemm / qnnpack).
 # See fastq/dynamic.py for the whole story.
 SMALL_SCALE_THRESHOLD = f32(6.1e-5)     # fp16's smallest normal, torch's cut-off for tiny scales
 
@@ -222,6 +231,128 @@ def choose_qparams_dynamic(x_min, x_max, reduce_range=False):
     return float(f32(scale)), int(zp)
 
 
+def quantize_val(x, scale, zero_point, dtype="uint8"):
+    """torch's scalar at::native::quantize_val (fbgemm::Quantize, LEGACY): the clamp bounds of
+    quantized relu6 / hardtanh / clamp and the tail of qadd:
+    q = clamp(rne((float)zp + x * (1.0f / (float)scale)), qmin, qmax): the zero point is added in
+    float before rounding, with no fused multiply-add (unlike quantize_per_tensor)."""
+    qmin, qmax = _qrange(dtype)
+    t = (f32(zero_point) + (np.asarray(x, dtype=np.float32) * f32(f32(1.0) / f32(scale))).astype(np.float32))
+    return np.clip(np.rint(np.asarray(t, np.float64)), qmin, qmax).astype(dtype)
+
+
+# --------------------------------------------------------------------------- elementwise ops
+# Measured against torch 2.13 (torch.ops.quantized.add / add_relu / mul / add_scalar /
+# mul_scalar, engines x86 / fbgemm / qnnpack, uint8); docs/notes/graph.md tells the story.
+def qnnpack_add_params(a_scale, a_zero_point, b_scale, b_zero_point, y_scale):
+    """QNNPACK q8 add constants (pytorch_qnnp_compute_add_quantization_params): the float32
+    ratios a_scale / y_scale, b_scale / y_scale must lie in [2^-14, 2^8) (torch refuses others);
+    shift = 21 - exponent(max ratio); multipliers = lrintf(ratio * 2^shift) (< 2^22);
+    zero_point_product = -(am * za + bm * zb) wrapped to int32.
+    Returns (zero_point_product, a_multiplier, b_multiplier, shift)."""
+    ra = f32(f32(a_scale) / f32(y_scale))
+    rb = f32(f32(b_scale) / f32(y_scale))
+    for r in (ra, rb):
+        if not (f32(2.0**-14) <= r < f32(2.0**8)):
+            raise ValueError("scale: QNNPACK add needs input scale / output scale in [2**-14, 2**8), got %r"
+                             % float(r))
+    exponent = int(np.array(max(ra, rb), dtype=np.float32).view(np.uint32)) >> 23
+    shift = 21 - (exponent - 127)
+    scale_multiplier = f32(2.0**shift)
+    am = int(np.rint(f32(ra * scale_multiplier)))
+    bm = int(np.rint(f32(rb * scale_multiplier)))
+    zpp = int(wrap_int32(-(am * int(a_zero_point) + bm * int(b_zero_point))))
+    return zpp, am, bm, shift
+
+
+def qmul_multiplier(a_scale, b_scale, y_scale):
+    """torch qmul_kernel: multiplier = (float)a_scale * (float)b_scale * (1.0f / (float)y_scale), in float32."""
+    return f32(f32(f32(a_scale) * f32(b_scale)) * f32(f32(1.0) / f32(y_scale)))
+
+
+def add_scalar_qparams(scale, zero_point, value, dtype="uint8"):
+    """torch quantized add_scalar: c_q = nearbyint(value / scale) (double). When zp - c_q fits
+    [qmin, qmax] the integers are kept and the result is (scale, zp - c_q); otherwise the output
+    gets zp' = qmin (or qmax) and scale' = (qmax - (zp - c_q)) / (qmax - qmin) * scale (or
+    (zp - c_q - qmin) / (qmax - qmin) * scale), in double, and the integers are requantized
+    (reference.add_scalar). Returns (c_q, scale', zero_point', requantize?)."""
+    qmin, qmax = _qrange(dtype)
+    c_q = int(np.rint(float(value) / float(scale)))
+    z = int(zero_point) - c_q
+    if qmin > z:
+        return c_q, (float(qmax) - z) / (float(qmax) - qmin) * float(scale), qmin, True
+    if qmax < z:
+        return c_q, (float(z) - qmin) / (float(qmax) - qmin) * float(scale), qmax, True
+    return c_q, float(scale), z, False
+
+
+def mul_scalar_qparams(scale, zero_point, value, dtype="uint8"):
+    """torch quantized mul_scalar: value > 0: same integers, scale' = value * scale (double);
+    value == 0: all zero, (1.0, 0); value < 0: q' = qmax + qmin - q, scale' = |value| * scale,
+    zp' = qmax - (zp - qmin). Returns (scale', zero_point', mode) with mode "keep" | "zero" | "flip"."""
+    qmin, qmax = _qrange(dtype)
+    v = float(value)
+    if v > 0.0:
+        return v * float(scale), int(zero_point), "keep"
+    if v == 0.0:
+        return 1.0, 0, "zero"
+    return abs(v) * float(scale), qmax - (int(zero_point) - qmin), "flip"
+
+
+# ---- zero-point folding, the overflow bound, dynamic scales (docs/ARITHMETIC.md §3, §4, §9).
+# The constants a layer builds once per input quantization; the C kernels add them per column.
+def column_offsets(k, a_zero_point, col_sums, w_zero_point, int_bias=None):
+    """col_offset[n] = K*za*zw[n] - za*colsum[n] (+ int_bias[n]), wrapping int32: the per-column
+    part of acc = sum x*w + col_offset[n] - rowsum[m]*zw[n] (what fq_col_offsets computes)."""
+    col_sums = np.asarray(col_sums, dtype=np.int64)
+    zw = np.broadcast_to(np.asarray(w_zero_point, dtype=np.int64).reshape(-1), col_sums.shape)
+    za = int(a_zero_point)
+    v = int(k) * za * zw - za * col_sums
+    if int_bias is not None:
+        v = v + np.asarray(int_bias, dtype=np.int64)
+    return wrap_int32(v)
+
+
+def folded_bias(bias, x_zero_point, w, w_zero_point):
+    """The int32 bias with the input zero point folded in, as a firmware holds it:
+    folded[n] = bias[n] - zx * sum_k (w[n,k] - zw[n])   (wrapping int32), so that
+    acc[m,n] = folded[n] + sum_k x[m,k] * (w[n,k] - zw[n])."""
+    w64 = np.asarray(w, dtype=np.int64)
+    zw = np.broadcast_to(np.asarray(w_zero_point, dtype=np.int64).reshape(-1), (w64.shape[0],))
+    dev_sums = w64.sum(axis=1) - w64.shape[1] * zw
+    b = np.zeros(w64.shape[0], np.int64) if bias is None else np.asarray(bias, dtype=np.int64)
+    return wrap_int32(b - int(x_zero_point) * dev_sums)
+
+
+def max_abs_w_dev(w, w_zero_point):
+    """max over n, k of |w[n,k] - zw[n]| (0 for an empty matrix); computed when packing."""
+    w64 = np.asarray(w, dtype=np.int64)
+    if w64.size == 0:
+        return 0
+    zw = np.broadcast_to(np.asarray(w_zero_point, dtype=np.int64).reshape(-1), (w64.shape[0],))
+    return int(np.abs(w64 - zw[:, None]).max())
+
+
+def acc_bound(k, a_dev, w_dev):
+    """|acc| <= K * max|a - za| * max|w - zw|: each of the K products is at most a_dev * w_dev."""
+    return int(k) * int(a_dev) * int(w_dev)
+
+
+def acc_bound_ok(a, a_zero_point, w, w_zero_point):
+    """True when the bound guarantees |acc| <= 2^31 - 1 for these activations and weights, so
+    int32 accumulation cannot wrap. a_dev is max|a - za| over the data (0 when a is empty)."""
+    a64 = np.asarray(a, dtype=np.int64)
+    a_dev = int(np.abs(a64 - int(a_zero_point)).max()) if a64.size else 0
+    k = np.shape(w)[1]
+    return acc_bound(k, a_dev, max_abs_w_dev(w, w_zero_point)) <= INT32_MAX
+
+
+def dynamic_scales(x_scale, w_scales):
+    """s[n] = f32((float)sx * (float)sw[n]): the one multiplier of a dynamic layer's float output."""
+    sw = np.atleast_1d(np.asarray(w_scales, dtype=np.float64)).astype(np.float32)
+    return (f32(x_scale) * sw).astype(np.float32)
+
+
 # =========================================================================== PART 2
 # Oracle only: the integer and float paths of every kernel, computed the slow way. The library
 # never calls these; the tests hold the C kernels equal to them.
@@ -258,12 +389,12 @@ def round_float_to_int32(y):
 
 
 def requant_fbgemm(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, relu=False,
-                   per_channel=None):
-    """SPEC section 2: int32 acc [M, N] -> uint8, torch engines x86 / fbgemm."""
-    bias_term, mult = fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel)
+                   per_channel=None, fused=True):
+    """docs/ARITHMETIC.md §6: int32 acc [M, N] -> uint8, torch engines x86 / fbgemm."""
+    bias_b, bias_r, mult = fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel, fused)
     f = np.asarray(acc, dtype=np.int64).astype(np.float32)        # int32 -> float, rne
-    if bias_term is not None:
-        f = (f + bias_term).astype(np.float32)
+    if bias_b is not None:
+        f = fmaf(bias_b, bias_r, f)                                 # one rounding
     y = (f * mult).astype(np.float32)
     r = round_float_to_int32(y)
     lo = int(y_zero_point) if relu else 0
@@ -271,7 +402,7 @@ def requant_fbgemm(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, rel
 
 
 def requant_qnnpack(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, relu=False):
-    """SPEC section 3: int32 acc [M, N] -> uint8, torch engine qnnpack (int32 bias)."""
+    """docs/ARITHMETIC.md §7: int32 acc [M, N] -> uint8, torch engine qnnpack (int32 bias)."""
     bq, req = qnnpack_params(x_scale, w_scales, y_scale, bias)
     acc_b = wrap_int32(np.asarray(acc, dtype=np.int64) + bq)
     y = (acc_b.astype(np.float32) * req).astype(np.float32)
@@ -431,9 +562,59 @@ def linear_dynamic(x, w_q, w_scales, w_zero_points, bias=None, relu=False, mode=
     x_q = quantize_per_tensor(x2, sx, zx, "uint8")
     acc = wrap_int32(qgemm(x_q, zx, w_q, w_zero_points))
     n = np.shape(w_q)[0]
-    sw = np.broadcast_to(np.atleast_1d(np.asarray(w_scales, dtype=np.float64)).astype(np.float32), (n,))
-    s = (f32(sx) * sw).astype(np.float32)
-    f = acc.astype(np.float32)
+    y = requant_dynamic(acc, sx, w_scales, bias, relu, mode)
+    return y.reshape(x.shape[:-1] + (n,))
+
+
+# ---- int8 = uint8 XOR 0x80, the dynamic float epilogue (docs/ARITHMETIC.md §5, §9).
+def int8_as_uint8(values, zero_point):
+    """int8 q with zero point z is the uint8 q ^ 0x80 = q + 128 with zero point z + 128:
+    the same real values (q - z unchanged), the same bits with the top one flipped."""
+    v = np.asarray(values)
+    if v.dtype != np.int8:
+        raise TypeError("values: expected int8, got %s" % v.dtype)
+    return v.view(np.uint8) ^ np.uint8(0x80), int(zero_point) + 128
+
+
+def uint8_as_int8(values, zero_point):
+    """The inverse: uint8 q with zero point z is the int8 q ^ 0x80 = q - 128 with zero point z - 128."""
+    v = np.asarray(values)
+    if v.dtype != np.uint8:
+        raise TypeError("values: expected uint8, got %s" % v.dtype)
+    return (v ^ np.uint8(0x80)).view(np.int8), int(zero_point) - 128
+
+
+def linear_int8(x_q, x_zero_point, w_q, w_scales, w_zero_points, bias, x_scale, y_scale,
+                y_zero_point, relu=False, requant="fbgemm", dtype="int8", per_channel=None):
+    """A quantized Linear whose input and / or output is int8 (fbgemm / qnnpack modes).
+
+    The integer core runs on the signed values directly (acc = sum_k (x - zx)(w - zw), x int8 or
+    uint8, zx in x's range); the float steps do not see the dtype. Only the last step does:
+      int8 y = clamp(r + z, -128, 127) = clamp(r + (z + 128), 0, 255) - 128,
+    so the uint8 epilogue with zero point z + 128 gives y + 128."""
+    acc = qgemm(np.asarray(x_q, np.int64), x_zero_point, w_q, w_zero_points)
+    offset = 128 if np.dtype(dtype) == np.int8 else 0
+    if requant == "fbgemm":
+        y = requant_fbgemm(acc, x_scale, w_scales, y_scale, int(y_zero_point) + offset, bias, relu, per_channel)
+    elif requant == "qnnpack":
+        y = requant_qnnpack(acc, x_scale, w_scales, y_scale, int(y_zero_point) + offset, bias, relu)
+    else:
+        raise ValueError("requant: expected 'fbgemm' or 'qnnpack' (linear_tflite computes int8 directly), "
+                         "got %r" % (requant,))
+    return y if offset == 0 else uint8_as_int8(y, 0)[0]
+
+
+def requant_dynamic(acc, x_scale, w_scales, bias=None, relu=False, mode="fbgemm"):
+    """The float epilogue of a dynamic layer: int32 acc [M, N] -> float32 [M, N].
+      s[n] = f32(sx * sw[n]) ; f = (float)acc
+      "fbgemm" (torch x86 / fbgemm): y = fmaf(f, s[n], bias[n])        one rounding
+      "qnnpack":                     y = f32(f32(f * s[n]) + bias[n])  two roundings
+      no bias: y = f32(f * s[n]) ; fused ReLU: y = max(y, 0)"""
+    if mode not in ("fbgemm", "qnnpack"):
+        raise ValueError("mode: expected 'fbgemm' or 'qnnpack', got %r" % (mode,))
+    acc = np.asarray(acc, dtype=np.int64)
+    s = np.broadcast_to(dynamic_scales(x_scale, w_scales), (acc.shape[-1],))
+    f = acc.astype(np.float32)                                    # int32 -> float, rne
     if bias is None:
         y = (f * s).astype(np.float32)
     elif mode == "fbgemm":
@@ -442,5 +623,128 @@ def linear_dynamic(x, w_q, w_scales, w_zero_points, bias=None, relu=False, mode=
         y = ((f * s).astype(np.float32) + np.asarray(bias, dtype=np.float32)).astype(np.float32)
     if relu:
         y = np.where(y < 0, f32(0), y).astype(np.float32)
-    return y.reshape(x.shape[:-1] + (n,))
+    return y
 
+
+# --------------------------------------------------------------------------- elementwise ops
+def qadd_fbgemm(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point,
+                relu=False, vector_block=64, dtype="uint8", torch_threads=1):
+    """torch qadd_kernel (x86 / fbgemm engines; also qnnpack when the shapes differ or the values
+    are int8), on flat arrays of equal size n. The first floor(n / vector_block) * vector_block
+    elements follow the vectorized body, the rest its scalar tail (vector_block 0: all tail):
+      body: d = fmaf(s, (float)q, s * -(float)zp) per input; c = da + db [relu: max(c, 0)];
+            y = clamp(rne(c * (1/s_y)) + zp_y)
+      tail: d = (float)(q - zp) * s per input;      c = da + db [relu: max(c, 0)];
+            y = clamp(rne((float)zp_y + c * (1/s_y)))
+    Scales are rounded to float32 first; every float operation is one float32 rounding.
+    n >= 32768 with torch_threads T > 1: torch's parallel_for cuts the loop into
+    t = min(T, ceil(n / 32768)) chunks of ceil(n / t) elements, each with its own body and tail."""
+    a = np.asarray(a).reshape(-1).astype(np.int64)
+    b = np.asarray(b).reshape(-1).astype(np.int64)
+    n = a.size
+    if n >= 32768 and torch_threads > 1:
+        t = min(torch_threads, -(-n // 32768))
+        c = -(-n // t)
+        return np.concatenate([qadd_fbgemm(a[i:i + c], a_scale, a_zero_point, b[i:i + c], b_scale, b_zero_point,
+                                           y_scale, y_zero_point, relu, vector_block, dtype)
+                               for i in range(0, n, c)])
+    qmin, qmax = _qrange(dtype)
+    n_vec = (n // vector_block) * vector_block if vector_block else 0
+    sa, sb, inv = f32(a_scale), f32(b_scale), f32(f32(1.0) / f32(y_scale))
+    pa, pb = f32(sa * -f32(a_zero_point)), f32(sb * -f32(b_zero_point))
+    c = np.empty(n, np.float32)
+    c[:n_vec] = fmaf(sa, a[:n_vec].astype(np.float32), pa) + fmaf(sb, b[:n_vec].astype(np.float32), pb)
+    c[n_vec:] = ((a[n_vec:] - a_zero_point).astype(np.float32) * sa
+                 + (b[n_vec:] - b_zero_point).astype(np.float32) * sb)
+    if relu:
+        c = np.maximum(c, f32(0.0))
+    t = (c * inv).astype(np.float32)
+    y = np.empty(n, np.float64)
+    y[:n_vec] = np.rint(t[:n_vec].astype(np.float64)) + y_zero_point
+    y[n_vec:] = np.rint((f32(y_zero_point) + t[n_vec:]).astype(np.float64))
+    return np.clip(y, qmin, qmax).astype(dtype)
+
+
+def qadd_qnnpack(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, relu=False):
+    """QNNPACK q8 add (qnnpack engine, uint8, equal shapes), integers only:
+      acc = zpp + a * am + b * bm  (wrapping int32; constants from qnnpack_add_params)
+      acc = (acc >> shift) + (rem > threshold), rem = (acc & mask) - (acc < 0), mask = 2^shift - 1,
+            threshold = mask >> 1  (a right shift rounding half away from zero)
+      y = clamp(acc + zp_y, relu ? zp_y : 0, 255)."""
+    zpp, am, bm, shift = qnnpack_add_params(a_scale, a_zero_point, b_scale, b_zero_point, y_scale)
+    acc = wrap_int32(zpp + np.asarray(a, np.int64) * am + np.asarray(b, np.int64) * bm)
+    mask = (1 << shift) - 1
+    rem = (acc & mask) - (acc < 0)
+    acc = (acc >> shift) + (rem > (mask >> 1))
+    return np.clip(acc + y_zero_point, y_zero_point if relu else 0, 255).astype(np.uint8)
+
+
+def qmul(a, a_zero_point, b, b_zero_point, y_scale_multiplier, y_zero_point, relu=False, dtype="uint8"):
+    """torch qmul_kernel (every engine): y = clamp(zp_y + rne((float)((a - za) * (b - zb)) * m)),
+    m = qmul_multiplier(...); relu: max(y, zp_y). Body and tail agree."""
+    qmin, qmax = _qrange(dtype)
+    c = (np.asarray(a, np.int64) - a_zero_point) * (np.asarray(b, np.int64) - b_zero_point)
+    t = (c.astype(np.float32) * f32(y_scale_multiplier)).astype(np.float32)
+    y = np.clip(np.rint(t.astype(np.float64)) + y_zero_point, qmin, qmax)
+    if relu:
+        y = np.maximum(y, y_zero_point)
+    return y.astype(dtype)
+
+
+def add_scalar(q, scale, zero_point, value, dtype="uint8"):
+    """torch quantized add_scalar: (values, scale', zero_point'), see add_scalar_qparams; when
+    requantizing: q' = clamp(zp' + rne((float)(q - zp + c_q) * ((float)scale * (1.0f / (float)scale'))))."""
+    qmin, qmax = _qrange(dtype)
+    c_q, s2, z2, requantize = add_scalar_qparams(scale, zero_point, value, dtype)
+    q = np.asarray(q)
+    if not requantize:
+        return q.copy(), s2, z2
+    m = f32(f32(scale) * f32(f32(1.0) / f32(s2)))
+    t = ((q.astype(np.int64) - zero_point + c_q).astype(np.float32) * m).astype(np.float32)
+    return np.clip(np.rint(t.astype(np.float64)) + z2, qmin, qmax).astype(dtype), s2, z2
+
+
+def mul_scalar(q, scale, zero_point, value, dtype="uint8"):
+    """torch quantized mul_scalar: (values, scale', zero_point'), see mul_scalar_qparams."""
+    qmin, qmax = _qrange(dtype)
+    s2, z2, mode = mul_scalar_qparams(scale, zero_point, value, dtype)
+    q = np.asarray(q)
+    if mode == "keep":
+        return q.copy(), s2, z2
+    if mode == "zero":
+        return np.zeros_like(q), s2, z2
+    return (qmax + qmin - q.astype(np.int64)).astype(dtype), s2, z2
+
+
+def cat(qs, y_scale, y_zero_point, axis=0, dtype="uint8"):
+    """torch quantized cat: every input dequantized (reference.dequantize), concatenated in float,
+    quantized once with the output's scale and zero point (quantize_per_tensor), even when an
+    input already has those qparams. qs: list of (values, scale, zero_point)."""
+    xs = [dequantize(v, s, z) for v, s, z in qs]
+    return quantize_per_tensor(np.concatenate(xs, axis=axis), y_scale, y_zero_point, dtype)
+
+# ---- the panel layout of packed weights (docs/ARITHMETIC.md §11, csrc/fastq.h).
+PANEL_COLUMNS = 64      # FQ_NR: output columns per panel (one zmm of int32 per 16 of them)
+K_GROUP = 4             # FQ_KG: consecutive k per column in one 32-bit lane (one vpdpbusd lane)
+
+
+def packed_offset(n, k, k_size):
+    """Byte offset of w[n, k] in the packed panels of a [N, K] matrix:
+    ((p * k_groups + g) * 64 + c) * 4 + j with p = n // 64, c = n % 64, g = k // 4, j = k % 4."""
+    k_groups = -(-int(k_size) // K_GROUP)
+    p, c = np.divmod(np.asarray(n, dtype=np.int64), PANEL_COLUMNS)
+    g, j = np.divmod(np.asarray(k, dtype=np.int64), K_GROUP)
+    return ((p * k_groups + g) * PANEL_COLUMNS + c) * K_GROUP + j
+
+
+def pack_panels(w):
+    """The packed bytes of int8 w [N, K]: panels of 64 columns, each a run of k groups of
+    64 columns x 4 bytes; columns >= N and k >= K are zero."""
+    w = np.asarray(w, dtype=np.int8)
+    n, k = w.shape
+    k_groups = -(-k // K_GROUP)
+    n_panels = -(-n // PANEL_COLUMNS)
+    out = np.zeros(n_panels * k_groups * PANEL_COLUMNS * K_GROUP, np.int8)
+    nn, kk = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
+    out[packed_offset(nn, kk, k)] = w
+    return out

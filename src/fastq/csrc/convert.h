@@ -1,11 +1,11 @@
 /* Internal: one table of float <-> uint8 / int8 conversion kernels per ISA (quantize.c picks
- * one from the current backend). Formulas: fastq.h, SPEC.md section 5. */
+ * one from the current backend). Formulas: fastq.h, docs/ARITHMETIC.md §10. */
 #ifndef FASTQ_CONVERT_H
 #define FASTQ_CONVERT_H
 
 #include "fastq.h"
 
-typedef struct {
+typedef struct fq_convert_kernels {
     const char *name;
     /* q = clamp(rne(fmaf(x, inv_scale, zero_point)), qmin, qmax), NaN -> qmax; one byte
      * store serves both signs (q is in range, so its low byte is the uint8 / int8 value) */
