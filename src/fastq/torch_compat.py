@@ -56,7 +56,7 @@ def qtensor_to_torch(q):
     torch = _torch()
     if q.axis is not None:
         raise TypeError("q: only per-tensor QTensors convert back to torch")
-    ints = torch.from_numpy(np.ascontiguousarray(q.values))
+    ints = torch.from_numpy(np.array(q.values, order="C"))     # a copy: QTensor values are read-only
     return torch._make_per_tensor_quantized_tensor(ints, q.scale, q.zero_point)
 
 
