@@ -456,7 +456,7 @@ cdef class LinearCore:
                   input_zero_point=None):
         self.pw = pw
         self.qtensor_type = qtensor_type
-        self.qtensor_new = qtensor_type.__new__
+        self.qtensor_new = object.__new__      # QTensor.__new__ would mark the fields unset: we set all four
         self.out_scale = out_scale
         self.out_zero_point = out_zero_point
         self.epilogue_for = epilogue_for
@@ -553,10 +553,11 @@ cdef class LinearCore:
         if rc != 0:
             raise MemoryError("x: could not allocate the row sums of %d rows" % m)
         q = self.qtensor_new(self.qtensor_type)
-        PyObject_SetAttr(q, "values", out)
-        PyObject_SetAttr(q, "scale", self.out_scale)
-        PyObject_SetAttr(q, "zero_point", self.out_zero_point)
-        PyObject_SetAttr(q, "axis", None)
+        # the slots behind QTensor's set-once properties (no Python code on this path)
+        PyObject_SetAttr(q, "_values", out)
+        PyObject_SetAttr(q, "_scale", self.out_scale)
+        PyObject_SetAttr(q, "_zero_point", self.out_zero_point)
+        PyObject_SetAttr(q, "_axis", None)
         return q
 
 
