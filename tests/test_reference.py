@@ -274,7 +274,7 @@ def test_pack_panels_matches_packed_bytes(backend, rng, n, k):
     w = rand_w(rng, n, k)
     pw = _kernels.PackedWeights(w, np.zeros(1, np.int32))
     assert np.array_equal(reference.pack_panels(w), pw.packed_bytes())
-    # the worked example of docs/ARITHMETIC.md §13: w[65, 9] sits in panel 1, group 2, lane 1, byte 1
+    # the worked example of docs/ARITHMETIC.md §14: w[65, 9] sits in panel 1, group 2, lane 1, byte 1
     if (n, k) == (130, 70):
         assert reference.packed_offset(65, 9, 70) == ((1 * 18 + 2) * 64 + 1) * 4 + 1
         assert pw.packed_bytes()[reference.packed_offset(65, 9, 70)] == w[65, 9]

@@ -723,7 +723,7 @@ def cat(qs, y_scale, y_zero_point, axis=0, dtype="uint8"):
     xs = [dequantize(v, s, z) for v, s, z in qs]
     return quantize_per_tensor(np.concatenate(xs, axis=axis), y_scale, y_zero_point, dtype)
 
-# ---- the panel layout of packed weights (docs/ARITHMETIC.md §13, csrc/fastq.h).
+# ---- the panel layout of packed weights (docs/ARITHMETIC.md §14, csrc/fastq.h).
 PANEL_COLUMNS = 64      # FQ_NR: output columns per panel (one zmm of int32 per 16 of them)
 K_GROUP = 4             # FQ_KG: consecutive k per column in one 32-bit lane (one vpdpbusd lane)
 

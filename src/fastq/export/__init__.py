@@ -3,7 +3,7 @@
     fastq.export.export_c(model, "out/", name="net")   # or model.export_c("out/")
 
 The C is bit-exact with fastq's model(x) (and so with torch) on every target: C99, no heap,
-no libm, weights as static const arrays, one static arena. See README.md ("On a microcontroller") and docs/ARITHMETIC.md §14."""
+no libm, weights as static const arrays, one static arena. See README.md ("On a microcontroller") and docs/ARITHMETIC.md §15."""
 from __future__ import annotations
 
 import os
