@@ -121,6 +121,12 @@ class Model:
                 names.append(cfg.get("name", str(i)))
         return cls(layers, names)
 
+    def explain(self, x, node, row=0, col=0):
+        """Output element [row, col] of `node` (a name or an index) on model input x: a
+        fastq.explain.Trace, the node's input computed by the model."""
+        from .explain import explain_node
+        return explain_node(self, x, node, row, col)
+
 
 def load(path):
     """fastq.load(path): a Model written by Model.save."""

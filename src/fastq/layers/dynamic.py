@@ -139,3 +139,8 @@ class DynamicQuantizedLinear:
         return "DynamicQuantizedLinear(in_features=%d, out_features=%d, mode=%r%s%s)" % (
             self.in_features, self.out_features, self.mode,
             ", per_channel=True" if self.per_channel else "", ", relu=True" if self.relu else "")
+
+    def explain(self, x, row=0, col=0):
+        """Output element [row, col] of self(x), every integer and rounding: a fastq.explain.Trace."""
+        from ..explain import explain
+        return explain(self, x, row, col)

@@ -287,4 +287,9 @@ class QuantizedLinear:
         return "QuantizedLinear(in_features=%d, out_features=%d, requant=%r%s)" % (
             self.in_features, self.out_features, self.requant, extra)
 
+    def explain(self, x, row=0, col=0):
+        """Output element [row, col] of self(x), every integer and rounding: a fastq.explain.Trace."""
+        from ..explain import explain
+        return explain(self, x, row, col)
+
 
