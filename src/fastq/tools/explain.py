@@ -23,7 +23,7 @@ import sys
 import numpy as np
 
 import fastq
-from fastq.explain import OBSERVERS, node_input, price_tags, with_mode
+from fastq.explain import OBSERVERS, explain, node_input, price_tags, with_mode
 
 f32 = np.float32
 
@@ -195,7 +195,11 @@ def _layer_and_input(args, requant, rounding):
     if args.model:
         model = fastq.load(args.model)
         x = _model_input(model, args)
-        layer, value = node_input(model, x, _node_arg(model, args.node))
+        node = _node_arg(model, args.node)
+        layer, value = node_input(model, x, node)
+        if not isinstance(layer, (fastq.QuantizedLinear, fastq.DynamicQuantizedLinear)):
+            raise TypeError("--node: %r is a %s; explain covers QuantizedLinear and DynamicQuantizedLinear"
+                            % (node, type(layer).__name__))
         return layer, value, model, x
     if args.dynamic:
         if args.random:
@@ -252,14 +256,14 @@ def _run(args):
             la, lb = seed_example(ra, ro_a)[0], seed_example(rb, ro_b)[0]
         else:
             la, lb = with_mode(layer, ra, ro_a), with_mode(layer, rb, ro_b)
-        ta, tb = la.explain(x, args.row, args.col), lb.explain(x, args.row, args.col)
+        ta, tb = explain(la, x, args.row, args.col), explain(lb, x, args.row, args.col)
         c = ta.compare(tb, labels=args.compare)
         if args.json:
             print(json.dumps({"a": ta.to_dict(), "b": tb.to_dict(), "compare": c.to_dict()}, indent=1))
         else:
             print(c, end="")
         return 0 if ta.equal and tb.equal else 1
-    trace = layer.explain(x, args.row, args.col)
+    trace = explain(layer, x, args.row, args.col)
     if args.json:
         print(json.dumps({"trace": trace.to_dict(), "hand": trace.hand().to_dict()}, indent=1))
         return 0 if trace.equal else 1
