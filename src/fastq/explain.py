@@ -332,40 +332,63 @@ def _layer_bias(layer, col):
     return None
 
 
+def _fbgemm_params(layer, sx):
+    """(bias_b[N] or None, bias_r, mult[N]) from reference.fbgemm_params: the bias term enters
+    as fmaf(bias_b[n], bias_r, (float)acc). (An older reference returned (bias_term, mult),
+    the term added on its own: that is bias_r = 1.)"""
+    params = R.fbgemm_params(sx, layer.weight.scale, layer.scale, layer.bias, layer.per_channel)
+    if len(params) == 2:
+        bias_b, mult = params
+        return bias_b, f32(1.0), mult
+    return params
+
+
 def _fbgemm_steps(layer, steps, acc, sx, col):
-    """torch x86 / fbgemm: float32 constants from reference.fbgemm_params, float bias."""
-    sw_all = layer.weight.scale
-    bias_term, mult = R.fbgemm_params(sx, sw_all, layer.scale, layer.bias, layer.per_channel)
+    """torch x86 / fbgemm: float32 constants and the bias step from reference.fbgemm_params."""
+    n_out = layer.out_features
+    bias_b, bias_r, mult = _fbgemm_params(layer, sx)
     n = col if layer.per_channel else 0
-    fsx, fsw, fsy = f32(sx), f32(np.atleast_1d(np.asarray(sw_all, np.float64))[n]), f32(layer.scale)
+    fsx, fsw, fsy = f32(sx), f32(np.atleast_1d(np.asarray(layer.weight.scale, np.float64))[n]), f32(layer.scale)
     atws = f32(fsx * fsw)
     steps.append(_f32_step("multiplier", "atws", "s_x * s_w", _fr(fsx) * _fr(fsw),
                            "float32 product of the input and weight scales"))
     steps.append(_f32_step("multiplier", "mult", "atws / s_y", _fr(atws) / _fr(fsy),
                            "float32 multiplier f32(f32(s_x * s_w) / s_y)"))
-    mult_n = f32(np.broadcast_to(mult, (layer.out_features,))[col])
+    mult_n = f32(np.broadcast_to(mult, (n_out,))[col])
     assert steps[-1].value == mult_n          # the constant the kernel uses (reference.fbgemm_params)
     bias = _layer_bias(layer, col)
     f = f32(acc)
-    steps.append(_f32_step("bias_add" if bias is not None else "scale", "f", "(float)acc", acc,
-                           "int32 accumulator converted to float32"))
+    fstep = _f32_step("bias_add" if bias is not None else "scale", "f", "(float)acc", acc,
+                      "int32 accumulator converted to float32")
     bias_acc = None
     if bias is None:
-        steps.insert(-1, Step("bias", "bias", "none", None, 0, "int", "no bias"))
+        steps.append(Step("bias", "bias", "none", None, 0, "int", "no bias"))
+        steps.append(fstep)
     else:
-        bt = f32(np.broadcast_to(bias_term, (layer.out_features,))[col])
-        if layer.per_channel:
-            steps.insert(-1, _f32_step("bias", "b'", "bias / atws", _fr(bias) / _fr(atws),
-                                       "bias kept as float32, divided by s_x * s_w[n]"))
+        bb = f32(np.broadcast_to(bias_b, (n_out,))[col])
+        br = f32(np.asarray(bias_r).reshape(-1)[0])
+        if br != 1:
+            # the bias times rcp joins the accumulator in one rounding (fmaf)
+            steps.append(_f32_step("bias", "rcp", "(float)(1 / (double)atws)", Fraction(1) / _fr(atws),
+                                   "bias kept as float32, times rcp = f32(1 / (s_x * s_w)) inside one fma",
+                                   value=f32(1.0 / np.float64(atws))))
+            assert steps[-1].value == br and bb == bias
+            steps.append(fstep)
+            formula, how = "fmaf(bias, rcp, f)", "bias added as float32 after the accumulator, one rounding (fmaf)"
         else:
-            inv = f32(1.0 / np.float64(atws))
-            steps.insert(-1, _f32_step("bias", "rcp", "(float)(1 / (double)atws)", Fraction(1) / _fr(atws), value=inv))
-            steps.insert(-1, _f32_step("bias", "b'", "bias * rcp", _fr(bias) * _fr(inv),
-                                       "bias kept as float32, scaled by f32(1 / (s_x * s_w))"))
-        assert steps[-2].value == bt
-        bias_acc = bt
-        steps.append(_f32_step("bias_add", "f", "f + b'", _fr(f) + _fr(bt),
-                               "bias added as float32 after the accumulator"))
+            if layer.per_channel:
+                steps.append(_f32_step("bias", "b'", "bias / atws", _fr(bias) / _fr(atws),
+                                       "bias kept as float32, divided by s_x * s_w[n]"))
+            else:
+                inv = f32(1.0 / np.float64(atws))
+                steps.append(_f32_step("bias", "rcp", "(float)(1 / (double)atws)", Fraction(1) / _fr(atws), value=inv))
+                steps.append(_f32_step("bias", "b'", "bias * rcp", _fr(bias) * _fr(inv),
+                                       "bias kept as float32, times f32(1 / (s_x * s_w)), rounded on its own"))
+            assert steps[-1].value == bb
+            steps.append(fstep)
+            formula, how = "f + b'", "bias added as float32 after the accumulator"
+        bias_acc = _fr(bb) * _fr(br)
+        steps.append(_f32_step("bias_add", "f", formula, _fr(f) + bias_acc, how, value=R.fmaf(bb, br, f)))
         f = steps[-1].value
     steps.append(_f32_step("scale", "y", "f * mult", _fr(f) * _fr(mult_n),
                            "float32 product with the multiplier"))
