@@ -11,7 +11,7 @@ from setuptools import Extension, setup
 csrc = sorted(glob.glob("src/fastq/csrc/*.c"))
 bench_csrc = sorted(glob.glob("src/fastq/csrc/bench/*.c"))
 
-# -ffp-contract=off: no fused multiply-add unless written as fmaf (bit-exactness, SPEC.md).
+# -ffp-contract=off: no fused multiply-add unless written as fmaf (bit-exactness, docs/ARITHMETIC.md §1).
 compile_args = ["-O3", "-ffp-contract=off", "-std=gnu11", "-fno-strict-aliasing"]
 if os.name == "nt":
     compile_args = ["/O2", "/fp:precise"]

@@ -9,7 +9,8 @@
 fastq._bench. pytest-benchmark's table shows seconds per call; the figures that matter
 (ns and cycles per multiply, GOPS, % of peak) go into each benchmark's extra_info (saved
 with --benchmark-save / --benchmark-json) and into the "what a multiply costs" summary
-printed at the end.
+printed at the end. The measurement code (threads, backend, operation counts, the peers and
+the models) is fastq.tools.bench's, the same that `fastq bench` runs.
 """
 import os
 import sys
@@ -62,13 +63,20 @@ def core_ghz():
 
 @pytest.fixture(scope="session", autouse=True)
 def one_thread():
+    from fastq.tools.bench import measure
+    with measure.threads(1):
+        yield
+
+
+@pytest.fixture(params=["scalar", "avx2", "avx512vnni"])
+def backend(request):
+    """Runs a benchmark once per ISA backend this CPU supports (one thread, as the session)."""
     import fastq
-    fastq.set_num_threads(1)
-    try:
-        import torch
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
+    from fastq.tools.bench import measure
+    if request.param not in fastq.backends():
+        pytest.skip("backend %s not supported on this CPU" % request.param)
+    with measure.backend(request.param):
+        yield request.param
 
 
 @pytest.fixture

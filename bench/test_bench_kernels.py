@@ -8,22 +8,10 @@ import numpy as np
 import pytest
 
 import fastq
+from fastq.tools.bench import measure
 
 SHAPES = [(1, 64, 64), (1, 1024, 1024), (32, 1024, 1024), (256, 1024, 1024)]
-BACKENDS = ["scalar", "avx2", "avx512vnni"]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    name = request.param
-    if name not in fastq.backends():
-        pytest.skip("backend %s not supported on this CPU" % name)
-    old_backend, old_threads = fastq.get_backend(), fastq.get_num_threads()
-    fastq.set_backend(name)
-    fastq.set_num_threads(1)
-    yield name
-    fastq.set_backend(old_backend)
-    fastq.set_num_threads(0)
+# the `backend` fixture (bench/conftest.py) runs each benchmark once per ISA this CPU has
 
 
 def operands(m, n, k, seed=0):
@@ -35,7 +23,7 @@ def operands(m, n, k, seed=0):
 
 def record(benchmark, m, n, k):
     stats = benchmark.stats.stats if hasattr(benchmark.stats, "stats") else benchmark.stats
-    benchmark.extra_info["gops"] = round(2.0 * m * n * k / stats.min / 1e9, 2)
+    benchmark.extra_info["gops"] = round(measure.gops(measure.matmul_ops(m, k, n), stats.min), 2)
 
 
 @pytest.mark.parametrize("m,n,k", SHAPES, ids=lambda v: str(v))

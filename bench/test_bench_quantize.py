@@ -20,19 +20,6 @@ SCALE, ZERO_POINT = 0.0123456, 117
 ISA_NAMES = _kernels.backend_names()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    try:
-        import torch
-    except ImportError:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _floats(shape):
     return (np.random.default_rng(0).standard_normal(shape) * 1.2).astype(np.float32)
 

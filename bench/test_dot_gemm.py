@@ -10,6 +10,7 @@ import pytest
 
 import fastq
 from fastq import _bench
+from fastq.tools.bench import measure
 
 QUICK_SIZES = True   # honours --quick (bench/conftest.py)
 
@@ -63,12 +64,12 @@ def test_dot_gemm(benchmark, cost, quick, peaks, shape, impl):
     m, k, n = shape
     fn = _build(impl, m, k, n, np.random.default_rng(0))
     fn()
-    ops = 2.0 * m * k * n
+    ops = measure.matmul_ops(m, k, n)
     kind = "int8" if "int8" in impl else impl.split()[1]
     benchmark.group = "%s M=%d K=%d N=%d" % ("dot" if m == n == 1 else "matmul", m, k, n)
     benchmark.extra_info.update(impl=impl, m=m, k=k, n=n, ops=ops)
-    rounds = max(3, min(1000, int((2e8 if quick else 2e9) / ops)))
-    benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(fn, rounds=measure.rounds_for(ops, 2e8 if quick else 2e9, 3, 1000), iterations=1,
+                       warmup_rounds=1)
     peak = peaks.get(kind)
-    cost(lambda s: {"gops": ops / s / 1e9,
-                    "pct_peak": 100.0 * ops / s / peak if peak else float("nan")})
+    cost(lambda s: {"gops": measure.gops(ops, s),
+                    "pct_peak": measure.pct_of_peak(measure.gops(ops, s), peak and peak / 1e9) or float("nan")})

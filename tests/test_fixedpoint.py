@@ -1,4 +1,4 @@
-"""Fixed-point requantization (SPEC section 4): fastq.quantize_multiplier and
+"""Fixed-point requantization (docs/ARITHMETIC.md §8): fastq.quantize_multiplier and
 fastq.multiply_by_quantized_multiplier against TensorFlow Lite's published test values,
 exact tie cases worked out with Python integers, and the numpy reference over the whole
 int32 range (hypothesis)."""
@@ -22,7 +22,7 @@ def mbqm(x, q, s, rounding="double"):
 # ------------------------------------------------------------------ published TFLite values
 # tensorflow/lite/kernels/internal/quantization_util_test.cc (QuantizeMultiplierSmallerThanOneExp,
 # QuantizeMultiplierGreaterThanOne, QuantizeMultiplierUnderflow, QuantizeMultiplierArray)
-# and shared/SPEC.md section 4.
+# and docs/ARITHMETIC.md §8.
 QUANTIZE_MULTIPLIER_CASES = [
     (0.0, (0, 0)),
     (0.25, (1073741824, -1)),

@@ -679,25 +679,23 @@ def explain_node(model, x, node, row=0, col=0):
 
 
 def with_mode(layer, requant, rounding="double"):
-    """The same layer (weights, bias, scales, dtype) requantized by another mode / rounding, for
-    comparisons. A dynamic layer takes mode "fbgemm" / "qnnpack" (with that mode's reduce_range)."""
+    """The same layer (every other setting and array kept) requantized by another mode /
+    rounding, for comparisons. A dynamic layer takes mode "fbgemm" / "qnnpack", each with its
+    own default reduce_range."""
     from .layers.dynamic import DynamicQuantizedLinear
     from .layers.linear import QuantizedLinear
-    if isinstance(layer, DynamicQuantizedLinear):
-        return DynamicQuantizedLinear(layer.weight, layer.bias, layer.relu, mode=requant)
-    if not isinstance(layer, QuantizedLinear):
+    if not isinstance(layer, (QuantizedLinear, DynamicQuantizedLinear)):
         raise TypeError("layer: expected a fastq.QuantizedLinear or DynamicQuantizedLinear, got %s"
                         % type(layer).__name__)
-    bias = layer.bias
-    if layer.int_bias is not None and requant != "tflite":
-        raise ValueError("requant: this layer's bias is given as int32 (tflite only); cannot run it as %r"
-                         % (requant,))
-    if layer.int_bias is not None:
-        bias = layer.int_bias
-    return QuantizedLinear(layer.weight, bias, layer.scale, layer.zero_point, relu=layer.relu,
-                           requant=requant, rounding=rounding, dtype=layer.dtype.name,
-                           input_scale=layer.input_scale, input_zero_point=layer.input_zero_point,
-                           effective_scale=layer.effective_scale)
+    settings, arrays = dict(layer.get_settings()), layer.get_arrays()
+    if isinstance(layer, DynamicQuantizedLinear):
+        settings.update(mode=requant, reduce_range=None)
+    else:
+        if layer.int_bias is not None and requant != "tflite":
+            raise ValueError("requant: this layer's bias is given as int32 (tflite only); cannot run it as %r"
+                             % (requant,))
+        settings.update(requant=requant, rounding=rounding)
+    return type(layer).from_state(settings, arrays)
 
 
 # --------------------------------------------------------------------------- the text

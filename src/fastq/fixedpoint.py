@@ -1,6 +1,6 @@
 """TFLite / gemmlowp / CMSIS-NN fixed point: QuantizeMultiplier, MultiplyByQuantizedMultiplier
 (compiled, elementwise) and the per-channel constants of a fixed-point layer.
-The formulas live in reference.py; docs/ARITHMETIC.md, "Fixed point", states them."""
+The formulas live in reference.py; docs/ARITHMETIC.md §8 states them."""
 from __future__ import annotations
 
 import numpy as np
@@ -76,7 +76,7 @@ def multiply_by_quantized_multiplier(acc, multiplier, shift, rounding="double"):
     > 0 = left shift. rounding: "double" (gemmlowp, TFLite's reference without
     TFLITE_SINGLE_ROUNDING, CMSIS-NN's default), "single" (TFLITE_SINGLE_ROUNDING) or
     "double_up" (double, but the final shift rounds ties up: NEON srshl, ruy, LiteRT's
-    optimized kernels). Returns int32 of acc's shape. SPEC section 4."""
+    optimized kernels). Returns int32 of acc's shape. docs/ARITHMETIC.md §8."""
     check_rounding(rounding)
     x = _int32_values(acc, "acc")
     n_last = x.shape[-1] if x.ndim else 1

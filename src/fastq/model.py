@@ -23,9 +23,10 @@ from .layers.dynamic import DynamicQuantizedLinear
 from .layers.elementwise import Quantize, Dequantize, Identity, ReLU, ReLU6, Flatten  # noqa: F401
 from .layers.elementwise import FLOAT as _FLOAT, QUANT as _QUANT, ANY as _ANY
 from .layers.linear import QuantizedLinear
+from .layers._base import LAYER_TYPES
 from .qtensor import QTensor, dequantize
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # 1: settings listed by hand (lost dtype, effective_scale, input qparams)
 
 
 def _takes(layer):
@@ -94,9 +95,10 @@ class Model:
         """Writes the model to `path` (a .npz file: JSON description + arrays, no pickle)."""
         meta, arrays = [], {}
         for i, layer in enumerate(self.layers):
-            cfg, arrs = _layer_state(layer)
-            cfg["name"] = self.names[i]
-            meta.append(cfg)
+            if type(layer).__name__ not in LAYER_TYPES:
+                raise TypeError("layer %d (%s): cannot save %s" % (i, self.names[i], type(layer).__name__))
+            meta.append({"type": type(layer).__name__, "name": self.names[i], "settings": layer.get_settings()})
+            arrs = layer.get_arrays()
             for k, v in arrs.items():
                 arrays["%d.%s" % (i, k)] = v
         arrays["__fastq__"] = np.array(json.dumps({"format": "fastq.Model", "version": FORMAT_VERSION,
@@ -111,13 +113,20 @@ class Model:
             if "__fastq__" not in data.files:
                 raise ValueError("path: %r is not a fastq model file" % (path,))
             meta = json.loads(str(data["__fastq__"]))
-            if meta.get("format") != "fastq.Model" or meta.get("version") != FORMAT_VERSION:
+            version = meta.get("version")
+            if meta.get("format") != "fastq.Model" or version not in (1, FORMAT_VERSION):
                 raise ValueError("path: unsupported fastq model format %r version %r"
                                  % (meta.get("format"), meta.get("version")))
             layers, names = [], []
             for i, cfg in enumerate(meta["layers"]):
                 arrs = {k.split(".", 1)[1]: data[k] for k in data.files if k.startswith("%d." % i)}
-                layers.append(_layer_from_state(cfg, arrs))
+                if version == 1:
+                    layers.append(_layer_from_state_v1(cfg, arrs))
+                else:
+                    layer_cls = LAYER_TYPES.get(cfg.get("type"))
+                    if layer_cls is None:
+                        raise ValueError("path: unknown layer type %r in model file" % (cfg.get("type"),))
+                    layers.append(layer_cls.from_state(cfg["settings"], arrs))
                 names.append(cfg.get("name", str(i)))
         return cls(layers, names)
 
@@ -167,37 +176,11 @@ def _qtensor_from_state(prefix, cfg, arrs):
     return QTensor(arrs[prefix], arrs[prefix + "_scale"], arrs[prefix + "_zero_point"], axis=axis)
 
 
-def _layer_state(layer):
-    t = type(layer).__name__
-    if isinstance(layer, QuantizedLinear):
-        cfg, arrs = _qtensor_state("weight", layer.weight)
-        cfg.update(type="QuantizedLinear", scale=layer.scale, zero_point=layer.zero_point,
-                   relu=layer.relu, requant=layer.requant, rounding=layer.rounding)
-        if layer.bias is not None:
-            arrs["bias"] = layer.bias
-        if layer.int_bias is not None:
-            arrs["int_bias"] = layer.int_bias
-        return cfg, arrs
-    if isinstance(layer, DynamicQuantizedLinear):
-        cfg, arrs = _qtensor_state("weight", layer.weight)
-        cfg.update(type="DynamicQuantizedLinear", relu=layer.relu, mode=layer.mode,
-                   reduce_range=layer.reduce_range)
-        if layer.bias is not None:
-            arrs["bias"] = layer.bias
-        return cfg, arrs
-    if isinstance(layer, Quantize):
-        return dict(type=t, scale=layer.scale, zero_point=layer.zero_point, dtype=layer.dtype), {}
-    if isinstance(layer, Flatten):
-        return dict(type=t, start_dim=layer.start_dim, end_dim=layer.end_dim), {}
-    if isinstance(layer, (Dequantize, Identity, ReLU, ReLU6)):
-        return dict(type=t), {}
-    raise TypeError("layer: cannot save %s" % t)
-
-
 _SIMPLE = {"Dequantize": Dequantize, "Identity": Identity, "ReLU": ReLU, "ReLU6": ReLU6}
 
 
-def _layer_from_state(cfg, arrs):
+def _layer_from_state_v1(cfg, arrs):
+    """A layer of a version-1 file (which lists only the settings it knew)."""
     t = cfg.get("type")
     if t == "QuantizedLinear":
         bias = arrs.get("int_bias", arrs.get("bias"))

@@ -1,5 +1,5 @@
 """qgemm: the bare integer core, int32 [M, N] = sum_k (a - za)(w - zw), and the int32
-overflow bound every layer checks before it calls a kernel (docs/ARITHMETIC.md, "Overflow bound")."""
+overflow bound every layer checks before it calls a kernel (docs/ARITHMETIC.md §4)."""
 from __future__ import annotations
 
 import numpy as np

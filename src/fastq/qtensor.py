@@ -1,4 +1,4 @@
-"""QTensor and the conversions between float and quantized values (SPEC section 5)."""
+"""QTensor and the conversions between float and quantized values (docs/ARITHMETIC.md §10)."""
 from __future__ import annotations
 
 import numpy as np

@@ -180,7 +180,7 @@ def tflite_bias(bias, x_scale, w_scales):
     return np.clip(_round_half_away(t), -INT32_MAX, INT32_MAX).astype(np.int64)
 
 
-# Not in SPEC.md; measured against torch 2.13 (quantize_dynamic, engines x86 / fbgemm / qnnpack).
+# docs/ARITHMETIC.md §9; measured against torch 2.13 (quantize_dynamic, engines x86 / fbgemm / qnnpack).
 # See fastq/dynamic.py for the whole story.
 SMALL_SCALE_THRESHOLD = f32(6.1e-5)     # fp16's smallest normal, torch's cut-off for tiny scales
 
@@ -222,6 +222,60 @@ def choose_qparams_dynamic(x_min, x_max, reduce_range=False):
     return float(f32(scale)), int(zp)
 
 
+# ---- zero-point folding, the overflow bound, dynamic scales (docs/ARITHMETIC.md §3, §4, §9).
+# The constants a layer builds once per input quantization; the C kernels add them per column.
+def column_offsets(k, a_zero_point, col_sums, w_zero_point, int_bias=None):
+    """col_offset[n] = K*za*zw[n] - za*colsum[n] (+ int_bias[n]), wrapping int32: the per-column
+    part of acc = sum x*w + col_offset[n] - rowsum[m]*zw[n] (what fq_col_offsets computes)."""
+    col_sums = np.asarray(col_sums, dtype=np.int64)
+    zw = np.broadcast_to(np.asarray(w_zero_point, dtype=np.int64).reshape(-1), col_sums.shape)
+    za = int(a_zero_point)
+    v = int(k) * za * zw - za * col_sums
+    if int_bias is not None:
+        v = v + np.asarray(int_bias, dtype=np.int64)
+    return wrap_int32(v)
+
+
+def folded_bias(bias, x_zero_point, w, w_zero_point):
+    """The int32 bias with the input zero point folded in, as a firmware holds it:
+    folded[n] = bias[n] - zx * sum_k (w[n,k] - zw[n])   (wrapping int32), so that
+    acc[m,n] = folded[n] + sum_k x[m,k] * (w[n,k] - zw[n])."""
+    w64 = np.asarray(w, dtype=np.int64)
+    zw = np.broadcast_to(np.asarray(w_zero_point, dtype=np.int64).reshape(-1), (w64.shape[0],))
+    dev_sums = w64.sum(axis=1) - w64.shape[1] * zw
+    b = np.zeros(w64.shape[0], np.int64) if bias is None else np.asarray(bias, dtype=np.int64)
+    return wrap_int32(b - int(x_zero_point) * dev_sums)
+
+
+def max_abs_w_dev(w, w_zero_point):
+    """max over n, k of |w[n,k] - zw[n]| (0 for an empty matrix); computed when packing."""
+    w64 = np.asarray(w, dtype=np.int64)
+    if w64.size == 0:
+        return 0
+    zw = np.broadcast_to(np.asarray(w_zero_point, dtype=np.int64).reshape(-1), (w64.shape[0],))
+    return int(np.abs(w64 - zw[:, None]).max())
+
+
+def acc_bound(k, a_dev, w_dev):
+    """|acc| <= K * max|a - za| * max|w - zw|: each of the K products is at most a_dev * w_dev."""
+    return int(k) * int(a_dev) * int(w_dev)
+
+
+def acc_bound_ok(a, a_zero_point, w, w_zero_point):
+    """True when the bound guarantees |acc| <= 2^31 - 1 for these activations and weights, so
+    int32 accumulation cannot wrap. a_dev is max|a - za| over the data (0 when a is empty)."""
+    a64 = np.asarray(a, dtype=np.int64)
+    a_dev = int(np.abs(a64 - int(a_zero_point)).max()) if a64.size else 0
+    k = np.shape(w)[1]
+    return acc_bound(k, a_dev, max_abs_w_dev(w, w_zero_point)) <= INT32_MAX
+
+
+def dynamic_scales(x_scale, w_scales):
+    """s[n] = f32((float)sx * (float)sw[n]): the one multiplier of a dynamic layer's float output."""
+    sw = np.atleast_1d(np.asarray(w_scales, dtype=np.float64)).astype(np.float32)
+    return (f32(x_scale) * sw).astype(np.float32)
+
+
 # =========================================================================== PART 2
 # Oracle only: the integer and float paths of every kernel, computed the slow way. The library
 # never calls these; the tests hold the C kernels equal to them.
@@ -259,7 +313,7 @@ def round_float_to_int32(y):
 
 def requant_fbgemm(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, relu=False,
                    per_channel=None):
-    """SPEC section 2: int32 acc [M, N] -> uint8, torch engines x86 / fbgemm."""
+    """docs/ARITHMETIC.md §6: int32 acc [M, N] -> uint8, torch engines x86 / fbgemm."""
     bias_term, mult = fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel)
     f = np.asarray(acc, dtype=np.int64).astype(np.float32)        # int32 -> float, rne
     if bias_term is not None:
@@ -271,7 +325,7 @@ def requant_fbgemm(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, rel
 
 
 def requant_qnnpack(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, relu=False):
-    """SPEC section 3: int32 acc [M, N] -> uint8, torch engine qnnpack (int32 bias)."""
+    """docs/ARITHMETIC.md §7: int32 acc [M, N] -> uint8, torch engine qnnpack (int32 bias)."""
     bq, req = qnnpack_params(x_scale, w_scales, y_scale, bias)
     acc_b = wrap_int32(np.asarray(acc, dtype=np.int64) + bq)
     y = (acc_b.astype(np.float32) * req).astype(np.float32)
@@ -431,9 +485,59 @@ def linear_dynamic(x, w_q, w_scales, w_zero_points, bias=None, relu=False, mode=
     x_q = quantize_per_tensor(x2, sx, zx, "uint8")
     acc = wrap_int32(qgemm(x_q, zx, w_q, w_zero_points))
     n = np.shape(w_q)[0]
-    sw = np.broadcast_to(np.atleast_1d(np.asarray(w_scales, dtype=np.float64)).astype(np.float32), (n,))
-    s = (f32(sx) * sw).astype(np.float32)
-    f = acc.astype(np.float32)
+    y = requant_dynamic(acc, sx, w_scales, bias, relu, mode)
+    return y.reshape(x.shape[:-1] + (n,))
+
+
+# ---- int8 = uint8 XOR 0x80, the dynamic float epilogue (docs/ARITHMETIC.md §5, §9).
+def int8_as_uint8(values, zero_point):
+    """int8 q with zero point z is the uint8 q ^ 0x80 = q + 128 with zero point z + 128:
+    the same real values (q - z unchanged), the same bits with the top one flipped."""
+    v = np.asarray(values)
+    if v.dtype != np.int8:
+        raise TypeError("values: expected int8, got %s" % v.dtype)
+    return v.view(np.uint8) ^ np.uint8(0x80), int(zero_point) + 128
+
+
+def uint8_as_int8(values, zero_point):
+    """The inverse: uint8 q with zero point z is the int8 q ^ 0x80 = q - 128 with zero point z - 128."""
+    v = np.asarray(values)
+    if v.dtype != np.uint8:
+        raise TypeError("values: expected uint8, got %s" % v.dtype)
+    return (v ^ np.uint8(0x80)).view(np.int8), int(zero_point) - 128
+
+
+def linear_int8(x_q, x_zero_point, w_q, w_scales, w_zero_points, bias, x_scale, y_scale,
+                y_zero_point, relu=False, requant="fbgemm", dtype="int8", per_channel=None):
+    """A quantized Linear whose input and / or output is int8 (fbgemm / qnnpack modes).
+
+    The integer core runs on the signed values directly (acc = sum_k (x - zx)(w - zw), x int8 or
+    uint8, zx in x's range); the float steps do not see the dtype. Only the last step does:
+      int8 y = clamp(r + z, -128, 127) = clamp(r + (z + 128), 0, 255) - 128,
+    so the uint8 epilogue with zero point z + 128 gives y + 128."""
+    acc = qgemm(np.asarray(x_q, np.int64), x_zero_point, w_q, w_zero_points)
+    offset = 128 if np.dtype(dtype) == np.int8 else 0
+    if requant == "fbgemm":
+        y = requant_fbgemm(acc, x_scale, w_scales, y_scale, int(y_zero_point) + offset, bias, relu, per_channel)
+    elif requant == "qnnpack":
+        y = requant_qnnpack(acc, x_scale, w_scales, y_scale, int(y_zero_point) + offset, bias, relu)
+    else:
+        raise ValueError("requant: expected 'fbgemm' or 'qnnpack' (linear_tflite computes int8 directly), "
+                         "got %r" % (requant,))
+    return y if offset == 0 else uint8_as_int8(y, 0)[0]
+
+
+def requant_dynamic(acc, x_scale, w_scales, bias=None, relu=False, mode="fbgemm"):
+    """The float epilogue of a dynamic layer: int32 acc [M, N] -> float32 [M, N].
+      s[n] = f32(sx * sw[n]) ; f = (float)acc
+      "fbgemm" (torch x86 / fbgemm): y = fmaf(f, s[n], bias[n])        one rounding
+      "qnnpack":                     y = f32(f32(f * s[n]) + bias[n])  two roundings
+      no bias: y = f32(f * s[n]) ; fused ReLU: y = max(y, 0)"""
+    if mode not in ("fbgemm", "qnnpack"):
+        raise ValueError("mode: expected 'fbgemm' or 'qnnpack', got %r" % (mode,))
+    acc = np.asarray(acc, dtype=np.int64)
+    s = np.broadcast_to(dynamic_scales(x_scale, w_scales), (acc.shape[-1],))
+    f = acc.astype(np.float32)                                    # int32 -> float, rne
     if bias is None:
         y = (f * s).astype(np.float32)
     elif mode == "fbgemm":
@@ -442,5 +546,31 @@ def linear_dynamic(x, w_q, w_scales, w_zero_points, bias=None, relu=False, mode=
         y = ((f * s).astype(np.float32) + np.asarray(bias, dtype=np.float32)).astype(np.float32)
     if relu:
         y = np.where(y < 0, f32(0), y).astype(np.float32)
-    return y.reshape(x.shape[:-1] + (n,))
+    return y
 
+
+# ---- the panel layout of packed weights (docs/ARITHMETIC.md §11, csrc/fastq.h).
+PANEL_COLUMNS = 64      # FQ_NR: output columns per panel (one zmm of int32 per 16 of them)
+K_GROUP = 4             # FQ_KG: consecutive k per column in one 32-bit lane (one vpdpbusd lane)
+
+
+def packed_offset(n, k, k_size):
+    """Byte offset of w[n, k] in the packed panels of a [N, K] matrix:
+    ((p * k_groups + g) * 64 + c) * 4 + j with p = n // 64, c = n % 64, g = k // 4, j = k % 4."""
+    k_groups = -(-int(k_size) // K_GROUP)
+    p, c = np.divmod(np.asarray(n, dtype=np.int64), PANEL_COLUMNS)
+    g, j = np.divmod(np.asarray(k, dtype=np.int64), K_GROUP)
+    return ((p * k_groups + g) * PANEL_COLUMNS + c) * K_GROUP + j
+
+
+def pack_panels(w):
+    """The packed bytes of int8 w [N, K]: panels of 64 columns, each a run of k groups of
+    64 columns x 4 bytes; columns >= N and k >= K are zero."""
+    w = np.asarray(w, dtype=np.int8)
+    n, k = w.shape
+    k_groups = -(-k // K_GROUP)
+    n_panels = -(-n // PANEL_COLUMNS)
+    out = np.zeros(n_panels * k_groups * PANEL_COLUMNS * K_GROUP, np.int8)
+    nn, kk = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
+    out[packed_offset(nn, kk, k)] = w
+    return out

@@ -1,7 +1,7 @@
 """The only module that imports torch (lazily): import quantized torch modules into fastq.
 
 Requantization follows the engine that packed the module: x86 / fbgemm -> "fbgemm",
-qnnpack -> "qnnpack" (SPEC sections 2 and 3). onednn is not reproduced.
+qnnpack -> "qnnpack" (docs/ARITHMETIC.md §6, §7). onednn is not reproduced.
 """
 from __future__ import annotations
 

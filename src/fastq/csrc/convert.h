@@ -1,5 +1,5 @@
 /* Internal: one table of float <-> uint8 / int8 conversion kernels per ISA (quantize.c picks
- * one from the current backend). Formulas: fastq.h, SPEC.md section 5. */
+ * one from the current backend). Formulas: fastq.h, docs/ARITHMETIC.md §10. */
 #ifndef FASTQ_CONVERT_H
 #define FASTQ_CONVERT_H
 

@@ -1,6 +1,6 @@
 /* Portable epilogue: zero-point corrections, then one requantization mode per tile.
  *   acc[m,n] = raw[m,n] + col_offset[n] - row_sum[m] * zw[n]        (wrapping int32)
- * then SPEC section 2, 3 or 4 (requant.h, requant_fixedpoint.h), or float / int32 output. */
+ * then docs/ARITHMETIC.md §6, §7 or §8 (requant.h, requant_fixedpoint.h), or float / int32 output. */
 #include "fastq.h"
 #include "requant.h"
 #include "requant_fixedpoint.h"

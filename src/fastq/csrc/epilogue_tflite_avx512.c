@@ -1,4 +1,4 @@
-/* AVX-512 fixed-point epilogue (requant "tflite", SPEC section 4), 16 columns per step,
+/* AVX-512 fixed-point epilogue (requant "tflite", docs/ARITHMETIC.md §8), 16 columns per step,
  * lane by lane the primitives of requant_fixedpoint.h (scalar twin: epilogue_scalar.c).
  * The 32x32 -> 64-bit products are done as two vpmuldq (even lanes, then odd lanes shifted
  * down), so every step keeps the exact 64-bit intermediate of the scalar code:

@@ -12,7 +12,7 @@
  *   dispatch.c      CPU feature detection and the backend switch
  *   quantize.c      float <-> uint8 / int8 conversions (torch semantics)
  *
- * Arithmetic is specified in shared/SPEC.md; fastq/reference.py is its numpy twin.
+ * Arithmetic: docs/ARITHMETIC.md; fastq/reference.py is its numpy twin.
  */
 #ifndef FASTQ_H
 #define FASTQ_H
@@ -63,13 +63,13 @@ void fq_col_offsets(const fq_packed_weights *w, int32_t a_zero_point,
 /* ---- epilogue: what happens to a tile of accumulators ------------------------------ */
 typedef enum {
     FQ_EPI_INT32 = 0,      /* store acc as int32 (qgemm) */
-    FQ_EPI_FBGEMM = 1,     /* SPEC section 2 (torch engines x86 / fbgemm) */
-    FQ_EPI_QNNPACK = 2,    /* SPEC section 3 (torch engine qnnpack) */
-    FQ_EPI_TFLITE = 3,     /* SPEC section 4 (fixed-point multiplier + shift) */
+    FQ_EPI_FBGEMM = 1,     /* docs/ARITHMETIC.md §6 (torch x86 / fbgemm) */
+    FQ_EPI_QNNPACK = 2,    /* docs/ARITHMETIC.md §7 (torch qnnpack) */
+    FQ_EPI_TFLITE = 3,     /* docs/ARITHMETIC.md §8 (fixed-point multiplier + shift) */
     FQ_EPI_FLOAT = 4       /* dynamic quantization: float32 output (see epilogue_scalar.c) */
 } fq_epilogue_kind;
 
-/* Fixed-point rounding variants (requant_fixedpoint.h, SPEC section 4). */
+/* Fixed-point rounding variants (requant_fixedpoint.h, docs/ARITHMETIC.md §8). */
 typedef enum {
     FQ_ROUNDING_DOUBLE = 0,      /* gemmlowp / TFLite reference: high mul, then shift ties away */
     FQ_ROUNDING_SINGLE = 1,      /* TFLITE_SINGLE_ROUNDING: one rounding, ties up */
@@ -149,14 +149,14 @@ void fq_set_num_threads(int n);
 typedef void (*fq_task_fn)(void *ctx, int64_t task);
 void fq_parallel_for(int64_t n_tasks, fq_task_fn fn, void *ctx, int num_threads);
 
-/* ---- fixed point (SPEC section 4) ----------------------------------------------------
+/* ---- fixed point (docs/ARITHMETIC.md §8) -------------------------------------------
  * out[i] = MultiplyByQuantizedMultiplier(x[i], multiplier[c], shift[c]), c = i % n_channels
  * (n must be a multiple of n_channels), rounding an fq_rounding. Shifts must lie in [-31, 30]. */
 void fq_multiply_by_quantized_multiplier_array(const int32_t *x, int64_t n, const int32_t *multiplier,
                                                const int32_t *shift, int64_t n_channels,
                                                int rounding, int32_t *out);
 
-/* ---- quantize / dequantize (SPEC section 5) ------------------------------------------ */
+/* ---- quantize / dequantize (docs/ARITHMETIC.md §10) ---------------------------------- */
 /* q = clamp(rne(min(fmaf(x, inv_scale, zp), 2147483520)), qmin, qmax); NaN -> qmax */
 void fq_quantize_u8(const float *x, int64_t n, float inv_scale, float zero_point,
                     int32_t qmin, int32_t qmax, uint8_t *q);

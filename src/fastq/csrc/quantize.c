@@ -1,4 +1,4 @@
-/* float32 <-> uint8 / int8 conversions with torch's arithmetic (SPEC section 5): the scalar
+/* float32 <-> uint8 / int8 conversions with torch's arithmetic (docs/ARITHMETIC.md §10): the scalar
  * kernels (the twins of quantize_avx2.c / quantize_avx512.c) and the dispatch on the current
  * backend.
  *

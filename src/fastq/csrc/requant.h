@@ -38,7 +38,7 @@ static inline int32_t fq_add_zero_point_clamp(int32_t r, int32_t zero_point, int
     return (int32_t)(q < lo ? lo : (q > hi ? hi : q));
 }
 
-/* SPEC section 2: f = f32((float)acc + bias); y = f32(f * mult); q = clamp(rne(y) + zy). */
+/* docs/ARITHMETIC.md §6: f = f32((float)acc + bias); y = f32(f * mult); q = clamp(rne(y) + zy). */
 static inline int32_t fq_requant_fbgemm(int32_t acc, float bias, float mult,
                                         int32_t zero_point, int32_t lo, int32_t hi) {
     float f = (float)acc;
@@ -47,7 +47,7 @@ static inline int32_t fq_requant_fbgemm(int32_t acc, float bias, float mult,
     return fq_add_zero_point_clamp(fq_round_float_to_int32(y), zero_point, lo, hi);
 }
 
-/* SPEC section 3: y = f32((float)acc * req), acc already holding the int32 bias. */
+/* docs/ARITHMETIC.md §7: y = f32((float)acc * req), acc already holding the int32 bias. */
 static inline int32_t fq_requant_qnnpack(int32_t acc, float req,
                                          int32_t zero_point, int32_t lo, int32_t hi) {
     float y = (float)acc * req;

@@ -1,4 +1,4 @@
-/* Fixed-point requantization (gemmlowp fixedpoint.h, TensorFlow Lite common.cc), SPEC section 4.
+/* Fixed-point requantization (gemmlowp fixedpoint.h, TensorFlow Lite common.cc), docs/ARITHMETIC.md §8.
  * One scalar function per step, each with its exact rounding; the SIMD epilogues reproduce
  * them lane by lane. Valid shifts are -31..30 (callers check). No C overflow UB: where the
  * C++ reference overflows int32 (a left shift, a single-rounding result out of range), the

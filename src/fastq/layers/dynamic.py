@@ -19,7 +19,7 @@ with and without bias, inputs from 1e-6 to 100 in magnitude):
 3. Quantize: q = clamp(rne(min(fmaf(x, 1/sx, zp), 2147483520)), 0, 255) (FBGEMM's
    QuantizeAvx2<uint8, LEGACY> and torch.quantize_per_tensor agree; the clamp is [0, 255]
    even with reduce_range).
-4. Integer core: acc = sum_k (q - zp)(w - zw[n]), exact int32 (SPEC section 1).
+4. Integer core: acc = sum_k (q - zp)(w - zw[n]), exact int32 (docs/ARITHMETIC.md §2).
 5. Float output, s[n] = f32(sx * (float)w_scale[n]), f = (float)acc:
      x86 / fbgemm: y = fmaf(f, s[n], bias[n])          one rounding. FBGEMM's source writes
                    mul then add (requantizeForFloatAvx2), but the compiled library fuses them;
@@ -34,13 +34,19 @@ import numpy as np
 
 from .. import _kernels, reference
 from .._checks import as_array
-from ..qgemm import check_no_overflow
-from ._base import check_weight, padded
+from ._base import FLOAT, Setting, WeightLayer, check_bool, check_choice, padded, register
 
 MODES = ("fbgemm", "qnnpack")
 
 
-class DynamicQuantizedLinear:
+def _check_reduce_range(value, prior):
+    if value is None:
+        return prior["mode"] == "fbgemm"      # what nnqd.Linear passes; qnnpack ignores it
+    return check_bool("reduce_range")(value, prior)
+
+
+@register
+class DynamicQuantizedLinear(WeightLayer):
     """y = float epilogue(sum_k (q(x) - zx)(w - zw)), x float [..., K] -> float32 [..., N].
 
     weight: int8 QTensor [N, K], per tensor or per channel (axis 0). bias: float [N] or None.
@@ -48,32 +54,19 @@ class DynamicQuantizedLinear:
     "qnnpack". reduce_range: input quantized to [0, 127]; default True for "fbgemm" (what
     nnqd.Linear passes), False for "qnnpack" (which ignores it)."""
 
+    settings = (
+        Setting("relu", check_bool("relu"), False, doc="fused ReLU on the float output"),
+        Setting("mode", check_choice("mode", MODES), "fbgemm", doc="float epilogue of this torch engine"),
+        Setting("reduce_range", _check_reduce_range, None, doc="input quantized to [0, 127]"),
+        Setting("per_channel", check_bool("per_channel"), False, init=False,
+                doc="per-channel weights (from weight.axis)"),
+    )
+    takes = FLOAT
+
     def __init__(self, weight, bias=None, relu=False, mode="fbgemm", reduce_range=None):
-        check_weight(weight)
-        if not isinstance(mode, str) or mode not in MODES:
-            raise ValueError("mode: expected one of %s, got %r" % (", ".join(MODES), mode))
-        if reduce_range is None:
-            reduce_range = mode == "fbgemm"
-        if not isinstance(reduce_range, (bool, np.bool_)):
-            raise TypeError("reduce_range: expected a bool, got %r" % type(reduce_range).__name__)
-        self.mode = mode
-        self.reduce_range = bool(reduce_range)
-        self.relu = bool(relu)
-        self.weight = weight
-        self.out_features, self.in_features = weight.values.shape
-        self.per_channel = weight.axis is not None
-        self.bias = None
-        if bias is not None:
-            b = as_array(bias, "bias")
-            if b.dtype.kind != "f":
-                raise TypeError("bias: expected floats, got dtype %s" % b.dtype)
-            if b.ndim != 1 or b.shape[0] != self.out_features:
-                raise ValueError("bias: expected shape (%d,), got %s" % (self.out_features, b.shape))
-            if not np.all(np.isfinite(b)):
-                raise ValueError("bias: must be finite")
-            self.bias = np.ascontiguousarray(b, dtype=np.float32)
-        zw = np.atleast_1d(np.asarray(weight.zero_point, np.int32))
-        self._packed = _kernels.PackedWeights(np.ascontiguousarray(weight.values), zw)
+        self._set_settings(relu=relu, mode=mode, reduce_range=reduce_range,
+                           per_channel=getattr(weight, "axis", None) is not None)
+        self._set_weight(weight, bias)
         npad = self._packed.n_padded
         sw = np.atleast_1d(np.asarray(weight.scale, dtype=np.float64)).astype(np.float32)
         self._w_scales = np.broadcast_to(sw, (self.out_features,)).copy()
@@ -108,19 +101,14 @@ class DynamicQuantizedLinear:
         return x, lo, hi
 
     def _epilogue(self, x_scale, x_zero_point):
-        key = (x_scale, x_zero_point)
-        ep = self._epilogues.get(key)
-        if ep is None:
+        def build():
             npad = self._packed.n_padded
             s = (np.float32(x_scale) * self._w_scales).astype(np.float32)
-            ep = _kernels.Epilogue(
+            return _kernels.Epilogue(
                 self._packed, _kernels.EPI_FLOAT, self._packed.col_offsets(int(x_zero_point)),
                 bias=self._bias_padded, scale=padded(s, npad, np.float32),
                 float_fma=self.mode == "fbgemm", float_relu=self.relu)
-            if len(self._epilogues) > 16:
-                self._epilogues.clear()
-            self._epilogues[key] = ep
-        return ep
+        return self._cached_epilogue((x_scale, x_zero_point), build)
 
     def __call__(self, x):
         x, lo, hi = self._as_input(x)
@@ -131,14 +119,9 @@ class DynamicQuantizedLinear:
         sx, zx = reference.choose_qparams_dynamic(lo, hi, self.reduce_range)
         inv = np.float32(1.0) / np.float32(sx)
         x_q = _kernels.quantize(a, float(inv), float(zx), 0, 255, False)
-        check_no_overflow(self._packed, x_q, zx, "x")
+        self._check_no_overflow(x_q, zx, "x")
         out = _kernels.gemm(self._packed, self._epilogue(sx, zx), x_q)
         return out.reshape(out_shape)
-
-    def __repr__(self):
-        return "DynamicQuantizedLinear(in_features=%d, out_features=%d, mode=%r%s%s)" % (
-            self.in_features, self.out_features, self.mode,
-            ", per_channel=True" if self.per_channel else "", ", relu=True" if self.relu else "")
 
     def explain(self, x, row=0, col=0):
         """Output element [row, col] of self(x), every integer and rounding: a fastq.explain.Trace."""

@@ -5,53 +5,53 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reference
-from .._checks import check_scale, check_zero_point, qrange
 from ..qtensor import QTensor, dequantize, quantize
+from ._base import (ANY, FLOAT, QUANT, Layer, Setting, check_dtype_name, check_int, check_scale_setting,
+                    check_zero_point_in, register)
 
-FLOAT, QUANT, ANY = "float", "quantized", "any"
 _FLOAT, _QUANT, _ANY = FLOAT, QUANT, ANY
 
 
-class Quantize:
+@register
+class Quantize(Layer):
     """float -> QTensor with a fixed scale and zero point (torch nnq.Quantize, a converted QuantStub)."""
+    settings = (
+        Setting("dtype", check_dtype_name("dtype"), "uint8"),
+        Setting("scale", check_scale_setting("scale")),
+        Setting("zero_point", check_zero_point_in("zero_point", "dtype")),
+    )
     takes = _FLOAT
 
     def __init__(self, scale, zero_point, dtype="uint8"):
-        qmin, qmax = qrange(dtype)
-        self.scale = check_scale(scale, "scale")
-        self.zero_point = check_zero_point(zero_point, qmin, qmax, "zero_point")
-        self.dtype = np.dtype(dtype).name
+        self._set_settings(scale=scale, zero_point=zero_point, dtype=dtype)
 
     def __call__(self, x):
         return quantize(x, self.scale, self.zero_point, self.dtype)
 
-    def __repr__(self):
-        return "Quantize(scale=%.9g, zero_point=%d, dtype=%s)" % (self.scale, self.zero_point, self.dtype)
 
 
-class Dequantize:
+@register
+class Dequantize(Layer):
     """QTensor -> float32: (q - zero_point) * scale (torch nnq.DeQuantize)."""
     takes = _QUANT
 
     def __call__(self, x):
         return dequantize(x)
 
-    def __repr__(self):
-        return "Dequantize()"
 
 
-class Identity:
+@register
+class Identity(Layer):
     """Passes its input on (torch nn.Identity, nn.Dropout in eval mode, an unconverted stub)."""
     takes = _ANY
 
     def __call__(self, x):
         return x
 
-    def __repr__(self):
-        return "Identity()"
 
 
-class ReLU:
+@register
+class ReLU(Layer):
     """Quantized: q = max(q, zero_point), same scale and zero point (torch quantized relu).
     Float: max(x, 0)."""
     takes = _ANY
@@ -62,11 +62,10 @@ class ReLU:
             return QTensor(v, x.scale, x.zero_point)
         return np.maximum(x, np.float32(0)).astype(np.float32, copy=False)
 
-    def __repr__(self):
-        return "ReLU()"
 
 
-class ReLU6:
+@register
+class ReLU6(Layer):
     """Quantized: q = min(max(q, zero_point), q6), q6 = quantize(6.0) with the input's scale and
     zero point (torch quantized relu6 / hardtanh(0, 6); q6 rounds as quantize_per_tensor does).
     Float: clamp(x, 0, 6)."""
@@ -80,19 +79,16 @@ class ReLU6:
             return QTensor(v.astype(dt), x.scale, x.zero_point)
         return np.clip(x, np.float32(0), np.float32(6)).astype(np.float32, copy=False)
 
-    def __repr__(self):
-        return "ReLU6()"
 
 
-class Flatten:
+@register
+class Flatten(Layer):
     """Merges dimensions start_dim..end_dim (torch nn.Flatten; default start_dim=1)."""
+    settings = (Setting("start_dim", check_int("start_dim"), 1), Setting("end_dim", check_int("end_dim"), -1))
     takes = _ANY
 
     def __init__(self, start_dim=1, end_dim=-1):
-        for name, v in (("start_dim", start_dim), ("end_dim", end_dim)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise TypeError("%s: expected an int, got %r" % (name, type(v).__name__))
-        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+        self._set_settings(start_dim=start_dim, end_dim=end_dim)
 
     def _shape(self, shape):
         nd = max(len(shape), 1)
@@ -110,6 +106,3 @@ class Flatten:
         v = x.values if isinstance(x, QTensor) else x
         v = v.reshape(self._shape(v.shape))
         return QTensor(v, x.scale, x.zero_point) if isinstance(x, QTensor) else v
-
-    def __repr__(self):
-        return "Flatten(start_dim=%d, end_dim=%d)" % (self.start_dim, self.end_dim)

@@ -7,10 +7,10 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .. import _kernels, fixedpoint as _fixedpoint, reference as _reference
-from .._checks import as_array, check_scale, check_zero_point, qrange
-from ..qgemm import check_no_overflow
+from .._checks import check_scale, check_zero_point, qrange
 from ..qtensor import QTensor
-from ._base import check_weight, padded
+from ._base import (QUANT, Setting, WeightLayer, check_bool, check_choice, check_dtype_name,
+                    check_scale_setting, check_zero_point_in, padded, register)
 
 MODES = ("fbgemm", "qnnpack", "tflite")
 
@@ -92,7 +92,16 @@ class FixedPointParams(NamedTuple):
     folded_bias: Optional[np.ndarray]   # int32 [N] (wrapping), only when input_zero_point is known
 
 
-class QuantizedLinear:
+def _check_input_zero_point(value, prior):
+    if value is None:
+        return None
+    if prior["input_scale"] is None:
+        raise ValueError("input_zero_point: given without input_scale")
+    return check_zero_point(value, -128, 255, "input_zero_point")
+
+
+@register
+class QuantizedLinear(WeightLayer):
     """y = requant(sum_k (x - zx)(w - zw) [+ bias]) with the output's scale and zero point.
 
     weight: int8 QTensor [N, K], per tensor or per channel (axis 0).
@@ -100,7 +109,7 @@ class QuantizedLinear:
         a float bias is quantized as TFLite's converter does, see reference.tflite_bias).
     scale, zero_point: the output quantization; zero_point in the range of `dtype`.
     relu: fused ReLU (clamp at zero_point).
-    requant: "fbgemm" | "qnnpack" | "tflite" (see docs/ARITHMETIC.md).
+    requant: "fbgemm" | "qnnpack" | "tflite" (see docs/ARITHMETIC.md §6-§8).
     rounding: "double" | "single" | "double_up", the fixed-point rounding of requant="tflite"
         (see fastq.multiply_by_quantized_multiplier).
     effective_scale: "float32" | "float64", how requant="tflite" computes a per-tensor layer's
@@ -116,57 +125,41 @@ class QuantizedLinear:
         ValueError, and layer.multipliers / shifts / bias_int32 describe the layer as a
         firmware would hold it (see fixed_point_params)."""
 
+    settings = (
+        Setting("dtype", check_dtype_name("dtype"), "uint8", attr=np.dtype, doc="output dtype"),
+        Setting("scale", check_scale_setting("scale"), 1.0, doc="output scale"),
+        Setting("zero_point", check_zero_point_in("zero_point", "dtype"), 0, doc="output zero point"),
+        Setting("relu", check_bool("relu"), False, doc="fused ReLU: clamp at zero_point"),
+        Setting("requant", check_choice("requant", MODES), "fbgemm", doc="requantization mode"),
+        Setting("rounding", check_choice("rounding", _fixedpoint.ROUNDINGS), "double",
+                doc="fixed-point rounding (requant='tflite')"),
+        Setting("effective_scale", check_choice("effective_scale", _fixedpoint.EFFECTIVE_SCALES), "float32",
+                doc="how requant='tflite' forms a per-tensor s_in*s_w/s_out"),
+        Setting("input_scale", check_scale_setting("input_scale", optional=True), None,
+                doc="the input scale the layer is built for (None: any)"),
+        Setting("input_zero_point", _check_input_zero_point, None,
+                doc="the input zero point the layer is built for (None: any)"),
+        Setting("per_channel", check_bool("per_channel"), False, init=False,
+                doc="per-channel weights (from weight.axis)"),
+    )
+    arrays = ("weight", "weight_scale", "weight_zero_point", "bias", "int_bias")
+    takes = QUANT
+
     def __init__(self, weight, bias=None, scale=1.0, zero_point=0, relu=False, requant="fbgemm",
                  rounding="double", dtype="uint8", input_scale=None, input_zero_point=None,
                  effective_scale="float32"):
-        check_weight(weight)
-        self.requant = check_mode(requant)
-        self.rounding = _fixedpoint.check_rounding(rounding)
-        self.effective_scale = _fixedpoint.check_effective_scale(effective_scale)
-        qmin, qmax = qrange(dtype)
-        self.dtype = np.dtype(dtype)
-        self.weight = weight
-        self.out_features, self.in_features = weight.values.shape
-        self.scale = check_scale(scale, "scale")
-        self.zero_point = check_zero_point(zero_point, qmin, qmax, "zero_point")
-        self.relu = bool(relu)
-        self.per_channel = weight.axis is not None
-        self.int_bias = None
-        self.bias = None
-        if bias is not None:
-            b = as_array(bias, "bias")
-            if b.ndim != 1 or b.shape[0] != self.out_features:
-                raise ValueError("bias: expected shape (%d,), got %s" % (self.out_features, b.shape))
-            if b.dtype.kind in "iu":
-                if requant != "tflite":
-                    raise TypeError("bias: an integer bias is only taken by requant='tflite'; pass floats")
-                if b.size and (b.min() < -(2**31) or b.max() > 2**31 - 1):
-                    raise ValueError("bias: integer bias must fit int32")
-                self.int_bias = b.astype(np.int32)
-            elif b.dtype.kind == "f":
-                if not np.all(np.isfinite(b)):
-                    raise ValueError("bias: must be finite")
-                self.bias = b.astype(np.float32)
-            else:
-                raise TypeError("bias: expected floats, got dtype %s" % b.dtype)
-        self.input_scale = None if input_scale is None else check_scale(input_scale, "input_scale")
-        self.input_zero_point = None
-        if input_zero_point is not None:
-            if self.input_scale is None:
-                raise ValueError("input_zero_point: given without input_scale")
-            self.input_zero_point = check_zero_point(input_zero_point, -128, 255, "input_zero_point")
-        zw = np.atleast_1d(np.asarray(weight.zero_point, np.int32))
-        self._packed = _kernels.PackedWeights(np.ascontiguousarray(weight.values), zw)
-        self._epilogues = {}
+        self._set_settings(dtype=dtype, scale=scale, zero_point=zero_point, relu=relu, requant=requant,
+                           rounding=rounding, effective_scale=effective_scale, input_scale=input_scale,
+                           input_zero_point=input_zero_point, per_channel=getattr(weight, "axis", None) is not None)
+        self._set_weight(weight, bias, int_bias_ok=self.requant == "tflite")
         # The call path (validation of x, cached epilogue, the C call) lives in Cython for the
         # common case: uint8 in, uint8 out, any input quantization. int8 inputs go to the Python
         # path through the core's fallback; int8 outputs and a pinned input quantization always do.
-        packed = self._packed
         self._core = None
         if self.dtype == np.uint8 and self.input_scale is None:
             self._core = _kernels.LinearCore(self._packed, QTensor, self.scale, self.zero_point,
                                              self._epilogue,
-                                             lambda a, zp, name: check_no_overflow(packed, a, zp, name),
+                                             self._check_no_overflow,
                                              fallback=self._call_python)
         if self.input_scale is not None and self.requant == "tflite":
             self.fixed_point_params(self.input_scale)      # a too-large scale fails here, not later
@@ -230,19 +223,12 @@ class QuantizedLinear:
         return linear_from_torch(module, engine=engine)
 
     def _epilogue(self, x_scale, x_zero_point_u8):
-        key = (x_scale, x_zero_point_u8)
-        ep = self._epilogues.get(key)
-        if ep is None:
-            signed_out = self.dtype == np.int8
-            ep, _ = build_epilogue(
-                self._packed, self.requant, x_scale, x_zero_point_u8, self.weight.scale, self.per_channel,
-                self.scale, self.zero_point + (128 if signed_out else 0), bias=self.bias, relu=self.relu,
-                int_bias=self.int_bias, rounding=self.rounding,
-                out_xor=0x80 if signed_out else 0, effective_scale=self.effective_scale)
-            if len(self._epilogues) > 16:
-                self._epilogues.clear()
-            self._epilogues[key] = ep
-        return ep
+        signed_out = self.dtype == np.int8
+        return self._cached_epilogue((x_scale, x_zero_point_u8), lambda: build_epilogue(
+            self._packed, self.requant, x_scale, x_zero_point_u8, self.weight.scale, self.per_channel,
+            self.scale, self.zero_point + (128 if signed_out else 0), bias=self.bias, relu=self.relu,
+            int_bias=self.int_bias, rounding=self.rounding,
+            out_xor=0x80 if signed_out else 0, effective_scale=self.effective_scale)[0])
 
     # y_q = layer(x_q): x is a uint8 QTensor [..., K] (per tensor), y a uint8 QTensor [..., N].
     # Checks x (TypeError / ValueError naming "x"), refuses K large enough to overflow int32,
@@ -272,24 +258,13 @@ class QuantizedLinear:
             zx += 128
         elif v.dtype != np.uint8:  # pragma: no cover - QTensor holds uint8 / int8 only
             raise TypeError("x: expected uint8 or int8 values, got %s" % v.dtype)
-        check_no_overflow(self._packed, a, zx, "x")
+        self._check_no_overflow(a, zx, "x")
         out = _kernels.gemm(self._packed, self._epilogue(x.scale, zx), a)
         if self.dtype == np.int8:
             out = out.view(np.int8)
         return QTensor(out.reshape(v.shape[:-1] + (self.out_features,)), self.scale, self.zero_point)
 
-    def __repr__(self):
-        extra = ", relu=True" if self.relu else ""
-        if self.requant == "tflite" and self.rounding != "double":
-            extra += ", rounding=%r" % self.rounding
-        if self.dtype != np.uint8:
-            extra += ", dtype=%r" % self.dtype.name
-        return "QuantizedLinear(in_features=%d, out_features=%d, requant=%r%s)" % (
-            self.in_features, self.out_features, self.requant, extra)
-
     def explain(self, x, row=0, col=0):
         """Output element [row, col] of self(x), every integer and rounding: a fastq.explain.Trace."""
         from ..explain import explain
         return explain(self, x, row, col)
-
-

@@ -2,9 +2,9 @@
 
 A float MLP (torch), its eager-mode quantized twin (torch.ao: QuantStub -> fused Linear+ReLU
 -> DeQuantStub, the default qconfig of the engine), and the fastq version of that quantized
-model, chained by hand from `fastq.QuantizedLinear.from_torch` layer by layer. Optionally an
-ONNX Runtime QLinearMatMul layer. torch and onnxruntime are imported lazily: a missing one
-raises ImportError with the install hint, and the callers skip what needs it.
+model, chained by hand from `fastq.QuantizedLinear.from_torch` layer by layer; and the ONNX
+Runtime one-node sessions of peers.py. torch and onnxruntime are imported lazily: a missing
+one raises ImportError with the install hint, and the callers skip what needs it.
 """
 from __future__ import annotations
 
@@ -166,46 +166,68 @@ def torch_quantized_bytes(qmodel):
     return total
 
 
-def quantized_linear(k, n, calibration_rows=64, engine="x86", seed=0):
-    """One quantized Linear (no ReLU) of a calibrated K -> N float layer:
-    (torch float Linear, torch quantized Linear, input scale, input zero point)."""
-    fmodel = float_mlp([k, n], seed)
+def mlp_models(sizes, engine="x86", calibration_rows=256, seed=0):
+    """The three MLPs a benchmark compares, built once: {"sizes", "fastq int8", "torch quantized",
+    "torch float32", "weights": bytes each keeps for its weights}."""
     rng = np.random.default_rng(seed)
-    calib = rng.standard_normal((calibration_rows, k)).astype(np.float32)
-    qmodel = quantized_mlp(fmodel, calib, engine)
-    qlin = qmodel.body[0]
-    return fmodel[0], qlin, float(qmodel.quant.scale), int(qmodel.quant.zero_point)
+    with quiet_torch():
+        fmodel = float_mlp(sizes, seed)
+        qmodel = quantized_mlp(fmodel, rng.standard_normal((calibration_rows, sizes[0])).astype(np.float32),
+                               engine)
+        fq = FastqMLP(qmodel, engine=engine)
+    weights = {"fastq int8": fastq_mlp_bytes(fq), "torch quantized": torch_quantized_bytes(qmodel),
+               "torch float32": torch_float_bytes(fmodel)}
+    return {"sizes": list(sizes), "fastq int8": fq, "torch quantized": qmodel, "torch float32": fmodel,
+            "weights": weights}
 
 
-def onnx_qlinear(qlin, x_scale, x_zero_point, threads=1):
-    """An ONNX Runtime session computing the quantized layer with QLinearMatMul (uint8 x
-    int8 -> uint8; no bias, per-tensor weight scale: the speed comparison only)."""
-    onnx, ort = require_onnxruntime()
+def mlp_calls(models, x):
+    """{implementation: a zero-argument call on the float32 batch x} for mlp_models(...)."""
+    torch = require_torch()
+    xt = torch.from_numpy(x)
+    fq = models["fastq int8"]
+    return {"fastq int8": lambda: fq(x), "torch quantized": torch_call(models["torch quantized"], xt),
+            "torch float32": torch_call(models["torch float32"], xt)}
+
+
+def mlp_mismatches(models, x):
+    """How many uint8 outputs of the fastq MLP differ from torch's quantized ones on x
+    (0, or the benchmark compares different computations)."""
+    torch = require_torch()
+    fq, qmodel = models["fastq int8"], models["torch quantized"]
+    with quiet_torch(), torch.no_grad():
+        theirs = qmodel.body(qmodel.quant(torch.from_numpy(x))).int_repr().numpy()
+    ours = fq.quantized(fastq.quantize(x, fq.in_scale, fq.in_zero_point)).values
+    return int(np.count_nonzero(ours != theirs))
+
+
+def torch_call(module, x):
+    """A zero-argument call of a torch module on x, without autograd (as inference runs)."""
+    torch = require_torch()
+
+    def call():
+        with torch.no_grad():
+            return module(x)
+    return call
+
+
+def ort_session(model, threads=1):
+    """An ONNX Runtime CPU session of an onnx ModelProto, `threads` intra-op threads, sequential."""
+    _, ort = require_onnxruntime()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def ort_one_node(op, inputs, inits, m, k, out_type, threads=1):
+    """A session of one node `op` whose first input "A" is uint8 [m, k] and the others constants
+    (inits: name -> ndarray); output "Y" of onnx type out_type."""
+    require_onnxruntime()
     from onnx import TensorProto, helper, numpy_helper
-    w = qlin.weight()
-    w_int = w.int_repr().numpy().astype(np.int8)              # [N, K]
-    n, k = w_int.shape
-    w_scale = float(w.q_per_channel_scales().max()) if _per_channel(w) else float(w.q_scale())
-    inits = [
-        numpy_helper.from_array(np.array(x_scale, np.float32), "x_scale"),
-        numpy_helper.from_array(np.array(x_zero_point, np.uint8), "x_zp"),
-        numpy_helper.from_array(np.ascontiguousarray(w_int.T), "w"),
-        numpy_helper.from_array(np.array(w_scale, np.float32), "w_scale"),
-        numpy_helper.from_array(np.array(0, np.int8), "w_zp"),
-        numpy_helper.from_array(np.array(float(qlin.scale), np.float32), "y_scale"),
-        numpy_helper.from_array(np.array(int(qlin.zero_point), np.uint8), "y_zp"),
-    ]
-    node = helper.make_node("QLinearMatMul", ["x", "x_scale", "x_zp", "w", "w_scale", "w_zp",
-                                              "y_scale", "y_zp"], ["y"])
-    graph = helper.make_graph(
-        [node], "qlinear",
-        [helper.make_tensor_value_info("x", TensorProto.UINT8, ["M", k])],
-        [helper.make_tensor_value_info("y", TensorProto.UINT8, ["M", n])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    return lambda x_u8: sess.run(None, {"x": x_u8})[0]
+    node = helper.make_node(op, inputs, ["Y"])
+    graph = helper.make_graph([node], op, [helper.make_tensor_value_info("A", TensorProto.UINT8, [m, k])],
+                              [helper.make_tensor_value_info("Y", out_type, None)],
+                              [numpy_helper.from_array(v, name) for name, v in inits.items()])
+    return ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), threads)

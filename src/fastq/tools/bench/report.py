@@ -1,8 +1,12 @@
 """Tables of a `fastq bench` results dict: rich tables when rich is installed, plain text
-otherwise. tables(results) gives (title, header, rows) for either renderer."""
+otherwise. tables(results) gives (title, header, rows) for either renderer.
+peers_markdown(data) is the peer table of a pytest-benchmark JSON of bench/test_bench_peers.py."""
 from __future__ import annotations
 
 import sys
+from collections import defaultdict
+
+from . import measure
 
 
 def _f(x, fmt):
@@ -115,3 +119,42 @@ def print_tables(results, file=None, use_rich=True):
             print(file=file)
     for note in results.get("skipped", []):
         print("skipped: %s" % note, file=file)
+
+
+def peers_markdown(data, peak_gops):
+    """The markdown table of bench/test_bench_peers.py from its pytest-benchmark JSON (a dict).
+    Ratios come from the one run the JSON holds, from each benchmark's minimum time (the
+    machine is shared and noisy: the minimum is the run least disturbed by others)."""
+    by_shape = defaultdict(dict)
+    threads = {}
+    for b in data["benchmarks"]:
+        info = b["extra_info"]
+        t = b["stats"]["min"]
+        if not {"impl", "m", "k", "n"} <= set(info):     # another suite's benchmark in the same JSON
+            continue
+        if info["impl"].startswith("fastq_linear_") and info["impl"].endswith("t"):
+            threads[info["impl"]] = t
+            continue
+        by_shape[(info["m"], info["k"], info["n"])][info["impl"]] = t
+    lines = ["Machine: %s; minimum times; int8 peak used for %%: %.0f GOPS (one core)" % (
+        data.get("machine_info", {}).get("cpu", {}).get("brand_raw", "?"), peak_gops), "",
+        "| M×K×N | fastq layer µs | torch x86 µs | ORT QLinearMatMul µs | fastq vs faster peer | fastq GOPS "
+        "| % of peak | vs torch f32 | fastq qgemm µs | ORT MatMulInteger µs | torch._int_mm µs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|"]
+    nan = float("nan")
+    for shape in sorted(by_shape, key=lambda s: (s[1] * s[2], s[0])):
+        r = by_shape[shape]
+        f = r.get("fastq_linear")
+        peers = [r[p] for p in ("torch_qlinear", "ort_qlinear") if p in r]
+        g = measure.gops(measure.matmul_ops(*shape), f) if f else nan
+
+        def us(key):
+            return "%.1f" % (r[key] * 1e6) if key in r else "—"
+        lines.append("| %d×%d×%d | %s | %s | %s | %.2f× | %.0f | %.0f %% | %.2f× | %s | %s | %s |" % (
+            shape + (us("fastq_linear"), us("torch_qlinear"), us("ort_qlinear"),
+                     min(peers) / f if f and peers else nan, g, measure.pct_of_peak(g, peak_gops) or nan,
+                     r["torch_f32"] / f if f and "torch_f32" in r else nan,
+                     us("fastq_qgemm"), us("ort_matmulint"), us("torch_int_mm"))))
+    if len(threads) == 2:
+        lines += ["", "2 threads vs 1 at 256×1024×1024: %.2f×" % (threads["fastq_linear_1t"] / threads["fastq_linear_2t"])]
+    return "\n".join(lines) + "\n"

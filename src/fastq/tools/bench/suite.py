@@ -7,14 +7,14 @@ Steps that need torch or onnxruntime are skipped with a note when those are miss
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
-import time
 
 import numpy as np
 
 import fastq
+
+from . import measure
 
 LEVELS = {
     # scalar_n / simd_n: loop iterations per C call; repeats: best-of for C and Python timings
@@ -27,27 +27,6 @@ LEVELS = {
                  layer_kn=2048, layer_ms=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
                  mlp=(784, 2048, 2048, 1024, 10), mlp_batches=(1, 16, 256)),
 }
-
-LAYER_IMPLS = ("fastq int8", "torch quantized", "torch float32", "onnxruntime int8")
-MLP_IMPLS = ("fastq int8", "torch quantized", "torch float32")
-
-
-def best_seconds(fn, min_time=0.05, repeats=3):
-    """Seconds per call of fn(): the best of `repeats` timings of a loop lasting ~min_time
-    (the loop count comes from one warm-up call)."""
-    t0 = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - t0, 1e-7)
-    loops = max(1, int(min_time / once))
-    best = None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(loops):
-            fn()
-        t = (time.perf_counter() - t0) / loops
-        best = t if best is None or t < best else best
-    return best
-
 
 def cpu_name():
     """The CPU's model name (plus vendor family/model, which names the core generation)."""
@@ -137,24 +116,9 @@ class Bench:
             progress(len(steps), len(steps), "done")
         return self.results
 
-    @contextlib.contextmanager
     def thread_settings(self):
         """fastq and torch use `threads` inside, and get their settings back afterwards."""
-        torch = None
-        try:
-            import torch
-        except ImportError:
-            pass
-        before = (fastq.get_num_threads(), torch.get_num_threads() if torch else None)
-        fastq.set_num_threads(self.threads)
-        if torch:
-            torch.set_num_threads(self.threads)
-        try:
-            yield
-        finally:
-            fastq.set_num_threads(before[0])
-            if torch:
-                torch.set_num_threads(before[1])
+        return measure.threads(self.threads)
 
     def skip(self, what, why):
         note = "%s: %s" % (what, why)
@@ -184,51 +148,27 @@ class Bench:
                "vfmadd231ps": "fp32_gflops", "vfmadd231pd": "fp64_gflops"}[instr]
         self.results["peaks"][key] = max(self.results["peaks"].get(key, 0.0), row["ops_per_s"] / 1e9)
 
-    # -- one Linear layer against M ----------------------------------------------------
+    # -- one Linear layer against M: the layer peers of bench/test_bench_peers.py -------------
     def layer_setup(self):
-        from . import models as bm
         k = n = self.cfg["layer_kn"]
         self.results["layer"] = {"k": k, "n": n, "rows": []}
-        self._layer = {}
-        try:
-            torch = bm.require_torch()
-        except ImportError as e:
-            self.skip("layer throughput", str(e))
-            return
-        flin, qlin, xs, xzp = bm.quantized_linear(k, n)
-        self._layer = {"torch": torch, "flin": flin, "qlin": qlin, "xs": xs, "xzp": xzp,
-                       "fastq": fastq.QuantizedLinear.from_torch(qlin, engine="x86")}
-        try:
-            self._layer["ort"] = bm.onnx_qlinear(qlin, xs, xzp, self.threads)
-        except ImportError as e:
-            self.skip("onnxruntime int8", str(e))
 
     def layer_row(self, m):
-        if not self._layer:
-            return
-        L = self._layer
-        torch = L["torch"]
+        from . import peers
         k, n = self.results["layer"]["k"], self.results["layer"]["n"]
-        rng = np.random.default_rng(m)
-        x_u8 = rng.integers(0, 128, (m, k), dtype=np.uint8)   # x86 activations: reduce_range
-        x_fq = fastq.QTensor(x_u8, L["xs"], L["xzp"])
-        x_tq = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x_u8), L["xs"], L["xzp"])
-        x_f = torch.from_numpy(x_u8.astype(np.float32))
-        calls = {"fastq int8": lambda: L["fastq"](x_fq), "torch quantized": lambda: L["qlin"](x_tq)}
-
-        def float_call():
-            with torch.no_grad():
-                return L["flin"](x_f)
-        calls["torch float32"] = float_call
-        if "ort" in L:
-            calls["onnxruntime int8"] = lambda: L["ort"](x_u8)
         peak = self.results["peaks"].get("int8_gops")
-        for impl, fn in calls.items():
-            s = best_seconds(fn, self.cfg["min_time"], self.cfg["repeats"])
-            gops = 2.0 * m * k * n / s / 1e9
+        ops = measure.matmul_ops(m, k, n)
+        for name, build in peers.LAYER_PEERS.items():
+            impl = peers.LABELS[name]
+            try:
+                fn = build(m, k, n, np.random.default_rng(m), threads=self.threads)
+            except ImportError as e:
+                self.skip(impl, str(e))
+                continue
+            s = measure.best_seconds(fn, self.cfg["min_time"], self.cfg["repeats"])
+            g = measure.gops(ops, s)
             self.results["layer"]["rows"].append({
-                "impl": impl, "m": m, "seconds": s, "gops": gops,
-                "pct_int8_peak": 100.0 * gops / peak if peak else None})
+                "impl": impl, "m": m, "seconds": s, "gops": g, "pct_int8_peak": measure.pct_of_peak(g, peak)})
 
     # -- a whole MLP ---------------------------------------------------------------------
     def mlp(self):
@@ -236,36 +176,19 @@ class Bench:
         sizes = list(self.cfg["mlp"])
         self.results["mlp"] = {"sizes": sizes, "rows": [], "weights_bytes": {}}
         try:
-            torch = bm.require_torch()
+            bm.require_torch()
         except ImportError as e:
             self.skip("MLP", str(e))
             return
+        models = bm.mlp_models(sizes, "x86")
+        self.results["mlp"]["weights_bytes"] = models["weights"]
         rng = np.random.default_rng(0)
-        fmodel = bm.float_mlp(sizes)
-        calib = rng.standard_normal((256, sizes[0])).astype(np.float32)
-        qmodel = bm.quantized_mlp(fmodel, calib, "x86")
-        fq = bm.FastqMLP(qmodel, engine="x86")
-        self.results["mlp"]["weights_bytes"] = {
-            "fastq int8": bm.fastq_mlp_bytes(fq), "torch quantized": bm.torch_quantized_bytes(qmodel),
-            "torch float32": bm.torch_float_bytes(fmodel)}
         mismatches = 0
         for batch in self.cfg["mlp_batches"]:
             x = rng.standard_normal((batch, sizes[0])).astype(np.float32)
-            xt = torch.from_numpy(x)
-            ours = fq.quantized(fastq.quantize(x, fq.in_scale, fq.in_zero_point)).values
-            with torch.no_grad():
-                theirs = qmodel.body(qmodel.quant(xt)).int_repr().numpy()
-            mismatches += int(np.count_nonzero(ours != theirs))
-
-            def run_torch(model):
-                def call():
-                    with torch.no_grad():
-                        return model(xt)
-                return call
-            calls = {"fastq int8": lambda: fq(x), "torch quantized": run_torch(qmodel),
-                     "torch float32": run_torch(fmodel)}
-            for impl, fn in calls.items():
-                s = best_seconds(fn, self.cfg["min_time"], self.cfg["repeats"])
+            mismatches += bm.mlp_mismatches(models, x)
+            for impl, fn in bm.mlp_calls(models, x).items():
+                s = measure.best_seconds(fn, self.cfg["min_time"], self.cfg["repeats"])
                 self.results["mlp"]["rows"].append({
                     "impl": impl, "batch": batch, "seconds": s, "samples_per_s": batch / s})
         self.results["mlp"]["fastq_vs_torch_mismatches"] = mismatches

@@ -1,9 +1,13 @@
 """The peers a user would otherwise pick, built once per shape, each called on prepared inputs.
+`fastq bench` (its Linear-layer table) and bench/test_bench_peers.py time the same callables.
 
-Every builder returns a zero-argument callable that runs one forward pass single-threaded:
+Every builder build(m, k, n, rng, threads=1) returns a zero-argument callable that runs one
+forward pass (or None when the peer does not take the shape); a missing torch / onnxruntime
+raises ImportError with the install hint. `threads` is onnxruntime's intra-op thread count
+(fastq and torch follow measure.threads):
   fastq_linear   fastq.QuantizedLinear (uint8 in, uint8 out)
   torch_qlinear  torch.ao.nn.quantized.Linear, engine x86
-  ort_qlinear    ONNX Runtime QLinearMatMul (u8 x s8 -> u8), one intra-op thread
+  ort_qlinear    ONNX Runtime QLinearMatMul (u8 x s8 -> u8)
   fastq_qgemm    fastq.qgemm's kernel on prepacked weights (int32 out)
   ort_matmulint  ONNX Runtime MatMulInteger (u8 x s8 -> s32)
   torch_int_mm   torch._int_mm (s8 x s8 -> s32; needs M > 16, K and N multiples of 8)
@@ -16,6 +20,8 @@ import numpy as np
 import fastq
 from fastq import _kernels
 
+from .models import ort_one_node, require_onnxruntime, require_torch, torch_call
+
 
 def _weights(rng, k, n):
     return rng.integers(-127, 128, (n, k), dtype=np.int8)
@@ -25,7 +31,7 @@ def _activations(rng, m, k):
     return rng.integers(0, 128, (m, k), dtype=np.uint8)   # reduce_range style input, x86 default
 
 
-def fastq_linear(m, k, n, rng):
+def fastq_linear(m, k, n, rng, threads=1):
     w = fastq.QTensor(_weights(rng, k, n), 0.01, 0)
     layer = fastq.QuantizedLinear(w, rng.standard_normal(n).astype(np.float32), 0.05, 64)
     x = fastq.QTensor(_activations(rng, m, k), 0.02, 10)
@@ -33,7 +39,7 @@ def fastq_linear(m, k, n, rng):
     return lambda: layer(x)
 
 
-def fastq_qgemm(m, k, n, rng):
+def fastq_qgemm(m, k, n, rng, threads=1):
     """The integer core alone (weights packed once, as a layer does; int32 output)."""
     packed = _kernels.PackedWeights(_weights(rng, k, n), np.zeros(1, np.int32))
     ep = _kernels.Epilogue(packed, _kernels.EPI_INT32, packed.col_offsets(10))
@@ -42,8 +48,8 @@ def fastq_qgemm(m, k, n, rng):
     return lambda: _kernels.gemm(packed, ep, a, 0, out)
 
 
-def torch_qlinear(m, k, n, rng):
-    import torch
+def torch_qlinear(m, k, n, rng, threads=1):
+    torch = require_torch()
     import torch.ao.nn.quantized as nnq
     torch.backends.quantized.engine = "x86"
     lin = nnq.Linear(k, n)
@@ -55,8 +61,8 @@ def torch_qlinear(m, k, n, rng):
     return lambda: lin(x)
 
 
-def torch_int_mm(m, k, n, rng):
-    import torch
+def torch_int_mm(m, k, n, rng, threads=1):
+    torch = require_torch()
     if m <= 16 or k % 8 or n % 8:
         return None
     a = torch.from_numpy(rng.integers(-128, 128, (m, k), dtype=np.int8))
@@ -64,53 +70,30 @@ def torch_int_mm(m, k, n, rng):
     return lambda: torch._int_mm(a, b)
 
 
-def torch_f32(m, k, n, rng):
-    import torch
-    lin = torch.nn.Linear(k, n)
-    x = torch.randn(m, k)
-
-    def run():
-        with torch.no_grad():
-            return lin(x)
-    return run
+def torch_f32(m, k, n, rng, threads=1):
+    torch = require_torch()
+    return torch_call(torch.nn.Linear(k, n), torch.randn(m, k))
 
 
-def _ort_session(model):
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-
-
-def _ort_one_op(op, inputs, inits, m, k, out_type):
-    """An ONNX Runtime session of one node `op` with activation A (uint8 [m, k]) and constant inputs."""
-    from onnx import TensorProto, helper, numpy_helper
-    node = helper.make_node(op, inputs, ["Y"])
-    graph = helper.make_graph([node], op, [helper.make_tensor_value_info("A", TensorProto.UINT8, [m, k])],
-                              [helper.make_tensor_value_info("Y", out_type, None)],
-                              [numpy_helper.from_array(v, name) for name, v in inits.items()])
-    return _ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
-
-
-def ort_qlinear(m, k, n, rng):
+def ort_qlinear(m, k, n, rng, threads=1):
+    require_onnxruntime()
     from onnx import TensorProto
     inits = {"a_scale": np.array(0.02, np.float32), "a_zp": np.array(10, np.uint8),
              "B": _weights(rng, k, n).T.copy(),                  # ONNX MatMul wants B as [K, N]
              "b_scale": np.array(0.01, np.float32), "b_zp": np.array(0, np.int8),
              "y_scale": np.array(0.05, np.float32), "y_zp": np.array(64, np.uint8)}
-    sess = _ort_one_op("QLinearMatMul", ["A", "a_scale", "a_zp", "B", "b_scale", "b_zp", "y_scale", "y_zp"],
-                       inits, m, k, TensorProto.UINT8)
+    sess = ort_one_node("QLinearMatMul", ["A", "a_scale", "a_zp", "B", "b_scale", "b_zp", "y_scale", "y_zp"],
+                        inits, m, k, TensorProto.UINT8, threads)
     feed = {"A": _activations(rng, m, k)}
     sess.run(None, feed)
     return lambda: sess.run(None, feed)
 
 
-def ort_matmulint(m, k, n, rng):
+def ort_matmulint(m, k, n, rng, threads=1):
+    require_onnxruntime()
     from onnx import TensorProto
     inits = {"B": _weights(rng, k, n).T.copy(), "a_zp": np.array(10, np.uint8), "b_zp": np.array(0, np.int8)}
-    sess = _ort_one_op("MatMulInteger", ["A", "B", "a_zp", "b_zp"], inits, m, k, TensorProto.INT32)
+    sess = ort_one_node("MatMulInteger", ["A", "B", "a_zp", "b_zp"], inits, m, k, TensorProto.INT32, threads)
     feed = {"A": _activations(rng, m, k)}
     sess.run(None, feed)
     return lambda: sess.run(None, feed)
@@ -118,4 +101,7 @@ def ort_matmulint(m, k, n, rng):
 
 LAYER_PEERS = {"fastq_linear": fastq_linear, "torch_qlinear": torch_qlinear, "ort_qlinear": ort_qlinear,
                "torch_f32": torch_f32}
+# the names `fastq bench` prints for the layer peers
+LABELS = {"fastq_linear": "fastq int8", "torch_qlinear": "torch quantized", "ort_qlinear": "onnxruntime int8",
+          "torch_f32": "torch float32"}
 GEMM_PEERS = {"fastq_qgemm": fastq_qgemm, "ort_matmulint": ort_matmulint, "torch_int_mm": torch_int_mm}
