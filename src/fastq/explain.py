@@ -622,7 +622,8 @@ def explain(layer, x, row=0, col=0):
 
 
 def node_input(model, x, node):
-    """(layer, the value that flows into it) for `node` of model on input x.
+    """(layer, the value that flows into it) for `node` of model on input x (a tuple for a
+    model of several inputs).
 
     node: a node name, or an index into the model's nodes. With a graph Model (model.nodes and
     model.run_values) the value comes from run_values; with a chain Model (model.layers,
@@ -631,7 +632,7 @@ def node_input(model, x, node):
         nodes = list(model.nodes)
         names = [nd.name for nd in nodes]
         i = _node_index(names, node)
-        values = model.run_values(x)
+        values = model.run_values(*x) if isinstance(x, tuple) else model.run_values(x)
         nd = nodes[i]
         if len(nd.inputs) != 1:
             raise ValueError("node: %r takes %d inputs; explain covers one-input Linear layers"
@@ -804,6 +805,11 @@ class Comparison:
             self.rows.append((stage, sa, sb, how_a, how_b, same_values))
             if self.parts_at is None and how_a != how_b:
                 self.parts_at, self.a_how, self.b_how = stage, how_a, how_b
+                if stage == "bias":         # how each bias then meets the accumulator
+                    self.a_how += "".join("; " + s.how for s in a.stage("bias_add")
+                                          if s.how and s.formula != "(float)acc")
+                    self.b_how += "".join("; " + s.how for s in b.stage("bias_add")
+                                          if s.how and s.formula != "(float)acc")
             if self.values_part_at is None and not same_values:
                 self.values_part_at = stage
 
