@@ -895,7 +895,8 @@ class HandComputation:
             self._add("bias", float(t.acc) * sx * sw + bq * sx * sw,
                       "bias rounded to int32 first: %d steps of s_x * s_w"
                       % bq)
-        where = {"fbgemm": "float32 scales, multiplier and bias term", "qnnpack": "float32 scales and multiplier",
+        where = {"fbgemm": "float32 scales and multiplier" + (", float32 bias term" if t.bias is not None else ""),
+                 "qnnpack": "float32 scales and multiplier",
                  "tflite": "the Q31 multiplier"}[t.mode]
         pre = float(t.pre_round) * sy
         self._add("multiplier", pre, "%s, not float64 s_x*s_w/s_y: y = %.9g output steps"

@@ -125,11 +125,15 @@ def _seed_outro(out, layer, x_q, requant):
 
 
 def _mat(a):
-    return "[" + ", ".join("[" + ", ".join(_num(v) for v in row) + "]" for row in np.asarray(a).tolist()) + "]"
+    a = np.asarray(a)
+    return "[" + ", ".join("[" + ", ".join(_num(v) for v in row) + "]" for row in a) + "]"
 
 
 def _num(v):
-    return "%.8g" % v if isinstance(v, float) else str(v)
+    """float32: the shortest decimal that reads back to it; float64: 8 digits; ints as they are."""
+    if isinstance(v, np.float32):
+        return str(v)
+    return "%.8g" % v if isinstance(v, (float, np.floating)) else str(int(v))
 
 
 # ----------------------------------------------------------------------- random layers
