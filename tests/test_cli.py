@@ -56,6 +56,21 @@ def test_explain_default_is_the_classic_2x2():
         assert "fastq identical to both" in out
 
 
+class _Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def _explain(args, capsys):
+    """`fastq explain ARGS` in this process (the command-line parsing and text, without the
+    interpreter start-up of a subprocess; test_explain_default_is_the_classic_2x2 runs one)."""
+    from fastq.tools.cli import main
+    capsys.readouterr()
+    code = main(["explain"] + list(args))
+    out = capsys.readouterr()
+    return _Result(code, out.out, out.err)
+
+
 @pytest.mark.parametrize("args", [
     ["--requant", "qnnpack", "--col", "1"],
     ["--requant", "tflite", "--rounding", "single"],
@@ -64,8 +79,8 @@ def test_explain_default_is_the_classic_2x2():
     ["--seed", "1", "--requant", "qnnpack", "--out-dtype", "int8"],
     ["--dynamic", "--random", "--requant", "qnnpack", "--per-channel"],
 ])
-def test_explain_command(args):
-    r = _run(["explain"] + args)
+def test_explain_command(args, capsys):
+    r = _explain(args, capsys)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "-> all equal" in r.stdout and "(equal)" in r.stdout and "The hand computation" in r.stdout
 
@@ -87,18 +102,18 @@ def test_explain_numbers_are_the_reference_ones():
             assert "-> all equal" in text
 
 
-def test_explain_compare_command():
-    r = _run(["explain", "--random", "--seed", "2", "--compare", "fbgemm", "qnnpack"])
+def test_explain_compare_command(capsys):
+    r = _explain(["--random", "--seed", "2", "--compare", "fbgemm", "qnnpack"], capsys)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "They part at the bias stage" in r.stdout
     assert "bias rounded to int32 first" in r.stdout
-    r = _run(["explain", "--compare", "double", "double_up", "--json"])
+    r = _explain(["--compare", "double", "double_up", "--json"], capsys)
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["compare"]["parts_at"] == "round" and d["a"]["acc"] == d["b"]["acc"] == -30630
 
 
-def test_explain_model_command(tmp_path):
+def test_explain_model_command(tmp_path, capsys):
     l1, _ = random_layer("fbgemm", 6, 5, 1, seed=1, relu=True)
     l2, _ = random_layer("tflite", 5, 3, 1, seed=2, out_dtype="int8")
     model = fastq.Model([fastq.layers.Quantize(0.03, 120), l1, l2, fastq.layers.Dequantize()],
@@ -107,26 +122,26 @@ def test_explain_model_command(tmp_path):
     model.save(path)
     x = np.random.default_rng(0).standard_normal((3, 6)).astype(np.float32)
     np.save(str(tmp_path / "x.npy"), x)
-    r = _run(["explain", "--model", path, "--node", "fc1", "--row", "2", "--col", "4",
-              "--input", str(tmp_path / "x.npy"), "--json"])
+    r = _explain(["--model", path, "--node", "fc1", "--row", "2", "--col", "4",
+              "--input", str(tmp_path / "x.npy"), "--json"], capsys)
     assert r.returncode == 0, r.stdout + r.stderr
     d = json.loads(r.stdout)["trace"]
     assert d["output"] == int(l1(model.layers[0](x)).values[2, 4])
-    r = _run(["explain", "--model", path, "--node", "2", "--col", "1"])
+    r = _explain(["--model", path, "--node", "2", "--col", "1"], capsys)
     assert r.returncode == 0 and "-> all equal" in r.stdout, r.stdout + r.stderr
-    r = _run(["explain", "--model", path, "--node", "dequant"])
+    r = _explain(["--model", path, "--node", "dequant"], capsys)
     assert r.returncode == 2 and "node" in r.stderr
 
 
-def test_explain_price_tags_command():
-    r = _run(["explain", "--values", "1.99", "2.00", "0.59", "12.30", "8.50", "8.99", "--bits", "2"])
+def test_explain_price_tags_command(capsys):
+    r = _explain(["--values", "1.99", "2.00", "0.59", "12.30", "8.50", "8.99", "--bits", "2"], capsys)
     assert r.returncode == 0, r.stderr
     assert "4 levels [0, 3]" in r.stdout and "observer MinMax" in r.stdout
     assert "|      12.3 |     3 |     12.3000 |" in r.stdout
-    r = _run(["explain", "--values", "1.99", "2.00", "0.59", "12.30", "8.50", "8.99", "--observer", "tight",
-              "--dtype", "int8", "--qrange", "-1", "2"])
+    r = _explain(["--values", "1.99", "2.00", "0.59", "12.30", "8.50", "8.99", "--observer", "tight",
+              "--dtype", "int8", "--qrange", "-1", "2"], capsys)
     assert "scale = 3.90333343, zero_point = -1" in r.stdout
-    r = _run(["explain", "--values", "1", "--bits", "12"])
+    r = _explain(["--values", "1", "--bits", "12"], capsys)
     assert r.returncode == 2 and "bits" in r.stderr
 
 

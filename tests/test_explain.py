@@ -40,12 +40,13 @@ def _check_trace(layer, x, row, col):
     return t
 
 
-def test_trace_equals_kernel_random_layers():
-    """Property test: random layers over every mode, rounding, dtype in and out, per-tensor /
-    per-channel weights (with zero points), bias none / float / int32, ReLU."""
+def test_trace_equals_kernel_random_layers(backend):
+    """Property test, on every compiled backend this CPU runs: random layers over every mode,
+    rounding, dtype in and out, per-tensor / per-channel weights (with zero points), bias
+    none / float / int32, ReLU."""
     rng = np.random.default_rng(12)
     n_cases = 0
-    for i in range(360):
+    for i in range(600):
         requant, rounding = CASES[i % len(CASES)]
         k, n, m = int(rng.integers(1, 40)), int(rng.integers(1, 6)), int(rng.integers(1, 4))
         layer, x = random_layer(requant, k, n, m, seed=int(rng.integers(2**31)), per_channel=bool(i % 2),
@@ -58,7 +59,7 @@ def test_trace_equals_kernel_random_layers():
                                           rounding=rounding, dtype=layer.dtype.name)
         _check_trace(layer, x, int(rng.integers(m)), int(rng.integers(n)))
         n_cases += 1
-    assert n_cases == 360
+    assert n_cases == 600
 
 
 def test_trace_equals_kernel_saturating_and_effective_scale():
