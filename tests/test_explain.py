@@ -19,8 +19,12 @@ CASES = [(rq, ro) for rq in ("fbgemm", "qnnpack") for ro in ("double",)] + \
         [("tflite", ro) for ro in ("double", "single", "double_up")]
 
 
+def _rows(v, k):
+    return v.reshape(int(np.prod(v.shape[:-1])), k)
+
+
 def _kernel(layer, x, row, col):
-    return int(layer(x).values.reshape(-1, layer.out_features)[row, col])
+    return int(_rows(layer(x).values, layer.out_features)[row, col])
 
 
 def _check_trace(layer, x, row, col):
@@ -28,14 +32,14 @@ def _check_trace(layer, x, row, col):
     assert t.output == _kernel(layer, x, row, col)
     assert t.checks["reference"] == t.output and t.checks["kernel"] == t.output
     w = layer.weight
-    xv = x.values.reshape(-1, layer.in_features).astype(np.int64)
+    xv = _rows(x.values, layer.in_features).astype(np.int64)
     acc = int(R.qgemm(xv, x.zero_point, w.values, w.zero_point)[row, col])
     d = t.to_dict()
     assert d["acc"] == acc and d["output"] == t.output
     terms = d["acc_terms"]
     assert terms["sum_xw"] - terms["zx_colsum"] - terms["rowsum_zw"] + terms["k_zx_zw"] == acc
     assert sum(d["products"]) == acc
-    real = fastq.dequantize(layer(x)).reshape(-1, layer.out_features)[row, col]
+    real = _rows(fastq.dequantize(layer(x)), layer.out_features)[row, col]
     assert f32(t.real) == real
     return t
 
@@ -132,6 +136,25 @@ def test_near_ties_fbgemm_bias_cancellation():
             layer = fastq.QuantizedLinear(fastq.QTensor(np.array([[wv]], np.int8), sw, 0), np.array([bias]),
                                           sy, 128, requant=requant)
             _check_trace(layer, fastq.QTensor(np.array([[xv]], np.uint8), sx, zx), 0, 0)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_overflowing_y_and_empty_k():
+    """y = inf in float32 (a tiny output scale): rne gives INT32_MIN, q = 0, as the kernel does;
+    K = 0: acc = 0, the output is the bias alone."""
+    w = fastq.QTensor(np.array([[100, -100]], np.int8), 1.0, 0)
+    x = fastq.QTensor(np.array([[255, 0]], np.uint8), 1.0, 0)
+    for requant in ("fbgemm", "qnnpack"):
+        t = _check_trace(fastq.QuantizedLinear(w, None, 1e-38, 0, requant=requant), x, 0, 0)
+        assert not np.isfinite(t.step("y").value) and t.step("r").value == R.INT32_MIN and t.output == 0
+        assert t.pre_round is None and "rounded" in str(t) and t.hand().partings
+    w0 = fastq.QTensor(np.zeros((2, 0), np.int8), 0.1, 0)
+    x0 = fastq.QTensor(np.zeros((3, 0), np.uint8), 0.1, 0)
+    for requant, rounding in CASES:
+        layer = fastq.QuantizedLinear(w0, np.array([0.5, -0.5], np.float32), 0.1, 10, requant=requant,
+                                      rounding=rounding)
+        t = _check_trace(layer, x0, 1, 1)
+        assert t.acc == 0 and t.output == 5
 
 
 def test_int8_output_explained():

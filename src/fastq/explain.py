@@ -80,7 +80,11 @@ class Step:
     @property
     def rounded(self):
         """True when the result differs from the exact value (this step rounded)."""
-        return self.exact is not None and _fr(self.value) != self.exact
+        if self.exact is None:
+            return False
+        if self.kind != "int" and not np.isfinite(self.value):
+            return True                       # overflowed to infinity
+        return _fr(self.value) != self.exact
 
     def value_text(self):
         if self.kind == "f32":
@@ -287,7 +291,7 @@ def _explain_static(layer, x, row, col):
         raise ValueError("x: quantized with scale %r, zero point %d; this layer was built for "
                          "input_scale=%r, input_zero_point=%r"
                          % (x.scale, x.zero_point, layer.input_scale, layer.input_zero_point))
-    x2 = x.values.reshape(-1, k)
+    x2 = x.values.reshape(int(np.prod(x.values.shape[:-1])), k)      # (-1, 0) would be ambiguous
     row = _check_index(row, "row", x2.shape[0])
     col = _check_index(col, "col", layer.out_features)
     sx, zx = float(x.scale), int(x.zero_point)
@@ -397,7 +401,7 @@ def _fbgemm_steps(layer, steps, acc, sx, col):
     steps.append(Step("round", "r", "rne(y)   (|y| >= 2^31: INT32_MIN)", _fr(y) if np.isfinite(y) else None, r,
                       "int", "round half to even"))
     header = "3. Requantization 'fbgemm' (torch engines x86 / fbgemm): float32 throughout, float bias"
-    return dict(r=r, bias=bias, bias_acc=bias_acc, multiplier=mult_n, pre_round=_fr(y), header=header)
+    return dict(r=r, bias=bias, bias_acc=bias_acc, multiplier=mult_n, pre_round=_fr(y) if np.isfinite(y) else None, header=header)
 
 
 def _qnnpack_steps(layer, steps, acc, sx, col):
@@ -441,7 +445,7 @@ def _qnnpack_steps(layer, steps, acc, sx, col):
     steps.append(Step("round", "r", "rne(y)", _fr(y) if np.isfinite(y) else None, r, "int",
                       "round half to even"))
     header = "3. Requantization 'qnnpack' (torch engine qnnpack): int32 bias, float32 multiplier"
-    return dict(r=r, bias=bias, bias_acc=None if bias is None else bq, multiplier=req, pre_round=_fr(y),
+    return dict(r=r, bias=bias, bias_acc=None if bias is None else bq, multiplier=req, pre_round=_fr(y) if np.isfinite(y) else None,
                 header=header)
 
 
@@ -550,12 +554,12 @@ def _explain_dynamic(layer, x, row, col):
     k = layer.in_features
     if xa.ndim < 1 or xa.shape[-1] != k:
         raise ValueError("x: expected shape [..., %d], got %s" % (k, xa.shape))
-    x2 = np.asarray(xa, np.float32).reshape(-1, k)
+    x2 = np.asarray(xa, np.float32).reshape(int(np.prod(xa.shape[:-1])), k)
     if not np.all(np.isfinite(x2)):
         raise ValueError("x: dynamic quantization needs finite values (got NaN or inf)")
     row = _check_index(row, "row", x2.shape[0])
     col = _check_index(col, "col", layer.out_features)
-    lo, hi = f32(x2.min()), f32(x2.max())
+    lo, hi = (f32(x2.min()), f32(x2.max())) if x2.size else (f32(0), f32(0))     # as the layer does
     sx, zx = R.choose_qparams_dynamic(lo, hi, layer.reduce_range)
     xq = R.quantize_per_tensor(x2[row], sx, zx, "uint8")
     w_row, sw, zw = _weight_row(layer, col)
@@ -898,12 +902,12 @@ class HandComputation:
         where = {"fbgemm": "float32 scales and multiplier" + (", float32 bias term" if t.bias is not None else ""),
                  "qnnpack": "float32 scales and multiplier",
                  "tflite": "the Q31 multiplier"}[t.mode]
-        pre = float(t.pre_round) * sy
-        self._add("multiplier", pre, "%s, not float64 s_x*s_w/s_y: y = %.9g output steps"
-                  % (where, float(t.pre_round)))
+        steps_y = float(t.pre_round) if t.pre_round is not None else float(t.step("y").value)   # inf, NaN
+        self._add("multiplier", steps_y * sy, "%s, not float64 s_x*s_w/s_y: y = %.9g output steps"
+                  % (where, steps_y))
         r = t.step("r+z_y").value - zy
         self._add("requantize", r * sy, "rounded to the output grid (multiples of s_y = %.9g): %.9g -> %d (%s)"
-                  % (sy, float(t.pre_round), r, _round_words(t)))
+                  % (sy, steps_y, r, _round_words(t)))
         q = t.output
         if q != r + zy:
             self._add("clamp", (q - zy) * sy, "clamped to [%d, %d]%s: q = %d, not %d"
