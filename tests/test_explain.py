@@ -448,3 +448,48 @@ def test_seed_example_against_torch(engine):
     manual = ((xq.int_repr().double() - xq.q_zero_point()) @ (w.int_repr().double() - w.q_zero_point()).T
               * (xq.q_scale() * w.q_scale())).numpy()
     assert [layer.explain(x_q, 0, c).hand().hand for c in range(2)] == pytest.approx(manual[0].tolist(), abs=1e-15)
+
+
+# --------------------------------------------------------------------------- torch itself
+def test_trace_equals_torch_static():
+    """The trace of a layer imported from torch equals torch's output integer, per engine."""
+    from torch_helpers import ENGINES, engine, make_linear, random_qinput, torch
+    rng = np.random.default_rng(21)
+    n = 0
+    for eng in ENGINES:
+        with engine(eng):
+            for i in range(12):
+                k, nout = int(rng.integers(1, 30)), int(rng.integers(1, 5))
+                m = make_linear(rng, k, nout, per_channel=bool(i % 2), relu=i % 3 == 0, has_bias=i % 4 != 3,
+                                w_zero_points=eng != "qnnpack" and i % 2 == 0)
+                xt = random_qinput(rng, (3, k))
+                expected = m(xt).int_repr().numpy()
+                layer = fastq.QuantizedLinear.from_torch(m, engine=eng)
+                x = fastq.QTensor.from_torch(xt)
+                for row in range(3):
+                    col = int(rng.integers(nout))
+                    assert layer.explain(x, row, col).output == int(expected[row, col])
+                    n += 1
+    assert n == 36 * len(ENGINES)
+    assert torch is not None
+
+
+def test_trace_equals_torch_dynamic():
+    from torch_helpers import ENGINES, engine, torch
+    import torch.ao.nn.quantized.dynamic as nnqd
+    rng = np.random.default_rng(22)
+    for eng in ENGINES:
+        with engine(eng):
+            for i in range(6):
+                k, nout = int(rng.integers(1, 30)), int(rng.integers(1, 5))
+                w = torch.quantize_per_tensor(torch.from_numpy(rng.standard_normal((nout, k)).astype(np.float32)),
+                                              0.02, 0, torch.qint8)
+                m = nnqd.Linear(k, nout)
+                m.set_weight_bias(w, torch.from_numpy(rng.standard_normal(nout).astype(np.float32)))
+                x = rng.standard_normal((2, k)).astype(np.float32)
+                expected = m(torch.from_numpy(x)).numpy()
+                layer = fastq.DynamicQuantizedLinear.from_torch(m, engine=eng)
+                for row in range(2):
+                    col = int(rng.integers(nout))
+                    y = layer.explain(x, row, col).output
+                    assert np.float32(y).view(np.uint32) == expected[row, col].view(np.uint32)
