@@ -136,7 +136,7 @@ def test_explain_model_command(tmp_path, capsys):
 def test_explain_price_tags_command(capsys):
     r = _explain(["--values", "1.99", "2.00", "0.59", "12.30", "8.50", "8.99", "--bits", "2"], capsys)
     assert r.returncode == 0, r.stderr
-    assert "4 levels [0, 3]" in r.stdout and "observer MinMax" in r.stdout
+    assert "4 levels [0, 3]" in r.stdout and "observer minmax (torch MinMaxObserver)" in r.stdout
     assert "|      12.3 |     3 |     12.3000 |" in r.stdout
     r = _explain(["--values", "1.99", "2.00", "0.59", "12.30", "8.50", "8.99", "--observer", "tight",
               "--dtype", "int8", "--qrange", "-1", "2"], capsys)

@@ -415,13 +415,32 @@ def test_observer_matches_torch_minmax():
     assert checked == 80
 
 
+def test_histogram_observer_matches_torch():
+    torch = pytest.importorskip("torch")
+    from torch.ao.quantization import HistogramObserver
+    rng = np.random.default_rng(8)
+    for i in range(6):
+        v = rng.standard_normal(50).astype(np.float32) * 3
+        bits = 8 if i < 2 else 4
+        t = price_tags(v, bits=bits, dtype="int8" if i % 2 else "uint8", observer="histogram")
+        kw = dict(dtype=torch.qint8 if i % 2 else torch.quint8)
+        if bits < 8:
+            kw.update(quant_min=t.qmin, quant_max=t.qmax)
+        obs = HistogramObserver(**kw)
+        obs(torch.from_numpy(v))
+        s, z = obs.calculate_qparams()
+        assert (t.scale, t.zero_point) == (float(s), int(z))
+
+
 def test_observe_errors():
     with pytest.raises(ValueError, match="values"):
         observe([], 0, 3)
     with pytest.raises(ValueError, match="observer"):
-        observe([1.0], 0, 3, observer="histogram")
-    with pytest.raises(ValueError, match="qmin"):
+        observe([1.0], 0, 3, observer="percentile")
+    with pytest.raises(ValueError, match="quant_min"):
         observe([1.0], 1, 3)
+    with pytest.raises(ValueError, match="qmin"):
+        observe([1.0], -1, 3, dtype="uint8")
     with pytest.raises(ValueError, match="bits"):
         price_tags([1.0], bits=9)
 

@@ -1,5 +1,6 @@
-"""Price tags: a handful of real numbers on a few integer levels, no network; the MinMax
-observer on any integer range (torch's MinMaxObserver with quant_min / quant_max)."""
+"""Price tags: a handful of real numbers on a few integer levels, no network. The observers
+are fastq.observers' twins of torch's (MinMaxObserver, HistogramObserver, with quant_min /
+quant_max for fewer bits), plus the classic walk-through's tight fit."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,49 +9,43 @@ from .. import reference as R
 
 f32 = np.float32
 
-
-# --------------------------------------------------------------------------- price tags
-OBSERVERS = ("minmax", "tight")
+OBSERVERS = ("minmax", "histogram", "tight")
 
 
-def observe(values, qmin, qmax, symmetric=False, observer="minmax", dtype="uint8"):
+def observe(values, qmin, qmax, symmetric=False, observer="minmax", dtype="uint8", customized=None):
     """(scale, zero_point) an observer picks for `values` on the integer range [qmin, qmax].
 
-    "minmax": torch's MinMaxObserver (_calculate_qparams) in float32: the range is widened to
-    contain 0; affine: scale = (max - min) / (qmax - qmin), zero_point = qmin - rne(min / scale)
-    clamped; symmetric: scale = max(|min|, max) / ((qmax - qmin) / 2), zero point 0 for int8,
-    128 for uint8 on the full range, (qmin + qmax) // 2 on a custom one. scale >= 2^-23.
+    "minmax" / "histogram": torch's MinMaxObserver / HistogramObserver (fastq.observers, bit
+    for bit), per tensor, affine or symmetric; the range [qmin, qmax] is passed to them as
+    quant_min / quant_max when customized (default: when it is not the dtype's whole range;
+    torch then picks the symmetric uint8 zero point (qmin + qmax) // 2 instead of 128).
     "tight": the classic walk-through's bounded fit: min -> qmin, max -> qmax with no widening
-    to 0 (zero may then fall between two levels), zero_point = rne(qmin - min / scale)."""
+    to 0 (zero may then fall between two levels): scale = (max - min) / (qmax - qmin) in
+    float32 (at least 2^-23), zero_point = rne(qmin - min / scale)."""
     v = np.asarray(values, dtype=np.float32).reshape(-1)
     if v.size == 0 or not np.all(np.isfinite(v)):
-        raise ValueError("values: expected at least one finite value")
+        raise ValueError("values: expected at least one finite value, got %d values" % v.size)
     if observer not in OBSERVERS:
         raise ValueError("observer: expected one of %s, got %r" % (", ".join(OBSERVERS), observer))
+    dtype = np.dtype(dtype).name
     full = R._qrange(dtype)
     if not (full[0] <= qmin < qmax <= full[1]):
         raise ValueError("qmin, qmax: [%d, %d] must be a range inside %s's [%d, %d]"
-                         % (qmin, qmax, np.dtype(dtype).name, full[0], full[1]))
-    eps = f32(2.0**-23)
-    mn, mx = f32(v.min()), f32(v.max())
+                         % (qmin, qmax, dtype, full[0], full[1]))
     if observer == "tight":
-        scale = max(f32(f32(mx - mn) / f32(qmax - qmin)), eps)
+        mn, mx = f32(v.min()), f32(v.max())
+        scale = max(f32(f32(mx - mn) / f32(qmax - qmin)), f32(2.0**-23))
         zp = int(np.rint(np.float64(f32(f32(qmin) - f32(mn / scale)))))
         return float(scale), zp
-    if not (qmin <= 0 <= qmax):
-        raise ValueError("qmin, qmax: a MinMax observer's range [%d, %d] must include 0" % (qmin, qmax))
-    mn, mx = min(mn, f32(0)), max(mx, f32(0))
-    if symmetric:
-        m = max(-mn, mx)
-        scale = max(f32(m / f32(f32(qmax - qmin) / f32(2.0))), eps)
-        if np.dtype(dtype) == np.uint8:
-            zp = 128 if (qmin, qmax) == full else (qmin + qmax) // 2
-        else:
-            zp = 0
-        return float(scale), int(zp)
-    scale = max(f32(f32(mx - mn) / f32(qmax - qmin)), eps)
-    zp = int(np.clip(qmin - int(np.rint(f32(mn / scale))), qmin, qmax))
-    return float(scale), zp
+    from ..observers import HistogramObserver, MinMaxObserver
+    if customized is None:
+        customized = (qmin, qmax) != full
+    kw = dict(dtype=dtype, qscheme="per_tensor_symmetric" if symmetric else "per_tensor_affine")
+    if customized:
+        kw.update(quant_min=qmin, quant_max=qmax)
+    obs = MinMaxObserver(**kw) if observer == "minmax" else HistogramObserver(**kw)
+    obs(v)
+    return obs.calculate_qparams()
 
 
 class PriceTags:
@@ -69,7 +64,8 @@ class PriceTags:
         self.values = np.asarray(values, dtype=np.float32).reshape(-1)
         self.bits, self.dtype, self.symmetric, self.observer = int(bits), dt.name, bool(symmetric), observer
         self.qmin, self.qmax = qmin, qmax
-        self.scale, self.zero_point = observe(self.values, qmin, qmax, symmetric, observer, dt)
+        self.scale, self.zero_point = observe(self.values, qmin, qmax, symmetric, observer, dt,
+                                              customized=qrange is not None or bits < 8)
         # torch.quantize_per_tensor's rounding, clamped to the narrower range (clamping twice
         # to nested ranges is clamping once to the inner one)
         t = R.fmaf(self.values, f32(1.0) / f32(self.scale), f32(self.zero_point))
@@ -90,8 +86,9 @@ class PriceTags:
                 "total_abs_loss": float(np.abs(self.loss).sum())}
 
     def __str__(self):
-        obs = ("MinMax (torch MinMaxObserver%s)" % (", symmetric" if self.symmetric else "")
-               if self.observer == "minmax" else "tight fit (min -> qmin, max -> qmax, zero not kept)")
+        obs = ("%s (torch %s%s)" % (self.observer, {"minmax": "MinMaxObserver", "histogram": "HistogramObserver"}
+                                      [self.observer], ", symmetric" if self.symmetric else "")
+               if self.observer != "tight" else "tight fit (min -> qmin, max -> qmax, zero not kept)")
         lines = ["Price tags: %d values on %d levels [%d, %d] (%d bits, %s), observer %s"
                  % (self.values.size, self.qmax - self.qmin + 1, self.qmin, self.qmax, self.bits, self.dtype, obs),
                  "  scale = %.9g, zero_point = %d   (q = clamp(rne(x / scale + zero_point)), "

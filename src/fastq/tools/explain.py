@@ -342,7 +342,8 @@ def add_parser(subparsers):
                    help="unsigned [0, 2^bits - 1] or signed [-2^(bits-1), 2^(bits-1) - 1] levels")
     g.add_argument("--symmetric", action="store_true", help="symmetric quantization (zero point fixed)")
     g.add_argument("--observer", choices=OBSERVERS, default="minmax",
-                   help="minmax (torch MinMaxObserver, default) or tight (the walk-through's min -> qmin, max -> qmax)")
+                   help="minmax (torch MinMaxObserver, default), histogram (torch HistogramObserver) or tight "
+                        "(the walk-through's min -> qmin, max -> qmax)")
     g.add_argument("--qrange", type=int, nargs=2, metavar=("QMIN", "QMAX"), help="the integer levels, explicitly")
     p.add_argument("--json", action="store_true", help="the numbers as JSON (trace.to_dict())")
     p.set_defaults(run=_main)
