@@ -129,6 +129,8 @@ def test_explain_model_command(tmp_path, capsys):
     assert d["output"] == int(l1(model.layers[0](x)).values[2, 4])
     r = _explain(["--model", path, "--node", "2", "--col", "1"], capsys)
     assert r.returncode == 0 and "-> all equal" in r.stdout, r.stdout + r.stderr
+    r = _explain(["--model", path, "--input", str(tmp_path / "x.npy")], capsys)       # the first Linear: fc1
+    assert r.returncode == 0 and "output element [row=0, col=0]" in r.stdout and "in_features=6" in r.stdout
     r = _explain(["--model", path, "--node", "dequant"], capsys)
     assert r.returncode == 2 and "node" in r.stderr
 

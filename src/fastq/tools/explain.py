@@ -222,10 +222,13 @@ def _layer_and_input(args, requant, rounding):
 
 
 def _node_arg(model, text):
-    """--node: a node name, or an index when no node has that name."""
-    if text is None:
-        return 0
+    """--node: a node name, or an index when no node has that name; by default the first
+    Linear node."""
     names = [nd.name for nd in model.nodes] if hasattr(model, "nodes") else list(model.names)
+    if text is None:
+        layers = [nd.layer for nd in model.nodes] if hasattr(model, "nodes") else list(model.layers)
+        linear = (fastq.QuantizedLinear, fastq.DynamicQuantizedLinear)
+        return next((names[i] for i, layer in enumerate(layers) if isinstance(layer, linear)), 0)
     if text not in names and text.lstrip("-").isdigit():
         return int(text)
     return text
@@ -276,7 +279,7 @@ def _run(args):
         _seed_intro(print, seed_example(requant, rounding)[2], x, layer)
     if args.model:
         print("Model %s, node %r: its input computed by the model from %s\n"
-              % (args.model, args.node if args.node is not None else 0,
+              % (args.model, args.node if args.node is not None else "(the first Linear)",
                  args.input or "a random normal input (--seed %d)" % args.seed))
     print(trace, end="")
     print()
@@ -333,7 +336,8 @@ def add_parser(subparsers):
                    help="two modes or roundings side by side: fbgemm, qnnpack, tflite, tflite:single, "
                         "double, single, double_up")
     g.add_argument("--model", metavar="FILE", help="a saved fastq model (Model.save)")
-    g.add_argument("--node", help="the node (layer) of --model to explain: a name or an index")
+    g.add_argument("--node", help="the node (layer) of --model to explain: a name or an index "
+                                  "(default: the first Linear)")
     g.add_argument("--input", metavar="X.npy", help="the model's float input (default: random normal)")
     g = p.add_argument_group("price tags: a few numbers on a few levels, no network")
     g.add_argument("--values", type=float, nargs="+", metavar="V", help="the real numbers to quantize")
