@@ -8,7 +8,7 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-csrc = sorted(glob.glob("src/fastq/csrc/*.c"))
+csrc = sorted(c for c in glob.glob("src/fastq/csrc/*.c") if not c.endswith("elementwise.c"))
 bench_csrc = sorted(glob.glob("src/fastq/csrc/bench/*.c"))
 
 # -ffp-contract=off: no fused multiply-add unless written as fmaf (bit-exactness, docs/ARITHMETIC.md §1).
@@ -30,6 +30,9 @@ extensions = [
         extra_link_args=link_args,
     ),
 ]
+extensions.append(Extension("fastq._elementwise", sources=["src/fastq/_elementwise.pyx", "src/fastq/csrc/elementwise.c"],
+                            include_dirs=[np.get_include(), "src/fastq"], define_macros=macros,
+                            extra_compile_args=compile_args, extra_link_args=link_args))
 if os.path.exists("src/fastq/_bench.pyx"):
     extensions.append(
         Extension(

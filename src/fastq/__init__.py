@@ -11,6 +11,7 @@ from .model import Model, from_torch, load
 from .runtime import backends, get_backend, set_backend, get_num_threads, set_num_threads
 from . import reference
 from .explain import explain
+from .model import Node
 from .calibrate import quantize_model
 
 __version__ = "0.1.0"
@@ -20,5 +21,6 @@ __all__ = [
     "quantize_multiplier", "multiply_by_quantized_multiplier", "qgemm", "QuantizedLinear",
     "DynamicQuantizedLinear", "FixedPointParams", "Model", "from_torch", "load", "explain",
     "backends", "get_backend", "set_backend", "get_num_threads", "set_num_threads", "reference",
+    "Node",
     "quantize_model",
 ]

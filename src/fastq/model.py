@@ -1,12 +1,15 @@
-"""A model: a list of layers run in order, float32 in, float32 out; save / load as .npz.
+"""A model: a graph of nodes (a chain is the special case), float32 in, float32 out; save / load.
 
     model = fastq.from_torch(converted_torch_model)    # eager-mode torch.ao model, whole
     y = model(x)                                       # float32 [..., N], = torch's output
     model.save("mlp.npz"); model = fastq.load("mlp.npz")
 
-Layers: Quantize (QuantStub after convert), Dequantize, QuantizedLinear (static), DynamicQuantizedLinear,
-ReLU, ReLU6, Identity (also Dropout in eval mode), Flatten. Values flow as float32 arrays or
-as QTensors; each layer says which it takes. The output is always float32 (a quantized result
+Each Node names the values it reads and makes; the model runs the nodes in topological order and
+drops a value once its last reader has run. Layers: Quantize, Dequantize, QuantizedLinear,
+DynamicQuantizedLinear, ReLU, ReLU6, Hardtanh, Identity, Flatten (layers/elementwise.py, linear.py,
+dynamic.py); add / mul / cat and their scalar forms (layers/arith.py); reshape, view, squeeze,
+transpose, permute, size, getitem (layers/shape.py). Values flow as float32 arrays or QTensors
+(and Python ints for sizes); each layer says which it takes. The output is always float32 (a quantized result
 is dequantized, exactly as torch's dequantize does).
 
 The file is an ordinary numpy .npz: one JSON string describing the layers plus plain int8 /
@@ -26,6 +29,7 @@ from .layers.linear import QuantizedLinear
 from .layers._base import LAYER_TYPES
 from .qtensor import QTensor, dequantize
 
+_F32 = np.dtype(np.float32)
 FORMAT_VERSION = 2          # 1: settings listed by hand (lost dtype, effective_scale, input qparams)
 
 
@@ -37,72 +41,301 @@ def _takes(layer):
     return getattr(layer, "takes", None)
 
 
-# --------------------------------------------------------------------------- the model
-class Model:
-    """Layers run in order. model(x): x float [..., K] (numpy, CPU torch tensor) or a QTensor;
-    returns a float32 ndarray. names: one label per layer (the torch module paths)."""
+# --------------------------------------------------------------------------- the graph
+class Node:
+    """One op of a Model: layer(*values named by inputs) -> the values named by outputs (one
+    output: the layer returns one value; several: a tuple of that length)."""
 
-    def __init__(self, layers, names=None):
-        layers = list(layers)
-        for i, layer in enumerate(layers):
-            if _takes(layer) is None:
-                raise TypeError("layers: item %d (%s) is not a fastq layer" % (i, type(layer).__name__))
-        if names is None:
-            names = [str(i) for i in range(len(layers))]
-        names = [str(n) for n in names]
-        if len(names) != len(layers):
-            raise ValueError("names: expected %d names, got %d" % (len(layers), len(names)))
-        self.layers = layers
-        self.names = names
+    __slots__ = ("name", "layer", "inputs", "outputs")
+
+    def __init__(self, name, layer, inputs, outputs=None):
+        if not isinstance(name, str) or not name:
+            raise TypeError("name: expected a non-empty str, got %r" % (name,))
+        if _takes(layer) is None:
+            raise TypeError("layer: node %r holds %s, which is not a fastq layer" % (name, type(layer).__name__))
+        self.name = name
+        self.layer = layer
+        self.inputs = _names(inputs, "inputs", name)
+        self.outputs = (name,) if outputs is None else _names(outputs, "outputs", name)
+        if not self.outputs:
+            raise ValueError("outputs: node %r has no outputs" % name)
+
+    def __repr__(self):
+        return "Node(%r, %r, inputs=%r, outputs=%r)" % (self.name, self.layer, self.inputs, self.outputs)
+
+
+def _names(v, what, node):
+    if isinstance(v, str):
+        v = (v,)
+    if not isinstance(v, (list, tuple)) or not all(isinstance(n, str) and n for n in v):
+        raise TypeError("%s: node %r: expected value names (str), got %r" % (what, node, v))
+    return tuple(v)
+
+
+def _unique(names):
+    taken, out = set(names), []
+    seen = set()
+    for n in names:
+        if n in seen:
+            k = 1
+            while "%s_%d" % (n, k) in taken:
+                k += 1
+            n = "%s_%d" % (n, k)
+            taken.add(n)
+        seen.add(n)
+        out.append(n)
+    return out
+
+
+def _toposort(nodes, inputs, outputs):
+    """Validates a hand-built graph and returns its nodes in a topological order (the given
+    order when it is one). ValueError for duplicate names, a value made twice, an input no node
+    makes (dangling), a cycle, or a model output nothing makes."""
+    seen = set()
+    for n in nodes:
+        if not isinstance(n, Node):
+            raise TypeError("nodes: expected fastq.Node items, got %s" % type(n).__name__)
+        if n.name in seen:
+            raise ValueError("nodes: two nodes are named %r" % n.name)
+        seen.add(n.name)
+    if len(set(inputs)) != len(inputs):
+        raise ValueError("inputs: a value name appears twice in %r" % (inputs,))
+    producer = {v: None for v in inputs}
+    for n in nodes:
+        for v in n.outputs:
+            if v in producer:
+                raise ValueError("nodes: value %r is made twice (by %r and %s)"
+                                 % (v, n.name, "the model inputs" if producer[v] is None else repr(producer[v].name)))
+            producer[v] = n
+    for n in nodes:
+        for v in n.inputs:
+            if v not in producer:
+                raise ValueError("nodes: node %r reads value %r, which no node makes (dangling edge)" % (n.name, v))
+    for v in outputs:
+        if v not in producer:
+            raise ValueError("outputs: value %r is made by no node" % v)
+    made, order, pending = set(inputs), [], list(nodes)
+    while pending:
+        rest = [n for n in pending if not all(v in made for v in n.inputs)]
+        ready = [n for n in pending if all(v in made for v in n.inputs)]
+        if not ready:
+            raise ValueError("nodes: the graph has a cycle through %s" % ", ".join(repr(n.name) for n in rest))
+        for n in ready:
+            made.update(n.outputs)
+        order.extend(ready)
+        pending = rest
+    if [n.name for n in order] != [n.name for n in nodes]:
+        return order
+    return list(nodes)
+
+
+class Model:
+    """A graph of nodes run in topological order; float32 in, float32 out.
+
+    fastq.Model([layer, ...], names=None): a chain; the values are "input", then one per layer
+        named like it (names: the torch module paths; default "0", "1", ...).
+    fastq.Model(nodes=[Node, ...], inputs=("x",), outputs=("y",)): any DAG.
+    model(x) / model(*xs): float (numpy, CPU torch tensor) or QTensor inputs; a quantized result
+    is dequantized (exactly as torch's dequantize); several outputs come as a tuple. Intermediate
+    values are dropped as soon as their last reader has run."""
+
+    def __init__(self, layers=None, names=None, *, nodes=None, inputs=None, outputs=None):
+        if nodes is not None:
+            if layers is not None or names is not None:
+                raise TypeError("layers: give either layers (a chain) or nodes (a graph), not both")
+            inputs = _names(("input",) if inputs is None else inputs, "inputs", "<model>")
+            nodes = list(nodes)
+            if outputs is None:
+                if not nodes:
+                    raise ValueError("outputs: required for a graph")
+                outputs = nodes[-1].outputs
+            outputs = _names(outputs, "outputs", "<model>")
+        else:
+            if inputs is not None or outputs is not None:
+                raise TypeError("inputs: a chain has one input; build a graph with nodes= for more")
+            layers = list([] if layers is None else layers)
+            for i, layer in enumerate(layers):
+                if _takes(layer) is None:
+                    raise TypeError("layers: item %d (%s) is not a fastq layer" % (i, type(layer).__name__))
+            if names is None:
+                names = [str(i) for i in range(len(layers))]
+            names = [str(n) for n in names]
+            if len(names) != len(layers):
+                raise ValueError("names: expected %d names, got %d" % (len(layers), len(names)))
+            if "input" in names:
+                raise ValueError("names: 'input' is the chain's input value; name the layer otherwise")
+            names = _unique(names)      # a module used twice in a chain: "relu", "relu_1" (as fx names them)
+            inputs, prev, nodes = ("input",), "input", []
+            for name, layer in zip(names, layers):
+                nodes.append(Node(name, layer, (prev,)))
+                prev = name
+            outputs = (prev,)
+        self.nodes = _toposort(nodes, inputs, outputs)
+        self.inputs = tuple(inputs)
+        self.outputs = tuple(outputs)
+        self._plan = self._make_plan()
+        self.last_shapes = None
+        self.last_qparams = {}
+
+    # -------------------------------------------------------------- plan
+    def _make_plan(self):
+        """Slot numbers for every value, and after each node the slots read for the last time."""
+        slot = {v: i for i, v in enumerate(self.inputs)}
+        for n in self.nodes:
+            for v in n.outputs:
+                slot[v] = len(slot)
+        last = {}
+        for i, n in enumerate(self.nodes):
+            for v in n.inputs:
+                last[v] = i
+        keep = set(self.outputs)
+        plan = []
+        for i, n in enumerate(self.nodes):
+            frees = tuple(sorted({slot[v] for v in n.inputs if last[v] == i and v not in keep}))
+            takes = _takes(n.layer)
+            want_q = True if takes == _QUANT else (False if takes == _FLOAT else None)
+            plan.append((n.layer, tuple(slot[v] for v in n.inputs), tuple(slot[v] for v in n.outputs),
+                         frees, want_q, i))
+        self._slots = slot
+        return plan
+
+    # -------------------------------------------------------------- list-like access (layers)
+    @property
+    def layers(self):
+        return [n.layer for n in self.nodes]
+
+    @property
+    def names(self):
+        return [n.name for n in self.nodes]
 
     def __len__(self):
-        return len(self.layers)
+        return len(self.nodes)
 
     def __getitem__(self, i):
-        return self.layers[i]
+        return self.nodes[i].layer
 
     def __iter__(self):
         return iter(self.layers)
 
-    def __call__(self, x):
-        if not isinstance(x, QTensor):
-            x = as_array(x, "x")
-            if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
-                raise TypeError("x: expected a float array, got dtype %s" % x.dtype)
-            x = np.asarray(x, dtype=np.float32)
-        for i, (name, layer) in enumerate(zip(self.names, self.layers)):
-            takes = _takes(layer)
-            is_q = isinstance(x, QTensor)
-            if takes == _QUANT and not is_q:
-                raise TypeError("x: layer %d (%s, %s) takes quantized values but receives floats; "
-                                "the model needs a Quantize (QuantStub) before it" % (i, name, type(layer).__name__))
-            if takes == _FLOAT and is_q:
-                raise TypeError("x: layer %d (%s, %s) takes floats but receives quantized values; "
-                                "the model needs a Dequantize (DeQuantStub) before it" % (i, name, type(layer).__name__))
-            x = layer(x)
-        if isinstance(x, QTensor):
-            return dequantize(x)
-        return np.asarray(x, dtype=np.float32)
+    def node(self, name):
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError("name: no node named %r" % (name,))
+
+    # -------------------------------------------------------------- running
+    def _inputs(self, xs):
+        if len(xs) != len(self.inputs):
+            raise TypeError("x: the model takes %d input(s) (%s), got %d"
+                            % (len(self.inputs), ", ".join(self.inputs), len(xs)))
+        out = []
+        for name, x in zip(self.inputs, xs):
+            if type(x) is np.ndarray and x.dtype is _F32:
+                out.append(x)
+                continue
+            if not isinstance(x, QTensor):
+                x = as_array(x, "x")
+                if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
+                    raise TypeError("x: input %r: expected a float array, got dtype %s" % (name, x.dtype))
+                x = np.asarray(x, dtype=np.float32)
+            out.append(x)
+        return out
+
+    def _fail(self, i, layer, takes, v):
+        n = self.nodes[i]
+        if takes == _QUANT:
+            raise TypeError("x: node %r (%s) takes quantized values but receives floats; the model needs a "
+                            "Quantize (QuantStub) before it" % (n.name, type(layer).__name__))
+        raise TypeError("x: node %r (%s) takes floats but receives quantized values; the model needs a "
+                        "Dequantize (DeQuantStub) before it" % (n.name, type(layer).__name__))
+
+    def _run(self, xs, keep_all):
+        vals = [None] * len(self._slots)
+        vals[:len(xs)] = xs
+        for layer, ins, outs, frees, want_q, i in self._plan:
+            if len(ins) == 1:                       # the common case, without building a list
+                a = vals[ins[0]]
+                if want_q is not None and (type(a) is QTensor) is not want_q and isinstance(a, (QTensor, np.ndarray)):
+                    self._fail(i, layer, _QUANT if want_q else _FLOAT, a)
+                r = layer(a)
+            else:
+                args = [vals[j] for j in ins]
+                if want_q is not None:
+                    for a in args:
+                        if (type(a) is QTensor) is not want_q and isinstance(a, (QTensor, np.ndarray)):
+                            self._fail(i, layer, _QUANT if want_q else _FLOAT, a)
+                r = layer(*args)
+            if len(outs) == 1:
+                vals[outs[0]] = r
+            else:
+                if not isinstance(r, tuple) or len(r) != len(outs):
+                    raise ValueError("x: node %r returned %s, expected %d values"
+                                     % (self.nodes[i].name, type(r).__name__, len(outs)))
+                for j, v in zip(outs, r):
+                    vals[j] = v
+            if frees and not keep_all:
+                for j in frees:
+                    vals[j] = None
+        return vals
+
+    def __call__(self, *xs):
+        vals = self._run(self._inputs(xs), False)
+        outs = tuple(_float_out(vals[self._slots[v]]) for v in self.outputs)
+        return outs[0] if len(outs) == 1 else outs
+
+    def run_values(self, *xs):
+        """Every value by name (inputs, each node's outputs), quantized ones as QTensors; also
+        records the shapes model.summary() shows."""
+        vals = self._run(self._inputs(xs), True)
+        values = {v: vals[i] for v, i in self._slots.items()}
+        self.last_shapes = {v: _shape_of(x) for v, x in values.items()}
+        self.last_qparams = {v: (x.scale, x.zero_point) for v, x in values.items()
+                             if isinstance(x, QTensor) and x.axis is None}
+        return values
+
+    def summary(self, *sample):
+        """A table, one row per node: op, input and output shapes, output scale / zero point,
+        requantization constants, the torch arithmetic followed, weight bytes; then totals.
+        Shapes come from running `sample` (float inputs) when given, else from the last
+        run_values() / summary(sample) call, else they read "?"."""
+        from .summary import model_summary
+        if sample:
+            self.run_values(*sample)
+        return model_summary(self)
 
     def __repr__(self):
+        if not self.nodes:
+            return "fastq.Model()"
+        chain = self.inputs == ("input",) and all(
+            n.inputs == ((self.nodes[i - 1].name,) if i else ("input",)) and n.outputs == (n.name,)
+            for i, n in enumerate(self.nodes)) and self.outputs == (self.nodes[-1].name,)
         lines = ["fastq.Model("]
-        lines += ["  (%s): %r" % (n, layer) for n, layer in zip(self.names, self.layers)]
+        if chain:
+            lines += ["  (%s): %r" % (n.name, n.layer) for n in self.nodes]
+        else:
+            lines.append("  inputs=%r," % (self.inputs,))
+            lines += ["  %s = %r(%s)%s" % (", ".join(n.outputs), n.layer, ", ".join(n.inputs),
+                                           "" if n.outputs == (n.name,) else "  # node %s" % n.name)
+                      for n in self.nodes]
+            lines.append("  outputs=%r," % (self.outputs,))
         lines.append(")")
-        return "\n".join(lines) if self.layers else "fastq.Model()"
+        return "\n".join(lines)
 
     # ---------------------------------------------------------------- save / load
     def save(self, path):
         """Writes the model to `path` (a .npz file: JSON description + arrays, no pickle)."""
         meta, arrays = [], {}
-        for i, layer in enumerate(self.layers):
+        for i, n in enumerate(self.nodes):
+            layer = n.layer
             if type(layer).__name__ not in LAYER_TYPES:
-                raise TypeError("layer %d (%s): cannot save %s" % (i, self.names[i], type(layer).__name__))
-            meta.append({"type": type(layer).__name__, "name": self.names[i], "settings": layer.get_settings()})
-            arrs = layer.get_arrays()
-            for k, v in arrs.items():
+                raise TypeError("layer %d (%s): cannot save %s" % (i, n.name, type(layer).__name__))
+            meta.append({"type": type(layer).__name__, "name": n.name, "settings": layer.get_settings(),
+                         "inputs": list(n.inputs), "outputs": list(n.outputs)})
+            for k, v in layer.get_arrays().items():
                 arrays["%d.%s" % (i, k)] = v
         arrays["__fastq__"] = np.array(json.dumps({"format": "fastq.Model", "version": FORMAT_VERSION,
-                                                   "layers": meta}))
+                                                   "layers": meta, "inputs": list(self.inputs),
+                                                   "outputs": list(self.outputs)}))
         with open(path, "wb") as f:
             np.savez(f, **arrays)
 
@@ -117,7 +350,7 @@ class Model:
             if meta.get("format") != "fastq.Model" or version not in (1, FORMAT_VERSION):
                 raise ValueError("path: unsupported fastq model format %r version %r"
                                  % (meta.get("format"), meta.get("version")))
-            layers, names = [], []
+            layers, names, nodes = [], [], []
             for i, cfg in enumerate(meta["layers"]):
                 arrs = {k.split(".", 1)[1]: data[k] for k in data.files if k.startswith("%d." % i)}
                 if version == 1:
@@ -128,6 +361,10 @@ class Model:
                         raise ValueError("path: unknown layer type %r in model file" % (cfg.get("type"),))
                     layers.append(layer_cls.from_state(cfg["settings"], arrs))
                 names.append(cfg.get("name", str(i)))
+                if "inputs" in cfg:
+                    nodes.append(Node(names[-1], layers[-1], cfg["inputs"], cfg["outputs"]))
+        if "inputs" in meta and len(nodes) == len(layers):
+            return cls(nodes=nodes, inputs=meta["inputs"], outputs=meta["outputs"])
         return cls(layers, names)
 
     def explain(self, x, node, row=0, col=0):
@@ -135,6 +372,22 @@ class Model:
         fastq.explain.Trace, the node's input computed by the model."""
         from .explain import explain_node
         return explain_node(self, x, node, row, col)
+
+
+def _float_out(x):
+    if isinstance(x, QTensor):
+        return dequantize(x)
+    if isinstance(x, np.ndarray):
+        return np.asarray(x, dtype=np.float32)
+    return x
+
+
+def _shape_of(x):
+    if isinstance(x, QTensor):
+        return tuple(x.values.shape)
+    if isinstance(x, np.ndarray):
+        return tuple(x.shape)
+    return None
 
 
 def load(path):
@@ -145,13 +398,14 @@ def load(path):
 def from_torch(module, engine=None):
     """A whole eager-mode torch.ao quantized model (after convert or quantize_dynamic) as a Model.
 
-    Leaf modules run in registration order (the order of named_children, recursively; QuantWrapper
-    as quant -> module -> dequant): this is the forward order of nn.Sequential and of the usual
-    `QuantStub -> layers -> DeQuantStub` models, but fastq cannot see a custom forward that calls
-    its children in another order or adds functional ops (torch.flatten, +, cat) between them.
-    Unknown module types raise TypeError naming the module. engine: the torch quantized engine
-    whose numerics to reproduce (default: torch.backends.quantized.engine, which should be the
-    engine the model was converted under)."""
+    The model's forward is traced with torch.fx (quantized modules, stubs and Functional holders
+    as leaves), so the graph is the one torch runs: any call order, functional relu / flatten /
+    view, residual QFunctional add, cat of branches, a module called twice, tuple outputs.
+    An op or module fastq does not reproduce raises NotImplementedError naming it, its fx node
+    and module path; Python control flow on tensor values (which fx cannot trace) raises
+    NotImplementedError saying so. engine: the torch quantized engine whose numerics to
+    reproduce (default: torch.backends.quantized.engine, which should be the engine the model
+    was converted under)."""
     from .torch_compat import model_from_torch
     return model_from_torch(module, engine=engine)
 

@@ -222,6 +222,74 @@ def choose_qparams_dynamic(x_min, x_max, reduce_range=False):
     return float(f32(scale)), int(zp)
 
 
+def quantize_val(x, scale, zero_point, dtype="uint8"):
+    """torch's scalar at::native::quantize_val (fbgemm::Quantize, LEGACY): the clamp bounds of
+    quantized relu6 / hardtanh / clamp and the tail of qadd:
+    q = clamp(rne((float)zp + x * (1.0f / (float)scale)), qmin, qmax): the zero point is added in
+    float before rounding, with no fused multiply-add (unlike quantize_per_tensor)."""
+    qmin, qmax = _qrange(dtype)
+    t = (f32(zero_point) + (np.asarray(x, dtype=np.float32) * f32(f32(1.0) / f32(scale))).astype(np.float32))
+    return np.clip(np.rint(np.asarray(t, np.float64)), qmin, qmax).astype(dtype)
+
+
+# --------------------------------------------------------------------------- elementwise ops
+# Measured against torch 2.13 (torch.ops.quantized.add / add_relu / mul / add_scalar /
+# mul_scalar, engines x86 / fbgemm / qnnpack, uint8); docs/notes/graph.md tells the story.
+def qnnpack_add_params(a_scale, a_zero_point, b_scale, b_zero_point, y_scale):
+    """QNNPACK q8 add constants (pytorch_qnnp_compute_add_quantization_params): the float32
+    ratios a_scale / y_scale, b_scale / y_scale must lie in [2^-14, 2^8) (torch refuses others);
+    shift = 21 - exponent(max ratio); multipliers = lrintf(ratio * 2^shift) (< 2^22);
+    zero_point_product = -(am * za + bm * zb) wrapped to int32.
+    Returns (zero_point_product, a_multiplier, b_multiplier, shift)."""
+    ra = f32(f32(a_scale) / f32(y_scale))
+    rb = f32(f32(b_scale) / f32(y_scale))
+    for r in (ra, rb):
+        if not (f32(2.0**-14) <= r < f32(2.0**8)):
+            raise ValueError("scale: QNNPACK add needs input scale / output scale in [2**-14, 2**8), got %r"
+                             % float(r))
+    exponent = int(np.array(max(ra, rb), dtype=np.float32).view(np.uint32)) >> 23
+    shift = 21 - (exponent - 127)
+    scale_multiplier = f32(2.0**shift)
+    am = int(np.rint(f32(ra * scale_multiplier)))
+    bm = int(np.rint(f32(rb * scale_multiplier)))
+    zpp = int(wrap_int32(-(am * int(a_zero_point) + bm * int(b_zero_point))))
+    return zpp, am, bm, shift
+
+
+def qmul_multiplier(a_scale, b_scale, y_scale):
+    """torch qmul_kernel: multiplier = (float)a_scale * (float)b_scale * (1.0f / (float)y_scale), in float32."""
+    return f32(f32(f32(a_scale) * f32(b_scale)) * f32(f32(1.0) / f32(y_scale)))
+
+
+def add_scalar_qparams(scale, zero_point, value, dtype="uint8"):
+    """torch quantized add_scalar: c_q = nearbyint(value / scale) (double). When zp - c_q fits
+    [qmin, qmax] the integers are kept and the result is (scale, zp - c_q); otherwise the output
+    gets zp' = qmin (or qmax) and scale' = (qmax - (zp - c_q)) / (qmax - qmin) * scale (or
+    (zp - c_q - qmin) / (qmax - qmin) * scale), in double, and the integers are requantized
+    (reference.add_scalar). Returns (c_q, scale', zero_point', requantize?)."""
+    qmin, qmax = _qrange(dtype)
+    c_q = int(np.rint(float(value) / float(scale)))
+    z = int(zero_point) - c_q
+    if qmin > z:
+        return c_q, (float(qmax) - z) / (float(qmax) - qmin) * float(scale), qmin, True
+    if qmax < z:
+        return c_q, (float(z) - qmin) / (float(qmax) - qmin) * float(scale), qmax, True
+    return c_q, float(scale), z, False
+
+
+def mul_scalar_qparams(scale, zero_point, value, dtype="uint8"):
+    """torch quantized mul_scalar: value > 0: same integers, scale' = value * scale (double);
+    value == 0: all zero, (1.0, 0); value < 0: q' = qmax + qmin - q, scale' = |value| * scale,
+    zp' = qmax - (zp - qmin). Returns (scale', zero_point', mode) with mode "keep" | "zero" | "flip"."""
+    qmin, qmax = _qrange(dtype)
+    v = float(value)
+    if v > 0.0:
+        return v * float(scale), int(zero_point), "keep"
+    if v == 0.0:
+        return 1.0, 0, "zero"
+    return abs(v) * float(scale), qmax - (int(zero_point) - qmin), "flip"
+
+
 # ---- zero-point folding, the overflow bound, dynamic scales (docs/ARITHMETIC.md §3, §4, §9).
 # The constants a layer builds once per input quantization; the C kernels add them per column.
 def column_offsets(k, a_zero_point, col_sums, w_zero_point, int_bias=None):
@@ -548,6 +616,103 @@ def requant_dynamic(acc, x_scale, w_scales, bias=None, relu=False, mode="fbgemm"
         y = np.where(y < 0, f32(0), y).astype(np.float32)
     return y
 
+
+# --------------------------------------------------------------------------- elementwise ops
+def qadd_fbgemm(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point,
+                relu=False, vector_block=64, dtype="uint8", torch_threads=1):
+    """torch qadd_kernel (x86 / fbgemm engines; also qnnpack when the shapes differ or the values
+    are int8), on flat arrays of equal size n. The first floor(n / vector_block) * vector_block
+    elements follow the vectorized body, the rest its scalar tail (vector_block 0: all tail):
+      body: d = fmaf(s, (float)q, s * -(float)zp) per input; c = da + db [relu: max(c, 0)];
+            y = clamp(rne(c * (1/s_y)) + zp_y)
+      tail: d = (float)(q - zp) * s per input;      c = da + db [relu: max(c, 0)];
+            y = clamp(rne((float)zp_y + c * (1/s_y)))
+    Scales are rounded to float32 first; every float operation is one float32 rounding.
+    n >= 32768 with torch_threads T > 1: torch's parallel_for cuts the loop into
+    t = min(T, ceil(n / 32768)) chunks of ceil(n / t) elements, each with its own body and tail."""
+    a = np.asarray(a).reshape(-1).astype(np.int64)
+    b = np.asarray(b).reshape(-1).astype(np.int64)
+    n = a.size
+    if n >= 32768 and torch_threads > 1:
+        t = min(torch_threads, -(-n // 32768))
+        c = -(-n // t)
+        return np.concatenate([qadd_fbgemm(a[i:i + c], a_scale, a_zero_point, b[i:i + c], b_scale, b_zero_point,
+                                           y_scale, y_zero_point, relu, vector_block, dtype)
+                               for i in range(0, n, c)])
+    qmin, qmax = _qrange(dtype)
+    n_vec = (n // vector_block) * vector_block if vector_block else 0
+    sa, sb, inv = f32(a_scale), f32(b_scale), f32(f32(1.0) / f32(y_scale))
+    pa, pb = f32(sa * -f32(a_zero_point)), f32(sb * -f32(b_zero_point))
+    c = np.empty(n, np.float32)
+    c[:n_vec] = fmaf(sa, a[:n_vec].astype(np.float32), pa) + fmaf(sb, b[:n_vec].astype(np.float32), pb)
+    c[n_vec:] = ((a[n_vec:] - a_zero_point).astype(np.float32) * sa
+                 + (b[n_vec:] - b_zero_point).astype(np.float32) * sb)
+    if relu:
+        c = np.maximum(c, f32(0.0))
+    t = (c * inv).astype(np.float32)
+    y = np.empty(n, np.float64)
+    y[:n_vec] = np.rint(t[:n_vec].astype(np.float64)) + y_zero_point
+    y[n_vec:] = np.rint((f32(y_zero_point) + t[n_vec:]).astype(np.float64))
+    return np.clip(y, qmin, qmax).astype(dtype)
+
+
+def qadd_qnnpack(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, relu=False):
+    """QNNPACK q8 add (qnnpack engine, uint8, equal shapes), integers only:
+      acc = zpp + a * am + b * bm  (wrapping int32; constants from qnnpack_add_params)
+      acc = (acc >> shift) + (rem > threshold), rem = (acc & mask) - (acc < 0), mask = 2^shift - 1,
+            threshold = mask >> 1  (a right shift rounding half away from zero)
+      y = clamp(acc + zp_y, relu ? zp_y : 0, 255)."""
+    zpp, am, bm, shift = qnnpack_add_params(a_scale, a_zero_point, b_scale, b_zero_point, y_scale)
+    acc = wrap_int32(zpp + np.asarray(a, np.int64) * am + np.asarray(b, np.int64) * bm)
+    mask = (1 << shift) - 1
+    rem = (acc & mask) - (acc < 0)
+    acc = (acc >> shift) + (rem > (mask >> 1))
+    return np.clip(acc + y_zero_point, y_zero_point if relu else 0, 255).astype(np.uint8)
+
+
+def qmul(a, a_zero_point, b, b_zero_point, y_scale_multiplier, y_zero_point, relu=False, dtype="uint8"):
+    """torch qmul_kernel (every engine): y = clamp(zp_y + rne((float)((a - za) * (b - zb)) * m)),
+    m = qmul_multiplier(...); relu: max(y, zp_y). Body and tail agree."""
+    qmin, qmax = _qrange(dtype)
+    c = (np.asarray(a, np.int64) - a_zero_point) * (np.asarray(b, np.int64) - b_zero_point)
+    t = (c.astype(np.float32) * f32(y_scale_multiplier)).astype(np.float32)
+    y = np.clip(np.rint(t.astype(np.float64)) + y_zero_point, qmin, qmax)
+    if relu:
+        y = np.maximum(y, y_zero_point)
+    return y.astype(dtype)
+
+
+def add_scalar(q, scale, zero_point, value, dtype="uint8"):
+    """torch quantized add_scalar: (values, scale', zero_point'), see add_scalar_qparams; when
+    requantizing: q' = clamp(zp' + rne((float)(q - zp + c_q) * ((float)scale * (1.0f / (float)scale'))))."""
+    qmin, qmax = _qrange(dtype)
+    c_q, s2, z2, requantize = add_scalar_qparams(scale, zero_point, value, dtype)
+    q = np.asarray(q)
+    if not requantize:
+        return q.copy(), s2, z2
+    m = f32(f32(scale) * f32(f32(1.0) / f32(s2)))
+    t = ((q.astype(np.int64) - zero_point + c_q).astype(np.float32) * m).astype(np.float32)
+    return np.clip(np.rint(t.astype(np.float64)) + z2, qmin, qmax).astype(dtype), s2, z2
+
+
+def mul_scalar(q, scale, zero_point, value, dtype="uint8"):
+    """torch quantized mul_scalar: (values, scale', zero_point'), see mul_scalar_qparams."""
+    qmin, qmax = _qrange(dtype)
+    s2, z2, mode = mul_scalar_qparams(scale, zero_point, value, dtype)
+    q = np.asarray(q)
+    if mode == "keep":
+        return q.copy(), s2, z2
+    if mode == "zero":
+        return np.zeros_like(q), s2, z2
+    return (qmax + qmin - q.astype(np.int64)).astype(dtype), s2, z2
+
+
+def cat(qs, y_scale, y_zero_point, axis=0, dtype="uint8"):
+    """torch quantized cat: every input dequantized (reference.dequantize), concatenated in float,
+    quantized once with the output's scale and zero point (quantize_per_tensor), even when an
+    input already has those qparams. qs: list of (values, scale, zero_point)."""
+    xs = [dequantize(v, s, z) for v, s, z in qs]
+    return quantize_per_tensor(np.concatenate(xs, axis=axis), y_scale, y_zero_point, dtype)
 
 # ---- the panel layout of packed weights (docs/ARITHMETIC.md §11, csrc/fastq.h).
 PANEL_COLUMNS = 64      # FQ_NR: output columns per panel (one zmm of int32 per 16 of them)

@@ -107,8 +107,17 @@ def dynamic_linear_from_torch(module, engine=None):
 _TORCH_DTYPES = {"quint8": "uint8", "qint8": "int8"}
 
 
-def _convert_leaf(module, path, engine):
-    """The fastq layer for one torch leaf module, or None when `module` is a container."""
+def _unsupported(what, node, path, hint=""):
+    where = "fx node %r" % node.name + (", module %r" % path if path else "")
+    return NotImplementedError("%s is not supported by fastq.from_torch (%s)%s" % (what, where, hint))
+
+
+def _type_name(module):
+    return "%s.%s" % (type(module).__module__, type(module).__name__)
+
+
+def _convert_leaf(module, path, engine, node=None):
+    """The fastq layer for one torch leaf module called by fx node `node`."""
     import torch.nn as nn
     import torch.ao.nn.quantized as nnq
     import torch.ao.nn.quantized.dynamic as nnqd
@@ -132,6 +141,8 @@ def _convert_leaf(module, path, engine):
         return fm.ReLU6()
     if type(module) is nn.ReLU:
         return fm.ReLU()
+    if type(module) is nn.Hardtanh:
+        return fm.Hardtanh(float(module.min_val), float(module.max_val))
     if isinstance(module, nnq.Dropout) or type(module) is nn.Identity:   # quantized Dropout: identity
         return fm.Identity()
     if isinstance(module, nn.Dropout):
@@ -140,44 +151,64 @@ def _convert_leaf(module, path, engine):
         return fm.Identity()
     if type(module) is nn.Flatten:
         return fm.Flatten(module.start_dim, module.end_dim)
-    if isinstance(module, (nn.Linear, nni.LinearReLU)):
+    if isinstance(module, (nn.Linear, nni.LinearReLU)) and not isinstance(module, nnq.Linear):
         raise TypeError("module %r: a float %s; quantize the model first (torch.ao.quantization.convert "
                         "or quantize_dynamic)" % (path, type(module).__name__))
-    if isinstance(module, (nn.Sequential, nn.ModuleList)) or next(module.children(), None) is not None:
-        return None
-    raise TypeError("module %r: %s.%s is not supported by fastq.from_torch (supported: QuantStub/Quantize, "
-                    "DeQuantStub/DeQuantize, quantized Linear / LinearReLU, dynamic Linear / LinearReLU, "
-                    "ReLU, ReLU6, Identity, Dropout, Flatten, Sequential)"
-                    % (path, type(module).__module__, type(module).__name__))
+    if node is None:
+        node = type("N", (), {"name": "?"})()
+    if "Conv" in type(module).__name__:
+        raise _unsupported("module %s" % _type_name(module), node, path,
+                           ": convolutions are not supported yet (fastq runs Linear models)")
+    raise _unsupported("module %s" % _type_name(module), node, path,
+                       "; supported modules: QuantStub/Quantize, DeQuantStub/DeQuantize, quantized Linear / "
+                       "LinearReLU, dynamic Linear / LinearReLU, ReLU, ReLU6, Hardtanh, Identity, Dropout, Flatten")
 
 
-def _children_in_forward_order(module):
+def _is_quant_leaf(m):
+    """Modules fx must not trace into: every torch.ao quantized / intrinsic module, the stubs,
+    QuantWrapper's pieces and the (Q|Float)Functional holders."""
     import torch.ao.quantization as tq
-    children = list(module.named_children())
-    if isinstance(module, tq.QuantWrapper):       # registered quant, dequant, module; runs quant, module, dequant
-        order = {"quant": 0, "module": 1, "dequant": 2}
-        children.sort(key=lambda kv: order.get(kv[0], 1))
-    return children
+    import torch.ao.nn.quantized as nnq
+    mod = type(m).__module__
+    if mod.startswith(("torch.ao.nn.quantized", "torch.ao.nn.intrinsic", "torch.nn.quantized",
+                       "torch.nn.intrinsic", "torch.ao.nn.qat")):
+        return True
+    return isinstance(m, (tq.QuantStub, tq.DeQuantStub, nnq.Quantize, nnq.DeQuantize,
+                          nnq.QFunctional, nnq.FloatFunctional))
+
+
+def trace(module):
+    """torch.fx graph of `module` with quantized modules as leaves."""
+    torch = _torch()
+    import torch.fx as fx
+
+    class _Tracer(fx.Tracer):
+        def is_leaf_module(self, m, qualname):
+            return _is_quant_leaf(m) or super().is_leaf_module(m, qualname)
+
+    try:
+        graph = _Tracer().trace(module)
+    except fx.proxy.TraceError as e:
+        raise NotImplementedError(
+            "module: torch.fx cannot trace %s.forward: it uses Python control flow (if / for / while) "
+            "on tensor values, which has no graph form. fastq.from_torch needs a forward whose ops do "
+            "not depend on the input values; rewrite that branch or convert the parts separately. "
+            "(torch.fx: %s)" % (type(module).__name__, e)) from e
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise NotImplementedError("module: torch.fx cannot trace %s.forward (%s: %s)"
+                                  % (type(module).__name__, type(e).__name__, e)) from e
+    return graph, torch
 
 
 def model_from_torch(module, engine=None):
     """A converted eager-mode torch model -> fastq.Model (see fastq.model.from_torch)."""
     torch = _torch()
-    from .model import Model
     if not isinstance(module, torch.nn.Module):
         raise TypeError("module: expected a torch.nn.Module, got %s" % type(module).__name__)
     engine_name = engine if engine is not None else torch.backends.quantized.engine
     requant_for_engine(engine_name)                 # refuse engines fastq does not reproduce, early
-    layers, names = [], []
-
-    def walk(mod, path):
-        layer = _convert_leaf(mod, path or type(mod).__name__, engine_name)
-        if layer is not None:
-            layers.append(layer)
-            names.append(path or type(mod).__name__)
-            return
-        for name, child in _children_in_forward_order(mod):
-            walk(child, name if not path else path + "." + name)
-
-    walk(module, "")
-    return Model(layers, names)
+    if module.training and any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in module.modules()):
+        raise ValueError("module: Dropout in training mode is random; call model.eval() first")
+    graph, _ = trace(module)
+    from .fx_convert import GraphBuilder
+    return GraphBuilder(module, graph, engine_name).build()

@@ -1,4 +1,4 @@
-"""Layers without weights: Quantize, Dequantize, Identity, ReLU, ReLU6, Flatten.
+"""Layers without weights: Quantize, Dequantize, Identity, ReLU, ReLU6, Hardtanh, Flatten.
 Values flow as float32 arrays or as QTensors; each layer says which it takes."""
 from __future__ import annotations
 
@@ -66,15 +66,15 @@ class ReLU(Layer):
 
 @register
 class ReLU6(Layer):
-    """Quantized: q = min(max(q, zero_point), q6), q6 = quantize(6.0) with the input's scale and
-    zero point (torch quantized relu6 / hardtanh(0, 6); q6 rounds as quantize_per_tensor does).
+    """Quantized: q = min(max(q, zero_point), q6), q6 = reference.quantize_val(6.0) with the input's
+    scale and zero point (torch quantized relu6: zp added in float before rounding, no fma).
     Float: clamp(x, 0, 6)."""
     takes = _ANY
 
     def __call__(self, x):
         if isinstance(x, QTensor):
             dt = x.values.dtype
-            q6 = reference.quantize_per_tensor(np.float32(6.0), x.scale, x.zero_point, dt)
+            q6 = reference.quantize_val(np.float32(6.0), x.scale, x.zero_point, dt)
             v = np.minimum(np.maximum(x.values, np.array(x.zero_point, dtype=dt)), q6)
             return QTensor(v.astype(dt), x.scale, x.zero_point)
         return np.clip(x, np.float32(0), np.float32(6)).astype(np.float32, copy=False)
@@ -106,3 +106,34 @@ class Flatten(Layer):
         v = x.values if isinstance(x, QTensor) else x
         v = v.reshape(self._shape(v.shape))
         return QTensor(v, x.scale, x.zero_point) if isinstance(x, QTensor) else v
+
+
+def _check_finite_float(name):
+    def check(value, prior):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(value):
+            raise TypeError("%s: expected a finite float, got %r" % (name, value))
+        if name == "max_val" and not prior["min_val"] <= float(value):
+            raise ValueError("max_val: %r is less than min_val %r" % (value, prior["min_val"]))
+        return float(value)
+    return check
+
+
+@register
+class Hardtanh(Layer):
+    """Quantized: q = min(max(q, q_lo), q_hi), q_lo / q_hi = reference.quantize_val(min_val / max_val)
+    with the input's scale and zero point (torch quantized hardtanh / clamp). Float: clamp(x, min_val, max_val)."""
+    settings = (Setting("min_val", _check_finite_float("min_val"), -1.0),
+                Setting("max_val", _check_finite_float("max_val"), 1.0))
+    takes = _ANY
+
+    def __init__(self, min_val=-1.0, max_val=1.0):
+        self._set_settings(min_val=min_val, max_val=max_val)
+
+    def __call__(self, x):
+        if isinstance(x, QTensor):
+            dt = x.values.dtype
+            lo = reference.quantize_val(np.float32(self.min_val), x.scale, x.zero_point, dt)
+            hi = reference.quantize_val(np.float32(self.max_val), x.scale, x.zero_point, dt)
+            return QTensor(np.minimum(np.maximum(x.values, lo), hi).astype(dt), x.scale, x.zero_point)
+        return np.clip(x, np.float32(self.min_val), np.float32(self.max_val)).astype(np.float32, copy=False)

@@ -40,6 +40,11 @@ def main(argv=None):
         bench_cli.add_parser(sub)
     except ImportError:
         pass
+    try:
+        from .summary_cli import add_parser as add_summary_parser
+        add_summary_parser(sub)
+    except ImportError:
+        pass
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -1,0 +1,325 @@
+"""Ops joining values: quantized add / add_relu / mul (torch QFunctional after convert), the
+scalar forms, cat; and their float counterparts (FloatFunctional before convert, `+`, torch.cat).
+Each quantized op follows one torch kernel, bit for bit (reference.py, docs/ARITHMETIC.md)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _elementwise, reference
+from ..qtensor import QTensor, dequantize, quantize
+from ._base import (ANY, FLOAT, QUANT, Layer, Setting, check_bool, check_choice, check_int,  # noqa: F401
+                    check_scale_setting, check_zero_point_in, register)
+
+ARITHMETIC = ("fbgemm", "qnnpack")
+# torch's vectorized elementwise loop (cpu_kernel_vec) runs blocks of 2 x Vectorized<quint8>
+# and leaves the rest to its scalar tail; measured 64 elements on AVX2 / AVX-512 builds.
+DEFAULT_VECTOR_BLOCK = 64
+# TensorIterator runs a loop of at least GRAIN_SIZE elements on up to torch.get_num_threads()
+# threads, each on its own contiguous chunk, and every chunk has its own vector body and tail.
+GRAIN_SIZE = 32768
+
+
+def torch_chunks(n, torch_threads):
+    """[(begin, end)] as at::parallel_for(0, n, GRAIN_SIZE) splits a loop over torch_threads threads."""
+    if n < GRAIN_SIZE or torch_threads <= 1:
+        return [(0, n)]
+    nt = min(torch_threads, -(-n // GRAIN_SIZE))
+    chunk = -(-n // nt)
+    return [(b, min(n, b + chunk)) for b in range(0, n, chunk)]
+
+
+def check_float(name):
+    def check(value, prior):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(value):
+            raise TypeError("%s: expected a finite float, got %r" % (name, value))
+        return float(value)
+    return check
+
+
+def check_torch_threads(value, prior):
+    v = check_int("torch_threads")(value, prior)
+    if v < 1:
+        raise ValueError("torch_threads: expected >= 1, got %d" % v)
+    return v
+
+
+def check_vector_block(value, prior):
+    v = check_int("vector_block")(value, prior)
+    if v < 0:
+        raise ValueError("vector_block: expected >= 0, got %d" % v)
+    return v
+
+
+_OUT_QPARAMS = (Setting("scale", check_scale_setting("scale")),
+                Setting("zero_point", check_zero_point_in("zero_point", lo=-128, hi=255)))
+
+
+def _fast_pair(a, b):
+    """True when a and b are per-tensor QTensors of one dtype and shape (the common case, checked
+    without building messages); otherwise _check_qpair says what is wrong."""
+    return (type(a) is QTensor and type(b) is QTensor and a.axis is None and b.axis is None
+            and a.values.dtype == b.values.dtype and a.values.shape == b.values.shape)
+
+
+def _check_qpair(a, b, name):
+    for n, v in (("a", a), ("b", b)):
+        if not isinstance(v, QTensor) or v.axis is not None:
+            raise TypeError("%s: input %s: expected a per-tensor fastq.QTensor, got %s" % (name, n, type(v).__name__))
+    if a.values.dtype != b.values.dtype:
+        raise TypeError("%s: inputs of dtypes %s and %s (torch requires one dtype)" % (name, a.values.dtype, b.values.dtype))
+    if a.values.shape != b.values.shape:
+        raise ValueError("%s: inputs of shapes %s and %s; broadcasting is not reproduced"
+                         % (name, a.values.shape, b.values.shape))
+
+
+class _QBinary(Layer):
+    settings = _OUT_QPARAMS + (Setting("relu", check_bool("relu"), False),)
+    takes = QUANT
+
+    def __init__(self, scale, zero_point, relu=False):
+        self._set_settings(scale=scale, zero_point=zero_point, relu=relu)
+        self._init_cache()
+
+    def _init_cache(self):
+        # plain attributes for the call path (the settings are read-only properties)
+        self._s, self._z, self._relu = self.scale, self.zero_point, self.relu
+        self._z_fits = {np.dtype(np.uint8): 0 <= self._z <= 255, np.dtype(np.int8): -128 <= self._z <= 127}
+        self._constants = {}
+
+    def _check_call(self, a, b):
+        if not _fast_pair(a, b):
+            _check_qpair(a, b, "x")
+        if not self._z_fits.get(a.values.dtype, False):
+            raise ValueError("x: zero_point %d is outside the %s range" % (self._z, a.values.dtype))
+
+    def _cached(self, key, build):
+        c = self._constants.get(key)
+        if c is None:
+            c = build()
+            if len(self._constants) >= 16:
+                self._constants.clear()
+            self._constants[key] = c
+        return c
+
+    def _out(self, values):
+        return QTensor._checked(values, self._s, self._z)
+
+
+@register
+class QuantizedAdd(_QBinary):
+    """y = a + b requantized to (scale, zero_point) [relu], as torch.ops.quantized.add / add_relu.
+    arithmetic: "fbgemm" (x86 / fbgemm engines: float dequantize-add-quantize, body and tail of
+    torch's vector loop, vector_block) or "qnnpack" (QNNPACK's fixed-point q8 add; int8 values
+    fall back to the fbgemm kernel as torch does). torch_threads: the torch thread count to
+    reproduce for inputs of GRAIN_SIZE elements or more (torch splits those into one chunk per
+    thread, each with its own body and tail; from_torch records torch.get_num_threads())."""
+
+    settings = _QBinary.settings + (Setting("arithmetic", check_choice("arithmetic", ARITHMETIC), "fbgemm"),
+                                    Setting("vector_block", check_vector_block, DEFAULT_VECTOR_BLOCK),
+                                    Setting("torch_threads", check_torch_threads, 1))
+
+    def __init__(self, scale, zero_point, relu=False, arithmetic="fbgemm", vector_block=DEFAULT_VECTOR_BLOCK,
+                 torch_threads=1):
+        self._set_settings(scale=scale, zero_point=zero_point, relu=relu, arithmetic=arithmetic,
+                           vector_block=vector_block, torch_threads=torch_threads)
+        self._init_cache()
+        self._inv_scale = float(np.float32(1.0) / np.float32(self.scale))
+        self._qnnpack_kernel = self.arithmetic == "qnnpack"
+        self._block, self._threads = self.vector_block, self.torch_threads
+
+    def __call__(self, a, b):
+        self._check_call(a, b)
+        va, vb = a.values, b.values
+        if self._qnnpack_kernel and va.dtype == np.uint8:
+            zpp, am, bm, shift = self._cached((a.scale, a.zero_point, b.scale, b.zero_point),
+                                              lambda: self._qnnpack_params(a, b))
+            y = _elementwise.qadd_qnnpack(va, vb, zpp, am, bm, shift, self._z, self._z if self._relu else 0, 255)
+        else:
+            sa, sb = self._cached((a.scale, b.scale), lambda: (float(np.float32(a.scale)), float(np.float32(b.scale))))
+            n = va.size
+            if n < GRAIN_SIZE or self._threads <= 1:
+                y = self._fbgemm(va, vb, sa, a.zero_point, sb, b.zero_point)
+            else:
+                fa, fb = va.reshape(-1), vb.reshape(-1)
+                y = np.concatenate([self._fbgemm(fa[lo:hi], fb[lo:hi], sa, a.zero_point, sb, b.zero_point)
+                                    for lo, hi in torch_chunks(n, self._threads)]).reshape(va.shape)
+        return self._out(y)
+
+    def _qnnpack_params(self, a, b):
+        if self._relu and self._z == 255:
+            raise ValueError("x: QNNPACK add_relu with output zero point 255 has an empty range "
+                             "(torch refuses it too)")
+        return reference.qnnpack_add_params(a.scale, a.zero_point, b.scale, b.zero_point, self._s)
+
+    def _fbgemm(self, va, vb, sa, za, sb, zb):
+        n = va.size
+        n_vec = (n // self._block) * self._block if self._block else 0
+        return _elementwise.qadd_fbgemm(va, vb, n_vec, sa, za, sb, zb, self._inv_scale, self._z, self._relu)
+
+
+@register
+class QuantizedMul(_QBinary):
+    """y = a * b requantized to (scale, zero_point) [relu], as torch.ops.quantized.mul (all engines)."""
+
+    def __call__(self, a, b):
+        self._check_call(a, b)
+        m = self._cached((a.scale, b.scale), lambda: float(reference.qmul_multiplier(a.scale, b.scale, self._s)))
+        return self._out(_elementwise.qmul(a.values, b.values, a.zero_point, b.zero_point, m,
+                                           self._z, self._relu))
+
+
+
+@register
+class QuantizedAddScalar(Layer):
+    """y = x + value, as torch.ops.quantized.add_scalar: the output's qparams follow from the
+    input's (reference.add_scalar_qparams), not from an observer."""
+    takes = QUANT
+
+    settings = (Setting("value", check_float("value")),)
+
+    def __init__(self, value):
+        self._set_settings(value=value)
+
+    def __call__(self, x):
+        if not isinstance(x, QTensor) or x.axis is not None:
+            raise TypeError("x: expected a per-tensor fastq.QTensor, got %s" % type(x).__name__)
+        v, s, z = reference.add_scalar(x.values, x.scale, x.zero_point, self.value, x.values.dtype)
+        return QTensor(v, s, z)
+
+
+
+@register
+class QuantizedMulScalar(Layer):
+    """y = x * value, as torch.ops.quantized.mul_scalar (reference.mul_scalar_qparams)."""
+    takes = QUANT
+
+    settings = (Setting("value", check_float("value")),)
+
+    def __init__(self, value):
+        self._set_settings(value=value)
+
+    def __call__(self, x):
+        if not isinstance(x, QTensor) or x.axis is not None:
+            raise TypeError("x: expected a per-tensor fastq.QTensor, got %s" % type(x).__name__)
+        v, s, z = reference.mul_scalar(x.values, x.scale, x.zero_point, self.value, x.values.dtype)
+        return QTensor(v, s, z)
+
+
+
+def _check_dim(dim, ndim, name="dim"):
+    if not -ndim <= dim < ndim:
+        raise ValueError("x: %s %d is out of range for %d dimensions" % (name, dim, ndim))
+    return dim % ndim
+
+
+@register
+class QuantizedCat(Layer):
+    """Concatenation along dim, as torch.ops.quantized.cat: every input dequantized, the float
+    concatenation quantized once with (scale, zero_point)."""
+    takes = QUANT
+
+    settings = _OUT_QPARAMS + (Setting("dim", check_int("dim"), 0),)
+
+    def __init__(self, scale, zero_point, dim=0):
+        self._set_settings(scale=scale, zero_point=zero_point, dim=dim)
+
+    def __call__(self, *xs):
+        if not xs:
+            raise ValueError("x: cat of no inputs")
+        for x in xs:
+            if not isinstance(x, QTensor) or x.axis is not None:
+                raise TypeError("x: expected per-tensor fastq.QTensors, got %s" % type(x).__name__)
+            if x.values.dtype != xs[0].values.dtype:
+                raise TypeError("x: cat of dtypes %s and %s" % (xs[0].values.dtype, x.values.dtype))
+        dim = _check_dim(self.dim, xs[0].values.ndim)
+        f = np.concatenate([dequantize(x) for x in xs], axis=dim)
+        return quantize(f, self.scale, self.zero_point, xs[0].values.dtype.name)
+
+
+
+def _float(x, name="x"):
+    if isinstance(x, QTensor):
+        raise TypeError("%s: expected floats, got a quantized value (torch has no float op on quantized "
+                        "tensors here either)" % name)
+    return np.asarray(x, dtype=np.float32)
+
+
+@register
+class Add(Layer):
+    """Float a + b (torch.add / `+` / FloatFunctional.add before convert), one float32 rounding;
+    relu: max(., 0) after (FloatFunctional.add_relu). numpy broadcasting = torch broadcasting."""
+    takes = FLOAT
+
+    settings = (Setting("relu", check_bool("relu"), False),)
+
+    def __init__(self, relu=False):
+        self._set_settings(relu=relu)
+
+    def __call__(self, a, b):
+        y = np.add(_float(a, "a"), _float(b, "b"), dtype=np.float32)
+        return np.maximum(y, np.float32(0)) if self.relu else y
+
+
+
+@register
+class Mul(Layer):
+    """Float a * b (torch.mul / `*` / FloatFunctional.mul before convert)."""
+    takes = FLOAT
+
+    def __call__(self, a, b):
+        return np.multiply(_float(a, "a"), _float(b, "b"), dtype=np.float32)
+
+
+
+@register
+class AddScalar(Layer):
+    """Float x + value (value rounded to float32 as torch's CPU add of a Python scalar does)."""
+    takes = FLOAT
+
+    settings = (Setting("value", check_float("value")),)
+
+    def __init__(self, value):
+        self._set_settings(value=value)
+
+    def __call__(self, x):
+        return np.add(_float(x), np.float32(self.value), dtype=np.float32)
+
+
+
+@register
+class MulScalar(Layer):
+    """Float x * value."""
+    takes = FLOAT
+
+    settings = (Setting("value", check_float("value")),)
+
+    def __init__(self, value):
+        self._set_settings(value=value)
+
+    def __call__(self, x):
+        return np.multiply(_float(x), np.float32(self.value), dtype=np.float32)
+
+
+
+@register
+class Cat(Layer):
+    """Concatenation along dim (torch.cat / FloatFunctional.cat before convert). Floats: as they
+    are. QTensors (torch.cat of quantized tensors): torch's quantized cat with the first input's
+    scale and zero point (every input dequantized, the float concatenation quantized once)."""
+    settings = (Setting("dim", check_int("dim"), 0),)
+    takes = ANY
+
+    def __init__(self, dim=0):
+        self._set_settings(dim=dim)
+
+    def __call__(self, *xs):
+        if not xs:
+            raise ValueError("x: cat of no inputs")
+        if isinstance(xs[0], QTensor):
+            x0 = xs[0]
+            if x0.axis is not None:
+                raise TypeError("x: expected per-tensor QTensors")
+            return QuantizedCat(x0.scale, x0.zero_point, self.dim)(*xs)
+        xs = [_float(x) for x in xs]
+        return np.concatenate(xs, axis=_check_dim(self.dim, xs[0].ndim))

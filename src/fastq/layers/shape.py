@@ -1,0 +1,195 @@
+"""Ops that move values without computing on them: reshape / view, squeeze, unsqueeze,
+transpose, permute, contiguous, size, getitem. They act on float arrays and on QTensors alike
+(the integers move, scale and zero point stay), as torch's view ops do on quantized tensors."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..qtensor import QTensor
+from ._base import ANY, Layer, Setting, check_int, register
+
+
+def _values(x):
+    if isinstance(x, QTensor):
+        if x.axis is not None:
+            raise TypeError("x: expected a per-tensor QTensor")
+        return x.values
+    if isinstance(x, np.ndarray):
+        return x
+    raise TypeError("x: expected a float array or a fastq.QTensor, got %s" % type(x).__name__)
+
+
+def _like(x, v):
+    return QTensor._checked(v, x.scale, x.zero_point) if isinstance(x, QTensor) else v
+
+
+def _int(v, name):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError("%s: expected an int, got %r" % (name, type(v).__name__))
+    return int(v)
+
+
+def _ints(vs, name):
+    if not isinstance(vs, (list, tuple)):
+        raise TypeError("%s: expected a list of ints, got %r" % (name, type(vs).__name__))
+    return tuple(_int(v, name) for v in vs)
+
+
+def _dim(d, ndim, name="dim"):
+    if not -ndim <= d < ndim:
+        raise ValueError("x: %s %d is out of range for %d dimensions" % (name, d, ndim))
+    return d % ndim
+
+
+def _check_shape(shape):
+    if not isinstance(shape, (list, tuple)):
+        raise TypeError("shape: expected a list of ints / None, got %r" % type(shape).__name__)
+    shape = [None if s is None else _int(s, "shape") for s in shape]
+    if sum(s == -1 for s in shape) > 1:
+        raise ValueError("shape: -1 appears more than once in %r" % (shape,))
+    if any(s is not None and s < -1 for s in shape):
+        raise ValueError("shape: sizes must be >= 0 or -1, got %r" % (shape,))
+    return shape
+
+
+@register
+class Reshape(Layer):
+    """x.reshape(shape) / x.view(shape). shape: ints (-1 once at most) and None for each entry
+    given at run time by an extra input (an int from a Size node: x.view(x.size(0), -1))."""
+    takes = ANY
+
+    settings = (Setting("shape", lambda v, prior: _check_shape(v)),)
+
+    def __init__(self, shape):
+        self._set_settings(shape=shape)
+        self.n_dynamic = sum(s is None for s in self.shape)
+
+    def __call__(self, x, *sizes):
+        if len(sizes) != self.n_dynamic:
+            raise ValueError("x: Reshape(%r) takes %d sizes, got %d" % (self.shape, self.n_dynamic, len(sizes)))
+        it = iter(sizes)
+        shape = tuple(_int(next(it), "size") if s is None else s for s in self.shape)
+        v = _values(x)
+        try:
+            return _like(x, v.reshape(shape))
+        except ValueError:
+            raise ValueError("x: cannot reshape a value of shape %s to %s" % (v.shape, shape)) from None
+
+
+
+@register
+class Squeeze(Layer):
+    """x.squeeze() / x.squeeze(dim): a dimension of size other than 1 stays, as in torch."""
+    takes = ANY
+
+    settings = (Setting("dim", check_int("dim", optional=True), None),)
+
+    def __init__(self, dim=None):
+        self._set_settings(dim=dim)
+
+    def __call__(self, x):
+        v = _values(x)
+        if self.dim is None:
+            return _like(x, v.reshape(tuple(s for s in v.shape if s != 1)))
+        if v.ndim == 0:
+            return x
+        d = _dim(self.dim, v.ndim)
+        return _like(x, np.squeeze(v, d) if v.shape[d] == 1 else v)
+
+
+
+@register
+class Unsqueeze(Layer):
+    """x.unsqueeze(dim)."""
+    takes = ANY
+
+    settings = (Setting("dim", check_int("dim")),)
+
+    def __init__(self, dim):
+        self._set_settings(dim=dim)
+
+    def __call__(self, x):
+        v = _values(x)
+        return _like(x, np.expand_dims(v, _dim(self.dim, v.ndim + 1)))
+
+
+
+@register
+class Transpose(Layer):
+    """x.transpose(dim0, dim1) (a strided view, as in torch)."""
+    takes = ANY
+
+    settings = (Setting("dim0", check_int("dim0")), Setting("dim1", check_int("dim1")))
+
+    def __init__(self, dim0, dim1):
+        self._set_settings(dim0=dim0, dim1=dim1)
+
+    def __call__(self, x):
+        v = _values(x)
+        return _like(x, np.swapaxes(v, _dim(self.dim0, v.ndim, "dim0"), _dim(self.dim1, v.ndim, "dim1")))
+
+
+
+@register
+class Permute(Layer):
+    """x.permute(dims)."""
+    takes = ANY
+
+    settings = (Setting("dims", lambda v, prior: list(_ints(v, "dims"))),)
+
+    def __init__(self, dims):
+        self._set_settings(dims=dims)
+
+    def __call__(self, x):
+        v = _values(x)
+        if len(self.dims) != v.ndim:
+            raise ValueError("x: permute(%r) of a value with %d dimensions" % (self.dims, v.ndim))
+        return _like(x, np.transpose(v, [_dim(d, v.ndim, "dims") for d in self.dims]))
+
+
+
+@register
+class Contiguous(Layer):
+    """x.contiguous(): the same values, laid out in C order."""
+    takes = ANY
+
+    def __call__(self, x):
+        return _like(x, np.ascontiguousarray(_values(x)))
+
+
+
+@register
+class Size(Layer):
+    """x.size() -> tuple of ints, x.size(dim) -> int (also x.shape, x.shape[d])."""
+    takes = ANY
+
+    settings = (Setting("dim", check_int("dim", optional=True), None),)
+
+    def __init__(self, dim=None):
+        self._set_settings(dim=dim)
+
+    def __call__(self, x):
+        shape = _values(x).shape
+        if self.dim is None:
+            return tuple(int(s) for s in shape)
+        return int(shape[_dim(self.dim, len(shape))])
+
+
+
+@register
+class GetItem(Layer):
+    """value[index] for a tuple value (a node with several results, x.size()[i])."""
+    takes = ANY
+
+    settings = (Setting("index", check_int("index")),)
+
+    def __init__(self, index):
+        self._set_settings(index=index)
+
+    def __call__(self, x):
+        if not isinstance(x, tuple):
+            raise TypeError("x: GetItem takes a tuple value, got %s" % type(x).__name__)
+        if not -len(x) <= self.index < len(x):
+            raise ValueError("x: index %d out of range for a tuple of %d" % (self.index, len(x)))
+        return x[self.index]
+
