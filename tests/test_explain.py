@@ -316,30 +316,25 @@ def test_model_explain(tmp_path):
         model.explain(x, "fc2", 4, 0)
 
 
-class _GraphLike:
-    """The graph Model's interface that explain uses (model.nodes of Node(name, layer, inputs,
-    outputs), model.run_values(x) -> every value by name): two Linear nodes fed by one Quantize."""
-
-    def __init__(self, quant, fc_a, fc_b):
-        from types import SimpleNamespace as Node
-        self.nodes = [Node(name="quant", layer=quant, inputs=("x",), outputs=("quant",)),
-                      Node(name="a", layer=fc_a, inputs=("quant",), outputs=("a",)),
-                      Node(name="b", layer=fc_b, inputs=("quant",), outputs=("b",))]
-
-    def run_values(self, x):
-        q = self.nodes[0].layer(x)
-        return {"x": x, "quant": q, "a": self.nodes[1].layer(q), "b": self.nodes[2].layer(q)}
-
-
-def test_node_input_of_a_graph_model():
-    from fastq.explain import explain_node
+def test_explain_a_node_of_a_graph():
+    """A DAG: two Linear branches of one Quantize, a quantized add, a Linear after it."""
+    from fastq.layers.arith import QuantizedAdd
     fa, _ = random_layer("qnnpack", 6, 3, 1, seed=4)
-    fb, _ = random_layer("tflite", 6, 2, 1, seed=5, out_dtype="int8")
-    g = _GraphLike(fastq.layers.Quantize(0.05, 100), fa, fb)
+    fb, _ = random_layer("fbgemm", 6, 3, 1, seed=5, per_channel=True)
+    fc, _ = random_layer("tflite", 3, 2, 1, seed=6, out_dtype="int8")
+    nodes = [fastq.Node("quant", fastq.layers.Quantize(0.05, 100), ("x",)), fastq.Node("a", fa, ("quant",)),
+             fastq.Node("b", fb, ("quant",)), fastq.Node("add", QuantizedAdd(0.2, 128), ("a", "b")),
+             fastq.Node("c", fc, ("add",)), fastq.Node("dequant", fastq.layers.Dequantize(), ("c",))]
+    g = fastq.Model(nodes=nodes, inputs=("x",), outputs=("dequant",))
     x = np.random.default_rng(1).standard_normal((2, 6)).astype(np.float32)
     values = g.run_values(x)
-    assert explain_node(g, x, "b", 1, 1).output == int(values["b"].values[1, 1])
-    assert explain_node(g, x, 1, 0, 2).output == int(values["a"].values[0, 2])
+    assert g.explain(x, "b", 1, 1).output == int(values["b"].values[1, 1])
+    assert g.explain(x, 1, 0, 2).output == int(values["a"].values[0, 2])
+    t = g.explain(x, "c", 1, 0)
+    assert t.output == int(values["c"].values[1, 0]) and t.equal
+    assert t.x["scale"] == 0.2 and t.x["values"].tolist() == values["add"].values[1].tolist()
+    with pytest.raises(ValueError, match="node: 'add' takes 2 inputs"):
+        g.explain(x, "add", 0, 0)
 
 
 # --------------------------------------------------------------------------- errors

@@ -395,38 +395,18 @@ def explain(layer, x, row=0, col=0):
 
 def node_input(model, x, node):
     """(layer, the value that flows into it) for `node` of model on input x (a tuple for a
-    model of several inputs).
-
-    node: a node name, or an index into the model's nodes. With a graph Model (model.nodes and
-    model.run_values) the value comes from run_values; with a chain Model (model.layers,
-    model.names) the layers before the node are run in order."""
-    if hasattr(model, "nodes") and hasattr(model, "run_values"):
-        nodes = list(model.nodes)
-        names = [nd.name for nd in nodes]
-        i = _node_index(names, node)
-        values = model.run_values(*x) if isinstance(x, tuple) else model.run_values(x)
-        nd = nodes[i]
-        if len(nd.inputs) != 1:
-            raise ValueError("node: %r takes %d inputs; explain covers one-input Linear layers"
-                             % (nd.name, len(nd.inputs)))
-        return nd.layer, values[nd.inputs[0]]
-    from ..model import Model
-    if not isinstance(model, Model):
+    model of several inputs): node is a node name, or an index into model.nodes; the value
+    comes from model.run_values."""
+    if not (hasattr(model, "nodes") and hasattr(model, "run_values")):
         raise TypeError("model: expected a fastq.Model, got %s" % type(model).__name__)
-    i = _node_index(list(model.names), node)
-    prefix = Model(model.layers[:i], model.names[:i])
-    return model.layers[i], _run_prefix(prefix, x)
-
-
-def _run_prefix(prefix, x):
-    """What the first layers of a chain give (a QTensor or floats; no final dequantize)."""
-    from ..qtensor import QTensor
-    from .._checks import as_array
-    if not isinstance(x, QTensor):
-        x = np.asarray(as_array(x, "x"), dtype=np.float32)
-    for layer in prefix.layers:
-        x = layer(x)
-    return x
+    nodes = list(model.nodes)
+    i = _node_index([nd.name for nd in nodes], node)
+    nd = nodes[i]
+    if len(nd.inputs) != 1:
+        raise ValueError("node: %r takes %d inputs; explain covers one-input Linear layers"
+                         % (nd.name, len(nd.inputs)))
+    values = model.run_values(*x) if isinstance(x, tuple) else model.run_values(x)
+    return nd.layer, values[nd.inputs[0]]
 
 
 def _node_index(names, node):
