@@ -224,11 +224,10 @@ def _layer_and_input(args, requant, rounding):
 def _node_arg(model, text):
     """--node: a node name, or an index when no node has that name; by default the first
     Linear node."""
-    names = [nd.name for nd in model.nodes] if hasattr(model, "nodes") else list(model.names)
+    names = [nd.name for nd in model.nodes]
     if text is None:
-        layers = [nd.layer for nd in model.nodes] if hasattr(model, "nodes") else list(model.layers)
         linear = (fastq.QuantizedLinear, fastq.DynamicQuantizedLinear)
-        return next((names[i] for i, layer in enumerate(layers) if isinstance(layer, linear)), 0)
+        return next((nd.name for nd in model.nodes if isinstance(nd.layer, linear)), 0)
     if text not in names and text.lstrip("-").isdigit():
         return int(text)
     return text
@@ -237,8 +236,7 @@ def _node_arg(model, text):
 def _model_input(model, args):
     if args.input:
         return np.load(args.input, allow_pickle=False)
-    layers = [nd.layer for nd in model.nodes] if hasattr(model, "nodes") else list(model.layers)
-    k = next((getattr(layer, "in_features") for layer in layers if hasattr(layer, "in_features")), None)
+    k = next((nd.layer.in_features for nd in model.nodes if hasattr(nd.layer, "in_features")), None)
     if k is None:
         raise ValueError("--input: this model's input size is unknown; pass --input x.npy")
     return np.random.default_rng(args.seed).standard_normal((args.row + 1, k)).astype(np.float32)
