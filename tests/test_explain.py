@@ -200,7 +200,7 @@ def test_to_dict_is_json_and_steps_are_exact():
     d = json.loads(json.dumps(t.to_dict()))
     assert d["output"] == t.output and d["acc"] == t.acc
     for s in t.steps:
-        if s.kind == "f32" and s.exact is not None and s.name not in ("rcp",):
+        if s.kind == "f32" and s.exact is not None and s.name not in ("inv",):
             # one float32 operation: the float32 nearest the exact value
             v = float(s.value)
             lo, hi = np.nextafter(f32(v), f32(-np.inf)), np.nextafter(f32(v), f32(np.inf))
@@ -533,3 +533,11 @@ def test_trace_equals_torch_dynamic():
                     col = int(rng.integers(nout))
                     y = layer.explain(x, row, col).output
                     assert np.float32(y).view(np.uint32) == expected[row, col].view(np.uint32)
+
+
+def test_text_search_of_a_trace():
+    """`"..." in trace` searches its walk-through (what str(trace) prints)."""
+    layer, x = random_layer("fbgemm", 4, 2, 1, seed=3)
+    t = layer.explain(x, 0, 1)
+    assert "acc = %d" % t.acc in t and "all equal" in t and "MISMATCH" not in t
+    assert ("fmaf(bias, inv, f)" in t) != ("f + b'" in t)     # the fused or the two-rounding bias add

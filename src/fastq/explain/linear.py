@@ -140,21 +140,21 @@ def _fbgemm_steps(layer, steps, acc, sx, col):
         bb = f32(np.broadcast_to(bias_b, (n_out,))[col])
         br = f32(np.asarray(bias_r).reshape(-1)[0])
         if br != 1:
-            # the bias times rcp joins the accumulator in one rounding (fmaf)
-            steps.append(_f32_step("bias", "rcp", "(float)(1 / (double)atws)", Fraction(1) / _fr(atws),
-                                   "bias kept as float32, times rcp = f32(1 / (s_x * s_w)) inside one fma",
+            # the bias times inv joins the accumulator in one rounding (fmaf)
+            steps.append(_f32_step("bias", "inv", "(float)(1 / (double)atws)", Fraction(1) / _fr(atws),
+                                   "bias kept as float32, times inv = f32(1 / (s_x * s_w)) inside one fma",
                                    value=f32(1.0 / np.float64(atws))))
             assert steps[-1].value == br and bb == bias
             steps.append(fstep)
-            formula, how = "fmaf(bias, rcp, f)", "bias added as float32 after the accumulator, one rounding (fmaf)"
+            formula, how = "fmaf(bias, inv, f)", "bias added as float32 after the accumulator, one rounding (fmaf)"
         else:
             if layer.per_channel:
                 steps.append(_f32_step("bias", "b'", "bias / atws", _fr(bias) / _fr(atws),
                                        "bias kept as float32, divided by s_x * s_w[n]"))
             else:
                 inv = f32(1.0 / np.float64(atws))
-                steps.append(_f32_step("bias", "rcp", "(float)(1 / (double)atws)", Fraction(1) / _fr(atws), value=inv))
-                steps.append(_f32_step("bias", "b'", "bias * rcp", _fr(bias) * _fr(inv),
+                steps.append(_f32_step("bias", "inv", "(float)(1 / (double)atws)", Fraction(1) / _fr(atws), value=inv))
+                steps.append(_f32_step("bias", "b'", "bias * inv", _fr(bias) * _fr(inv),
                                        "bias kept as float32, times f32(1 / (s_x * s_w)), rounded on its own"))
             assert steps[-1].value == bb
             steps.append(fstep)

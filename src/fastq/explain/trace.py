@@ -184,6 +184,10 @@ class Trace:
     def __str__(self):
         return _trace_text(self)
 
+    def __contains__(self, text):
+        """`text in trace`: whether the walk-through (str(trace)) mentions it."""
+        return text in str(self)
+
     def __repr__(self):
         return "<fastq.explain.Trace %s [%d, %d] acc=%d output=%s>" % (
             self.mode, self.row, self.col, self.acc, _out_text(self.output))
