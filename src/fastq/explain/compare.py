@@ -82,7 +82,7 @@ class Comparison:
             lines.append("  The values first differ at the %s stage; outputs %s vs %s%s."
                          % (self.values_part_at, _out_text(self.a.output), _out_text(self.b.output),
                             " (the same output)" if self.same_output else ""))
-        return "\n".join(lines) + "\n"
+        return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
 def _label(t):
