@@ -367,6 +367,11 @@ class Model:
             return cls(nodes=nodes, inputs=meta["inputs"], outputs=meta["outputs"])
         return cls(layers, names)
 
+    def export_c(self, directory, name="net", input_size=None):
+        """Writes <directory>/<name>.h and <name>.c, standalone C99 bit-exact with this model (fastq.export)."""
+        from .export import export_c
+        return export_c(self, directory, name=name, input_size=input_size)
+
     def explain(self, x, node, row=0, col=0):
         """Output element [row, col] of `node` (a name or an index) on model input x: a
         fastq.explain.Trace, the node's input computed by the model."""

@@ -45,6 +45,11 @@ def main(argv=None):
         add_summary_parser(sub)
     except ImportError:
         pass
+    try:
+        from .export_cli import add_parser as add_export_parser
+        add_export_parser(sub)
+    except ImportError:
+        pass
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -1,0 +1,27 @@
+"""fastq.export: a fastq model as standalone C (net.h / net.c) for firmware.
+
+    fastq.export.export_c(model, "out/", name="net")   # or model.export_c("out/")
+
+The C is bit-exact with fastq's model(x) (and so with torch) on every target: C99, no heap,
+no libm, weights as static const arrays, one static arena. See docs/notes/export.md."""
+from __future__ import annotations
+
+import os
+
+from .cgen import ERRORS, Generated, generate
+from .footprint import Footprint
+from .layers import ExportError
+
+__all__ = ["export_c", "generate", "ExportError", "Footprint", "Generated", "ERRORS"]
+
+
+def export_c(model, directory, name="net", input_size=None):
+    """Writes <directory>/<name>.h and <name>.c; returns the Generated result (its .footprint
+    holds the flash / RAM bytes). input_size: floats per sample, needed only when the model has
+    no Linear layer. Raises ExportError (a NotImplementedError) naming the node it cannot
+    export, ValueError for bad arguments or layers whose int32 accumulator could overflow."""
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError("directory: expected a path, got %s" % type(directory).__name__)
+    gen = generate(model, name=name, input_size=input_size)
+    gen.write(os.fspath(directory))
+    return gen

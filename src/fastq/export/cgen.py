@@ -1,0 +1,293 @@
+"""fastq.Model -> net.h / net.c: walk the nodes, build one Step per node, place the values in
+one static arena, and write the run functions around the steps."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import layers as L
+from . import ops
+from .footprint import Footprint, estimate
+from .plan import Value, allocate, c_ident
+
+_TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+ERRORS = (("OK", 0, "success"),
+          ("ERR_NULL", 1, "input or output is NULL"),
+          ("ERR_NONFINITE", 2, "a dynamic layer's input holds NaN or inf (no quantization exists for it)"))
+
+@dataclass
+class Generated:
+    name: str
+    header: str
+    source: str
+    footprint: Footprint
+    has_quantized: bool            # net_run_quantized exists
+    input_size: int
+    output_size: int
+    qinput_dtype: str = None       # "uint8" | "int8" (net_run_quantized's types)
+    qoutput_dtype: str = None
+    integer_only: bool = False     # net_run_quantized uses no float operation
+
+    def write(self, directory):
+        os.makedirs(directory, exist_ok=True)
+        h = os.path.join(directory, self.name + ".h")
+        c = os.path.join(directory, self.name + ".c")
+        with open(h, "w") as f:
+            f.write(self.header)
+        with open(c, "w") as f:
+            f.write(self.source)
+        return h, c
+
+
+def _graph(model):
+    """(nodes as (name, layer, inputs, outputs), model inputs, model outputs)."""
+    if hasattr(model, "nodes") and hasattr(model, "inputs") and hasattr(model, "outputs"):
+        nodes = [(n.name, n.layer, tuple(n.inputs), tuple(n.outputs)) for n in model.nodes]
+        return nodes, tuple(model.inputs), tuple(model.outputs)
+    layers = list(getattr(model, "layers", []))
+    names = list(getattr(model, "names", [str(i) for i in range(len(layers))]))
+    nodes, prev = [], "input"
+    for i, (name, layer) in enumerate(zip(names, layers)):
+        out = "%s#%d" % (name, i)
+        nodes.append((str(name), layer, (prev,), (out,)))
+        prev = out
+    return nodes, ("input",), (prev,)
+
+
+def _input_size(nodes, input_size):
+    from ..layers.dynamic import DynamicQuantizedLinear
+    from ..layers.linear import QuantizedLinear
+    for name, layer, _, _ in nodes:
+        if isinstance(layer, (QuantizedLinear, DynamicQuantizedLinear)):
+            k = layer.weight.values.shape[1]
+            if input_size is not None and int(input_size) != k:
+                raise ValueError("input_size: %d, but node %r takes %d inputs" % (input_size, name, k))
+            return k
+    if input_size is None:
+        raise ValueError("input_size: required for a model without Linear layers (its sample size "
+                         "cannot be inferred)")
+    if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or input_size < 1:
+        raise ValueError("input_size: expected a positive int, got %r" % (input_size,))
+    return int(input_size)
+
+
+def generate(model, name="net", input_size=None):
+    """Generated(name, header, source, footprint) for a fastq model."""
+    from ..layers.dynamic import DynamicQuantizedLinear
+    from ..layers.elementwise import Dequantize, Flatten, Identity, Quantize, ReLU, ReLU6
+    from ..layers.linear import QuantizedLinear
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError("name: expected a C identifier (letters, digits, _), got %r" % (name,))
+    nodes, inputs, outputs = _graph(model)
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise L.ExportError("model: %d inputs and %d outputs; the C export takes one of each"
+                            % (len(inputs), len(outputs)))
+    size = _input_size(nodes, input_size)
+    values = {inputs[0]: Value(inputs[0], "float", size)}
+    # node names never taken as they are: they would read like the entry points and macros
+    steps, used = [], {"run", "run_quantized", "arena", "input", "output", "ok", "err", "has", "weights", "qinput",
+                       "qoutput", "integer", "portable"}
+    prefix_of = lambda node: "%s_%s" % (name, c_ident(node, used))     # noqa: E731
+    for node, layer, ins, outs in nodes:
+        t = type(layer).__name__
+        missing = [i for i in ins if i not in values]
+        if missing:
+            raise L.ExportError("node %r (%s) reads %r, which no earlier node writes" % (node, t, missing[0]))
+        if t in ops.HANDLED:                        # the graph ops (add, mul, cat, shape ops ...)
+            if len(outs) != 1:
+                raise L.ExportError("node %r (%s): %d outputs; the C export handles one" % (node, t, len(outs)))
+            st, y = ops.step(node, prefix_of(node), layer, [values[i] for i in ins], outs[0])
+            if st is not None:
+                steps.append(st)
+            values[outs[0]] = y
+            continue
+        if any(values[i].kind == "int" for i in ins):
+            raise L.ExportError("node %r (%s) takes an integer (size) value" % (node, t))
+        if len(ins) != 1 or len(outs) != 1:
+            raise L.ExportError("node %r (%s): %d inputs / %d outputs; the C export handles one-input, "
+                                "one-output nodes" % (node, t, len(ins), len(outs)))
+        if ins[0] not in values:
+            raise L.ExportError("node %r (%s) reads %r, which no earlier node writes" % (node, t, ins[0]))
+        x = values[ins[0]]
+        if isinstance(layer, (QuantizedLinear, DynamicQuantizedLinear)):
+            k = layer.weight.values.shape[1]
+            if x.size != k:
+                raise L.ExportError("node %r (%s) takes %d inputs per sample but receives %d (a Flatten of "
+                                    "several rows per sample cannot be exported)" % (node, t, k, x.size))
+            n_out = layer.weight.values.shape[0]
+        if isinstance(layer, QuantizedLinear):
+            y = Value(outs[0], "quant", n_out, layer.dtype.name, float(layer.scale), int(layer.zero_point))
+            steps.append(L.quantized_linear(node, prefix_of(node), layer, x, y))
+        elif isinstance(layer, DynamicQuantizedLinear):
+            y = Value(outs[0], "float", n_out)
+            steps.append(L.dynamic_linear(node, prefix_of(node), layer, x, y))
+        elif isinstance(layer, Quantize):
+            y = Value(outs[0], "quant", x.size, layer.dtype, float(layer.scale), int(layer.zero_point))
+            steps.append(L.quantize(node, prefix_of(node), layer, x, y))
+        elif isinstance(layer, Dequantize):
+            y = Value(outs[0], "float", x.size)
+            steps.append(L.dequantize(node, prefix_of(node), x, y))
+        elif isinstance(layer, (ReLU, ReLU6)):
+            y = Value(outs[0], x.kind, x.size, x.dtype, x.scale, x.zero_point)
+            q6 = L.relu6_q6(x) if isinstance(layer, ReLU6) and x.kind == "quant" else None
+            steps.append(L.relu(node, prefix_of(node), t, x, y, q6))
+        elif isinstance(layer, (Identity, Flatten)):
+            y = Value(outs[0], x.kind, x.size, x.dtype, x.scale, x.zero_point, alias_of=x)
+        else:
+            raise L.ExportError("node %r: %s cannot be exported to C" % (node, t))
+        values[outs[0]] = y
+    final = values[outputs[0]]
+    if final.kind == "int":
+        raise L.ExportError("model: the output %r is an integer (size) value" % outputs[0])
+    if final.kind == "quant":                       # fastq's Model dequantizes its output
+        y = Value("output", "float", final.size)
+        steps.append(L.dequantize("output", "%s_%s" % (name, c_ident("output_dequantize", used)), final, y,
+                                  implicit=True))
+        final = y
+    return _assemble(name, model, steps, values[inputs[0]], final, nodes)
+
+
+def _quantized_region(steps):
+    """(first, last) step indices of the Quantize / Dequantize pair net_run_quantized spans, when
+    every step between them is integer in, integer out; else None."""
+    first = next((i for i, s in enumerate(steps) if s.output.kind == "quant" and s.inputs[0].kind == "float"), None)
+    if first is None:
+        return None
+    last = max((i for i, s in enumerate(steps) if s.output.kind == "float" and s.inputs[0].kind == "quant"),
+               default=-1)
+    if last < first or any(s.output.kind != "quant" for s in steps[first + 1:last]):
+        return None
+    return first, last
+
+
+def _assemble(name, model, steps, x_in, final, nodes):
+    up = name.upper()
+    pinned = {id(x_in.root()), id(final.root())}
+    offsets, arena = allocate(steps, pinned)
+
+    def buf(v, run_in, run_out):
+        r = v.root()
+        if r is run_in.root():
+            return "input"
+        if r is run_out.root():
+            return "output"
+        return "%s_ARENA(%s, %d)" % (up, r.ctype, offsets[id(r)])
+
+    def call(i, st, run_in, run_out):
+        args = [buf(v, run_in, run_out) for v in st.inputs] + [buf(st.output, run_in, run_out)]
+        if st.scratch:
+            args.append("%s_ARENA(uint8_t, %d)" % (up, offsets[("scratch", i)]))
+        text = "%s(%s)" % (st.func, ", ".join(args))
+        if st.returns_status:
+            return "    if (%s) return %s_ERR_NONFINITE;" % (text, up)
+        return "    %s;" % text
+
+    def body(idx, run_in, run_out):
+        lines = [call(i, steps[i], run_in, run_out) for i in idx]
+        if run_in.root() is run_out.root():          # nothing computes the output: copy it
+            lines.append("    { int32_t i; for (i = 0; i < %d; i++) output[i] = input[i]; }" % run_out.size)
+        return lines
+
+    region = _quantized_region(steps)
+    has_q = region is not None
+    run_lines = body(range(len(steps)), x_in, final)
+    q_lines, qin, qout = [], None, None
+    if has_q:
+        qin, qout = steps[region[0]].output, steps[region[1]].inputs[0]
+        q_lines = body(range(region[0] + 1, region[1]), qin, qout)
+    integer_only = has_q and all(s.quantized for s in steps[region[0] + 1:region[1]])
+    fp = estimate(steps, arena, region, x_in.size, final.size)
+    with open(os.path.join(_TEMPLATES, "runtime.c.in")) as f:
+        runtime = f.read().replace("@NAME@", up)
+    header = _header(name, up, model, nodes, x_in, final, qin, qout, arena, fp, integer_only)
+    src = [
+        "/* %s.c: generated by fastq from a model of %d nodes; see %s.h. */" % (name, len(nodes), name),
+        '#include "%s.h"\n' % name,
+        "#include <float.h>\n#include <stdint.h>\n#include <string.h>\n",
+        runtime,
+    ]
+    if arena:
+        src += ["/* ---- the arena: every intermediate value at a fixed offset (offsets planned by lifetime) ---- */",
+                "static float %s_arena[(%s_ARENA_BYTES + 3) / 4];" % (name, up),
+                "#define %s_ARENA(type, offset) ((type *)(void *)((unsigned char *)%s_arena + (offset)))\n" % (up, name)]
+    for i, st in enumerate(steps):
+        guard = integer_only and not (has_q and region[0] < i < region[1])
+        src.append(("#ifndef %s_INTEGER_ONLY\n%s\n#endif\n" % (up, st.code)) if guard else st.code + "\n")
+    run_fn = "int %s_run(const float *input, float *output)\n{\n    if (!input || !output) return %s_ERR_NULL;\n%s\n" \
+             "    return %s_OK;\n}\n" % (name, up, "\n".join(run_lines), up)
+    src.append(("#ifndef %s_INTEGER_ONLY\n%s#endif\n" % (up, run_fn)) if integer_only else run_fn)
+    if has_q:
+        src.append("int %s_run_quantized(const %s *input, %s *output)\n{\n    if (!input || !output) return %s_ERR_NULL;\n"
+                   "%s\n    return %s_OK;\n}\n" % (name, qin.ctype, qout.ctype, up, "\n".join(q_lines), up))
+    return Generated(name, header, "\n".join(src), fp, has_q, x_in.size, final.size,
+                     qin.dtype if has_q else None, qout.dtype if has_q else None, integer_only)
+
+
+def _header(name, up, model, nodes, x_in, final, qin, qout, arena, fp, integer_only):
+    summary = [" *   %-16s %s" % (n, _describe(layer)) for n, layer, _, _ in nodes]
+    lines = [
+        "/* %s.h: a fastq model as standalone C99 (generated by fastq.export; do not edit).\n *" % name,
+        " * Footprint (bytes):",
+        " *   flash: weights and constants %d (exact), code ~%d (estimate: Cortex-M4 -Os, measured per" % (fp.weights, fp.code),
+        " *          step kind; arm-none-eabi-size gives the real figure)",
+        " *   RAM:   arena %d (exact, %s_ARENA_BYTES), stack ~%d (estimate; -fstack-usage gives the real figure)"
+        % (fp.arena, up, fp.stack),
+        " *",
+        " * Nodes:",
+    ] + summary + [
+        " *",
+        " * Build: C99, no heap, libc only for memcpy (no libm). Compile without floating-point",
+        " * contraction (-ffp-contract=off; GCC's default with -std=c99) and without -ffast-math:",
+        " * the float32 steps must round exactly as torch's kernels do. %s.c checks what it can at" % name,
+        " * compile time (FLT_EVAL_METHOD == 0, no __FAST_MATH__). Fast paths: ARM DSP (SMLAD, when",
+        " * __ARM_FEATURE_DSP) and NEON dot product (SDOT, when __ARM_FEATURE_DOTPROD); -DFASTQ_PORTABLE",
+        " * or -D%s_PORTABLE keeps the portable loops. Not reentrant: one static arena." % up,
+        " */",
+        "#ifndef %s_H\n#define %s_H\n\n#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n" % (up, up),
+        "#define %s_INPUT_SIZE %d      /* floats per sample in */" % (up, x_in.size),
+        "#define %s_OUTPUT_SIZE %d     /* floats per sample out */" % (up, final.size),
+        "#define %s_ARENA_BYTES %d     /* the static scratch arena */" % (up, arena),
+        "#define %s_WEIGHTS_BYTES %d   /* static const weights and constants (flash) */" % (up, fp.weights),
+        "",
+        "/* Return codes */",
+    ]
+    for ident, code, what in ERRORS:
+        lines.append("#define %s_%-14s %d   /* %s */" % (up, ident, code, what))
+    lines += ["", "/* One sample: %s_INPUT_SIZE floats in, %s_OUTPUT_SIZE floats out, the model's" % (up, up),
+              " * Quantize and Dequantize included; equal bit for bit to fastq's model(x) on one row. */"]
+    if integer_only:
+        lines.append("#ifndef %s_INTEGER_ONLY" % up)
+    lines.append("int %s_run(const float *input, float *output);" % name)
+    if integer_only:
+        lines += ["#endif", ""]
+    if qin is not None:
+        lines += [
+            "",
+            "/* The integers between the first Quantize and the last Dequantize: %s_QINPUT_SIZE values" % up,
+            " * quantized with (%s_QINPUT_SCALE, %s_QINPUT_ZERO_POINT) in, %s_QOUTPUT_SIZE out.%s */" % (
+                up, up, up, " Integer only: define %s_INTEGER_ONLY to compile\n * this path alone, without "
+                                "any float operation (MCUs without an FPU)." % up if integer_only else ""),
+            "#define %s_HAS_RUN_QUANTIZED 1" % up,
+            "#define %s_QINPUT_SIZE %d" % (up, qin.size),
+            "#define %s_QINPUT_SCALE %.9g   /* %s */" % (up, qin.scale, qin.dtype),
+            "#define %s_QINPUT_ZERO_POINT %d" % (up, qin.zero_point),
+            "#define %s_QOUTPUT_SIZE %d" % (up, qout.size),
+            "#define %s_QOUTPUT_SCALE %.9g   /* %s */" % (up, qout.scale, qout.dtype),
+            "#define %s_QOUTPUT_ZERO_POINT %d" % (up, qout.zero_point),
+            "int %s_run_quantized(const %s *input, %s *output);" % (name, qin.ctype, qout.ctype),
+        ]
+    else:
+        lines += ["", "#define %s_HAS_RUN_QUANTIZED 0   /* float values between the first Quantize and the "
+                      "last Dequantize (or none) */" % up]
+    lines += ["", "#ifdef __cplusplus\n}\n#endif", "#endif", ""]
+    return "\n".join(lines)
+
+
+def _describe(layer):
+    r = repr(layer).replace("\n", " ")
+    return r if len(r) < 90 else r[:87] + "..."

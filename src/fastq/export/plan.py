@@ -1,0 +1,119 @@
+"""The model as a list of C steps: which value each node reads and writes, its C type and
+size, and where it lives (the caller's input / output, or an offset in the one static arena).
+
+A value is float32 or quantized (uint8 / int8, per-tensor scale and zero point, known at
+export time because the model's quantization is static). Identity and Flatten alias their
+input (a sample is a flat C-order buffer, so flattening moves nothing)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+ALIGN = 4          # every buffer starts on a float boundary (the arena is a float array)
+
+
+@dataclass
+class Value:
+    name: str
+    kind: str                         # "float" | "quant" | "int" (a size: no buffer in C)
+    size: int                         # elements of one sample
+    dtype: Optional[str] = None       # "uint8" | "int8" for kind "quant"
+    scale: Optional[float] = None
+    zero_point: Optional[int] = None
+    alias_of: Optional["Value"] = None
+
+    def root(self):
+        v = self
+        while v.alias_of is not None:
+            v = v.alias_of
+        return v
+
+    @property
+    def ctype(self):
+        return "float" if self.kind == "float" else ("uint8_t" if self.dtype == "uint8" else "int8_t")
+
+    @property
+    def nbytes(self):
+        return self.size * (4 if self.kind == "float" else 1) if self.kind != "int" else 0
+
+
+@dataclass
+class Step:
+    """One call in the run functions: func(inputs..., output[, scratch])."""
+    node: str                         # the node's name (for error messages and comments)
+    func: str                         # the C function's name
+    inputs: Tuple[Value, ...]
+    output: Value
+    scratch: int = 0                  # bytes of arena scratch the step needs while it runs
+    returns_status: bool = False      # the function returns an int status (dynamic layers)
+    code: str = ""                    # the C text: constants and the function
+    flash: int = 0                    # bytes of static const data in `code`
+    quantized: bool = True            # integer only (no float operation)
+    extra: dict = field(default_factory=dict)
+
+
+def allocate(steps: List[Step], pinned):
+    """First-fit offsets for every value a step writes (and every scratch), by lifetime.
+
+    pinned: values that live outside the arena (the run's input and output). Returns
+    ({id(root value) or ("scratch", i): offset}, arena_bytes)."""
+    first, last, size = {}, {}, {}
+    for i, st in enumerate(steps):
+        for v in st.inputs:
+            r = v.root()
+            if id(r) in first:
+                last[id(r)] = max(last[id(r)], i)
+        r = st.output.root()
+        if id(r) not in pinned:
+            first.setdefault(id(r), i)
+            last.setdefault(id(r), i)
+            size[id(r)] = r.nbytes
+        if st.scratch:
+            key = ("scratch", i)
+            first[key], last[key], size[key] = i, i, st.scratch
+    order = sorted(first, key=lambda k: (-size[k], first[k]))
+    placed = []                                    # (offset, end, first step, last step)
+    offsets = {}
+    for key in order:
+        need = _round_up(size[key])
+        live = [(o, e) for (o, e, f, l) in placed if not (last[key] < f or l < first[key])]
+        for off in sorted({0} | {e for (_, e) in live}):     # the lowest gap that fits
+            if all(off + need <= o or e <= off for (o, e) in live):
+                break
+        offsets[key] = off
+        placed.append((off, off + need, first[key], last[key]))
+    total = max((e for (_, e, _, _) in placed), default=0)
+    return offsets, total
+
+
+def _round_up(n):
+    return (int(n) + ALIGN - 1) // ALIGN * ALIGN
+
+
+def c_ident(name, used):
+    """A C identifier from a node name ("fc1", "layers.0" -> "layers_0", "1" -> "layer1")."""
+    s = "".join(ch if (ch.isalnum() and ch.isascii()) or ch == "_" else "_" for ch in str(name)).strip("_")
+    if not s or s[0].isdigit():
+        s = "layer" + s
+    s = s.lower()
+    base, i = s, 2
+    while s in used:
+        s = "%s_%d" % (base, i)
+        i += 1
+    used.add(s)
+    return s
+
+
+def float_literal(v):
+    """A C float literal that reads back as exactly the float32 v ("%.9g" round-trips)."""
+    v = np.float32(v)
+    if not np.isfinite(v):
+        raise ValueError("value: cannot write the non-finite float %r as a C constant" % (float(v),))
+    s = "%.9g" % float(v)
+    if np.float32(float(s)) != v:          # pragma: no cover - 9 digits always round-trip
+        s = "%.12g" % float(v)
+    if "." not in s and "e" not in s and "n" not in s:
+        s += ".0"
+    return s + "f"
