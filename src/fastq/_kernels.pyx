@@ -34,26 +34,25 @@ cdef extern from "csrc/fastq.h" nogil:
         const int32_t *col_offset
         const int32_t *w_zero_point
         const float *bias
+        float bias_mult
         const float *scale
         const int32_t *multiplier
         const int32_t *shift
         int32_t rounding
-        int32_t out_zero_point, out_min, out_max, out_xor
+        int32_t out_zero_point, out_min, out_max, out_signed
         int32_t float_fma, float_relu
+        int32_t variant, scalar_only
+    int fq_epilogue_prepare(fq_epilogue *ep, int32_t n_padded)
     const char *fq_backend_name(int backend)
     int fq_backend_supported(int backend)
-    int fq_best_backend()
     int fq_get_backend()
     int fq_set_backend(int backend)
     int FQ_BACKEND_COUNT
-    void fq_gemm(const fq_packed_weights *w, const uint8_t *a, Py_ssize_t lda, int32_t m,
-                 const fq_epilogue *ep, void *out, Py_ssize_t ldo, int num_threads)
+    int fq_gemm(const fq_packed_weights *w, const uint8_t *a, Py_ssize_t lda, int32_t m, int a_signed,
+                const fq_epilogue *ep, void *out, Py_ssize_t ldo, int num_threads)
     int fq_get_num_threads()
     void fq_set_num_threads(int n)
-    void fq_quantize_u8(const float *x, int64_t n, float inv_scale, float zero_point,
-                        int32_t qmin, int32_t qmax, uint8_t *q)
-    void fq_quantize_s8(const float *x, int64_t n, float inv_scale, float zero_point,
-                        int32_t qmin, int32_t qmax, int8_t *q)
+    long long fq_kernel_runs(int backend)
     void fq_multiply_by_quantized_multiplier_array(const int32_t *x, int64_t n,
                                                    const int32_t *multiplier, const int32_t *shift,
                                                    int64_t n_channels, int rounding,
@@ -181,7 +180,7 @@ cdef class Epilogue:
     cdef readonly Py_ssize_t n_padded
 
     def __cinit__(self, PackedWeights pw not None, int kind, col_offset, *, bias=None,
-                  scale=None, multiplier=None, shift=None, int rounding=0,
+                  float bias_mult=1.0, scale=None, multiplier=None, shift=None, int rounding=0,
                   bint with_row_sums=True, int out_zero_point=0, int out_min=0,
                   int out_max=255, int out_xor=0, bint float_fma=False, bint float_relu=False):
         if kind not in (FQ_EPI_INT32, FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_TFLITE, FQ_EPI_FLOAT):
@@ -201,6 +200,7 @@ cdef class Epilogue:
             raise ValueError("col_offset: required")
         self.ep.w_zero_point = <const int32_t *>_ptr_or_null(wzp, np.int32, npad, "w_zero_point")
         self.ep.bias = <const float *>_ptr_or_null(bias, np.float32, npad, "bias")
+        self.ep.bias_mult = bias_mult
         self.ep.scale = <const float *>_ptr_or_null(scale, np.float32, npad, "scale")
         self.ep.multiplier = <const int32_t *>_ptr_or_null(multiplier, np.int32, npad, "multiplier")
         self.ep.shift = <const int32_t *>_ptr_or_null(shift, np.int32, npad, "shift")
@@ -210,20 +210,34 @@ cdef class Epilogue:
             raise ValueError("multiplier, shift: required for requant='tflite'")
         if rounding not in (0, 1, 2):
             raise ValueError("rounding: unknown fixed-point rounding %d" % rounding)
+        if out_xor not in (0, 0x80):
+            raise ValueError("out_xor: expected 0 (uint8 output) or 0x80 (int8 output), got %d" % out_xor)
+        if self.ep.bias == NULL and kind in (FQ_EPI_FBGEMM, FQ_EPI_FLOAT):
+            # no bias: a zero one (fmaf(0, r, f) = f; f32(f * s) + 0 = f32(f * s)), so the
+            # kernels have one code path
+            bias = np.zeros(max(npad, 1), np.float32)
+            self.keep = self.keep + (bias,)
+            self.ep.bias = <const float *>cnp.PyArray_DATA(bias)
         self.ep.rounding = rounding
         self.ep.out_zero_point = out_zero_point
         self.ep.out_min = out_min
         self.ep.out_max = out_max
-        self.ep.out_xor = out_xor
+        self.ep.out_signed = out_xor == 0x80
         self.ep.float_fma = float_fma
         self.ep.float_relu = float_relu
+        if fq_epilogue_prepare(&self.ep, <int32_t>npad) != 0:
+            raise ValueError("out_zero_point, out_min, out_max: expected a zero point in 0..255 and "
+                             "-2**31 + 255 <= out_min <= out_max, got %d, %d, %d"
+                             % (out_zero_point, out_min, out_max))
 
 
 def gemm(PackedWeights pw not None, Epilogue ep not None, cnp.ndarray a not None,
          int num_threads=0, cnp.ndarray out=None):
-    """out[m, n] = epilogue(sum_k a[m,k] * w[n,k] + corrections); a: uint8 [M, K], C-contiguous."""
-    if a.ndim != 2 or a.dtype != np.uint8 or not a.flags.c_contiguous:
-        raise TypeError("a: expected a C-contiguous 2-D uint8 array")
+    """out[m, n] = epilogue(sum_k a[m,k] * w[n,k] + corrections); a: uint8 or int8 [M, K],
+    C-contiguous (int8 a is read as uint8 a ^ 0x80: build ep for the zero point + 128)."""
+    if a.ndim != 2 or a.dtype not in (np.uint8, np.int8) or not a.flags.c_contiguous:
+        raise TypeError("a: expected a C-contiguous 2-D uint8 or int8 array")
+    cdef int a_signed = a.dtype == np.int8
     if a.shape[1] != pw.p.k:
         raise ValueError("a: expected K = %d columns, got %d" % (pw.p.k, a.shape[1]))
     if ep.n_padded != pw.p.n_panels * FQ_NR:
@@ -249,8 +263,11 @@ def gemm(PackedWeights pw not None, Epilogue ep not None, cnp.ndarray a not None
     cdef Py_ssize_t lda = a.shape[1]
     cdef Py_ssize_t ldo = pw.p.n
     cdef int32_t mm = <int32_t>m
+    cdef int rc
     with nogil:
-        fq_gemm(&pw.p, ap, lda, mm, &ep.ep, op, ldo, num_threads)
+        rc = fq_gemm(&pw.p, ap, lda, mm, a_signed, &ep.ep, op, ldo, num_threads)
+    if rc != 0:
+        raise MemoryError("gemm: could not allocate the row sums of %d rows" % m)
     return out
 
 
@@ -291,15 +308,18 @@ def multiply_by_quantized_multiplier(cnp.ndarray x not None, cnp.ndarray multipl
         raise ValueError("rounding: unknown fixed-point rounding %d" % rounding)
     if x.dtype != np.int32 or multiplier.dtype != np.int32 or shift.dtype != np.int32:
         raise TypeError("x, multiplier, shift: expected int32 arrays")
-    if multiplier.ndim != 1 or shift.ndim != 1 or multiplier.shape[0] != shift.shape[0] or multiplier.shape[0] < 1:
+    if multiplier.ndim != 1 or shift.ndim != 1 or multiplier.shape[0] != shift.shape[0]:
         raise ValueError("multiplier, shift: expected two 1-D arrays of the same length")
+    if multiplier.shape[0] == 0 and (x.ndim == 0 or x.shape[x.ndim - 1] != 0):
+        raise ValueError("multiplier, shift: empty, but x has a last axis of length %s"
+                         % (x.shape[x.ndim - 1] if x.ndim else "none (0-d x)"))
     x = np.ascontiguousarray(x)
     multiplier = np.ascontiguousarray(multiplier)
     shift = np.ascontiguousarray(shift)
     cdef int64_t nch = multiplier.shape[0]
     if nch != 1 and (x.ndim == 0 or x.shape[x.ndim - 1] != nch):
         raise ValueError("multiplier: %d values do not match the last axis of x" % nch)
-    if shift.min() < -31 or shift.max() > 30:
+    if shift.shape[0] and (shift.min() < -31 or shift.max() > 30):
         raise ValueError("shift: values must lie in [-31, 30]")
     cdef cnp.ndarray out = np.empty_like(x)
     cdef int64_t n = x.size
@@ -392,6 +412,10 @@ def get_backend():
 def set_backend(int b):
     return fq_set_backend(b) == 0
 
+def kernel_runs():
+    """{backend name: fq_gemm calls that ran its kernels} since the library loaded."""
+    return {fq_backend_name(b).decode(): fq_kernel_runs(b) for b in range(FQ_BACKEND_COUNT)}
+
 def get_num_threads():
     return fq_get_num_threads()
 
@@ -408,52 +432,62 @@ cdef extern from "numpy/arrayobject.h":
     cnp.ndarray PyArray_EMPTY(int nd, cnp.npy_intp *dims, int typenum, int fortran)
 
 cdef class LinearCore:
-    """Per-layer state of the call path; built by fastq.layers.linear.QuantizedLinear."""
+    """Per-layer state of the call path; built by fastq.layers.linear.QuantizedLinear.
+
+    Every mode takes this path: uint8 or int8 activations (int8 x with zero point z is read by
+    the kernels as uint8 x ^ 0x80 with zero point z + 128), uint8 or int8 outputs (the epilogue
+    stores q ^ 0x80), a pinned input quantization (input_scale / input_zero_point) checked here.
+    Per-call state (the epilogue, whether the zero-point bound rules out int32 overflow) lives
+    in the call: the GIL is released while another thread's call runs."""
     cdef PackedWeights pw
     cdef object qtensor_type, qtensor_new
     cdef object out_scale, out_zero_point
-    cdef object epilogue_for      # (x_scale, x_zero_point) -> Epilogue  (the layer's cache)
-    cdef object check_overflow    # (a_2d, x_zero_point, name) -> raises ValueError
-    cdef object fallback          # x -> y for inputs this path does not take (int8 values)
+    cdef object epilogue_for      # (x_scale, x_zero_point in uint8 terms) -> Epilogue (the layer's cache)
+    cdef object check_overflow    # (uint8 a_2d, x_zero_point in uint8 terms, name) -> raises ValueError
+    cdef bint out_signed
+    cdef object input_scale, input_zero_point   # pinned input quantization, or None
     cdef bint have_last
     cdef double last_scale
     cdef long last_zp
     cdef Epilogue last_ep
-    cdef bint last_bound_ok
 
     def __cinit__(self, PackedWeights pw not None, qtensor_type, out_scale, out_zero_point,
-                  epilogue_for, check_overflow, fallback=None):
+                  epilogue_for, check_overflow, *, bint out_signed=False, input_scale=None,
+                  input_zero_point=None):
         self.pw = pw
-        self.fallback = fallback
         self.qtensor_type = qtensor_type
         self.qtensor_new = qtensor_type.__new__
         self.out_scale = out_scale
         self.out_zero_point = out_zero_point
         self.epilogue_for = epilogue_for
         self.check_overflow = check_overflow
+        self.out_signed = out_signed
+        self.input_scale = input_scale
+        self.input_zero_point = input_zero_point
         self.have_last = False
 
     def forget_epilogue(self):
         self.have_last = False
         self.last_ep = None
 
-    cdef Epilogue _epilogue(self, object x_scale, object x_zero_point):
+    cdef Epilogue _epilogue(self, object x_scale, long zp_u8):
+        # The four fields are set together with the GIL held (no Python code runs between
+        # them), so another thread sees either the old or the new entry.
         cdef double s = x_scale
-        cdef long zp = x_zero_point
-        if self.have_last and s == self.last_scale and zp == self.last_zp:
+        if self.have_last and s == self.last_scale and zp_u8 == self.last_zp:
             return self.last_ep
-        ep = self.epilogue_for(x_scale, x_zero_point)
+        ep = self.epilogue_for(x_scale, zp_u8)
         if not isinstance(ep, Epilogue) or (<Epilogue>ep).n_padded != self.pw.p.n_panels * FQ_NR:
             raise ValueError("ep: built for another weight matrix")
         if (<Epilogue>ep).kind not in (FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_TFLITE):
-            raise ValueError("ep: expected an epilogue with uint8 output")
-        cdef long dev_a = zp if zp > 255 - zp else 255 - zp
-        self.last_bound_ok = <double>self.pw.p.k * dev_a * self.pw.p.max_abs_w_dev <= 2147483647.0
+            raise ValueError("ep: expected an epilogue with byte output")
+        if (<Epilogue>ep).ep.out_signed != self.out_signed:
+            raise ValueError("ep: built for another output dtype")
         self.last_scale = s
-        self.last_zp = zp
+        self.last_zp = zp_u8
         self.last_ep = <Epilogue>ep
         self.have_last = True
-        return self.last_ep
+        return <Epilogue>ep
 
     def __call__(self, x):
         return self.call(x)
@@ -465,10 +499,14 @@ cdef class LinearCore:
             raise ValueError("x: expected per-tensor quantized activations")
         v = x.values
         cdef cnp.ndarray a = <cnp.ndarray?>v
-        if cnp.PyArray_TYPE(a) != cnp.NPY_UINT8:
-            if self.fallback is not None and cnp.PyArray_TYPE(a) == cnp.NPY_INT8:
-                return self.fallback(x)
-            raise TypeError("x: expected uint8 values, got %s" % (<object>a).dtype)
+        cdef int typenum = cnp.PyArray_TYPE(a)
+        cdef int a_signed
+        if typenum == cnp.NPY_UINT8:
+            a_signed = 0
+        elif typenum == cnp.NPY_INT8:
+            a_signed = 1
+        else:
+            raise TypeError("x: expected uint8 or int8 values, got %s" % (<object>a).dtype)
         cdef int nd = cnp.PyArray_NDIM(a)
         cdef int32_t k = self.pw.p.k
         cdef int32_t n = self.pw.p.n
@@ -483,21 +521,37 @@ cdef class LinearCore:
         dims[nd - 1] = n
         if m > 2147483647:
             raise ValueError("x: too many rows")
-        cdef Epilogue ep = self._epilogue(x.scale, x.zero_point)
+        x_scale = x.scale
+        x_zero_point = x.zero_point
+        if self.input_scale is not None and (
+                x_scale != self.input_scale
+                or (self.input_zero_point is not None and x_zero_point != self.input_zero_point)):
+            raise ValueError("x: quantized with scale %r, zero point %d; this layer was built for "
+                             "input_scale=%r, input_zero_point=%r"
+                             % (x_scale, x_zero_point, self.input_scale, self.input_zero_point))
+        cdef long zp_u8 = <long>x_zero_point + (128 if a_signed else 0)
+        cdef Epilogue ep = self._epilogue(x_scale, zp_u8)
+        # the zero-point bound of this call: |x - zx| <= max(zx, 255 - zx) in uint8 terms
+        cdef long dev_a = zp_u8 if zp_u8 > 255 - zp_u8 else 255 - zp_u8
+        cdef bint bound_ok = <double>k * dev_a * self.pw.p.max_abs_w_dev <= 2147483647.0
         if not cnp.PyArray_IS_C_CONTIGUOUS(a):
             a = np.ascontiguousarray(a)
-        if not self.last_bound_ok:
-            self.check_overflow(a.reshape(m, k), x.zero_point, "x")
-        cdef cnp.ndarray out = PyArray_EMPTY(nd, dims, cnp.NPY_UINT8, 0)
+        if not bound_ok:
+            a2 = a.reshape(m, k)
+            self.check_overflow(a2.view(np.uint8) ^ np.uint8(0x80) if a_signed else a2, zp_u8, "x")
+        cdef cnp.ndarray out = PyArray_EMPTY(nd, dims, cnp.NPY_INT8 if self.out_signed else cnp.NPY_UINT8, 0)
         cdef const uint8_t *ap = <const uint8_t *>cnp.PyArray_DATA(a)
         cdef void *op = cnp.PyArray_DATA(out)
         cdef int32_t mm = <int32_t>m
+        cdef int rc = 0
         if m > 0 and n > 0:
             if <double>m * n * k < 65536.0:
-                fq_gemm(&self.pw.p, ap, k, mm, &ep.ep, op, n, 0)
+                rc = fq_gemm(&self.pw.p, ap, k, mm, a_signed, &ep.ep, op, n, 0)
             else:
                 with nogil:
-                    fq_gemm(&self.pw.p, ap, k, mm, &ep.ep, op, n, 0)
+                    rc = fq_gemm(&self.pw.p, ap, k, mm, a_signed, &ep.ep, op, n, 0)
+        if rc != 0:
+            raise MemoryError("x: could not allocate the row sums of %d rows" % m)
         q = self.qtensor_new(self.qtensor_type)
         PyObject_SetAttr(q, "values", out)
         PyObject_SetAttr(q, "scale", self.out_scale)
@@ -564,12 +618,19 @@ def qgemm_int32(cnp.ndarray a not None, int a_zero_point, cnp.ndarray w not None
     ep.kind = FQ_EPI_INT32
     ep.col_offset = col
     ep.w_zero_point = NULL if p.w_zero_point_all_zero else p.w_zero_point
+    if fq_epilogue_prepare(&ep, p.n_panels * FQ_NR) != 0:  # pragma: no cover - int32 needs nothing more
+        free(col)
+        fq_packed_free(&p)
+        raise ValueError("ep: invalid int32 epilogue")
     cdef const uint8_t *ap = <const uint8_t *>cnp.PyArray_DATA(a)
     cdef void *op = cnp.PyArray_DATA(out)
+    rc = 0
     with nogil:
         fq_col_offsets(&p, a_zero_point, NULL, col)
         if m > 0 and n > 0:
-            fq_gemm(&p, ap, kk, mm, &ep, op, nn, 0)
+            rc = fq_gemm(&p, ap, kk, mm, 0, &ep, op, nn, 0)
     free(col)
     fq_packed_free(&p)
+    if rc != 0:
+        raise MemoryError("a: could not allocate the row sums of %d rows" % m)
     return out

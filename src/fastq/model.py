@@ -2,7 +2,7 @@
 
     model = fastq.from_torch(converted_torch_model)    # eager-mode torch.ao model, whole
     y = model(x)                                       # float32 [..., N], = torch's output
-    model.save("mlp.npz"); model = fastq.load("mlp.npz")
+    model.save("mlp.fq"); model = fastq.load("mlp.fq")
 
 Each Node names the values it reads and makes; the model runs the nodes in topological order and
 drops a value once its last reader has run. Layers: Quantize, Dequantize, QuantizedLinear,
@@ -12,12 +12,12 @@ transpose, permute, size, getitem (layers/shape.py). Values flow as float32 arra
 (and Python ints for sizes); each layer says which it takes. The output is always float32 (a quantized result
 is dequantized, exactly as torch's dequantize does).
 
-The file is an ordinary numpy .npz: one JSON string describing the layers plus plain int8 /
-int32 / float arrays; it is read with allow_pickle=False, so loading never runs code.
+Model files: fastq.model_file (a versioned binary format, every setting and array declared in
+its header and checked before anything is built; never pickle).
 """
 from __future__ import annotations
 
-import json
+import heapq
 
 import numpy as np
 
@@ -26,11 +26,9 @@ from .layers.dynamic import DynamicQuantizedLinear
 from .layers.elementwise import Quantize, Dequantize, Identity, ReLU, ReLU6, Flatten  # noqa: F401
 from .layers.elementwise import FLOAT as _FLOAT, QUANT as _QUANT, ANY as _ANY
 from .layers.linear import QuantizedLinear
-from .layers._base import LAYER_TYPES
 from .qtensor import QTensor, dequantize
 
 _F32 = np.dtype(np.float32)
-FORMAT_VERSION = 2          # 1: settings listed by hand (lost dtype, effective_scale, input qparams)
 
 
 def _takes(layer):
@@ -114,19 +112,29 @@ def _toposort(nodes, inputs, outputs):
     for v in outputs:
         if v not in producer:
             raise ValueError("outputs: value %r is made by no node" % v)
-    made, order, pending = set(inputs), [], list(nodes)
-    while pending:
-        rest = [n for n in pending if not all(v in made for v in n.inputs)]
-        ready = [n for n in pending if all(v in made for v in n.inputs)]
-        if not ready:
-            raise ValueError("nodes: the graph has a cycle through %s" % ", ".join(repr(n.name) for n in rest))
-        for n in ready:
-            made.update(n.outputs)
-        order.extend(ready)
-        pending = rest
-    if [n.name for n in order] != [n.name for n in nodes]:
-        return order
-    return list(nodes)
+    # Kahn with in-degree counts, O(nodes + edges) (a model file may hold many nodes); the
+    # smallest index first, so a given topological order is kept as it is
+    users, waiting = {}, []
+    for i, n in enumerate(nodes):
+        deps = {v for v in n.inputs if producer[v] is not None}
+        waiting.append(len(deps))
+        for v in deps:
+            users.setdefault(v, []).append(i)
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(nodes[i])
+        for v in nodes[i].outputs:
+            for j in users.get(v, ()):
+                waiting[j] -= 1
+                if waiting[j] == 0:
+                    heapq.heappush(ready, j)
+    if len(order) != len(nodes):
+        rest = [n for i, n in enumerate(nodes) if waiting[i]]
+        raise ValueError("nodes: the graph has a cycle through %s" % ", ".join(repr(n.name) for n in rest))
+    return order
 
 
 class Model:
@@ -323,49 +331,15 @@ class Model:
 
     # ---------------------------------------------------------------- save / load
     def save(self, path):
-        """Writes the model to `path` (a .npz file: JSON description + arrays, no pickle)."""
-        meta, arrays = [], {}
-        for i, n in enumerate(self.nodes):
-            layer = n.layer
-            if type(layer).__name__ not in LAYER_TYPES:
-                raise TypeError("layer %d (%s): cannot save %s" % (i, n.name, type(layer).__name__))
-            meta.append({"type": type(layer).__name__, "name": n.name, "settings": layer.get_settings(),
-                         "inputs": list(n.inputs), "outputs": list(n.outputs)})
-            for k, v in layer.get_arrays().items():
-                arrays["%d.%s" % (i, k)] = v
-        arrays["__fastq__"] = np.array(json.dumps({"format": "fastq.Model", "version": FORMAT_VERSION,
-                                                   "layers": meta, "inputs": list(self.inputs),
-                                                   "outputs": list(self.outputs)}))
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
+        """Writes the model to `path` (fastq model file format 3, atomically; see model_file)."""
+        from .model_file import save
+        save(self, path)
 
     @classmethod
     def load(cls, path):
-        """Reads a model written by Model.save."""
-        with np.load(path, allow_pickle=False) as data:
-            if "__fastq__" not in data.files:
-                raise ValueError("path: %r is not a fastq model file" % (path,))
-            meta = json.loads(str(data["__fastq__"]))
-            version = meta.get("version")
-            if meta.get("format") != "fastq.Model" or version not in (1, FORMAT_VERSION):
-                raise ValueError("path: unsupported fastq model format %r version %r"
-                                 % (meta.get("format"), meta.get("version")))
-            layers, names, nodes = [], [], []
-            for i, cfg in enumerate(meta["layers"]):
-                arrs = {k.split(".", 1)[1]: data[k] for k in data.files if k.startswith("%d." % i)}
-                if version == 1:
-                    layers.append(_layer_from_state_v1(cfg, arrs))
-                else:
-                    layer_cls = LAYER_TYPES.get(cfg.get("type"))
-                    if layer_cls is None:
-                        raise ValueError("path: unknown layer type %r in model file" % (cfg.get("type"),))
-                    layers.append(layer_cls.from_state(cfg["settings"], arrs))
-                names.append(cfg.get("name", str(i)))
-                if "inputs" in cfg:
-                    nodes.append(Node(names[-1], layers[-1], cfg["inputs"], cfg["outputs"]))
-        if "inputs" in meta and len(nodes) == len(layers):
-            return cls(nodes=nodes, inputs=meta["inputs"], outputs=meta["outputs"])
-        return cls(layers, names)
+        """Reads a model file (format 3, or the .npz of formats 1 and 2); ValueError on any defect."""
+        from .model_file import load
+        return load(path)
 
     def export_c(self, directory, name="net", input_size=None):
         """Writes <directory>/<name>.h and <name>.c, standalone C99 bit-exact with this model (fastq.export)."""
@@ -396,8 +370,9 @@ def _shape_of(x):
 
 
 def load(path):
-    """fastq.load(path): a Model written by Model.save."""
-    return Model.load(path)
+    """fastq.load(path): a Model written by Model.save (see model_file)."""
+    from .model_file import load as _load
+    return _load(path)
 
 
 def from_torch(module, engine=None):
@@ -413,45 +388,3 @@ def from_torch(module, engine=None):
     was converted under)."""
     from .torch_compat import model_from_torch
     return model_from_torch(module, engine=engine)
-
-
-# --------------------------------------------------------------------------- layer state
-def _qtensor_state(prefix, q):
-    cfg = {prefix + "_axis": q.axis}
-    arrs = {prefix: np.ascontiguousarray(q.values)}
-    if q.axis is None:
-        cfg[prefix + "_scale"] = float(q.scale)
-        cfg[prefix + "_zero_point"] = int(q.zero_point)
-    else:
-        arrs[prefix + "_scale"] = np.asarray(q.scale, dtype=np.float64)
-        arrs[prefix + "_zero_point"] = np.asarray(q.zero_point, dtype=np.int32)
-    return cfg, arrs
-
-
-def _qtensor_from_state(prefix, cfg, arrs):
-    axis = cfg[prefix + "_axis"]
-    if axis is None:
-        return QTensor(arrs[prefix], cfg[prefix + "_scale"], cfg[prefix + "_zero_point"])
-    return QTensor(arrs[prefix], arrs[prefix + "_scale"], arrs[prefix + "_zero_point"], axis=axis)
-
-
-_SIMPLE = {"Dequantize": Dequantize, "Identity": Identity, "ReLU": ReLU, "ReLU6": ReLU6}
-
-
-def _layer_from_state_v1(cfg, arrs):
-    """A layer of a version-1 file (which lists only the settings it knew)."""
-    t = cfg.get("type")
-    if t == "QuantizedLinear":
-        bias = arrs.get("int_bias", arrs.get("bias"))
-        return QuantizedLinear(_qtensor_from_state("weight", cfg, arrs), bias, cfg["scale"], cfg["zero_point"],
-                               relu=cfg["relu"], requant=cfg["requant"], rounding=cfg["rounding"])
-    if t == "DynamicQuantizedLinear":
-        return DynamicQuantizedLinear(_qtensor_from_state("weight", cfg, arrs), arrs.get("bias"),
-                                      relu=cfg["relu"], mode=cfg["mode"], reduce_range=cfg["reduce_range"])
-    if t == "Quantize":
-        return Quantize(cfg["scale"], cfg["zero_point"], cfg["dtype"])
-    if t == "Flatten":
-        return Flatten(cfg["start_dim"], cfg["end_dim"])
-    if t in _SIMPLE:
-        return _SIMPLE[t]()
-    raise ValueError("path: unknown layer type %r in model file" % (t,))

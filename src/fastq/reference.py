@@ -78,12 +78,18 @@ def choose_qparams(min_val, max_val, dtype="uint8", symmetric=False, reduce_rang
     return float(scale), zp
 
 
-def fbgemm_params(x_scale, w_scales, y_scale, bias=None, per_channel=None):
-    """Per-column float32 constants of the fbgemm epilogue: (bias_term[n], mult[n]).
+def fbgemm_params(x_scale, w_scales, y_scale, bias=None, per_channel=None, fused=True):
+    """Per-column float32 constants of the fbgemm epilogue: (bias_b[n], bias_r, mult[n]),
+    the bias term entering as f = fmaf(bias_b[n], bias_r, (float)acc).
 
     atws[n] = f32(sx * sw[n]); mult[n] = f32(atws[n] / sy)
-    bias_term = f32(bias * (float)(1 / (double)atws))  per-tensor weights
-              = f32(bias / atws[n])                    per-channel weights"""
+    per-tensor weights:  bias_b = bias, bias_r = f32(1 / (double)atws): FBGEMM computes
+        (float)acc + bias * rcp, which its compiler contracts into one fma (one rounding;
+        torch 2.13 on x86: the AVX2 and AVX-512 requantization alike)
+    per-channel weights: bias_b = f32(bias / atws[n]), bias_r = 1 (a divide cannot fuse:
+        fmaf(b, 1, a) = f32(a + b), two roundings in all)
+    fused=False: the per-tensor term rounded on its own, bias_b = f32(bias * rcp), bias_r = 1
+        (a build of FBGEMM without fma contraction). bias_b is None without bias."""
     w_scales = np.atleast_1d(np.asarray(w_scales, dtype=np.float64))
     if per_channel is None:
         per_channel = w_scales.size > 1
@@ -91,16 +97,19 @@ def fbgemm_params(x_scale, w_scales, y_scale, bias=None, per_channel=None):
     sw = w_scales.astype(np.float32)
     atws = (sx * sw).astype(np.float32)
     mult = (atws / sy).astype(np.float32)
+    bias_r = f32(1.0)
     if bias is None:
-        bias_term = None
+        bias_b = None
     else:
         b = np.asarray(bias, dtype=np.float32)
         if per_channel:
-            bias_term = (b / atws).astype(np.float32)
+            bias_b = (b / atws).astype(np.float32)
+        elif fused:
+            bias_b = b.copy()
+            bias_r = f32(1.0 / np.float64(atws[0]))
         else:
-            inv = f32(1.0 / np.float64(atws[0]))
-            bias_term = (b * inv).astype(np.float32)
-    return bias_term, mult
+            bias_b = (b * f32(1.0 / np.float64(atws[0]))).astype(np.float32)
+    return bias_b, bias_r, mult
 
 
 def qnnpack_params(x_scale, w_scales, y_scale, bias=None):
@@ -380,12 +389,12 @@ def round_float_to_int32(y):
 
 
 def requant_fbgemm(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, relu=False,
-                   per_channel=None):
+                   per_channel=None, fused=True):
     """docs/ARITHMETIC.md §6: int32 acc [M, N] -> uint8, torch engines x86 / fbgemm."""
-    bias_term, mult = fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel)
+    bias_b, bias_r, mult = fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel, fused)
     f = np.asarray(acc, dtype=np.int64).astype(np.float32)        # int32 -> float, rne
-    if bias_term is not None:
-        f = (f + bias_term).astype(np.float32)
+    if bias_b is not None:
+        f = fmaf(bias_b, bias_r, f)                                 # one rounding
     y = (f * mult).astype(np.float32)
     r = round_float_to_int32(y)
     lo = int(y_zero_point) if relu else 0

@@ -5,7 +5,7 @@
 
 #include "fastq.h"
 
-typedef struct {
+typedef struct fq_convert_kernels {
     const char *name;
     /* q = clamp(rne(fmaf(x, inv_scale, zero_point)), qmin, qmax), NaN -> qmax; one byte
      * store serves both signs (q is in range, so its low byte is the uint8 / int8 value) */

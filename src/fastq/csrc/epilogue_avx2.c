@@ -1,152 +1,165 @@
-/* AVX2 epilogues: 8 columns per step, lane by lane the scalar primitives of requant.h
- * (scalar twin: epilogue_scalar.c; the AVX-512 version explains each instruction's rounding).
- * vcvtps2dq gives INT32_MIN on overflow / NaN exactly as fq_round_float_to_int32; the zero
- * point is added with saturation (fbgemm and qnnpack alike): clamp(r, lo - zy, hi - zy) + zy.
- * tflite, double rounding: the SIMD twin of requant_fixedpoint.h below (vpmuldq gives the exact
- * 64-bit products of the even lanes; the odd lanes are shifted down first). The single
- * rounding variants (single, double_up) need 64-bit arithmetic shifts by a per-lane count,
- * which AVX2 lacks: they run the scalar epilogue, as do shifts outside [-31, 30]. */
-#if defined(__x86_64__) && !defined(FASTQ_NO_AVX2)
+/* AVX2 epilogues: 8 columns per step, lane by lane the scalar steps of epilogue_scalar.c, one
+ * function per (variant, output type) in the table fq_epilogues_avx2 fills (the AVX-512 file
+ * explains each instruction's rounding; the same instructions on ymm). The fixed-point steps
+ * are fixedpoint_lanes.h over fixedpoint_avx2.h. */
+#include "fastq.h"
+#ifdef FQ_COMPILE_AVX2
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
 #include <string.h>
-#include "fastq.h"
+#include "fixedpoint_avx2.h"
+#include "fixedpoint_lanes.h"
 
-extern void fq_epilogue_scalar(int32_t, int32_t, const int32_t *, const int32_t *, int32_t,
-                               const fq_epilogue *, void *, ptrdiff_t);
+#define LANES 8
+
+typedef struct {
+    __m256i zy, lo_q, hi_q, xor_;
+    __m256 bias_mult;
+    __m256 relu;          /* all ones when ReLU */
+} consts;
+
+static inline consts make_consts(const fq_epilogue *ep, int32_t xor_) {
+    consts k;
+    k.zy = _mm256_set1_epi32(ep->out_zero_point);
+    k.lo_q = _mm256_set1_epi32(ep->out_min - ep->out_zero_point);
+    k.hi_q = _mm256_set1_epi32(ep->out_max - ep->out_zero_point);
+    k.xor_ = _mm256_set1_epi32(xor_);
+    k.bias_mult = _mm256_set1_ps(ep->bias_mult);
+    k.relu = _mm256_castsi256_ps(_mm256_set1_epi32(ep->float_relu ? -1 : 0));
+    return k;
+}
 
 static inline __m256i lanes_mask(int32_t left) {
     const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(left), idx);
 }
 
-/* low byte of each int32 lane (values already in 0..255 after the clamp) -> 8 bytes */
-static inline void store_bytes(uint8_t *dst, __m256i q, int32_t count) {
+/* r (rounded, before the zero point) -> bytes: the low byte of each lane (in 0..255 after the
+ * clamp), 8 of them, `left` stored */
+static inline void store_bytes(const consts *k, __m256i r, int32_t left, uint8_t *o) {
+    __m256i q = _mm256_xor_si256(fqv_tflite_output(r, k->zy, k->lo_q, k->hi_q), k->xor_);
     const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
                                           0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
     __m256i b = _mm256_shuffle_epi8(q, pick);
     b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
     uint64_t v = (uint64_t)_mm_cvtsi128_si64(_mm256_castsi256_si128(b));
-    if (count >= 8) memcpy(dst, &v, 8);
-    else memcpy(dst, &v, (size_t)count);
+    memcpy(o, &v, left >= LANES ? 8 : (size_t)left);
 }
 
-/* trunc((p + nudge) / 2^31) of the 64-bit lanes, low 32 bits of each (the result fits in
- * int32 except for INT32_MIN * INT32_MIN, patched by the caller) */
-static inline __m256i high_mul_half(__m256i p) {
-    const __m256i zero = _mm256_setzero_si256();
-    __m256i neg = _mm256_cmpgt_epi64(zero, p);
-    __m256i nudge = _mm256_blendv_epi8(_mm256_set1_epi64x(1LL << 30), _mm256_set1_epi64x(1 - (1LL << 30)), neg);
-    __m256i q = _mm256_add_epi64(p, nudge);
-    /* C division by 2^31 truncates toward zero: bias negative values by 2^31 - 1; then bits
-     * 31..62 are the quotient's low 32 bits, so a logical shift serves */
-    q = _mm256_add_epi64(q, _mm256_and_si256(_mm256_cmpgt_epi64(zero, q), _mm256_set1_epi64x((1LL << 31) - 1)));
-    return _mm256_srli_epi64(q, 31);
+static inline void store_float(const consts *k, __m256 y, int32_t left, float *o) {
+    /* ReLU: y < 0 -> 0, as the scalar compare */
+    __m256 negative = _mm256_and_ps(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ), k->relu);
+    y = _mm256_andnot_ps(negative, y);
+    if (left >= LANES) _mm256_storeu_ps(o, y);
+    else _mm256_maskstore_ps(o, lanes_mask(left), y);
 }
 
-static inline __m256i saturating_rounding_doubling_high_mul(__m256i a, __m256i b) {
-    __m256i even = high_mul_half(_mm256_mul_epi32(a, b));
-    __m256i odd = high_mul_half(_mm256_mul_epi32(_mm256_srli_epi64(a, 32), _mm256_srli_epi64(b, 32)));
-    __m256i r = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
-    const __m256i min = _mm256_set1_epi32(INT32_MIN);
-    __m256i both_min = _mm256_and_si256(_mm256_cmpeq_epi32(a, min), _mm256_cmpeq_epi32(b, min));
-    return _mm256_blendv_epi8(r, _mm256_set1_epi32(INT32_MAX), both_min);
+static inline __m256i load_i(const int32_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* ---- one step each: the per-column constants of columns n.. (loaded / derived once per column
+ * block), then 8 accumulators of one row -> stored -------------------------------------------- */
+typedef struct { int unused; } cols_none;
+static inline cols_none cols_int32(const fq_epilogue *ep, int32_t n) {
+    (void)ep; (void)n;
+    cols_none c = {0};
+    return c;
+}
+static inline void step_int32(const consts *k, const cols_none *c, __m256i acc, int32_t left, int32_t *o) {
+    (void)k; (void)c;
+    if (left >= LANES) _mm256_storeu_si256((__m256i *)o, acc);
+    else _mm256_maskstore_epi32(o, lanes_mask(left), acc);
 }
 
-static inline __m256i rounding_divide_by_pot(__m256i x, __m256i e) {
-    const __m256i one = _mm256_set1_epi32(1);
-    __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, e), one);
-    __m256i rem = _mm256_and_si256(x, mask);
-    __m256i neg = _mm256_cmpgt_epi32(_mm256_setzero_si256(), x);           /* -1 where x < 0 */
-    __m256i thr = _mm256_sub_epi32(_mm256_srai_epi32(mask, 1), neg);
-    __m256i up = _mm256_cmpgt_epi32(rem, thr);                              /* -1 where rounding up */
-    return _mm256_sub_epi32(_mm256_srav_epi32(x, e), up);
+typedef struct { __m256 scale; } cols_scale_only;
+static inline cols_scale_only cols_scale(const fq_epilogue *ep, int32_t n) {
+    cols_scale_only c;
+    c.scale = _mm256_loadu_ps(ep->scale + n);     /* qnnpack: no bias array (it is in col_offset) */
+    return c;
 }
 
-static int tflite_simd_ok(const fq_epilogue *ep, int32_t n0, int32_t nc) {
-    if (ep->rounding != FQ_ROUNDING_DOUBLE) return 0;
-    for (int32_t c = 0; c < nc; c++)
-        if (ep->shift[n0 + c] > 30 || ep->shift[n0 + c] < -31) return 0;
-    return 1;
+typedef struct { __m256 scale, bias; } cols_float;
+static inline cols_float cols_scale_bias(const fq_epilogue *ep, int32_t n) {
+    cols_float c;
+    c.scale = _mm256_loadu_ps(ep->scale + n);
+    c.bias = _mm256_loadu_ps(ep->bias + n);
+    return c;
+}
+static inline void step_float_fma(const consts *k, const cols_float *c, __m256i acc, int32_t left, float *o) {
+    store_float(k, _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), c->scale, c->bias), left, o);
+}
+static inline void step_float_two(const consts *k, const cols_float *c, __m256i acc, int32_t left, float *o) {
+    store_float(k, _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), c->scale), c->bias), left, o);
+}
+static inline void step_fbgemm(const consts *k, const cols_float *c, __m256i acc, int32_t left, uint8_t *o) {
+    __m256 f = _mm256_fmadd_ps(c->bias, k->bias_mult, _mm256_cvtepi32_ps(acc));
+    store_bytes(k, _mm256_cvtps_epi32(_mm256_mul_ps(f, c->scale)), left, o);
+}
+static inline void step_qnnpack(const consts *k, const cols_scale_only *c, __m256i acc, int32_t left, uint8_t *o) {
+    store_bytes(k, _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), c->scale)), left, o);
 }
 
-void fq_epilogue_avx2(int32_t mr, int32_t nc, const int32_t *tile, const int32_t *row_sums,
-                      int32_t n0, const fq_epilogue *ep, void *out, ptrdiff_t ldo) {
-    if (ep->kind == FQ_EPI_TFLITE && !tflite_simd_ok(ep, n0, nc)) {
-        fq_epilogue_scalar(mr, nc, tile, row_sums, n0, ep, out, ldo);
-        return;
+#define FIXED_STEP(NAME, T, FN)                                                                  \
+    static inline T cols_##NAME(const fq_epilogue *ep, int32_t n) {                              \
+        return FN##_for(load_i(ep->multiplier + n), load_i(ep->shift + n));                      \
+    }                                                                                            \
+    static inline void step_##NAME(const consts *k, const T *c, __m256i acc, int32_t left,       \
+                                   uint8_t *o) {                                                 \
+        store_bytes(k, FN##_apply(acc, c), left, o);                                             \
     }
-    const __m256i zy = _mm256_set1_epi32(ep->out_zero_point);
-    const __m256i lo_q = _mm256_set1_epi32(ep->out_min - ep->out_zero_point);
-    const __m256i hi_q = _mm256_set1_epi32(ep->out_max - ep->out_zero_point);
-    const __m256i xor_ = _mm256_set1_epi32(ep->out_xor);
-    for (int32_t i = 0; i < mr; i++) {
-        const int32_t *t = tile + (size_t)i * FQ_NR;
-        const __m256i rs = _mm256_set1_epi32(row_sums ? row_sums[i] : 0);
-        for (int32_t c = 0; c < nc; c += 8) {
-            const int32_t n = n0 + c;
-            const int32_t left_n = nc - c;
-            __m256i acc = _mm256_add_epi32(_mm256_load_si256((const __m256i *)(t + c)),
-                                           _mm256_loadu_si256((const __m256i *)(ep->col_offset + n)));
-            if (ep->w_zero_point)
-                acc = _mm256_sub_epi32(acc, _mm256_mullo_epi32(
-                    rs, _mm256_loadu_si256((const __m256i *)(ep->w_zero_point + n))));
-            switch (ep->kind) {
-            case FQ_EPI_INT32: {
-                int32_t *o = (int32_t *)out + (ptrdiff_t)i * ldo + n;
-                if (left_n >= 8) _mm256_storeu_si256((__m256i *)o, acc);
-                else _mm256_maskstore_epi32(o, lanes_mask(left_n), acc);
-                break;
-            }
-            case FQ_EPI_FLOAT: {
-                __m256 f = _mm256_cvtepi32_ps(acc);
-                __m256 s = _mm256_loadu_ps(ep->scale + n);
-                __m256 y;
-                if (!ep->bias) y = _mm256_mul_ps(f, s);
-                else if (ep->float_fma) y = _mm256_fmadd_ps(f, s, _mm256_loadu_ps(ep->bias + n));
-                else y = _mm256_add_ps(_mm256_mul_ps(f, s), _mm256_loadu_ps(ep->bias + n));
-                if (ep->float_relu)   /* y < 0 -> 0, as the scalar compare */
-                    y = _mm256_andnot_ps(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ), y);
-                float *o = (float *)out + (ptrdiff_t)i * ldo + n;
-                if (left_n >= 8) _mm256_storeu_ps(o, y);
-                else _mm256_maskstore_ps(o, lanes_mask(left_n), y);
-                break;
-            }
-            case FQ_EPI_FBGEMM: {
-                __m256 f = _mm256_cvtepi32_ps(acc);
-                if (ep->bias) f = _mm256_add_ps(f, _mm256_loadu_ps(ep->bias + n));
-                __m256 y = _mm256_mul_ps(f, _mm256_loadu_ps(ep->scale + n));
-                __m256i r = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(y), lo_q), hi_q);
-                __m256i q = _mm256_xor_si256(_mm256_add_epi32(r, zy), xor_);
-                store_bytes((uint8_t *)out + (ptrdiff_t)i * ldo + n, q, left_n);
-                break;
-            }
-            case FQ_EPI_QNNPACK: {
-                __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(ep->scale + n));
-                __m256i r = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(y), lo_q), hi_q);
-                __m256i q = _mm256_xor_si256(_mm256_add_epi32(r, zy), xor_);
-                store_bytes((uint8_t *)out + (ptrdiff_t)i * ldo + n, q, left_n);
-                break;
-            }
-            case FQ_EPI_TFLITE: {
-                const __m256i zero = _mm256_setzero_si256();
-                __m256i shift = _mm256_loadu_si256((const __m256i *)(ep->shift + n));
-                __m256i left = _mm256_max_epi32(shift, zero);
-                __m256i right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
-                __m256i y = rounding_divide_by_pot(
-                    saturating_rounding_doubling_high_mul(
-                        _mm256_sllv_epi32(acc, left),
-                        _mm256_loadu_si256((const __m256i *)(ep->multiplier + n))),
-                    right);
-                y = _mm256_min_epi32(_mm256_max_epi32(y, lo_q), hi_q);
-                __m256i q = _mm256_xor_si256(_mm256_add_epi32(y, zy), xor_);
-                store_bytes((uint8_t *)out + (ptrdiff_t)i * ldo + n, q, left_n);
-                break;
-            }
-            default:
-                break;
-            }
-        }
+FIXED_STEP(fixed_double, fqv_mbqm, fqv_multiply_by_quantized_multiplier)
+FIXED_STEP(fixed_double_right, fqv_mbqm, fqv_multiply_by_quantized_multiplier_right)
+FIXED_STEP(fixed_single, fqv_single, fqv_multiply_by_quantized_multiplier_single)
+FIXED_STEP(fixed_double_up, fqv_mbqm_up, fqv_multiply_by_quantized_multiplier_double_up)
+
+/* the tile loop (as in epilogue_avx512.c: column blocks outside, rows inside) */
+#define DEFINE_EPILOGUE(NAME, COLS_T, COLS, STEP, OUT_T, XOR)                                     \
+    static void NAME(int32_t mr, int32_t nc, const int32_t *tile, const int32_t *row_sums,        \
+                     int32_t n0, const fq_epilogue *ep, void *out, ptrdiff_t ldo) {               \
+        const consts k = make_consts(ep, XOR);                                                    \
+        for (int32_t c = 0; c < nc; c += LANES) {                                                 \
+            const int32_t n = n0 + c;                                                             \
+            const COLS_T cols = COLS(ep, n);                                                      \
+            const __m256i col_offset = load_i(ep->col_offset + n);                                \
+            const __m256i zw = row_sums ? load_i(ep->w_zero_point + n) : _mm256_setzero_si256();  \
+            for (int32_t i = 0; i < mr; i++) {                                                    \
+                __m256i acc = _mm256_add_epi32(_mm256_load_si256((const __m256i *)(tile + i * FQ_NR + c)), \
+                                               col_offset);                                       \
+                if (row_sums)                                                                     \
+                    acc = _mm256_sub_epi32(acc, _mm256_mullo_epi32(_mm256_set1_epi32(row_sums[i]), zw)); \
+                STEP(&k, &cols, acc, nc - c, (OUT_T *)out + (ptrdiff_t)i * ldo + n);              \
+            }                                                                                     \
+        }                                                                                         \
     }
+#define DEFINE_BYTE_EPILOGUES(NAME, COLS_T, COLS, STEP)              \
+    DEFINE_EPILOGUE(NAME##_u8, COLS_T, COLS, STEP, uint8_t, 0)       \
+    DEFINE_EPILOGUE(NAME##_s8, COLS_T, COLS, STEP, uint8_t, 0x80)
+
+DEFINE_EPILOGUE(epi_int32, cols_none, cols_int32, step_int32, int32_t, 0)
+DEFINE_EPILOGUE(epi_float_fma, cols_float, cols_scale_bias, step_float_fma, float, 0)
+DEFINE_EPILOGUE(epi_float_two, cols_float, cols_scale_bias, step_float_two, float, 0)
+DEFINE_BYTE_EPILOGUES(epi_fbgemm, cols_float, cols_scale_bias, step_fbgemm)
+DEFINE_BYTE_EPILOGUES(epi_qnnpack, cols_scale_only, cols_scale, step_qnnpack)
+DEFINE_BYTE_EPILOGUES(epi_fixed_double, fqv_mbqm, cols_fixed_double, step_fixed_double)
+DEFINE_BYTE_EPILOGUES(epi_fixed_double_right, fqv_mbqm, cols_fixed_double_right, step_fixed_double_right)
+DEFINE_BYTE_EPILOGUES(epi_fixed_single, fqv_single, cols_fixed_single, step_fixed_single)
+DEFINE_BYTE_EPILOGUES(epi_fixed_double_up, fqv_mbqm_up, cols_fixed_double_up, step_fixed_double_up)
+
+/* every variant has an AVX2 function */
+void fq_epilogues_avx2(fq_epilogue_fn table[FQ_EPV_COUNT][2]) {
+    table[FQ_EPV_INT32][0] = table[FQ_EPV_INT32][1] = epi_int32;
+    table[FQ_EPV_FLOAT_FMA][0] = table[FQ_EPV_FLOAT_FMA][1] = epi_float_fma;
+    table[FQ_EPV_FLOAT_TWO_ROUNDINGS][0] = table[FQ_EPV_FLOAT_TWO_ROUNDINGS][1] = epi_float_two;
+    table[FQ_EPV_FBGEMM][0] = epi_fbgemm_u8;
+    table[FQ_EPV_FBGEMM][1] = epi_fbgemm_s8;
+    table[FQ_EPV_QNNPACK][0] = epi_qnnpack_u8;
+    table[FQ_EPV_QNNPACK][1] = epi_qnnpack_s8;
+    table[FQ_EPV_FIXED_DOUBLE][0] = epi_fixed_double_u8;
+    table[FQ_EPV_FIXED_DOUBLE][1] = epi_fixed_double_s8;
+    table[FQ_EPV_FIXED_DOUBLE_RIGHT][0] = epi_fixed_double_right_u8;
+    table[FQ_EPV_FIXED_DOUBLE_RIGHT][1] = epi_fixed_double_right_s8;
+    table[FQ_EPV_FIXED_SINGLE][0] = epi_fixed_single_u8;
+    table[FQ_EPV_FIXED_SINGLE][1] = epi_fixed_single_s8;
+    table[FQ_EPV_FIXED_DOUBLE_UP][0] = epi_fixed_double_up_u8;
+    table[FQ_EPV_FIXED_DOUBLE_UP][1] = epi_fixed_double_up_s8;
 }
 #endif

@@ -1,6 +1,8 @@
-/* Portable epilogue: zero-point corrections, then one requantization mode per tile.
+/* Portable epilogues, one function per (variant, output type), built from the scalar
+ * primitives of requant.h and requant_fixedpoint.h:
  *   acc[m,n] = raw[m,n] + col_offset[n] - row_sum[m] * zw[n]        (wrapping int32)
- * then docs/ARITHMETIC.md §6, §7 or §8 (requant.h, requant_fixedpoint.h), or float / int32 output. */
+ * then one requantization step per column (docs/ARITHMETIC.md §6, §7, §8). The SIMD epilogues
+ * are tested against these, and are these where an ISA has no SIMD variant (the table says). */
 #include "fastq.h"
 #include "requant.h"
 #include "requant_fixedpoint.h"
@@ -12,67 +14,88 @@ static inline int32_t corrected_acc(const int32_t *tile_row, int32_t c, int32_t 
     return acc;
 }
 
-void fq_epilogue_scalar(int32_t mr, int32_t nc, const int32_t *tile, const int32_t *row_sums,
-                        int32_t n0, const fq_epilogue *ep, void *out, ptrdiff_t ldo) {
-    for (int32_t i = 0; i < mr; i++) {
-        const int32_t *t = tile + (size_t)i * FQ_NR;
-        int32_t rs = row_sums ? row_sums[i] : 0;
-        switch (ep->kind) {
-        case FQ_EPI_INT32: {
-            int32_t *o = (int32_t *)out + (ptrdiff_t)i * ldo + n0;
-            for (int32_t c = 0; c < nc; c++) o[c] = corrected_acc(t, c, rs, n0 + c, ep);
-            break;
-        }
-        case FQ_EPI_FLOAT: {
-            /* dynamic quantization, fastq.DynamicQuantizedLinear: scale[n] = f32(sx * sw[n]);
-             * FBGEMM's compiled requantizeForFloatAvx2 fuses the multiply and the bias add
-             * (one rounding), QNNPACK's q8gemm_dq rounds twice. */
-            float *o = (float *)out + (ptrdiff_t)i * ldo + n0;
-            for (int32_t c = 0; c < nc; c++) {
-                int32_t n = n0 + c;
-                float f = (float)corrected_acc(t, c, rs, n, ep);
-                float y;
-                if (!ep->bias) y = f * ep->scale[n];
-                else if (ep->float_fma) y = fmaf(f, ep->scale[n], ep->bias[n]);
-                else y = f * ep->scale[n] + ep->bias[n];   /* -ffp-contract=off: two roundings */
-                if (ep->float_relu && y < 0.0f) y = 0.0f;
-                o[c] = y;
-            }
-            break;
-        }
-        case FQ_EPI_FBGEMM: {
-            uint8_t *o = (uint8_t *)out + (ptrdiff_t)i * ldo + n0;
-            for (int32_t c = 0; c < nc; c++) {
-                int32_t n = n0 + c;
-                int32_t q = fq_requant_fbgemm(corrected_acc(t, c, rs, n, ep),
-                                              ep->bias ? ep->bias[n] : 0.0f, ep->scale[n],
-                                              ep->out_zero_point, ep->out_min, ep->out_max);
-                o[c] = (uint8_t)(q ^ ep->out_xor);
-            }
-            break;
-        }
-        case FQ_EPI_QNNPACK: {
-            uint8_t *o = (uint8_t *)out + (ptrdiff_t)i * ldo + n0;
-            for (int32_t c = 0; c < nc; c++) {
-                int32_t n = n0 + c;
-                int32_t q = fq_requant_qnnpack(corrected_acc(t, c, rs, n, ep), ep->scale[n],
-                                               ep->out_zero_point, ep->out_min, ep->out_max);
-                o[c] = (uint8_t)(q ^ ep->out_xor);
-            }
-            break;
-        }
-        case FQ_EPI_TFLITE: {
-            uint8_t *o = (uint8_t *)out + (ptrdiff_t)i * ldo + n0;
-            for (int32_t c = 0; c < nc; c++) {
-                int32_t n = n0 + c;
-                int32_t acc = corrected_acc(t, c, rs, n, ep);
-                int32_t y = fq_multiply_by_quantized_multiplier_rounding(acc, ep->multiplier[n], ep->shift[n],
-                                                                         ep->rounding);
-                int32_t q = fq_tflite_output(y, ep->out_zero_point, ep->out_min, ep->out_max);
-                o[c] = (uint8_t)(q ^ ep->out_xor);
-            }
-            break;
-        }
-        }
+/* ---- one column each: acc -> the stored value ------------------------------------------- */
+static inline int32_t step_int32(const fq_epilogue *ep, int32_t n, int32_t acc) {
+    (void)ep; (void)n;
+    return acc;
+}
+
+/* dynamic quantization, scale[n] = f32(sx * sw[n]): FBGEMM's compiled requantizeForFloatAvx2
+ * fuses the multiply and the bias add (one rounding), QNNPACK's q8gemm_dq rounds twice */
+static inline float float_relu(const fq_epilogue *ep, float y) {
+    return ep->float_relu && y < 0.0f ? 0.0f : y;
+}
+static inline float step_float_fma(const fq_epilogue *ep, int32_t n, int32_t acc) {
+    return float_relu(ep, fmaf((float)acc, ep->scale[n], ep->bias[n]));
+}
+static inline float step_float_two(const fq_epilogue *ep, int32_t n, int32_t acc) {
+    return float_relu(ep, (float)acc * ep->scale[n] + ep->bias[n]);   /* -ffp-contract=off */
+}
+
+static inline int32_t step_fbgemm(const fq_epilogue *ep, int32_t n, int32_t acc) {
+    return fq_requant_fbgemm(acc, ep->bias[n], ep->bias_mult, ep->scale[n], ep->out_zero_point,
+                             ep->out_min, ep->out_max);
+}
+static inline int32_t step_qnnpack(const fq_epilogue *ep, int32_t n, int32_t acc) {
+    return fq_requant_qnnpack(acc, ep->scale[n], ep->out_zero_point, ep->out_min, ep->out_max);
+}
+static inline int32_t step_fixed_double(const fq_epilogue *ep, int32_t n, int32_t acc) {
+    return fq_tflite_output(fq_multiply_by_quantized_multiplier(acc, ep->multiplier[n], ep->shift[n]),
+                            ep->out_zero_point, ep->out_min, ep->out_max);
+}
+static inline int32_t step_fixed_single(const fq_epilogue *ep, int32_t n, int32_t acc) {
+    return fq_tflite_output(fq_multiply_by_quantized_multiplier_single(acc, ep->multiplier[n], ep->shift[n]),
+                            ep->out_zero_point, ep->out_min, ep->out_max);
+}
+static inline int32_t step_fixed_double_up(const fq_epilogue *ep, int32_t n, int32_t acc) {
+    return fq_tflite_output(
+        fq_multiply_by_quantized_multiplier_double_up(acc, ep->multiplier[n], ep->shift[n]),
+        ep->out_zero_point, ep->out_min, ep->out_max);
+}
+
+/* The tile loop, once per step and output type; STORE turns a step's value into an element:
+ * bytes are XORed with XOR (0x80: int8 = uint8 - 128). */
+#define STORE_AS_IS(v, XOR) (v)
+#define STORE_BYTE(v, XOR) ((uint8_t)((v) ^ (XOR)))
+#define DEFINE_EPILOGUE(NAME, STEP, OUT_T, STORE, XOR)                                      \
+    static void NAME(int32_t mr, int32_t nc, const int32_t *tile, const int32_t *row_sums,   \
+                     int32_t n0, const fq_epilogue *ep, void *out, ptrdiff_t ldo) {          \
+        for (int32_t i = 0; i < mr; i++) {                                                   \
+            const int32_t *t = tile + (size_t)i * FQ_NR;                                     \
+            int32_t rs = row_sums ? row_sums[i] : 0;                                         \
+            OUT_T *o = (OUT_T *)out + (ptrdiff_t)i * ldo + n0;                               \
+            for (int32_t c = 0; c < nc; c++)                                                 \
+                o[c] = STORE(STEP(ep, n0 + c, corrected_acc(t, c, rs, n0 + c, ep)), XOR);    \
+        }                                                                                    \
     }
+#define DEFINE_BYTE_EPILOGUES(NAME, STEP)                         \
+    DEFINE_EPILOGUE(NAME##_u8, STEP, uint8_t, STORE_BYTE, 0)      \
+    DEFINE_EPILOGUE(NAME##_s8, STEP, uint8_t, STORE_BYTE, 0x80)
+
+DEFINE_EPILOGUE(epi_int32, step_int32, int32_t, STORE_AS_IS, 0)
+DEFINE_EPILOGUE(epi_float_fma, step_float_fma, float, STORE_AS_IS, 0)
+DEFINE_EPILOGUE(epi_float_two, step_float_two, float, STORE_AS_IS, 0)
+DEFINE_BYTE_EPILOGUES(epi_fbgemm, step_fbgemm)
+DEFINE_BYTE_EPILOGUES(epi_qnnpack, step_qnnpack)
+DEFINE_BYTE_EPILOGUES(epi_fixed_double, step_fixed_double)
+DEFINE_BYTE_EPILOGUES(epi_fixed_single, step_fixed_single)
+DEFINE_BYTE_EPILOGUES(epi_fixed_double_up, step_fixed_double_up)
+
+/* Fills every entry: [variant][out_signed]; int32 / float output has no byte type. */
+void fq_epilogues_scalar(fq_epilogue_fn table[FQ_EPV_COUNT][2]) {
+    table[FQ_EPV_INT32][0] = table[FQ_EPV_INT32][1] = epi_int32;
+    table[FQ_EPV_FLOAT_FMA][0] = table[FQ_EPV_FLOAT_FMA][1] = epi_float_fma;
+    table[FQ_EPV_FLOAT_TWO_ROUNDINGS][0] = table[FQ_EPV_FLOAT_TWO_ROUNDINGS][1] = epi_float_two;
+    table[FQ_EPV_FBGEMM][0] = epi_fbgemm_u8;
+    table[FQ_EPV_FBGEMM][1] = epi_fbgemm_s8;
+    table[FQ_EPV_QNNPACK][0] = epi_qnnpack_u8;
+    table[FQ_EPV_QNNPACK][1] = epi_qnnpack_s8;
+    table[FQ_EPV_FIXED_DOUBLE][0] = epi_fixed_double_u8;
+    table[FQ_EPV_FIXED_DOUBLE][1] = epi_fixed_double_s8;
+    table[FQ_EPV_FIXED_DOUBLE_RIGHT][0] = epi_fixed_double_u8;    /* the general code serves */
+    table[FQ_EPV_FIXED_DOUBLE_RIGHT][1] = epi_fixed_double_s8;
+    table[FQ_EPV_FIXED_SINGLE][0] = epi_fixed_single_u8;
+    table[FQ_EPV_FIXED_SINGLE][1] = epi_fixed_single_s8;
+    table[FQ_EPV_FIXED_DOUBLE_UP][0] = epi_fixed_double_up_u8;
+    table[FQ_EPV_FIXED_DOUBLE_UP][1] = epi_fixed_double_up_s8;
 }

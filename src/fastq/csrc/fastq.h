@@ -5,11 +5,14 @@
  *                   pack_avx2.c is its vectorized pass (a dword transpose)
  *   ukernel_*.c     one tile of raw dot products  sum_k x[m,k]*w[n,k]  per ISA, the M = 1
  *                   (GEMV) kernel and the row sums: scalar, avx2 (vpmaddwd), avx512vnni (vpdpbusd)
- *   epilogue_*.c    one tile: zero-point corrections + requantization -> uint8 / int32 / float,
- *                   per ISA (epilogue_tflite_avx512.c: the fixed-point mode)
- *   gemm.c          the driver: tiles over M and panels, threads, picks the ISA
+ *   epilogue_*.c    one tile: zero-point corrections + requantization -> uint8 / int8 / int32 /
+ *                   float, one function per (mode, rounding, output type) per ISA, in the ISA's
+ *                   table; fixedpoint_avx2.h / fixedpoint_avx512.h are the lane primitives the
+ *                   fixed-point steps of fixedpoint_lanes.h are written over (scalar twin:
+ *                   requant_fixedpoint.h, function for function)
+ *   gemm.c          the driver: tiles over M and panels, threads, picks the epilogue per call
  *   threadpool.c    the pthread pool behind fq_parallel_for (fork-safe)
- *   dispatch.c      CPU feature detection and the backend switch
+ *   dispatch.c      the one CPU detector, the one table of kernels per ISA, the backend switch
  *   quantize.c      float <-> uint8 / int8 conversions (torch semantics)
  *
  * Arithmetic: docs/ARITHMETIC.md; fastq/reference.py is its numpy twin.
@@ -76,30 +79,57 @@ typedef enum {
     FQ_ROUNDING_DOUBLE_UP = 2    /* high mul, then shift ties up (NEON srshl; ruy, LiteRT optimized) */
 } fq_rounding;
 
+/* What one epilogue function computes: the (kind, rounding, float_fma) of an fq_epilogue,
+ * decided once by fq_epilogue_prepare. Each ISA's table holds one function per variant and
+ * output byte type; there is no mode switch inside any tile loop. */
+typedef enum {
+    FQ_EPV_INT32 = 0,
+    FQ_EPV_FLOAT_FMA,            /* y = fmaf(f, scale[n], bias[n])                 (x86 / fbgemm) */
+    FQ_EPV_FLOAT_TWO_ROUNDINGS,  /* y = f32(f32(f * scale[n]) + bias[n])           (qnnpack) */
+    FQ_EPV_FBGEMM,
+    FQ_EPV_QNNPACK,
+    FQ_EPV_FIXED_DOUBLE,
+    FQ_EPV_FIXED_DOUBLE_RIGHT,   /* FIXED_DOUBLE when every shift <= 0 and no multiplier is
+                                    INT32_MIN: no left shift, no saturation (SIMD may skip them) */
+    FQ_EPV_FIXED_SINGLE,
+    FQ_EPV_FIXED_DOUBLE_UP,
+    FQ_EPV_COUNT
+} fq_epilogue_variant;
+
 typedef struct {
+    /* inputs, set by the caller */
     fq_epilogue_kind kind;
     const int32_t *col_offset;   /* [n_panels*64], see fq_col_offsets (includes int bias) */
     const int32_t *w_zero_point; /* [n_panels*64], or NULL when all zero */
     /* float modes */
-    const float *bias;           /* fbgemm: per-column bias already divided by atws (or NULL);
-                                    float: per-column float bias (or NULL) */
+    const float *bias;           /* fbgemm: per-column b of fmaf(b, bias_mult, (float)acc);
+                                    float: per-column float bias (zeros for none; required) */
+    float bias_mult;             /* fbgemm: f32(1/(double)atws) per tensor, 1 per channel */
     const float *scale;          /* fbgemm: mult[n]; qnnpack: req[n]; float: sx*sw[n] */
     /* fixed-point mode */
     const int32_t *multiplier;   /* [n_panels*64] Q31 multipliers */
     const int32_t *shift;        /* [n_panels*64] exponents, > 0 = left shift */
     int32_t rounding;            /* fq_rounding: how MultiplyByQuantizedMultiplier rounds */
-    /* uint8 output */
+    /* uint8 / int8 output: q = clamp(r + out_zero_point, out_min, out_max) in uint8 terms;
+     * out_signed = 1 stores q ^ 0x80 (int8 y = uint8 y - 128, exactly, in every mode) */
     int32_t out_zero_point;
     int32_t out_min, out_max;    /* clamp bounds, e.g. 0/255, or zero point/255 with ReLU */
-    int32_t out_xor;             /* XORed into each output byte: 0x80 gives int8 output */
+    int32_t out_signed;
     /* float output (FQ_EPI_FLOAT, dynamic quantization), y from f = (float)acc:
-     *   float_fma = 1 (torch x86/fbgemm): y = fmaf(f, scale[n], bias[n])  one rounding;
-     *                                     y = f32(f * scale[n])           without bias
+     *   float_fma = 1 (torch x86/fbgemm): y = fmaf(f, scale[n], bias[n])  one rounding
      *   float_fma = 0 (torch qnnpack):    y = f32(f32(f * scale[n]) + bias[n])
+     *   (fmaf(f, s, 0) = f32(f * s) and f32(f * s) + 0 = f32(f * s) for the zero bias)
      *   float_relu = 1: y = max(y, 0) */
     int32_t float_fma;
     int32_t float_relu;
+    /* set by fq_epilogue_prepare */
+    int32_t variant;             /* fq_epilogue_variant */
+    int32_t scalar_only;         /* 1: shifts outside [-31, 30], which only the scalar code defines */
 } fq_epilogue;
+
+/* Checks the inputs of ep (pointers the kind needs, rounding, bounds) for n_padded columns and
+ * sets variant / scalar_only. Returns 0, or -1 when ep is unusable. */
+int fq_epilogue_prepare(fq_epilogue *ep, int32_t n_padded);
 
 /* ---- backends ---------------------------------------------------------------------- */
 typedef enum {
@@ -115,33 +145,61 @@ int fq_best_backend(void);
 int fq_get_backend(void);
 int fq_set_backend(int backend);         /* 0, or -1 when not supported */
 
+/* The one CPU detector (dispatch.c): features the ISA paths need. */
+typedef enum {
+    FQ_CPU_AVX2_FMA = 1,         /* avx2 + fma: the avx2 backend, the AVX2 conversions */
+    FQ_CPU_AVX512 = 2,           /* avx512f + bw + vl (and OS zmm state): the AVX-512 conversions */
+    FQ_CPU_AVX512VNNI = 3        /* the above + avx512vnni: the avx512vnni backend */
+} fq_cpu_feature;
+int fq_cpu_supports(int feature);
+
 /* Per-ISA kernels. A tile is mr rows (mr <= kernels->mr) by one 64-column panel.
- * ukernel: tile[i*64 + c] = sum_k a[i*lda + k] * panel_w[k][c]   (raw, no zero points)
+ * ukernel: tile[i*64 + c] = sum_k (a[i*lda + k] ^ a_xor) * panel_w[k][c]   (raw, no zero points);
+ *   a_xor is 0 for uint8 activations, 0x80 for int8 ones (int8 x = uint8 (x ^ 0x80) - 128)
  * epilogue: out rows/cols of the tile, valid columns nc (<= 64), starting at column n0. */
-typedef void (*fq_ukernel_fn)(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
+typedef void (*fq_ukernel_fn)(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda, uint8_t a_xor,
                               const int8_t *panel, int32_t k_groups, int32_t *tile);
 typedef void (*fq_epilogue_fn)(int32_t mr, int32_t nc, const int32_t *tile,
                                const int32_t *row_sums, int32_t n0, const fq_epilogue *ep,
                                void *out, ptrdiff_t ldo);
-/* sums[i] = sum_k a[i*lda + k] (needed when some weight zero point is not 0) */
-typedef void (*fq_row_sums_fn)(const uint8_t *a, ptrdiff_t lda, int32_t m, int32_t k, int32_t *sums);
+/* sums[i] = sum_k (a[i*lda + k] ^ a_xor) modulo 2^32 (needed when some weight zero point is not 0;
+ * the accumulator arithmetic wraps, and the overflow check guarantees the final acc fits) */
+typedef void (*fq_row_sums_fn)(const uint8_t *a, ptrdiff_t lda, int32_t m, int32_t k, uint8_t a_xor,
+                               int32_t *sums);
+struct fq_convert_kernels;       /* convert.h */
 typedef struct {
     const char *name;
     int32_t mr;                  /* rows per tile */
     fq_ukernel_fn ukernel;
     fq_ukernel_fn gemv;          /* mr == 1 kernel; may equal ukernel */
-    fq_epilogue_fn epilogue;
     fq_row_sums_fn row_sums;
+    fq_epilogue_fn epilogue[FQ_EPV_COUNT][2];   /* [variant][out_signed]; the scalar function
+                                                   where an ISA has no SIMD one */
+    const struct fq_convert_kernels *convert;   /* float <-> uint8 / int8 of this ISA */
 } fq_kernels;
+
+/* Which ISA paths this build compiles (each ISA file compiles its own target). */
+#if defined(__x86_64__) && !defined(FASTQ_NO_AVX2)
+#define FQ_COMPILE_AVX2 1
+#endif
+#if defined(__x86_64__) && !defined(FASTQ_NO_AVX512)
+#define FQ_COMPILE_AVX512 1
+#endif
 
 const fq_kernels *fq_kernels_for(int backend);   /* NULL when not compiled in */
 
 /* ---- the GEMM driver ----------------------------------------------------------------
- * out[m, n] = epilogue(acc[m, n]) for m < M, n < N; a is uint8 [M, K] with row stride lda;
- * out row stride ldo in elements (int32 or uint8 per ep->kind; float for FQ_EPI_FLOAT).
- * Runs on the current backend with num_threads threads (<= 0: the default). */
-void fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t m,
-             const fq_epilogue *ep, void *out, ptrdiff_t ldo, int num_threads);
+ * out[m, n] = epilogue(acc[m, n]) for m < M, n < N; a is [M, K] bytes with row stride lda,
+ * uint8 (a_signed = 0) or int8 (a_signed = 1: the kernels read x ^ 0x80, and the epilogue's
+ * col_offset is built for the zero point + 128); out row stride ldo in elements (int32, float
+ * or bytes per ep->kind). ep must have passed fq_epilogue_prepare. Runs on the current backend
+ * with num_threads threads (<= 0: the default). Returns 0, or -1 when out of memory. */
+int fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t m, int a_signed,
+            const fq_epilogue *ep, void *out, ptrdiff_t ldo, int num_threads);
+
+/* How many fq_gemm calls ran the kernels of backend since the library loaded (tests check
+ * that every backend this CPU supports was exercised: ruy's covered-paths check). */
+long long fq_kernel_runs(int backend);
 
 /* ---- threads ------------------------------------------------------------------------ */
 int fq_get_num_threads(void);
@@ -149,26 +207,20 @@ void fq_set_num_threads(int n);
 typedef void (*fq_task_fn)(void *ctx, int64_t task);
 void fq_parallel_for(int64_t n_tasks, fq_task_fn fn, void *ctx, int num_threads);
 
-/* ---- fixed point (docs/ARITHMETIC.md §8) -------------------------------------------
+/* ---- fixed point (requant_fixedpoint.h, docs/ARITHMETIC.md §8) ---------------------
  * out[i] = MultiplyByQuantizedMultiplier(x[i], multiplier[c], shift[c]), c = i % n_channels
  * (n must be a multiple of n_channels), rounding an fq_rounding. Shifts must lie in [-31, 30]. */
 void fq_multiply_by_quantized_multiplier_array(const int32_t *x, int64_t n, const int32_t *multiplier,
                                                const int32_t *shift, int64_t n_channels,
                                                int rounding, int32_t *out);
 
-/* ---- quantize / dequantize (docs/ARITHMETIC.md §10) ---------------------------------- */
-/* q = clamp(rne(min(fmaf(x, inv_scale, zp), 2147483520)), qmin, qmax); NaN -> qmax */
-void fq_quantize_u8(const float *x, int64_t n, float inv_scale, float zero_point,
-                    int32_t qmin, int32_t qmax, uint8_t *q);
-/* the same with an int8 output */
-void fq_quantize_s8(const float *x, int64_t n, float inv_scale, float zero_point,
-                    int32_t qmin, int32_t qmax, int8_t *q);
+/* ---- quantize / dequantize (torch semantics, docs/ARITHMETIC.md §10) --------------- */
 /* The conversions run the current backend's ISA (avx512vnni -> AVX-512, avx2 -> AVX2+FMA,
  * else scalar); the functions below take isa = an fq_backend to force one (tests, benches;
  * scalar when it cannot run here) or -1 for the current backend. Results never depend on it. */
 int fq_convert_supported(int isa);       /* compiled in and the CPU can run it */
-/* fq_quantize_u8 on a chosen ISA; q holds int8 bytes when qmin < 0 (qmin, qmax in the range
- * of the byte type) */
+/* q = clamp(rne(min(fmaf(x, inv_scale, zp), 2147483520)), qmin, qmax), NaN -> qmax, on a chosen
+ * ISA; q holds int8 bytes when qmin < 0 (qmin, qmax in the range of the byte type) */
 void fq_quantize_u8_isa(int isa, const float *x, int64_t n, float inv_scale, float zero_point,
                         int32_t qmin, int32_t qmax, uint8_t *q);
 /* x = f32((float)(q - zero_point) * scale)   (torch per-tensor dequantize) */

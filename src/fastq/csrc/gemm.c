@@ -1,14 +1,18 @@
 /* The GEMM driver: splits the output into tiles (mr rows x one 64-column panel), runs the
  * current backend's microkernel and its fused epilogue on each tile while it is in L1,
- * and spreads the tiles over threads. */
+ * and spreads the tiles over threads. The epilogue function is looked up once per call in
+ * the backend's table, by (variant, output type). */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include "fastq.h"
 
 typedef struct {
     const fq_packed_weights *w;
     const fq_kernels *kern;
+    fq_epilogue_fn epilogue;
     const uint8_t *a;
     ptrdiff_t lda;
+    uint8_t a_xor;
     int32_t m;
     int32_t m_blocks;
     int32_t m_chunk;              /* m-blocks per task: one task = one panel x m_chunk blocks */
@@ -29,9 +33,9 @@ static void gemm_tile(const gemm_job *j, int32_t p, int32_t mb) {
     const int8_t *panel = j->w->data + (size_t)p * j->w->k_groups * FQ_PANEL_GROUP_BYTES;
     int32_t tile[FQ_MR_MAX * FQ_NR] __attribute__((aligned(64)));
     fq_ukernel_fn uk = mr == 1 ? j->kern->gemv : j->kern->ukernel;
-    uk(mr, j->w->k, j->a + (ptrdiff_t)m0 * j->lda, j->lda, panel, j->w->k_groups, tile);
+    uk(mr, j->w->k, j->a + (ptrdiff_t)m0 * j->lda, j->lda, j->a_xor, panel, j->w->k_groups, tile);
     char *out = (char *)j->out + (ptrdiff_t)m0 * j->ldo * (ptrdiff_t)j->out_elem;
-    j->kern->epilogue(mr, nc, tile, j->row_sums ? j->row_sums + m0 : NULL, n0, j->ep, out, j->ldo);
+    j->epilogue(mr, nc, tile, j->row_sums ? j->row_sums + m0 : NULL, n0, j->ep, out, j->ldo);
 }
 
 /* One task: one panel, a run of consecutive row blocks. A thread that takes a task keeps
@@ -44,23 +48,84 @@ static void gemm_task(void *ctx, int64_t task) {
     for (int32_t mb = mb0; mb < mb1; mb++) gemm_tile(j, p, mb);
 }
 
-void fq_row_sums_scalar(const uint8_t *a, ptrdiff_t lda, int32_t m, int32_t k, int32_t *sums) {
-    for (int32_t i = 0; i < m; i++) {
-        const uint8_t *row = a + (ptrdiff_t)i * lda;
-        int32_t s = 0;   /* k <= 2^31/255 is checked by the caller */
-        for (int32_t kk = 0; kk < k; kk++) s += row[kk];
-        sums[i] = s;
-    }
+static int shifts_in_simd_range(const int32_t *shift, int32_t n) {
+    for (int32_t c = 0; c < n; c++)
+        if (shift[c] > 30 || shift[c] < -31) return 0;
+    return 1;
 }
 
-void fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t m,
-             const fq_epilogue *ep, void *out, ptrdiff_t ldo, int num_threads) {
-    if (m <= 0 || w->n <= 0) return;
+static int right_shifts_only(const int32_t *multiplier, const int32_t *shift, int32_t n) {
+    for (int32_t c = 0; c < n; c++)
+        if (shift[c] > 0 || multiplier[c] == INT32_MIN) return 0;
+    return 1;
+}
+
+int fq_epilogue_prepare(fq_epilogue *ep, int32_t n_padded) {
+    if (!ep->col_offset || n_padded < 0) return -1;
+    if (ep->out_signed != 0 && ep->out_signed != 1) return -1;
+    ep->scalar_only = 0;
+    switch (ep->kind) {
+    case FQ_EPI_INT32:
+        ep->variant = FQ_EPV_INT32;
+        return 0;
+    case FQ_EPI_FLOAT:
+        if (!ep->scale || !ep->bias) return -1;
+        ep->variant = ep->float_fma ? FQ_EPV_FLOAT_FMA : FQ_EPV_FLOAT_TWO_ROUNDINGS;
+        return 0;
+    case FQ_EPI_FBGEMM:
+        if (!ep->scale || !ep->bias) return -1;
+        ep->variant = FQ_EPV_FBGEMM;
+        break;
+    case FQ_EPI_QNNPACK:
+        if (!ep->scale) return -1;
+        ep->variant = FQ_EPV_QNNPACK;
+        break;
+    case FQ_EPI_TFLITE:
+        if (!ep->multiplier || !ep->shift) return -1;
+        switch (ep->rounding) {
+        case FQ_ROUNDING_DOUBLE:
+            ep->variant = right_shifts_only(ep->multiplier, ep->shift, n_padded) ? FQ_EPV_FIXED_DOUBLE_RIGHT
+                                                                                : FQ_EPV_FIXED_DOUBLE;
+            break;
+        case FQ_ROUNDING_SINGLE: ep->variant = FQ_EPV_FIXED_SINGLE; break;
+        case FQ_ROUNDING_DOUBLE_UP: ep->variant = FQ_EPV_FIXED_DOUBLE_UP; break;
+        default: return -1;
+        }
+        /* the C shifts of the scalar code define the rest; callers keep shifts in range */
+        ep->scalar_only = !shifts_in_simd_range(ep->shift, n_padded);
+        break;
+    default:
+        return -1;
+    }
+    /* byte output: a uint8 zero point, and bounds whose distance to it fits int32 (the SIMD
+     * code clamps r to [lo - zy, hi - zy]); the stored byte is the low one of the result, so
+     * only bounds within 0..255 make sense, but wider ones are defined (tests use them) */
+    if (ep->out_zero_point < 0 || ep->out_zero_point > 255 || ep->out_min > ep->out_max ||
+        ep->out_min < INT32_MIN + 255)
+        return -1;
+    return 0;
+}
+
+/* calls that ran each backend's kernels (the test suite's covered-paths check) */
+static atomic_llong kernel_runs[FQ_BACKEND_COUNT];
+
+long long fq_kernel_runs(int backend) {
+    return backend >= 0 && backend < FQ_BACKEND_COUNT ? atomic_load(&kernel_runs[backend]) : 0;
+}
+
+int fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t m, int a_signed,
+            const fq_epilogue *ep, void *out, ptrdiff_t ldo, int num_threads) {
+    if (m <= 0 || w->n <= 0) return 0;
     gemm_job j;
     j.w = w;
-    j.kern = fq_kernels_for(fq_get_backend());
+    int backend = fq_get_backend();
+    atomic_fetch_add_explicit(&kernel_runs[backend], 1, memory_order_relaxed);
+    j.kern = fq_kernels_for(backend);
+    const fq_kernels *epi_table = ep->scalar_only ? fq_kernels_for(FQ_BACKEND_SCALAR) : j.kern;
+    j.epilogue = epi_table->epilogue[ep->variant][ep->out_signed];
     j.a = a;
     j.lda = lda;
+    j.a_xor = a_signed ? 0x80 : 0;
     j.m = m;
     j.m_blocks = (m + j.kern->mr - 1) / j.kern->mr;
     j.ep = ep;
@@ -72,8 +137,8 @@ void fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_
     int32_t *sums = NULL;
     if (ep->w_zero_point) {
         sums = m <= 256 ? stack_sums : (int32_t *)malloc((size_t)m * sizeof(int32_t));
-        if (!sums) abort();
-        j.kern->row_sums(a, lda, m, w->k, sums);
+        if (!sums) return -1;
+        j.kern->row_sums(a, lda, m, w->k, j.a_xor, sums);
     }
     j.row_sums = sums;
     /* threads only pay off when each wakes up for enough work */
@@ -91,4 +156,5 @@ void fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_
     int64_t n_tasks = (int64_t)w->n_panels * j.chunks_per_panel;
     fq_parallel_for(n_tasks, gemm_task, &j, num_threads);
     if (sums && sums != stack_sums) free(sums);
+    return 0;
 }

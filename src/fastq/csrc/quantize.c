@@ -12,34 +12,7 @@
 #include <math.h>
 #include <string.h>
 #include "convert.h"
-
-/* The exact shortcuts below need each float / double operation rounded to its own type; with
- * excess precision (x87, FLT_EVAL_METHOD != 0) the libm calls take over. */
-#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
-#define FQ_EXCESS_PRECISION 1
-#endif
-
-/* fmaf(x, y, z) without a libm call where the compiler has no fused multiply-add instruction:
- * x*y is exact in double (24 + 24 bits), the sum is rounded to odd (TwoSum gives its error),
- * and a 53-bit round-to-odd value rounds to float exactly as the real sum would
- * (53 >= 2*24 + 2). Inf / NaN pass through (their error is NaN, and no bit is touched). */
-static inline float fma_f32(float x, float y, float z) {
-#if defined(FP_FAST_FMAF) || defined(FQ_EXCESS_PRECISION)
-    return fmaf(x, y, z);                              /* one instruction (or needed) here */
-#else
-    double p = (double)x * (double)y;
-    double zd = (double)z;
-    double s = p + zd;
-    double bp = s - p;
-    double err = (p - (s - bp)) + (zd - bp);           /* s + err == p + z exactly */
-    uint64_t bits;
-    memcpy(&bits, &s, sizeof bits);
-    if ((err > 0 || err < 0) && !(bits & 1))           /* inexact, even: step to the odd neighbour */
-        bits += ((err > 0) == (s > 0)) ? 1 : (uint64_t)-1;
-    memcpy(&s, &bits, sizeof bits);
-    return (float)s;
-#endif
-}
+#include "requant.h"
 
 /* rne for |t| <= 2^22 in the current rounding mode (default: half to even), no libm call:
  * adding 1.5 * 2^23 leaves no fraction bits, subtracting it back is exact. */
@@ -56,7 +29,7 @@ static void quantize_scalar(const float *x, int64_t n, float inv_scale, float ze
                             int32_t qmin, int32_t qmax, uint8_t *q) {
     const float lo = (float)qmin, hi = (float)qmax;
     for (int64_t i = 0; i < n; i++) {
-        float t = fma_f32(x[i], inv_scale, zero_point);
+        float t = fq_fmaf(x[i], inv_scale, zero_point);
         if (!(t <= hi)) t = hi;                        /* NaN, and everything above qmax */
         if (t < lo) t = lo;
         q[i] = (uint8_t)(int32_t)round_small(t);
@@ -87,7 +60,7 @@ static int minmax_scalar(const float *x, int64_t n, float *min_out, float *max_o
 
 /* The scalar kernels' fused multiply-add, elementwise (tests hold it against exact rationals). */
 void fq_fmaf_portable(const float *x, const float *y, const float *z, int64_t n, float *out) {
-    for (int64_t i = 0; i < n; i++) out[i] = fma_f32(x[i], y[i], z[i]);
+    for (int64_t i = 0; i < n; i++) out[i] = fq_fmaf(x[i], y[i], z[i]);
 }
 
 static const fq_convert_kernels scalar_kernels = {
@@ -96,26 +69,19 @@ static const fq_convert_kernels scalar_kernels = {
 
 const fq_convert_kernels *fq_convert_scalar(void) { return &scalar_kernels; }
 
-/* The CPU check for the explicit-ISA entry (tests); the backend switch already checks its own. */
+/* The conversions of an ISA need less than its backend (no VNNI): the one CPU detector tells. */
 static int cpu_runs(int isa) {
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-    __builtin_cpu_init();
-    if (isa == FQ_BACKEND_AVX2)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (isa == FQ_BACKEND_AVX512VNNI)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl");
-#endif
-    return isa == FQ_BACKEND_SCALAR;
+    switch (isa) {
+    case FQ_BACKEND_SCALAR: return 1;
+    case FQ_BACKEND_AVX2: return fq_cpu_supports(FQ_CPU_AVX2_FMA);
+    case FQ_BACKEND_AVX512VNNI: return fq_cpu_supports(FQ_CPU_AVX512);
+    default: return 0;
+    }
 }
 
 static const fq_convert_kernels *compiled(int isa) {
-    switch (isa) {
-    case FQ_BACKEND_SCALAR: return &scalar_kernels;
-    case FQ_BACKEND_AVX2: return fq_convert_avx2();
-    case FQ_BACKEND_AVX512VNNI: return fq_convert_avx512();
-    default: return NULL;
-    }
+    const fq_kernels *k = fq_kernels_for(isa);
+    return k ? k->convert : NULL;
 }
 
 int fq_convert_supported(int isa) {
@@ -135,16 +101,6 @@ static const fq_convert_kernels *kernels(int isa) {
 void fq_quantize_u8_isa(int isa, const float *x, int64_t n, float inv_scale, float zero_point,
                         int32_t qmin, int32_t qmax, uint8_t *q) {
     if (n > 0) kernels(isa)->quantize(x, n, inv_scale, zero_point, qmin, qmax, q);
-}
-
-void fq_quantize_u8(const float *x, int64_t n, float inv_scale, float zero_point,
-                    int32_t qmin, int32_t qmax, uint8_t *q) {
-    fq_quantize_u8_isa(-1, x, n, inv_scale, zero_point, qmin, qmax, q);
-}
-
-void fq_quantize_s8(const float *x, int64_t n, float inv_scale, float zero_point,
-                    int32_t qmin, int32_t qmax, int8_t *q) {
-    fq_quantize_u8_isa(-1, x, n, inv_scale, zero_point, qmin, qmax, (uint8_t *)q);
 }
 
 void fq_dequantize_u8(int isa, const uint8_t *q, int64_t n, int32_t zero_point, float scale, float *x) {

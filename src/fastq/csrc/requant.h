@@ -4,8 +4,39 @@
 #ifndef FASTQ_REQUANT_H
 #define FASTQ_REQUANT_H
 
+#include <float.h>
 #include <stdint.h>
+#include <string.h>
 #include <math.h>
+
+/* The exact shortcuts below need each float / double operation rounded to its own type; with
+ * excess precision (x87, FLT_EVAL_METHOD != 0) the libm calls take over. */
+#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
+#define FQ_EXCESS_PRECISION 1
+#endif
+
+/* fmaf(x, y, z) without a libm call where the compiler has no fused multiply-add instruction:
+ * x*y is exact in double (24 + 24 bits), the sum is rounded to odd (TwoSum gives its error),
+ * and a 53-bit round-to-odd value rounds to float exactly as the real sum would
+ * (53 >= 2*24 + 2). Inf / NaN pass through (their error is NaN, and no bit is touched). */
+static inline float fq_fmaf(float x, float y, float z) {
+#if defined(FP_FAST_FMAF) || defined(FQ_EXCESS_PRECISION)
+    return fmaf(x, y, z);                              /* one instruction (or needed) here */
+#else
+    double p = (double)x * (double)y;
+    double zd = (double)z;
+    double s = p + zd;
+    double bp = s - p;
+    double err = (p - (s - bp)) + (zd - bp);           /* s + err == p + z exactly */
+    uint64_t bits;
+    memcpy(&bits, &s, sizeof bits);
+    if ((err > 0 || err < 0) && !(bits & 1))           /* inexact, even: step to the odd neighbour */
+        bits += ((err > 0) == (s > 0)) ? 1 : (uint64_t)-1;
+    memcpy(&s, &bits, sizeof bits);
+    return (float)s;
+#endif
+}
+
 
 /* Two's-complement wrapping add and multiply (what vpaddd / vpmulld do; no C overflow UB). */
 static inline int32_t fq_wrap_add(int32_t a, int32_t b) {
@@ -38,11 +69,15 @@ static inline int32_t fq_add_zero_point_clamp(int32_t r, int32_t zero_point, int
     return (int32_t)(q < lo ? lo : (q > hi ? hi : q));
 }
 
-/* docs/ARITHMETIC.md §6: f = f32((float)acc + bias); y = f32(f * mult); q = clamp(rne(y) + zy). */
-static inline int32_t fq_requant_fbgemm(int32_t acc, float bias, float mult,
+/* torch x86 / fbgemm: f = fmaf(bias_b, bias_r, (float)acc) (the bias term and the accumulator
+ * in one rounding); y = f32(f * mult); q = clamp(rne(y) + zy)   (docs/ARITHMETIC.md §6).
+ * Per-tensor weights: bias_b = bias[n], bias_r = f32(1 / (double)atws), as FBGEMM's
+ * requantization compiled with FMA contraction computes (float)acc + bias * rcp.
+ * Per-channel weights: bias_b = f32(bias[n] / atws[n]), bias_r = 1, and fmaf(b, 1, a) is
+ * f32(a + b): FBGEMM's divide cannot fuse. One formula serves both (reference.fbgemm_params). */
+static inline int32_t fq_requant_fbgemm(int32_t acc, float bias_b, float bias_r, float mult,
                                         int32_t zero_point, int32_t lo, int32_t hi) {
-    float f = (float)acc;
-    f = f + bias;
+    float f = fq_fmaf(bias_b, bias_r, (float)acc);
     float y = f * mult;
     return fq_add_zero_point_clamp(fq_round_float_to_int32(y), zero_point, lo, hi);
 }

@@ -1,6 +1,6 @@
 /* Fixed-point requantization (gemmlowp fixedpoint.h, TensorFlow Lite common.cc), docs/ARITHMETIC.md §8.
- * One scalar function per step, each with its exact rounding; the SIMD epilogues reproduce
- * them lane by lane. Valid shifts are -31..30 (callers check). No C overflow UB: where the
+ * One scalar function per step, each with its exact rounding; fixedpoint_lanes.h is the SIMD
+ * twin, function for function. Valid shifts are -31..30 (callers check). No C overflow UB: where the
  * C++ reference overflows int32 (a left shift, a single-rounding result out of range), the
  * value wraps modulo 2^32 as the compiled reference does. */
 #ifndef FASTQ_REQUANT_FIXEDPOINT_H
@@ -61,16 +61,6 @@ static inline int32_t fq_multiply_by_quantized_multiplier_single(int32_t x, int3
     int64_t round = (int64_t)1 << (total_shift - 1);
     int64_t r = ((int64_t)x * (int64_t)multiplier + round) >> total_shift;  /* arithmetic shift */
     return (int32_t)(uint32_t)(uint64_t)r;
-}
-
-/* The variant named by rounding (an fq_rounding from fastq.h). */
-static inline int32_t fq_multiply_by_quantized_multiplier_rounding(int32_t x, int32_t multiplier, int32_t shift,
-                                                                   int rounding) {
-    switch (rounding) {
-    case 1: return fq_multiply_by_quantized_multiplier_single(x, multiplier, shift);
-    case 2: return fq_multiply_by_quantized_multiplier_double_up(x, multiplier, shift);
-    default: return fq_multiply_by_quantized_multiplier(x, multiplier, shift);
-    }
 }
 
 /* The output step of a TFLite quantized op: y + zero point, clamped to [lo, hi]. The add is

@@ -22,8 +22,8 @@ static struct {
     pthread_cond_t wake, done;
     pthread_t threads[FQ_MAX_THREADS];
     uint64_t start_generation[FQ_MAX_THREADS];   /* generation before the worker's first loop */
+    atomic_ullong assigned[FQ_MAX_THREADS];      /* the generation of the last loop worker i is in */
     int n_workers;                 /* started worker threads */
-    int n_active;                  /* workers taking part in the current loop */
     atomic_ullong generation;      /* bumped (under lock) to start a loop */
     atomic_int running;            /* workers still inside the current loop */
     fq_task_fn fn;
@@ -93,8 +93,21 @@ static void *worker_main(void *arg) {
             pthread_mutex_unlock(&pool.lock);
         }
         seen = atomic_load_explicit(&pool.generation, memory_order_acquire);
-        /* fn, ctx, n_tasks, n_active were written before the generation was bumped */
-        if (index >= pool.n_active) continue;
+        /* Join loop `seen` only when the caller assigned this worker to it. Deciding by
+         * pool.n_active instead let a worker that sat out loop g read the n_active of loop
+         * g + 1 (the next caller writes it before bumping the generation), take part "in g",
+         * count down g + 1's running, then join g + 1 again: running reached 0 while another
+         * worker still ran tasks on the returned caller's stack context.
+         * Why a worker now joins each loop at most once, and every loop it is counted in:
+         *  - it joins loop g only if assigned[index] == g == seen, and seen strictly grows
+         *    between two joins (it is re-read only after generation != seen);
+         *  - the caller of g sets assigned[i] = g for exactly the `running` workers it
+         *    counts, before bumping the generation to g (release; read here with acquire),
+         *    and returns only when all of them counted down, so loop g + 1 (which alone could
+         *    overwrite assigned, fn, ctx, n_tasks) starts after every worker of g finished;
+         *  - a worker counted in g cannot miss it: generation cannot pass g before g ends, so
+         *    the first generation != seen it reads is g. */
+        if (atomic_load_explicit(&pool.assigned[index], memory_order_acquire) != seen) continue;
         run_tasks(pool.fn, pool.ctx, pool.n_tasks);
         if (atomic_fetch_sub(&pool.running, 1) == 1) {
             pthread_mutex_lock(&pool.lock);
@@ -163,9 +176,10 @@ void fq_parallel_for(int64_t n_tasks, fq_task_fn fn, void *ctx, int num_threads)
     pool.ctx = ctx;
     pool.n_tasks = n_tasks;
     atomic_store(&pool.next_task, 0);
-    pool.n_active = helpers;
+    unsigned long long next = atomic_load(&pool.generation) + 1;
+    for (int i = 0; i < helpers; i++) atomic_store_explicit(&pool.assigned[i], next, memory_order_relaxed);
     atomic_store(&pool.running, helpers);
-    atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
+    atomic_store_explicit(&pool.generation, next, memory_order_release);
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
 

@@ -7,12 +7,13 @@
  * vpdpbusd. The K tail (K % 4 bytes) is assembled byte by byte, so an activation row is
  * never read past its end; the panel is zero padded, so the missing lanes add nothing.
  * M = 1 has its own kernel: 16 independent accumulator chains over 4 k-groups, since one
- * row is bound by the weight stream, not by vpdpbusd latency. */
-#if defined(__x86_64__) && !defined(FASTQ_NO_AVX512)
+ * row is bound by the weight stream, not by vpdpbusd latency. int8 activations (a_xor = 0x80)
+ * are flipped to uint8 as each 4-byte group is broadcast (one scalar xor per group and row). */
+#include "fastq.h"
+#ifdef FQ_COMPILE_AVX512
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
 #include <immintrin.h>
 #include <string.h>
-#include "fastq.h"
 
 #define MR_AVX512 6
 
@@ -49,8 +50,8 @@ static inline int32_t load_tail(const uint8_t *p, int32_t rem) {
         _mm512_store_si512((void *)(tile + i * FQ_NR + 32), c##i##2);             \
         _mm512_store_si512((void *)(tile + i * FQ_NR + 48), c##i##3);             \
     }
-#define TAIL_ROW(i) { __m512i x = _mm512_set1_epi32(load_tail(row[i] + o, rem)); DP_ROW(i, x) }
-#define GROUP_ROW(i) { __m512i x = _mm512_set1_epi32(load_group(row[i] + o)); DP_ROW(i, x) }
+#define TAIL_ROW(i) { __m512i x = _mm512_set1_epi32(load_tail(row[i] + o, rem) ^ flip4); DP_ROW(i, x) }
+#define GROUP_ROW(i) { __m512i x = _mm512_set1_epi32(load_group(row[i] + o) ^ flip4); DP_ROW(i, x) }
 #define LOAD_PANEL_GROUP(p)                                                 \
     const __m512i w0 = _mm512_load_si512((const void *)((p) + 0));         \
     const __m512i w1 = _mm512_load_si512((const void *)((p) + 64));        \
@@ -66,7 +67,7 @@ static inline int32_t load_tail(const uint8_t *p, int32_t rem) {
  * the accumulators inside the loop. */
 #define DEFINE_TILE(R)                                                                      \
 static void tile_##R##rows(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,          \
-                           const int8_t *panel, int32_t *tile) {                            \
+                           int32_t flip4, const int8_t *panel, int32_t *tile) {             \
     const uint8_t *row[R];                                                                  \
     for (int32_t i = 0; i < R; i++) row[i] = a + (ptrdiff_t)(i < mr ? i : mr - 1) * lda;    \
     ROWS_##R(ZERO_ROW)                                                                      \
@@ -92,16 +93,18 @@ DEFINE_TILE(4)
 DEFINE_TILE(5)
 DEFINE_TILE(6)
 
-void fq_ukernel_avx512vnni(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
+void fq_ukernel_avx512vnni(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda, uint8_t a_xor,
                            const int8_t *panel, int32_t k_groups, int32_t *tile) {
     (void)k_groups;
+    /* past k the panel is zero: flipped padding bytes of the tail add nothing */
+    const int32_t flip4 = (int32_t)(a_xor * 0x01010101u);
     switch (mr) {
     case 1: /* fall through: the driver sends mr == 1 to the GEMV kernel */
-    case 2: tile_2rows(mr, k, a, lda, panel, tile); break;
-    case 3: tile_3rows(mr, k, a, lda, panel, tile); break;
-    case 4: tile_4rows(mr, k, a, lda, panel, tile); break;
-    case 5: tile_5rows(mr, k, a, lda, panel, tile); break;
-    default: tile_6rows(mr, k, a, lda, panel, tile); break;
+    case 2: tile_2rows(mr, k, a, lda, flip4, panel, tile); break;
+    case 3: tile_3rows(mr, k, a, lda, flip4, panel, tile); break;
+    case 4: tile_4rows(mr, k, a, lda, flip4, panel, tile); break;
+    case 5: tile_5rows(mr, k, a, lda, flip4, panel, tile); break;
+    default: tile_6rows(mr, k, a, lda, flip4, panel, tile); break;
     }
 }
 
@@ -115,11 +118,12 @@ void fq_ukernel_avx512vnni(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t ld
 #define ZERO_GROUP(u) \
     __m512i d##u##0 = _mm512_setzero_si512(), d##u##1 = d##u##0, d##u##2 = d##u##0, d##u##3 = d##u##0;
 
-void fq_gemv_avx512vnni(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
+void fq_gemv_avx512vnni(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda, uint8_t a_xor,
                         const int8_t *panel, int32_t k_groups, int32_t *tile) {
     (void)mr;
     (void)lda;
     (void)k_groups;
+    const int32_t flip4 = (int32_t)(a_xor * 0x01010101u);
     ZERO_GROUP(0) ZERO_GROUP(1) ZERO_GROUP(2) ZERO_GROUP(3)
     const int32_t full = k / FQ_KG;
     const int32_t rem = k % FQ_KG;
@@ -127,20 +131,20 @@ void fq_gemv_avx512vnni(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
     __m512i x;
     /* the groups that do not fill a step of 4, then the K tail, before the main loop */
     for (int32_t g = full4; g < full; g++) {
-        x = _mm512_set1_epi32(load_group(a + (ptrdiff_t)g * FQ_KG));
+        x = _mm512_set1_epi32(load_group(a + (ptrdiff_t)g * FQ_KG) ^ flip4);
         DP_GROUP(0, x, panel + (size_t)g * FQ_PANEL_GROUP_BYTES)
     }
     if (rem) {
-        x = _mm512_set1_epi32(load_tail(a + (ptrdiff_t)full * FQ_KG, rem));
+        x = _mm512_set1_epi32(load_tail(a + (ptrdiff_t)full * FQ_KG, rem) ^ flip4);
         DP_GROUP(1, x, panel + (size_t)full * FQ_PANEL_GROUP_BYTES)
     }
     const int8_t *w = panel;
     for (int32_t g = 0; g < full4; g += 4, w += 4 * FQ_PANEL_GROUP_BYTES) {
         const uint8_t *ag = a + (ptrdiff_t)g * FQ_KG;
-        x = _mm512_set1_epi32(load_group(ag + 0));  DP_GROUP(0, x, w)
-        x = _mm512_set1_epi32(load_group(ag + 4));  DP_GROUP(1, x, w + FQ_PANEL_GROUP_BYTES)
-        x = _mm512_set1_epi32(load_group(ag + 8));  DP_GROUP(2, x, w + 2 * FQ_PANEL_GROUP_BYTES)
-        x = _mm512_set1_epi32(load_group(ag + 12)); DP_GROUP(3, x, w + 3 * FQ_PANEL_GROUP_BYTES)
+        x = _mm512_set1_epi32(load_group(ag + 0) ^ flip4);  DP_GROUP(0, x, w)
+        x = _mm512_set1_epi32(load_group(ag + 4) ^ flip4);  DP_GROUP(1, x, w + FQ_PANEL_GROUP_BYTES)
+        x = _mm512_set1_epi32(load_group(ag + 8) ^ flip4);  DP_GROUP(2, x, w + 2 * FQ_PANEL_GROUP_BYTES)
+        x = _mm512_set1_epi32(load_group(ag + 12) ^ flip4); DP_GROUP(3, x, w + 3 * FQ_PANEL_GROUP_BYTES)
     }
     _mm512_store_si512((void *)(tile + 0), _mm512_add_epi32(_mm512_add_epi32(d00, d10), _mm512_add_epi32(d20, d30)));
     _mm512_store_si512((void *)(tile + 16), _mm512_add_epi32(_mm512_add_epi32(d01, d11), _mm512_add_epi32(d21, d31)));
@@ -148,35 +152,23 @@ void fq_gemv_avx512vnni(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,
     _mm512_store_si512((void *)(tile + 48), _mm512_add_epi32(_mm512_add_epi32(d03, d13), _mm512_add_epi32(d23, d33)));
 }
 
-/* Row sums with vpsadbw (|x - 0| summed over 8 bytes into a 64-bit lane). */
-void fq_row_sums_avx512(const uint8_t *a, ptrdiff_t lda, int32_t m, int32_t k, int32_t *sums) {
+/* Row sums with vpsadbw (|x - 0| summed over 8 bytes into a 64-bit lane), of x ^ a_xor. */
+void fq_row_sums_avx512(const uint8_t *a, ptrdiff_t lda, int32_t m, int32_t k, uint8_t a_xor, int32_t *sums) {
+    const __m512i flip = _mm512_set1_epi8((char)a_xor);
     for (int32_t i = 0; i < m; i++) {
         const uint8_t *row = a + (ptrdiff_t)i * lda;
         __m512i s = _mm512_setzero_si512();
         int32_t kk = 0;
         for (; kk + 64 <= k; kk += 64)
-            s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_loadu_si512((const void *)(row + kk)),
+            s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_xor_si512(_mm512_loadu_si512((const void *)(row + kk)), flip),
                                                     _mm512_setzero_si512()));
-        if (kk < k) {   /* masked load: nothing is read past the row */
+        if (kk < k) {   /* masked load: nothing is read past the row (and the rest stays 0) */
             __mmask64 valid = ((__mmask64)1 << (k - kk)) - 1;
-            s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_maskz_loadu_epi8(valid, row + kk),
-                                                    _mm512_setzero_si512()));
+            __m512i tail = _mm512_xor_si512(_mm512_maskz_loadu_epi8(valid, row + kk),
+                                            _mm512_maskz_mov_epi8(valid, flip));
+            s = _mm512_add_epi64(s, _mm512_sad_epu8(tail, _mm512_setzero_si512()));
         }
-        sums[i] = (int32_t)_mm512_reduce_add_epi64(s);   /* k <= 2^31 / 255: checked by the caller */
+        sums[i] = (int32_t)(uint32_t)(uint64_t)_mm512_reduce_add_epi64(s);   /* modulo 2^32 */
     }
 }
-
-extern void fq_epilogue_avx512(int32_t, int32_t, const int32_t *, const int32_t *, int32_t,
-                               const fq_epilogue *, void *, ptrdiff_t);
-
-static const fq_kernels kernels = {
-    "avx512vnni", MR_AVX512, fq_ukernel_avx512vnni, fq_gemv_avx512vnni, fq_epilogue_avx512,
-    fq_row_sums_avx512,
-};
-
-const fq_kernels *fq_kernels_avx512vnni(void) { return &kernels; }
-
-#else
-#include "fastq.h"
-const fq_kernels *fq_kernels_avx512vnni(void) { return NULL; }
 #endif

@@ -26,11 +26,14 @@ def check_mode(requant):
 
 def build_epilogue(packed, mode, x_scale, x_zero_point, w_scales, per_channel, y_scale,
                    y_zero_point, bias=None, relu=False, int_bias=None, rounding="double",
-                   out_xor=0, effective_scale="float32"):
+                   out_xor=0, effective_scale="float32", fused_bias=True):
     """The C epilogue of one layer for one input quantization (x_scale, x_zero_point).
 
     Zero points are in uint8 terms (an int8 zero point z is z + 128 here); out_xor=0x80 turns
     the uint8 result into int8 bytes (int8 y = uint8 y - 128, exactly, in every mode).
+    fused_bias (mode "fbgemm", per-tensor weights): the bias term and (float)acc in one rounding,
+    fmaf(bias, rcp, acc), as torch 2.13's FBGEMM computes on x86; False rounds bias * rcp first
+    (reference.fbgemm_params).
     Returns (epilogue, info) where info holds the per-column constants, for explain/inspection."""
     n = packed.n
     npad = packed.n_padded
@@ -39,13 +42,14 @@ def build_epilogue(packed, mode, x_scale, x_zero_point, w_scales, per_channel, y
     out_min = int(y_zero_point) if relu else 0
     info = {}
     if mode == "fbgemm":
-        bias_term, mult = _reference.fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel)
+        bias_b, bias_r, mult = _reference.fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel,
+                                                        fused=fused_bias)
         mult = np.broadcast_to(mult, (n,))
         col_offset = packed.col_offsets(int(x_zero_point))
-        info.update(mult=mult, bias_term=bias_term)
+        info.update(mult=mult, bias_b=bias_b, bias_r=bias_r)
         ep = _kernels.Epilogue(
             packed, _kernels.EPI_FBGEMM, col_offset,
-            bias=None if bias_term is None else padded(bias_term, npad, np.float32),
+            bias=None if bias_b is None else padded(bias_b, npad, np.float32), bias_mult=float(bias_r),
             scale=padded(mult, npad, np.float32),
             out_zero_point=int(y_zero_point), out_min=out_min, out_max=255, out_xor=out_xor)
     elif mode == "qnnpack":
@@ -152,15 +156,11 @@ class QuantizedLinear(WeightLayer):
                            rounding=rounding, effective_scale=effective_scale, input_scale=input_scale,
                            input_zero_point=input_zero_point, per_channel=getattr(weight, "axis", None) is not None)
         self._set_weight(weight, bias, int_bias_ok=self.requant == "tflite")
-        # The call path (validation of x, cached epilogue, the C call) lives in Cython for the
-        # common case: uint8 in, uint8 out, any input quantization. int8 inputs go to the Python
-        # path through the core's fallback; int8 outputs and a pinned input quantization always do.
-        self._core = None
-        if self.dtype == np.uint8 and self.input_scale is None:
-            self._core = _kernels.LinearCore(self._packed, QTensor, self.scale, self.zero_point,
-                                             self._epilogue,
-                                             self._check_no_overflow,
-                                             fallback=self._call_python)
+        # The call path (validation of x, cached epilogue, the C call) lives in Cython for every
+        # mode: uint8 / int8 in and out, any or a pinned input quantization.
+        self._core = _kernels.LinearCore(self._packed, QTensor, self.scale, self.zero_point, self._epilogue,
+                                         self._check_no_overflow, out_signed=self.dtype == np.int8,
+                                         input_scale=self.input_scale, input_zero_point=self.input_zero_point)
         if self.input_scale is not None and self.requant == "tflite":
             self.fixed_point_params(self.input_scale)      # a too-large scale fails here, not later
 
@@ -230,13 +230,13 @@ class QuantizedLinear(WeightLayer):
             int_bias=self.int_bias, rounding=self.rounding,
             out_xor=0x80 if signed_out else 0, effective_scale=self.effective_scale)[0])
 
-    # y_q = layer(x_q): x is a uint8 QTensor [..., K] (per tensor), y a uint8 QTensor [..., N].
+    # y_q = layer(x_q): x is a uint8 / int8 QTensor [..., K] (per tensor), y a QTensor [..., N] of dtype.
     # Checks x (TypeError / ValueError naming "x"), refuses K large enough to overflow int32,
     # then one kernel call with the epilogue cached for (x.scale, x.zero_point).
     __call__ = _kernels.linear_call
 
     def _call_python(self, x):
-        """The same call in Python (the reference for LinearCore.call, and its fallback)."""
+        """The same call in Python (the reference for LinearCore.call)."""
         if not isinstance(x, QTensor):
             raise TypeError("x: expected a fastq.QTensor, got %s" % type(x).__name__)
         if x.axis is not None:
@@ -250,7 +250,7 @@ class QuantizedLinear(WeightLayer):
             raise ValueError("x: quantized with scale %r, zero point %d; this layer was built for "
                              "input_scale=%r, input_zero_point=%r"
                              % (x.scale, x.zero_point, self.input_scale, self.input_zero_point))
-        a = np.ascontiguousarray(v.reshape(-1, self.in_features))
+        a = np.ascontiguousarray(v.reshape(int(np.prod(v.shape[:-1])), self.in_features))  # K = 0 too
         zx = x.zero_point
         if v.dtype == np.int8:
             # int8 x, zero point z  ==  uint8 x + 128 (the same bits with the top one flipped), z + 128

@@ -1,4 +1,4 @@
-"""The `fastq` command: demo, explain, bench, info (each subcommand lives in its own module)."""
+"""The `fastq` command: demo, explain, bench, model, info (each subcommand lives in its own module)."""
 from __future__ import annotations
 
 import argparse
@@ -48,6 +48,11 @@ def main(argv=None):
     try:
         from .export_cli import add_parser as add_export_parser
         add_export_parser(sub)
+    except ImportError:
+        pass
+    try:
+        from .model_cli import add_parser as add_model_parser
+        add_model_parser(sub)
     except ImportError:
         pass
     args = parser.parse_args(argv)

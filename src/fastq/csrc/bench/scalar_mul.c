@@ -75,11 +75,14 @@
         return (t1 - t0) * (double)n / (double)(iters * 2);                              \
     }
 
-/* Odd integer multipliers: the chain never collapses to zero. */
+/* Odd integer multipliers: the chain never collapses to zero. The chains wrap on purpose:
+ * int32 / int64 run in the unsigned types of their width (the same imul instruction; a signed
+ * overflow would be undefined behaviour), int8 / int16 are promoted to int, multiplied without
+ * overflow and converted back (modulo 2^width). */
 DEFINE_MUL(i8, int8_t, OPAQUE_I, 3, 5)
 DEFINE_MUL(i16, int16_t, OPAQUE_I, 12345, 3)
-DEFINE_MUL(i32, int32_t, OPAQUE_I, 0x9E3779B1u, 3)
-DEFINE_MUL(i64, int64_t, OPAQUE_I, 0x9E3779B97F4A7C15ull, 3)
+DEFINE_MUL(i32, uint32_t, OPAQUE_I, 0x9E3779B1u, 3)
+DEFINE_MUL(i64, uint64_t, OPAQUE_I, 0x9E3779B97F4A7C15ull, 3)
 DEFINE_MUL(f32, float, OPAQUE_F, 2.0f, 0.5f)
 DEFINE_MUL(f64, double, OPAQUE_F, 2.0, 0.5)
 

@@ -1,0 +1,62 @@
+"""`fastq model check FILE...` (load each file with every check, one line each; exit 1 if any
+is refused) and `fastq model convert OLD NEW` (an .npz of formats 1 / 2 -> format 3)."""
+from __future__ import annotations
+
+import collections
+import sys
+import warnings
+
+
+def add_parser(sub):
+    p = sub.add_parser("model", help="check or convert model files")
+    msub = p.add_subparsers(dest="model_command", required=True)
+    c = msub.add_parser("check", help="load each file with every check; one line per file")
+    c.add_argument("paths", nargs="+", metavar="FILE")
+    c.set_defaults(run=_check)
+    v = msub.add_parser("convert", help="rewrite a model file (e.g. an old .npz) in the current format")
+    v.add_argument("source", metavar="OLD")
+    v.add_argument("target", metavar="NEW")
+    v.set_defaults(run=_convert)
+
+
+def _summary(model):
+    ops = collections.Counter(type(layer).__name__ for layer in model)
+    nbytes = sum(a.nbytes for layer in model for a in layer.get_arrays().values())
+    return "%d nodes (%s), %d array bytes" % (len(model), ", ".join("%d %s" % (n, op) for op, n in ops.items()),
+                                               nbytes)
+
+
+def _load(path):
+    import fastq
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = fastq.load(path)
+    return model, [str(w.message) for w in caught]
+
+
+def _check(args):
+    bad = 0
+    for path in args.paths:
+        try:
+            model, notes = _load(path)
+        except (ValueError, OSError) as e:
+            print("REFUSED %s" % e)
+            bad += 1
+            continue
+        print("ok %s: %s" % (path, _summary(model)))
+        for note in notes:
+            print("   note: %s" % note)
+    return 1 if bad else 0
+
+
+def _convert(args):
+    try:
+        model, notes = _load(args.source)
+    except (ValueError, OSError) as e:
+        print("REFUSED %s" % e, file=sys.stderr)
+        return 1
+    for note in notes:
+        print("note: %s" % note, file=sys.stderr)
+    model.save(args.target)
+    print("wrote %s: %s" % (args.target, _summary(model)))
+    return 0
