@@ -502,7 +502,7 @@ class ControlFlow(nn.Module):
 
 
 @pytest.mark.parametrize("model,exc,words", [
-    (Branching().eval(), NotImplementedError, "chain"),
+    (Branching().eval(), NotImplementedError, "FloatFunctional"),
     (ControlFlow().eval(), NotImplementedError, "fx cannot trace"),
     (nn.Sequential(nn.Linear(4, 4), nn.Sigmoid()).eval(), NotImplementedError, "Sigmoid"),
     (nn.Sequential(nn.Linear(4, 4)), ValueError, "training mode"),

@@ -28,9 +28,24 @@ def test_environment_variable_forces_each_backend(name):
     assert r.stdout.split() == [name, "True"]
 
 
-def test_unknown_backend_in_environment_is_a_clear_error():
-    r = run_with_env(FASTQ_BACKEND="neon9")
-    assert r.returncode != 0 and "FASTQ_BACKEND" in r.stderr and "neon9" in r.stderr
+@pytest.mark.parametrize("var,value", [("FASTQ_BACKEND", "neon9"), ("FASTQ_BACKEND", "AVX2"),
+                                       ("FASTQ_NUM_THREADS", "3abc"), ("FASTQ_NUM_THREADS", "0"),
+                                       ("FASTQ_NUM_THREADS", "1000"), ("FASTQ_NUM_THREADS", "-2"),
+                                       ("FASTQ_NUM_THREADS", "2.5")])
+def test_invalid_environment_warns_and_uses_the_default(var, value):
+    """One rule for both variables: a RuntimeWarning naming the variable and the value, the
+    default is used, and `import fastq` works."""
+    probe = PROBE + "; print(fastq.get_num_threads())"
+    clean = dict(os.environ, PYTHONPATH=SITE + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    clean.pop("FASTQ_BACKEND", None)
+    clean.pop("FASTQ_NUM_THREADS", None)
+    runs = [subprocess.run([sys.executable, "-W", "always::RuntimeWarning", "-c", probe], env=env,
+                           capture_output=True, text=True, timeout=120) for env in (clean, dict(clean, **{var: value}))]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+    assert "RuntimeWarning" not in runs[0].stderr
+    assert "RuntimeWarning" in runs[1].stderr and "%s=%r" % (var, value) in runs[1].stderr
+    assert runs[1].stdout.split() == runs[0].stdout.split()       # backend, result, threads: the defaults
 
 
 def test_set_backend_round_trip():

@@ -157,3 +157,111 @@ def test_concurrent_calls_on_one_layer(threads_restored):
                                                    per_channel=True)))
     assert run_concurrently([lambda xi=xi: layer(xi).values for xi, _ in cases],
                             [expect for _, expect in cases], repeats=20) == []
+
+
+# ------------------------------------------------------------------ issue 9: shared layers, 8 threads
+def _shared_layers():
+    """Layers of every mode shared by all threads (uint8 and int8 outputs: the compiled path and
+    the Python one)."""
+    rng = np.random.default_rng(9)
+    w = rng.integers(-128, 128, (N, K), dtype=np.int8)
+    per_ch = fastq.QTensor(w, rng.uniform(0.01, 0.02, N), rng.integers(-5, 5, N), axis=0)
+    per_t = fastq.QTensor(w, 0.015, 3)
+    bias = rng.normal(0, 1, N).astype(np.float32)
+    return [fastq.QuantizedLinear(per_ch, bias, 2.0, 100),
+            fastq.QuantizedLinear(per_t, bias, 1.5, 90, requant="qnnpack", relu=True),
+            fastq.QuantizedLinear(per_t, bias, 1.0, 7, requant="tflite", dtype="int8"),
+            fastq.QuantizedLinear(per_ch, None, 0.5, -3, dtype="int8")]
+
+
+def _thread_inputs(i):
+    """Thread i's inputs: its own quantization, non-contiguous values (a column slice, a
+    transposed copy, negative strides), uint8 or int8."""
+    rng = np.random.default_rng(100 + i)
+    big = rng.integers(0, 256, (M, 2 * K), dtype=np.uint8)
+    scale, zp = float(rng.uniform(0.005, 0.05)), int(rng.integers(0, 256))
+    if i % 2:
+        big, zp = (big.astype(np.int16) - 128).astype(np.int8), zp - 128
+    v = [big[:, ::2], np.ascontiguousarray(big[:, :K].T).T, big[::-1, K:][:, ::-1]][i % 3]
+    assert not v.flags.c_contiguous
+    return fastq.QTensor(v, scale, zp)
+
+
+def _changer(stop):
+    """Changes the thread count and the backend while the callers run."""
+    counts, names = (1, 2, 3, 0), fastq.backends() + ["auto"]
+    i = 0
+    while not stop.is_set():
+        fastq.set_num_threads(counts[i % len(counts)])
+        fastq.set_backend(names[i % len(names)])
+        i += 1
+
+
+def _run_with_changer(calls, expected, repeats):
+    stop = threading.Event()
+    changer = threading.Thread(target=_changer, args=(stop,))
+    changer.start()
+    try:
+        return run_concurrently(calls, expected, repeats)
+    finally:
+        stop.set()
+        changer.join()
+        fastq.set_backend("auto")
+
+
+def test_eight_threads_shared_layers_while_settings_change(threads_restored):
+    layers = _shared_layers()
+    inputs = [_thread_inputs(i) for i in range(8)]
+    # sequential results first (and one check of them against the reference)
+    expected = [[layer(x).values.copy() for layer in layers] for x in inputs]
+    x0 = inputs[0]
+    ref = reference.requant_fbgemm(reference.qgemm(x0.values, x0.zero_point, layers[0].weight.values,
+                                                   layers[0].weight.zero_point),
+                                   x0.scale, layers[0].weight.scale, 2.0, 100, layers[0].bias, per_channel=True)
+    assert np.array_equal(expected[0][0], ref)
+
+    def call(i):
+        return [layer(inputs[i]).values for layer in layers]
+
+    failures = _run_with_changer([lambda i=i: call(i) for i in range(8)], expected, repeats=6)
+    assert failures == []
+
+
+# K large enough that the zero-point bound fails for zero point 0 (a data check is needed) but
+# holds for zero point 128: the per-call state of one call must not leak into another.
+K_BIG = 100_000
+
+
+def test_overflow_raised_under_concurrent_calls(threads_restored):
+    w = fastq.QTensor(np.full((2, K_BIG), -128, np.int8), 0.01, 0)
+    layer = fastq.QuantizedLinear(w, None, 0.5, 10)
+    wide = np.full((1, 2 * K_BIG), 255, np.uint8)
+    bad = fastq.QTensor(wide[:, ::2], 0.1, 0)           # |acc| = 255 * 128 * K > 2^31: must raise
+    rng = np.random.default_rng(3)
+    ok_values = rng.integers(127, 130, (1, 2 * K_BIG), dtype=np.uint8)[:, ::2]
+    good = fastq.QTensor(ok_values, 0.1, 128)
+    expect = layer(good).values.copy()
+    with pytest.raises(ValueError, match="overflow"):
+        layer(bad)
+    errors = []
+
+    def bad_caller():
+        for _ in range(40):
+            try:
+                layer(bad)
+                errors.append("returned a result instead of raising")
+            except ValueError as e:
+                if "overflow" not in str(e):
+                    errors.append(str(e))
+
+    def good_caller():
+        for _ in range(40):
+            if not np.array_equal(layer(good).values, expect):
+                errors.append("wrong result")
+
+    threads = [threading.Thread(target=f) for f in (bad_caller, good_caller) * 4]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

@@ -23,10 +23,29 @@ def as_array(x, name):
         raise TypeError("%s: cannot convert %r to an array" % (name, type(x).__name__)) from e
 
 
+def check_bool(value, name):
+    """A bool (or numpy bool): "no", 0 or None are refused, not read as truth values."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError("%s: expected True or False, got %r" % (name, value))
+    return bool(value)
+
+
+def check_int(value, name, lo, hi, what=""):
+    """An int (Python or numpy integer, not bool) in [lo, hi]."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu":
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError("%s: expected an int in [%d, %d]%s, got %r" % (name, lo, hi, what, value))
+    v = int(value)
+    if not lo <= v <= hi:
+        raise ValueError("%s: expected an int in [%d, %d]%s, got %d" % (name, lo, hi, what, v))
+    return v
+
+
 def check_scale(scale, name="scale"):
     """A positive finite float."""
     if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (numbers.Real, np.floating, np.integer)):
-        raise TypeError("%s: expected a positive float, got %r" % (name, type(scale).__name__))
+        raise TypeError("%s: expected a positive float, got %s %.60r" % (name, type(scale).__name__, scale))
     s = float(scale)
     if not (s > 0.0 and math.isfinite(s)):
         raise ValueError("%s: expected a positive finite float, got %r" % (name, s))
@@ -47,21 +66,31 @@ def check_scales(scales, n, name="scales"):
         raise ValueError("%s: expected %d values, got %d" % (name, n, arr.shape[0]))
     with np.errstate(over="ignore"):
         f = arr.astype(np.float32)
-    if not (np.all(arr > 0) and np.all(np.isfinite(arr)) and np.all(f > 0) and np.all(np.isfinite(f))):
-        raise ValueError("%s: every scale must be a positive finite float32" % name)
+    ok = (arr > 0) & np.isfinite(arr) & (f > 0) & np.isfinite(f)
+    if not np.all(ok):
+        raise ValueError("%s: every scale must be a positive finite float32, got %r at index %d"
+                         % (name, float(arr[~ok][0]), int(np.argmin(ok))))
+    return read_only(arr.copy())
+
+
+def read_only(arr):
+    """arr with writes refused (arr itself when it is the caller's own fresh array)."""
+    arr.flags.writeable = False
     return arr
 
 
 def check_zero_point(zp, lo, hi, name="zero_point"):
-    """An integer in [lo, hi]."""
+    """An integer in [lo, hi] (a Python / numpy integer, an integral float, or a 0-d array of one)."""
+    if isinstance(zp, np.ndarray) and zp.ndim == 0:
+        zp = zp[()]
     if isinstance(zp, (bool, np.bool_)):
-        raise TypeError("%s: expected an int, got bool" % name)
+        raise TypeError("%s: expected an int in [%d, %d], got %r" % (name, lo, hi, zp))
     if isinstance(zp, (float, np.floating)):
         if not float(zp).is_integer():
             raise ValueError("%s: expected an integer, got %r" % (name, zp))
         zp = int(zp)
     if not isinstance(zp, (numbers.Integral, np.integer)):
-        raise TypeError("%s: expected an int, got %r" % (name, type(zp).__name__))
+        raise TypeError("%s: expected an int in [%d, %d], got %r" % (name, lo, hi, zp))
     zp = int(zp)
     if not lo <= zp <= hi:
         raise ValueError("%s: %d is outside [%d, %d]" % (name, zp, lo, hi))
@@ -75,12 +104,13 @@ def check_zero_points(zps, n, lo, hi, name="zero_points"):
         raise TypeError("%s: expected integers, got dtype %s" % (name, arr.dtype))
     arr = arr.reshape(-1)
     if arr.dtype.kind == "f" and not np.all(np.mod(arr, 1) == 0):
-        raise ValueError("%s: expected integers" % name)
+        raise ValueError("%s: expected integers, got %r" % (name, float(arr[np.mod(arr, 1) != 0][0])))
     if arr.shape[0] != n:
         raise ValueError("%s: expected %d values, got %d" % (name, n, arr.shape[0]))
     if arr.size and (arr.min() < lo or arr.max() > hi):
-        raise ValueError("%s: values must lie in [%d, %d]" % (name, lo, hi))
-    return arr.astype(np.int32)
+        raise ValueError("%s: values must lie in [%d, %d], got range [%d, %d]"
+                         % (name, lo, hi, arr.min(), arr.max()))
+    return read_only(arr.astype(np.int32))
 
 
 def qrange(dtype, name="dtype"):

@@ -5,14 +5,18 @@ eager-mode prepare / convert of QuantWrapper(model) does, bit for bit.
     y = model(x)
 
 float_model: either
-  - a float torch.nn.Module that torch.fx.symbolic_trace can trace into a chain of
-    nn.Linear, nn.ReLU / F.relu / torch.relu / Tensor.relu, nn.Flatten / torch.flatten /
-    Tensor.flatten, nn.Identity and nn.Dropout (eval mode). A Linear followed directly by an
-    nn.ReLU *module* called once is fused (what torch.ao.quantization.fuse_modules does to the
-    pair); a functional relu, or a ReLU module called more than once, is not fused: the Linear's
-    output observer sees the values before the relu, and the relu runs on quantized values, as
-    in torch's unfused eager model. The float activations the observers see are computed by
-    torch itself (the same ops the prepared model runs), so they are torch's bits.
+  - a float torch.nn.Module that torch.fx.symbolic_trace can trace (eval mode), built from
+    nn.Linear, residual / branch ops written with torch.ao.nn.quantized.FloatFunctional (add,
+    add_relu, mul, add_scalar, mul_scalar, cat: how an eager-mode model must write them to be
+    quantized), nn.ReLU / F.relu / torch.relu (also in place), ReLU6 / Hardtanh, Flatten and the
+    shape ops (flatten, reshape, view, permute, transpose, squeeze, unsqueeze, contiguous, size),
+    torch.cat, Identity / Dropout, nested blocks, a block called twice. The result is a graph
+    Model (fastq.Node list) equal to torch's convert of QuantWrapper(model); the observed values
+    and the fusion rule are in fx_calibrate.py. A Linear whose every call feeds only one
+    nn.ReLU module, called only after it, is fused with it (fuse_modules on that pair); a
+    functional relu is not fused. A plain `x + y` / `x * y` on the quantized values is refused
+    (NotImplementedError naming the fx node): torch's converted eager model cannot run it. The
+    float activations the observers see are computed by torch itself, so they are torch's bits.
   - plain numpy weights: a list of layers, each a dict {"weight": float [N, K], "bias": float [N]
     or None (optional), "relu": bool (optional, default False; a fused ReLU)} or a tuple
     (weight, bias) / (weight, bias, relu). No torch is imported. The float forward the observers
@@ -35,7 +39,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .layers.elementwise import Dequantize, Flatten, Quantize, ReLU
+from .layers.elementwise import Dequantize, Quantize
 from .layers.linear import QuantizedLinear
 from .model import Model
 from .observers import HistogramObserver, MinMaxObserver, PerChannelMinMaxObserver
@@ -74,13 +78,6 @@ QCONFIGS = {
 class _Linear:
     def __init__(self, name, weight, bias, relu):
         self.name, self.weight, self.bias, self.relu = name, weight, bias, relu
-
-
-class _Op:
-    """A weightless step: "relu" or ("flatten", start_dim, end_dim)."""
-
-    def __init__(self, name, kind, args=()):
-        self.name, self.kind, self.args = name, kind, args
 
 
 def _check_float_array(a, name, ndim=None):
@@ -135,7 +132,7 @@ def _numpy_chain(layers):
     return chain
 
 
-def _numpy_forward(chain, x, where):
+def _numpy_forward(chain, x):
     """Float32 forward of the numpy chain: yields (layer, observed value) per layer."""
     for layer in chain:
         y = np.matmul(x, layer.weight.T).astype(np.float32)
@@ -210,6 +207,16 @@ def _requant(engine, default_engine):
     return ENGINE_REQUANT[engine]
 
 
+def _engine_name(engine, default_engine):
+    """The torch engine the model follows (an add's arithmetic depends on it, not only requant)."""
+    if engine is None:
+        engine = default_engine
+    if engine is None:
+        torch = sys.modules.get("torch")
+        engine = torch.backends.quantized.engine if torch is not None else "x86"
+    return engine
+
+
 def _is_torch_module(model):
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(model, torch.nn.Module)
@@ -222,40 +229,39 @@ def quantize_model(model, calibration_batches, qconfig="x86", engine=None):
     qconfig, default_engine = _resolve_qconfig(qconfig)
     requant = _requant(engine, default_engine)
     if _is_torch_module(model):
-        from ._torch_trace import traced_float_chain
-        steps, run = traced_float_chain(model, _Linear, _Op)
-    elif isinstance(model, (list, tuple, dict)):
-        steps = _numpy_chain(model)
-        run = functools.partial(_numpy_forward, steps)
-    else:
+        from .torch_compat import quantize_torch_model
+        return quantize_torch_model(model, calibration_batches, qconfig,
+                                    _engine_name(engine, default_engine), requant)
+    if not isinstance(model, (list, tuple, dict)):
         raise TypeError("model: expected a float torch.nn.Module or a list of numpy layers "
                         "({'weight', 'bias', 'relu'} dicts or (weight, bias[, relu]) tuples), "
                         "got %s" % type(model).__name__)
-    linears = [s for s in steps if isinstance(s, _Linear)]
-    if not linears:
-        raise ValueError("model: has no Linear layer to quantize")
-    input_obs = _activation_observer(qconfig)
-    output_obs = {id(s): _activation_observer(qconfig) for s in linears}
-    _calibrate(calibration_batches, run, input_obs, output_obs, steps)
+    steps = _numpy_chain(model)
+    observers = {"input": _activation_observer(qconfig)}
+    observers.update((id(s), _activation_observer(qconfig)) for s in steps)
 
-    s_in, zp_in = input_obs.calculate_qparams()
+    def run(x, where):
+        return [(id(layer), "the output of layer %s" % layer.name, y)
+                for layer, y in _numpy_forward(steps, x)]
+
+    _calibrate(calibration_batches, run, observers, first_k=steps[0].weight.shape[1])
+
+    s_in, zp_in = observers["input"].calculate_qparams()
     layers, names = [Quantize(s_in, zp_in)], ["quant"]
     for s in steps:
-        if isinstance(s, _Linear):
-            scale, zp = output_obs[id(s)].calculate_qparams()
-            layers.append(QuantizedLinear(_weight_qtensor(qconfig, s.weight), s.bias, scale, zp,
-                                          relu=s.relu, requant=requant))
-        elif s.kind == "relu":
-            layers.append(ReLU())
-        elif s.kind == "flatten":
-            layers.append(Flatten(*s.args))
+        scale, zp = observers[id(s)].calculate_qparams()
+        layers.append(QuantizedLinear(_weight_qtensor(qconfig, s.weight), s.bias, scale, zp,
+                                      relu=s.relu, requant=requant))
         names.append(s.name)
     layers.append(Dequantize())
     names.append("dequant")
     return Model(layers, names=names)
 
 
-def _calibrate(batches, run, input_obs, output_obs, steps):
+def _calibrate(batches, run, observers, first_k=None):
+    """Feeds each batch to observers["input"], then each (key, label, value) run(x, where)
+    gives to observers[key], in the order run gives them (a shared observer sees its values
+    in execution order, as torch's hooks do)."""
     try:
         iterator = iter(batches)
     except TypeError:
@@ -265,7 +271,6 @@ def _calibrate(batches, run, input_obs, output_obs, steps):
         raise TypeError("calibration_batches: expected an iterable of batches (e.g. a list of "
                         "arrays), got one %s; wrap it in a list" % type(batches).__name__)
     count = 0
-    first_k = steps[0].weight.shape[1] if isinstance(steps[0], _Linear) else None
     for i, batch in enumerate(iterator):
         where = "calibration_batches[%d]" % i
         x = _check_float_array(batch, where)
@@ -274,13 +279,12 @@ def _calibrate(batches, run, input_obs, output_obs, steps):
         if first_k is not None and (x.ndim < 1 or x.shape[-1] != first_k):
             raise ValueError("%s: expected shape [..., %d] (the first Linear's in_features), "
                              "got %s" % (where, first_k, x.shape))
-        observe(input_obs, x, where, "the input")
-        for layer, y in run(x, where):
+        observe(observers["input"], x, where, "the input")
+        for key, label, y in run(x, where):
             y = np.asarray(y, dtype=np.float32)
             if not np.all(np.isfinite(y)):
-                raise ValueError("%s: the float model gives non-finite values after layer %s"
-                                 % (where, layer.name))
-            observe(output_obs[id(layer)], y, where, "the output of layer %s" % layer.name)
+                raise ValueError("%s: the float model gives non-finite values: %s" % (where, label))
+            observe(observers[key], y, where, label)
         count += 1
     if count == 0:
         raise ValueError("calibration_batches: is empty; calibration needs at least one batch")

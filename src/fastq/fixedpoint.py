@@ -86,6 +86,8 @@ def multiply_by_quantized_multiplier(acc, multiplier, shift, rounding="double"):
         raise ValueError("shift: values must lie in [-31, 30], got range [%d, %d]" % (e.min(), e.max()))
     if q.shape[0] != e.shape[0]:
         q, e = np.broadcast_arrays(q, e)
+    if x.size == 0:                       # an empty axis, last or not: nothing to multiply
+        return np.zeros(x.shape, np.int32)
     out = _kernels.multiply_by_quantized_multiplier(
         np.ascontiguousarray(x.reshape(-1, n_last)), np.ascontiguousarray(q), np.ascontiguousarray(e),
         ROUNDING_CODES[rounding])

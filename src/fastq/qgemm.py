@@ -61,7 +61,7 @@ def qgemm(a, a_zero_point, w, w_zero_point):
         za = check_zero_point(a_zero_point, 0, 255, "a_zero_point")
     if type(w_zero_point) is int and -128 <= w_zero_point <= 127:
         zw = np.full(1, w_zero_point, np.int32)
-    elif np.ndim(w_zero_point) == 0 and not isinstance(w_zero_point, np.ndarray):
+    elif np.ndim(w_zero_point) == 0:                  # a scalar, or a 0-d array of one
         zw = np.array([check_zero_point(w_zero_point, -128, 127, "w_zero_point")], np.int32)
     else:
         zw = check_zero_points(w_zero_point, w.shape[0], -128, 127, "w_zero_point")

@@ -1,19 +1,33 @@
 """QTensor and the conversions between float and quantized values (docs/ARITHMETIC.md §10)."""
 from __future__ import annotations
 
+from operator import attrgetter
+
 import numpy as np
 
 from . import _kernels, reference
-from ._checks import as_array, check_scale, check_scales, check_zero_point, check_zero_points, qrange
+from ._checks import as_array, check_bool, check_scale, check_scales, check_zero_point, check_zero_points, qrange
+
+
+_UNSET = object()
 
 
 class QTensor:
     """Quantized values with their quantization: real = (values - zero_point) * scale.
 
     values: uint8 or int8 ndarray. Per tensor: scale float, zero_point int, axis None.
-    Per channel: scale and zero_point 1-D arrays along `axis`."""
+    Per channel: scale and zero_point 1-D arrays along `axis`.
+    Immutable: the fields cannot be reassigned, values is a view of the array passed in (its
+    bytes may be written, any byte is a valid value; its shape is the QTensor's own) and the
+    per-channel scale / zero_point are read-only copies, so the checks made here hold for the
+    QTensor's lifetime."""
 
-    __slots__ = ("values", "scale", "zero_point", "axis")
+    __slots__ = ("_values", "_scale", "_zero_point", "_axis")
+
+    def __new__(cls, *args, **kwargs):
+        self = object.__new__(cls)
+        self._axis = _UNSET                    # fields not yet set (see _field)
+        return self
 
     def __init__(self, values, scale, zero_point, axis=None):
         values = as_array(values, "values")
@@ -24,24 +38,22 @@ class QTensor:
             scale = check_scale(scale, "scale")
             zero_point = check_zero_point(zero_point, lo, hi, "zero_point")
         else:
-            if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
-                raise TypeError("axis: expected an int or None")
+            if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)):
+                raise TypeError("axis: expected an int or None, got %r" % (axis,))
             if not -values.ndim <= axis < values.ndim:
                 raise ValueError("axis: %d is out of range for %d dimensions" % (axis, values.ndim))
             axis = int(axis) % values.ndim
             n = values.shape[axis]
             scale = check_scales(scale, n, "scale")
             zero_point = check_zero_points(zero_point, n, lo, hi, "zero_point")
-        self.values = values
-        self.scale = scale
-        self.zero_point = zero_point
-        self.axis = axis
+        # a view: the caller's array reshaped in place later does not reshape this QTensor
+        self._values, self._scale, self._zero_point, self._axis = values.view(), scale, zero_point, axis
 
     @classmethod
     def _checked(cls, values, scale, zero_point):
-        """A per-tensor QTensor from values and qparams the caller has already validated."""
+        """A per-tensor QTensor from a fresh values array and qparams the caller has checked."""
         q = object.__new__(cls)
-        q.values, q.scale, q.zero_point, q.axis = values, scale, zero_point, None
+        q._values, q._scale, q._zero_point, q._axis = values, scale, zero_point, None
         return q
 
     @property
@@ -67,6 +79,28 @@ class QTensor:
         """A torch quantized tensor (quint8 / qint8, per tensor or per channel) as a QTensor."""
         from .torch_compat import qtensor_from_torch
         return qtensor_from_torch(t)
+
+
+def _field(name, doc):
+    """A read-only QTensor field: the first assignment stores it, any later one is refused, so
+    a checked QTensor stays checked. Only the compiled call path assigns through the public
+    name (LinearCore builds its outputs with __new__ + setattr); once it sets the private slots
+    itself (docs/notes/checks.md) the setter can go."""
+    slot = "_" + name
+    store = getattr(QTensor, slot).__set__
+
+    def fset(self, value):
+        if self._axis is not _UNSET:          # axis is the last field set (LinearCore's order too)
+            raise AttributeError("QTensor.%s cannot be reassigned (a QTensor is immutable; build a new one: "
+                                 "fastq.QTensor(values, scale, zero_point, axis))" % name)
+        store(self, value)
+    return property(attrgetter(slot), fset, doc=doc)
+
+
+QTensor.values = _field("values", "uint8 / int8 ndarray")
+QTensor.scale = _field("scale", "float, or float64 [C] (read-only) per channel")
+QTensor.zero_point = _field("zero_point", "int, or int32 [C] (read-only) per channel")
+QTensor.axis = _field("axis", "None, or the channel axis")
 
 
 _F32 = np.dtype(np.float32)
@@ -115,8 +149,8 @@ def quantize_per_channel(x, scales, zero_points, axis=0, dtype="int8"):
     """= torch.quantize_per_channel (no fused multiply-add on this path)."""
     qmin, qmax = qrange(dtype)
     x = _float32_input(x)
-    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
-        raise TypeError("axis: expected an int")
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)):
+        raise TypeError("axis: expected an int, got %r" % (axis,))
     if not -x.ndim <= axis < x.ndim:
         raise ValueError("axis: %d is out of range for %d dimensions" % (axis, x.ndim))
     axis = int(axis) % x.ndim
@@ -138,6 +172,8 @@ def dequantize(q):
 def choose_qparams(min_val, max_val, dtype="uint8", symmetric=False, reduce_range=False):
     """= torch MinMaxObserver qparams for an observed [min_val, max_val]: (scale, zero_point)."""
     qrange(dtype)
+    symmetric = check_bool(symmetric, "symmetric")
+    reduce_range = check_bool(reduce_range, "reduce_range")
     for name, v in (("min_val", min_val), ("max_val", max_val)):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
             raise TypeError("%s: expected a float, got %r" % (name, type(v).__name__))
@@ -147,4 +183,4 @@ def choose_qparams(min_val, max_val, dtype="uint8", symmetric=False, reduce_rang
         raise ValueError("reduce_range: symmetric uint8 quantization cannot reduce its range (torch refuses it too)")
     if min_val > max_val:
         raise ValueError("min_val: %r is greater than max_val %r" % (min_val, max_val))
-    return reference.choose_qparams(min_val, max_val, dtype, bool(symmetric), bool(reduce_range))
+    return reference.choose_qparams(min_val, max_val, dtype, symmetric, reduce_range)

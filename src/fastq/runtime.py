@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 from . import _kernels
+from ._checks import check_int
 
 _NAMES = _kernels.backend_names()
 
@@ -20,7 +22,7 @@ def get_backend():
 def set_backend(name):
     """Force one backend ('scalar', 'avx2', 'avx512vnni'), or 'auto' for the best one."""
     if not isinstance(name, str):
-        raise TypeError("name: expected a backend name, got %r" % type(name).__name__)
+        raise TypeError("name: expected a backend name (%s or 'auto'), got %r" % (", ".join(_NAMES), name))
     if name == "auto":
         name = backends()[-1]
     if name not in _NAMES:
@@ -30,26 +32,48 @@ def set_backend(name):
                          % (name, ", ".join(backends())))
 
 
+MAX_THREADS = 256          # FQ_MAX_THREADS in csrc/threadpool.c
+
+# The thread count set_num_threads(0) restores: None = the C default (FASTQ_NUM_THREADS or the
+# CPU count); an int when FASTQ_NUM_THREADS was invalid and the CPU count is used instead.
+_default_threads = None
+
+
 def get_num_threads():
     return _kernels.get_num_threads()
 
 
 def set_num_threads(n):
-    """Threads per kernel call (0 restores the default: FASTQ_NUM_THREADS or all cores)."""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError("n: expected an int, got %r" % type(n).__name__)
-    if n < 0:
-        raise ValueError("n: expected >= 0, got %d" % n)
-    _kernels.set_num_threads(n)
+    """Threads per kernel call, 1 to 256 (0 restores the default: FASTQ_NUM_THREADS or all cores)."""
+    n = check_int(n, "n", 0, MAX_THREADS, " (0 = the default: FASTQ_NUM_THREADS or all cores)")
+    _kernels.set_num_threads(n if n or _default_threads is None else _default_threads)
+
+
+def _cpu_threads():
+    return max(1, min(os.cpu_count() or 1, MAX_THREADS))
 
 
 def _apply_environment():
+    """FASTQ_BACKEND and FASTQ_NUM_THREADS, one rule for both: an invalid value gives a
+    RuntimeWarning naming the variable and the value, and the default is used (import never
+    fails on them)."""
+    global _default_threads
     env = os.environ.get("FASTQ_BACKEND", "").strip()
     if env:
         try:
             set_backend(env)
         except ValueError as e:
-            raise ValueError("FASTQ_BACKEND: %s" % e) from None
+            warnings.warn("FASTQ_BACKEND=%r ignored (%s); using the best backend, %r"
+                          % (env, e, backends()[-1]), RuntimeWarning, stacklevel=3)
+            set_backend("auto")
+    env = os.environ.get("FASTQ_NUM_THREADS")
+    if env is not None and env.strip():
+        text = env.strip()
+        if not (text.isdigit() and 1 <= int(text) <= MAX_THREADS):
+            _default_threads = _cpu_threads()
+            warnings.warn("FASTQ_NUM_THREADS=%r ignored (expected an integer in [1, %d]); using %d threads "
+                          "(the CPU count)" % (env, MAX_THREADS, _default_threads), RuntimeWarning, stacklevel=3)
+            _kernels.set_num_threads(_default_threads)
 
 
 _apply_environment()

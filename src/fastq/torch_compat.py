@@ -1,4 +1,6 @@
-"""The only module that imports torch (lazily): import quantized torch modules into fastq.
+"""The only module that imports torch (lazily), with the fx helpers only it imports
+(fx_convert.py: converted models, fx_calibrate.py: float models): import quantized torch modules
+into fastq, and quantize float torch models.
 
 Requantization follows the engine that packed the module: x86 / fbgemm -> "fbgemm",
 qnnpack -> "qnnpack" (docs/ARITHMETIC.md §6, §7). onednn is not reproduced.
@@ -54,7 +56,7 @@ def qtensor_to_torch(q):
     torch = _torch()
     if q.axis is not None:
         raise TypeError("q: only per-tensor QTensors convert back to torch")
-    ints = torch.from_numpy(np.ascontiguousarray(q.values))
+    ints = torch.from_numpy(np.array(q.values, order="C"))     # a copy: QTensor values are read-only
     return torch._make_per_tensor_quantized_tensor(ints, q.scale, q.zero_point)
 
 
@@ -212,3 +214,10 @@ def model_from_torch(module, engine=None):
     graph, _ = trace(module)
     from .fx_convert import GraphBuilder
     return GraphBuilder(module, graph, engine_name).build()
+
+
+def quantize_torch_model(model, calibration_batches, qconfig, engine, requant):
+    """fastq.quantize_model for a float torch model (see fastq.calibrate)."""
+    _torch()
+    from .fx_calibrate import quantize_torch
+    return quantize_torch(model, calibration_batches, qconfig, engine, requant)

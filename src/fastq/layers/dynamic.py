@@ -113,7 +113,7 @@ class DynamicQuantizedLinear(WeightLayer):
     def __call__(self, x):
         x, lo, hi = self._as_input(x)
         out_shape = x.shape[:-1] + (self.out_features,)
-        a = x.reshape(-1, self.in_features)
+        a = x.reshape(int(np.prod(x.shape[:-1])), self.in_features)      # (K = 0 too)
         if a.shape[0] == 0:
             return np.zeros(out_shape, np.float32)
         sx, zx = reference.choose_qparams_dynamic(lo, hi, self.reduce_range)
