@@ -264,3 +264,7 @@ class QuantizedLinear(WeightLayer):
             out = out.view(np.int8)
         return QTensor(out.reshape(v.shape[:-1] + (self.out_features,)), self.scale, self.zero_point)
 
+    def explain(self, x, row=0, col=0):
+        """Output element [row, col] of self(x), every integer and rounding: a fastq.explain.Trace."""
+        from ..explain import explain
+        return explain(self, x, row, col)
