@@ -106,13 +106,9 @@ def _layer_bias(layer, col):
 
 def _fbgemm_params(layer, sx):
     """(bias_b[N] or None, bias_r, mult[N]) from reference.fbgemm_params: the bias term enters
-    as fmaf(bias_b[n], bias_r, (float)acc). (An older reference returned (bias_term, mult),
-    the term added on its own: that is bias_r = 1.)"""
-    params = R.fbgemm_params(sx, layer.weight.scale, layer.scale, layer.bias, layer.per_channel)
-    if len(params) == 2:
-        bias_b, mult = params
-        return bias_b, f32(1.0), mult
-    return params
+    as fmaf(bias_b[n], bias_r, (float)acc)."""
+    return R.fbgemm_params(sx, layer.weight.scale, layer.scale, layer.bias, layer.per_channel,
+                           layer.bias_rounding)
 
 
 def _fbgemm_steps(layer, steps, acc, sx, col):
@@ -148,7 +144,7 @@ def _fbgemm_steps(layer, steps, acc, sx, col):
             steps.append(fstep)
             formula, how = "fmaf(bias, inv, f)", "bias added as float32 after the accumulator, one rounding (fmaf)"
         else:
-            if layer.per_channel:
+            if layer.per_channel or layer.bias_rounding == "divide":
                 steps.append(_f32_step("bias", "b'", "bias / atws", _fr(bias) / _fr(atws),
                                        "bias kept as float32, divided by s_x * s_w[n]"))
             else:
