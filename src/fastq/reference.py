@@ -568,7 +568,7 @@ def linear_dynamic(x, w_q, w_scales, w_zero_points, bias=None, relu=False, mode=
     if reduce_range is None:
         reduce_range = mode == "fbgemm"
     k = x.shape[-1]
-    x2 = x.reshape(-1, k)
+    x2 = x.reshape(int(np.prod(x.shape[:-1], dtype=np.int64)), k)     # (-1 cannot be inferred when K = 0)
     lo, hi = (x2.min(), x2.max()) if x2.size else (f32(0), f32(0))
     sx, zx = choose_qparams_dynamic(lo, hi, reduce_range)
     x_q = quantize_per_tensor(x2, sx, zx, "uint8")
