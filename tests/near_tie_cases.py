@@ -182,7 +182,7 @@ def fbgemm_cases(rng, eng, per_channel, relu, n=256, m=1, layers=4):
         if per_channel:     # the nearest wrong formula: the per-tensor one, fmaf(bias, f32(1 / atws[n]), acc)
             two = _fbgemm_rcp_fused(acc_all, atws, mult, zy, bias, relu)
         else:               # two roundings: f32(acc + f32(bias * rcp))
-            two = reference.requant_fbgemm(acc_all, sx, sw, sy, zy, bias, relu, per_channel, fused=False)
+            two = reference.requant_fbgemm(acc_all, sx, sw, sy, zy, bias, relu, per_channel, bias_rounding="separate")
         out.append(Batch("fbgemm/%s" % eng, "float bias %s%s" % ("per-channel" if per_channel else "per-tensor",
                                                                  ", relu" if relu else ""),
                          got, expect, ref, decisive=int(np.sum(two != fused)),

@@ -432,7 +432,7 @@ def test_fbgemm_bias_term_matches_torch_near_cancellation(backend, per_channel):
                                                                 per_channel=per_channel))
             two_roundings_differ += int(np.count_nonzero(
                 got != reference.requant_fbgemm(acc, x_scale, w_scales, y_scale, y_zp, bias,
-                                                per_channel=per_channel, fused=False)))
+                                                per_channel=per_channel, bias_rounding="separate")))
             tx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x_int), x_scale, x_zp)
             for engine in ("x86", "fbgemm"):
                 if engine not in torch.backends.quantized.supported_engines:
@@ -565,19 +565,26 @@ def test_large_k_near_the_zero_point_int8_and_row_sums(backend):
 
 
 def test_fbgemm_unfused_bias_variant_matches_its_reference(backend):
-    """build_epilogue(fused_bias=False): the per-tensor bias term rounded on its own (an FBGEMM
-    compiled without fma contraction), kernels against reference.requant_fbgemm(fused=False)."""
+    """build_epilogue(bias_rounding=...): "separate" rounds the per-tensor bias term on its own (an
+    FBGEMM compiled without fma contraction), "divide" divides by atws (FBGEMM's generic path);
+    kernels against reference.requant_fbgemm with the same bias_rounding, and the layer setting."""
     from fastq.layers.linear import build_epilogue
     rng = np.random.default_rng(93)
     for w_int, w_scales, bias, y_scale, x_int, x_scale, x_zp in near_cancelling_cases(rng, 40, False):
         pw = _kernels.PackedWeights(w_int, np.zeros(1, np.int32))
-        for fused in (True, False):
+        for rounding in ("fused", "separate", "divide"):
             ep, _ = build_epilogue(pw, "fbgemm", x_scale, x_zp, w_scales, False, y_scale, 0, bias=bias,
-                                   fused_bias=fused)
+                                   bias_rounding=rounding)
             got = _kernels.gemm(pw, ep, x_int)
             acc = reference.qgemm(x_int, x_zp, w_int, 0)
-            assert np.array_equal(got, reference.requant_fbgemm(acc, x_scale, w_scales, y_scale, 0, bias,
-                                                                per_channel=False, fused=fused))
+            expect = reference.requant_fbgemm(acc, x_scale, w_scales, y_scale, 0, bias, per_channel=False,
+                                              bias_rounding=rounding)
+            assert np.array_equal(got, expect)
+            layer = fastq.QuantizedLinear(fastq.QTensor(w_int, float(w_scales[0]), 0), bias, y_scale, 0,
+                                          bias_rounding=rounding)
+            assert np.array_equal(layer(fastq.QTensor(x_int, x_scale, x_zp)).values, expect)
+            assert np.array_equal(layer.explain(fastq.QTensor(x_int, x_scale, x_zp), 0, 0).to_dict()["output"],
+                                  expect[0, 0])
 
 
 def test_explain_follows_the_fused_bias_term():

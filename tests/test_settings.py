@@ -28,11 +28,14 @@ def _linear_cases():
         roundings = ("double", "single", "double_up") if requant == "tflite" else ("double",)
         effective = ("float32", "float64") if requant == "tflite" else ("float32",)
         inputs = ((None, None), (0.031, None), (0.031, 7)) if requant == "tflite" else ((None, None),)
-        for rounding, eff, (in_scale, in_zp) in itertools.product(roundings, effective, inputs):
+        bias_roundings = ("fused", "separate", "divide") if requant == "fbgemm" else ("fused",)
+        for rounding, eff, (in_scale, in_zp), bias_rounding in itertools.product(
+                roundings, effective, inputs, bias_roundings):
             if in_zp is not None and (rounding, eff) != ("double", "float32"):
                 continue                    # keeps the product small; each axis still covered
             yield dict(requant=requant, dtype=dtype, per_channel=per_channel, bias=bias, relu=relu,
-                       rounding=rounding, effective_scale=eff, input_scale=in_scale, input_zero_point=in_zp)
+                       rounding=rounding, effective_scale=eff, input_scale=in_scale, input_zero_point=in_zp,
+                       bias_rounding=bias_rounding)
 
 
 def _make_linear(case, rng):
@@ -43,7 +46,7 @@ def _make_linear(case, rng):
     return fastq.QuantizedLinear(w, bias, 0.047, zp, relu=case["relu"], requant=case["requant"],
                                  rounding=case["rounding"], dtype=case["dtype"],
                                  input_scale=case["input_scale"], input_zero_point=case["input_zero_point"],
-                                 effective_scale=case["effective_scale"])
+                                 effective_scale=case["effective_scale"], bias_rounding=case["bias_rounding"])
 
 
 def _input(layer, rng):

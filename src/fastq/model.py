@@ -346,6 +346,12 @@ class Model:
         from .export import export_c
         return export_c(self, directory, name=name, input_size=input_size)
 
+    def explain(self, x, node, row=0, col=0):
+        """Output element [row, col] of `node` (a name or an index) on model input x: a
+        fastq.explain.Trace, the node's input computed by the model."""
+        from .explain import explain_node
+        return explain_node(self, x, node, row, col)
+
 
 def _float_out(x):
     if isinstance(x, QTensor):

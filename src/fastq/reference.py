@@ -78,7 +78,13 @@ def choose_qparams(min_val, max_val, dtype="uint8", symmetric=False, reduce_rang
     return float(scale), zp
 
 
-def fbgemm_params(x_scale, w_scales, y_scale, bias=None, per_channel=None, fused=True):
+BIAS_ROUNDINGS = ("fused", "separate", "divide")
+"""How an fbgemm per-tensor layer adds its float bias (docs/ARITHMETIC.md §6): "fused" is what
+torch 2.13 computes on x86-64 (FBGEMM's requantization, compiled with fma contraction);
+"separate" an FBGEMM built without contraction; "divide" FBGEMM's generic (non-x86) path."""
+
+
+def fbgemm_params(x_scale, w_scales, y_scale, bias=None, per_channel=None, bias_rounding="fused"):
     """Per-column float32 constants of the fbgemm epilogue: (bias_b[n], bias_r, mult[n]),
     the bias term entering as f = fmaf(bias_b[n], bias_r, (float)acc).
 
@@ -88,8 +94,14 @@ def fbgemm_params(x_scale, w_scales, y_scale, bias=None, per_channel=None, fused
         torch 2.13 on x86: the AVX2 and AVX-512 requantization alike)
     per-channel weights: bias_b = f32(bias / atws[n]), bias_r = 1 (a divide cannot fuse:
         fmaf(b, 1, a) = f32(a + b), two roundings in all)
-    fused=False: the per-tensor term rounded on its own, bias_b = f32(bias * rcp), bias_r = 1
-        (a build of FBGEMM without fma contraction). bias_b is None without bias."""
+    bias_rounding (per-tensor weights only; per channel always divides):
+        "fused"     bias_b = bias, bias_r = rcp (above; torch 2.13 on x86-64)
+        "separate"  bias_b = f32(bias * rcp), bias_r = 1: the term rounded on its own (a build of
+                    FBGEMM without fma contraction)
+        "divide"    bias_b = f32(bias / atws), bias_r = 1: FBGEMM's generic path (no AVX2)
+    bias_b is None without bias."""
+    if bias_rounding not in BIAS_ROUNDINGS:
+        raise ValueError("bias_rounding: expected one of %s, got %r" % (", ".join(BIAS_ROUNDINGS), bias_rounding))
     w_scales = np.atleast_1d(np.asarray(w_scales, dtype=np.float64))
     if per_channel is None:
         per_channel = w_scales.size > 1
@@ -102,9 +114,9 @@ def fbgemm_params(x_scale, w_scales, y_scale, bias=None, per_channel=None, fused
         bias_b = None
     else:
         b = np.asarray(bias, dtype=np.float32)
-        if per_channel:
+        if per_channel or bias_rounding == "divide":
             bias_b = (b / atws).astype(np.float32)
-        elif fused:
+        elif bias_rounding == "fused":
             bias_b = b.copy()
             bias_r = f32(1.0 / np.float64(atws[0]))
         else:
@@ -389,9 +401,9 @@ def round_float_to_int32(y):
 
 
 def requant_fbgemm(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, relu=False,
-                   per_channel=None, fused=True):
+                   per_channel=None, bias_rounding="fused"):
     """docs/ARITHMETIC.md §6: int32 acc [M, N] -> uint8, torch engines x86 / fbgemm."""
-    bias_b, bias_r, mult = fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel, fused)
+    bias_b, bias_r, mult = fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel, bias_rounding)
     f = np.asarray(acc, dtype=np.int64).astype(np.float32)        # int32 -> float, rne
     if bias_b is not None:
         f = fmaf(bias_b, bias_r, f)                                 # one rounding
@@ -556,7 +568,7 @@ def linear_dynamic(x, w_q, w_scales, w_zero_points, bias=None, relu=False, mode=
     if reduce_range is None:
         reduce_range = mode == "fbgemm"
     k = x.shape[-1]
-    x2 = x.reshape(-1, k)
+    x2 = x.reshape(int(np.prod(x.shape[:-1], dtype=np.int64)), k)     # (-1 cannot be inferred when K = 0)
     lo, hi = (x2.min(), x2.max()) if x2.size else (f32(0), f32(0))
     sx, zx = choose_qparams_dynamic(lo, hi, reduce_range)
     x_q = quantize_per_tensor(x2, sx, zx, "uint8")

@@ -136,7 +136,7 @@ def quantized_linear(node, prefix, layer, x: Value, y: Value):
     mode = layer.requant
     body = []
     if mode == "fbgemm":
-        params = R.fbgemm_params(x.scale, sw if pc else sw[:1], layer.scale, layer.bias, pc)
+        params = R.fbgemm_params(x.scale, sw if pc else sw[:1], layer.scale, layer.bias, pc, layer.bias_rounding)
         if len(params) == 3:           # (bias_b, bias_r, mult): f = fmaf(bias_b, bias_r, (float)acc)
             bias_b, bias_r, mult = params
         else:                          # (bias_term, mult): f = f32((float)acc + bias_term)

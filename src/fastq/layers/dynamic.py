@@ -123,3 +123,7 @@ class DynamicQuantizedLinear(WeightLayer):
         out = _kernels.gemm(self._packed, self._epilogue(sx, zx), x_q)
         return out.reshape(out_shape)
 
+    def explain(self, x, row=0, col=0):
+        """Output element [row, col] of self(x), every integer and rounding: a fastq.explain.Trace."""
+        from ..explain import explain
+        return explain(self, x, row, col)

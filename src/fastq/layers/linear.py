@@ -26,14 +26,14 @@ def check_mode(requant):
 
 def build_epilogue(packed, mode, x_scale, x_zero_point, w_scales, per_channel, y_scale,
                    y_zero_point, bias=None, relu=False, int_bias=None, rounding="double",
-                   out_xor=0, effective_scale="float32", fused_bias=True):
+                   out_xor=0, effective_scale="float32", bias_rounding="fused"):
     """The C epilogue of one layer for one input quantization (x_scale, x_zero_point).
 
     Zero points are in uint8 terms (an int8 zero point z is z + 128 here); out_xor=0x80 turns
     the uint8 result into int8 bytes (int8 y = uint8 y - 128, exactly, in every mode).
-    fused_bias (mode "fbgemm", per-tensor weights): the bias term and (float)acc in one rounding,
-    fmaf(bias, rcp, acc), as torch 2.13's FBGEMM computes on x86; False rounds bias * rcp first
-    (reference.fbgemm_params).
+    bias_rounding (mode "fbgemm", per-tensor weights): "fused" (the bias term and (float)acc in one
+    rounding, fmaf(bias, rcp, acc), as torch 2.13's FBGEMM computes on x86-64), "separate" (bias *
+    rcp rounded first) or "divide" (bias / atws, FBGEMM's generic path): reference.fbgemm_params.
     Returns (epilogue, info) where info holds the per-column constants, for explain/inspection."""
     n = packed.n
     npad = packed.n_padded
@@ -43,7 +43,7 @@ def build_epilogue(packed, mode, x_scale, x_zero_point, w_scales, per_channel, y
     info = {}
     if mode == "fbgemm":
         bias_b, bias_r, mult = _reference.fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel,
-                                                        fused=fused_bias)
+                                                        bias_rounding)
         mult = np.broadcast_to(mult, (n,))
         col_offset = packed.col_offsets(int(x_zero_point))
         info.update(mult=mult, bias_b=bias_b, bias_r=bias_r)
@@ -139,6 +139,8 @@ class QuantizedLinear(WeightLayer):
                 doc="fixed-point rounding (requant='tflite')"),
         Setting("effective_scale", check_choice("effective_scale", _fixedpoint.EFFECTIVE_SCALES), "float32",
                 doc="how requant='tflite' forms a per-tensor s_in*s_w/s_out"),
+        Setting("bias_rounding", check_choice("bias_rounding", _reference.BIAS_ROUNDINGS), "fused",
+                doc="how requant='fbgemm' adds a float bias to a per-tensor layer's accumulator"),
         Setting("input_scale", check_scale_setting("input_scale", optional=True), None,
                 doc="the input scale the layer is built for (None: any)"),
         Setting("input_zero_point", _check_input_zero_point, None,
@@ -151,9 +153,10 @@ class QuantizedLinear(WeightLayer):
 
     def __init__(self, weight, bias=None, scale=1.0, zero_point=0, relu=False, requant="fbgemm",
                  rounding="double", dtype="uint8", input_scale=None, input_zero_point=None,
-                 effective_scale="float32"):
+                 effective_scale="float32", bias_rounding="fused"):
         self._set_settings(dtype=dtype, scale=scale, zero_point=zero_point, relu=relu, requant=requant,
-                           rounding=rounding, effective_scale=effective_scale, input_scale=input_scale,
+                           rounding=rounding, effective_scale=effective_scale, bias_rounding=bias_rounding,
+                           input_scale=input_scale,
                            input_zero_point=input_zero_point, per_channel=getattr(weight, "axis", None) is not None)
         self._set_weight(weight, bias, int_bias_ok=self.requant == "tflite")
         # The call path (validation of x, cached epilogue, the C call) lives in Cython for every
@@ -228,7 +231,8 @@ class QuantizedLinear(WeightLayer):
             self._packed, self.requant, x_scale, x_zero_point_u8, self.weight.scale, self.per_channel,
             self.scale, self.zero_point + (128 if signed_out else 0), bias=self.bias, relu=self.relu,
             int_bias=self.int_bias, rounding=self.rounding,
-            out_xor=0x80 if signed_out else 0, effective_scale=self.effective_scale)[0])
+            out_xor=0x80 if signed_out else 0, effective_scale=self.effective_scale,
+            bias_rounding=self.bias_rounding)[0])
 
     # y_q = layer(x_q): x is a uint8 / int8 QTensor [..., K] (per tensor), y a QTensor [..., N] of dtype.
     # Checks x (TypeError / ValueError naming "x"), refuses K large enough to overflow int32,
@@ -264,3 +268,7 @@ class QuantizedLinear(WeightLayer):
             out = out.view(np.int8)
         return QTensor(out.reshape(v.shape[:-1] + (self.out_features,)), self.scale, self.zero_point)
 
+    def explain(self, x, row=0, col=0):
+        """Output element [row, col] of self(x), every integer and rounding: a fastq.explain.Trace."""
+        from ..explain import explain
+        return explain(self, x, row, col)
