@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 import numpy as np
+
+import fastq
 import pytest
 
 pytest.importorskip("torch")
@@ -111,7 +113,9 @@ def test_torch_fused_bias_does_not_depend_on_fbgemm_isa(isa):
     AVX2 function on every x86 CPU (ExecuteKernelU8S8.cc), so the rounding stays the same."""
     here = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, FBGEMM_ENABLE_INSTRUCTIONS=isa)
-    env["PYTHONPATH"] = os.pathsep.join([os.path.join(here, "..", "src"), here])
+    # the fastq this test imports (installed, or a build in place on PYTHONPATH), plus tests/
+    fastq_dir = os.path.dirname(os.path.dirname(os.path.abspath(fastq.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([fastq_dir, here])
     r = subprocess.run([sys.executable, "-c", SCRIPT % here], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     bad, dec = map(int, r.stdout.split())
