@@ -83,9 +83,7 @@ class QTensor:
 
 def _field(name, doc):
     """A read-only QTensor field: the first assignment stores it, any later one is refused, so
-    a checked QTensor stays checked. Only the compiled call path assigns through the public
-    name (LinearCore builds its outputs with __new__ + setattr); once it sets the private slots
-    itself (docs/notes/checks.md) the setter can go."""
+    a checked QTensor stays checked. (The compiled call path fills the private slots directly.)"""
     slot = "_" + name
     store = getattr(QTensor, slot).__set__
 
