@@ -381,3 +381,27 @@ def test_scalar_c_loops_equal_simd_and_reference(signed):
             fast = ew.qadd_qnnpack(a, b, zpp, am, bm, shift, z, 0, 255)
             assert np.array_equal(fast, ew.qadd_qnnpack(a, b, zpp, am, bm, shift, z, 0, 255, simd=False))
             assert np.array_equal(fast, reference.qadd_qnnpack(a, sa, za, b, sb, zb, s, z))
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_elementwise_c_loops_every_tail(signed):
+    """Every length 0..130 (all tails of the vector bodies): the AVX2 and scalar C loops of
+    quantized add and mul give the oracle's bytes, on near-tie scales."""
+    from fastq import _elementwise as ew
+    rng = np.random.default_rng(31)
+    lo, dt = (-128, np.int8) if signed else (0, np.uint8)
+    for n in range(131):
+        sa = float(f32(10 ** rng.uniform(-2, -1)))
+        sb, s = float(f32(sa * 0.5)), float(f32(sa * 1.5))
+        za, zb, z = (int(v) + lo for v in rng.integers(0, 256, 3))
+        a = (rng.integers(0, 256, n).astype(np.int16) + lo).astype(dt)
+        b = (rng.integers(0, 256, n).astype(np.int16) + lo).astype(dt)
+        n_vec = n // 64 * 64
+        args = (n_vec, float(f32(sa)), za, float(f32(sb)), zb, float(f32(1) / f32(s)), z, False)
+        expect = reference.qadd_fbgemm(a, sa, za, b, sb, zb, s, z, False, dtype=dt)
+        for simd in (True, False):
+            assert np.array_equal(ew.qadd_fbgemm(a, b, *args, simd=simd), expect), (n, simd)
+        m = reference.qmul_multiplier(sa, sb, s)
+        expect = reference.qmul(a, za, b, zb, m, z, False, dtype=dt)
+        for simd in (True, False):
+            assert np.array_equal(ew.qmul(a, b, za, zb, float(m), z, False, simd=simd), expect), (n, simd)
