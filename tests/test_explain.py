@@ -487,6 +487,8 @@ def test_seed_example_against_torch(engine):
         assert t.real == yq.dequantize().numpy()[0, col]
     manual = ((xq.int_repr().double() - xq.q_zero_point()) @ (w.int_repr().double() - w.q_zero_point()).T
               * (xq.q_scale() * w.q_scale())).numpy()
+    # a float64 hand computation (not an integer of fastq's): the trace sums the dequantized
+    # products in its own order, torch's double matmul in another, so equal to the last bits only
     assert [layer.explain(x_q, 0, c).hand().hand for c in range(2)] == pytest.approx(manual[0].tolist(), abs=1e-15)
 
 

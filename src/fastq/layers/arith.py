@@ -272,33 +272,29 @@ class Mul(Layer):
 
 
 
-@register
-class AddScalar(Layer):
-    """Float x + value (value rounded to float32 as torch's CPU add of a Python scalar does)."""
+class _FloatScalarOp(Layer):
+    """Float x (op) value, value rounded to float32 as torch's CPU op with a Python scalar does."""
     takes = FLOAT
-
     settings = (Setting("value", check_float("value")),)
+    _ufunc = None
 
     def __init__(self, value):
         self._set_settings(value=value)
 
     def __call__(self, x):
-        return np.add(_float(x), np.float32(self.value), dtype=np.float32)
-
+        return type(self)._ufunc(_float(x), np.float32(self.value), dtype=np.float32)
 
 
 @register
-class MulScalar(Layer):
+class AddScalar(_FloatScalarOp):
+    """Float x + value."""
+    _ufunc = np.add
+
+
+@register
+class MulScalar(_FloatScalarOp):
     """Float x * value."""
-    takes = FLOAT
-
-    settings = (Setting("value", check_float("value")),)
-
-    def __init__(self, value):
-        self._set_settings(value=value)
-
-    def __call__(self, x):
-        return np.multiply(_float(x), np.float32(self.value), dtype=np.float32)
+    _ufunc = np.multiply
 
 
 
