@@ -23,6 +23,7 @@ import sys
 import numpy as np
 
 import fastq
+from fastq import engines
 from fastq.explain import OBSERVERS, explain, node_input, price_tags, with_mode
 
 f32 = np.float32
@@ -69,7 +70,7 @@ def seed_torch(requant="fbgemm"):
     import warnings
     import torch.nn as nn
     import torch.ao.quantization as tq
-    engine = {"fbgemm": "x86", "qnnpack": "qnnpack"}.get(requant)
+    engine = engines.for_requant(requant)
     if engine is None or engine not in torch.backends.quantized.supported_engines:
         return None
     old = torch.backends.quantized.engine
