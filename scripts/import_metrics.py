@@ -5,9 +5,10 @@
     python scripts/import_metrics.py --json
 
 Prints: how many import statements sit inside functions (split into fastq modules, optional
-dependencies imported lazily on purpose, and the standard library), and the largest import
-cycle (a strongly connected component of the module graph) counting those function-level imports
-and without them. tests/test_layering.py reads the same graph through `collect` / `edges`.
+dependencies imported lazily on purpose, and the standard library; of the fastq ones, those
+fastq/_layering.py lists as the façade), and the largest import cycle (a strongly connected
+component of the module graph) counting those function-level imports, counting them except the
+façade, and without them. tests/test_layering.py reads the same graph through `collect` / `edges`.
 
 An edge A -> B means: module A imports module B by name. `from .pkg import name` points at
 pkg.name when that is a module, else at pkg. The package __init__ that Python runs before a
@@ -19,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib.util
 import json
 import os
 import sys
 from dataclasses import dataclass
 
-OPTIONAL = ("torch", "onnx", "onnxruntime", "matplotlib")     # optional dependencies
+OPTIONAL = ("torch", "onnx", "onnxruntime", "matplotlib", "rich")     # optional dependencies
 FUNCTION_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
 
@@ -42,7 +44,8 @@ class Import:
 
 
 def module_names(src):
-    """{module name: file path} for every .py / .pyx under the package directory `src`."""
+    """{module name: file path} for every .py / .pyx / compiled extension under the package
+    directory `src` (a source file wins over its compiled twin)."""
     root = os.path.basename(os.path.normpath(src))
     out = {}
     for dirpath, dirnames, filenames in os.walk(src):
@@ -51,10 +54,14 @@ def module_names(src):
         parts = [root] + ([] if rel == "." else rel.split(os.sep))
         for f in sorted(filenames):
             stem, ext = os.path.splitext(f)
-            if ext not in (".py", ".pyx"):
+            compiled = ext in (".so", ".pyd")
+            if compiled:
+                stem = f.split(".")[0]          # _kernels.cpython-311-x86_64-linux-gnu.so
+            elif ext not in (".py", ".pyx"):
                 continue
             name = ".".join(parts if stem == "__init__" else parts + [stem])
-            out[name] = os.path.join(dirpath, f)
+            if not compiled or name not in out:
+                out[name] = os.path.join(dirpath, f)
     return out
 
 
@@ -126,8 +133,8 @@ def collect(src):
     root = os.path.basename(os.path.normpath(src))
     found = []
     for name, path in modules.items():
-        if path.endswith(".pyx"):
-            continue                # Cython: cimports of C only (checked by the test below)
+        if not path.endswith(".py"):
+            continue                # Cython sources and compiled extensions import no fastq module
         with open(path, encoding="utf-8") as f:
             tree = ast.parse(f.read(), filename=path)
         w = _Walker(modules, name, root)
@@ -192,8 +199,22 @@ def cycles(graph):
     return sorted(comps, key=lambda c: (-len(c), c))
 
 
+def _layering(src):
+    """fastq/_layering.py's tables (FACADE, ...) read without importing the package, or None."""
+    path = os.path.join(src, "_layering.py")
+    if not os.path.isfile(path):
+        return None
+    spec = importlib.util.spec_from_file_location("_fastq_layering", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def metrics(src):
     imports, modules = collect(src)
+    root = min(modules, key=len)
+    layering = _layering(src)
+    facade = set(layering.FACADE) if layering is not None else set()
     inside = [i for i in imports if i.in_function]
     statements = {}             # one statement may import several names: count statements
     for i in inside:
@@ -201,8 +222,11 @@ def metrics(src):
     by_kind = {}
     for i in statements.values():
         by_kind[i.kind] = by_kind.get(i.kind, 0) + 1
-    library = [s for s in statements.values() if not s.module.startswith(min(modules, key=len) + ".tools")]
+    library = [s for s in statements.values() if not s.module.startswith(root + ".tools")]
+    is_facade = [s for s in statements.values() if (s.module, s.function, s.target) in facade]
     with_f, without_f = cycles(edges(imports, modules, True)), cycles(edges(imports, modules, False))
+    no_facade = [i for i in imports if (i.module, i.function, i.target) not in facade]
+    except_facade = cycles(edges(no_facade, modules, True))
     return {
         "modules": len(modules),
         "imports_in_functions": len(statements),
@@ -210,11 +234,17 @@ def metrics(src):
         "imports_in_functions_outside_tools": len(library),
         "imports_in_functions_outside_tools_by_kind": {
             k: sum(s.kind == k for s in library) for k in sorted({s.kind for s in library})},
+        "facade": len(is_facade),
+        "facade_lazy_torch": sum(s.target.startswith(root + ".importers.torch") for s in is_facade),
+        "fastq_in_functions_not_facade": by_kind.get("fastq", 0) - len(is_facade),
         "largest_cycle_with_function_imports": len(with_f[0]) if with_f else 0,
+        "largest_cycle_with_function_imports_except_facade": len(except_facade[0]) if except_facade else 0,
         "largest_cycle_without_function_imports": len(without_f[0]) if without_f else 0,
         "cycle_with_function_imports": with_f[0] if with_f else [],
+        "cycle_with_function_imports_except_facade": except_facade[0] if except_facade else [],
         "cycle_without_function_imports": without_f[0] if without_f else [],
-        "function_imports": ["%s:%d %s (in %s) [%s]" % (s.module, s.line, s.target, s.function, s.kind)
+        "function_imports": ["%s:%d %s (in %s) [%s%s]" % (s.module, s.line, s.target, s.function, s.kind,
+                                                           ", facade" if s in is_facade else "")
                              for s in sorted(statements.values(), key=lambda s: (s.module, s.line))],
     }
 
@@ -238,9 +268,13 @@ def main(argv=None):
                                                           m["imports_in_functions_by_kind"]))
     print("  outside tools/: %d %s" % (m["imports_in_functions_outside_tools"],
                                        m["imports_in_functions_outside_tools_by_kind"]))
-    for label, key in (("counting function-level imports", "with"),
-                       ("module-level imports only", "without")):
-        c = m["cycle_%s_function_imports" % key]
+    print("  fastq modules: %d facade (%d of them keep torch lazy), %d other"
+          % (m["facade"], m["facade_lazy_torch"], m["fastq_in_functions_not_facade"]))
+    for label, key in (("counting function-level imports", "cycle_with_function_imports"),
+                       ("counting function-level imports except the facade",
+                        "cycle_with_function_imports_except_facade"),
+                       ("module-level imports only", "cycle_without_function_imports")):
+        c = m[key]
         print("largest import cycle, %s: %d modules%s" % (label, len(c), (": " + " ".join(c)) if c else ""))
     if a.list:
         print("\n".join(m["function_imports"]))

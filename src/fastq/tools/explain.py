@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 import numpy as np
 
@@ -67,7 +68,6 @@ def seed_torch(requant="fbgemm"):
         import torch
     except ImportError:
         return None
-    import warnings
     import torch.nn as nn
     import torch.ao.quantization as tq
     engine = engines.for_requant(requant)
