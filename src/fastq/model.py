@@ -386,5 +386,5 @@ def from_torch(module, engine=None):
     NotImplementedError saying so. engine: the torch quantized engine whose numerics to
     reproduce (default: torch.backends.quantized.engine, which should be the engine the model
     was converted under)."""
-    from .torch_compat import model_from_torch
+    from .importers.torch_fx import convert as model_from_torch
     return model_from_torch(module, engine=engine)

@@ -76,7 +76,7 @@ class DynamicQuantizedLinear(WeightLayer):
     @classmethod
     def from_torch(cls, module, engine=None):
         """From torch.ao.nn.quantized.dynamic.Linear / torch.ao.nn.intrinsic.quantized.dynamic.LinearReLU."""
-        from ..torch_compat import dynamic_linear_from_torch
+        from ..importers.torch_quantized import dynamic_linear_from_torch
         return dynamic_linear_from_torch(module, engine=engine)
 
     def input_qparams(self, x):

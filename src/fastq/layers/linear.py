@@ -222,7 +222,7 @@ class QuantizedLinear(WeightLayer):
     @classmethod
     def from_torch(cls, module, engine=None):
         """From torch.ao.nn.quantized.Linear / torch.ao.nn.intrinsic.quantized.LinearReLU."""
-        from ..torch_compat import linear_from_torch
+        from ..importers.torch_quantized import linear_from_torch
         return linear_from_torch(module, engine=engine)
 
     def _epilogue(self, x_scale, x_zero_point_u8):
