@@ -160,7 +160,10 @@ def _quantized_region(steps):
         return None
     last = max((i for i, s in enumerate(steps) if s.output.kind == "float" and s.inputs[0].kind == "quant"),
                default=-1)
-    if last < first or any(s.output.kind != "quant" for s in steps[first + 1:last]):
+    # every step between reads and writes integers only (a second Quantize of the float input,
+    # say, would need the float input net_run_quantized does not take)
+    if last < first or any(s.output.kind != "quant" or any(v.kind != "quant" for v in s.inputs)
+                           for s in steps[first + 1:last]):
         return None
     return first, last
 
