@@ -29,31 +29,7 @@ _spec.loader.exec_module(import_metrics)
 # through the op registry there). (module, function, imported module); an entry that no longer
 # matches an import fails, so this list can only shrink.
 TEMPORARY = (
-    ("fastq.summary", "_describe", "fastq.layers.linear"),
-    ("fastq.summary", "_describe", "fastq.layers.dynamic"),
-    ("fastq.summary", "_describe", "fastq.layers.arith"),
-    ("fastq.summary", "_describe", "fastq.layers.elementwise"),
-    ("fastq.summary", "_describe", "fastq.reference"),
-    ("fastq.export.cgen", "_input_size", "fastq.layers.dynamic"),
-    ("fastq.export.cgen", "_input_size", "fastq.layers.linear"),
-    ("fastq.export.cgen", "generate", "fastq.layers.dynamic"),
-    ("fastq.export.cgen", "generate", "fastq.layers.elementwise"),
-    ("fastq.export.cgen", "generate", "fastq.layers.linear"),
-    ("fastq.export.ops", "_qadd", "fastq.layers.arith"),
-    ("fastq.export.ops", "_flt", "fastq.export.plan"),
-    ("fastq.explain.linear", "_explain_static", "fastq.qtensor"),
-    ("fastq.explain.linear", "_tflite_steps", "fastq.fixedpoint"),
-    ("fastq.explain.linear", "_explain_dynamic", "fastq._checks"),
-    ("fastq.explain.linear", "explain", "fastq.layers.dynamic"),
-    ("fastq.explain.linear", "explain", "fastq.layers.linear"),
-    ("fastq.explain.linear", "with_mode", "fastq.layers.dynamic"),
-    ("fastq.explain.linear", "with_mode", "fastq.layers.linear"),
     ("fastq.explain.tags", "observe", "fastq.observers"),
-    # trace.py <-> compare.py / hand.py: a cycle, broken by moving trace's text helpers that
-    # compare and hand read into a module below all three
-    ("fastq.explain.trace", "Trace.compare", "fastq.explain.compare"),
-    ("fastq.explain.trace", "Trace.hand", "fastq.explain.hand"),
-    ("fastq.explain.trace", "_trace_text", "fastq.runtime"),
     # model_file.py <-> model_file_npz.py: a cycle, broken by moving DTYPES / MAX_HEADER_BYTES
     # (what npz reads from model_file) into a module both import
     ("fastq.model_file", "load", "fastq.model_file_npz"),

@@ -33,11 +33,12 @@ FACADE = (
     ("fastq.model", "Model.export_c", "fastq.export"),
     ("fastq.model", "Model.explain", "fastq.explain"),
     ("fastq.model", "load", "fastq.model_file"),
-    ("fastq.layers.linear", "QuantizedLinear.explain", "fastq.explain"),
-    ("fastq.layers.dynamic", "DynamicQuantizedLinear.explain", "fastq.explain"),
+    # a trace (data, on the ops floor) hands over to the drivers that compare and hand-compute it
+    ("fastq.layers._trace", "Trace.compare", "fastq.explain.compare"),
+    ("fastq.layers._trace", "Trace.hand", "fastq.explain.hand"),
     # from torch: these also keep torch lazy (the importer modules import torch at their top)
     ("fastq.model", "from_torch", "fastq.importers.torch_fx"),
-    ("fastq.layers.linear", "QuantizedLinear.from_torch", "fastq.importers.torch_quantized"),
+    ("fastq.layers.linear.op", "QuantizedLinear.from_torch", "fastq.importers.torch_quantized"),
     ("fastq.layers.dynamic", "DynamicQuantizedLinear.from_torch", "fastq.importers.torch_quantized"),
     ("fastq.qtensor", "QTensor.from_torch", "fastq.importers.torch_quantized"),
 )

@@ -37,6 +37,7 @@ from .._checks import as_array
 from ._base import FLOAT, Setting, WeightLayer, check_bool, check_choice, check_kind, padded, register
 from ._spec import Spec
 from .linear import emit as _emit
+from .linear import explain as _explain
 
 MODES = ("fbgemm", "qnnpack")
 
@@ -143,7 +144,6 @@ class DynamicQuantizedLinear(WeightLayer):
 
     def explain(self, x, row=0, col=0, node=None):
         """Output element [row, col] of self(x), every integer and rounding: a fastq.explain.Trace."""
-        from .linear import explain as _explain     # the façade: builds a fastq.explain.Trace
         return _explain.explain_dynamic(self, x, row, col)
 
     def with_mode(self, mode, rounding="double"):

@@ -12,7 +12,7 @@ from ... import reference as R
 from ..._checks import as_array
 from ...fixedpoint import tflite_params
 from ...qtensor import QTensor
-from ...explain.trace import Step, Trace, _f32_step, _fr, _g
+from .._trace import Step, Trace, _f32_step, _fr, _g
 
 f32 = np.float32
 

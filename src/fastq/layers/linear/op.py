@@ -11,6 +11,7 @@ from ..._checks import check_scale, check_zero_point, qrange
 from ...qtensor import QTensor
 from .._spec import Spec
 from . import emit as _emit
+from . import explain as _explain
 from .._base import (QUANT, Setting, WeightLayer, check_bool, check_choice, check_dtype_name, check_kind,
                     check_scale_setting, check_zero_point_in, padded, register)
 
@@ -316,7 +317,6 @@ class QuantizedLinear(WeightLayer):
 
     def explain(self, x, row=0, col=0, node=None):
         """Output element [row, col] of self(x), every integer and rounding: a fastq.explain.Trace."""
-        from . import explain as _explain          # the façade: builds a fastq.explain.Trace
         return _explain.explain_static(self, x, row, col)
 
     def with_mode(self, requant, rounding="double"):
