@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reference as R
+from ..observers import HistogramObserver, MinMaxObserver
 
 f32 = np.float32
 
@@ -37,7 +38,6 @@ def observe(values, qmin, qmax, symmetric=False, observer="minmax", dtype="uint8
         scale = max(f32(f32(mx - mn) / f32(qmax - qmin)), f32(2.0**-23))
         zp = int(np.rint(np.float64(f32(f32(qmin) - f32(mn / scale)))))
         return float(scale), zp
-    from ..observers import HistogramObserver, MinMaxObserver
     if customized is None:
         customized = (qmin, qmax) != full
     kw = dict(dtype=dtype, qscheme="per_tensor_symmetric" if symmetric else "per_tensor_affine")
