@@ -204,6 +204,7 @@ def add_parser(subparsers):
     import argparse
     p = subparsers.add_parser("demo", help="a quantized layer by hand, and fastq == PyTorch",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch", type=int, default=256, help="MLP batch size (default 256)")
+    from ._args import int_at_least
+    p.add_argument("--batch", type=int_at_least(1, 1 << 16), default=256, help="MLP batch size (default 256)")
     p.set_defaults(run=_main)
     return p
