@@ -51,15 +51,16 @@ def check_elements(option, *dims):
 
 
 def readable_file(path, option):
-    """path must name an existing regular file (a FIFO or a device would block or never end)."""
+    """path must name an existing regular file (a FIFO or a device would block or never end).
+    option: how the command line calls it (e.g. "--model"); "" for none."""
     try:
         st = os.stat(path)
     except OSError as e:
-        raise UsageError("%s %s: %s" % (option, one_line(repr(path)), e.strerror or e)) from None
+        raise UsageError(("%s %s: %s" % (option, one_line(repr(path)), e.strerror or e)).lstrip()) from None
     if stat.S_ISDIR(st.st_mode):
-        raise UsageError("%s %s: is a directory, expected a file" % (option, one_line(repr(path))))
+        raise UsageError(("%s %s: is a directory, expected a file" % (option, one_line(repr(path)))).lstrip())
     if not stat.S_ISREG(st.st_mode):
-        raise UsageError("%s %s: not a regular file" % (option, one_line(repr(path))))
+        raise UsageError(("%s %s: not a regular file" % (option, one_line(repr(path)))).lstrip())
     return path
 
 
@@ -70,9 +71,9 @@ def load_model(path, option):
     try:
         return fastq.load(path)
     except OSError as e:
-        raise UsageError("%s %s: %s" % (option, one_line(repr(path)), e.strerror or e)) from None
-    except (ValueError, TypeError) as e:
-        raise UsageError("%s: %s" % (option, one_line(e))) from None
+        raise UsageError(("%s %s: %s" % (option, one_line(repr(path)), e.strerror or e)).lstrip()) from None
+    except (ValueError, TypeError) as e:         # fastq.load's message names the file already
+        raise UsageError(("%s: %s" % (option, one_line(e))) if option else one_line(e)) from None
 
 
 def output_folder(path, option):

@@ -43,7 +43,7 @@ def _check(args):
     bad = 0
     for path in args.paths:
         try:
-            model, notes = _load(path, "FILE")
+            model, notes = _load(path, "")
         except (ValueError, OSError) as e:
             print("REFUSED %s" % one_line(e))
             bad += 1
