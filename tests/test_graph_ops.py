@@ -372,7 +372,7 @@ def test_scalar_c_loops_equal_simd_and_reference(signed):
         assert np.array_equal(fast, slow)
         assert np.array_equal(slow, reference.qadd_fbgemm(a, sa, za, b, sb, zb, s, z, True, dtype=dt))
         m = float(reference.qmul_multiplier(sa, sb, s * 64))
-        assert np.array_equal(ew.qmul(a, b, za, zb, m, z, False), ew.qmul(a, b, za, zb, m, z, False, simd=False))
+        assert np.array_equal(ew.qmul(a, b, n_vec, za, zb, m, z, False), ew.qmul(a, b, n_vec, za, zb, m, z, False, simd=False))
         if not signed:
             try:
                 zpp, am, bm, shift = reference.qnnpack_add_params(sa, za, sb, zb, s)
@@ -404,4 +404,4 @@ def test_elementwise_c_loops_every_tail(signed):
         m = reference.qmul_multiplier(sa, sb, s)
         expect = reference.qmul(a, za, b, zb, m, z, False, dtype=dt)
         for simd in (True, False):
-            assert np.array_equal(ew.qmul(a, b, za, zb, float(m), z, False, simd=simd), expect), (n, simd)
+            assert np.array_equal(ew.qmul(a, b, n_vec, za, zb, float(m), z, False, simd=simd), expect), (n, simd)

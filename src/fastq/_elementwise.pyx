@@ -15,7 +15,7 @@ cdef extern from "csrc/elementwise.h":
     void fastq_qadd_qnnpack(const uint8_t *a, const uint8_t *b, uint8_t *y, int64_t n,
                             int32_t zero_point_product, uint32_t a_multiplier, uint32_t b_multiplier,
                             uint32_t shift, int32_t zero_point, int32_t y_min, int32_t y_max, int simd) nogil
-    void fastq_qmul(const void *a, const void *b, void *y, int64_t n, int32_t a_zero_point,
+    void fastq_qmul(const void *a, const void *b, void *y, int64_t n, int64_t n_vec, int32_t a_zero_point,
                     int32_t b_zero_point, float multiplier, int32_t zero_point, int relu,
                     int is_signed, int simd) nogil
 
@@ -49,8 +49,10 @@ def qadd_fbgemm(cnp.ndarray a not None, cnp.ndarray b not None, int64_t n_vec, f
 def qadd_qnnpack(cnp.ndarray a not None, cnp.ndarray b not None, int32_t zero_point_product,
                  uint32_t a_multiplier, uint32_t b_multiplier, uint32_t shift, int zero_point,
                  int y_min, int y_max, bint simd=True):
-    if _signed_pair(a, b) or not (0 < shift < 32):
-        raise TypeError("a, b: QNNPACK add takes uint8 values and 0 < shift < 32")
+    if _signed_pair(a, b):
+        raise TypeError("a, b: QNNPACK add takes uint8 values, got %s" % a.dtype)
+    if not (0 < shift < 36):
+        raise ValueError("shift: QNNPACK add shifts by 1..35 (scale ratios in [2**-14, 2**8)), got %d" % shift)
     a = _c(a); b = _c(b)
     cdef cnp.ndarray y = cnp.PyArray_EMPTY(a.ndim, a.shape, cnp.NPY_UINT8, 0)
     with nogil:
@@ -60,12 +62,12 @@ def qadd_qnnpack(cnp.ndarray a not None, cnp.ndarray b not None, int32_t zero_po
     return y
 
 
-def qmul(cnp.ndarray a not None, cnp.ndarray b not None, int a_zero_point, int b_zero_point,
+def qmul(cnp.ndarray a not None, cnp.ndarray b not None, int64_t n_vec, int a_zero_point, int b_zero_point,
          float multiplier, int zero_point, bint relu, bint simd=True):
     cdef int is_signed = _signed_pair(a, b)
     a = _c(a); b = _c(b)
     cdef cnp.ndarray y = cnp.PyArray_EMPTY(a.ndim, a.shape, cnp.PyArray_TYPE(a), 0)
     with nogil:
-        fastq_qmul(cnp.PyArray_DATA(a), cnp.PyArray_DATA(b), cnp.PyArray_DATA(y), cnp.PyArray_SIZE(a),
+        fastq_qmul(cnp.PyArray_DATA(a), cnp.PyArray_DATA(b), cnp.PyArray_DATA(y), cnp.PyArray_SIZE(a), n_vec,
                    a_zero_point, b_zero_point, multiplier, zero_point, relu, is_signed, simd)
     return y

@@ -19,6 +19,30 @@ static inline int32_t rne_clip(float t) {
     return (int32_t)nearbyintf(t);
 }
 
+/* float -> int32 as x86 cvtps2dq (round half to even): outside int32 or NaN it gives INT32_MIN.
+ * torch's vector bodies then add the zero point in wrapping int32 (body_q below). */
+static inline int32_t cvtps_i32(float t) {
+    if (!(t >= -2147483648.0f && t < 2147483648.0f)) return INT32_MIN;
+    return (int32_t)nearbyintf(t);
+}
+
+/* float -> int64 as lrintf on x86-64 (cvtss2si): outside int64 or NaN it gives INT64_MIN. */
+static inline int64_t lrintf_i64(float t) {
+    if (!(t >= -9223372036854775808.0f && t < 9223372036854775808.0f)) return INT64_MIN;
+    return (int64_t)nearbyintf(t);
+}
+
+static inline int32_t wrap_add_i32(int32_t r, int32_t zero_point) {
+    return (int32_t)((uint32_t)r + (uint32_t)zero_point);
+}
+
+/* The add body's quantize (QuantizeAvx2/512): t capped at 2^31 - 128 (NaN too: minps returns
+ * its second operand), converted, zero point added wrapping. */
+static inline int32_t add_body_q(float t, int32_t zero_point) {
+    if (!(t < 2147483520.0f)) t = 2147483520.0f;
+    return wrap_add_i32(cvtps_i32(t), zero_point);
+}
+
 static inline int32_t clamp_i32(int64_t v, int32_t lo, int32_t hi) {
     return v < lo ? lo : (v > hi ? hi : (int32_t)v);
 }
@@ -51,13 +75,13 @@ static inline void store8(void *p, int64_t i, __m256i r, int is_signed) {
     _mm_storel_epi64((__m128i *)((uint8_t *)p + i), p8);
 }
 
-/* float t -> int32 like rne_clip for every t whose result is then clamped to 8 bits: values
- * beyond +-2^30 clamp the same, and keeping them there leaves room to add a zero point. */
+/* torch's vector requantize: cvtps2dq (MXCSR default: round half to even; INT32_MIN outside
+ * int32 or NaN), then the zero point added in wrapping int32. cap: t = min(t, 2^31 - 128)
+ * first, as the add's QuantizeAvx2 does (the mul's RequantizeAvx2 does not). */
 __attribute__((target("avx2")))
-static inline __m256i rne_clamped(__m256 t) {
-    const __m256 big = _mm256_set1_ps(1073741824.0f);
-    t = _mm256_min_ps(_mm256_max_ps(t, _mm256_sub_ps(_mm256_setzero_ps(), big)), big);
-    return _mm256_cvtps_epi32(t);     /* MXCSR default: round half to even, = nearbyintf */
+static inline __m256i body_quantize(__m256 t, __m256i zp, int cap) {
+    if (cap) t = _mm256_min_ps(t, _mm256_set1_ps(2147483520.0f));
+    return _mm256_add_epi32(_mm256_cvtps_epi32(t), zp);
 }
 
 /* The fbgemm add body, 8 lanes at a time; returns how many elements it did. */
@@ -75,7 +99,7 @@ static int64_t qadd_fbgemm_body_avx2(const void *a, const void *b, void *y, int6
         __m256 db = _mm256_fmadd_ps(sb, _mm256_cvtepi32_ps(load8(b, i, is_signed)), pb);
         __m256 c = _mm256_add_ps(da, db);
         if (relu) c = _mm256_max_ps(c, zero);
-        __m256i r = _mm256_add_epi32(rne_clamped(_mm256_mul_ps(c, inv)), zp);
+        __m256i r = body_quantize(_mm256_mul_ps(c, inv), zp, 1);
         store8(y, i, _mm256_min_epi32(_mm256_max_epi32(r, lo), hi), is_signed);
     }
     return i;
@@ -92,7 +116,7 @@ static int64_t qmul_avx2(const void *a, const void *b, void *y, int64_t n, int32
     for (; i + 8 <= n; i += 8) {
         __m256i c = _mm256_mullo_epi32(_mm256_sub_epi32(load8(a, i, is_signed), za),
                                        _mm256_sub_epi32(load8(b, i, is_signed), zb));
-        __m256i r = _mm256_add_epi32(rne_clamped(_mm256_mul_ps(_mm256_cvtepi32_ps(c), m)), zp);
+        __m256i r = body_quantize(_mm256_mul_ps(_mm256_cvtepi32_ps(c), m), zp, 0);
         store8(y, i, _mm256_min_epi32(_mm256_max_epi32(r, lo), hi), is_signed);
     }
     return i;
@@ -104,9 +128,9 @@ static int64_t qadd_qnnpack_avx2(const uint8_t *a, const uint8_t *b, uint8_t *y,
                                  uint32_t shift, int32_t zero_point, int32_t y_min, int32_t y_max) {
     const __m256i zpp = _mm256_set1_epi32(zero_point_product);
     const __m256i am = _mm256_set1_epi32((int32_t)a_multiplier), bm = _mm256_set1_epi32((int32_t)b_multiplier);
-    const __m256i mask = _mm256_set1_epi32((int32_t)((UINT32_C(1) << shift) - 1u));
-    const __m256i thr = _mm256_set1_epi32((int32_t)(((UINT32_C(1) << shift) - 1u) >> 1));
-    const __m128i sh = _mm_cvtsi32_si128((int)shift);
+    const __m256i mask = _mm256_set1_epi32((int32_t)((UINT32_C(1) << (shift & 31)) - 1u));
+    const __m256i thr = _mm256_set1_epi32((int32_t)(((UINT32_C(1) << (shift & 31)) - 1u) >> 1));
+    const __m128i sh = _mm_cvtsi32_si128((int)shift);    /* psrad: a count above 31 fills with the sign */
     const __m256i zp = _mm256_set1_epi32(zero_point), lo = _mm256_set1_epi32(y_min), hi = _mm256_set1_epi32(y_max);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -138,7 +162,7 @@ void fastq_qadd_fbgemm(const void *a, const void *b, void *y, int64_t n, int64_t
             float c = fma_hw(a_scale, (float)load_q(a, i, is_signed), a_premul)
                     + fma_hw(b_scale, (float)load_q(b, i, is_signed), b_premul);
             if (relu && !(c >= 0.0f)) c = 0.0f;
-            store_q(y, i, clamp_i32((int64_t)rne_clip(c * inv_scale) + zero_point, qmin, qmax), is_signed);
+            store_q(y, i, clamp_i32(add_body_q(c * inv_scale, zero_point), qmin, qmax), is_signed);
         }
     }
 #endif
@@ -146,7 +170,7 @@ void fastq_qadd_fbgemm(const void *a, const void *b, void *y, int64_t n, int64_t
         float c = fmaf(a_scale, (float)load_q(a, i, is_signed), a_premul)
                 + fmaf(b_scale, (float)load_q(b, i, is_signed), b_premul);
         if (relu && !(c >= 0.0f)) c = 0.0f;
-        store_q(y, i, clamp_i32((int64_t)rne_clip(c * inv_scale) + zero_point, qmin, qmax), is_signed);
+        store_q(y, i, clamp_i32(add_body_q(c * inv_scale, zero_point), qmin, qmax), is_signed);
     }
     for (; i < n; i++) {
         float c = (float)(load_q(a, i, is_signed) - a_zero_point) * a_scale
@@ -159,19 +183,24 @@ void fastq_qadd_fbgemm(const void *a, const void *b, void *y, int64_t n, int64_t
 void fastq_qadd_qnnpack(const uint8_t *a, const uint8_t *b, uint8_t *y, int64_t n,
                         int32_t zero_point_product, uint32_t a_multiplier, uint32_t b_multiplier,
                         uint32_t shift, int32_t zero_point, int32_t y_min, int32_t y_max, int simd) {
-    const int32_t remainder_mask = (int32_t)((UINT32_C(1) << shift) - 1u);
+    /* shift 32..35 (a scale ratio below 2^-10, which QNNPACK does not guard): its constants
+     * come from x86 shifts of count mod 32; its SIMD kernel, on tiles of >= 8 of its 4096-byte
+     * tiles, shifts by psrad (count above 31: sign fill), a tile of < 8 by sar (count mod 32). */
+    const int32_t remainder_mask = (int32_t)((UINT32_C(1) << (shift & 31)) - 1u);
     const int32_t remainder_threshold = (int32_t)((uint32_t)remainder_mask >> 1);
+    const int64_t n_long = n % 4096 != 0 && n % 4096 < 8 ? n - n % 4096 : n;
     int64_t i = 0;
 #ifdef FASTQ_X86
     if (simd && have_avx2_fma())
-        i = qadd_qnnpack_avx2(a, b, y, n, zero_point_product, a_multiplier, b_multiplier, shift,
+        i = qadd_qnnpack_avx2(a, b, y, n_long, zero_point_product, a_multiplier, b_multiplier, shift,
                               zero_point, y_min, y_max);
 #endif
     for (; i < n; i++) {
+        const uint32_t sh = i < n_long ? (shift < 31 ? shift : 31) : (shift & 31);
         int32_t acc = (int32_t)((uint32_t)zero_point_product + (uint32_t)a[i] * a_multiplier
                                 + (uint32_t)b[i] * b_multiplier);
         int32_t rem = (acc & remainder_mask) - (int32_t)(acc < 0);
-        acc = (acc >> shift) + (int32_t)(rem > remainder_threshold);   /* arithmetic shift (gcc) */
+        acc = (acc >> sh) + (int32_t)(rem > remainder_threshold);   /* arithmetic shift (gcc) */
         int32_t v = acc + zero_point;
         if (v >= y_max) v = y_max;
         if (v <= y_min) v = y_min;
@@ -179,19 +208,25 @@ void fastq_qadd_qnnpack(const uint8_t *a, const uint8_t *b, uint8_t *y, int64_t 
     }
 }
 
-void fastq_qmul(const void *a, const void *b, void *y, int64_t n, int32_t a_zero_point,
+void fastq_qmul(const void *a, const void *b, void *y, int64_t n, int64_t n_vec, int32_t a_zero_point,
                 int32_t b_zero_point, float multiplier, int32_t zero_point, int relu, int is_signed,
                 int simd) {
     const int32_t qmin = is_signed ? -128 : 0, qmax = is_signed ? 127 : 255;
     const int32_t lo = relu && zero_point > qmin ? zero_point : qmin;
     int64_t i = 0;
+    if (n_vec > n) n_vec = n;
 #ifdef FASTQ_X86
     if (simd && have_avx2_fma())
-        i = qmul_avx2(a, b, y, n, a_zero_point, b_zero_point, multiplier, zero_point, is_signed, lo, qmax);
+        i = qmul_avx2(a, b, y, n_vec, a_zero_point, b_zero_point, multiplier, zero_point, is_signed, lo, qmax);
 #endif
+    for (; i < n_vec; i++) {
+        int32_t c = (load_q(a, i, is_signed) - a_zero_point) * (load_q(b, i, is_signed) - b_zero_point);
+        store_q(y, i, clamp_i32(wrap_add_i32(cvtps_i32((float)c * multiplier), zero_point), lo, qmax), is_signed);
+    }
     for (; i < n; i++) {
         int32_t c = (load_q(a, i, is_signed) - a_zero_point) * (load_q(b, i, is_signed) - b_zero_point);
-        int64_t v = (int64_t)rne_clip((float)c * multiplier) + zero_point;
+        /* requantize_from_int: zero point + lrintf(...) in int64 (wrapping, as the hardware add) */
+        int64_t v = (int64_t)((uint64_t)lrintf_i64((float)c * multiplier) + (uint64_t)(int64_t)zero_point);
         store_q(y, i, clamp_i32(v, lo, qmax), is_signed);
     }
 }

@@ -19,8 +19,9 @@ void fastq_qadd_qnnpack(const uint8_t *a, const uint8_t *b, uint8_t *y, int64_t 
                         uint32_t shift, int32_t zero_point, int32_t y_min, int32_t y_max, int simd);
 
 /* torch qmul_kernel (every engine for uint8): y = clamp(zp + rne((float)((a - za) * (b - zb)) * m)),
- * relu: max(y, zp). */
-void fastq_qmul(const void *a, const void *b, void *y, int64_t n, int32_t a_zero_point,
+ * relu: max(y, zp); the first n_vec elements as the vectorized body, the rest as the scalar
+ * tail (they differ once the product exceeds 2^31 output steps, reference.qmul). */
+void fastq_qmul(const void *a, const void *b, void *y, int64_t n, int64_t n_vec, int32_t a_zero_point,
                 int32_t b_zero_point, float multiplier, int32_t zero_point, int relu, int is_signed,
                 int simd);
 #endif
