@@ -342,3 +342,164 @@ def test_errors():
     big = K.ConvWeights(np.full((1, 4096, 3, 3), -128, np.int8), 127, 1)
     with pytest.raises(ValueError, match="overflow"):
         K.conv2d_acc(np.full((1, 4096, 3, 3), 255, np.uint8), 0, big)
+
+
+# ------------------------------------------------------------------ pooling
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # pragma: no cover - torch is an optional test dependency
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed")
+
+
+def tq(x, scale, zp):
+    """x as a torch quantized tensor holding exactly these integers."""
+    dt = torch.qint8 if x.dtype == np.int8 else torch.quint8
+    q = torch.quantize_per_tensor(torch.from_numpy((x.astype(np.float32) - zp) * scale), scale, zp, dt)
+    assert np.array_equal(q.int_repr().numpy(), x)
+    return q
+
+
+def max_pool_oracle(x, k, s, p, d, ceil):
+    """max over in-bounds taps, explicit loops (padding never wins)."""
+    n, c, h, w = x.shape
+    oh = K.pool_output_size(h, k[0], s[0], p[0], d[0], ceil)
+    ow = K.pool_output_size(w, k[1], s[1], p[1], d[1], ceil)
+    y = np.empty((n, c, oh, ow), x.dtype)
+    for i in range(oh):
+        for j in range(ow):
+            hs = [i * s[0] - p[0] + a * d[0] for a in range(k[0])]
+            ws = [j * s[1] - p[1] + b * d[1] for b in range(k[1])]
+            hs = [v for v in hs if 0 <= v < h]
+            ws = [v for v in ws if 0 <= v < w]
+            y[:, :, i, j] = x[:, :, hs][:, :, :, ws].max(axis=(2, 3))
+    return y
+
+
+POOL_CASES = [  # c, h, w, kernel, stride, padding, dilation, ceil_mode
+    (3, 7, 9, (3, 3), (2, 2), (1, 1), (1, 1), False),
+    (33, 8, 8, (2, 2), (2, 2), (0, 0), (1, 1), False),
+    (70, 7, 7, (3, 3), (2, 2), (0, 0), (1, 1), True),
+    (5, 10, 6, (3, 2), (2, 1), (1, 1), (2, 1), True),
+    (64, 5, 5, (5, 5), (1, 1), (2, 2), (1, 1), False),
+    (1, 1, 20, (1, 4), (1, 3), (0, 2), (1, 1), True),
+]
+
+
+@pytest.mark.parametrize("case", POOL_CASES)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_max_pool(backend, rng, case, dtype):
+    c, h, w, k, s, p, d, ceil = case
+    x = rand(rng, (2, c, h, w), dtype)
+    got = K.max_pool2d(x, k, s, p, d, ceil)
+    assert np.array_equal(got, max_pool_oracle(x, k, s, p, d, ceil))
+    if torch is not None:
+        t = F.max_pool2d(tq(x, 0.1, 3), k, s, p, d, ceil_mode=ceil).int_repr().numpy()
+        assert np.array_equal(got, t)
+
+
+def test_max_pool_every_channel_tail(backend, rng):
+    for c in range(1, 70):
+        x = rand(rng, (1, c, 5, 4), np.uint8)
+        assert np.array_equal(K.max_pool2d(x, 3, 2, 1, 1, True), max_pool_oracle(x, (3, 3), (2, 2), (1, 1), (1, 1), True))
+    x1 = rand(rng, (2, 9, 17), np.int8)      # 1-D
+    got = K.max_pool2d(x1, 3, 2, 1)
+    assert np.array_equal(got, max_pool_oracle(x1[:, :, None, :], (1, 3), (1, 2), (0, 1), (1, 1), False)[:, :, 0])
+
+
+AVG_CASES = [  # c, h, w, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override
+    (3, 7, 9, (3, 3), (2, 2), (1, 1), False, True, None),
+    (3, 7, 9, (3, 3), (2, 2), (1, 1), False, False, None),
+    (8, 8, 8, (2, 2), (2, 2), (0, 0), False, True, None),
+    (4, 7, 7, (3, 3), (2, 2), (1, 1), True, True, None),
+    (4, 7, 7, (3, 3), (2, 2), (1, 1), True, False, None),
+    (2, 6, 5, (3, 2), (1, 2), (1, 1), False, True, 5),
+    (16, 5, 5, (5, 5), (5, 5), (0, 0), False, True, None),
+]
+
+
+def avg_pool_acc_oracle(x, zx, k, s, p, ceil):
+    """sum over in-bounds taps of (x - zx), explicit loops, int64."""
+    n, c, h, w = x.shape
+    oh = K.pool_output_size(h, k[0], s[0], p[0], 1, ceil)
+    ow = K.pool_output_size(w, k[1], s[1], p[1], 1, ceil)
+    acc = np.zeros((n, c, oh, ow), np.int64)
+    for i in range(oh):
+        for j in range(ow):
+            h0, h1 = max(i * s[0] - p[0], 0), min(i * s[0] - p[0] + k[0], h)
+            w0, w1 = max(j * s[1] - p[1], 0), min(j * s[1] - p[1] + k[1], w)
+            acc[:, :, i, j] = (x[:, :, h0:h1, w0:w1].astype(np.int64) - zx).sum(axis=(2, 3))
+    return acc
+
+
+@pytest.mark.parametrize("case", AVG_CASES)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_avg_pool(rng, case, dtype):
+    c, h, w, k, s, p, ceil, cip, div = case
+    x = rand(rng, (2, c, h, w), dtype)
+    zx = int(rng.integers(-20, 20)) + (0 if dtype == np.int8 else 128)
+    acc, divisor = K.avg_pool2d(x, zx, k, s, p, ceil, cip, div)
+    assert np.array_equal(acc, avg_pool_acc_oracle(x, zx, k, s, p, ceil))
+    y, _ = K.avg_pool2d(x, zx, k, s, p, ceil, cip, div, y_zero_point=zx)
+    lo = -128 if dtype == np.int8 else 0
+    mult = (1.0 / divisor.astype(np.float64)).astype(np.float32)
+    expect = np.clip(zx + np.rint((acc.astype(np.float32) * mult).astype(np.float32)), lo, lo + 255)
+    assert np.array_equal(y.astype(np.int64), expect.astype(np.int64))
+    if torch is not None:
+        t = F.avg_pool2d(tq(x, 0.1, zx), k, s, p, ceil, cip, div).int_repr().numpy()
+        assert np.array_equal(y, t), np.argwhere(y != t)[:5]
+
+
+def test_avg_pool_ties(rng):
+    """Windows whose mean lies exactly on .5: rne rounds 2.5 -> 2 and 3.5 -> 4 (torch's nearbyint)."""
+    x = np.array([[[[2, 3], [2, 3]], [[3, 4], [3, 4]]]], np.uint8)      # means 2.5 and 3.5
+    y, _ = K.avg_pool2d(x, 0, 2, 2, 0, y_zero_point=0)
+    assert y.reshape(-1).tolist() == [2, 4]
+    if torch is not None:
+        assert F.avg_pool2d(tq(x, 1.0, 0), 2, 2).int_repr().numpy().reshape(-1).tolist() == [2, 4]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_adaptive_avg_pool(rng, dtype):
+    for h, w, oh, ow in [(7, 7, 1, 1), (7, 9, 3, 4), (5, 5, 5, 5), (6, 10, 4, 3)]:
+        x = rand(rng, (2, 5, h, w), dtype)
+        zx = 3 if dtype == np.int8 else 131
+        acc, div = K.adaptive_avg_pool2d(x, zx, (oh, ow))
+        for i in range(oh):
+            for j in range(ow):
+                h0, h1 = i * h // oh, -(-(i + 1) * h // oh)
+                w0, w1 = j * w // ow, -(-(j + 1) * w // ow)
+                assert np.array_equal(acc[:, :, i, j], (x[:, :, h0:h1, w0:w1].astype(np.int64) - zx).sum(axis=(2, 3)))
+                assert div[i, j] == (h1 - h0) * (w1 - w0)
+        # the byte output follows the documented formula; torch's own adaptive pooling does not
+        # always (6x10 -> 4x3 rounds some exact .5 means off rne): the op decides which to call
+        y, _ = K.adaptive_avg_pool2d(x, zx, (oh, ow), y_zero_point=zx)
+        mult = (1.0 / div.astype(np.float64)).astype(np.float32)
+        lo = -128 if dtype == np.int8 else 0
+        expect = np.clip(zx + np.rint((acc.astype(np.float32) * mult).astype(np.float32)), lo, lo + 255)
+        assert np.array_equal(y.astype(np.int64), expect.astype(np.int64))
+
+
+def test_plane_sums(backend, rng):
+    for hw in list(range(1, 70)) + [96 * 96]:
+        for dtype in (np.uint8, np.int8):
+            x = rand(rng, (2, 3, hw), dtype)
+            zx = -7 if dtype == np.int8 else 200
+            assert np.array_equal(K.plane_sums(x, zx), (x.astype(np.int64) - zx).sum(axis=2))
+    x = np.full((1, 1, 2048, 2048), 255, np.uint8)                  # 2^22 * 255: still exact
+    assert K.plane_sums(x, 0)[0, 0] == 255 * 2**22
+
+
+def test_pool_errors():
+    x = np.zeros((1, 2, 5, 5), np.uint8)
+    with pytest.raises(ValueError, match="padding"):
+        K.max_pool2d(x, 2, 1, 2)
+    with pytest.raises(TypeError, match="x:"):
+        K.max_pool2d(x.astype(np.float32), 2)
+    with pytest.raises(ValueError, match="too small"):
+        K.max_pool2d(x, 7)
+    with pytest.raises(ValueError, match="divisor_override"):
+        K.avg_pool2d(x, 0, 2, divisor_override=0)
+    with pytest.raises(ValueError, match="x_zero_point"):
+        K.plane_sums(x, -1)

@@ -360,3 +360,212 @@ def conv2d_acc(x, int x_zero_point, ConvWeights cw not None, stride=1, padding=0
 def conv_kernel_runs():
     """{backend name: depthwise calls that ran its kernels} since the library loaded."""
     return {fq_backend_name(b).decode(): fq_conv_kernel_runs(b) for b in range(FQ_BACKEND_COUNT)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Pooling (csrc/pool/)
+cdef extern from "csrc/pool/pool.h" nogil:
+    ctypedef struct fq_pool_geometry:
+        int32_t batch, channels, in_h, in_w, out_h, out_w
+        int32_t k_h, k_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w
+    ctypedef void (*fq_max_pool_fn)(const fq_pool_geometry *g, const uint8_t *x, uint8_t *y)
+    ctypedef void (*fq_plane_sums_fn)(const uint8_t *x, int64_t planes, int64_t hw, int32_t *sums)
+    ctypedef struct fq_pool_kernels:
+        fq_max_pool_fn max_pool_nhwc
+        fq_plane_sums_fn plane_sums
+    const fq_pool_kernels *fq_pool_kernels_for(int backend)
+    void fq_avg_pool_nchw(const uint8_t *x, int64_t planes, int32_t in_h, int32_t in_w,
+                          const int32_t *h0, const int32_t *h1, int32_t out_h,
+                          const int32_t *w0, const int32_t *w1, int32_t out_w,
+                          int32_t x_zero_point, const float *mult, int32_t y_zero_point, uint8_t y_xor,
+                          void *out)
+    void fq_nchw_to_nhwc_u8(const uint8_t *inp, int32_t batch, int64_t hw, int32_t channels, uint8_t x_xor,
+                            uint8_t *out)
+
+
+def pool_output_size(int size, int kernel, int stride, int padding, int dilation, bint ceil_mode):
+    """torch's pooling_output_shape: floor or ceil of the window count; with ceil_mode the
+    last window must start inside the input or its left padding."""
+    cdef int64_t num = <int64_t>size + 2 * padding - <int64_t>dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
+    if num < 0:
+        return 0
+    cdef int64_t out = num // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+cdef tuple _pool_args(x, kernel, stride, padding, dilation, bint ceil_mode, bint check_half=True):
+    if not isinstance(x, np.ndarray) or x.dtype not in (np.uint8, np.int8) or x.ndim not in (3, 4):
+        raise TypeError("x: expected a uint8 or int8 array [N, C, H, W] or [N, C, L], got %s"
+                        % (getattr(x, "dtype", type(x)),))
+    sp = 1 if x.ndim == 3 else 2
+    kh, kw = _pair(kernel, sp, "kernel_size", 1)
+    sh, sw = _pair(kernel if stride is None or stride == () else stride, sp, "stride", 1)
+    ph, pw = _pair(padding, sp, "padding", 0)
+    dh, dw = _pair(dilation, sp, "dilation", 1)
+    if check_half and (2 * ph > (kh - 1) * dh + 1 or 2 * pw > (kw - 1) * dw + 1):
+        raise ValueError("padding: expected at most half the (dilated) kernel, got %r for kernel_size %r"
+                         % (padding, kernel))
+    h = 1 if x.ndim == 3 else x.shape[2]
+    w = x.shape[x.ndim - 1]
+    oh = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
+    ow = pool_output_size(w, kw, sw, pw, dw, ceil_mode)
+    if oh <= 0 or ow <= 0:
+        raise ValueError("x: input %s too small for kernel_size %r (output %dx%d)" % (x.shape, kernel, oh, ow))
+    return (h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, bint ceil_mode=False):
+    """torch's max_pool2d / max_pool1d on quantized values: the max over each window's
+    in-bounds taps (padding never wins), same dtype and quantization. NCHW (or [N, C, L])."""
+    h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = _pool_args(x, kernel_size, stride, padding, dilation, ceil_mode)
+    cdef fq_pool_geometry g
+    g.batch, g.channels, g.in_h, g.in_w, g.out_h, g.out_w = x.shape[0], x.shape[1], h, w, oh, ow
+    g.k_h, g.k_w, g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dil_h, g.dil_w = kh, kw, sh, sw, ph, pw, dh, dw
+    oshape = (g.batch, g.channels, ow) if x.ndim == 3 else (g.batch, g.channels, oh, ow)
+    cdef cnp.ndarray y = np.empty(oshape, x.dtype)
+    if y.size == 0:
+        return y
+    cdef cnp.ndarray xc = np.ascontiguousarray(x)
+    cdef cnp.ndarray xn = np.empty(x.size + 64, np.uint8)
+    cdef cnp.ndarray yn = np.empty(y.size, np.uint8)
+    cdef uint8_t xx = 0x80 if x.dtype == np.int8 else 0
+    cdef const fq_pool_kernels *pk = fq_pool_kernels_for(fq_get_backend())
+    if pk == NULL:
+        pk = fq_pool_kernels_for(0)
+    cdef const uint8_t *xp = <const uint8_t *>cnp.PyArray_DATA(xc)
+    cdef uint8_t *xnp = <uint8_t *>cnp.PyArray_DATA(xn)
+    cdef uint8_t *ynp = <uint8_t *>cnp.PyArray_DATA(yn)
+    cdef void *yp = cnp.PyArray_DATA(y)
+    with nogil:
+        fq_nchw_to_nhwc_u8(xp, g.batch, <int64_t>g.in_h * g.in_w, g.channels, xx, xnp)
+        pk.max_pool_nhwc(&g, xnp, ynp)
+        fq_nhwc_to_nchw(ynp, g.batch, <int64_t>g.out_h * g.out_w, g.channels, 1, yp)
+    if xx:
+        y.view(np.uint8)[...] ^= np.uint8(0x80)
+    return y
+
+
+cdef tuple _avg_windows(int size, int k, int s, int p, int out, bint count_include_pad):
+    """torch's quantized avg_pool window per output index: the clipped range [lo, hi) and the
+    extent counted for count_include_pad (clipped to the padded input only)."""
+    lo = np.empty(out, np.int32)
+    hi = np.empty(out, np.int32)
+    ext = np.empty(out, np.int64)
+    for o in range(out):
+        start = o * s - p
+        end = min(start + k, size + p)
+        ext[o] = end - start
+        lo[o] = max(start, 0)
+        hi[o] = min(end, size)
+    return lo, hi, ext
+
+
+def _avg_pool_core(x, int x_zero_point, lo_h, hi_h, lo_w, hi_w, divisor, multiplier, y_zero_point,
+                   float scale_ratio):
+    cdef int olo = -128 if x.dtype == np.int8 else 0
+    if not olo <= x_zero_point <= olo + 255:
+        raise ValueError("x_zero_point: expected %d..%d, got %d" % (olo, olo + 255, x_zero_point))
+    oh, ow = lo_h.shape[0], lo_w.shape[0]
+    cdef cnp.ndarray xc = np.ascontiguousarray(x)
+    h = 1 if x.ndim == 3 else x.shape[2]
+    w = x.shape[x.ndim - 1]
+    if xc.dtype == np.int8:
+        xc = xc.view(np.uint8) ^ np.uint8(0x80)
+    oshape = (x.shape[0], x.shape[1], ow) if x.ndim == 3 else (x.shape[0], x.shape[1], oh, ow)
+    cdef cnp.ndarray mult = None
+    cdef cnp.ndarray out
+    if y_zero_point is None:
+        out = np.empty(oshape, np.int32)
+    else:
+        if not olo <= y_zero_point <= olo + 255:
+            raise ValueError("y_zero_point: expected %d..%d, got %d" % (olo, olo + 255, y_zero_point))
+        if multiplier is None:
+            # torch: float multiplier = input_scale / output_scale / divide_factor (double, then float)
+            mult = (np.float64(scale_ratio) / divisor.astype(np.float64)).astype(np.float32).reshape(-1)
+        else:
+            mult = np.ascontiguousarray(np.broadcast_to(np.asarray(multiplier, np.float32), (oh, ow))).reshape(-1)
+        out = np.empty(oshape, x.dtype)
+    cdef cnp.ndarray a = np.ascontiguousarray(lo_h, np.int32), b = np.ascontiguousarray(hi_h, np.int32)
+    cdef cnp.ndarray c = np.ascontiguousarray(lo_w, np.int32), d = np.ascontiguousarray(hi_w, np.int32)
+    cdef int64_t planes = <int64_t>x.shape[0] * x.shape[1]
+    if out.size == 0:
+        return out, divisor
+    cdef int zx = x_zero_point - olo
+    cdef int zy = 0 if y_zero_point is None else y_zero_point - olo
+    cdef uint8_t yx = 0x80 if x.dtype == np.int8 else 0
+    cdef const float *mp = NULL if mult is None else <const float *>cnp.PyArray_DATA(mult)
+    cdef int32_t ih = h, iw = w, ooh = oh, oow = ow
+    with nogil:
+        fq_avg_pool_nchw(<const uint8_t *>cnp.PyArray_DATA(xc), planes, ih, iw,
+                         <const int32_t *>cnp.PyArray_DATA(a), <const int32_t *>cnp.PyArray_DATA(b), ooh,
+                         <const int32_t *>cnp.PyArray_DATA(c), <const int32_t *>cnp.PyArray_DATA(d), oow,
+                         zx, mp, zy, yx, cnp.PyArray_DATA(out))
+    return out, divisor
+
+
+def avg_pool2d(x, int x_zero_point, kernel_size, stride=None, padding=0, bint ceil_mode=False,
+               bint count_include_pad=True, divisor_override=None, y_zero_point=None,
+               multiplier=None, float scale_ratio=1.0):
+    """Quantized average pooling (NCHW or [N, C, L]) -> (out, divisor[OH, OW]).
+    d = sum of the window's in-bounds (x - zx); divisor as torch: divisor_override, else the
+    window clipped to the padded input (count_include_pad) or to the input.
+    y_zero_point None: out = int32 d. Else out = clamp(y_zero_point + rne(f32(d) * m), dtype range)
+    with m = multiplier[oh, ow] (float32), default f32(scale_ratio / divisor) computed in double."""
+    h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = _pool_args(x, kernel_size, stride, padding, 1, ceil_mode)
+    lo_h, hi_h, ext_h = _avg_windows(h, kh, sh, ph, oh, count_include_pad)
+    lo_w, hi_w, ext_w = _avg_windows(w, kw, sw, pw, ow, count_include_pad)
+    if divisor_override is not None:
+        if int(divisor_override) == 0:
+            raise ValueError("divisor_override: expected a nonzero int, got %r" % (divisor_override,))
+        divisor = np.full((oh, ow), int(divisor_override), np.int64)
+    elif count_include_pad:
+        divisor = ext_h[:, None] * ext_w[None, :]
+    else:
+        divisor = (hi_h - lo_h).astype(np.int64)[:, None] * (hi_w - lo_w).astype(np.int64)[None, :]
+    return _avg_pool_core(x, x_zero_point, lo_h, hi_h, lo_w, hi_w, divisor, multiplier, y_zero_point, scale_ratio)
+
+
+def adaptive_avg_pool2d(x, int x_zero_point, output_size, y_zero_point=None, multiplier=None,
+                        float scale_ratio=1.0):
+    """Adaptive average pooling: window o covers [floor(o*in/out), ceil((o+1)*in/out)); divisor its
+    size; the rest as avg_pool2d."""
+    if not isinstance(x, np.ndarray) or x.dtype not in (np.uint8, np.int8) or x.ndim not in (3, 4):
+        raise TypeError("x: expected a uint8 or int8 array [N, C, H, W] or [N, C, L]")
+    sp = 1 if x.ndim == 3 else 2
+    oh, ow = _pair(output_size, sp, "output_size", 1)
+    h = 1 if x.ndim == 3 else x.shape[2]
+    w = x.shape[x.ndim - 1]
+    lo_h = np.array([o * h // oh for o in range(oh)], np.int32)
+    hi_h = np.array([-((-(o + 1) * h) // oh) for o in range(oh)], np.int32)
+    lo_w = np.array([o * w // ow for o in range(ow)], np.int32)
+    hi_w = np.array([-((-(o + 1) * w) // ow) for o in range(ow)], np.int32)
+    divisor = (hi_h - lo_h).astype(np.int64)[:, None] * (hi_w - lo_w).astype(np.int64)[None, :]
+    return _avg_pool_core(x, x_zero_point, lo_h, hi_h, lo_w, hi_w, divisor, multiplier, y_zero_point, scale_ratio)
+
+
+def plane_sums(x, int x_zero_point):
+    """int32 [N, C]: sum over H, W (or L) of (x - zx) (global average pooling / mean's integer
+    part), exact for planes of up to 2**23 values."""
+    if not isinstance(x, np.ndarray) or x.dtype not in (np.uint8, np.int8) or x.ndim < 3:
+        raise TypeError("x: expected a uint8 or int8 array [N, C, ...]")
+    cdef int olo = -128 if x.dtype == np.int8 else 0
+    if not olo <= x_zero_point <= olo + 255:
+        raise ValueError("x_zero_point: expected %d..%d, got %d" % (olo, olo + 255, x_zero_point))
+    cdef int64_t hw = int(np.prod(x.shape[2:]))
+    if hw >= 2**23:
+        raise ValueError("x: planes of %d values; at most 2**23 - 1 sum exactly in int32" % hw)
+    cdef cnp.ndarray xc = np.ascontiguousarray(x)
+    if xc.dtype == np.int8:
+        xc = xc.view(np.uint8) ^ np.uint8(0x80)
+    cdef cnp.ndarray sums = np.empty(x.shape[:2], np.int32)
+    cdef int64_t planes = <int64_t>x.shape[0] * x.shape[1]
+    cdef const fq_pool_kernels *pk = fq_pool_kernels_for(fq_get_backend())
+    if pk == NULL:
+        pk = fq_pool_kernels_for(0)
+    if planes:
+        with nogil:
+            pk.plane_sums(<const uint8_t *>cnp.PyArray_DATA(xc), planes, hw, <int32_t *>cnp.PyArray_DATA(sums))
+    return sums - np.int32(hw * (x_zero_point - olo))
