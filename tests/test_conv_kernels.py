@@ -444,7 +444,7 @@ def test_avg_pool(rng, case, dtype):
     y, _ = K.avg_pool2d(x, zx, k, s, p, ceil, cip, div, y_zero_point=zx)
     lo = -128 if dtype == np.int8 else 0
     mult = (1.0 / divisor.astype(np.float64)).astype(np.float32)
-    expect = np.clip(zx + np.rint((acc.astype(np.float32) * mult).astype(np.float32)), lo, lo + 255)
+    expect = np.clip(np.rint((acc.astype(np.float32) * mult).astype(np.float32) + np.float32(zx - lo)) + lo, lo, lo + 255)
     assert np.array_equal(y.astype(np.int64), expect.astype(np.int64))
     if torch is not None:
         t = F.avg_pool2d(tq(x, 0.1, zx), k, s, p, ceil, cip, div).int_repr().numpy()
@@ -452,12 +452,14 @@ def test_avg_pool(rng, case, dtype):
 
 
 def test_avg_pool_ties(rng):
-    """Windows whose mean lies exactly on .5: rne rounds 2.5 -> 2 and 3.5 -> 4 (torch's nearbyint)."""
-    x = np.array([[[[2, 3], [2, 3]], [[3, 4], [3, 4]]]], np.uint8)      # means 2.5 and 3.5
-    y, _ = K.avg_pool2d(x, 0, 2, 2, 0, y_zero_point=0)
+    """Windows whose mean lies exactly on .5: the zero point joins before the rounding, so with
+    zx = zy = 1 the means 1.5 and 2.5 (x - zx) give rne(2.5) = 2 and rne(3.5) = 4, where rounding
+    the mean alone would give 2 + 1 = 3 and 2 + 1 = 3."""
+    x = np.array([[[[2, 3], [2, 3]], [[3, 4], [3, 4]]]], np.uint8)      # x - 1: means 1.5 and 2.5
+    y, _ = K.avg_pool2d(x, 1, 2, 2, 0, y_zero_point=1)
     assert y.reshape(-1).tolist() == [2, 4]
     if torch is not None:
-        assert F.avg_pool2d(tq(x, 1.0, 0), 2, 2).int_repr().numpy().reshape(-1).tolist() == [2, 4]
+        assert F.avg_pool2d(tq(x, 1.0, 1), 2, 2).int_repr().numpy().reshape(-1).tolist() == [2, 4]
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8])
@@ -472,13 +474,14 @@ def test_adaptive_avg_pool(rng, dtype):
                 w0, w1 = j * w // ow, -(-(j + 1) * w // ow)
                 assert np.array_equal(acc[:, :, i, j], (x[:, :, h0:h1, w0:w1].astype(np.int64) - zx).sum(axis=(2, 3)))
                 assert div[i, j] == (h1 - h0) * (w1 - w0)
-        # the byte output follows the documented formula; torch's own adaptive pooling does not
-        # always (6x10 -> 4x3 rounds some exact .5 means off rne): the op decides which to call
         y, _ = K.adaptive_avg_pool2d(x, zx, (oh, ow), y_zero_point=zx)
         mult = (1.0 / div.astype(np.float64)).astype(np.float32)
         lo = -128 if dtype == np.int8 else 0
-        expect = np.clip(zx + np.rint((acc.astype(np.float32) * mult).astype(np.float32)), lo, lo + 255)
+        expect = np.clip(np.rint((acc.astype(np.float32) * mult).astype(np.float32) + np.float32(zx - lo)) + lo, lo, lo + 255)
         assert np.array_equal(y.astype(np.int64), expect.astype(np.int64))
+        if torch is not None:
+            t = F.adaptive_avg_pool2d(tq(x, 0.05, zx), (oh, ow)).int_repr().numpy()
+            assert np.array_equal(y, t), (h, w, oh, ow, np.argwhere(y != t)[:3])
 
 
 def test_plane_sums(backend, rng):

@@ -512,7 +512,8 @@ def avg_pool2d(x, int x_zero_point, kernel_size, stride=None, padding=0, bint ce
     """Quantized average pooling (NCHW or [N, C, L]) -> (out, divisor[OH, OW]).
     d = sum of the window's in-bounds (x - zx); divisor as torch: divisor_override, else the
     window clipped to the padded input (count_include_pad) or to the input.
-    y_zero_point None: out = int32 d. Else out = clamp(y_zero_point + rne(f32(d) * m), dtype range)
+    y_zero_point None: out = int32 d. Else out = clamp(rne(f32(f32(d) * m) + y_zero_point), dtype range)
+    (zero point added in float before rounding: torch's exact .5 means round to even in zy + mean)
     with m = multiplier[oh, ow] (float32), default f32(scale_ratio / divisor) computed in double."""
     h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = _pool_args(x, kernel_size, stride, padding, 1, ceil_mode)
     lo_h, hi_h, ext_h = _avg_windows(h, kh, sh, ph, oh, count_include_pad)

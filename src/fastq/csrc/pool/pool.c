@@ -53,11 +53,13 @@ void fq_avg_pool_nchw(const uint8_t *x, int64_t planes, int32_t in_h, int32_t in
                     ((int32_t *)out)[o] = d;
                     continue;
                 }
-                float r = nearbyintf((float)d * mult[(size_t)oh * out_w + ow]);
-                /* |d| < 2^31 and mult finite: clamp in float first so the int conversion is defined */
+                /* torch's quantize step adds the zero point in float before rounding, so an
+                 * exact .5 mean rounds to even in zy + mean, not in the mean alone */
+                float r = nearbyintf((float)d * mult[(size_t)oh * out_w + ow] + (float)y_zero_point);
+                /* clamp in float first so the int conversion is defined */
                 if (!(r >= -1e6f)) r = -1e6f;
                 if (r > 1e6f) r = 1e6f;
-                int32_t q = (int32_t)r + y_zero_point;
+                int32_t q = (int32_t)r;
                 q = q < 0 ? 0 : q > 255 ? 255 : q;
                 ((uint8_t *)out)[o] = (uint8_t)q ^ y_xor;
             }

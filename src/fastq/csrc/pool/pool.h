@@ -34,7 +34,8 @@ const fq_pool_kernels *fq_pool_kernels_for(int backend);   /* NULL when not comp
 /* Average over windows: for output (oh, ow) the in-bounds rows [h0[oh], h1[oh]) and columns
  * [w0[ow], w1[ow]); d = sum(x) - size * x_zero_point (x, zx in uint8 terms, size the number of
  * in-bounds taps). mult == NULL: acc[plane, oh, ow] = d (int32 out). Else the byte
- *     q = clamp(y_zero_point + rne((float)d * mult[oh * out_w + ow]), 0, 255) ^ y_xor
+ *     q = clamp(rne(f32(f32((float)d * mult[oh * out_w + ow]) + (float)y_zero_point)), 0, 255) ^ y_xor
+ * (the zero point joins in float before the rounding, as torch's quantize step does)
  * (rne: round half to even, as lrintf / nearbyint in the default mode). */
 void fq_avg_pool_nchw(const uint8_t *x, int64_t planes, int32_t in_h, int32_t in_w,
                       const int32_t *h0, const int32_t *h1, int32_t out_h,
