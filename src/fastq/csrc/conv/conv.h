@@ -92,14 +92,14 @@ void fq_dw_col_offsets(const fq_dw_weights *w, int32_t x_zero_point, const int32
 
 /* One tile: mr (<= 8) output pixels along a row, 64 channels from c0 (nc valid).
  * x points at the padded buffer at the top-left tap of the first pixel, channel 0 of
- * the block; pix = bytes between output pixels (stride_w * channels), tap_w / tap_h = bytes
+ * the block (only the vectors covering nc channels are computed); pix = bytes between output pixels (stride_w * channels), tap_w / tap_h = bytes
  * between taps along w / h. tile[i*64 + c] is written for c < 64. */
 typedef struct {
     int32_t k_h, k_w;
     ptrdiff_t pix, tap_w, tap_h;
 } fq_dw_tile_geom;
 typedef void (*fq_dw_tile_fn)(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x,
-                              const fq_dw_weights *w, int32_t c0, int32_t *tile);
+                              const fq_dw_weights *w, int32_t c0, int32_t nc, int32_t *tile);
 
 /* The family's per-ISA table (the kernels branch folds it into its backend table). */
 typedef struct {

@@ -88,7 +88,7 @@ void fq_dw_col_offsets(const fq_dw_weights *w, int32_t x_zero_point, const int32
 
 /* ---- the scalar twins ------------------------------------------------------------------ */
 static void dw_exact_scalar(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x, const fq_dw_weights *w,
-                            int32_t c0, int32_t *tile) {
+                            int32_t c0, int32_t nc, int32_t *tile) {
     size_t cp = (size_t)w->c_pad;
     for (int32_t i = 0; i < mr; i++) {
         uint32_t acc[64] = {0};
@@ -96,7 +96,7 @@ static void dw_exact_scalar(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t
             for (int32_t kw = 0; kw < tg->k_w; kw++) {
                 const uint8_t *xt = x + i * tg->pix + kh * tg->tap_h + kw * tg->tap_w;
                 const int16_t *wt = w->wd + (size_t)(kh * tg->k_w + kw) * cp + c0;
-                for (int c = 0; c < 64; c++) acc[c] += (uint32_t)((int32_t)xt[c] * wt[c]);
+                for (int c = 0; c < nc; c++) acc[c] += (uint32_t)((int32_t)xt[c] * wt[c]);
             }
         for (int c = 0; c < 64; c++) tile[i * 64 + c] = (int32_t)acc[c];
     }
@@ -105,7 +105,7 @@ static void dw_exact_scalar(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t
 static inline int32_t sat16(int32_t v) { return v > 32767 ? 32767 : v < -32768 ? -32768 : v; }
 
 static void dw_saturate_scalar(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x, const fq_dw_weights *w,
-                               int32_t c0, int32_t *tile) {
+                               int32_t c0, int32_t nc, int32_t *tile) {
     size_t cp = (size_t)w->c_pad;
     int32_t taps = tg->k_h * tg->k_w;
     for (int32_t i = 0; i < mr; i++) {
@@ -115,7 +115,7 @@ static void dw_saturate_scalar(const fq_dw_tile_geom *tg, int32_t mr, const uint
             int32_t u = t + 1;
             const uint8_t *xb = u < taps ? x + i * tg->pix + (u / tg->k_w) * tg->tap_h + (u % tg->k_w) * tg->tap_w
                                          : NULL;
-            for (int c = 0; c < 64; c++) {
+            for (int c = 0; c < nc; c++) {
                 int32_t a = xa[c], b = xb ? xb[c] : 0;
                 int32_t pair = a * w->w[(size_t)t * cp + c0 + c] + (xb ? b * w->w[(size_t)u * cp + c0 + c] : 0);
                 acc[c] += (uint32_t)sat16(pair);
@@ -162,7 +162,7 @@ static void dw_row(void *ctx, int64_t row) {
         int32_t mr = g->out_w - ow0 < DW_MR ? g->out_w - ow0 : DW_MR;
         for (int32_t c0 = 0; c0 < cx; c0 += 64) {
             int32_t nc = cx - c0 < 64 ? cx - c0 : 64;
-            j->tile_fn(&j->tg, mr, xrow + (size_t)ow0 * j->tg.pix + c0, j->w, c0, tile);
+            j->tile_fn(&j->tg, mr, xrow + (size_t)ow0 * j->tg.pix + c0, j->w, c0, nc, tile);
             /* the epilogue adds the column offset n0 = c0 itself (as in gemm.c) */
             j->epilogue(mr, nc, tile, NULL, c0, j->ep, orow + (size_t)ow0 * cx * j->elem, cx);
         }

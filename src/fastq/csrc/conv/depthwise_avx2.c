@@ -10,10 +10,10 @@ static inline ptrdiff_t tap_offset(const fq_dw_tile_geom *tg, int32_t t) {
 }
 
 void fq_dw_exact_avx2(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x, const fq_dw_weights *w,
-                      int32_t c0, int32_t *tile) {
+                      int32_t c0, int32_t nc, int32_t *tile) {
     int32_t taps = tg->k_h * tg->k_w, pairs = (taps + 1) / 2;
     size_t blocks = (size_t)w->c_pad / 32;
-    for (int32_t q = 0; q < 4; q++) {            /* 16-channel quarter of the 64 */
+    for (int32_t q = 0; q < (nc + 15) / 16; q++) {            /* 16-channel quarter of the 64 */
         const int16_t *wb = w->wd_pairs + ((size_t)c0 / 32 + q / 2) * 64 + 16 * (q & 1);
         for (int32_t i = 0; i < mr; i++) {
             const uint8_t *xi = x + i * tg->pix + 16 * q;
@@ -36,11 +36,11 @@ void fq_dw_exact_avx2(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x, c
 }
 
 void fq_dw_saturate_avx2(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x, const fq_dw_weights *w,
-                         int32_t c0, int32_t *tile) {
+                         int32_t c0, int32_t nc, int32_t *tile) {
     int32_t taps = tg->k_h * tg->k_w, pairs = (taps + 1) / 2;
     size_t cp = (size_t)w->c_pad;
     const __m256i ones = _mm256_set1_epi8(1);
-    for (int32_t q = 0; q < 4; q++) {
+    for (int32_t q = 0; q < (nc + 15) / 16; q++) {
         int32_t cb = c0 + 16 * q;
         __m256i zw0 = _mm256_loadu_si256((const __m256i *)(w->zw + cb));
         __m256i zw1 = _mm256_loadu_si256((const __m256i *)(w->zw + cb + 8));

@@ -12,13 +12,13 @@ static inline ptrdiff_t tap_offset(const fq_dw_tile_geom *tg, int32_t t) {
 }
 
 void fq_dw_exact_avx512(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x, const fq_dw_weights *w,
-                        int32_t c0, int32_t *tile) {
+                        int32_t c0, int32_t nc, int32_t *tile) {
     int32_t taps = tg->k_h * tg->k_w, pairs = (taps + 1) / 2;
     size_t blocks = (size_t)w->c_pad / 32;
     /* lane order of vpunpck{l,h}wd back to channel order (depthwise.c) */
     const __m512i idx0 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
     const __m512i idx1 = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
-    for (int32_t h = 0; h < 2; h++) {
+    for (int32_t h = 0; h < (nc + 31) / 32; h++) {
         const int16_t *wb = w->wd_pairs + ((size_t)c0 / 32 + h) * 64;
         for (int32_t i = 0; i < mr; i++) {
             const uint8_t *xi = x + i * tg->pix + 32 * h;
@@ -38,11 +38,11 @@ void fq_dw_exact_avx512(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x,
 }
 
 void fq_dw_saturate_avx512(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x, const fq_dw_weights *w,
-                           int32_t c0, int32_t *tile) {
+                           int32_t c0, int32_t nc, int32_t *tile) {
     int32_t taps = tg->k_h * tg->k_w, pairs = (taps + 1) / 2;
     size_t cp = (size_t)w->c_pad;
     const __m512i ones = _mm512_set1_epi8(1);
-    for (int32_t h = 0; h < 2; h++) {
+    for (int32_t h = 0; h < (nc + 31) / 32; h++) {
         int32_t cb = c0 + 32 * h;
         __m512i zw0 = _mm512_loadu_si512((const void *)(w->zw + cb));
         __m512i zw1 = _mm512_loadu_si512((const void *)(w->zw + cb + 16));

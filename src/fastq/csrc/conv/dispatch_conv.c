@@ -5,13 +5,13 @@
 
 const fq_conv_kernels *fq_conv_kernels_scalar(void);
 #ifdef FQ_COMPILE_AVX2
-void fq_dw_exact_avx2(const fq_dw_tile_geom *, int32_t, const uint8_t *, const fq_dw_weights *, int32_t, int32_t *);
-void fq_dw_saturate_avx2(const fq_dw_tile_geom *, int32_t, const uint8_t *, const fq_dw_weights *, int32_t, int32_t *);
+void fq_dw_exact_avx2(const fq_dw_tile_geom *, int32_t, const uint8_t *, const fq_dw_weights *, int32_t, int32_t, int32_t *);
+void fq_dw_saturate_avx2(const fq_dw_tile_geom *, int32_t, const uint8_t *, const fq_dw_weights *, int32_t, int32_t, int32_t *);
 static const fq_conv_kernels avx2_table = {"avx2", fq_dw_exact_avx2, fq_dw_saturate_avx2};
 #endif
 #ifdef FQ_COMPILE_AVX512
-void fq_dw_exact_avx512(const fq_dw_tile_geom *, int32_t, const uint8_t *, const fq_dw_weights *, int32_t, int32_t *);
-void fq_dw_saturate_avx512(const fq_dw_tile_geom *, int32_t, const uint8_t *, const fq_dw_weights *, int32_t, int32_t *);
+void fq_dw_exact_avx512(const fq_dw_tile_geom *, int32_t, const uint8_t *, const fq_dw_weights *, int32_t, int32_t, int32_t *);
+void fq_dw_saturate_avx512(const fq_dw_tile_geom *, int32_t, const uint8_t *, const fq_dw_weights *, int32_t, int32_t, int32_t *);
 static const fq_conv_kernels avx512_table = {"avx512vnni", fq_dw_exact_avx512, fq_dw_saturate_avx512};
 #endif
 
