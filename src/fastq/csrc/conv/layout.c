@@ -84,6 +84,12 @@ void fq_conv_pad_nhwc(const fq_conv_geometry *g, const uint8_t *x, uint8_t x_xor
             uint8_t *row = xp + (((size_t)n * hp + h + g->pad_h) * wp + g->pad_w) * cx;
             for (int32_t c0 = 0; c0 < g->in_c; c0 += 16) {
                 int32_t c1 = c0 + 16 < g->in_c ? c0 + 16 : g->in_c;
+                if (replicate == 1) {      /* the common case, without the replica loop */
+                    for (int32_t w = 0; w < g->in_w; w++)
+                        for (int32_t c = c0; c < c1; c++)
+                            row[(size_t)w * cx + c] = src[(size_t)c * hw + (size_t)h * g->in_w + w] ^ x_xor;
+                    continue;
+                }
                 for (int32_t w = 0; w < g->in_w; w++)
                     for (int32_t c = c0; c < c1; c++) {
                         uint8_t v = src[(size_t)c * hw + (size_t)h * g->in_w + w] ^ x_xor;
