@@ -9,6 +9,8 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 csrc = sorted(c for c in glob.glob("src/fastq/csrc/*.c") if not c.endswith("elementwise.c"))
+# the conv and pool kernel families (one folder each)
+csrc += sorted(glob.glob("src/fastq/csrc/conv/*.c") + glob.glob("src/fastq/csrc/pool/*.c"))
 bench_csrc = sorted(glob.glob("src/fastq/csrc/bench/*.c"))
 
 # -ffp-contract=off: no fused multiply-add unless written as fmaf (bit-exactness, docs/ARITHMETIC.md §1).

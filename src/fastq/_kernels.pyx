@@ -635,3 +635,8 @@ def qgemm_int32(cnp.ndarray a not None, int a_zero_point, cnp.ndarray w not None
     if rc != 0:
         raise MemoryError("a: could not allocate the row sums of %d rows" % m)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolution and pooling kernels (csrc/conv, csrc/pool): their own file, one include.
+include "_conv_kernels.pxi"
