@@ -966,7 +966,8 @@ def max_pool(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=False):
     """Max pooling of integers (NCHW or NCL): the largest value in each window, padding never wins."""
     one_d = np.ndim(x) == 3
     x4 = _as_2d(x)
-    k, s, p, d = [(1,) + tuple(v) if one_d else tuple(v) for v in (kernel, stride, padding, dilation)]
+    k, s, p, d = [((z,) + tuple(v)) if one_d else tuple(v)
+                  for z, v in ((1, kernel), (1, stride), (0, padding), (1, dilation))]
     n, c, h, w = x4.shape
     oh = pool_out_size(h, k[0], s[0], p[0], ceil_mode, d[0])
     ow = pool_out_size(w, k[1], s[1], p[1], ceil_mode, d[1])
@@ -1025,7 +1026,7 @@ def avg_pool(x, zero_point, kernel, stride, padding, ceil_mode=False, count_incl
     then clamped to the dtype."""
     one_d = np.ndim(x) == 3
     x4 = _as_2d(x)
-    k, s, p = [(1,) + tuple(v) if one_d else tuple(v) for v in (kernel, stride, padding)]
+    k, s, p = [((z,) + tuple(v)) if one_d else tuple(v) for z, v in ((1, kernel), (1, stride), (0, padding))]
     zx = int(zero_point)
     if path == "qnnpack":
         count_include_pad, divisor_override = True, None
