@@ -321,6 +321,13 @@ def _tables():
         operator.iadd: _binary(ar.Add, ar.AddScalar), operator.imul: _binary(ar.Mul, ar.MulScalar),
         torch.cat: _cat, torch.concat: _cat,
     }
+    from . import torch_conv as tc                  # pooling on quantized tensors (torch_conv.py)
+    functions.update({
+        F.max_pool1d: tc.fx_max_pool(1), F.max_pool2d: tc.fx_max_pool(2),
+        torch.max_pool1d: tc.fx_max_pool(1), torch.max_pool2d: tc.fx_max_pool(2),
+        F.avg_pool1d: tc.fx_avg_pool(1), F.avg_pool2d: tc.fx_avg_pool(2),
+        torch.avg_pool1d: tc.fx_avg_pool(1),
+    })
     methods = {
         "relu": relu, "relu_": relu, "flatten": _flatten(0), "view": _reshape, "reshape": _reshape,
         "squeeze": functions[torch.squeeze], "unsqueeze": functions[torch.unsqueeze],

@@ -158,9 +158,14 @@ def _convert_leaf(module, path, engine, node=None):
                         "or quantize_dynamic)" % (path, type(module).__name__))
     if node is None:
         node = type("N", (), {"name": "?"})()
+    from .torch_conv import cnn_leaf            # convolutions and pooling (torch_conv.py)
+    layer = cnn_leaf(module, path, engine, node)
+    if layer is not None:
+        return layer
     if "Conv" in type(module).__name__:
         raise _unsupported("module %s" % _type_name(module), node, path,
-                           ": convolutions are not supported yet (fastq runs Linear models)")
+                           ": fastq reproduces quantized Conv1d / Conv2d / ConvReLU1d / ConvReLU2d (not transposed, "
+                           "3-D or float convolutions)")
     raise _unsupported("module %s" % _type_name(module), node, path,
                        "; supported modules: QuantStub/Quantize, DeQuantStub/DeQuantize, quantized Linear / "
                        "LinearReLU, dynamic Linear / LinearReLU, ReLU, ReLU6, Hardtanh, Identity, Dropout, Flatten")
