@@ -130,7 +130,10 @@ def quantize_model(model, calibration_batches, qconfig="x86", engine=None):
     layers, names = [Quantize(s_in, zp_in)], ["quant"]
     for s in steps:
         scale, zp = observers[id(s)].calculate_qparams()
-        layers.append(QuantizedLinear(weight_qtensor(qconfig, s.weight), s.bias, scale, zp, relu=s.relu,
+        bias = s.bias
+        if bias is None and rules.zero_bias_when_none:
+            bias = np.zeros(s.weight.shape[0], np.float32)     # what torch's packed Linear then holds
+        layers.append(QuantizedLinear(weight_qtensor(qconfig, s.weight), bias, scale, zp, relu=s.relu,
                                       requant=rules.requant, bias_rounding=rules.bias_rounding))
         names.append(s.name)
     layers.append(Dequantize())

@@ -37,9 +37,10 @@ import torch.nn.functional as F
 
 from .. import fusion, qconfig as qc
 from ..layers import arith as ar, elementwise as fm
+from ..layers.conv import QuantizedConv
 from ..layers.linear import QuantizedLinear
 from ..model import Model, Node
-from . import torch_fx as fc
+from . import torch_conv as tconv, torch_fx as fc
 
 _MARK = "fastq_op"                  # the leaf child each FloatFunctional gets in the traced copy
 
@@ -322,6 +323,9 @@ _PLAIN_ARITH = {operator.add, operator.iadd, torch.add, operator.mul, operator.i
                 operator.sub, operator.isub, torch.sub, operator.truediv, torch.div,
                 operator.matmul, torch.matmul}
 _PLAIN_ARITH_METHODS = {"add", "add_", "mul", "mul_", "sub", "sub_", "div", "div_", "matmul"}
+_AVG_POOL_FUNCTIONS = {F.avg_pool1d: 1, torch.avg_pool1d: 1, F.avg_pool2d: 2}
+_PREFUSED = (nni.LinearReLU, nni.ConvReLU1d, nni.ConvReLU2d)
+CONVS = (nn.Conv1d, nn.Conv2d)
 _FF_HINT = ("; torch's eager convert cannot run it on quantized tensors: write it with "
             "torch.ao.nn.quantized.FloatFunctional (add, add_relu, mul, add_scalar, mul_scalar, cat)")
 
@@ -379,6 +383,12 @@ class _Builder(fc.GraphBuilder):
                 if type(module) is not cls:
                     raise _refuse("module %s (a subclass of nn.%s)" % (type(module).__name__, cls.__name__), node)
                 return getattr(self, method)(node, path, module, kind)
+        if type(module) in (nn.AvgPool1d, nn.AvgPool2d):
+            return self._avg_pool(node, path, module)
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            raise _refuse("an unfused %s" % type(module).__name__, node,
+                          " (fastq folds a BatchNorm into the Conv / Linear module right before it, as "
+                          "fuse_modules does; a BatchNorm elsewhere has no quantized op in fastq)")
         return super()._call_module(node)
 
     def _fused_settings(self, node):
@@ -394,24 +404,75 @@ class _Builder(fc.GraphBuilder):
         if layer is None:
             scale, zero_point = self.qparams[(kind, path)]
             w = module.weight.detach().cpu().numpy().copy()
-            b = None if module.bias is None else module.bias.detach().cpu().numpy().copy()
             layer = self.layers[path] = QuantizedLinear(
-                self.weight_qtensor(w), b, scale, zero_point, requant=self.rules.requant,
+                self.weight_qtensor(w), self._bias(module), scale, zero_point, requant=self.rules.requant,
                 bias_rounding=self.rules.bias_rounding, **self._fused_settings(node))
-        # the node is named by the module path at its first call (as the chain models are), later
-        # calls by their fx names
+        return self.put(self._module_node_name(node, path), layer, [self.tensor(node, node.args[0])], node)
+
+    def _module_node_name(self, node, path):
+        """A weighted module's node is named by its module path at its first call (as the chain
+        models are), later calls by their fx names."""
         name, parent = node.name, path.rpartition(".")[0]
-        if parent and isinstance(self.root.fastq_source.get_submodule(parent), nni.LinearReLU):
+        if parent and isinstance(self.root.fastq_source.get_submodule(parent), _PREFUSED):
             path = parent                   # a float model fused already: named as torch names it
         if path not in self.named_paths and (path == node.name or path not in self.taken):
             name = path
             self.taken.add(path)
         self.named_paths.add(path)
-        return self.put(name, layer, [self.tensor(node, node.args[0])], node)
+        return name
+
+    def _bias(self, module):
+        b = None if module.bias is None else module.bias.detach().cpu().numpy().copy()
+        if b is None and self.rules.zero_bias_when_none:
+            b = np.zeros(module.weight.shape[0], np.float32)   # what torch's packed module then holds
+        return b
 
     def _conv(self, node, path, module, kind):
-        raise _refuse("module %s (a quantized convolution)" % type(module).__name__, node,
-                      ": fastq has no quantized convolution op yet")
+        if node.kwargs or len(node.args) != 1:
+            raise _refuse("calling %s %r with %d arguments" % (type(module).__name__, path, len(node.args)), node)
+        if module.weight.dtype != torch.float32:
+            raise TypeError("model: %s %r has %s weights; expected float32" % (type(module).__name__, path,
+                                                                              module.weight.dtype))
+        if module.padding_mode != "zeros" or isinstance(module.padding, str):
+            raise _refuse("%s %r with padding %r, padding_mode %r" % (type(module).__name__, path, module.padding,
+                                                                      module.padding_mode), node,
+                          " (torch's quantized convolution pads with zeros by integer amounts)")
+        layer = self.layers.get(path)
+        if layer is None:
+            scale, zero_point = self.qparams[(kind, path)]
+            w = self.weight_qtensor(module.weight.detach().cpu().numpy().copy())
+            zw = np.atleast_1d(np.asarray(w.zero_point))
+            layer = self.layers[path] = QuantizedConv(
+                w, self._bias(module), scale, zero_point, stride=list(module.stride), padding=list(module.padding),
+                dilation=list(module.dilation), groups=int(module.groups),
+                arithmetic=tconv.conv_arithmetic(self.engine, zw, module.groups), **self._fused_settings(node))
+        return self.put(self._module_node_name(node, path), layer, [self.tensor(node, node.args[0])], node)
+
+    def _is_conv(self, node):
+        return node.op == "call_module" and _ff_path(node) is None \
+            and type(self.root.get_submodule(str(node.target))) in CONVS
+
+    def _avg_pool(self, node, path, module):
+        """AvgPool: torch's path depends on whether its input is a quantized conv's channels-last
+        output (torch_conv), here the float conv that convert will quantize."""
+        dims = 1 if isinstance(module, nn.AvgPool1d) else 2
+        channels_last = tconv.torch_channels_last(node, self._is_conv)
+        layer = tconv.avg_pool_layer(dims, module.kernel_size, module.stride, module.padding, module.ceil_mode,
+                                     module.count_include_pad, getattr(module, "divisor_override", None),
+                                     self.engine, channels_last, node, path)
+        return self.put(node.name, layer, [self.tensor(node, node.args[0])], node)
+
+    def _avg_pool_function(self, node, dims):
+        names = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad") \
+            + (("divisor_override",) if dims == 2 else ())
+        a = fc._bind(self, node, names, {"stride": None, "padding": 0, "ceil_mode": False,
+                                         "count_include_pad": True, "divisor_override": None})
+        for k in names[1:]:
+            self.const(node, a[k], (int, tuple, list, bool, type(None)), k)
+        layer = tconv.avg_pool_layer(dims, a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"],
+                                     a["count_include_pad"], a.get("divisor_override"), self.engine,
+                                     tconv.torch_channels_last(node, self._is_conv), node, fc._path(node))
+        return self.put(node.name, layer, [self.tensor(node, a["input"])], node)
 
     def _float_functional(self, node, path):
         kind, x = node.args[0], node.args[1]
@@ -453,6 +514,8 @@ class _Builder(fc.GraphBuilder):
     def _call_function(self, node):
         if node.target in _PLAIN_ARITH:
             self._plain_arith(node, self.op_name(node))
+        if node.target in _AVG_POOL_FUNCTIONS:
+            return self._avg_pool_function(node, _AVG_POOL_FUNCTIONS[node.target])
         return super()._call_function(node)
 
     def _call_method(self, node):
