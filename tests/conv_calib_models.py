@@ -94,7 +94,7 @@ class ResNet8(nn.Module):
         self.s1, self.s2, self.s3 = BasicBlock(c, c, 1), BasicBlock(c, 2 * c, 2), BasicBlock(2 * c, 12, 2)
         self.extra = nn.Conv2d(12, 12, 1)
         self.plus, self.relu = FloatFunctional(), nn.ReLU()
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = nn.AvgPool2d(4)                 # global: the 4x4 map of the last stage
         self.fc = nn.Linear(12, 10)
 
     def forward(self, x):
@@ -124,7 +124,7 @@ class MobileNetV1(nn.Module):
             layers += [nn.Conv2d(cin, cin, 3, s, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU6(),
                        nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU6()]
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d((1, 1))
+        self.pool = nn.AvgPool2d(3)                 # global: the 3x3 map of the last block
         self.fc = nn.Linear(64, 7)
 
     def forward(self, x):
@@ -138,18 +138,18 @@ class MobileNetV1(nn.Module):
 
 
 class SensorNet(nn.Module):
-    """A Conv1d net on 6 sensor channels: dilation, stride, groups = 2, BatchNorm1d, Hardswish,
-    max and adaptive average pooling, a FloatFunctional cat and mul, a Linear + BatchNorm1d."""
+    """A Conv1d net on 6 sensor channels: dilation, stride, groups = 2, BatchNorm1d, ReLU6, max
+    (ceil_mode) and average pooling, a FloatFunctional cat and mul, a Linear + BatchNorm1d."""
 
     def __init__(self):
         super().__init__()
         self.c1, self.b1, self.r1 = nn.Conv1d(6, 10, 5, stride=2, padding=2), nn.BatchNorm1d(10), nn.ReLU()
         self.c2, self.b2 = nn.Conv1d(10, 10, 3, dilation=2, groups=2, padding=2, bias=False), nn.BatchNorm1d(10)
-        self.hs = nn.Hardswish()
+        self.hs = nn.ReLU6()
         self.c3, self.r3 = nn.Conv1d(10, 6, 1), nn.ReLU()
         self.pool = nn.MaxPool1d(2, ceil_mode=True)
         self.cat, self.mul = FloatFunctional(), FloatFunctional()
-        self.gap = nn.AdaptiveAvgPool1d(1)
+        self.gap = nn.AvgPool1d(10)
         self.fc, self.bn = nn.Linear(16, 8), nn.BatchNorm1d(8)
         self.head = nn.Linear(8, 4)
 
@@ -165,18 +165,18 @@ class SensorNet(nn.Module):
 
 
 class Pools(nn.Module):
-    """Each pooling variant between convolutions: max (padding, ceil_mode), average (padding,
-    count_include_pad off, ceil_mode), adaptive average to an uneven grid."""
+    """Pooling variants between convolutions: max (padding, ceil_mode), average (padding,
+    count_include_pad off; count_include_pad on, stride 1)."""
 
     def __init__(self):
         super().__init__()
         self.c1 = nn.Conv2d(2, 5, 3, padding=1)
         self.mp = nn.MaxPool2d(3, 2, padding=1, ceil_mode=True)
         self.c2, self.r2 = nn.Conv2d(5, 6, (3, 1)), nn.ReLU()
-        self.ap = nn.AvgPool2d(3, 2, padding=1, count_include_pad=False, ceil_mode=True)
+        self.ap = nn.AvgPool2d(3, 2, padding=1, count_include_pad=False)
         self.c3 = nn.Conv2d(6, 4, 1, bias=False)
-        self.aap = nn.AdaptiveAvgPool2d((2, 3))
-        self.fc = nn.Linear(24, 3)
+        self.aap = nn.AvgPool2d((2, 3), 1, padding=1)
+        self.fc = nn.Linear(4 * 4 * 3, 3)
 
     def forward(self, x):
         x = self.ap(self.r2(self.c2(self.mp(self.c1(x)))))
