@@ -76,8 +76,9 @@ def fold_conv_bn(weight, bias, running_mean, running_var, eps, gamma=None, beta=
     rs = rsqrt_var(var, eps)
     shape = [1] * w.ndim
     shape[axis] = -1
-    folded_w = (w * (gamma * rs).astype(f32).reshape(shape)).astype(f32)
-    folded_b = ((((b - mean).astype(f32) * rs).astype(f32) * gamma).astype(f32) + beta).astype(f32)
+    with np.errstate(invalid="ignore", over="ignore"):     # inf / nan where torch gives them
+        folded_w = (w * (gamma * rs).astype(f32).reshape(shape)).astype(f32)
+        folded_b = ((((b - mean).astype(f32) * rs).astype(f32) * gamma).astype(f32) + beta).astype(f32)
     return folded_w, folded_b
 
 
@@ -86,7 +87,8 @@ def fold_linear_bn(weight, bias, running_mean, running_var, eps, gamma=None, bet
     w, b, mean, var, gamma, beta = _check(weight, bias, running_mean, running_var, eps, gamma, beta, 0)
     if w.ndim != 2:
         raise ValueError("weight: expected a Linear weight [N, K], got shape %s" % (w.shape,))
-    s = (gamma * rsqrt_var(var, eps)).astype(f32)
-    folded_w = (w * s[:, None]).astype(f32)
-    folded_b = (((b - mean).astype(f32) * s).astype(f32) + beta).astype(f32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = (gamma * rsqrt_var(var, eps)).astype(f32)
+        folded_w = (w * s[:, None]).astype(f32)
+        folded_b = (((b - mean).astype(f32) * s).astype(f32) + beta).astype(f32)
     return folded_w, folded_b
