@@ -168,7 +168,9 @@ def _convert_leaf(module, path, engine, node=None):
                            "3-D or float convolutions)")
     raise _unsupported("module %s" % _type_name(module), node, path,
                        "; supported modules: QuantStub/Quantize, DeQuantStub/DeQuantize, quantized Linear / "
-                       "LinearReLU, dynamic Linear / LinearReLU, ReLU, ReLU6, Hardtanh, Identity, Dropout, Flatten")
+                       "LinearReLU, dynamic Linear / LinearReLU, quantized Conv1d / Conv2d / ConvReLU1d / "
+                       "ConvReLU2d, MaxPool1d / 2d, AvgPool1d / 2d, ReLU, ReLU6, Hardtanh, Identity, Dropout, "
+                       "Flatten")
 
 
 def _is_quant_leaf(m):
