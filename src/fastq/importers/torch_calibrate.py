@@ -4,16 +4,21 @@ give the observers torch's own float activations, and build the fastq graph that
 of QuantWrapper(model) (Linear + ReLU module pairs fused) becomes.
 
 What eager mode observes (torch/ao/quantization/quantize.py, functional_modules.py): the
-QuantStub's input; the output of each Linear (a LinearReLU's: after the relu); the output of each
+QuantStub's input; the output of each Linear / Conv1d / Conv2d (a fused module's: after its
+relu; the weights by the qconfig's weight observer, per channel under x86 / fbgemm); the output of each
 FloatFunctional add / add_relu / mul / cat (one observer per FloatFunctional module, shared by
 all its calls, as a Linear called twice shares its one observer). add_scalar / mul_scalar are
 not observed (quantized::add_scalar picks its own output qparams), and relu / relu6 / hardtanh /
 flatten / reshape / cat of plain torch.cat / dropout keep their input's qparams.
 
-Fusion (what fuse_modules does to a pair [linear, relu]): a Linear is fused with an nn.ReLU module
-when every call of the Linear feeds only that ReLU and every call of the ReLU reads that Linear;
-the ReLU then becomes nn.Identity, which needs no node here (from_torch of the fused model
-gives an Identity node there, and one for each QFunctional's activation_post_process).
+Fusion (what fuse_modules does to a list [conv, bn, relu], [conv, bn], [conv, relu],
+[linear, bn], [linear, relu]): the modules fuse when every call of the first feeds only the
+next, and so on (FUSIONS); a BatchNorm is folded into the weights (fastq.fusion, torch's float32
+steps) before calibration, so the observers see the fused model's float values; the later
+modules become nn.Identity, which need no node here (from_torch of the fused model gives
+Identity nodes there, and one for each QFunctional's activation_post_process). ReLU6 is
+observed by prepare but nnq.ReLU6 keeps its input's qparams, so it needs no observer here;
+pooling is not observed (it runs on the quantized values).
 
 The rules are data (FUSIONS, WEIGHTED, FLOAT_FUNCTIONAL below): a fused pair, an observed weighted
 module or a FloatFunctional op is one row. The engine decides the layers' arithmetic
