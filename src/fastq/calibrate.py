@@ -6,15 +6,19 @@ eager-mode prepare / convert of QuantWrapper(model) does, bit for bit.
 
 float_model: either
   - a float torch.nn.Module that torch.fx.symbolic_trace can trace (eval mode), built from
-    nn.Linear, residual / branch ops written with torch.ao.nn.quantized.FloatFunctional (add,
+    nn.Linear, nn.Conv1d / nn.Conv2d (zero padding), BatchNorm1d / 2d right after a Conv or
+    Linear (folded as fuse_modules folds it, fastq.fusion), MaxPool1d / 2d, AvgPool1d / 2d,
+    residual / branch ops written with torch.ao.nn.quantized.FloatFunctional (add,
     add_relu, mul, add_scalar, mul_scalar, cat: how an eager-mode model must write them to be
     quantized), nn.ReLU / F.relu / torch.relu (also in place), ReLU6 / Hardtanh, Flatten and the
     shape ops (flatten, reshape, view, permute, transpose, squeeze, unsqueeze, contiguous, size),
     torch.cat, Identity / Dropout, nested blocks, a block called twice. The result is a graph
     Model (fastq.Node list) equal to torch's convert of QuantWrapper(model); the observed values
-    and the fusion rules are in importers/torch_calibrate.py. A Linear whose every call feeds only one
-    nn.ReLU module, called only after it, is fused with it (fuse_modules on that pair); a
-    functional relu is not fused. A plain `x + y` / `x * y` on the quantized values is refused
+    and the fusion rules are in importers/torch_calibrate.py (FUSIONS). A module chain Conv + BatchNorm
+    + ReLU, Conv + BatchNorm, Conv + ReLU, Linear + BatchNorm1d or Linear + ReLU is fused as a torch
+    user's fuse_modules list would fuse it when, at every call, each module reads only the one
+    before (and nothing else reads the ones before the last); a functional relu and ReLU6 are not
+    fused (torch fuses neither). A BatchNorm that cannot be folded is refused. A plain `x + y` / `x * y` on the quantized values is refused
     (NotImplementedError naming the fx node): torch's converted eager model cannot run it. The
     float activations the observers see are computed by torch itself, so they are torch's bits.
   - plain numpy weights: a list of layers, each a dict {"weight": float [N, K], "bias": float [N]
@@ -130,7 +134,10 @@ def quantize_model(model, calibration_batches, qconfig="x86", engine=None):
     layers, names = [Quantize(s_in, zp_in)], ["quant"]
     for s in steps:
         scale, zp = observers[id(s)].calculate_qparams()
-        layers.append(QuantizedLinear(weight_qtensor(qconfig, s.weight), s.bias, scale, zp, relu=s.relu,
+        bias = s.bias
+        if bias is None and rules.zero_bias_when_none:
+            bias = np.zeros(s.weight.shape[0], np.float32)     # what torch's packed Linear then holds
+        layers.append(QuantizedLinear(weight_qtensor(qconfig, s.weight), bias, scale, zp, relu=s.relu,
                                       requant=rules.requant, bias_rounding=rules.bias_rounding))
         names.append(s.name)
     layers.append(Dequantize())

@@ -26,6 +26,8 @@ class Engine:
     # torch.ao.quantization.get_default_qconfig(name) of torch 2.13 (fastq.qconfig builds it):
     qconfig_reduce_range: bool      # HistogramObserver(reduce_range=) of the activations
     qconfig_per_channel: bool       # weights per channel (symmetric) or per tensor (symmetric)
+    zero_bias_when_none: bool = False   # a Linear / Conv without bias packs a zero bias (QNNPACK's
+    #                                     unpacked module returns zeros), as calibration reproduces
 
 
 _FBGEMM = dict(requant="fbgemm", bias_rounding="fused", dynamic_mode="fbgemm", honours_reduce_range=True,
@@ -36,7 +38,7 @@ ENGINES = {e.name: e for e in (
     Engine("fbgemm", **_FBGEMM),
     Engine("qnnpack", requant="qnnpack", bias_rounding="fused", dynamic_mode="qnnpack",
            honours_reduce_range=False, add_arithmetic="qnnpack", qconfig_reduce_range=False,
-           qconfig_per_channel=False),
+           qconfig_per_channel=False, zero_bias_when_none=True),
 )}
 
 DEFAULT = "x86"         # torch's default engine on x86-64 Linux

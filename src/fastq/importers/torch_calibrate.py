@@ -4,16 +4,21 @@ give the observers torch's own float activations, and build the fastq graph that
 of QuantWrapper(model) (Linear + ReLU module pairs fused) becomes.
 
 What eager mode observes (torch/ao/quantization/quantize.py, functional_modules.py): the
-QuantStub's input; the output of each Linear (a LinearReLU's: after the relu); the output of each
+QuantStub's input; the output of each Linear / Conv1d / Conv2d (a fused module's: after its
+relu; the weights by the qconfig's weight observer, per channel under x86 / fbgemm); the output of each
 FloatFunctional add / add_relu / mul / cat (one observer per FloatFunctional module, shared by
 all its calls, as a Linear called twice shares its one observer). add_scalar / mul_scalar are
 not observed (quantized::add_scalar picks its own output qparams), and relu / relu6 / hardtanh /
 flatten / reshape / cat of plain torch.cat / dropout keep their input's qparams.
 
-Fusion (what fuse_modules does to a pair [linear, relu]): a Linear is fused with an nn.ReLU module
-when every call of the Linear feeds only that ReLU and every call of the ReLU reads that Linear;
-the ReLU then becomes nn.Identity, which needs no node here (from_torch of the fused model
-gives an Identity node there, and one for each QFunctional's activation_post_process).
+Fusion (what fuse_modules does to a list [conv, bn, relu], [conv, bn], [conv, relu],
+[linear, bn], [linear, relu]): the modules fuse when every call of the first feeds only the
+next, and so on (FUSIONS); a BatchNorm is folded into the weights (fastq.fusion, torch's float32
+steps) before calibration, so the observers see the fused model's float values; the later
+modules become nn.Identity, which need no node here (from_torch of the fused model gives
+Identity nodes there, and one for each QFunctional's activation_post_process). ReLU6 is
+observed by prepare but nnq.ReLU6 keeps its input's qparams, so it needs no observer here;
+pooling is not observed (it runs on the quantized values).
 
 The rules are data (FUSIONS, WEIGHTED, FLOAT_FUNCTIONAL below): a fused pair, an observed weighted
 module or a FloatFunctional op is one row. The engine decides the layers' arithmetic
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import operator
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -34,11 +40,12 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import qconfig as qc
+from .. import fusion, qconfig as qc
 from ..layers import arith as ar, elementwise as fm
+from ..layers.conv import QuantizedConv
 from ..layers.linear import QuantizedLinear
 from ..model import Model, Node
-from . import torch_fx as fc
+from . import torch_conv as tconv, torch_fx as fc
 
 _MARK = "fastq_op"                  # the leaf child each FloatFunctional gets in the traced copy
 
@@ -127,18 +134,30 @@ def _traced_copy(model):
 
 
 # --------------------------------------------------------------------------- the rules, as data
-# Fusion, what fuse_modules does to a [first, second] module pair: (first's type, second's type,
-# the setting of first's fastq layer that the fused second turns on). The second module becomes
-# nn.Identity (no node here); the observer sees the pair's output.
+# Fusion, what fuse_modules does to a module list [first, second(, third)] (torch 2.13
+# fuser_method_mappings, eval mode): (the module types in call order, how a BatchNorm in the
+# list folds into first's weights (a fastq.fusion function) or None, the setting of first's
+# fastq layer that a fused ReLU turns on or None). The later modules become nn.Identity (no
+# node here); the observer sees the list's output. Longer rows first: a Conv + BatchNorm +
+# ReLU chain fuses all three.
 FUSIONS = (
-    (nn.Linear, nn.ReLU, "relu"),
+    ((nn.Conv1d, nn.BatchNorm1d, nn.ReLU), fusion.fold_conv_bn, "relu"),
+    ((nn.Conv2d, nn.BatchNorm2d, nn.ReLU), fusion.fold_conv_bn, "relu"),
+    ((nn.Conv1d, nn.BatchNorm1d), fusion.fold_conv_bn, None),
+    ((nn.Conv2d, nn.BatchNorm2d), fusion.fold_conv_bn, None),
+    ((nn.Conv1d, nn.ReLU), None, "relu"),
+    ((nn.Conv2d, nn.ReLU), None, "relu"),
+    ((nn.Linear, nn.BatchNorm1d), fusion.fold_linear_bn, None),
+    ((nn.Linear, nn.ReLU), None, "relu"),
 )
 
 # The float modules eager convert replaces by a quantized weighted module: the output of each
-# call is observed (after a fused second module), and the builder makes the layer.
-# type -> (observer key kind, builder method name)
+# call is observed (after the modules fused into it), the weight by the qconfig's weight
+# observer, and the builder makes the layer. type -> (observer key kind, builder method name)
 WEIGHTED = {
     nn.Linear: ("linear", "_linear"),
+    nn.Conv1d: ("conv", "_conv"),
+    nn.Conv2d: ("conv", "_conv"),
 }
 
 # FloatFunctional ops: (observed: one observer per FloatFunctional module, shared by its calls;
@@ -151,7 +170,14 @@ FLOAT_FUNCTIONAL = {
 }
 
 
-# --------------------------------------------------------------------------- what is observed
+# --------------------------------------------------------------------------- fusion
+class Fused(NamedTuple):
+    """One fused module list at one call: its fx call nodes in order and its FUSIONS row."""
+    nodes: tuple
+    fold: object            # a fastq.fusion function or None
+    activation: str         # the fused activation setting or None
+
+
 def _ff_path(node):
     """The FloatFunctional's path when `node` is one of its ops, else None."""
     if node.op == "call_module" and str(node.target).rsplit(".", 1)[-1] == _MARK:
@@ -159,31 +185,84 @@ def _ff_path(node):
     return None
 
 
+def _module_type(gm, node):
+    if node.op != "call_module" or _ff_path(node) is not None:
+        return None
+    return type(gm.get_submodule(str(node.target)))
+
+
+def _chain(gm, n, types):
+    """The call nodes n, then its only user, then that one's only user, ... when their modules
+    have `types` and each reads only the one before; else None."""
+    chain = [n]
+    for t in types[1:]:
+        users = list(chain[-1].users)
+        u = users[0] if len(users) == 1 else None
+        if u is None or _module_type(gm, u) is not t or u.args != (chain[-1],) or u.kwargs:
+            return None
+        chain.append(u)
+    return chain
+
+
 def _fusion(gm, calls):
-    """{first call node: (the second call node fused into it, the setting it turns on)}: a pair
-    of FUSIONS fuses when every call of the first module feeds only the second module, and every
-    call of the second reads the first."""
-    fused = {}
-    for path, ns in calls.items():
-        rules = {second: setting for first, second, setting in FUSIONS if type(gm.get_submodule(path)) is first}
-        if not rules:
-            continue
-        seconds = []
-        for n in ns:
-            users = list(n.users)
-            u = users[0] if len(users) == 1 else None
-            if u is None or u.op != "call_module" or type(gm.get_submodule(u.target)) not in rules \
-                    or u.args != (n,) or u.kwargs:
-                break
-            seconds.append(u)
-        else:
-            targets = {u.target for u in seconds}
-            if len(targets) == 1 and len(calls[next(iter(targets))]) == len(ns):
-                setting = rules[type(gm.get_submodule(seconds[0].target))]
-                fused.update((n, (u, setting)) for n, u in zip(ns, seconds))
+    """{first call node: Fused}: a FUSIONS row fuses a module list when, at every call of its
+    first module, the later modules follow in a chain (each reading only the one before, the
+    ones before the last read by nothing else), each later module is called only there, and
+    no module is in two lists (fuse_modules replaces each module once)."""
+    fused, claimed = {}, set()
+    for types, fold, activation in FUSIONS:
+        for path, ns in calls.items():
+            if path in claimed or _module_type(gm, ns[0]) is not types[0]:
+                continue
+            chains = [_chain(gm, n, types) for n in ns]
+            if any(c is None for c in chains):
+                continue
+            later = [{str(c[i].target) for c in chains} for i in range(1, len(types))]
+            if any(len(p) != 1 or len(calls[next(iter(p))]) != len(ns) or p & claimed for p in later):
+                continue
+            claimed.add(path)
+            claimed.update(next(iter(p)) for p in later)
+            fused.update((c[0], Fused(tuple(c), fold, activation)) for c in chains)
     return fused
 
 
+def _set_submodule(gm, path, module):
+    parent, _, name = path.rpartition(".")
+    setattr(gm.get_submodule(parent) if parent else gm, name, module)
+
+
+def _apply_fusion(gm, fused):
+    """Folds each fused BatchNorm into the weights of the module before it (as fuse_modules
+    does, by fastq.fusion's arithmetic) and makes the BatchNorm nn.Identity in `gm`, so that the
+    float activations the observers see are those of torch's fused model."""
+    done = set()
+    for f in fused.values():
+        first = str(f.nodes[0].target)
+        if first in done:
+            continue
+        done.add(first)
+        module = gm.get_submodule(first)
+        if f.fold is not None:
+            bn_path = str(f.nodes[1].target)
+            bn = gm.get_submodule(bn_path)
+            if bn.running_mean is None or bn.running_var is None:
+                raise ValueError("model: BatchNorm %r has no running statistics (track_running_stats="
+                                 "False); torch's fuse_modules cannot fold it into %r" % (bn_path, first))
+            out_channels = module.weight.shape[0]
+            if bn.num_features != out_channels:
+                raise ValueError("model: BatchNorm %r has %d features, %r gives %d channels"
+                                 % (bn_path, bn.num_features, first, out_channels))
+
+            def arr(t):
+                return None if t is None else t.detach().cpu().numpy()
+            w, b = f.fold(arr(module.weight), arr(module.bias), arr(bn.running_mean), arr(bn.running_var),
+                          float(bn.eps), arr(bn.weight), arr(bn.bias))
+            module.weight = nn.Parameter(torch.from_numpy(w), requires_grad=False)
+            module.bias = nn.Parameter(torch.from_numpy(b), requires_grad=False)
+            _set_submodule(gm, bn_path, nn.Identity())    # a fused ReLU still runs: it is observed after
+
+
+# --------------------------------------------------------------------------- what is observed
 def _observation_points(gm):
     """(observed, fused, placeholder): observed maps an fx node to the key of the observer that
     sees its output: "input", (WEIGHTED kind, path) or ("ff", path)."""
@@ -208,7 +287,7 @@ def _observation_points(gm):
             continue
         rule = WEIGHTED.get(type(gm.get_submodule(n.target)))
         if rule is not None:
-            observed[fused[n][0] if n in fused else n] = (rule[0], str(n.target))
+            observed[fused[n].nodes[-1] if n in fused else n] = (rule[0], str(n.target))
     return observed, fused, placeholders[0]
 
 
@@ -249,6 +328,9 @@ _PLAIN_ARITH = {operator.add, operator.iadd, torch.add, operator.mul, operator.i
                 operator.sub, operator.isub, torch.sub, operator.truediv, torch.div,
                 operator.matmul, torch.matmul}
 _PLAIN_ARITH_METHODS = {"add", "add_", "mul", "mul_", "sub", "sub_", "div", "div_", "matmul"}
+_AVG_POOL_FUNCTIONS = {F.avg_pool1d: 1, torch.avg_pool1d: 1, F.avg_pool2d: 2}
+_PREFUSED = (nni.LinearReLU, nni.ConvReLU1d, nni.ConvReLU2d)
+CONVS = (nn.Conv1d, nn.Conv2d)
 _FF_HINT = ("; torch's eager convert cannot run it on quantized tensors: write it with "
             "torch.ao.nn.quantized.FloatFunctional (add, add_relu, mul, add_scalar, mul_scalar, cat)")
 
@@ -261,7 +343,7 @@ class _Builder(fc.GraphBuilder):
         super().__init__(gm, gm.graph, engine)
         self.qparams, self.weight_qtensor = qparams, weight_qtensor
         self.fused = fused
-        self.fused_seconds = {second for second, _ in fused.values()}
+        self.fused_seconds = {n for f in fused.values() for n in f.nodes[1:]}
         self.taken = {n.name for n in gm.graph.nodes}
         self.named_paths = set()
 
@@ -306,10 +388,17 @@ class _Builder(fc.GraphBuilder):
                 if type(module) is not cls:
                     raise _refuse("module %s (a subclass of nn.%s)" % (type(module).__name__, cls.__name__), node)
                 return getattr(self, method)(node, path, module, kind)
+        if type(module) in (nn.AvgPool1d, nn.AvgPool2d):
+            return self._avg_pool(node, path, module)
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            raise _refuse("an unfused %s" % type(module).__name__, node,
+                          " (fastq folds a BatchNorm into the Conv / Linear module right before it, as "
+                          "fuse_modules does; a BatchNorm elsewhere has no quantized op in fastq)")
         return super()._call_module(node)
 
     def _fused_settings(self, node):
-        return {self.fused[node][1]: True} if node in self.fused else {}
+        f = self.fused.get(node)
+        return {f.activation: True} if f is not None and f.activation else {}
 
     def _linear(self, node, path, module, kind):
         if node.kwargs or len(node.args) != 1:
@@ -320,20 +409,75 @@ class _Builder(fc.GraphBuilder):
         if layer is None:
             scale, zero_point = self.qparams[(kind, path)]
             w = module.weight.detach().cpu().numpy().copy()
-            b = None if module.bias is None else module.bias.detach().cpu().numpy().copy()
             layer = self.layers[path] = QuantizedLinear(
-                self.weight_qtensor(w), b, scale, zero_point, requant=self.rules.requant,
+                self.weight_qtensor(w), self._bias(module), scale, zero_point, requant=self.rules.requant,
                 bias_rounding=self.rules.bias_rounding, **self._fused_settings(node))
-        # the node is named by the module path at its first call (as the chain models are), later
-        # calls by their fx names
+        return self.put(self._module_node_name(node, path), layer, [self.tensor(node, node.args[0])], node)
+
+    def _module_node_name(self, node, path):
+        """A weighted module's node is named by its module path at its first call (as the chain
+        models are), later calls by their fx names."""
         name, parent = node.name, path.rpartition(".")[0]
-        if parent and isinstance(self.root.fastq_source.get_submodule(parent), nni.LinearReLU):
+        if parent and isinstance(self.root.fastq_source.get_submodule(parent), _PREFUSED):
             path = parent                   # a float model fused already: named as torch names it
         if path not in self.named_paths and (path == node.name or path not in self.taken):
             name = path
             self.taken.add(path)
         self.named_paths.add(path)
-        return self.put(name, layer, [self.tensor(node, node.args[0])], node)
+        return name
+
+    def _bias(self, module):
+        b = None if module.bias is None else module.bias.detach().cpu().numpy().copy()
+        if b is None and self.rules.zero_bias_when_none:
+            b = np.zeros(module.weight.shape[0], np.float32)   # what torch's packed module then holds
+        return b
+
+    def _conv(self, node, path, module, kind):
+        if node.kwargs or len(node.args) != 1:
+            raise _refuse("calling %s %r with %d arguments" % (type(module).__name__, path, len(node.args)), node)
+        if module.weight.dtype != torch.float32:
+            raise TypeError("model: %s %r has %s weights; expected float32" % (type(module).__name__, path,
+                                                                              module.weight.dtype))
+        if module.padding_mode != "zeros" or isinstance(module.padding, str):
+            raise _refuse("%s %r with padding %r, padding_mode %r" % (type(module).__name__, path, module.padding,
+                                                                      module.padding_mode), node,
+                          " (torch's quantized convolution pads with zeros by integer amounts)")
+        layer = self.layers.get(path)
+        if layer is None:
+            scale, zero_point = self.qparams[(kind, path)]
+            w = self.weight_qtensor(module.weight.detach().cpu().numpy().copy())
+            zw = np.atleast_1d(np.asarray(w.zero_point))
+            layer = self.layers[path] = QuantizedConv(
+                w, self._bias(module), scale, zero_point, stride=list(module.stride), padding=list(module.padding),
+                dilation=list(module.dilation), groups=int(module.groups),
+                arithmetic=tconv.conv_arithmetic(self.engine, zw, module.groups), **self._fused_settings(node))
+        return self.put(self._module_node_name(node, path), layer, [self.tensor(node, node.args[0])], node)
+
+    def _is_conv(self, node):
+        return node.op == "call_module" and _ff_path(node) is None \
+            and type(self.root.get_submodule(str(node.target))) in CONVS
+
+    def _avg_pool(self, node, path, module):
+        """AvgPool: torch's path depends on whether its input is a quantized conv's channels-last
+        output (torch_conv), here the float conv that convert will quantize."""
+        dims = 1 if isinstance(module, nn.AvgPool1d) else 2
+        channels_last = tconv.torch_channels_last(node, self._is_conv)
+        layer = tconv.avg_pool_layer(dims, module.kernel_size, module.stride, module.padding, module.ceil_mode,
+                                     module.count_include_pad, getattr(module, "divisor_override", None),
+                                     self.engine, channels_last, node, path)
+        return self.put(node.name, layer, [self.tensor(node, node.args[0])], node)
+
+    def _avg_pool_function(self, node, dims):
+        names = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad") \
+            + (("divisor_override",) if dims == 2 else ())
+        a = fc._bind(self, node, names, {"stride": None, "padding": 0, "ceil_mode": False,
+                                         "count_include_pad": True, "divisor_override": None})
+        for k in names[1:]:
+            self.const(node, a[k], (int, tuple, list, bool, type(None)), k)
+        layer = tconv.avg_pool_layer(dims, a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"],
+                                     a["count_include_pad"], a.get("divisor_override"), self.engine,
+                                     tconv.torch_channels_last(node, self._is_conv), node, fc._path(node))
+        return self.put(node.name, layer, [self.tensor(node, a["input"])], node)
 
     def _float_functional(self, node, path):
         kind, x = node.args[0], node.args[1]
@@ -375,6 +519,8 @@ class _Builder(fc.GraphBuilder):
     def _call_function(self, node):
         if node.target in _PLAIN_ARITH:
             self._plain_arith(node, self.op_name(node))
+        if node.target in _AVG_POOL_FUNCTIONS:
+            return self._avg_pool_function(node, _AVG_POOL_FUNCTIONS[node.target])
         return super()._call_function(node)
 
     def _call_method(self, node):
@@ -392,17 +538,49 @@ class _Builder(fc.GraphBuilder):
 
 
 # --------------------------------------------------------------------------- entry
-def calibrate(model, calibration_batches, qconfig, engine):
-    """fastq.Model for a float torch model (see fastq.calibrate.quantize_model): qconfig a
-    fastq.qconfig.QConfig, engine a name in fastq.engines."""
+class Calibrated(NamedTuple):
+    """What prepare / convert decide, before any fastq layer is made: the traced float model with
+    the fusions applied (BatchNorm folded), the fused lists, and the qparams of every observer:
+    "input" (the QuantStub), (WEIGHTED kind, module path) and ("ff", FloatFunctional path) ->
+    (scale, zero_point)."""
+    gm: object
+    fused: dict
+    qparams: dict
+
+    def weighted(self, qconfig):
+        """{module path: (weight QTensor, float32 bias or None, scale, zero_point)} of every
+        WEIGHTED module: what eager convert's from_float stores (the weight observed and
+        quantized by the qconfig's weight observer, the folded float bias as is)."""
+        out = {}
+        for key, (scale, zero_point) in self.qparams.items():
+            if not isinstance(key, tuple) or key[0] not in {k for k, _ in WEIGHTED.values()}:
+                continue
+            m = self.gm.get_submodule(key[1])
+            w = m.weight.detach().cpu().numpy().copy()
+            b = None if m.bias is None else m.bias.detach().cpu().numpy().copy()
+            out[key[1]] = (qc.weight_qtensor(qconfig, w), b, scale, zero_point)
+        return out
+
+
+def observe(model, calibration_batches, qconfig):
+    """Calibrated for a float torch model: fuse as fuse_modules does, then run the batches
+    through torch's float model, feeding the observers prepare would insert."""
     gm = _traced_copy(model)
     observed, fused, _ = _observation_points(gm)
+    _apply_fusion(gm, fused)
     keys = list(dict.fromkeys(observed.values()))
     if not any(isinstance(k, tuple) for k in keys):
-        raise ValueError("model: has no Linear layer (nor FloatFunctional add / mul / cat) to quantize")
+        raise ValueError("model: has no Linear or Conv layer (nor FloatFunctional add / mul / cat) to quantize")
     observers = {k: qc.activation_observer(qconfig) for k in keys}
     qc.calibrate(calibration_batches, float_runner(gm, observed), observers)
     qparams = {k: obs.calculate_qparams() for k, obs in observers.items()}
     qparams = {k: (float(s), int(z)) for k, (s, z) in qparams.items()}
-    builder = _Builder(gm, engine, qparams, lambda w: qc.weight_qtensor(qconfig, w), fused)
+    return Calibrated(gm, fused, qparams)
+
+
+def calibrate(model, calibration_batches, qconfig, engine):
+    """fastq.Model for a float torch model (see fastq.calibrate.quantize_model): qconfig a
+    fastq.qconfig.QConfig, engine a name in fastq.engines."""
+    c = observe(model, calibration_batches, qconfig)
+    builder = _Builder(c.gm, engine, c.qparams, lambda w: qc.weight_qtensor(qconfig, w), c.fused)
     return builder.build()

@@ -26,18 +26,11 @@ import torch.nn.functional as F
 from .. import engines
 from ..layers import arith as ar, elementwise as fm, shape as sh
 from ..model import Model, Node
+from . import torch_conv as tconv
+from .torch_fx_args import _bind, _path, _type_name, _unsupported  # noqa: F401 (torch_calibrate reads _path)
 from .torch_quantized import dynamic_linear_from_torch, linear_from_torch
 
 TENSOR, INT, TUPLE = "tensor", "int", "tuple"
-
-
-def _unsupported(what, node, path, hint=""):
-    where = "fx node %r" % node.name + (", module %r" % path if path else "")
-    return NotImplementedError("%s is not supported by fastq.from_torch (%s)%s" % (what, where, hint))
-
-
-def _type_name(module):
-    return "%s.%s" % (type(module).__module__, type(module).__name__)
 
 
 # -------------------------------------------------------------------- leaf modules
@@ -90,6 +83,7 @@ MODULES = (
 
 _SUPPORTED = ", ".join(dict.fromkeys(c.__name__ for classes, _, make in MODULES if make is not _float_weighted
                                      for c in classes))
+_SUPPORTED += ", quantized Conv1d / Conv2d / ConvReLU1d / ConvReLU2d, MaxPool1d / MaxPool2d, AvgPool1d / AvgPool2d"
 
 
 def leaf_layer(module, path, engine, node=None):
@@ -99,15 +93,14 @@ def leaf_layer(module, path, engine, node=None):
             return make(module, path, engine)
     if node is None:
         node = type("N", (), {"name": "?"})()
+    layer = tconv.cnn_leaf(module, path, engine, node)     # convolutions and pooling: they read the fx node
+    if layer is not None:
+        return layer
     if "Conv" in type(module).__name__:
         raise _unsupported("module %s" % _type_name(module), node, path,
-                           ": convolutions are not supported yet (fastq runs Linear models)")
+                           ": fastq reproduces quantized Conv1d / Conv2d / ConvReLU1d / ConvReLU2d (not transposed, "
+                           "3-D or float convolutions)")
     raise _unsupported("module %s" % _type_name(module), node, path, "; supported modules: " + _SUPPORTED)
-
-
-def _path(node):
-    stack = node.meta.get("nn_module_stack") or {}
-    return list(stack)[-1] if stack else ""
 
 
 class GraphBuilder:
@@ -209,27 +202,6 @@ class GraphBuilder:
         if handler is None:
             raise _unsupported("method Tensor.%s" % node.target, node, _path(node))
         handler(self, node)
-
-
-# -------------------------------------------------------------------- argument binding
-def _bind(b, node, names, defaults=None, method_varargs=False):
-    """fx args / kwargs -> dict by parameter name (names[0] is the tensor)."""
-    args = list(node.args)
-    out = dict(defaults or {})
-    if method_varargs and len(args) > 2 or (method_varargs and len(args) == 2
-                                           and not isinstance(args[1], (tuple, list))):
-        out[names[0]], out[names[1]] = args[0], tuple(args[1:])      # x.view(a, b, c)
-        args = []
-    for n, a in zip(names, args):
-        out[n] = a
-    for k, v in node.kwargs.items():
-        if k not in names:
-            raise _unsupported("%s with argument %s=%r" % (b.op_name(node), k, v), node, _path(node))
-        out[k] = v
-    missing = [n for n in names if n not in out]
-    if missing:
-        raise _unsupported("%s without %s" % (b.op_name(node), ", ".join(missing)), node, _path(node))
-    return out
 
 
 # -------------------------------------------------------------------- handlers
@@ -397,6 +369,11 @@ FUNCTIONS = {
     operator.mul: _binary(ar.Mul, ar.MulScalar), torch.mul: _binary(ar.Mul, ar.MulScalar),
     operator.iadd: _binary(ar.Add, ar.AddScalar), operator.imul: _binary(ar.Mul, ar.MulScalar),
     torch.cat: _cat, torch.concat: _cat,
+    # pooling on quantized tensors (torch_conv)
+    F.max_pool1d: tconv.fx_max_pool(1), F.max_pool2d: tconv.fx_max_pool(2),
+    torch.max_pool1d: tconv.fx_max_pool(1), torch.max_pool2d: tconv.fx_max_pool(2),
+    F.avg_pool1d: tconv.fx_avg_pool(1), F.avg_pool2d: tconv.fx_avg_pool(2),
+    torch.avg_pool1d: tconv.fx_avg_pool(1),
 }
 METHODS = {
     "relu": relu, "relu_": relu, "flatten": _flatten(0), "view": _reshape, "reshape": _reshape,
