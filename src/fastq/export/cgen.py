@@ -29,7 +29,7 @@ GLOBAL_SUFFIXES = ("run", "run_quantized", "arena", "H", "INPUT_SIZE", "OUTPUT_S
                    "QINPUT_SCALE", "QINPUT_ZERO_POINT", "QOUTPUT_SIZE", "QOUTPUT_SCALE", "QOUTPUT_ZERO_POINT",
                    "INTEGER_ONLY", "PORTABLE", "ARENA")
 # names the included headers (<stdint.h>, <string.h>, <float.h>) reserve, and the runtime's own
-_RESERVED = (re.compile(r"(str|mem|wcs)[a-z]"),               # <string.h>'s future functions
+_RESERVED = (re.compile(r"(str|mem|wcs)[a-z].*"),             # <string.h>'s future functions
              re.compile(r"u?int[A-Za-z0-9_]*_t"),              # <stdint.h> types
              re.compile(r"U?INT[A-Z0-9_]*_(MAX|MIN|C)"),       # <stdint.h> limits and constant macros
              re.compile(r"(fq|fastq)(_.*)?", re.I))            # the runtime's fq_ / FQ_ / FASTQ_ names
