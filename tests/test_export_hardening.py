@@ -238,8 +238,9 @@ def test_a_3d_input_needs_its_shape_for_a_cat_on_the_last_axis(tmp_path):
 
 
 # ------------------------------------------------------------------------ arithmetic at the extremes
-def _pair(op, s1, z1, s2, z2, dtype="uint8"):
-    return _graph([Node("qa", E.Quantize(s1, z1, dtype), ("x",)), Node("neg", A.MulScalar(-1.3), ("x",)),
+def _pair(op, s1, z1, s2, z2, dtype="uint8", k=-1.3):
+    """a = quantize(x), b = quantize(k x): a product (a - za)(b - zb) has the sign of k."""
+    return _graph([Node("qa", E.Quantize(s1, z1, dtype), ("x",)), Node("neg", A.MulScalar(k), ("x",)),
                    Node("qb", E.Quantize(s2, z2, dtype), ("neg",)), Node("op", op, ("qa", "qb")),
                    Node("dq", E.Dequantize(), ("op",))], "dq")
 
@@ -257,9 +258,9 @@ def test_add_and_mul_beyond_2_31_output_steps_in_c(tmp_path):
             for relu in (False, True):
                 models.append(_pair(A.QuantizedAdd(ys, z, relu=relu), 20.0, 10 if dtype == "uint8" else 0,
                                     30.0, 90 if dtype == "uint8" else -5, dtype))
-                # b's zero point near the top: (a - za)(b - zb) takes both signs
-                models.append(_pair(A.QuantizedMul(ys * 1e-3, z, relu=relu), 20.0, 10 if dtype == "uint8" else 0,
-                                    30.0, 250 if dtype == "uint8" else 120, dtype))
+                for k in (-1.3, 1.3):           # products of both signs
+                    models.append(_pair(A.QuantizedMul(ys * 1e-3, z, relu=relu), 20.0, 10 if dtype == "uint8" else 0,
+                                        30.0, 150 if dtype == "uint8" else 50, dtype, k))
     for i, m in enumerate(models):
         entries.append((export.generate(m, name="m%d" % i, input_size=70), x))
     res = _run_c(entries, tmp_path)
@@ -271,7 +272,7 @@ def test_chunked_add_and_mul_in_c(tmp_path):
     """Samples of 70 000 values with torch_threads 3: three chunks, each a body and a tail."""
     x = (np.random.default_rng(9).uniform(-4, 4, (1, 70001)) * 1e3).astype(np.float32)
     models = [_pair(A.QuantizedAdd(1e-8, 3, torch_threads=3), 20.0, 10, 30.0, 90),
-              _pair(A.QuantizedMul(1e-10, 3, torch_threads=3, vector_block=32), 20.0, 10, 30.0, 250)]
+              _pair(A.QuantizedMul(1e-10, 3, torch_threads=3, vector_block=32), 20.0, 10, 30.0, 150, k=1.3)]
     res = _run_c([(export.generate(m, name="m%d" % i, input_size=70001), x) for i, m in enumerate(models)], tmp_path)
     for m, (rc, y) in zip(models, res):
         want = _per_sample(m, x)
