@@ -219,6 +219,61 @@ def _qcat():
                                         Node("dq", L.Dequantize(), ("cat",))], "dq"), _x(70, (2, 6)))]
 
 
+def _cat_axes():
+    """Cat of 3-d samples [S, 2, 3] along each axis: 1 and 2 (and -1, -2), quantized with two
+    qparams and float; the batch axis (0) refused."""
+    out = []
+    for dim in (1, 2, -1, -2):
+        q = _graph([Node("r", S.Reshape([-1, 2, 3]), ("x",)), Node("qa", L.Quantize(0.05, 120), ("r",)),
+                    Node("neg", A.MulScalar(-1.3), ("r",)), Node("qb", L.Quantize(0.11, 30), ("neg",)),
+                    Node("ub", S.Unsqueeze(-1), ("qb",)), Node("sb", S.Squeeze(-1), ("ub",)),
+                    Node("cat", A.Cat(dim), ("qa", "sb")), Node("dq", L.Dequantize(), ("cat",))], "dq")
+        out.append(Case("quantized, 3-d, dim %d" % dim, q, _x(90 + dim, (3, 6))))
+        f = _graph([Node("r", S.Reshape([-1, 2, 3]), ("x",)), Node("neg", A.MulScalar(-0.7), ("r",)),
+                    Node("t", S.Transpose(1, 2), ("neg",)), Node("t2", S.Transpose(1, 2), ("t",)),
+                    Node("cat", A.Cat(dim), ("r", "t2", "r"))], "cat")
+        out.append(Case("float, 3 inputs, dim %d" % dim, f, _x(95 + dim, (2, 6))))
+    out.append(Case("the issue's cat of unsqueezed values, flattened", _graph(
+        [Node("qa", L.Quantize(0.05, 120), ("x",)), Node("neg", A.MulScalar(-1.3), ("x",)),
+         Node("qb", L.Quantize(0.07, 100), ("neg",)), Node("ua", S.Unsqueeze(-1), ("qa",)),
+         Node("ub", S.Unsqueeze(-1), ("qb",)), Node("cat", A.Cat(-1), ("ua", "ub")), Node("fl", L.Flatten(1), ("cat",)),
+         Node("dq", L.Dequantize(), ("fl",))], "dq"), _x(99, (8, 5))))
+    out.append(Case("along the batch: refused", _graph(
+        [Node("neg", A.MulScalar(-0.7), ("x",)), Node("cat", A.Cat(0), ("x", "neg"))], "cat"), _x(100, (2, 4)),
+        exports=False))
+    return out
+
+
+def _broadcast(op):
+    """Float a [S, 4, 1] (op) b [S, 1, 4] -> [S, 4, 4], and [S, 1, 3, 4] (op) [S, 2, 3, 4]."""
+    g = _graph([Node("a", S.Reshape([-1, 4, 1]), ("x",)), Node("neg", A.MulScalar(-0.7), ("x",)),
+                Node("b", S.Reshape([-1, 1, 4]), ("neg",)), Node("op", op(), ("a", "b")), Node("fl", L.Flatten(), ("op",))],
+               "fl")
+    m = _graph([Node("neg", A.MulScalar(-0.7), ("x",)), Node("c", A.Cat(1), ("x", "neg")),
+                Node("a", S.Reshape([-1, 1, 3, 4]), ("x",)), Node("bb", S.Reshape([-1, 2, 3, 4]), ("c",)),
+                Node("op", op(), ("a", "bb")), Node("fl", L.Flatten(), ("op",))], "fl")
+    return [Case("[4, 1] with [1, 4]", g, _x(101, (3, 4))),
+            Case("[1, 3, 4] with [2, 3, 4]", m, _x(102, (2, 12)))]
+
+
+def _transpose():
+    return [_view_case("inside a sample", [S.Reshape([-1, 2, 3]), S.Transpose(1, 2)], _x(86, (2, 6))),
+            _view_case("3-d, dims 1 and 3", [S.Reshape([-1, 2, 3, 4]), S.Transpose(1, 3)], _x(103, (2, 24))),
+            _view_case("only a dimension of size 1 moves: a view", [S.Reshape([-1, 1, 5]), S.Transpose(1, 2)],
+                       _x(104, (2, 5))),
+            Case("float, negative dims", _chain(S.Reshape([-1, 3, 2]), S.Transpose(-1, -2)), _x(105, (2, 6))),
+            _view_case("moves the batch: refused", [S.Reshape([-1, 2, 3]), S.Transpose(0, 1)], _x(106, (2, 6)),
+                       exports=False)]
+
+
+def _permute():
+    return [_view_case("inside a sample", [S.Reshape([-1, 2, 3]), S.Permute([0, 2, 1])], _x(87, (2, 6))),
+            _view_case("3-d cycle", [S.Reshape([-1, 2, 3, 4]), S.Permute([0, 3, 1, 2])], _x(107, (2, 24))),
+            Case("float, 4-d", _chain(S.Reshape([-1, 2, 1, 3, 2]), S.Permute([0, 4, 2, 1, 3])), _x(108, (2, 12))),
+            _view_case("moves the batch: refused", [S.Reshape([-1, 2, 3]), S.Permute([1, 0, 2])], _x(109, (2, 6)),
+                       exports=False)]
+
+
 def _float_pair(op):
     return _graph([Node("neg", A.MulScalar(-0.7), ("x",)), Node("op", op, ("x", "neg"))], "op")
 
@@ -267,19 +322,18 @@ CASES = {
     "QuantizedMulScalar": lambda: _qscalar(A.QuantizedMulScalar, (2.0, 0.0, -1.5)),
     "QuantizedCat": _qcat,
     "Add": lambda: [Case("float", _float_pair(A.Add()), _x(73, (2, 8))),
-                    Case("float relu", _float_pair(A.Add(relu=True)), _x(74, (2, 8)))],
-    "Mul": lambda: [Case("float", _float_pair(A.Mul()), _x(75, (2, 8)))],
+                    Case("float relu", _float_pair(A.Add(relu=True)), _x(74, (2, 8)))] + _broadcast(A.Add) + [
+        Case("broadcast, relu", _broadcast(lambda: A.Add(relu=True))[0].model, _x(110, (2, 4)))],
+    "Mul": lambda: [Case("float", _float_pair(A.Mul()), _x(75, (2, 8)))] + _broadcast(A.Mul),
     "AddScalar": lambda: [Case("float", _chain(A.AddScalar(0.1)), _x(76, (2, 8)))],
     "MulScalar": lambda: [Case("float", _chain(A.MulScalar(-0.3)), _x(77, (2, 8)))],
-    "Cat": _cat,
+    "Cat": lambda: _cat() + _cat_axes(),
     "Reshape": _reshape,
     "Squeeze": lambda: [_view_case("dim 1", [S.Unsqueeze(1), S.Squeeze(1)], _x(83, (2, 5))),
                         _view_case("all", [S.Unsqueeze(1), S.Squeeze()], _x(84, (2, 5)))],
     "Unsqueeze": lambda: [_view_case("dim -1", [S.Unsqueeze(-1)], _x(85, (2, 5)))],
-    "Transpose": lambda: [_view_case("inside a sample", [S.Reshape([-1, 2, 3]), S.Transpose(1, 2)], _x(86, (2, 6)),
-                                     exports=False)],
-    "Permute": lambda: [_view_case("inside a sample", [S.Reshape([-1, 2, 3]), S.Permute([0, 2, 1])], _x(87, (2, 6)),
-                                   exports=False)],
+    "Transpose": _transpose,
+    "Permute": _permute,
     "Contiguous": lambda: [_view_case("flat", [S.Contiguous()], _x(88, (2, 5)))],
     "Size": _size,
     "GetItem": lambda: _size()[1:],

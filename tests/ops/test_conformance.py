@@ -81,7 +81,7 @@ def _program(entries, workdir):
 
 
 def _generate(c, name):
-    return export.generate(c.model, name=name, input_size=int(np.prod(c.x.shape[1:])))
+    return export.generate(c.model, name=name, input_size=int(np.prod(c.x.shape[1:])), input_shape=c.x.shape[1:])
 
 
 @pytest.fixture(scope="module")

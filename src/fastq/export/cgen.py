@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,10 +13,62 @@ from ..layers import LAYER_TYPES
 from ..layers._base import ANY, FLOAT, QUANT
 from .emit import EmitContext, ExportError
 from .footprint import Footprint, estimate
-from .plan import Value, allocate, c_ident
+from .plan import INT32_MAX, Value, allocate, c_ident, comment_text
 
 _TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+NAME_MAX = 32
+# C99 / C11 / C23 keywords and the names <stdbool.h> / C23 make keywords
+KEYWORDS = frozenset("""auto break case char const continue default do double else enum extern float for goto if
+inline int long register restrict return short signed sizeof static struct switch typedef union unsigned void
+volatile while _Alignas _Alignof _Atomic _Bool _Complex _Generic _Imaginary _Noreturn _Static_assert _Thread_local
+alignas alignof bool constexpr false nullptr static_assert thread_local true typeof typeof_unqual""".split())
+# what the generated file scope declares besides the nodes' names (<name>_... and <NAME>_...)
+GLOBAL_SUFFIXES = ("run", "run_quantized", "arena", "H", "INPUT_SIZE", "OUTPUT_SIZE", "ARENA_BYTES",
+                   "WEIGHTS_BYTES", "OK", "ERR_NULL", "ERR_NONFINITE", "HAS_RUN_QUANTIZED", "QINPUT_SIZE",
+                   "QINPUT_SCALE", "QINPUT_ZERO_POINT", "QOUTPUT_SIZE", "QOUTPUT_SCALE", "QOUTPUT_ZERO_POINT",
+                   "INTEGER_ONLY", "PORTABLE", "ARENA")
+# names the included headers (<stdint.h>, <string.h>, <float.h>) reserve, and the runtime's own
+_RESERVED = (re.compile(r"(str|mem|wcs)[a-z].*"),             # <string.h>'s future functions
+             re.compile(r"u?int[A-Za-z0-9_]*_t"),              # <stdint.h> types
+             re.compile(r"U?INT[A-Z0-9_]*_(MAX|MIN|C)"),       # <stdint.h> limits and constant macros
+             re.compile(r"(fq|fastq)(_.*)?", re.I))            # the runtime's fq_ / FQ_ / FASTQ_ names
+
+
+def check_name(name):
+    """name: the C prefix of everything the export declares (files <name>.h / <name>.c, <name>_run,
+    <NAME>_INPUT_SIZE, the include guard <NAME>_H ...). Refused: anything but ASCII letters,
+    digits and single underscores, starting with a letter (C reserves _X and __ at file scope:
+    `_STDINT` would name the include guard _STDINT_H that hides <stdint.h>), a trailing
+    underscore (<name>_ + "_" would make the "__" that keeps node names apart), more than
+    NAME_MAX characters, a C keyword, and a name whose declarations fall in a namespace the
+    included headers or the runtime (fq_, FQ_, FASTQ_) reserve."""
+    if not isinstance(name, str):
+        raise TypeError("name: expected a str (a C identifier), got %s" % type(name).__name__)
+    if not _NAME.fullmatch(name):
+        raise ValueError("name: expected a C identifier of ASCII letters, digits and _ starting with a letter, "
+                         "got %r" % (name,))
+    if "__" in name or name.endswith("_"):
+        raise ValueError("name: %r holds '__' or ends with '_' (the export joins names with '_' and keeps '__' "
+                         "for its own separator)" % (name,))
+    if len(name) > NAME_MAX:
+        raise ValueError("name: %r has %d characters; at most %d" % (name, len(name), NAME_MAX))
+    if name in KEYWORDS or name.lower() in KEYWORDS:
+        raise ValueError("name: %r is a C keyword" % (name,))
+    for ident in [name] + ["%s_%s" % (name if s.islower() else name.upper(), s) for s in GLOBAL_SUFFIXES]:
+        if any(r.fullmatch(ident) for r in _RESERVED):
+            raise ValueError("name: %r would declare %s, a name C's headers or fastq's runtime reserve" % (name, ident))
+    return name
+
+
+def check_text(text, what):
+    """The last guard on the generated C: printable ASCII lines only, no trigraph ("??"), no
+    line splice (a backslash at a line end). Names enter C only through c_ident and
+    comment_text, which keep all this; this holds them to it."""
+    for i, line in enumerate(text.split("\n")):
+        bad = re.search(r"[^ -~]", line)
+        if bad or "??" in line or line.endswith("\\"):
+            raise AssertionError("fastq bug: the generated %s has an unsafe line %d: %r" % (what, i + 1, line[:80]))
 
 ERRORS = (("OK", 0, "success"),
           ("ERR_NULL", 1, "input or output is NULL"),
@@ -34,15 +87,51 @@ class Generated:
     qoutput_dtype: str = None
     integer_only: bool = False     # net_run_quantized uses no float operation
 
-    def write(self, directory):
-        os.makedirs(directory, exist_ok=True)
+    def write(self, directory, overwrite=True):
+        """Writes <name>.h and <name>.c into directory (made if missing): each into a temporary
+        file in that folder, flushed and fsynced, then renamed over the target (os.replace, atomic
+        on POSIX and Windows), the folder fsynced after. A failure before the renames (an encoding,
+        a full disk, a permission) removes the temporaries and leaves any earlier pair as it was.
+        overwrite=False refuses (FileExistsError) when either file exists."""
         h = os.path.join(directory, self.name + ".h")
         c = os.path.join(directory, self.name + ".c")
-        with open(h, "w") as f:
-            f.write(self.header)
-        with open(c, "w") as f:
-            f.write(self.source)
+        data = [(h, self.header.encode("ascii")), (c, self.source.encode("ascii"))]
+        os.makedirs(directory, exist_ok=True)
+        if not overwrite:
+            for path, _ in data:
+                if os.path.lexists(path):
+                    raise FileExistsError("directory: %s exists (export_c(..., overwrite=True) replaces it)" % path)
+        temps = []
+        try:
+            for path, blob in data:
+                fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+                temps.append(tmp)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(blob)
+                    f.flush()
+                    os.fsync(f.fileno())
+            for (path, _), tmp in zip(data, temps):
+                os.replace(tmp, path)
+        finally:
+            for tmp in temps:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        _fsync_dir(directory)
         return h, c
+
+
+def _fsync_dir(directory):
+    """The renames themselves durable (POSIX); a folder cannot be opened for that on Windows."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _graph(model):
@@ -63,6 +152,12 @@ def _graph(model):
 def _input_size(nodes, input_size):
     """Floats per sample in: the input width of the first layer with weights (in_features),
     else input_size, which is then required."""
+    if input_size is not None:
+        if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or input_size < 1:
+            raise ValueError("input_size: expected a positive int, got %r" % (input_size,))
+        if input_size > INT32_MAX // 4:
+            raise ValueError("input_size: %d floats per sample; the C export's sizes and byte offsets are int32 "
+                             "(at most %d floats)" % (input_size, INT32_MAX // 4))
     for name, layer, _, _ in nodes:
         k = getattr(layer, "in_features", None)
         if isinstance(k, int) and not isinstance(k, bool):
@@ -72,9 +167,22 @@ def _input_size(nodes, input_size):
     if input_size is None:
         raise ValueError("input_size: required for a model without Linear layers (its sample size "
                          "cannot be inferred)")
-    if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or input_size < 1:
-        raise ValueError("input_size: expected a positive int, got %r" % (input_size,))
     return int(input_size)
+
+
+def _input_shape(input_shape, size):
+    """The input's shape per sample: input_shape (a tuple of positive ints whose product is the
+    sample size), else (size,): the input is then [batch, size]."""
+    if input_shape is None:
+        return (size,)
+    if not isinstance(input_shape, (tuple, list)) or not input_shape or any(
+            isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in input_shape):
+        raise ValueError("input_shape: expected a tuple of positive ints (one sample's shape, no batch), got %r"
+                         % (input_shape,))
+    shape = tuple(int(d) for d in input_shape)
+    if int(np.prod(shape, dtype=object)) != size:
+        raise ValueError("input_shape: %r holds %d values, but a sample has %d" % (shape, int(np.prod(shape, dtype=object)), size))
+    return shape
 
 
 def _check_takes(node, op, layer, xs):
@@ -98,12 +206,15 @@ def _node_step(node, op, layer, xs, out_name, prefix_of, note=None):
         data = layer.prepare(*specs)
     except NotImplementedError as e:
         raise ExportError(str(e) if str(e).startswith("node") else "node %r (%s): %s" % (node, op, e)) from None
-    except (TypeError, ValueError) as e:      # a shape or kind the C export's flat samples do not have
-        raise ExportError("node %r (%s): %s (the C export sees each sample as one flat buffer: %s)"
-                          % (node, op, e, ", ".join("%s %d values" % (x.kind, x.size) for x in xs))) from None
+    except (TypeError, ValueError) as e:      # a shape or kind the op refuses
+        raise ExportError("node %r (%s): %s (inputs: %s)"
+                          % (node, op, e, ", ".join("%s of shape %s" % (x.kind, x.shape) for x in xs))) from None
     if isinstance(spec, tuple):
         raise ExportError("node %r (%s): %d outputs; the C export handles one" % (node, op, len(spec)))
-    y = Value.of(out_name, spec, size=xs[0].size if xs else None)
+    try:
+        y = Value.of(out_name, spec, size=xs[0].size if xs else None)
+    except ValueError as e:
+        raise ExportError("node %r (%s): %s" % (node, op, e)) from None
     ctx = EmitContext(node, op, lambda: prefix_of(node))
     ctx.note = note
     try:
@@ -115,19 +226,20 @@ def _node_step(node, op, layer, xs, out_name, prefix_of, note=None):
     return st, y
 
 
-def generate(model, name="net", input_size=None):
-    """Generated(name, header, source, footprint) for a fastq model."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError("name: expected a C identifier (letters, digits, _), got %r" % (name,))
+def generate(model, name="net", input_size=None, input_shape=None):
+    """Generated(name, header, source, footprint) for a fastq model. input_shape: one sample's
+    shape (no batch) where the model's input has more than two dimensions (ops that read the
+    shape, a cat on the last axis or a transpose, need it); default [batch, input_size]."""
+    check_name(name)
     nodes, inputs, outputs = _graph(model)
     if len(inputs) != 1 or len(outputs) != 1:
         raise ExportError("model: %d inputs and %d outputs; the C export takes one of each"
                           % (len(inputs), len(outputs)))
     size = _input_size(nodes, input_size)
-    values = {inputs[0]: Value(inputs[0], "float", size)}
-    # node names never taken as they are: they would read like the entry points and macros
-    steps, used = [], {"run", "run_quantized", "arena", "input", "output", "ok", "err", "has", "weights", "qinput",
-                       "qoutput", "integer", "portable"}
+    shape = _input_shape(input_shape, size)
+    values = {inputs[0]: Value(inputs[0], "float", size, shape=(None,) + shape)}
+    # node names enter C only as c_ident makes them, each once, after <name>_ and before "__"
+    steps, used = [], set()
     prefix_of = lambda node: "%s_%s" % (name, c_ident(node, used))     # noqa: E731
     for node, layer, ins, outs in nodes:
         op = type(layer).__name__
@@ -172,6 +284,8 @@ def _assemble(name, model, steps, x_in, final, nodes):
     up = name.upper()
     pinned = {id(x_in.root()), id(final.root())}
     offsets, arena = allocate(steps, pinned)
+    if arena > INT32_MAX:
+        raise ValueError("model: an arena of %d bytes; the C export's byte offsets are int32" % arena)
 
     def buf(v, run_in, run_out):
         r = v.root()
@@ -227,12 +341,14 @@ def _assemble(name, model, steps, x_in, final, nodes):
     if has_q:
         src.append("int %s_run_quantized(const %s *input, %s *output)\n{\n    if (!input || !output) return %s_ERR_NULL;\n"
                    "%s\n    return %s_OK;\n}\n" % (name, qin.ctype, qout.ctype, up, "\n".join(q_lines), up))
+    check_text(header, "header")
+    check_text("\n".join(part for part in src if part is not runtime), "source")    # the runtime: fixed text
     return Generated(name, header, "\n".join(src), fp, has_q, x_in.size, final.size,
                      qin.dtype if has_q else None, qout.dtype if has_q else None, integer_only)
 
 
 def _header(name, up, model, nodes, x_in, final, qin, qout, arena, fp, integer_only):
-    summary = [" *   %-16s %s" % (n, _describe(layer)) for n, layer, _, _ in nodes]
+    summary = [" *   %-16s %s" % (comment_text(n, 40), _describe(layer)) for n, layer, _, _ in nodes]
     lines = [
         "/* %s.h: a fastq model as standalone C99 (generated by fastq.export; do not edit).\n *" % name,
         " * Footprint (bytes):",
@@ -292,5 +408,4 @@ def _header(name, up, model, nodes, x_in, final, qin, qout, arena, fp, integer_o
 
 
 def _describe(layer):
-    r = repr(layer).replace("\n", " ")
-    return r if len(r) < 90 else r[:87] + "..."
+    return comment_text(repr(layer), 90)

@@ -6,6 +6,8 @@ export time because the model's quantization is static). Identity and Flatten al
 input (a sample is a flat C-order buffer, so flattening moves nothing)."""
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
@@ -14,6 +16,8 @@ import numpy as np
 from ..layers._spec import Spec
 
 ALIGN = 4          # every buffer starts on a float boundary (the arena is a float array)
+INT32_MAX = 2**31 - 1
+IDENT_MAX = 40     # characters of a node's C identifier (longer names: cut, plus a hash of the name)
 
 
 @dataclass
@@ -26,6 +30,7 @@ class Value:
     zero_point: Optional[int] = None
     alias_of: Optional["Value"] = None
     shape: Optional[Tuple] = None     # the value's shape, batch first (None: [batch, size])
+    known: object = None              # an "int" value's number(s) where known ("batch" for the batch size)
 
     @classmethod
     def of(cls, name, spec, size=None):
@@ -38,6 +43,9 @@ class Value:
             n = size
         if n is None:
             raise ValueError("value %r: its size per sample is unknown (shape %s)" % (name, spec.shape))
+        if int(n) * (1 if spec.kind == "quant" else 4) > INT32_MAX:
+            raise ValueError("value %r: %d values per sample; the C export's sizes and byte offsets are int32 "
+                             "(at most 2**31 - 1 bytes per value)" % (name, int(n)))
         return cls(name, spec.kind, int(n), None if spec.kind == "float" else spec.dtype,
                    None if spec.scale is None else float(spec.scale),
                    None if spec.zero_point is None else int(spec.zero_point), shape=tuple(spec.shape))
@@ -118,16 +126,39 @@ def _round_up(n):
 
 
 def c_ident(name, used):
-    """A C identifier from a node name ("fc1", "layers.0" -> "layers_0", "1" -> "layer1")."""
-    s = "".join(ch if (ch.isalnum() and ch.isascii()) or ch == "_" else "_" for ch in str(name)).strip("_")
+    """A C identifier from a node name ("fc1", "layers.0" -> "layers_0", "1" -> "layer1"): ASCII
+    letters and digits, lower case, single underscores between runs (never "__", which the
+    exporter keeps as the separator of node and constant names, and never at either end), at
+    most IDENT_MAX characters (a longer one: its start and a hash of the full name). Unique in
+    `used` after all that: a name that maps onto a taken one gets "_2", "_3", ... in node order."""
+    s = re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_")
     if not s or s[0].isdigit():
-        s = "layer" + s
-    s = s.lower()
+        s = "layer" + ("_" + s if s else "")
+    if len(s) > IDENT_MAX:
+        digest = hashlib.sha1(str(name).encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        s = s[:IDENT_MAX - 9].rstrip("_") + "_" + digest
     base, i = s, 2
     while s in used:
         s = "%s_%d" % (base, i)
         i += 1
     used.add(s)
+    return s
+
+
+_UNSAFE = re.compile(r"[^ -~]")
+
+
+def comment_text(text, limit=100):
+    """text as it may stand inside a C comment: printable ASCII only (anything else becomes
+    "_"), no "*/" or "/*" (a space between), no "??" (a trigraph under -std=c99: "??/" is a
+    backslash), no backslash (one at a line end joins the next line), one line, at most limit
+    characters. What the exporter writes of a node name or a layer's repr goes through here."""
+    s = _UNSAFE.sub("_", str(text)).replace("\\", "|")
+    s = re.sub(r"\*(?=/)", "* ", s)
+    s = re.sub(r"/(?=\*)", "/ ", s)
+    s = re.sub(r"\?(?=\?)", "?_", s)
+    if len(s) > limit:
+        s = s[:limit - 3].rstrip("?") + "..."
     return s
 
 

@@ -32,6 +32,16 @@ def torch_chunks(n, torch_threads):
     return [(b, min(n, b + chunk)) for b in range(0, n, chunk)]
 
 
+def segments(n, torch_threads, vector_block):
+    """[(begin, body end, end)] of torch's chunks of a loop over n elements: each chunk's vector
+    body (whole blocks of vector_block) and its scalar tail."""
+    out = []
+    for lo, hi in torch_chunks(n, torch_threads):
+        n_vec = ((hi - lo) // vector_block) * vector_block if vector_block else 0
+        out.append((lo, lo + n_vec, hi))
+    return tuple(out)
+
+
 def check_float(name):
     def check(value, prior):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
@@ -193,14 +203,10 @@ class QuantizedAdd(_QBinary):
                                                            lambda: self._qnnpack_params(a, b)))
         sa, sb = np.float32(a.scale), np.float32(b.scale)
         n = a.per_sample
-        segments = []
-        if n is not None:
-            for lo, hi in torch_chunks(n, self._threads):
-                n_vec = ((hi - lo) // self._block) * self._block if self._block else 0
-                segments.append((lo, lo + n_vec, hi))
+        segs = () if n is None else segments(n, self._threads, self._block)
         return AddData("fbgemm", a_scale=sa, b_scale=sb, a_offset=np.float32(sa * -np.float32(a.zero_point)),
                        b_offset=np.float32(sb * -np.float32(b.zero_point)), inv_scale=np.float32(self._inv_scale),
-                       segments=tuple(segments))
+                       segments=segs)
 
     def emit_c(self, ctx, node, inputs, output, op_data):
         ctx.same(inputs, "quant")
@@ -262,7 +268,8 @@ class QuantizedMul(_QBinary):
 
     def emit_c(self, ctx, node, inputs, output, op_data):
         ctx.same(inputs, "quant")
-        return _c.qmul(ctx, self.relu, self.zero_point, inputs[0], inputs[1], output, op_data)
+        return _c.qmul(ctx, self.relu, self.zero_point, inputs[0], inputs[1], output, op_data,
+                       segments(inputs[0].size, self._threads, self._block))
 
     def summary_row(self, specs, op_data):
         return self._row("M = s_a*s_b/s_y (float32)", "qmul (all engines)")
@@ -384,7 +391,7 @@ class QuantizedCat(Layer):
         return float(self.scale), int(self.zero_point), np.float32(np.float32(1.0) / np.float32(self.scale))
 
     def emit_c(self, ctx, node, inputs, output, op_data):
-        return _c.cat_last(ctx, self.dim, inputs, output, op_data)
+        return _c.cat(ctx, self.dim, inputs, output, op_data)
 
     def summary_row(self, specs, op_data):
         return dict(qparams="%.6g/%d" % (self.scale, self.zero_point), constants="dim %d" % self.dim,
@@ -452,7 +459,6 @@ class Add(Layer):
         return Spec("float", _broadcast(a.shape, b.shape))
 
     def emit_c(self, ctx, node, inputs, output, op_data):
-        ctx.same(inputs, "float")
         return _c.float_binary(ctx, "+", self.relu, inputs[0], inputs[1], output)
 
     def summary_row(self, specs, op_data):
@@ -474,7 +480,6 @@ class Mul(Layer):
         return Spec("float", _broadcast(a.shape, b.shape))
 
     def emit_c(self, ctx, node, inputs, output, op_data):
-        ctx.same(inputs, "float")
         return _c.float_binary(ctx, "*", False, inputs[0], inputs[1], output)
 
     def summary_row(self, specs, op_data):
@@ -562,7 +567,7 @@ class Cat(Layer):
         return None
 
     def emit_c(self, ctx, node, inputs, output, op_data):
-        return _c.cat_last(ctx, self.dim, inputs, output, op_data)
+        return _c.cat(ctx, self.dim, inputs, output, op_data)
 
     def summary_row(self, specs, op_data):
         return _float_row(self)

@@ -146,13 +146,12 @@ class Dequantize(Layer):
 
 
 class _View(Layer):
-    """An op that moves nothing in a flat sample: its C output is its input's buffer."""
+    """An op that moves nothing in a C-order sample: its C output is its input's buffer (refused
+    where it moves the batch dimension: ctx.view)."""
     takes = _ANY
 
     def emit_c(self, ctx, node, inputs, output, op_data):
-        if inputs[0].kind == "int":
-            raise ctx.error("of an integer value")
-        return ctx.alias(output, inputs[0])
+        return ctx.view(output, inputs[0])
 
     def summary_row(self, specs, op_data):
         return self.settings_row("exact (moves / clamps)")

@@ -11,27 +11,45 @@ from ._spec import Spec
 
 
 class _Move(Layer):
-    """A shape op: infer moves the dimensions, the C output is the input's buffer (a sample
-    is one flat C-order buffer, so a view moves nothing)."""
+    """A shape op: infer moves the dimensions; in C the output is the input's buffer where the
+    C-order bytes of a sample stay as they are (ctx.view refuses an op that moves the batch)."""
     takes = ANY
 
     def _value_spec(self, x):
         return check_kind(x, ("float", "quant"), type(self).__name__)
 
     def emit_c(self, ctx, node, inputs, output, op_data):
-        if inputs[0].kind == "int":
-            raise ctx.error("of an integer value")
-        return ctx.alias(output, inputs[0])
+        return ctx.view(output, inputs[0])
 
     def summary_row(self, specs, op_data):
         return self.settings_row("exact (moves / clamps)")
 
 
 class _Within(_Move):
-    """Moves data inside a sample (transpose, permute): not written as C."""
+    """Moves data inside a sample (transpose, permute): in C a copy in the new order, or the
+    input's buffer where only dimensions of size 1 move (the C-order bytes are the same)."""
+
+    def _perm(self, ndim):
+        raise NotImplementedError
 
     def emit_c(self, ctx, node, inputs, output, op_data):
-        self.unsupported("export", node, "it moves data inside a sample; the C export keeps samples flat")
+        x = inputs[0]
+        shape = ctx.shape_of(x)
+        perm = self._perm(len(shape) + 1)
+        if perm[0] != 0:
+            raise ctx.error("moves the batch dimension (dims %s); the C export runs one sample per call"
+                            % (list(perm),))
+        perm = [p - 1 for p in perm[1:]]
+        out_shape = tuple(shape[p] for p in perm)
+        moved = [p for p in perm if shape[p] != 1]
+        if moved == sorted(moved):               # the same values in the same C order
+            return ctx.view(output, x)
+        strides = ctx.strides_of(shape)
+        body = ctx.loop_nest(out_shape, [tuple(strides[p] for p in perm)], "y[{o}] = x[{0}];")
+        code = "\n".join(["/* %s: %s: a sample of shape %s copied as %s (dims %s) */"
+                          % (ctx.node, ctx.op, shape, out_shape, [0] + [p + 1 for p in perm]),
+                          ctx.fn("const %s *x, %s *y" % (x.ctype, output.ctype), "\n".join(body))])
+        return ctx.step((x,), output, code, quantized=True)
 
 
 
@@ -101,6 +119,38 @@ class Reshape(_Move):
         except ValueError:
             raise ValueError("x: cannot reshape a value of shape %s to %s" % (v.shape, shape)) from None
 
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        """A view of the same C-order bytes, once the shape is known: each size given at run time
+        is the batch (at the front) or a number the exporter knows (a Size node of a known
+        dimension); anything else, or a shape that fixes the batch, is refused."""
+        x, sizes = inputs[0], list(inputs[1:])
+        shape = []
+        for i, d in enumerate(self.shape):
+            if d is None:
+                k = sizes.pop(0).known
+                if k == "batch" and i == 0:
+                    d = -1
+                elif isinstance(k, int) and not isinstance(k, bool):
+                    d = k
+                else:
+                    raise ctx.error("a size given at run time at position %d that is %s; the C export needs the "
+                                    "batch first and every other size known" % (i, "the batch" if k == "batch" else
+                                                                                "unknown here"))
+            shape.append(d)
+        if not shape or shape[0] != -1:
+            raise ctx.error("shape %s does not keep the batch as its first dimension (-1 or x.size(0)); the C "
+                            "export runs one sample per call" % (self.shape,))
+        rest = shape[1:]
+        if -1 in rest:
+            known = int(np.prod([d for d in rest if d != -1], dtype=object))
+            if known == 0 or x.size % known:
+                raise ctx.error("cannot reshape samples of %d values to %s" % (x.size, self.shape))
+            rest[rest.index(-1)] = x.size // known
+        if int(np.prod(rest, dtype=object)) != x.size:
+            raise ctx.error("shape %s does not hold the %d values of a sample" % (self.shape, x.size))
+        output.shape = (None,) + tuple(int(d) for d in rest)
+        return ctx.view(output, x)
+
     def infer(self, x, *sizes):
         """The shape, where known: sizes given at run time (Size nodes) are unknown here; a
         leading unknown or -1 is the batch, and -1 elsewhere is solved from one sample's size."""
@@ -141,6 +191,12 @@ class Squeeze(_Move):
             return x
         d = _dim(self.dim, v.ndim)
         return _like(x, np.squeeze(v, d) if v.shape[d] == 1 else v)
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        x = inputs[0]
+        if self.dim is not None and x.shape is not None and _dim(self.dim, len(x.shape)) == 0:
+            raise ctx.error("squeezes the batch dimension (dim %d); the C export runs one sample per call" % self.dim)
+        return ctx.view(output, x)
 
     def infer(self, x):
         shape = self._value_spec(x).shape
@@ -188,6 +244,12 @@ class Transpose(_Within):
         v = _values(x)
         return _like(x, np.swapaxes(v, _dim(self.dim0, v.ndim, "dim0"), _dim(self.dim1, v.ndim, "dim1")))
 
+    def _perm(self, ndim):
+        perm = list(range(ndim))
+        a, b = _dim(self.dim0, ndim, "dim0"), _dim(self.dim1, ndim, "dim1")
+        perm[a], perm[b] = perm[b], perm[a]
+        return perm
+
     def infer(self, x):
         shape = list(self._value_spec(x).shape)
         a, b = _dim(self.dim0, len(shape), "dim0"), _dim(self.dim1, len(shape), "dim1")
@@ -211,6 +273,11 @@ class Permute(_Within):
         if len(self.dims) != v.ndim:
             raise ValueError("x: permute(%r) of a value with %d dimensions" % (self.dims, v.ndim))
         return _like(x, np.transpose(v, [_dim(d, v.ndim, "dims") for d in self.dims]))
+
+    def _perm(self, ndim):
+        if len(self.dims) != ndim:
+            raise ValueError("x: permute(%r) of a value with %d dimensions" % (self.dims, ndim))
+        return [_dim(d, ndim, "dims") for d in self.dims]
 
     def infer(self, x):
         shape = self._value_spec(x).shape
@@ -257,7 +324,13 @@ class Size(_Move):
         return Spec("int", ())
 
     def emit_c(self, ctx, node, inputs, output, op_data):
-        return None                         # a size is known when the C is written: no buffer
+        """No C (a size is known when the C is written); the exporter notes what it is: the
+        batch (dimension 0, given at run time) or a number, for a Reshape that reads it."""
+        x = inputs[0]
+        shape = tuple(x.shape) if x.shape is not None else (None, x.size)
+        known = tuple("batch" if i == 0 else d for i, d in enumerate(shape))
+        output.known = known if self.dim is None else known[_dim(self.dim, len(shape))]
+        return None
 
 
 
@@ -283,5 +356,8 @@ class GetItem(_Move):
         return Spec("int", ())
 
     def emit_c(self, ctx, node, inputs, output, op_data):
+        k = inputs[0].known
+        if isinstance(k, tuple) and -len(k) <= self.index < len(k):
+            output.known = k[self.index]
         return None
 

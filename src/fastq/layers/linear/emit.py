@@ -66,7 +66,7 @@ def _rows_loop(x_dtype, x_name, weight, k_macro, n_macro, zx, zw, body):
 
 def emit_static(ctx, layer, x, y, data):
     """A static layer, any requant mode, uint8 / int8 in and out; data: the layer's prepare(x)."""
-    node = ctx.node
+    node = ctx.name
     check_width(ctx, layer, x)
     if layer.input_scale is not None and (x.scale != layer.input_scale or (
             layer.input_zero_point is not None and x.zero_point != layer.input_zero_point)):
@@ -140,6 +140,7 @@ def emit_static(ctx, layer, x, y, data):
         float_free = True
     else:                               # pragma: no cover - the layer checks its mode
         raise ctx.error("requant %r" % mode)
+    node = ctx.node                     # the name's safe form, for the C comment
     head = ("/* %s: %s %d -> %d, requant %s, %s weights%s, %s -> %s\n"
             " *   acc  = sum_k (x[k] - zx) * (w[n][k] - zw)\n *   %s */"
             % (node, ctx.op, k, n_out, mode, "per-channel" if pc else "per-tensor", ", ReLU" if layer.relu else "",
@@ -153,7 +154,7 @@ def emit_dynamic(ctx, layer, x, y):
     """A dynamic layer: float in, float out, the input quantized per call."""
     node = ctx.node
     check_width(ctx, layer, x)
-    check_acc_bound(node, layer, "uint8", None)
+    check_acc_bound(ctx.name, layer, "uint8", None)
     n_out, k = layer.weight.values.shape
     c = ctx.consts
     kk = c.define("k", k, "inputs")
