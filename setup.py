@@ -8,8 +8,13 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-csrc = sorted(c for c in glob.glob("src/fastq/csrc/*.c") if not c.endswith("elementwise.c"))
+# csrc/ holds one folder per kernel family (gemm/, convert/, fixedpoint/, elementwise/, runtime/,
+# and more to come); every .c below it except the microbenchmarks of csrc/bench/ is the core.
+csrc = sorted(c for c in glob.glob("src/fastq/csrc/**/*.c", recursive=True)
+              if os.sep + "bench" + os.sep not in c and "/bench/" not in c and not c.endswith("elementwise.c"))
 bench_csrc = sorted(glob.glob("src/fastq/csrc/bench/*.c"))
+# the C files include "fastq.h" and family headers as "gemm/requant.h" from csrc/
+include_dirs = [np.get_include(), "src/fastq", "src/fastq/csrc"]
 
 # -ffp-contract=off: no fused multiply-add unless written as fmaf (bit-exactness, docs/ARITHMETIC.md §1).
 compile_args = ["-O3", "-ffp-contract=off", "-std=gnu11", "-fno-strict-aliasing"]
@@ -24,21 +29,21 @@ extensions = [
     Extension(
         "fastq._kernels",
         sources=["src/fastq/_kernels.pyx"] + [c for c in csrc],
-        include_dirs=[np.get_include(), "src/fastq"],
+        include_dirs=include_dirs,
         define_macros=macros,
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     ),
 ]
-extensions.append(Extension("fastq._elementwise", sources=["src/fastq/_elementwise.pyx", "src/fastq/csrc/elementwise.c"],
-                            include_dirs=[np.get_include(), "src/fastq"], define_macros=macros,
+extensions.append(Extension("fastq._elementwise", sources=["src/fastq/_elementwise.pyx", "src/fastq/csrc/elementwise/elementwise.c"],
+                            include_dirs=include_dirs, define_macros=macros,
                             extra_compile_args=compile_args, extra_link_args=link_args))
 if os.path.exists("src/fastq/_bench.pyx"):
     extensions.append(
         Extension(
             "fastq._bench",
             sources=["src/fastq/_bench.pyx"] + bench_csrc,
-            include_dirs=[np.get_include(), "src/fastq"],
+            include_dirs=include_dirs,
             define_macros=macros,
             extra_compile_args=compile_args,
             extra_link_args=link_args,

@@ -8,7 +8,7 @@ from libc.stdint cimport int64_t, int32_t, uint32_t, uint8_t
 
 cnp.import_array()
 
-cdef extern from "csrc/elementwise.h":
+cdef extern from "csrc/elementwise/elementwise.h":
     void fastq_qadd_fbgemm(const void *a, const void *b, void *y, int64_t n, int64_t n_vec,
                            float a_scale, int32_t a_zero_point, float b_scale, int32_t b_zero_point,
                            float inv_scale, int32_t zero_point, int relu, int is_signed, int simd) nogil

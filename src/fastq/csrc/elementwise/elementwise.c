@@ -1,7 +1,7 @@
 /* Elementwise quantized add / mul: the formulas of elementwise.h, one scalar loop each.
  * Compiled with -ffp-contract=off: the only fused multiply-add is the explicit fmaf. */
 #include <math.h>
-#include "elementwise.h"
+#include "elementwise/elementwise.h"
 
 static inline int32_t load_q(const void *p, int64_t i, int is_signed) {
     return is_signed ? (int32_t)((const int8_t *)p)[i] : (int32_t)((const uint8_t *)p)[i];

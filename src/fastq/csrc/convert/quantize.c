@@ -11,8 +11,8 @@
 #include <float.h>
 #include <math.h>
 #include <string.h>
-#include "convert.h"
-#include "requant.h"
+#include "convert/convert.h"
+#include "gemm/requant.h"
 
 /* rne for |t| <= 2^22 in the current rounding mode (default: half to even), no libm call:
  * adding 1.5 * 2^23 leaves no fraction bits, subtracting it back is exact. */

@@ -2,7 +2,7 @@
  * out[i] = MultiplyByQuantizedMultiplier(x[i], multiplier[c], shift[c]), c = i % n_channels,
  * i.e. per-channel parameters broadcast along the last axis (n_channels == 1: per tensor). */
 #include "fastq.h"
-#include "requant_fixedpoint.h"
+#include "fixedpoint/requant_fixedpoint.h"
 
 /* One loop per variant so each inner loop has no branch on the rounding. */
 #define FQ_MBQM_LOOP(fn)                                                              \

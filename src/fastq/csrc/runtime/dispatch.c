@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fastq.h"
-#include "convert.h"
+#include "convert/convert.h"
 
 /* per-ISA pieces (ukernel_*.c, epilogue_*.c) */
 void fq_ukernel_scalar(int32_t, int32_t, const uint8_t *, ptrdiff_t, uint8_t, const int8_t *, int32_t, int32_t *);
