@@ -1,5 +1,7 @@
-"""Build of the compiled core: one extension carries every ISA path (scalar, AVX2,
-AVX-512 VNNI, each file compiles its own target with #pragma GCC target), chosen at run time."""
+"""Build of the compiled core: one extension, fastq._kernels, carries every kernel family and
+every ISA path (scalar, AVX2, AVX-512 VNNI; each file compiles its own target with #pragma GCC
+target or target attributes), chosen at run time through the backend table; plus the optional
+microbenchmarks, fastq._bench."""
 import glob
 import os
 import platform
@@ -11,7 +13,7 @@ from setuptools import Extension, setup
 # csrc/ holds one folder per kernel family (gemm/, convert/, fixedpoint/, elementwise/, runtime/,
 # and more to come); every .c below it except the microbenchmarks of csrc/bench/ is the core.
 csrc = sorted(c for c in glob.glob("src/fastq/csrc/**/*.c", recursive=True)
-              if os.sep + "bench" + os.sep not in c and "/bench/" not in c and not c.endswith("elementwise.c"))
+              if "bench" not in os.path.relpath(c, "src/fastq/csrc").split(os.sep)[:-1])
 bench_csrc = sorted(glob.glob("src/fastq/csrc/bench/*.c"))
 # the C files include "fastq.h" and family headers as "gemm/requant.h" from csrc/
 include_dirs = [np.get_include(), "src/fastq", "src/fastq/csrc"]
@@ -35,9 +37,6 @@ extensions = [
         extra_link_args=link_args,
     ),
 ]
-extensions.append(Extension("fastq._elementwise", sources=["src/fastq/_elementwise.pyx", "src/fastq/csrc/elementwise/elementwise.c"],
-                            include_dirs=include_dirs, define_macros=macros,
-                            extra_compile_args=compile_args, extra_link_args=link_args))
 if os.path.exists("src/fastq/_bench.pyx"):
     extensions.append(
         Extension(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _elementwise, reference
+from .. import _kernels, reference
 from ..qtensor import QTensor, dequantize, quantize
 from ._base import (ANY, FLOAT, QUANT, Layer, Setting, check_bool, check_choice, check_int,  # noqa: F401
                     check_scale_setting, check_zero_point_in, register)
@@ -134,7 +134,7 @@ class QuantizedAdd(_QBinary):
         if self._qnnpack_kernel and va.dtype == np.uint8:
             zpp, am, bm, shift = self._cached((a.scale, a.zero_point, b.scale, b.zero_point),
                                               lambda: self._qnnpack_params(a, b))
-            y = _elementwise.qadd_qnnpack(va, vb, zpp, am, bm, shift, self._z, self._z if self._relu else 0, 255)
+            y = _kernels.qadd_qnnpack(va, vb, zpp, am, bm, shift, self._z, self._z if self._relu else 0, 255)
         else:
             sa, sb = self._cached((a.scale, b.scale), lambda: (float(np.float32(a.scale)), float(np.float32(b.scale))))
             n = va.size
@@ -155,7 +155,7 @@ class QuantizedAdd(_QBinary):
     def _fbgemm(self, va, vb, sa, za, sb, zb):
         n = va.size
         n_vec = (n // self._block) * self._block if self._block else 0
-        return _elementwise.qadd_fbgemm(va, vb, n_vec, sa, za, sb, zb, self._inv_scale, self._z, self._relu)
+        return _kernels.qadd_fbgemm(va, vb, n_vec, sa, za, sb, zb, self._inv_scale, self._z, self._relu)
 
 
 @register
@@ -165,7 +165,7 @@ class QuantizedMul(_QBinary):
     def __call__(self, a, b):
         self._check_call(a, b)
         m = self._cached((a.scale, b.scale), lambda: float(reference.qmul_multiplier(a.scale, b.scale, self._s)))
-        return self._out(_elementwise.qmul(a.values, b.values, a.zero_point, b.zero_point, m,
+        return self._out(_kernels.qmul(a.values, b.values, a.zero_point, b.zero_point, m,
                                            self._z, self._relu))
 
 
