@@ -37,7 +37,7 @@ echo "sanitize: building in $WORK with $SAN"
 
 LIBASAN=$("$CC" -print-file-name=libasan.so)
 LIBUBSAN=$("$CC" -print-file-name=libubsan.so)
-TESTS=(test_kernels.py test_quantize_kernels.py test_fixedpoint.py test_tflite_linear.py
+TESTS=(test_kernels.py test_quantize_kernels.py test_fixedpoint.py test_backend_table.py test_graph_ops.py test_tflite_linear.py
        test_threadpool.py test_threads.py test_qgemm.py test_dynamic.py test_torch_linear.py
        test_bench_smoke.py)
 cd "$WORK/tests"
