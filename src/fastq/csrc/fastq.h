@@ -173,7 +173,8 @@ int fq_family_owner(int backend, int family);
  * (the AVX-512 conversions need no VNNI). Tests and benches force an ISA with it. */
 int fq_family_supported(int backend, int family);
 /* Calls that ran family's kernels of backend (the owner of what ran, not the selected one)
- * since the library loaded: the test suite's covered-paths check (ruy's test.h). */
+ * since the library loaded: the test suite's covered-paths check (ruy's test.h). Approximate
+ * under concurrent calls (a relaxed load + store, no locked add); never 0 once a call ran. */
 long long fq_family_runs(int family, int backend);
 
 /* Per-ISA kernels. A tile is mr rows (mr <= kernels->mr) by one 64-column panel.
