@@ -36,7 +36,7 @@ def set_backend(name):
                          % (name, ", ".join(backends())))
 
 
-MAX_THREADS = 256          # FQ_MAX_THREADS in csrc/threadpool.c
+MAX_THREADS = 256          # FQ_MAX_THREADS in csrc/runtime/threadpool.c
 
 # The thread count set_num_threads(0) restores: None = the C default (FASTQ_NUM_THREADS or the
 # CPU count); an int when FASTQ_NUM_THREADS was invalid and the CPU count is used instead.
