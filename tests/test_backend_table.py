@@ -184,3 +184,22 @@ def test_covered_paths_guard_names_every_family_left_out():
     expect = sorted((f, b) for b in fastq.backends() if b != "scalar"
                     for f, owner in BY_NAME[b]["kernels"].items() if owner == b)
     assert sorted(_missed_paths(config)) == expect
+
+
+def test_unknown_environment_backend_warns_and_falls_back_to_the_best_row():
+    """A name the table does not have (here the next ISA's, not yet a row) gives a RuntimeWarning
+    naming it, and every family runs the best available row's kernels."""
+    assert "amx" not in BY_NAME
+    probe = ("import numpy as np, fastq; from fastq import _kernels; import test_backend_table as t;"
+             "t._run_every_family(np.random.default_rng(1)); r = _kernels.kernel_runs();"
+             "print(fastq.get_backend()); print(sorted((f, b) for f in r for b in r[f] if r[f][b]))")
+    env = dict(os.environ, FASTQ_BACKEND="amx",
+               PYTHONPATH=os.pathsep.join([SITE, os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-W", "always::RuntimeWarning", "-c", probe], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "RuntimeWarning" in r.stderr and "FASTQ_BACKEND='amx'" in r.stderr
+    name, ran = r.stdout.strip().splitlines()
+    best = fastq.backends()[-1]
+    assert name == best
+    assert eval(ran) == sorted((f, owner) for f, owner in BY_NAME[best]["kernels"].items())
