@@ -167,11 +167,20 @@ def test_gemm_driver_takes_row_tiles_up_to_16(mr):
         _kernels.scalar_set_mr(17)
 
 
-def test_covered_paths_guard_names_every_family_left_out():
+def _suite_conftest(config):
+    """tests/conftest.py as pytest loaded it (a plain import could find tests/ops/conftest.py)."""
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conftest.py")
+    for plugin in config.pluginmanager.get_plugins():
+        if os.path.abspath(getattr(plugin, "__file__", "") or "") == here:
+            return plugin
+    raise AssertionError("tests/conftest.py is not loaded")
+
+
+def test_covered_paths_guard_names_every_family_left_out(request):
     """The conftest guard: after running every family on the scalar backend only, it names each
     family's own kernels of every other available backend, and nothing of scalar's."""
     from types import SimpleNamespace
-    from conftest import _missed_paths
+    _missed_paths = _suite_conftest(request.config)._missed_paths
     config = SimpleNamespace(_fastq_runs_at_start=_kernels.kernel_runs(),
                              _fastq_backends_selected=set(fastq.backends()))
     assert _missed_paths(config) == []          # nothing ran: nothing owed

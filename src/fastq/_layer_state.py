@@ -1,17 +1,20 @@
 """What the model file needs from layers and models, in one place: the layers' declared
 settings (layers/_base.py: get_settings, get_arrays, from_state, LAYER_TYPES) and the model's
-nodes (a chain today; model.Node graphs once they land).
+nodes (model.Node graphs).
 """
 from __future__ import annotations
 
 import functools
+import inspect
+
+from . import layers  # noqa: F401 - importing the layers registers them
+from .layers._base import LAYER_TYPES
+from .model import Model, Node
 
 
 # --------------------------------------------------------------------------- layers
 def layer_types():
     """op name -> layer class, for every op a model file may hold."""
-    from . import layers  # noqa: F401 - importing the layers registers them
-    from .layers._base import LAYER_TYPES
     return LAYER_TYPES
 
 
@@ -36,7 +39,6 @@ def arity(cls):
 
 
 def _positional(call):
-    import inspect
     try:
         params = list(inspect.signature(call).parameters.values())[1:]      # past self
     except (TypeError, ValueError):
@@ -61,42 +63,14 @@ def from_state(cls, settings, arrays):
 
 
 # --------------------------------------------------------------------------- the model
-def _graph_model():
-    from . import model
-    return getattr(model, "Node", None)
-
-
 def graph_of(model):
     """(inputs, outputs, [(node name, layer, inputs, outputs), ...] in topological order)."""
-    from .model import Model
     if not isinstance(model, Model):
         raise TypeError("model: expected a fastq.Model, got %s" % type(model).__name__)
-    if hasattr(model, "nodes"):
-        return (tuple(model.inputs), tuple(model.outputs),
-                [(n.name, n.layer, tuple(n.inputs), tuple(n.outputs)) for n in model.nodes])
-    names = list(model.names)
-    value = "input"
-    while value in names:
-        value += "_"
-    inputs, nodes = (value,), []
-    for name, layer in zip(names, model.layers):
-        nodes.append((name, layer, (value,), (name,)))
-        value = name
-    return inputs, (value,), nodes
+    return (tuple(model.inputs), tuple(model.outputs),
+            [(n.name, n.layer, tuple(n.inputs), tuple(n.outputs)) for n in model.nodes])
 
 
 def make_model(nodes, inputs, outputs):
-    from .model import Model
-    Node = _graph_model()
-    if Node is not None:
-        return Model(nodes=[Node(name, layer, ins, outs) for name, layer, ins, outs in nodes],
-                     inputs=inputs, outputs=outputs)
-    value = inputs[0] if len(inputs) == 1 else None
-    for name, _, ins, outs in nodes:
-        if value is None or ins != (value,) or len(outs) != 1:
-            raise ValueError("node %r: this fastq runs chains only (each node takes the previous "
-                             "node's output)" % name)
-        value = outs[0]
-    if outputs != (value,):
-        raise ValueError("model outputs %s: a chain gives its last node's output %r" % (list(outputs), value))
-    return Model([n[1] for n in nodes], [n[0] for n in nodes])
+    return Model(nodes=[Node(name, layer, ins, outs) for name, layer, ins, outs in nodes],
+                 inputs=inputs, outputs=outputs)

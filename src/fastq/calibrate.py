@@ -12,7 +12,7 @@ float_model: either
     shape ops (flatten, reshape, view, permute, transpose, squeeze, unsqueeze, contiguous, size),
     torch.cat, Identity / Dropout, nested blocks, a block called twice. The result is a graph
     Model (fastq.Node list) equal to torch's convert of QuantWrapper(model); the observed values
-    and the fusion rule are in fx_calibrate.py. A Linear whose every call feeds only one
+    and the fusion rules are in importers/torch_calibrate.py. A Linear whose every call feeds only one
     nn.ReLU module, called only after it, is fused with it (fuse_modules on that pair); a
     functional relu is not fused. A plain `x + y` / `x * y` on the quantized values is refused
     (NotImplementedError naming the fx node): torch's converted eager model cannot run it. The
@@ -27,71 +27,28 @@ calibration_batches: an iterable of float arrays (numpy, or CPU torch tensors) o
 qconfig: "x86" | "fbgemm" | "qnnpack" (torch.ao.quantization.get_default_qconfig(engine) of
   torch 2.13), "minmax" (torch's default_qconfig), or a QConfig(activation=..., weight=...)
   whose fields make fresh observers (see QConfig).
-engine: the torch engine whose arithmetic the layers follow ("x86" / "fbgemm" -> requant
-  "fbgemm", "qnnpack" -> "qnnpack"). Default: the qconfig's engine; for "minmax" or a QConfig,
+engine: the torch engine whose arithmetic the layers follow (fastq.engines: "x86" / "fbgemm" ->
+  requant "fbgemm", "qnnpack" -> "qnnpack"). Default: the qconfig's engine; for "minmax" or a QConfig,
   torch.backends.quantized.engine if torch is already imported, else "x86".
 """
 from __future__ import annotations
 
-import functools
-import sys
-from typing import Callable, NamedTuple
-
 import numpy as np
 
+from . import engines, importers
 from .layers.elementwise import Dequantize, Quantize
 from .layers.linear import QuantizedLinear
 from .model import Model
-from .observers import HistogramObserver, MinMaxObserver, PerChannelMinMaxObserver
-from .qtensor import QTensor, quantize, quantize_per_channel
+from .qconfig import (QCONFIGS, QConfig, activation_observer, calibrate as _calibrate,  # noqa: F401 (API)
+                      check_float_array, observe, resolve_qconfig, weight_qtensor)
 
-ENGINE_REQUANT = {"x86": "fbgemm", "fbgemm": "fbgemm", "qnnpack": "qnnpack"}
-
-
-class QConfig(NamedTuple):
-    """Which observers calibration uses. activation: a callable returning a fresh per-tensor
-    uint8 observer (one per observed value); weight: a callable returning a fresh int8 weight
-    observer (per tensor, or per channel along axis 0), e.g.
-
-        QConfig(activation=functools.partial(HistogramObserver, reduce_range=True),
-                weight=functools.partial(PerChannelMinMaxObserver, dtype="int8",
-                                         qscheme="per_channel_symmetric"))"""
-    activation: Callable
-    weight: Callable
-
-
-_P = functools.partial
-_PER_CHANNEL_WEIGHT = _P(PerChannelMinMaxObserver, dtype="int8", qscheme="per_channel_symmetric")
-_TENSOR_WEIGHT = _P(MinMaxObserver, dtype="int8", qscheme="per_tensor_symmetric")
-
-# torch 2.13 torch/ao/quantization/qconfig.py: get_default_qconfig(backend) and default_qconfig
-# (default_observer = MinMaxObserver(quant_min=0, quant_max=127), default_weight_observer).
-QCONFIGS = {
-    "x86": QConfig(_P(HistogramObserver, reduce_range=True), _PER_CHANNEL_WEIGHT),
-    "fbgemm": QConfig(_P(HistogramObserver, reduce_range=True), _PER_CHANNEL_WEIGHT),
-    "qnnpack": QConfig(_P(HistogramObserver, reduce_range=False), _TENSOR_WEIGHT),
-    "minmax": QConfig(_P(MinMaxObserver, quant_min=0, quant_max=127), _TENSOR_WEIGHT),
-}
+ENGINE_REQUANT = {name: e.requant for name, e in engines.ENGINES.items()}   # kept for callers of 0.1
 
 
 # --------------------------------------------------------------------------- the float chain
 class _Linear:
     def __init__(self, name, weight, bias, relu):
         self.name, self.weight, self.bias, self.relu = name, weight, bias, relu
-
-
-def _check_float_array(a, name, ndim=None):
-    if type(a).__module__.startswith("torch"):
-        a = a.detach().cpu().numpy()
-    a = np.asarray(a)
-    if a.dtype.kind not in "fiu" or a.dtype == np.bool_:
-        raise TypeError("%s: expected a float array, got dtype %s" % (name, a.dtype))
-    a = np.asarray(a, dtype=np.float32)
-    if ndim is not None and a.ndim != ndim:
-        raise ValueError("%s: expected %d dimensions, got shape %s" % (name, ndim, a.shape))
-    if not np.all(np.isfinite(a)):
-        raise ValueError("%s: contains NaN or inf" % name)
-    return a
 
 
 def _numpy_chain(layers):
@@ -116,11 +73,11 @@ def _numpy_chain(layers):
                             "(weight, bias[, relu]), got %s" % (where, type(layer).__name__))
         if not isinstance(relu, (bool, np.bool_)):
             raise TypeError("%s: relu must be a bool, got %r" % (where, relu))
-        w = _check_float_array(w, where + ".weight", ndim=2)
+        w = check_float_array(w, where + ".weight", ndim=2)
         if w.size == 0:
             raise ValueError("%s.weight: is empty, shape %s" % (where, w.shape))
         if b is not None:
-            b = _check_float_array(b, where + ".bias", ndim=1)
+            b = check_float_array(b, where + ".bias", ndim=1)
             if b.shape[0] != w.shape[0]:
                 raise ValueError("%s.bias: expected shape (%d,), got %s" % (where, w.shape[0], b.shape))
         if chain and chain[-1].weight.shape[0] != w.shape[1]:
@@ -144,101 +101,24 @@ def _numpy_forward(chain, x):
         x = y
 
 
-# --------------------------------------------------------------------------- observers
-def _resolve_qconfig(qconfig):
-    if isinstance(qconfig, str):
-        if qconfig not in QCONFIGS:
-            raise ValueError("qconfig: %r is not one of %s, nor a fastq.calibrate.QConfig"
-                             % (qconfig, ", ".join(repr(k) for k in QCONFIGS)))
-        return QCONFIGS[qconfig], (qconfig if qconfig != "minmax" else None)
-    if isinstance(qconfig, QConfig):
-        for field in ("activation", "weight"):
-            if not callable(getattr(qconfig, field)):
-                raise TypeError("qconfig.%s: expected a callable making an observer, got %r"
-                                % (field, getattr(qconfig, field)))
-        return qconfig, None
-    raise TypeError("qconfig: expected 'x86', 'fbgemm', 'qnnpack', 'minmax' or a "
-                    "fastq.calibrate.QConfig, got %s" % type(qconfig).__name__)
-
-
-def _activation_observer(qconfig):
-    obs = qconfig.activation()
-    if not hasattr(obs, "calculate_qparams") or getattr(obs, "dtype", None) != "uint8" \
-            or not str(getattr(obs, "qscheme", "")).startswith("per_tensor"):
-        raise ValueError("qconfig.activation: must make a per-tensor uint8 fastq observer "
-                         "(torch's quantized Linear takes quint8 activations), got %r" % (obs,))
-    return obs
-
-
-def _weight_qtensor(qconfig, weight):
-    """The weight observer of nnq.Linear.from_float run on the float weight, then torch's
-    _quantize_weight: quantize_per_channel / quantize_per_tensor, clamped to the observer's
-    range when that is narrower than int8."""
-    obs = qconfig.weight()
-    if getattr(obs, "dtype", None) != "int8" or not hasattr(obs, "calculate_qparams"):
-        raise ValueError("qconfig.weight: must make an int8 fastq observer (torch requires qint8 "
-                         "weights), got %r" % (obs,))
-    per_channel = str(obs.qscheme).startswith("per_channel")
-    if per_channel and getattr(obs, "ch_axis", 0) != 0:
-        raise ValueError("qconfig.weight: per-channel weights must use ch_axis=0, got %r" % obs.ch_axis)
-    obs(weight)
-    scale, zero_point = obs.calculate_qparams()
-    if per_channel:
-        q = quantize_per_channel(weight, np.asarray(scale, np.float64), np.asarray(zero_point), 0, "int8")
-    else:
-        q = quantize(weight, float(scale), int(zero_point), "int8")
-    if obs.quant_min > -128 or obs.quant_max < 127:
-        values = np.clip(q.values, obs.quant_min, obs.quant_max).astype(np.int8)
-        q = QTensor(values, q.scale, q.zero_point, axis=q.axis)
-    return q
-
-
-def _requant(engine, default_engine):
-    if engine is None:
-        engine = default_engine
-    if engine is None:
-        torch = sys.modules.get("torch")
-        engine = torch.backends.quantized.engine if torch is not None else "x86"
-    if not isinstance(engine, str):
-        raise TypeError("engine: expected a torch quantized engine name, got %r" % type(engine).__name__)
-    if engine not in ENGINE_REQUANT:
-        raise ValueError("engine: %r is not reproduced by fastq; use one of %s"
-                         % (engine, ", ".join(sorted(ENGINE_REQUANT))))
-    return ENGINE_REQUANT[engine]
-
-
-def _engine_name(engine, default_engine):
-    """The torch engine the model follows (an add's arithmetic depends on it, not only requant)."""
-    if engine is None:
-        engine = default_engine
-    if engine is None:
-        torch = sys.modules.get("torch")
-        engine = torch.backends.quantized.engine if torch is not None else "x86"
-    return engine
-
-
-def _is_torch_module(model):
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(model, torch.nn.Module)
-
-
 # --------------------------------------------------------------------------- quantize_model
 def quantize_model(model, calibration_batches, qconfig="x86", engine=None):
     """A fastq.Model equal to torch's prepare / convert of QuantWrapper(model), with each
     Linear + ReLU module pair fused, calibrated on the same batches (see the module docstring)."""
-    qconfig, default_engine = _resolve_qconfig(qconfig)
-    requant = _requant(engine, default_engine)
-    if _is_torch_module(model):
-        from .torch_compat import quantize_torch_model
-        return quantize_torch_model(model, calibration_batches, qconfig,
-                                    _engine_name(engine, default_engine), requant)
+    qconfig, default_engine = resolve_qconfig(qconfig)
+    if engine is None:
+        engine = default_engine if default_engine is not None else engines.current_name()
+    rules = engines.engine(engine)
+    importer = importers.find(model)
+    if importer is not None:
+        return importer.load("calibrate")(model, calibration_batches, qconfig, engine)
     if not isinstance(model, (list, tuple, dict)):
         raise TypeError("model: expected a float torch.nn.Module or a list of numpy layers "
                         "({'weight', 'bias', 'relu'} dicts or (weight, bias[, relu]) tuples), "
                         "got %s" % type(model).__name__)
     steps = _numpy_chain(model)
-    observers = {"input": _activation_observer(qconfig)}
-    observers.update((id(s), _activation_observer(qconfig)) for s in steps)
+    observers = {"input": activation_observer(qconfig)}
+    observers.update((id(s), activation_observer(qconfig)) for s in steps)
 
     def run(x, where):
         return [(id(layer), "the output of layer %s" % layer.name, y)
@@ -250,48 +130,9 @@ def quantize_model(model, calibration_batches, qconfig="x86", engine=None):
     layers, names = [Quantize(s_in, zp_in)], ["quant"]
     for s in steps:
         scale, zp = observers[id(s)].calculate_qparams()
-        layers.append(QuantizedLinear(_weight_qtensor(qconfig, s.weight), s.bias, scale, zp,
-                                      relu=s.relu, requant=requant))
+        layers.append(QuantizedLinear(weight_qtensor(qconfig, s.weight), s.bias, scale, zp, relu=s.relu,
+                                      requant=rules.requant, bias_rounding=rules.bias_rounding))
         names.append(s.name)
     layers.append(Dequantize())
     names.append("dequant")
     return Model(layers, names=names)
-
-
-def _calibrate(batches, run, observers, first_k=None):
-    """Feeds each batch to observers["input"], then each (key, label, value) run(x, where)
-    gives to observers[key], in the order run gives them (a shared observer sees its values
-    in execution order, as torch's hooks do)."""
-    try:
-        iterator = iter(batches)
-    except TypeError:
-        raise TypeError("calibration_batches: expected an iterable of float arrays, got %s"
-                        % type(batches).__name__) from None
-    if isinstance(batches, (np.ndarray, str, bytes)) or type(batches).__module__.startswith("torch"):
-        raise TypeError("calibration_batches: expected an iterable of batches (e.g. a list of "
-                        "arrays), got one %s; wrap it in a list" % type(batches).__name__)
-    count = 0
-    for i, batch in enumerate(iterator):
-        where = "calibration_batches[%d]" % i
-        x = _check_float_array(batch, where)
-        if x.size == 0:
-            raise ValueError("%s: is empty, shape %s" % (where, x.shape))
-        if first_k is not None and (x.ndim < 1 or x.shape[-1] != first_k):
-            raise ValueError("%s: expected shape [..., %d] (the first Linear's in_features), "
-                             "got %s" % (where, first_k, x.shape))
-        observe(observers["input"], x, where, "the input")
-        for key, label, y in run(x, where):
-            y = np.asarray(y, dtype=np.float32)
-            if not np.all(np.isfinite(y)):
-                raise ValueError("%s: the float model gives non-finite values: %s" % (where, label))
-            observe(observers[key], y, where, label)
-        count += 1
-    if count == 0:
-        raise ValueError("calibration_batches: is empty; calibration needs at least one batch")
-
-
-def observe(obs, value, where, what):
-    try:
-        obs(value)
-    except ValueError as e:                 # e.g. a huge constant the histogram cannot bin
-        raise ValueError("%s: observing %s: %s" % (where, what, e)) from e

@@ -5,12 +5,11 @@
     model.save("mlp.fq"); model = fastq.load("mlp.fq")
 
 Each Node names the values it reads and makes; the model runs the nodes in topological order and
-drops a value once its last reader has run. Layers: Quantize, Dequantize, QuantizedLinear,
-DynamicQuantizedLinear, ReLU, ReLU6, Hardtanh, Identity, Flatten (layers/elementwise.py, linear.py,
-dynamic.py); add / mul / cat and their scalar forms (layers/arith.py); reshape, view, squeeze,
-transpose, permute, size, getitem (layers/shape.py). Values flow as float32 arrays or QTensors
-(and Python ints for sizes); each layer says which it takes. The output is always float32 (a quantized result
-is dequantized, exactly as torch's dequantize does).
+drops a value once its last reader has run. A node holds any op of the registry
+(fastq.layers.LAYER_TYPES: layers/elementwise.py, linear/, dynamic.py, arith.py, shape.py). Values
+flow as float32 arrays or QTensors (and Python ints for sizes); each op says which it takes
+(`takes`). The output is always float32 (a quantized result is dequantized, exactly as torch's
+dequantize does).
 
 Model files: fastq.model_file (a versioned binary format, every setting and array declared in
 its header and checked before anything is built; never pickle).
@@ -22,20 +21,14 @@ import heapq
 import numpy as np
 
 from ._checks import as_array
-from .layers.dynamic import DynamicQuantizedLinear
-from .layers.elementwise import Quantize, Dequantize, Identity, ReLU, ReLU6, Flatten  # noqa: F401
-from .layers.elementwise import FLOAT as _FLOAT, QUANT as _QUANT, ANY as _ANY
-from .layers.linear import QuantizedLinear
+from .layers._base import FLOAT as _FLOAT, QUANT as _QUANT
 from .qtensor import QTensor, dequantize
 
 _F32 = np.dtype(np.float32)
 
 
 def _takes(layer):
-    if isinstance(layer, QuantizedLinear):
-        return _QUANT
-    if isinstance(layer, DynamicQuantizedLinear):
-        return _FLOAT
+    """FLOAT, QUANT or ANY: what the op takes (None: not a fastq op)."""
     return getattr(layer, "takes", None)
 
 
@@ -184,6 +177,7 @@ class Model:
         self._plan = self._make_plan()
         self.last_shapes = None
         self.last_qparams = {}
+        self.last_dtypes = {}
 
     # -------------------------------------------------------------- plan
     def _make_plan(self):
@@ -299,6 +293,7 @@ class Model:
         self.last_shapes = {v: _shape_of(x) for v, x in values.items()}
         self.last_qparams = {v: (x.scale, x.zero_point) for v, x in values.items()
                              if isinstance(x, QTensor) and x.axis is None}
+        self.last_dtypes = {v: x.values.dtype.name for v, x in values.items() if isinstance(x, QTensor)}
         return values
 
     def summary(self, *sample):
@@ -386,5 +381,5 @@ def from_torch(module, engine=None):
     NotImplementedError saying so. engine: the torch quantized engine whose numerics to
     reproduce (default: torch.backends.quantized.engine, which should be the engine the model
     was converted under)."""
-    from .torch_compat import model_from_torch
+    from .importers.torch_fx import convert as model_from_torch
     return model_from_torch(module, engine=engine)

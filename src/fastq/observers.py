@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import bisect
 import math
+import os
+import platform
+import sys
 
 import numpy as np
 
@@ -34,7 +37,6 @@ _PER_CHANNEL = ("per_channel_affine", "per_channel_symmetric")
 def _cpu_build():
     """(vector width in floats, whether linspace's multiply-adds are fused) of the torch CPU
     kernels this machine runs: torch picks its AVX512 / AVX2 / DEFAULT build at run time."""
-    import sys
     torch = sys.modules.get("torch")
     cap = None
     if torch is not None:
@@ -43,7 +45,6 @@ def _cpu_build():
         except Exception:  # pragma: no cover - an unusual torch build
             cap = None
     if cap is None:
-        import os
         cap = os.environ.get("ATEN_CPU_CAPABILITY", "").upper() or _detect_capability()
     cap = cap.upper()
     # The sum kernel runs 8-float vectors under every x86 build (measured: its AVX512 build
@@ -56,7 +57,6 @@ def _cpu_build():
 
 
 def _detect_capability():
-    import platform
     machine = platform.machine().lower()
     if machine not in ("x86_64", "amd64", "i686", "x86"):
         return "NEON"

@@ -77,7 +77,7 @@ class QTensor:
     @classmethod
     def from_torch(cls, t):
         """A torch quantized tensor (quint8 / qint8, per tensor or per channel) as a QTensor."""
-        from .torch_compat import qtensor_from_torch
+        from .importers.torch_quantized import qtensor_from_torch
         return qtensor_from_torch(t)
 
 

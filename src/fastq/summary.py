@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .layers._spec import Spec
+
 
 def _fmt_shape(s):
     return "?" if s is None else "x".join(str(d) for d in s) if s else "scalar"
@@ -14,63 +16,35 @@ def _weight_bytes(layer):
     return int(sum(np.asarray(a).nbytes for a in arrays.values()))
 
 
-def _describe(layer, in_q=()):
-    """(qparams text, constants text, arithmetic text) for one layer; in_q: the (scale, zero
-    point) of its quantized inputs in the last run, when known."""
-    from .layers.linear import QuantizedLinear
-    from .layers.dynamic import DynamicQuantizedLinear
-    from .layers import arith as ar
-    from .layers.elementwise import Quantize
-    name = type(layer).__name__
-    if isinstance(layer, QuantizedLinear):
-        w = layer.weight
-        ws = "per-channel %d" % len(w.scale) if layer.per_channel else "w %.6g/%d" % (w.scale, w.zero_point)
-        q = "%.6g/%d" % (layer.scale, layer.zero_point)
-        if layer.requant == "tflite" and layer.input_scale is not None:
-            m, s = layer.multipliers, layer.shifts
-            const = "mult %d shift %d" % (m[0], s[0]) if m.size == 1 or np.all(m == m[0]) else \
-                "mult [%d..%d] shift [%d..%d]" % (m.min(), m.max(), s.min(), s.max())
-        elif in_q:
-            m = np.float32(in_q[0][0]) * np.asarray(w.scale, np.float32) / np.float32(layer.scale)
-            const = "%s; M = s_x*s_w/s_y = %s" % (ws, "%.6g" % m if np.ndim(m) == 0 else
-                                                  "[%.6g..%.6g]" % (np.min(m), np.max(m)))
+def _specs(model, node):
+    """The Specs of a node's inputs from the last run (None where not known)."""
+    shapes = model.last_shapes or {}
+    qp = getattr(model, "last_qparams", {}) or {}
+    dtypes = getattr(model, "last_dtypes", {}) or {}
+    out = []
+    for v in node.inputs:
+        shape = shapes.get(v)
+        if v in qp:
+            scale, zp = qp[v]
+            out.append(Spec("quant", shape if shape is not None else (None,), dtypes.get(v), scale, zp))
+        elif shape is not None:
+            out.append(Spec("float", shape))
         else:
-            const = "%s; M = s_x*s_w/s_y (float, per input scale)" % ws
-        arith = {"fbgemm": "fbgemm float requant (x86/fbgemm)", "qnnpack": "qnnpack float requant",
-                 "tflite": "TFLite fixed point (%s rounding)" % layer.rounding}[layer.requant]
-        return q, const + (", relu" if layer.relu else ""), arith
-    if isinstance(layer, DynamicQuantizedLinear):
-        return "dynamic", "per-batch x qparams%s" % (", reduce_range" if layer.reduce_range else ""), \
-            "%s dynamic linear" % layer.mode
-    if isinstance(layer, Quantize):
-        return "%.6g/%d" % (layer.scale, layer.zero_point), "%s" % layer.dtype, "quantize_per_tensor (fmaf)"
-    if isinstance(layer, ar.QuantizedAdd):
-        arith = ("qnnpack q8 add (fixed point)" if layer.arithmetic == "qnnpack" else
-                 "fbgemm qadd (float, vector block %d, %d torch threads)" % (layer.vector_block, layer.torch_threads))
-        const = "M_a = s_a/s_y, M_b = s_b/s_y (per input scales)"
-        if len(in_q) == 2:
-            if layer.arithmetic == "qnnpack":
-                from . import reference
-                try:
-                    zpp, am, bm, shift = reference.qnnpack_add_params(in_q[0][0], in_q[0][1], in_q[1][0],
-                                                                      in_q[1][1], layer.scale)
-                    const = "mult %d, %d shift %d" % (am, bm, shift)
-                except ValueError as e:
-                    const = str(e)
-            else:
-                const = "M_a %.6g, M_b %.6g" % (in_q[0][0] / layer.scale, in_q[1][0] / layer.scale)
-        return "%.6g/%d" % (layer.scale, layer.zero_point), const + (", relu" if layer.relu else ""), arith
-    if isinstance(layer, ar.QuantizedMul):
-        return "%.6g/%d" % (layer.scale, layer.zero_point), "M = s_a*s_b/s_y (float32)" + \
-            (", relu" if layer.relu else ""), "qmul (all engines)"
-    if isinstance(layer, ar.QuantizedCat):
-        return "%.6g/%d" % (layer.scale, layer.zero_point), "dim %d" % layer.dim, "dequantize, cat, quantize"
-    if isinstance(layer, (ar.QuantizedAddScalar, ar.QuantizedMulScalar)):
-        return "from input", "value %r" % layer.value, "torch %s qparams" % (
-            "add_scalar" if isinstance(layer, ar.QuantizedAddScalar) else "mul_scalar")
-    settings = layer.get_settings() if hasattr(layer, "get_settings") else {}
-    return "-", ", ".join("%s=%r" % kv for kv in settings.items()) or "-", "exact (moves / clamps)" \
-        if name not in ("Add", "Mul", "AddScalar", "MulScalar", "Cat") else "float32 IEEE"
+            out.append(None)
+    return out
+
+
+def _row(layer, specs):
+    """(qparams, constants, arithmetic) texts: the op's summary_row, with its prepared constants
+    when every input's quantization is known."""
+    data = None
+    if specs and all(s is not None for s in specs):
+        try:
+            data = layer.prepare(*specs)
+        except (TypeError, ValueError):          # a value of another kind than the op takes
+            data = None
+    row = layer.summary_row(specs, data)
+    return row["qparams"], row["constants"], row["arithmetic"]
 
 
 def model_summary(model):
@@ -79,8 +53,7 @@ def model_summary(model):
     total_bytes = 0
     counts = {}
     for n in model.nodes:
-        qp = getattr(model, "last_qparams", {}) or {}
-        q, const, arith = _describe(n.layer, [qp[v] for v in n.inputs if v in qp])
+        q, const, arith = _row(n.layer, _specs(model, n))
         wb = _weight_bytes(n.layer)
         total_bytes += wb
         op = type(n.layer).__name__

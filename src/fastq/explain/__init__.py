@@ -20,10 +20,10 @@ The package: trace.py (Step, Trace, the text), linear.py (the traces of each lay
 mode), compare.py, hand.py, tags.py (price tags and the observer).
 """
 from .trace import STAGES, Step, Trace
-from .linear import explain, explain_node, node_input, with_mode
+from .linear import explain, explain_node, node_input, node_inputs, with_mode
 from .compare import Comparison
 from .hand import HandComputation
 from .tags import OBSERVERS, PriceTags, observe, price_tags
 
-__all__ = ["STAGES", "Step", "Trace", "explain", "explain_node", "node_input", "with_mode", "Comparison",
+__all__ = ["STAGES", "Step", "Trace", "explain", "explain_node", "node_input", "node_inputs", "with_mode", "Comparison",
            "HandComputation", "OBSERVERS", "PriceTags", "observe", "price_tags"]

@@ -10,7 +10,7 @@ import os
 
 from .cgen import ERRORS, Generated, generate
 from .footprint import Footprint
-from .layers import ExportError
+from .emit import ExportError
 
 __all__ = ["export_c", "generate", "ExportError", "Footprint", "Generated", "ERRORS"]
 

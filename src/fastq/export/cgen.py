@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import layers as L
-from . import ops
+from ..layers import LAYER_TYPES
+from ..layers._base import ANY, FLOAT, QUANT
+from .emit import EmitContext, ExportError
 from .footprint import Footprint, estimate
 from .plan import Value, allocate, c_ident
 
@@ -60,11 +61,11 @@ def _graph(model):
 
 
 def _input_size(nodes, input_size):
-    from ..layers.dynamic import DynamicQuantizedLinear
-    from ..layers.linear import QuantizedLinear
+    """Floats per sample in: the input width of the first layer with weights (in_features),
+    else input_size, which is then required."""
     for name, layer, _, _ in nodes:
-        if isinstance(layer, (QuantizedLinear, DynamicQuantizedLinear)):
-            k = layer.weight.values.shape[1]
+        k = getattr(layer, "in_features", None)
+        if isinstance(k, int) and not isinstance(k, bool):
             if input_size is not None and int(input_size) != k:
                 raise ValueError("input_size: %d, but node %r takes %d inputs" % (input_size, name, k))
             return k
@@ -76,17 +77,52 @@ def _input_size(nodes, input_size):
     return int(input_size)
 
 
+def _check_takes(node, op, layer, xs):
+    """The one refusal of a value of the wrong kind, from the op's declared `takes`."""
+    takes = getattr(layer, "takes", ANY)
+    if takes == QUANT and any(x.kind == "float" for x in xs):
+        raise ExportError("node %r (%s) receives floats; the model needs a Quantize before it" % (node, op))
+    if takes == FLOAT and any(x.kind == "quant" for x in xs):
+        raise ExportError("node %r (%s) receives quantized values; the model needs a Dequantize before it"
+                          % (node, op))
+
+
+def _node_step(node, op, layer, xs, out_name, prefix_of, note=None):
+    """(Step or None, output Value) of one node, through the op protocol."""
+    if not (callable(getattr(layer, "infer", None)) and callable(getattr(layer, "emit_c", None))):
+        raise ExportError("node %r: %s cannot be exported to C (not a fastq op)" % (node, op))
+    _check_takes(node, op, layer, xs)
+    specs = [x.spec for x in xs]
+    try:
+        spec = layer.infer(*specs)
+        data = layer.prepare(*specs)
+    except NotImplementedError as e:
+        raise ExportError(str(e) if str(e).startswith("node") else "node %r (%s): %s" % (node, op, e)) from None
+    except (TypeError, ValueError) as e:      # a shape or kind the C export's flat samples do not have
+        raise ExportError("node %r (%s): %s (the C export sees each sample as one flat buffer: %s)"
+                          % (node, op, e, ", ".join("%s %d values" % (x.kind, x.size) for x in xs))) from None
+    if isinstance(spec, tuple):
+        raise ExportError("node %r (%s): %d outputs; the C export handles one" % (node, op, len(spec)))
+    y = Value.of(out_name, spec, size=xs[0].size if xs else None)
+    ctx = EmitContext(node, op, lambda: prefix_of(node))
+    ctx.note = note
+    try:
+        st = layer.emit_c(ctx, node, xs, y, data)
+    except ExportError:
+        raise
+    except NotImplementedError as e:           # the op's own refusal (Layer.unsupported)
+        raise ExportError(str(e)) from None
+    return st, y
+
+
 def generate(model, name="net", input_size=None):
     """Generated(name, header, source, footprint) for a fastq model."""
-    from ..layers.dynamic import DynamicQuantizedLinear
-    from ..layers.elementwise import Dequantize, Flatten, Identity, Quantize, ReLU, ReLU6
-    from ..layers.linear import QuantizedLinear
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError("name: expected a C identifier (letters, digits, _), got %r" % (name,))
     nodes, inputs, outputs = _graph(model)
     if len(inputs) != 1 or len(outputs) != 1:
-        raise L.ExportError("model: %d inputs and %d outputs; the C export takes one of each"
-                            % (len(inputs), len(outputs)))
+        raise ExportError("model: %d inputs and %d outputs; the C export takes one of each"
+                          % (len(inputs), len(outputs)))
     size = _input_size(nodes, input_size)
     values = {inputs[0]: Value(inputs[0], "float", size)}
     # node names never taken as they are: they would read like the entry points and macros
@@ -94,61 +130,25 @@ def generate(model, name="net", input_size=None):
                        "qoutput", "integer", "portable"}
     prefix_of = lambda node: "%s_%s" % (name, c_ident(node, used))     # noqa: E731
     for node, layer, ins, outs in nodes:
-        t = type(layer).__name__
+        op = type(layer).__name__
         missing = [i for i in ins if i not in values]
         if missing:
-            raise L.ExportError("node %r (%s) reads %r, which no earlier node writes" % (node, t, missing[0]))
-        if t in ops.HANDLED:                        # the graph ops (add, mul, cat, shape ops ...)
-            if len(outs) != 1:
-                raise L.ExportError("node %r (%s): %d outputs; the C export handles one" % (node, t, len(outs)))
-            st, y = ops.step(node, prefix_of(node), layer, [values[i] for i in ins], outs[0])
-            if st is not None:
-                steps.append(st)
-            values[outs[0]] = y
-            continue
-        if any(values[i].kind == "int" for i in ins):
-            raise L.ExportError("node %r (%s) takes an integer (size) value" % (node, t))
-        if len(ins) != 1 or len(outs) != 1:
-            raise L.ExportError("node %r (%s): %d inputs / %d outputs; the C export handles one-input, "
-                                "one-output nodes" % (node, t, len(ins), len(outs)))
-        if ins[0] not in values:
-            raise L.ExportError("node %r (%s) reads %r, which no earlier node writes" % (node, t, ins[0]))
-        x = values[ins[0]]
-        if isinstance(layer, (QuantizedLinear, DynamicQuantizedLinear)):
-            k = layer.weight.values.shape[1]
-            if x.size != k:
-                raise L.ExportError("node %r (%s) takes %d inputs per sample but receives %d (a Flatten of "
-                                    "several rows per sample cannot be exported)" % (node, t, k, x.size))
-            n_out = layer.weight.values.shape[0]
-        if isinstance(layer, QuantizedLinear):
-            y = Value(outs[0], "quant", n_out, layer.dtype.name, float(layer.scale), int(layer.zero_point))
-            steps.append(L.quantized_linear(node, prefix_of(node), layer, x, y))
-        elif isinstance(layer, DynamicQuantizedLinear):
-            y = Value(outs[0], "float", n_out)
-            steps.append(L.dynamic_linear(node, prefix_of(node), layer, x, y))
-        elif isinstance(layer, Quantize):
-            y = Value(outs[0], "quant", x.size, layer.dtype, float(layer.scale), int(layer.zero_point))
-            steps.append(L.quantize(node, prefix_of(node), layer, x, y))
-        elif isinstance(layer, Dequantize):
-            y = Value(outs[0], "float", x.size)
-            steps.append(L.dequantize(node, prefix_of(node), x, y))
-        elif isinstance(layer, (ReLU, ReLU6)):
-            y = Value(outs[0], x.kind, x.size, x.dtype, x.scale, x.zero_point)
-            q6 = L.relu6_q6(x) if isinstance(layer, ReLU6) and x.kind == "quant" else None
-            steps.append(L.relu(node, prefix_of(node), t, x, y, q6))
-        elif isinstance(layer, (Identity, Flatten)):
-            y = Value(outs[0], x.kind, x.size, x.dtype, x.scale, x.zero_point, alias_of=x)
-        else:
-            raise L.ExportError("node %r: %s cannot be exported to C" % (node, t))
+            raise ExportError("node %r (%s) reads %r, which no earlier node writes" % (node, op, missing[0]))
+        if len(outs) != 1:
+            raise ExportError("node %r (%s): %d outputs; the C export handles one" % (node, op, len(outs)))
+        st, y = _node_step(node, op, layer, [values[i] for i in ins], outs[0], prefix_of)
+        if st is not None:
+            steps.append(st)
         values[outs[0]] = y
     final = values[outputs[0]]
     if final.kind == "int":
-        raise L.ExportError("model: the output %r is an integer (size) value" % outputs[0])
+        raise ExportError("model: the output %r is an integer (size) value" % outputs[0])
     if final.kind == "quant":                       # fastq's Model dequantizes its output
-        y = Value("output", "float", final.size)
-        steps.append(L.dequantize("output", "%s_%s" % (name, c_ident("output_dequantize", used)), final, y,
-                                  implicit=True))
-        final = y
+        dq = LAYER_TYPES["Dequantize"]()
+        st, final = _node_step("output", "Dequantize", dq, [final], "output",
+                               lambda _: "%s_%s" % (name, c_ident("output_dequantize", used)),
+                               note="the model's output is dequantized, as fastq's Model does")
+        steps.append(st)
     return _assemble(name, model, steps, values[inputs[0]], final, nodes)
 
 
@@ -160,7 +160,10 @@ def _quantized_region(steps):
         return None
     last = max((i for i, s in enumerate(steps) if s.output.kind == "float" and s.inputs[0].kind == "quant"),
                default=-1)
-    if last < first or any(s.output.kind != "quant" for s in steps[first + 1:last]):
+    # every step between reads and writes integers only (a second Quantize of the float input,
+    # say, would need the float input net_run_quantized does not take)
+    if last < first or any(s.output.kind != "quant" or any(v.kind != "quant" for v in s.inputs)
+                           for s in steps[first + 1:last]):
         return None
     return first, last
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # bytes of Thumb-2 code per step kind (the step's function and its call), and the shared
-# helpers each kind pulls in once
-CODE_PER_STEP = {"linear": 360, "dynamic": 260, "quantize": 80, "dequantize": 50, "relu": 50}
+# helpers each kind pulls in once. The kind is the op's (Step.cost): "elementwise" is one loop
+# of a clamp / copy per element, "binary" one loop over two inputs (add, mul, cat).
+CODE_PER_STEP = {"linear": 360, "dynamic": 260, "quantize": 80, "dequantize": 50, "elementwise": 50,
+                 "binary": 50}
 CODE_SHARED = {"linear": 200, "dynamic": 900, "quantize": 120, "fixedpoint": 100}
 CODE_BASE = 120          # net_run / net_run_quantized and their argument checks
-STACK = {"linear": 96, "dynamic": 160, "quantize": 40, "dequantize": 24, "relu": 16}
+STACK = {"linear": 96, "dynamic": 160, "quantize": 40, "dequantize": 24, "elementwise": 16, "binary": 16}
 STACK_BASE = 64
 
 
@@ -37,22 +39,8 @@ class Footprint:
                 "RAM:   %d bytes (arena %d exact, stack ~%d estimate)" % (self.ram, self.arena, self.stack)]
 
 
-def _kind(step):
-    f = step.func
-    if step.returns_status:
-        return "dynamic"
-    code = step.code
-    if "QuantizedLinear" in code.split("\n", 1)[0]:
-        return "linear"
-    if "Quantize to" in code.split("\n", 1)[0]:
-        return "quantize"
-    if "Dequantize" in code.split("\n", 1)[0]:
-        return "dequantize"
-    return "relu" if f else "relu"
-
-
 def estimate(steps, arena, region, input_size, output_size):
-    kinds = [_kind(s) for s in steps]
+    kinds = [s.cost for s in steps]          # each op says what its step is (Step.cost)
     code = CODE_BASE + sum(CODE_PER_STEP[k] for k in kinds)
     shared = set(kinds) & set(CODE_SHARED)
     if any("fq_mbqm" in s.code for s in steps):

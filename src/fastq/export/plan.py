@@ -11,6 +11,8 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from ..layers._spec import Spec
+
 ALIGN = 4          # every buffer starts on a float boundary (the arena is a float array)
 
 
@@ -23,6 +25,28 @@ class Value:
     scale: Optional[float] = None
     zero_point: Optional[int] = None
     alias_of: Optional["Value"] = None
+    shape: Optional[Tuple] = None     # the value's shape, batch first (None: [batch, size])
+
+    @classmethod
+    def of(cls, name, spec, size=None):
+        """The value a node makes, from the Spec its op infers; size: elements per sample where
+        the spec leaves a dimension unknown (a view keeps its input's)."""
+        if spec.kind == "int":
+            return cls(name, "int", 0, shape=tuple(spec.shape))
+        n = spec.per_sample
+        if n is None:
+            n = size
+        if n is None:
+            raise ValueError("value %r: its size per sample is unknown (shape %s)" % (name, spec.shape))
+        return cls(name, spec.kind, int(n), None if spec.kind == "float" else spec.dtype,
+                   None if spec.scale is None else float(spec.scale),
+                   None if spec.zero_point is None else int(spec.zero_point), shape=tuple(spec.shape))
+
+    @property
+    def spec(self):
+        """The Spec of this value (what an op's infer / prepare read)."""
+        shape = self.shape if self.shape is not None else ((None,) if self.kind == "int" else (None, self.size))
+        return Spec(self.kind, shape, "float32" if self.kind == "float" else self.dtype, self.scale, self.zero_point)
 
     def root(self):
         v = self
@@ -51,6 +75,7 @@ class Step:
     code: str = ""                    # the C text: constants and the function
     flash: int = 0                    # bytes of static const data in `code`
     quantized: bool = True            # integer only (no float operation)
+    cost: str = "elementwise"         # the footprint kind (export/footprint.py), said by the op
     extra: dict = field(default_factory=dict)
 
 

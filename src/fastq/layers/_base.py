@@ -17,8 +17,24 @@ from .. import _kernels
 from .._checks import as_array, check_scale, check_zero_point, qrange
 from ..qgemm import check_no_overflow
 from ..qtensor import QTensor
+from ._spec import Spec
 
 FLOAT, QUANT, ANY = "float", "quantized", "any"
+_OP_DATA_CACHE = 16          # input quantizations whose op data a layer remembers
+
+CAPABILITIES = {"infer": "infer its output's shape and quantization",
+                "export": "be exported to C", "explain": "explain an output element",
+                "summary": "describe itself in a summary row"}
+
+
+class UnsupportedOp(NotImplementedError):
+    """An op asked for a capability it lacks (names the op, the capability and the node)."""
+
+    def __init__(self, op, capability, node=None, why=None):
+        self.op, self.capability, self.node = op, capability, node
+        where = "node %r (%s)" % (node, op) if node is not None else op
+        text = "%s cannot %s" % (where, CAPABILITIES.get(capability, capability))
+        super().__init__(text + ("" if why is None else ": " + why) + " [capability %r]" % capability)
 
 LAYER_TYPES = {}
 """type name -> layer class, for every layer a model file can hold (filled by @register)."""
@@ -212,6 +228,67 @@ class Layer:
 
     def _repr_head(self):
         return []
+
+    # ------------------------------------------------------------------ the op protocol
+    # PROTOCOL.md names these; the drivers (summary, explain, export, model files, the graph
+    # runner) call them and never name an op class.
+    def infer(self, *specs):
+        """The output Spec (or a tuple of them) for inputs of these Specs, without running."""
+        self.unsupported("infer")
+
+    def prepare(self, *specs):
+        """The op's constants for inputs of these Specs (TFLite Micro's OpData), read by the
+        runtime call, emit_c, explain and summary_row alike. None: an op without constants."""
+        return None
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        """The C of this node: a Step from ctx.step(...), or None when `output` aliases an input
+        or holds no buffer (ctx: the exporter's library, see export/cgen.py EmitContext)."""
+        self.unsupported("export", node)
+
+    def explain(self, *inputs, **where):
+        """A fastq.explain.Trace of one output element of self(*inputs)."""
+        self.unsupported("explain", where.get("node"))
+
+    def summary_row(self, specs, op_data):
+        """dict(qparams=str, constants=str, arithmetic=str) for model.summary(); specs: the
+        input Specs (None where not known), op_data: prepare(*specs) when they are known."""
+        self.unsupported("summary")
+
+    def unsupported(self, capability, node=None, why=None):
+        """Raises the one NotImplementedError for a capability this op lacks."""
+        raise UnsupportedOp(type(self).__name__, capability, node, why)
+
+    def _op_data(self, key, build):
+        """prepare's result for one input quantization `key`, built once by build()."""
+        cache = self.__dict__.get("_op_data_cache")
+        if cache is None:
+            cache = {}
+            object.__setattr__(self, "_op_data_cache", cache)
+        data = cache.get(key)
+        if data is None:
+            data = build()
+            if len(cache) >= _OP_DATA_CACHE:
+                cache.clear()
+            cache[key] = data
+        return data
+
+    def settings_row(self, arithmetic):
+        """The summary row of an op whose constants are its settings."""
+        text = ", ".join("%s=%r" % kv for kv in self.get_settings().items()) or "-"
+        return dict(qparams="-", constants=text, arithmetic=arithmetic)
+
+
+def same_spec(spec, **changes):
+    """Spec of an op's output that keeps its input's kind, shape and quantization."""
+    return spec.like(**changes) if changes else spec
+
+
+def check_kind(spec, kinds, op, name="x"):
+    """TypeError when an input Spec is of another kind than the op takes."""
+    if spec.kind not in kinds:
+        raise TypeError("%s: %s takes %s values, got %s ones" % (name, op, " or ".join(kinds), spec.kind))
+    return spec
 
 
 def _known(cls, settings):

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from typing import NamedTuple, Optional, Tuple
+
 from .. import _kernels, reference
 from ..qtensor import QTensor, dequantize, quantize
+from . import arith_emit as _c
 from ._base import (ANY, FLOAT, QUANT, Layer, Setting, check_bool, check_choice, check_int,  # noqa: F401
-                    check_scale_setting, check_zero_point_in, register)
+                    check_kind, check_scale_setting, check_zero_point_in, register)
+from ._spec import Spec
 
 ARITHMETIC = ("fbgemm", "qnnpack")
 # torch's vectorized elementwise loop (cpu_kernel_vec) runs blocks of 2 x Vectorized<quint8>
@@ -105,6 +109,31 @@ class _QBinary(Layer):
     def _out(self, values):
         return QTensor._checked(values, self._s, self._z)
 
+    def infer(self, a, b):
+        for v in (a, b):
+            check_kind(v, ("quant",), type(self).__name__)
+        if a.dtype != b.dtype:
+            raise TypeError("x: inputs of dtypes %s and %s (torch requires one dtype)" % (a.dtype, b.dtype))
+        if a.shape != b.shape:
+            raise ValueError("x: inputs of shapes %s and %s; broadcasting is not reproduced" % (a.shape, b.shape))
+        return Spec("quant", a.shape, a.dtype, float(self.scale), int(self.zero_point))
+
+    def _row(self, const, arithmetic):
+        return dict(qparams="%.6g/%d" % (self.scale, self.zero_point),
+                    constants=const + (", relu" if self.relu else ""), arithmetic=arithmetic)
+
+
+class AddData(NamedTuple):
+    """QuantizedAdd's constants for one pair of input quantizations."""
+    kernel: str                          # "qnnpack" | "fbgemm"
+    qnnpack: Optional[tuple] = None      # (zero point term, a multiplier, b multiplier, shift)
+    a_scale: Optional[np.float32] = None
+    b_scale: Optional[np.float32] = None
+    a_offset: Optional[np.float32] = None    # f32(s_a * -zp_a), the vector body's fma addend
+    b_offset: Optional[np.float32] = None
+    inv_scale: Optional[np.float32] = None
+    segments: Tuple = ()                 # per size: [(begin, body end, end)] of torch's chunks
+
 
 @register
 class QuantizedAdd(_QBinary):
@@ -157,6 +186,45 @@ class QuantizedAdd(_QBinary):
         n_vec = (n // self._block) * self._block if self._block else 0
         return _kernels.qadd_fbgemm(va, vb, n_vec, sa, za, sb, zb, self._inv_scale, self._z, self._relu)
 
+    def prepare(self, a, b):
+        """AddData for inputs quantized as a and b (Specs), from the same builders the call caches."""
+        if self._qnnpack_kernel and a.dtype == "uint8":
+            return AddData("qnnpack", qnnpack=self._cached((a.scale, a.zero_point, b.scale, b.zero_point),
+                                                           lambda: self._qnnpack_params(a, b)))
+        sa, sb = np.float32(a.scale), np.float32(b.scale)
+        n = a.per_sample
+        segments = []
+        if n is not None:
+            for lo, hi in torch_chunks(n, self._threads):
+                n_vec = ((hi - lo) // self._block) * self._block if self._block else 0
+                segments.append((lo, lo + n_vec, hi))
+        return AddData("fbgemm", a_scale=sa, b_scale=sb, a_offset=np.float32(sa * -np.float32(a.zero_point)),
+                       b_offset=np.float32(sb * -np.float32(b.zero_point)), inv_scale=np.float32(self._inv_scale),
+                       segments=tuple(segments))
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        ctx.same(inputs, "quant")
+        a, b = inputs
+        if op_data.kernel == "qnnpack":
+            return _c.qadd_qnnpack(ctx, self.relu, self.zero_point, a, b, output, op_data.qnnpack)
+        return _c.qadd_fbgemm(ctx, self.relu, self.zero_point, a, b, output, op_data)
+
+    def summary_row(self, specs, op_data):
+        arith = ("qnnpack q8 add (fixed point)" if self.arithmetic == "qnnpack" else
+                 "fbgemm qadd (float, vector block %d, %d torch threads)" % (self.vector_block, self.torch_threads))
+        const = "M_a = s_a/s_y, M_b = s_b/s_y (per input scales)"
+        if len(specs) == 2 and all(v is not None and v.scale is not None for v in specs):
+            if self.arithmetic == "qnnpack":
+                try:
+                    zpp, am, bm, shift = reference.qnnpack_add_params(specs[0].scale, specs[0].zero_point,
+                                                                      specs[1].scale, specs[1].zero_point, self.scale)
+                    const = "mult %d, %d shift %d" % (am, bm, shift)
+                except ValueError as e:
+                    const = str(e)
+            else:
+                const = "M_a %.6g, M_b %.6g" % (specs[0].scale / self.scale, specs[1].scale / self.scale)
+        return self._row(const, arith)
+
 
 @register
 class QuantizedMul(_QBinary):
@@ -167,6 +235,18 @@ class QuantizedMul(_QBinary):
         m = self._cached((a.scale, b.scale), lambda: float(reference.qmul_multiplier(a.scale, b.scale, self._s)))
         return self._out(_kernels.qmul(a.values, b.values, a.zero_point, b.zero_point, m,
                                            self._z, self._relu))
+
+    def prepare(self, a, b):
+        """The float32 multiplier f32(f32(s_a * s_b) * f32(1 / s_y)) (the call's cached one)."""
+        return np.float32(self._cached((a.scale, b.scale),
+                                       lambda: float(reference.qmul_multiplier(a.scale, b.scale, self._s))))
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        ctx.same(inputs, "quant")
+        return _c.qmul(ctx, self.relu, self.zero_point, inputs[0], inputs[1], output, op_data)
+
+    def summary_row(self, specs, op_data):
+        return self._row("M = s_a*s_b/s_y (float32)", "qmul (all engines)")
 
 
 
@@ -187,6 +267,24 @@ class QuantizedAddScalar(Layer):
         v, s, z = reference.add_scalar(x.values, x.scale, x.zero_point, self.value, x.values.dtype)
         return QTensor(v, s, z)
 
+    def prepare(self, x):
+        """(c_q, output scale, output zero point, requantize): reference.add_scalar_qparams."""
+        return self._op_data(x.qparams, lambda: reference.add_scalar_qparams(x.scale, x.zero_point, self.value, x.dtype))
+
+    def infer(self, x):
+        check_kind(x, ("quant",), "QuantizedAddScalar")
+        _, s, z, _ = self.prepare(x)
+        return Spec("quant", x.shape, x.dtype, float(s), int(z))
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        ctx.same(inputs, "quant")
+        if not op_data[3]:                  # the same integers, the zero point moved by c_q
+            return ctx.alias(output, inputs[0])
+        return _c.qadd_scalar(ctx, self.value, inputs[0], output, op_data)
+
+    def summary_row(self, specs, op_data):
+        return dict(qparams="from input", constants="value %r" % self.value, arithmetic="torch add_scalar qparams")
+
 
 
 @register
@@ -204,6 +302,24 @@ class QuantizedMulScalar(Layer):
             raise TypeError("x: expected a per-tensor fastq.QTensor, got %s" % type(x).__name__)
         v, s, z = reference.mul_scalar(x.values, x.scale, x.zero_point, self.value, x.values.dtype)
         return QTensor(v, s, z)
+
+    def prepare(self, x):
+        """(output scale, output zero point, mode "keep" | "zero" | "reflect"): reference.mul_scalar_qparams."""
+        return self._op_data(x.qparams, lambda: reference.mul_scalar_qparams(x.scale, x.zero_point, self.value, x.dtype))
+
+    def infer(self, x):
+        check_kind(x, ("quant",), "QuantizedMulScalar")
+        s, z, _ = self.prepare(x)
+        return Spec("quant", x.shape, x.dtype, float(s), int(z))
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        ctx.same(inputs, "quant")
+        if op_data[2] == "keep":
+            return ctx.alias(output, inputs[0])
+        return _c.qmul_scalar(ctx, self.value, inputs[0], output, op_data[2])
+
+    def summary_row(self, specs, op_data):
+        return dict(qparams="from input", constants="value %r" % self.value, arithmetic="torch mul_scalar qparams")
 
 
 
@@ -236,6 +352,54 @@ class QuantizedCat(Layer):
         f = np.concatenate([dequantize(x) for x in xs], axis=dim)
         return quantize(f, self.scale, self.zero_point, xs[0].values.dtype.name)
 
+    def infer(self, *xs):
+        for x in xs:
+            check_kind(x, ("quant",), "QuantizedCat")
+        return Spec("quant", _cat_shape(xs, self.dim), xs[0].dtype, float(self.scale), int(self.zero_point))
+
+    def prepare(self, *xs):
+        """(scale, zero point, f32(1 / scale)) of the output."""
+        return float(self.scale), int(self.zero_point), np.float32(np.float32(1.0) / np.float32(self.scale))
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        return _c.cat_last(ctx, self.dim, inputs, output, op_data)
+
+    def summary_row(self, specs, op_data):
+        return dict(qparams="%.6g/%d" % (self.scale, self.zero_point), constants="dim %d" % self.dim,
+                    arithmetic="dequantize, cat, quantize")
+
+
+def _cat_shape(xs, dim):
+    if not xs:
+        raise ValueError("x: cat of no inputs")
+    nd = len(xs[0].shape)
+    d = _check_dim(dim, nd)
+    if any(len(x.shape) != nd for x in xs):
+        raise ValueError("x: cat of values of %s dimensions" % "/".join(str(len(x.shape)) for x in xs))
+    sizes = [x.shape[d] for x in xs]
+    return tuple(xs[0].shape[:d]) + (None if None in sizes else sum(sizes),) + tuple(xs[0].shape[d + 1:])
+
+
+def _float_row(layer):
+    return layer.settings_row("float32 IEEE")
+
+
+def _broadcast(a, b):
+    """numpy's broadcast of two shapes with unknown (None) entries."""
+    out = []
+    for i in range(max(len(a), len(b))):
+        x = a[len(a) - 1 - i] if i < len(a) else 1
+        y = b[len(b) - 1 - i] if i < len(b) else 1
+        if x == 1:
+            out.append(y)
+        elif y == 1 or x == y or y is None:
+            out.append(x)
+        elif x is None:
+            out.append(y)
+        else:
+            raise ValueError("x: shapes %s and %s do not broadcast" % (a, b))
+    return tuple(reversed(out))
+
 
 
 def _float(x, name="x"):
@@ -260,6 +424,18 @@ class Add(Layer):
         y = np.add(_float(a, "a"), _float(b, "b"), dtype=np.float32)
         return np.maximum(y, np.float32(0)) if self.relu else y
 
+    def infer(self, a, b):
+        for v in (a, b):
+            check_kind(v, ("float",), "Add")
+        return Spec("float", _broadcast(a.shape, b.shape))
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        ctx.same(inputs, "float")
+        return _c.float_binary(ctx, "+", self.relu, inputs[0], inputs[1], output)
+
+    def summary_row(self, specs, op_data):
+        return _float_row(self)
+
 
 
 @register
@@ -269,6 +445,18 @@ class Mul(Layer):
 
     def __call__(self, a, b):
         return np.multiply(_float(a, "a"), _float(b, "b"), dtype=np.float32)
+
+    def infer(self, a, b):
+        for v in (a, b):
+            check_kind(v, ("float",), "Mul")
+        return Spec("float", _broadcast(a.shape, b.shape))
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        ctx.same(inputs, "float")
+        return _c.float_binary(ctx, "*", False, inputs[0], inputs[1], output)
+
+    def summary_row(self, specs, op_data):
+        return _float_row(self)
 
 
 
@@ -281,20 +469,35 @@ class _FloatScalarOp(Layer):
     def __init__(self, value):
         self._set_settings(value=value)
 
+    _c_op = None
+
     def __call__(self, x):
         return type(self)._ufunc(_float(x), np.float32(self.value), dtype=np.float32)
+
+    def infer(self, x):
+        return Spec("float", check_kind(x, ("float",), type(self).__name__).shape)
+
+    def prepare(self, x):
+        return np.float32(self.value)
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        ctx.same(inputs, "float")
+        return _c.float_scalar(ctx, self._c_op, self.value, inputs[0], output)
+
+    def summary_row(self, specs, op_data):
+        return _float_row(self)
 
 
 @register
 class AddScalar(_FloatScalarOp):
     """Float x + value."""
-    _ufunc = np.add
+    _ufunc, _c_op = np.add, "+"
 
 
 @register
 class MulScalar(_FloatScalarOp):
     """Float x * value."""
-    _ufunc = np.multiply
+    _ufunc, _c_op = np.multiply, "*"
 
 
 
@@ -319,3 +522,25 @@ class Cat(Layer):
             return QuantizedCat(x0.scale, x0.zero_point, self.dim)(*xs)
         xs = [_float(x) for x in xs]
         return np.concatenate(xs, axis=_check_dim(self.dim, xs[0].ndim))
+
+    def infer(self, *xs):
+        if not xs:
+            raise ValueError("x: cat of no inputs")
+        x0 = xs[0]
+        for x in xs:
+            check_kind(x, (x0.kind,), "Cat")
+        if x0.kind == "quant":               # torch's quantized cat with the first input's qparams
+            return Spec("quant", _cat_shape(xs, self.dim), x0.dtype, x0.scale, x0.zero_point)
+        check_kind(x0, ("float",), "Cat")
+        return Spec("float", _cat_shape(xs, self.dim))
+
+    def prepare(self, *xs):
+        if xs and xs[0].kind == "quant":
+            return float(xs[0].scale), int(xs[0].zero_point), np.float32(np.float32(1.0) / np.float32(xs[0].scale))
+        return None
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        return _c.cat_last(ctx, self.dim, inputs, output, op_data)
+
+    def summary_row(self, specs, op_data):
+        return _float_row(self)

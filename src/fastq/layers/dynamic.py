@@ -34,7 +34,10 @@ import numpy as np
 
 from .. import _kernels, reference
 from .._checks import as_array
-from ._base import FLOAT, Setting, WeightLayer, check_bool, check_choice, padded, register
+from ._base import FLOAT, Setting, WeightLayer, check_bool, check_choice, check_kind, padded, register
+from ._spec import Spec
+from .linear import emit as _emit
+from .linear import explain as _explain
 
 MODES = ("fbgemm", "qnnpack")
 
@@ -76,7 +79,7 @@ class DynamicQuantizedLinear(WeightLayer):
     @classmethod
     def from_torch(cls, module, engine=None):
         """From torch.ao.nn.quantized.dynamic.Linear / torch.ao.nn.intrinsic.quantized.dynamic.LinearReLU."""
-        from ..torch_compat import dynamic_linear_from_torch
+        from ..importers.torch_quantized import dynamic_linear_from_torch
         return dynamic_linear_from_torch(module, engine=engine)
 
     def input_qparams(self, x):
@@ -123,7 +126,28 @@ class DynamicQuantizedLinear(WeightLayer):
         out = _kernels.gemm(self._packed, self._epilogue(sx, zx), x_q)
         return out.reshape(out_shape)
 
-    def explain(self, x, row=0, col=0):
+    # ------------------------------------------------------------------ the op protocol
+    def infer(self, x):
+        check_kind(x, ("float",), "DynamicQuantizedLinear")
+        if not x.shape or (x.shape[-1] is not None and x.shape[-1] != self.in_features):
+            raise ValueError("x: expected shape [..., %d], got %s" % (self.in_features, x.shape))
+        return Spec("float", tuple(x.shape[:-1]) + (self.out_features,))
+
+    # prepare: None (the input's quantization is chosen per call, from its values)
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        return _emit.emit_dynamic(ctx, self, inputs[0], output)
+
+    def summary_row(self, specs, op_data):
+        return dict(qparams="dynamic", constants="per-batch x qparams%s" % (", reduce_range" if self.reduce_range else ""),
+                    arithmetic="%s dynamic linear" % self.mode)
+
+    def explain(self, x, row=0, col=0, node=None):
         """Output element [row, col] of self(x), every integer and rounding: a fastq.explain.Trace."""
-        from ..explain import explain
-        return explain(self, x, row, col)
+        return _explain.explain_dynamic(self, x, row, col)
+
+    def with_mode(self, mode, rounding="double"):
+        """This layer with the other torch engine's float epilogue (and its default reduce_range)."""
+        settings = dict(self.get_settings())
+        settings.update(mode=mode, reduce_range=None)
+        return type(self).from_state(settings, self.get_arrays())

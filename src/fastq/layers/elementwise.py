@@ -1,15 +1,80 @@
 """Layers without weights: Quantize, Dequantize, Identity, ReLU, ReLU6, Hardtanh, Flatten.
-Values flow as float32 arrays or as QTensors; each layer says which it takes."""
+Values flow as float32 arrays or as QTensors; each layer says which it takes.
+
+Each op here holds all of itself: the runtime call, infer (shape and qparams), prepare (its
+constants for an input quantization: the clamp bounds of ReLU6 / Hardtanh, computed once with
+torch's quantize_val and read by the call, the C and the summary alike), emit_c and summary_row."""
 from __future__ import annotations
 
 import numpy as np
 
 from .. import reference
 from ..qtensor import QTensor, dequantize, quantize
-from ._base import (ANY, FLOAT, QUANT, Layer, Setting, check_dtype_name, check_int, check_scale_setting,
+from ._base import (ANY, FLOAT, QUANT, Layer, Setting, check_dtype_name, check_int, check_kind, check_scale_setting,
                     check_zero_point_in, register)
+from ._spec import Spec
 
 _FLOAT, _QUANT, _ANY = FLOAT, QUANT, ANY
+_QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
+
+
+def _loop(ctx, x, y, line, formula, quantized, cost="elementwise"):
+    """One loop over a sample: y[i] = line(x[i]); the node's constants above it."""
+    size = ctx.consts.define("size", x.size)
+    code = "\n".join(["/* %s: %s: %s */" % (ctx.node, ctx.op, formula), ctx.consts.text(),
+                      ctx.fn("const %s *x, %s *y" % (x.ctype, y.ctype),
+                             "    int32_t i;\n    for (i = 0; i < %s; i++)\n%s" % (size, line))])
+    return ctx.step((x,), y, code, quantized=quantized, cost=cost)
+
+
+class _Clamp(Layer):
+    """q = min(max(q, lo), hi) with bounds from the input's quantization (prepare), or a float
+    clip. Subclasses give _float_bounds() (float32 lo, hi) and _q_bounds(scale, zp, dtype)."""
+    takes = _ANY
+
+    def infer(self, x):
+        return check_kind(x, ("float", "quant"), type(self).__name__)
+
+    def prepare(self, x):
+        """(lo, hi): the int bounds for a quantized input, the float32 ones for a float input."""
+        if x.kind == "quant":
+            return self._bounds(x.scale, x.zero_point, x.dtype)
+        return self._float_bounds()
+
+    def _bounds(self, scale, zero_point, dtype):
+        return self._op_data((scale, zero_point, dtype), lambda: self._q_bounds(scale, zero_point, dtype))
+
+    def __call__(self, x):
+        if isinstance(x, QTensor):
+            dt = x.values.dtype
+            lo, hi = self._bounds(x.scale, x.zero_point, dt.name)
+            v = np.minimum(np.maximum(x.values, np.array(lo, dtype=dt)), np.array(hi, dtype=dt))
+            return QTensor(v, x.scale, x.zero_point)
+        lo, hi = self._float_bounds()
+        return self._float_call(x, lo, hi)
+
+    def _float_call(self, x, lo, hi):
+        return np.clip(x, lo, hi).astype(np.float32, copy=False)
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        x = inputs[0]
+        lo, hi = op_data
+        if x.kind == "quant":
+            a = ctx.consts.define("lo", lo, self._lo_words)
+            b = ctx.consts.define("hi", hi, self._hi_words)
+            return _loop(ctx, x, output, "        y[i] = (%s)fq_clamp(x[i], %s, %s);" % (x.ctype, a, b),
+                         "quantized, q = min(max(q, %d), %d)" % (lo, hi), True)
+        return _loop(ctx, x, output, "        y[i] = %s;" % self._float_c(ctx, lo, hi), "float, %s" % self._float_words, False)
+
+    def _float_c(self, ctx, lo, hi):
+        return "fq_clip_float(x[i], %s, %s)" % (ctx.float_literal(lo), ctx.float_literal(hi))
+
+    def summary_row(self, specs, op_data):
+        row = self.settings_row("exact (moves / clamps)")
+        if op_data is not None and specs and specs[0] is not None and specs[0].kind == "quant":
+            row["constants"] = ("%s; " % row["constants"] if row["constants"] != "-" else "") + \
+                "q in [%d, %d]" % op_data
+        return row
 
 
 @register
@@ -28,6 +93,27 @@ class Quantize(Layer):
     def __call__(self, x):
         return quantize(x, self.scale, self.zero_point, self.dtype)
 
+    def infer(self, x):
+        check_kind(x, ("float",), "Quantize")
+        return Spec("quant", x.shape, self.dtype, float(self.scale), int(self.zero_point))
+
+    def prepare(self, x):
+        """f32(1 / scale): what quantize_per_tensor multiplies by (in an fma with the zero point)."""
+        return np.float32(np.float32(1.0) / np.float32(self.scale))
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        x = inputs[0]
+        qmin, qmax = _QRANGE[self.dtype]
+        inv = ctx.consts.define("inv_scale", op_data, "f32(1 / %.9g)" % self.scale)
+        zp = ctx.consts.define("zero_point", self.zero_point)
+        return _loop(ctx, x, output, "        y[i] = (%s)fq_quantize(x[i], %s, (float)%s, %d.0f, %d.0f);"
+                     % (output.ctype, inv, zp, qmin, qmax),
+                     "to %s, scale %.9g, zero point %d\n *   q = clamp(rne(fmaf(x, 1/scale, zero_point)), %d, %d), "
+                     "NaN -> %d" % (self.dtype, self.scale, self.zero_point, qmin, qmax, qmax), False, "quantize")
+
+    def summary_row(self, specs, op_data):
+        return dict(qparams="%.6g/%d" % (self.scale, self.zero_point), constants=self.dtype,
+                    arithmetic="quantize_per_tensor (fmaf)")
 
 
 @register
@@ -38,54 +124,91 @@ class Dequantize(Layer):
     def __call__(self, x):
         return dequantize(x)
 
+    def infer(self, x):
+        check_kind(x, ("quant",), "Dequantize")
+        return Spec("float", x.shape)
+
+    def prepare(self, x):
+        """(f32(scale), zero_point) of the input."""
+        return np.float32(x.scale), int(x.zero_point)
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        x = inputs[0]
+        scale, zero_point = op_data
+        s = ctx.consts.define("scale", scale)
+        zp = ctx.consts.define("zero_point", zero_point)
+        return _loop(ctx, x, output, "        y[i] = fq_dequantize(x[i], %s, %s);" % (zp, s),
+                     "x = f32((float)(q - %d) * %.9g)%s" % (zero_point, scale, "" if ctx.note is None else
+                                                           " (%s)" % ctx.note), False, "dequantize")
+
+    def summary_row(self, specs, op_data):
+        return self.settings_row("exact (moves / clamps)")
+
+
+class _View(Layer):
+    """An op that moves nothing in a flat sample: its C output is its input's buffer."""
+    takes = _ANY
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        if inputs[0].kind == "int":
+            raise ctx.error("of an integer value")
+        return ctx.alias(output, inputs[0])
+
+    def summary_row(self, specs, op_data):
+        return self.settings_row("exact (moves / clamps)")
 
 
 @register
-class Identity(Layer):
+class Identity(_View):
     """Passes its input on (torch nn.Identity, nn.Dropout in eval mode, an unconverted stub)."""
-    takes = _ANY
 
     def __call__(self, x):
         return x
 
+    def infer(self, x):
+        return x
 
 
 @register
-class ReLU(Layer):
+class ReLU(_Clamp):
     """Quantized: q = max(q, zero_point), same scale and zero point (torch quantized relu).
     Float: max(x, 0)."""
-    takes = _ANY
+    _lo_words, _hi_words, _float_words = "the zero point", "the dtype's top", "x = max(x, 0)"
 
-    def __call__(self, x):
+    def _q_bounds(self, scale, zero_point, dtype):
+        return int(zero_point), _QRANGE[dtype][1]
+
+    def __call__(self, x):                  # one maximum: the upper bound is the dtype's own
         if isinstance(x, QTensor):
-            v = np.maximum(x.values, np.array(x.zero_point, dtype=x.values.dtype))
-            return QTensor(v, x.scale, x.zero_point)
+            return QTensor(np.maximum(x.values, np.array(x.zero_point, dtype=x.values.dtype)), x.scale, x.zero_point)
         return np.maximum(x, np.float32(0)).astype(np.float32, copy=False)
 
+    def _float_bounds(self):
+        return np.float32(0), None
+
+    def _float_c(self, ctx, lo, hi):
+        return "fq_relu_float(x[i])"
 
 
 @register
-class ReLU6(Layer):
+class ReLU6(_Clamp):
     """Quantized: q = min(max(q, zero_point), q6), q6 = reference.quantize_val(6.0) with the input's
     scale and zero point (torch quantized relu6: zp added in float before rounding, no fma).
     Float: clamp(x, 0, 6)."""
-    takes = _ANY
+    _lo_words, _hi_words, _float_words = "the zero point", "quantize_val(6.0): torch's scalar quantize, no fma", \
+        "x = clip(x, 0, 6)"
 
-    def __call__(self, x):
-        if isinstance(x, QTensor):
-            dt = x.values.dtype
-            q6 = reference.quantize_val(np.float32(6.0), x.scale, x.zero_point, dt)
-            v = np.minimum(np.maximum(x.values, np.array(x.zero_point, dtype=dt)), q6)
-            return QTensor(v.astype(dt), x.scale, x.zero_point)
-        return np.clip(x, np.float32(0), np.float32(6)).astype(np.float32, copy=False)
+    def _q_bounds(self, scale, zero_point, dtype):
+        return int(zero_point), int(reference.quantize_val(np.float32(6.0), scale, zero_point, dtype))
 
+    def _float_bounds(self):
+        return np.float32(0), np.float32(6)
 
 
 @register
-class Flatten(Layer):
+class Flatten(_View):
     """Merges dimensions start_dim..end_dim (torch nn.Flatten; default start_dim=1)."""
     settings = (Setting("start_dim", check_int("start_dim"), 1), Setting("end_dim", check_int("end_dim"), -1))
-    takes = _ANY
 
     def __init__(self, start_dim=1, end_dim=-1):
         self._set_settings(start_dim=start_dim, end_dim=end_dim)
@@ -100,12 +223,18 @@ class Flatten(Layer):
             raise ValueError("x: Flatten start_dim %d comes after end_dim %d" % (self.start_dim, self.end_dim))
         if len(shape) == 0:
             return (1,)
-        return tuple(shape[:s]) + (int(np.prod(shape[s:e + 1])),) + tuple(shape[e + 1:])
+        merged = shape[s:e + 1]
+        n = None if any(d is None for d in merged) else int(np.prod(merged))
+        return tuple(shape[:s]) + (n,) + tuple(shape[e + 1:])
 
     def __call__(self, x):
         v = x.values if isinstance(x, QTensor) else x
         v = v.reshape(self._shape(v.shape))
         return QTensor(v, x.scale, x.zero_point) if isinstance(x, QTensor) else v
+
+    def infer(self, x):
+        check_kind(x, ("float", "quant"), "Flatten")
+        return x.like(shape=self._shape(x.shape))
 
 
 def _check_finite_float(name):
@@ -120,20 +249,23 @@ def _check_finite_float(name):
 
 
 @register
-class Hardtanh(Layer):
+class Hardtanh(_Clamp):
     """Quantized: q = min(max(q, q_lo), q_hi), q_lo / q_hi = reference.quantize_val(min_val / max_val)
     with the input's scale and zero point (torch quantized hardtanh / clamp). Float: clamp(x, min_val, max_val)."""
     settings = (Setting("min_val", _check_finite_float("min_val"), -1.0),
                 Setting("max_val", _check_finite_float("max_val"), 1.0))
-    takes = _ANY
+    _lo_words, _hi_words = "quantize_val(min_val), no fma", "quantize_val(max_val), no fma"
 
     def __init__(self, min_val=-1.0, max_val=1.0):
         self._set_settings(min_val=min_val, max_val=max_val)
 
-    def __call__(self, x):
-        if isinstance(x, QTensor):
-            dt = x.values.dtype
-            lo = reference.quantize_val(np.float32(self.min_val), x.scale, x.zero_point, dt)
-            hi = reference.quantize_val(np.float32(self.max_val), x.scale, x.zero_point, dt)
-            return QTensor(np.minimum(np.maximum(x.values, lo), hi).astype(dt), x.scale, x.zero_point)
-        return np.clip(x, np.float32(self.min_val), np.float32(self.max_val)).astype(np.float32, copy=False)
+    @property
+    def _float_words(self):
+        return "x = clip(x, %r, %r)" % (self.min_val, self.max_val)
+
+    def _q_bounds(self, scale, zero_point, dtype):
+        return (int(reference.quantize_val(np.float32(self.min_val), scale, zero_point, dtype)),
+                int(reference.quantize_val(np.float32(self.max_val), scale, zero_point, dtype)))
+
+    def _float_bounds(self):
+        return np.float32(self.min_val), np.float32(self.max_val)

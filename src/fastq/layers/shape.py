@@ -6,7 +6,33 @@ from __future__ import annotations
 import numpy as np
 
 from ..qtensor import QTensor
-from ._base import ANY, Layer, Setting, check_int, register
+from ._base import ANY, Layer, Setting, check_int, check_kind, register
+from ._spec import Spec
+
+
+class _Move(Layer):
+    """A shape op: infer moves the dimensions, the C output is the input's buffer (a sample
+    is one flat C-order buffer, so a view moves nothing)."""
+    takes = ANY
+
+    def _value_spec(self, x):
+        return check_kind(x, ("float", "quant"), type(self).__name__)
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        if inputs[0].kind == "int":
+            raise ctx.error("of an integer value")
+        return ctx.alias(output, inputs[0])
+
+    def summary_row(self, specs, op_data):
+        return self.settings_row("exact (moves / clamps)")
+
+
+class _Within(_Move):
+    """Moves data inside a sample (transpose, permute): not written as C."""
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        self.unsupported("export", node, "it moves data inside a sample; the C export keeps samples flat")
+
 
 
 def _values(x):
@@ -53,7 +79,7 @@ def _check_shape(shape):
 
 
 @register
-class Reshape(Layer):
+class Reshape(_Move):
     """x.reshape(shape) / x.view(shape). shape: ints (-1 once at most) and None for each entry
     given at run time by an extra input (an int from a Size node: x.view(x.size(0), -1))."""
     takes = ANY
@@ -75,10 +101,30 @@ class Reshape(Layer):
         except ValueError:
             raise ValueError("x: cannot reshape a value of shape %s to %s" % (v.shape, shape)) from None
 
+    def infer(self, x, *sizes):
+        """The shape, where known: sizes given at run time (Size nodes) are unknown here; a
+        leading unknown or -1 is the batch, and -1 elsewhere is solved from one sample's size."""
+        self._value_spec(x)
+        if len(sizes) != self.n_dynamic:
+            raise ValueError("x: Reshape(%r) takes %d sizes, got %d" % (self.shape, self.n_dynamic, len(sizes)))
+        shape = list(self.shape)
+        n = x.per_sample
+        if shape and shape[0] in (None, -1) and x.shape and x.shape[0] is None:
+            rest = shape[1:]
+            if rest.count(-1) == 1 and None not in rest and n is not None:
+                known = int(np.prod([d for d in rest if d != -1]))
+                if known == 0 or n % known:
+                    raise ValueError("x: cannot reshape samples of %d values to %s" % (n, self.shape))
+                rest[rest.index(-1)] = n // known
+            shape = [None] + [None if d == -1 else d for d in rest]
+        else:
+            shape = [None if d == -1 else d for d in shape]
+        return x.like(shape=tuple(shape))
+
 
 
 @register
-class Squeeze(Layer):
+class Squeeze(_Move):
     """x.squeeze() / x.squeeze(dim): a dimension of size other than 1 stays, as in torch."""
     takes = ANY
 
@@ -96,10 +142,19 @@ class Squeeze(Layer):
         d = _dim(self.dim, v.ndim)
         return _like(x, np.squeeze(v, d) if v.shape[d] == 1 else v)
 
+    def infer(self, x):
+        shape = self._value_spec(x).shape
+        if self.dim is None:
+            return x.like(shape=tuple(d for i, d in enumerate(shape) if d != 1))
+        if not shape:
+            return x
+        d = _dim(self.dim, len(shape))
+        return x.like(shape=shape[:d] + shape[d + 1:]) if shape[d] == 1 else x
+
 
 
 @register
-class Unsqueeze(Layer):
+class Unsqueeze(_Move):
     """x.unsqueeze(dim)."""
     takes = ANY
 
@@ -112,10 +167,15 @@ class Unsqueeze(Layer):
         v = _values(x)
         return _like(x, np.expand_dims(v, _dim(self.dim, v.ndim + 1)))
 
+    def infer(self, x):
+        shape = self._value_spec(x).shape
+        d = _dim(self.dim, len(shape) + 1)
+        return x.like(shape=shape[:d] + (1,) + shape[d:])
+
 
 
 @register
-class Transpose(Layer):
+class Transpose(_Within):
     """x.transpose(dim0, dim1) (a strided view, as in torch)."""
     takes = ANY
 
@@ -128,10 +188,16 @@ class Transpose(Layer):
         v = _values(x)
         return _like(x, np.swapaxes(v, _dim(self.dim0, v.ndim, "dim0"), _dim(self.dim1, v.ndim, "dim1")))
 
+    def infer(self, x):
+        shape = list(self._value_spec(x).shape)
+        a, b = _dim(self.dim0, len(shape), "dim0"), _dim(self.dim1, len(shape), "dim1")
+        shape[a], shape[b] = shape[b], shape[a]
+        return x.like(shape=tuple(shape))
+
 
 
 @register
-class Permute(Layer):
+class Permute(_Within):
     """x.permute(dims)."""
     takes = ANY
 
@@ -146,20 +212,29 @@ class Permute(Layer):
             raise ValueError("x: permute(%r) of a value with %d dimensions" % (self.dims, v.ndim))
         return _like(x, np.transpose(v, [_dim(d, v.ndim, "dims") for d in self.dims]))
 
+    def infer(self, x):
+        shape = self._value_spec(x).shape
+        if len(self.dims) != len(shape):
+            raise ValueError("x: permute(%r) of a value with %d dimensions" % (self.dims, len(shape)))
+        return x.like(shape=tuple(shape[_dim(d, len(shape), "dims")] for d in self.dims))
+
 
 
 @register
-class Contiguous(Layer):
+class Contiguous(_Move):
     """x.contiguous(): the same values, laid out in C order."""
     takes = ANY
 
     def __call__(self, x):
         return _like(x, np.ascontiguousarray(_values(x)))
 
+    def infer(self, x):
+        return self._value_spec(x)
+
 
 
 @register
-class Size(Layer):
+class Size(_Move):
     """x.size() -> tuple of ints, x.size(dim) -> int (also x.shape, x.shape[d])."""
     takes = ANY
 
@@ -174,10 +249,20 @@ class Size(Layer):
             return tuple(int(s) for s in shape)
         return int(shape[_dim(self.dim, len(shape))])
 
+    def infer(self, x):
+        shape = self._value_spec(x).shape
+        if self.dim is None:
+            return Spec("int", (len(shape),))
+        _dim(self.dim, len(shape))
+        return Spec("int", ())
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        return None                         # a size is known when the C is written: no buffer
+
 
 
 @register
-class GetItem(Layer):
+class GetItem(_Move):
     """value[index] for a tuple value (a node with several results, x.size()[i])."""
     takes = ANY
 
@@ -192,4 +277,11 @@ class GetItem(Layer):
         if not -len(x) <= self.index < len(x):
             raise ValueError("x: index %d out of range for a tuple of %d" % (self.index, len(x)))
         return x[self.index]
+
+    def infer(self, x):
+        check_kind(x, ("int",), "GetItem")
+        return Spec("int", ())
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        return None
 

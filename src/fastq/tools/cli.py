@@ -4,11 +4,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
+import fastq
+
+from . import demo, export_cli, model_cli, summary_cli
+from . import explain as explain_cli
+from .bench import cli as bench_cli
+
 
 def _info(args):
-    import numpy as np
-
-    import fastq
     print("fastq %s, numpy %s" % (fastq.__version__, np.__version__))
     print("backends this CPU can run: %s (current: %s)" % (", ".join(fastq.backends()), fastq.get_backend()))
     print("threads: %d" % fastq.get_num_threads())
@@ -25,36 +30,8 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="backends, threads, versions")
     p.set_defaults(run=_info)
-    try:
-        from . import demo
-        demo.add_parser(sub)
-    except ImportError:
-        pass
-    try:
-        from .explain import add_parser as add_explain_parser
-        add_explain_parser(sub)
-    except ImportError:
-        pass
-    try:
-        from .bench import cli as bench_cli
-        bench_cli.add_parser(sub)
-    except ImportError:
-        pass
-    try:
-        from .summary_cli import add_parser as add_summary_parser
-        add_summary_parser(sub)
-    except ImportError:
-        pass
-    try:
-        from .export_cli import add_parser as add_export_parser
-        add_export_parser(sub)
-    except ImportError:
-        pass
-    try:
-        from .model_cli import add_parser as add_model_parser
-        add_model_parser(sub)
-    except ImportError:
-        pass
+    for command in (demo, explain_cli, bench_cli, summary_cli, export_cli, model_cli):
+        command.add_parser(sub)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -8,7 +8,9 @@ of its outputs fastq reproduces exactly. Without torch, part 1 runs on fastq alo
 """
 from __future__ import annotations
 
+import argparse
 import time
+import warnings
 
 import numpy as np
 
@@ -186,7 +188,6 @@ def run(args=None, out=print):
         out("PyTorch is not installed, so the comparison with torch is skipped.")
         out("Install it (CPU build) to see fastq match PyTorch bit for bit:  %s" % INSTALL)
         return 0
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")     # torch.ao.quantization's deprecation notices
         bad = _torch_2x2(torch, out, hand)
@@ -201,7 +202,6 @@ def _main(args):
 
 
 def add_parser(subparsers):
-    import argparse
     p = subparsers.add_parser("demo", help="a quantized layer by hand, and fastq == PyTorch",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=256, help="MLP batch size (default 256)")

@@ -19,10 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 import numpy as np
 
 import fastq
+from fastq import engines
 from fastq.explain import OBSERVERS, explain, node_input, price_tags, with_mode
 
 f32 = np.float32
@@ -66,10 +68,9 @@ def seed_torch(requant="fbgemm"):
         import torch
     except ImportError:
         return None
-    import warnings
     import torch.nn as nn
     import torch.ao.quantization as tq
-    engine = {"fbgemm": "x86", "qnnpack": "qnnpack"}.get(requant)
+    engine = engines.for_requant(requant)
     if engine is None or engine not in torch.backends.quantized.supported_engines:
         return None
     old = torch.backends.quantized.engine

@@ -1,10 +1,11 @@
 """`fastq export-c MODEL --out DIR --name net`: a saved fastq model as standalone C."""
 from __future__ import annotations
 
+import fastq
+from fastq import export
+
 
 def _main(args):
-    import fastq
-    from fastq import export
     model = fastq.load(args.model)
     gen = export.export_c(model, args.out, name=args.name, input_size=args.input_size)
     print("wrote %s/%s.h and %s/%s.c" % (args.out, args.name, args.out, args.name))

@@ -6,6 +6,8 @@ import collections
 import sys
 import warnings
 
+import fastq
+
 
 def add_parser(sub):
     p = sub.add_parser("model", help="check or convert model files")
@@ -27,7 +29,6 @@ def _summary(model):
 
 
 def _load(path):
-    import fastq
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = fastq.load(path)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
+import fastq
+
 
 def _run(args):
-    import numpy as np
-
-    import fastq
     model = fastq.load(args.path)
     sample = ()
     if args.shape:

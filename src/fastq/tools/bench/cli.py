@@ -11,6 +11,10 @@ import json
 import os
 import sys
 
+from . import plot as bench_plot
+from .report import markdown, print_tables
+from .suite import Bench
+
 DEFAULT_JSON = os.path.join("bench-out", "fastq-bench.json")
 DEFAULT_PNG = os.path.join("bench-out", "fastq-bench.png")
 
@@ -77,12 +81,10 @@ class _RichProgress:
 def run_bench(level="default", threads=1, json_path=None, png_path=None, progress=None):
     """Runs one level; writes JSON (and the PNG where png_path is given and matplotlib is
     installed). Returns the results dict; results["files"] lists what was written."""
-    from .suite import Bench
     bench = Bench(level, threads)
     results = bench.run(progress)
     files = {}
     if png_path:
-        from . import plot as bench_plot
         try:
             _makedirs_for(png_path)
             files["png"] = bench_plot.write_png(results, png_path)
@@ -103,7 +105,6 @@ def _makedirs_for(path):
 
 
 def run_command(args):
-    from .report import print_tables
     if args.threads < 1:
         print("fastq bench: --threads must be at least 1", file=sys.stderr)
         return 2
@@ -123,7 +124,6 @@ def run_command(args):
     print("fastq bench (%s level) on %s" % (args.level, results["machine"]["cpu"]))
     print_tables(results, use_rich=use_rich)
     if args.markdown:
-        from .report import markdown
         _makedirs_for(args.markdown)
         with open(args.markdown, "w") as f:
             f.write(markdown(results))

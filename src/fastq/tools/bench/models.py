@@ -9,6 +9,7 @@ one raises ImportError with the install hint, and the callers skip what needs it
 from __future__ import annotations
 
 import contextlib
+import copy
 import warnings
 
 import numpy as np
@@ -64,8 +65,6 @@ def quantized_mlp(float_model, calibration, engine="x86"):
     """Eager-mode post-training quantization of a float_mlp: fuse Linear+ReLU, prepare with
     the engine's default qconfig, calibrate on `calibration` (float32 [B, K]), convert."""
     torch = require_torch()
-    import copy
-
     from torch.ao import quantization as tq
 
     class Wrapped(torch.nn.Module):

@@ -14,7 +14,14 @@ import numpy as np
 
 import fastq
 
-from . import measure
+from . import measure, models as bm, peers
+from .models import quiet_torch
+
+try:
+    from ... import _bench          # the C microbenchmarks: an optional extension (setup.py)
+    _BENCH_MISSING = None
+except ImportError as e:
+    _bench, _BENCH_MISSING = None, str(e)
 
 LEVELS = {
     # scalar_n / simd_n: loop iterations per C call; repeats: best-of for C and Python timings
@@ -78,11 +85,8 @@ class Bench:
     # -- the plan ---------------------------------------------------------------------
     def steps(self):
         """[(description, callable)]: run them in order (a progress bar counts them)."""
-        try:
-            from ... import _bench
-        except ImportError as e:
-            self.skip("C microbenchmarks", "fastq._bench is not built (%s)" % e)
-            _bench = None
+        if _bench is None:
+            self.skip("C microbenchmarks", "fastq._bench is not built (%s)" % _BENCH_MISSING)
         steps = []
         if _bench is not None:
             steps += self._c_steps(_bench)
@@ -104,7 +108,6 @@ class Bench:
 
     def run(self, progress=None):
         """Runs every step; progress(i, n, description) is called before each."""
-        from .models import quiet_torch
         steps = self.steps()
         with self.thread_settings():
             for i, (desc, fn) in enumerate(steps):
@@ -127,20 +130,17 @@ class Bench:
 
     # -- C microbenchmarks ------------------------------------------------------------
     def core_clock(self):
-        from ... import _bench
         ghz = _bench.core_ghz(self.cfg["add_n"], self.cfg["repeats"], refresh=True)
         self.results["core_ghz"] = ghz
         self.results["core_ghz_method"] = "dependent chain of 64-bit integer adds, 1 per cycle"
 
     def scalar(self, dtype, mode):
-        from ... import _bench
         ns = _bench.scalar_mul_ns(dtype, mode, self.cfg["scalar_n"], self.cfg["repeats"])
         ghz = self.results["core_ghz"]
         self.results["scalar"].append({"dtype": dtype, "mode": mode, "ns": ns, "cycles": ns * ghz,
                                        "ops_per_s": 1e9 / ns})
 
     def simd(self, instr, bits):
-        from ... import _bench
         row = _bench.simd_throughput(instr, bits, self.cfg["simd_n"], self.cfg["repeats"],
                                      ghz=self.results["core_ghz"])
         self.results["simd"].append(row)
@@ -154,7 +154,6 @@ class Bench:
         self.results["layer"] = {"k": k, "n": n, "rows": []}
 
     def layer_row(self, m):
-        from . import peers
         k, n = self.results["layer"]["k"], self.results["layer"]["n"]
         peak = self.results["peaks"].get("int8_gops")
         ops = measure.matmul_ops(m, k, n)
@@ -172,7 +171,6 @@ class Bench:
 
     # -- a whole MLP ---------------------------------------------------------------------
     def mlp(self):
-        from . import models as bm
         sizes = list(self.cfg["mlp"])
         self.results["mlp"] = {"sizes": sizes, "rows": [], "weights_bytes": {}}
         try:

@@ -1,67 +1,23 @@
-"""One C function per node: its constants (named after the node), its loop, its formula.
-
-Every constant comes from the same fastq.reference / fastq.fixedpoint formulas the library
-builds its kernels' constants from, so the C and the Python runtime cannot drift apart."""
+"""The C of the linear family (QuantizedLinear, DynamicQuantizedLinear): the integer core for
+FQ_ROWS rows at a time, then each mode's epilogue, one rounding per line. Every constant comes
+from the layer's prepare (the same fastq.reference formulas its kernels' constants come from),
+so the C and the Python runtime cannot drift apart. Called by the ops' emit_c with the
+exporter's context (export/emit.py): names, constants, the Step."""
 from __future__ import annotations
 
 import numpy as np
 
-from .. import reference as R
-from .plan import Step, Value, float_literal
-
 INT32_MAX = 2**31 - 1
-_QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
-_CTYPE = {"uint8": "uint8_t", "int8": "int8_t"}
+QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
+CTYPE = {"uint8": "uint8_t", "int8": "int8_t"}
 
 
-class ExportError(NotImplementedError):
-    """A node fastq cannot write as C (names the node)."""
-
-
-class Consts:
-    """The constants of one node: scalars as #defines, per-column ones as static const arrays."""
-
-    def __init__(self, prefix):
-        self.prefix = prefix            # e.g. "net_fc1"
-        self.lines = []
-        self.flash = 0
-
-    def define(self, name, value, comment=None):
-        macro = ("%s_%s" % (self.prefix, name)).upper()
-        text = float_literal(value) if isinstance(value, (float, np.floating)) else str(int(value))
-        self.lines.append("#define %-28s %s%s" % (macro, text, "" if comment is None else "   /* %s */" % comment))
-        return macro
-
-    def array(self, name, ctype, values, comment=None, per_line=16):
-        ident = "%s_%s" % (self.prefix, name)
-        v = np.asarray(values)
-        fmt = float_literal if ctype == "float" else (lambda e: str(int(e)))
-        if comment:
-            self.lines.append("/* %s */" % comment)
-        if v.ndim == 2:             # flat [N * K] (row n at n * K), each row on its own lines
-            rows = []
-            for n, r in enumerate(v):
-                body = ",\n    ".join(", ".join(fmt(e) for e in r[i:i + per_line]) for i in range(0, len(r), per_line))
-                rows.append("    /* %d */ %s" % (n, body) if len(r) <= per_line else "    /* row %d */\n    %s" % (n, body))
-            self.lines.append("static const %s %s[%d * %d] = {\n%s\n};" % (ctype, ident, v.shape[0], v.shape[1],
-                                                                           ",\n".join(rows)))
-        else:
-            flat = [fmt(e) for e in v.reshape(-1)]
-            body = ",\n    ".join(", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line))
-            self.lines.append("static const %s %s[%d] = {\n    %s\n};" % (ctype, ident, v.size, body))
-        self.flash += v.size * (1 if ctype in ("int8_t", "uint8_t") else 4)
-        return ident
-
-    def column(self, name, ctype, values, comment=None):
-        """A per-column constant: one #define when all columns share it, else an array.
-        Returns the C expression for column n."""
-        v = np.asarray(values).reshape(-1)
-        if v.size and np.all(v == v[0]) and (ctype != "float" or np.all(np.signbit(v) == np.signbit(v[0]))):
-            return self.define(name, v[0].item() if ctype != "float" else np.float32(v[0]), comment)
-        return "%s[n]" % self.array(name, ctype, v, comment)
-
-    def text(self):
-        return "\n".join(self.lines)
+def check_width(ctx, layer, x):
+    """One sample must be one row of K inputs."""
+    k = layer.weight.values.shape[1]
+    if x.size != k:
+        raise ctx.error("takes %d inputs per sample but receives %d (a Flatten of several rows per sample "
+                        "cannot be exported)" % (k, x.size))
 
 
 def _w_zero_points(layer):
@@ -76,7 +32,7 @@ def check_acc_bound(node, layer, x_dtype, x_zero_point):
     w = layer.weight.values.astype(np.int64)
     k = w.shape[1]
     dev_w = int(np.max(np.abs(w - _w_zero_points(layer)[:, None]))) if w.size else 0
-    qmin, qmax = _QRANGE[x_dtype]
+    qmin, qmax = QRANGE[x_dtype]
     dev_x = (qmax - qmin) if x_zero_point is None else max(x_zero_point - qmin, qmax - x_zero_point)
     if k * dev_x * dev_w > INT32_MAX:
         raise ValueError("model: node %r: K = %d is large enough for the int32 accumulator to overflow "
@@ -108,10 +64,10 @@ def _rows_loop(x_dtype, x_name, weight, k_macro, n_macro, zx, zw, body):
                                 k_macro, k_macro, zx, zws, zw1, "\n".join("    " + line for line in body)))
 
 
-def quantized_linear(node, prefix, layer, x: Value, y: Value):
-    """QuantizedLinear, any requant mode, uint8 / int8 in and out."""
-    if x.kind != "quant":
-        raise ExportError("node %r (QuantizedLinear) receives floats; the model needs a Quantize before it" % node)
+def emit_static(ctx, layer, x, y, data):
+    """A static layer, any requant mode, uint8 / int8 in and out; data: the layer's prepare(x)."""
+    node = ctx.node
+    check_width(ctx, layer, x)
     if layer.input_scale is not None and (x.scale != layer.input_scale or (
             layer.input_zero_point is not None and x.zero_point != layer.input_zero_point)):
         raise ValueError("model: node %r was built for input_scale=%r, input_zero_point=%r but receives "
@@ -120,10 +76,10 @@ def quantized_linear(node, prefix, layer, x: Value, y: Value):
     check_acc_bound(node, layer, x.dtype, x.zero_point)
     n_out, k = layer.weight.values.shape
     out_dtype = layer.dtype.name
-    qmin, qmax = _QRANGE[out_dtype]
+    qmin, qmax = QRANGE[out_dtype]
     zy = int(layer.zero_point)
     lo = max(qmin, zy) if layer.relu else qmin
-    c = Consts(prefix)
+    c = ctx.consts
     kk = c.define("k", k, "inputs")
     nn = c.define("n", n_out, "outputs")
     zx = c.define("x_zero_point", x.zero_point, "input %s, scale %.9g" % (x.dtype, x.scale))
@@ -136,7 +92,7 @@ def quantized_linear(node, prefix, layer, x: Value, y: Value):
     mode = layer.requant
     body = []
     if mode == "fbgemm":
-        params = R.fbgemm_params(x.scale, sw if pc else sw[:1], layer.scale, layer.bias, pc, layer.bias_rounding)
+        params = data.params
         if len(params) == 3:           # (bias_b, bias_r, mult): f = fmaf(bias_b, bias_r, (float)acc)
             bias_b, bias_r, mult = params
         else:                          # (bias_term, mult): f = f32((float)acc + bias_term)
@@ -154,10 +110,10 @@ def quantized_linear(node, prefix, layer, x: Value, y: Value):
             rr = c.define("bias_rcp", np.float32(bias_r), "f32(1 / (double)f32(s_x * s_w))")
             formula = "y[n] = clamp(rne(f32(fmaf(bias[n], rcp, (float)acc) * mult)) + zy, y_min, y_max)"
             body.append("        float f = fq_fmaf(%s, %s, (float)acc);" % (bb, rr))
-        body.append("        y[n] = (%s)fq_round_add_clamp(f * %s, %s, %s, %s);" % (_CTYPE[out_dtype], m, zyd, ymin, ymax))
+        body.append("        y[n] = (%s)fq_round_add_clamp(f * %s, %s, %s, %s);" % (CTYPE[out_dtype], m, zyd, ymin, ymax))
         float_free = False
     elif mode == "qnnpack":
-        bq, req = R.qnnpack_params(x.scale, sw if pc else sw[:1], layer.scale, layer.bias)
+        bq, req = data.params
         r = c.column("req", "float", np.broadcast_to(req, (n_out,)), "f32(f32(s_w * s_x) * f32(1 / s_y))")
         if layer.bias is None:
             formula = "y[n] = clamp(rne(f32((float)acc * req)) + zy, y_min, y_max)"
@@ -165,10 +121,10 @@ def quantized_linear(node, prefix, layer, x: Value, y: Value):
             bqe = c.column("bias", "int32_t", np.broadcast_to(bq, (n_out,)), "int32 bias rne(bias / f32(s_x * s_w))")
             formula = "y[n] = clamp(rne(f32((float)(acc + bias_q) * req)) + zy, y_min, y_max)"
             body.append("        acc = fq_wrap_add(acc, %s);" % bqe)
-        body.append("        y[n] = (%s)fq_round_add_clamp((float)acc * %s, %s, %s, %s);" % (_CTYPE[out_dtype], r, zyd, ymin, ymax))
+        body.append("        y[n] = (%s)fq_round_add_clamp((float)acc * %s, %s, %s, %s);" % (CTYPE[out_dtype], r, zyd, ymin, ymax))
         float_free = False
     elif mode == "tflite":
-        p = layer.fixed_point_params(x.scale)
+        p = data.params
         q = c.column("multiplier", "int32_t", p.multiplier, "Q31 multiplier")
         s = c.column("shift", "int32_t", p.shift, "shift, > 0 = left")
         fn = {"double": "fq_mbqm_double", "single": "fq_mbqm_single", "double_up": "fq_mbqm_double_up"}[p.rounding]
@@ -179,29 +135,27 @@ def quantized_linear(node, prefix, layer, x: Value, y: Value):
             formula = "y[n] = clamp(MBQM(acc + bias, multiplier, shift) + zy, y_min, y_max)"
             body.append("        acc = fq_wrap_add(acc, %s);" % bqe)
         body.append("        y[n] = (%s)fq_add_clamp(%s(acc, %s, %s), %s, %s, %s);" % (
-            _CTYPE[out_dtype], fn, q, s, zyd, ymin, ymax))
+            CTYPE[out_dtype], fn, q, s, zyd, ymin, ymax))
         formula += "   (MBQM: TFLite MultiplyByQuantizedMultiplier, rounding %r)" % p.rounding
         float_free = True
-    else:                               # pragma: no cover - QuantizedLinear checks its mode
-        raise ExportError("node %r: requant %r" % (node, mode))
-    head = ("/* %s: QuantizedLinear %d -> %d, requant %s, %s weights%s, %s -> %s\n"
+    else:                               # pragma: no cover - the layer checks its mode
+        raise ctx.error("requant %r" % mode)
+    head = ("/* %s: %s %d -> %d, requant %s, %s weights%s, %s -> %s\n"
             " *   acc  = sum_k (x[k] - zx) * (w[n][k] - zw)\n *   %s */"
-            % (node, k, n_out, mode, "per-channel" if pc else "per-tensor", ", ReLU" if layer.relu else "",
+            % (node, ctx.op, k, n_out, mode, "per-channel" if pc else "per-tensor", ", ReLU" if layer.relu else "",
                x.dtype, out_dtype, formula))
-    func = "%s_run" % prefix
-    code = "\n".join([head, c.text(), "static void %s(const %s *x, %s *y)\n{\n%s\n}" % (
-        func, _CTYPE[x.dtype], _CTYPE[out_dtype], _rows_loop(x.dtype, "x", weight, kk, nn, zx, zw, body))])
-    return Step(node, func, (x,), y, code=code, flash=c.flash, quantized=float_free)
+    code = "\n".join([head, c.text(), ctx.fn("const %s *x, %s *y" % (CTYPE[x.dtype], CTYPE[out_dtype]),
+                                              _rows_loop(x.dtype, "x", weight, kk, nn, zx, zw, body))])
+    return ctx.step((x,), y, code, quantized=float_free, cost="linear")
 
 
-def dynamic_linear(node, prefix, layer, x: Value, y: Value):
-    """DynamicQuantizedLinear: float in, float out, the input quantized per call."""
-    if x.kind != "float":
-        raise ExportError("node %r (DynamicQuantizedLinear) receives quantized values; the model needs "
-                          "a Dequantize before it" % node)
+def emit_dynamic(ctx, layer, x, y):
+    """A dynamic layer: float in, float out, the input quantized per call."""
+    node = ctx.node
+    check_width(ctx, layer, x)
     check_acc_bound(node, layer, "uint8", None)
     n_out, k = layer.weight.values.shape
-    c = Consts(prefix)
+    c = ctx.consts
     kk = c.define("k", k, "inputs")
     nn = c.define("n", n_out, "outputs")
     qmax = c.define("x_qmax", 127 if layer.reduce_range else 255,
@@ -227,12 +181,12 @@ def dynamic_linear(node, prefix, layer, x: Value, y: Value):
         formula += ", then ReLU: y < 0 -> 0"
         body.append("        if (v < 0.0f) v = 0.0f;")
     body.append("        y[n] = v;")
-    head = ("/* %s: DynamicQuantizedLinear %d -> %d, mode %s, %s weights%s, float -> float\n"
+    head = ("/* %s: %s %d -> %d, mode %s, %s weights%s, float -> float\n"
             " *   (s_x, zx) = ChooseQuantizationParams(min(x, 0), max(x, 0)), x_q = quantize(x, s_x, zx)\n"
             " *   acc  = sum_k (x_q[k] - zx) * (w[n][k] - zw),  s = f32(s_x * s_w)\n *   %s */"
-            % (node, k, n_out, layer.mode, "per-channel" if layer.per_channel else "per-tensor",
+            % (node, ctx.op, k, n_out, layer.mode, "per-channel" if layer.per_channel else "per-tensor",
                ", ReLU" if layer.relu else "", formula))
-    func = "%s_run" % prefix
+    func = ctx.func
     code = "\n".join([head, c.text(),
                       "static int %s(const float *in, float *y, uint8_t *x)\n{\n"
                       "    float sx, inv;\n    int32_t zx, i;\n%s\n"
@@ -242,70 +196,4 @@ def dynamic_linear(node, prefix, layer, x: Value, y: Value):
                       "%s\n    return 0;\n}"
                       % (func, _rows_loop("uint8", "x", weight, kk, nn, "zx", zw, body).split("\n", 1)[0],
                          kk, qmax, kk, _rows_loop("uint8", "x", weight, kk, nn, "zx", zw, body).split("\n", 1)[1])])
-    return Step(node, func, (x,), y, scratch=k, returns_status=True, code=code, flash=c.flash, quantized=False)
-
-
-def quantize(node, prefix, layer, x: Value, y: Value):
-    if x.kind != "float":
-        raise ExportError("node %r (Quantize) receives quantized values" % node)
-    qmin, qmax = _QRANGE[layer.dtype]
-    c = Consts(prefix)
-    inv = c.define("inv_scale", np.float32(np.float32(1.0) / np.float32(layer.scale)), "f32(1 / %.9g)" % layer.scale)
-    zp = c.define("zero_point", layer.zero_point)
-    size = c.define("size", x.size)
-    code = "\n".join([
-        "/* %s: Quantize to %s, scale %.9g, zero point %d\n"
-        " *   q = clamp(rne(fmaf(x, 1/scale, zero_point)), %d, %d), NaN -> %d */" % (
-            node, layer.dtype, layer.scale, layer.zero_point, qmin, qmax, qmax),
-        c.text(),
-        "static void %s_run(const float *x, %s *q)\n{\n    int32_t i;\n    for (i = 0; i < %s; i++)\n"
-        "        q[i] = (%s)fq_quantize(x[i], %s, (float)%s, %d.0f, %d.0f);\n}"
-        % (prefix, _CTYPE[layer.dtype], size, _CTYPE[layer.dtype], inv, zp, qmin, qmax)])
-    return Step(node, prefix + "_run", (x,), y, code=code, quantized=False)
-
-
-def dequantize(node, prefix, x: Value, y: Value, implicit=False):
-    if x.kind != "quant":
-        raise ExportError("node %r (Dequantize) receives floats" % node)
-    c = Consts(prefix)
-    s = c.define("scale", np.float32(x.scale))
-    zp = c.define("zero_point", x.zero_point)
-    size = c.define("size", x.size)
-    code = "\n".join([
-        "/* %s: Dequantize%s: x = f32((float)(q - %d) * %.9g) */" % (
-            node, " (the model's output is dequantized, as fastq's Model does)" if implicit else "",
-            x.zero_point, np.float32(x.scale)),
-        c.text(),
-        "static void %s_run(const %s *q, float *x)\n{\n    int32_t i;\n    for (i = 0; i < %s; i++)\n"
-        "        x[i] = fq_dequantize(q[i], %s, %s);\n}" % (prefix, x.ctype, size, zp, s)])
-    return Step(node, prefix + "_run", (x,), y, code=code, quantized=False)
-
-
-def relu(node, prefix, layer_name, x: Value, y: Value, q6=None):
-    """ReLU / ReLU6, quantized (clamp at the zero point, and at q6) or float."""
-    c = Consts(prefix)
-    size = c.define("size", x.size)
-    six = layer_name == "ReLU6"
-    if x.kind == "quant":
-        zp = c.define("zero_point", x.zero_point)
-        if six:
-            top = c.define("q6", q6, "quantize(6.0) with the input's scale and zero point")
-            formula = "q = min(max(q, %d), %d)" % (x.zero_point, q6)
-            line = "        y[i] = (%s)fq_clamp(x[i], %s, %s);" % (x.ctype, zp, top)
-        else:
-            formula = "q = max(q, %d)" % x.zero_point
-            line = "        y[i] = (%s)fq_clamp(x[i], %s, %d);" % (x.ctype, zp, 255 if x.dtype == "uint8" else 127)
-        quant = True
-    else:
-        formula = "x = clip(x, 0, 6)" if six else "x = max(x, 0)"
-        line = "        y[i] = %s(x[i]);" % ("fq_relu6_float" if six else "fq_relu_float")
-        quant = False
-    code = "\n".join(["/* %s: %s, %s: %s */" % (node, layer_name, "quantized" if quant else "float", formula),
-                      c.text(),
-                      "static void %s_run(const %s *x, %s *y)\n{\n    int32_t i;\n    for (i = 0; i < %s; i++)\n%s\n}"
-                      % (prefix, x.ctype, x.ctype, size, line)])
-    return Step(node, prefix + "_run", (x,), y, code=code, quantized=quant)
-
-
-def relu6_q6(x: Value):
-    return int(R.quantize_per_tensor(np.float32(6.0), x.scale, x.zero_point, x.dtype))
+    return ctx.step((x,), y, code, scratch=k, returns_status=True, quantized=False, cost="dynamic")

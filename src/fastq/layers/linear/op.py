@@ -6,10 +6,13 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .. import _kernels, fixedpoint as _fixedpoint, reference as _reference
-from .._checks import check_scale, check_zero_point, qrange
-from ..qtensor import QTensor
-from ._base import (QUANT, Setting, WeightLayer, check_bool, check_choice, check_dtype_name,
+from ... import _kernels, fixedpoint as _fixedpoint, reference as _reference
+from ..._checks import check_scale, check_zero_point, qrange
+from ...qtensor import QTensor
+from .._spec import Spec
+from . import emit as _emit
+from . import explain as _explain
+from .._base import (QUANT, Setting, WeightLayer, check_bool, check_choice, check_dtype_name, check_kind,
                     check_scale_setting, check_zero_point_in, padded, register)
 
 MODES = ("fbgemm", "qnnpack", "tflite")
@@ -222,7 +225,7 @@ class QuantizedLinear(WeightLayer):
     @classmethod
     def from_torch(cls, module, engine=None):
         """From torch.ao.nn.quantized.Linear / torch.ao.nn.intrinsic.quantized.LinearReLU."""
-        from ..torch_compat import linear_from_torch
+        from ...importers.torch_quantized import linear_from_torch
         return linear_from_torch(module, engine=engine)
 
     def _epilogue(self, x_scale, x_zero_point_u8):
@@ -268,7 +271,65 @@ class QuantizedLinear(WeightLayer):
             out = out.view(np.int8)
         return QTensor(out.reshape(v.shape[:-1] + (self.out_features,)), self.scale, self.zero_point)
 
-    def explain(self, x, row=0, col=0):
+    # ------------------------------------------------------------------ the op protocol
+    def infer(self, x):
+        check_kind(x, ("quant",), "QuantizedLinear")
+        if not x.shape or (x.shape[-1] is not None and x.shape[-1] != self.in_features):
+            raise ValueError("x: expected shape [..., %d], got %s" % (self.in_features, x.shape))
+        return Spec("quant", tuple(x.shape[:-1]) + (self.out_features,), self.dtype.name, float(self.scale),
+                    int(self.zero_point))
+
+    def prepare(self, x):
+        """LinearData: the requantization constants of this layer's mode for inputs of x's scale
+        (fbgemm: reference.fbgemm_params; qnnpack: qnnpack_params; tflite: fixed_point_params)."""
+        return self._op_data((x.scale, x.zero_point, x.dtype), lambda: LinearData(self.requant, self._params(x.scale)))
+
+    def _params(self, x_scale):
+        pc = self.per_channel
+        sw = np.atleast_1d(np.asarray(self.weight.scale, dtype=np.float64))
+        if self.requant == "fbgemm":
+            return _reference.fbgemm_params(x_scale, sw if pc else sw[:1], self.scale, self.bias, pc, self.bias_rounding)
+        if self.requant == "qnnpack":
+            return _reference.qnnpack_params(x_scale, sw if pc else sw[:1], self.scale, self.bias)
+        return self.fixed_point_params(x_scale)
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        return _emit.emit_static(ctx, self, inputs[0], output, op_data)
+
+    def summary_row(self, specs, op_data):
+        w = self.weight
+        ws = "per-channel %d" % len(w.scale) if self.per_channel else "w %.6g/%d" % (w.scale, w.zero_point)
+        q = "%.6g/%d" % (self.scale, self.zero_point)
+        x = specs[0] if specs else None
+        if self.requant == "tflite" and self.input_scale is not None:
+            m, s = self.multipliers, self.shifts
+            const = "mult %d shift %d" % (m[0], s[0]) if m.size == 1 or np.all(m == m[0]) else \
+                "mult [%d..%d] shift [%d..%d]" % (m.min(), m.max(), s.min(), s.max())
+        elif x is not None and x.scale is not None:
+            m = np.float32(x.scale) * np.asarray(w.scale, np.float32) / np.float32(self.scale)
+            const = "%s; M = s_x*s_w/s_y = %s" % (ws, "%.6g" % m if np.ndim(m) == 0 else
+                                                  "[%.6g..%.6g]" % (np.min(m), np.max(m)))
+        else:
+            const = "%s; M = s_x*s_w/s_y (float, per input scale)" % ws
+        arith = {"fbgemm": "fbgemm float requant (x86/fbgemm)", "qnnpack": "qnnpack float requant",
+                 "tflite": "TFLite fixed point (%s rounding)" % self.rounding}[self.requant]
+        return dict(qparams=q, constants=const + (", relu" if self.relu else ""), arithmetic=arith)
+
+    def explain(self, x, row=0, col=0, node=None):
         """Output element [row, col] of self(x), every integer and rounding: a fastq.explain.Trace."""
-        from ..explain import explain
-        return explain(self, x, row, col)
+        return _explain.explain_static(self, x, row, col)
+
+    def with_mode(self, requant, rounding="double"):
+        """This layer (every other setting and array kept) requantized by another mode / rounding."""
+        settings, arrays = dict(self.get_settings()), self.get_arrays()
+        if self.int_bias is not None and requant != "tflite":
+            raise ValueError("requant: this layer's bias is given as int32 (tflite only); cannot run it as %r"
+                             % (requant,))
+        settings.update(requant=requant, rounding=rounding)
+        return type(self).from_state(settings, arrays)
+
+
+class LinearData(NamedTuple):
+    """QuantizedLinear's constants for one input quantization: its mode and that mode's params."""
+    mode: str
+    params: tuple
