@@ -10,8 +10,8 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-# csrc/ holds one folder per kernel family (gemm/, convert/, fixedpoint/, elementwise/, runtime/,
-# and more to come); every .c below it except the microbenchmarks of csrc/bench/ is the core.
+# csrc/ holds one folder per kernel family (gemm/, convert/, fixedpoint/, elementwise/, conv/,
+# pool/, runtime/); every .c below it except the microbenchmarks of csrc/bench/ is the core.
 csrc = sorted(c for c in glob.glob("src/fastq/csrc/**/*.c", recursive=True)
               if "bench" not in os.path.relpath(c, "src/fastq/csrc").split(os.sep)[:-1])
 bench_csrc = sorted(glob.glob("src/fastq/csrc/bench/*.c"))

@@ -42,7 +42,8 @@ def test_parents_form_a_tree_rooted_at_scalar():
 def test_every_family_resolves_on_every_compiled_backend():
     """Each family's kernels come from the backend itself or an ancestor, and a backend that does
     not fill a family has exactly its parent's kernels of it."""
-    assert set(_kernels.FAMILIES) >= {"gemm", "epilogue", "pack", "convert", "elementwise", "fixedpoint"}
+    assert set(_kernels.FAMILIES) >= {"gemm", "epilogue", "pack", "convert", "elementwise", "fixedpoint",
+                                      "conv", "pool"}
     assert fastq.backends()[0] == "scalar"
     for row in TABLE:
         if not row["compiled"]:
@@ -54,6 +55,17 @@ def test_every_family_resolves_on_every_compiled_backend():
             if owner != row["name"]:
                 assert BY_NAME[row["parent"]]["kernels"][family] == owner, (row["name"], family)
     assert set(BY_NAME["scalar"]["kernels"].values()) == {"scalar"}
+
+
+def test_conv_and_pool_are_table_families():
+    """The depthwise tiles and the pooling kernels resolve through the table like every family:
+    each ISA row with code of its own owns them (AVX-512 VNNI: vpdpwssd depthwise), and the
+    AVX-512 row inherits AVX2's pooling (memory bound, no zmm version)."""
+    for row in TABLE:
+        if row["compiled"] and row["name"] in ("scalar", "avx2", "avx512vnni"):
+            assert row["kernels"]["conv"] == row["name"], row
+            assert row["kernels"]["pool"] == ("avx2" if row["name"] == "avx512vnni" else row["name"]), row
+    assert set(_kernels.family_backends("conv")) <= {i for i, row in enumerate(TABLE) if row["available"]}
 
 
 def test_available_means_features_present_and_parent_available():
@@ -108,7 +120,13 @@ def _run_every_family(rng):
     fastq.multiply_by_quantized_multiplier(acc, 1 << 30, -3)                   # fixedpoint
     va, vb = rng.integers(0, 256, 150, dtype=np.uint8), rng.integers(0, 256, 150, dtype=np.uint8)
     _kernels.qadd_fbgemm(va, vb, 128, 0.05, 120, 0.04, 130, 1 / 0.07, 128, False)   # elementwise
-    _kernels.qmul(va, vb, 120, 130, 0.03, 128, False)
+    _kernels.qmul(va, vb, 128, 120, 130, 0.03, 128, False)
+    x = rng.integers(0, 256, (1, 8, 5, 5), dtype=np.uint8)
+    cw = _kernels.ConvWeights(rng.integers(-128, 128, (8, 1, 3, 3), dtype=np.int8), 0, 8)
+    _kernels.conv2d_acc(x, 3, cw, 1, 1, 1, path="depthwise")                   # conv, epilogue
+    _kernels.conv2d_acc(x, 3, cw, 1, 1, 1, path="depthwise_saturate")          # conv, epilogue
+    _kernels.max_pool2d(x, 2)                                                  # pool
+    _kernels.plane_sums(x, 3)                                                  # pool
 
 
 def test_selected_backend_governs_every_family(backend, rng):
@@ -125,8 +143,8 @@ def test_selected_backend_governs_every_family(backend, rng):
 
 
 def test_environment_scalar_governs_every_family():
-    """FASTQ_BACKEND=scalar at import: add, mul, quantize, dequantize, gemm, pack and fixed point
-    all run the scalar kernels, and nothing else runs."""
+    """FASTQ_BACKEND=scalar at import: add, mul, quantize, dequantize, gemm, pack, fixed point,
+    depthwise and pooling all run the scalar kernels, and nothing else runs."""
     probe = ("import numpy as np, fastq; from fastq import _kernels; import test_backend_table as t;"
              "t._run_every_family(np.random.default_rng(1)); r = _kernels.kernel_runs();"
              "print(fastq.get_backend()); print(sorted((f, b) for f in r for b in r[f] if r[f][b]))")

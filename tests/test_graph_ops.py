@@ -372,10 +372,11 @@ def test_scalar_c_loops_equal_simd_and_reference(signed):
         slow = ew.qadd_fbgemm(a, b, *args, isa=0)
         assert np.array_equal(slow, reference.qadd_fbgemm(a, sa, za, b, sb, zb, s, z, True, dtype=dt))
         m = float(reference.qmul_multiplier(sa, sb, s * 64))
-        slow_mul = ew.qmul(a, b, za, zb, m, z, False, isa=0)
+        slow_mul = ew.qmul(a, b, n_vec, za, zb, m, z, False, isa=0)
+        assert np.array_equal(slow_mul, reference.qmul(a, za, b, zb, m, z, False, dtype=dt))
         for isa in isas:
             assert np.array_equal(ew.qadd_fbgemm(a, b, *args, isa=isa), slow), isa
-            assert np.array_equal(ew.qmul(a, b, za, zb, m, z, False, isa=isa), slow_mul), isa
+            assert np.array_equal(ew.qmul(a, b, n_vec, za, zb, m, z, False, isa=isa), slow_mul), isa
         if not signed:
             try:
                 zpp, am, bm, shift = reference.qnnpack_add_params(sa, za, sb, zb, s)
@@ -420,6 +421,9 @@ def test_elementwise_c_loops_every_tail(signed):
                     got = ew.qadd_qnnpack(a, b, zpp, am, bm, shift, z, 0, 255, isa=isa)
                     assert np.array_equal(got, expect), (n, isa)
         m = reference.qmul_multiplier(sa, sb, s)
-        expect = reference.qmul(a, za, b, zb, m, z, False, dtype=dt)
-        for isa in isas:
-            assert np.array_equal(ew.qmul(a, b, za, zb, float(m), z, False, isa=isa), expect), (n, isa)
+        for n_vec in (n // 64 * 64, n):
+            block = 64 if n_vec == n // 64 * 64 else n
+            expect = reference.qmul(a, za, b, zb, m, z, False, dtype=dt, vector_block=block)
+            for isa in isas:
+                got = ew.qmul(a, b, n_vec, za, zb, float(m), z, False, isa=isa)
+                assert np.array_equal(got, expect), (n, n_vec, isa)

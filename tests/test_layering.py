@@ -24,19 +24,9 @@ import_metrics = importlib.util.module_from_spec(_spec)
 sys.modules.setdefault("import_metrics", import_metrics)     # dataclasses look their module up
 _spec.loader.exec_module(import_metrics)
 
-# TEMPORARY, to be emptied when the `ops` branch (issue 15 item 1) lands: imports inside functions
-# of files that branch rewrites (the layer-class dispatch of summary, export and explain goes
-# through the op registry there). (module, function, imported module); an entry that no longer
-# matches an import fails, so this list can only shrink.
-TEMPORARY = (
-    ("fastq.explain.tags", "observe", "fastq.observers"),
-    # model_file.py <-> model_file_npz.py: a cycle, broken by moving DTYPES / MAX_HEADER_BYTES
-    # (what npz reads from model_file) into a module both import
-    ("fastq.model_file", "load", "fastq.model_file_npz"),
-    ("fastq.model_file_npz", "load", "fastq._layer_state"),
-    ("fastq.model_file_npz", "_layer", "fastq.layers"),
-    ("fastq.model_file_npz", "_layer", "fastq.qtensor"),
-)
+# Imports a branch in flight may keep for a while (module, function, imported module); empty on
+# main. An entry that no longer matches an import fails, so the list can only shrink.
+TEMPORARY = ()
 
 
 def floor_of(module, floors, root):

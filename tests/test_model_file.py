@@ -1049,5 +1049,5 @@ def test_cli_check_and_convert(tmp_path, capsys):
     assert new.read_bytes()[:8] == _mf().MAGIC
     x = cases.x_for(np.random.default_rng(4), (6, 2, 4), 2.0)
     assert np.array_equal(fastq.load(str(new))(x).view(np.uint32), cases.format1_model()(x).view(np.uint32))
-    assert main(["model", "convert", str(bad), str(tmp_path / "x.fqm")]) == 1
+    assert main(["model", "convert", str(bad), str(tmp_path / "x.fqm")]) == 2     # a user error
     assert not (tmp_path / "x.fqm").exists()

@@ -79,7 +79,7 @@ cdef extern from "csrc/fastq.h" nogil:
     void fq_qadd_qnnpack(int isa, const uint8_t *a, const uint8_t *b, uint8_t *y, int64_t n,
                          int32_t zero_point_product, uint32_t a_multiplier, uint32_t b_multiplier,
                          uint32_t shift, int32_t zero_point, int32_t y_min, int32_t y_max)
-    void fq_qmul(int isa, const void *a, const void *b, void *y, int64_t n, int32_t a_zero_point,
+    void fq_qmul(int isa, const void *a, const void *b, void *y, int64_t n, int64_t n_vec, int32_t a_zero_point,
                  int32_t b_zero_point, float multiplier, int32_t zero_point, int relu, int is_signed)
 
 cdef extern from "csrc/runtime/cpu.h" nogil:
@@ -754,8 +754,10 @@ def qadd_fbgemm(cnp.ndarray a not None, cnp.ndarray b not None, int64_t n_vec, f
 def qadd_qnnpack(cnp.ndarray a not None, cnp.ndarray b not None, int32_t zero_point_product,
                  uint32_t a_multiplier, uint32_t b_multiplier, uint32_t shift, int zero_point,
                  int y_min, int y_max, int isa=-1):
-    if _signed_pair(a, b) or not (0 < shift < 32):
-        raise TypeError("a, b: QNNPACK add takes uint8 values and 0 < shift < 32")
+    if _signed_pair(a, b):
+        raise TypeError("a, b: QNNPACK add takes uint8 values, got %s" % a.dtype)
+    if not (0 < shift < 36):
+        raise ValueError("shift: QNNPACK add shifts by 1..35 (scale ratios in [2**-14, 2**8)), got %d" % shift)
     a = _contiguous(a); b = _contiguous(b)
     cdef cnp.ndarray y = cnp.PyArray_EMPTY(a.ndim, a.shape, cnp.NPY_UINT8, 0)
     with nogil:
@@ -765,12 +767,18 @@ def qadd_qnnpack(cnp.ndarray a not None, cnp.ndarray b not None, int32_t zero_po
     return y
 
 
-def qmul(cnp.ndarray a not None, cnp.ndarray b not None, int a_zero_point, int b_zero_point,
+def qmul(cnp.ndarray a not None, cnp.ndarray b not None, int64_t n_vec, int a_zero_point, int b_zero_point,
          float multiplier, int zero_point, bint relu, int isa=-1):
+    """n_vec: how many leading elements follow torch's vectorized body (the rest its scalar tail)."""
     cdef int is_signed = _signed_pair(a, b)
     a = _contiguous(a); b = _contiguous(b)
     cdef cnp.ndarray y = cnp.PyArray_EMPTY(a.ndim, a.shape, cnp.PyArray_TYPE(a), 0)
     with nogil:
         fq_qmul(isa, cnp.PyArray_DATA(a), cnp.PyArray_DATA(b), cnp.PyArray_DATA(y), cnp.PyArray_SIZE(a),
-                a_zero_point, b_zero_point, multiplier, zero_point, relu, is_signed)
+                n_vec, a_zero_point, b_zero_point, multiplier, zero_point, relu, is_signed)
     return y
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolution and pooling kernels (csrc/conv, csrc/pool): their own file, one include.
+include "_conv_kernels.pxi"

@@ -151,6 +151,8 @@ class Model:
                     raise ValueError("outputs: required for a graph")
                 outputs = nodes[-1].outputs
             outputs = _names(outputs, "outputs", "<model>")
+            if not outputs:
+                raise ValueError("outputs: a model needs at least one output, got %r" % (outputs,))
         else:
             if inputs is not None or outputs is not None:
                 raise TypeError("inputs: a chain has one input; build a graph with nodes= for more")

@@ -52,6 +52,10 @@ MAGIC = b"\x89FASTQ\r\n"
 VERSION = 3
 _PREFIX = struct.Struct("<8sII32s")
 ALIGN = 64
+# Readers of the older .npz formats by name; model_file_npz adds its reader on import (it reads
+# this module's checks, so importing it from here would be a cycle).
+OLD_FORMATS = {}
+
 MAX_HEADER_BYTES = 16 << 20
 MAX_NDIM = 8
 MAX_DIM = 2**31 - 1
@@ -269,9 +273,10 @@ def load(path):
         size = os.fstat(f.fileno()).st_size
         head = f.read(_PREFIX.size)
         if head[:2] == b"PK":
-            from . import model_file_npz
             f.close()
-            return model_file_npz.load(name)
+            if "npz" not in OLD_FORMATS:      # fastq/__init__ imports model_file_npz, which registers it
+                raise ValueError("%s: a format 1 / 2 .npz model file, and no reader for it is loaded" % name)
+            return OLD_FORMATS["npz"](name)
         try:
             header, arrays = _read(f, size, head)
         except _Bad as e:

@@ -23,6 +23,10 @@ import zipfile
 import numpy as np
 
 from . import model_file
+from ._layer_state import make_model
+from .layers import (QuantizedLinear, DynamicQuantizedLinear, Quantize, Dequantize, Identity,
+                     ReLU, ReLU6, Flatten)
+from .qtensor import QTensor
 from .model_file import DTYPES, MAX_HEADER_BYTES
 
 REEXPORT = ("re-export it with this fastq: build the model again from its source "
@@ -59,7 +63,6 @@ def load(path):
         nodes, lossy = _layers(meta, arrays)
     except _Bad as e:
         raise ValueError("%s: %s (a format-1 .npz model file)" % (path, e)) from None
-    from ._layer_state import make_model
     if lossy:
         warnings.warn("%s: a format-1 model file, which did not store dtype, effective_scale, "
                       "input_scale or input_zero_point; its QuantizedLinear layers load with the "
@@ -249,9 +252,6 @@ def _layers(meta, arrays):
 
 
 def _layer(t, cfg, arrs):
-    from .layers import (QuantizedLinear, DynamicQuantizedLinear, Quantize, Dequantize, Identity,
-                         ReLU, ReLU6, Flatten)
-    from .qtensor import QTensor
 
     def need(key, types):
         if key not in cfg:
@@ -294,3 +294,5 @@ def _layer(t, cfg, arrs):
     if t == "Flatten":
         return Flatten(need("start_dim", (int,)), need("end_dim", (int,)))
     return {"Dequantize": Dequantize, "Identity": Identity, "ReLU": ReLU, "ReLU6": ReLU6}[t]()
+
+model_file.OLD_FORMATS["npz"] = load

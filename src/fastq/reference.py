@@ -287,9 +287,16 @@ def add_scalar_qparams(scale, zero_point, value, dtype="uint8"):
     [qmin, qmax] the integers are kept and the result is (scale, zp - c_q); otherwise the output
     gets zp' = qmin (or qmax) and scale' = (qmax - (zp - c_q)) / (qmax - qmin) * scale (or
     (zp - c_q - qmin) / (qmax - qmin) * scale), in double, and the integers are requantized
-    (reference.add_scalar). Returns (c_q, scale', zero_point', requantize?)."""
+    (reference.add_scalar). Returns (c_q, scale', zero_point', requantize?).
+    torch converts c_q to int32 and refuses the op ("cannot be converted to type int without
+    overflow") when it does not fit: so does this (ValueError naming the value and the scale)."""
     qmin, qmax = _qrange(dtype)
-    c_q = int(np.rint(float(value) / float(scale)))
+    steps = np.rint(float(value) / float(scale))
+    if not INT32_MIN <= steps <= INT32_MAX:           # False for NaN too
+        raise ValueError("value: add_scalar of %r to values of scale %r is %r steps of that scale; torch "
+                         "needs round(value / scale) within int32 [-2**31, 2**31 - 1] and refuses it"
+                         % (float(value), float(scale), float(steps)))
+    c_q = int(steps)
     z = int(zero_point) - c_q
     if qmin > z:
         return c_q, (float(qmax) - z) / (float(qmax) - qmin) * float(scale), qmin, True
@@ -639,42 +646,86 @@ def requant_dynamic(acc, x_scale, w_scales, bias=None, relu=False, mode="fbgemm"
 
 
 # --------------------------------------------------------------------------- elementwise ops
+# float -> int32 conversions of torch's elementwise kernels when the float lies outside int32
+# (an output scale far below the inputs'): they decide the result there, not the clamp.
+FLOAT_BELOW_INT32_MAX = 2147483520.0     # 2^31 - 128: the largest float32 below 2^31
+
+
+def _cvtps_epi32(t):
+    """x86 cvtps2dq of float32 t (round half to even): out of int32 range or NaN gives
+    INT32_MIN (the "integer indefinite" value)."""
+    t = np.asarray(t, dtype=np.float32).astype(np.float64)
+    ok = (t >= -2.0**31) & (t < 2.0**31)                        # False for NaN
+    return np.where(ok, np.rint(np.where(ok, t, 0.0)), INT32_MIN).astype(np.int64)
+
+
+def _lrintf(t):
+    """lrintf of float32 t into a 64-bit long (x86-64 cvtss2si): beyond int64 or NaN gives INT64_MIN."""
+    t = np.asarray(t, dtype=np.float32).astype(np.float64)
+    ok = (t >= -2.0**63) & (t < 2.0**63)
+    return [int(v) if k else -2**63 for v, k in zip(np.rint(np.where(ok, t, 0.0)).reshape(-1), ok.reshape(-1))]
+
+
+def _quantize_body(t, zero_point, qmin, qmax, clip_top):
+    """torch's vectorized requantize of float32 t = value / scale (QuantizeAvx2/512 for add,
+    RequantizeAvx2/512 for mul): clip_top: t = min(t, 2^31 - 128) first (NaN becomes that too,
+    minps returns its second operand); then cvtps2dq, the zero point added in wrapping int32,
+    saturated to 16 then 8 bits (= clamp to [qmin, qmax]). So a value beyond 2^31 output steps
+    becomes INT32_MIN + zp (qmin; qmax for a negative int8 zero point, the add wraps) in mul,
+    and 2^31 - 128 + zp in add (wraps to a negative number, qmin, when zp >= 128)."""
+    t = np.asarray(t, dtype=np.float32)
+    if clip_top:
+        t = np.where(np.isnan(t) | (t > f32(FLOAT_BELOW_INT32_MAX)), f32(FLOAT_BELOW_INT32_MAX), t)
+    return np.clip(wrap_int32(_cvtps_epi32(t) + int(zero_point)), qmin, qmax)
+
+
+def _torch_chunks(n, torch_threads):
+    if n < 32768 or torch_threads <= 1:
+        return [(0, n)]
+    t = min(torch_threads, -(-n // 32768))
+    c = -(-n // t)
+    return [(i, min(n, i + c)) for i in range(0, n, c)]
+
+
 def qadd_fbgemm(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point,
                 relu=False, vector_block=64, dtype="uint8", torch_threads=1):
     """torch qadd_kernel (x86 / fbgemm engines; also qnnpack when the shapes differ or the values
     are int8), on flat arrays of equal size n. The first floor(n / vector_block) * vector_block
     elements follow the vectorized body, the rest its scalar tail (vector_block 0: all tail):
       body: d = fmaf(s, (float)q, s * -(float)zp) per input; c = da + db [relu: max(c, 0)];
-            y = clamp(rne(c * (1/s_y)) + zp_y)
+            y = clamp(wrap32(cvt(min(c * (1/s_y), 2^31 - 128)) + zp_y))   (_quantize_body)
       tail: d = (float)(q - zp) * s per input;      c = da + db [relu: max(c, 0)];
-            y = clamp(rne((float)zp_y + c * (1/s_y)))
+            y = clamp(rne((float)zp_y + c * (1/s_y)))   (clamped in double: saturates)
     Scales are rounded to float32 first; every float operation is one float32 rounding.
     n >= 32768 with torch_threads T > 1: torch's parallel_for cuts the loop into
     t = min(T, ceil(n / 32768)) chunks of ceil(n / t) elements, each with its own body and tail."""
     a = np.asarray(a).reshape(-1).astype(np.int64)
     b = np.asarray(b).reshape(-1).astype(np.int64)
     n = a.size
-    if n >= 32768 and torch_threads > 1:
-        t = min(torch_threads, -(-n // 32768))
-        c = -(-n // t)
-        return np.concatenate([qadd_fbgemm(a[i:i + c], a_scale, a_zero_point, b[i:i + c], b_scale, b_zero_point,
+    chunks = _torch_chunks(n, torch_threads)
+    if len(chunks) > 1:
+        return np.concatenate([qadd_fbgemm(a[lo:hi], a_scale, a_zero_point, b[lo:hi], b_scale, b_zero_point,
                                            y_scale, y_zero_point, relu, vector_block, dtype)
-                               for i in range(0, n, c)])
+                               for lo, hi in chunks])
     qmin, qmax = _qrange(dtype)
     n_vec = (n // vector_block) * vector_block if vector_block else 0
     sa, sb, inv = f32(a_scale), f32(b_scale), f32(f32(1.0) / f32(y_scale))
     pa, pb = f32(sa * -f32(a_zero_point)), f32(sb * -f32(b_zero_point))
     c = np.empty(n, np.float32)
-    c[:n_vec] = fmaf(sa, a[:n_vec].astype(np.float32), pa) + fmaf(sb, b[:n_vec].astype(np.float32), pb)
-    c[n_vec:] = ((a[n_vec:] - a_zero_point).astype(np.float32) * sa
-                 + (b[n_vec:] - b_zero_point).astype(np.float32) * sb)
-    if relu:
-        c = np.maximum(c, f32(0.0))
-    t = (c * inv).astype(np.float32)
-    y = np.empty(n, np.float64)
-    y[:n_vec] = np.rint(t[:n_vec].astype(np.float64)) + y_zero_point
-    y[n_vec:] = np.rint((f32(y_zero_point) + t[n_vec:]).astype(np.float64))
-    return np.clip(y, qmin, qmax).astype(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        c[:n_vec] = fmaf(sa, a[:n_vec].astype(np.float32), pa) + fmaf(sb, b[:n_vec].astype(np.float32), pb)
+        c[n_vec:] = ((a[n_vec:] - a_zero_point).astype(np.float32) * sa
+                     + (b[n_vec:] - b_zero_point).astype(np.float32) * sb)
+        if relu:
+            c = np.maximum(c, f32(0.0))
+        t = (c * inv).astype(np.float32)
+        y = np.empty(n, np.int64)
+        y[:n_vec] = _quantize_body(t[:n_vec], y_zero_point, qmin, qmax, clip_top=True)
+        y[n_vec:] = np.clip(np.rint((f32(y_zero_point) + t[n_vec:]).astype(np.float64)), qmin, qmax)
+    return y.astype(dtype)
+
+
+QNNPACK_ADD_BLOCK = 4096   # pytorch_qnnp_run_operator hands the add kernel 4096-byte tiles
 
 
 def qadd_qnnpack(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, relu=False):
@@ -682,25 +733,52 @@ def qadd_qnnpack(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_
       acc = zpp + a * am + b * bm  (wrapping int32; constants from qnnpack_add_params)
       acc = (acc >> shift) + (rem > threshold), rem = (acc & mask) - (acc < 0), mask = 2^shift - 1,
             threshold = mask >> 1  (a right shift rounding half away from zero)
-      y = clamp(acc + zp_y, relu ? zp_y : 0, 255)."""
+      y = clamp(acc + zp_y, relu ? zp_y : 0, 255).
+    A ratio s_a / s_y or s_b / s_y below 2^-10 gives shift 32..35, which QNNPACK does not guard
+    (only a debug assert): its constants then come from x86 shifts that take the count mod 32
+    (mask = 2^(shift mod 32) - 1), and the kernel shifts acc by psrad in tiles of >= 8 elements
+    (a count above 31 fills with the sign bit) but by a scalar sar (count mod 32) in a tile of
+    fewer than 8, i.e. the last of the 4096-element tiles when n mod 4096 is 1..7."""
     zpp, am, bm, shift = qnnpack_add_params(a_scale, a_zero_point, b_scale, b_zero_point, y_scale)
-    acc = wrap_int32(zpp + np.asarray(a, np.int64) * am + np.asarray(b, np.int64) * bm)
-    mask = (1 << shift) - 1
+    shape = np.shape(a)
+    acc = wrap_int32(zpp + np.asarray(a, np.int64).reshape(-1) * am + np.asarray(b, np.int64).reshape(-1) * bm)
+    mask = (1 << (shift % 32)) - 1
     rem = (acc & mask) - (acc < 0)
-    acc = (acc >> shift) + (rem > (mask >> 1))
-    return np.clip(acc + y_zero_point, y_zero_point if relu else 0, 255).astype(np.uint8)
+    n = acc.size
+    n_long = n - n % QNNPACK_ADD_BLOCK if 0 < n % QNNPACK_ADD_BLOCK < 8 else n
+    q = np.concatenate([acc[:n_long] >> min(shift, 31), acc[n_long:] >> (shift % 32)])
+    q = q + (rem > (mask >> 1))
+    return np.clip(q + y_zero_point, y_zero_point if relu else 0, 255).astype(np.uint8).reshape(shape)
 
 
-def qmul(a, a_zero_point, b, b_zero_point, y_scale_multiplier, y_zero_point, relu=False, dtype="uint8"):
-    """torch qmul_kernel (every engine): y = clamp(zp_y + rne((float)((a - za) * (b - zb)) * m)),
-    m = qmul_multiplier(...); relu: max(y, zp_y). Body and tail agree."""
+def qmul(a, a_zero_point, b, b_zero_point, y_scale_multiplier, y_zero_point, relu=False, dtype="uint8",
+         vector_block=64, torch_threads=1):
+    """torch qmul_kernel (every engine for uint8), on flat arrays: t = f32((float)((a - za) * (b - zb)) * m),
+    m = qmul_multiplier(...). Body and tail (split as in qadd_fbgemm) agree while |t| < 2^31:
+      body: y = clamp(wrap32(cvt(t) + zp_y))        cvt(t) = INT32_MIN beyond int32 (_quantize_body)
+      tail: y = clamp(lrintf(t) + zp_y)             lrintf into int64: INT64_MIN beyond int64
+    relu: max(y, zp_y). The result has a's shape."""
+    shape = np.shape(a)
+    a = np.asarray(a).reshape(-1).astype(np.int64)
+    b = np.asarray(b).reshape(-1).astype(np.int64)
+    chunks = _torch_chunks(a.size, torch_threads)
+    if len(chunks) > 1:
+        return np.concatenate([qmul(a[lo:hi], a_zero_point, b[lo:hi], b_zero_point, y_scale_multiplier,
+                                    y_zero_point, relu, dtype, vector_block) for lo, hi in chunks]).reshape(shape)
     qmin, qmax = _qrange(dtype)
-    c = (np.asarray(a, np.int64) - a_zero_point) * (np.asarray(b, np.int64) - b_zero_point)
-    t = (c.astype(np.float32) * f32(y_scale_multiplier)).astype(np.float32)
-    y = np.clip(np.rint(t.astype(np.float64)) + y_zero_point, qmin, qmax)
+    n = a.size
+    n_vec = (n // vector_block) * vector_block if vector_block else 0
+    c = (a - a_zero_point) * (b - b_zero_point)
+    with np.errstate(over="ignore", invalid="ignore"):
+        t = (c.astype(np.float32) * f32(y_scale_multiplier)).astype(np.float32)
+    y = np.empty(n, np.int64)
+    y[:n_vec] = _quantize_body(t[:n_vec], y_zero_point, qmin, qmax, clip_top=False)
+    tail = [r + int(y_zero_point) for r in _lrintf(t[n_vec:])]
+    tail = [(r + 2**63) % 2**64 - 2**63 for r in tail]            # the int64 add wraps too
+    y[n_vec:] = np.clip(np.array(tail, dtype=object), qmin, qmax).astype(np.int64) if tail else []
     if relu:
         y = np.maximum(y, y_zero_point)
-    return y.astype(dtype)
+    return y.astype(dtype).reshape(shape)
 
 
 def add_scalar(q, scale, zero_point, value, dtype="uint8"):

@@ -7,6 +7,12 @@ import numpy as np
 from .layers._spec import Spec
 
 
+
+def _safe(name):
+    """A name as printable ASCII: other characters (terminal escapes, newlines, non-ASCII) as
+    Python escapes, so a model file cannot drive the terminal or forge lines of the table."""
+    return "".join(c if " " <= c <= "~" else ascii(c)[1:-1] for c in str(name))
+
 def _fmt_shape(s):
     return "?" if s is None else "x".join(str(d) for d in s) if s else "scalar"
 
@@ -58,7 +64,7 @@ def model_summary(model):
         total_bytes += wb
         op = type(n.layer).__name__
         counts[op] = counts.get(op, 0) + 1
-        rows.append((n.name, op, ",".join(n.inputs),
+        rows.append((_safe(n.name), op, ",".join(_safe(v) for v in n.inputs),
                      " ".join(_fmt_shape(shapes.get(v)) for v in n.inputs),
                      " ".join(_fmt_shape(shapes.get(v)) for v in n.outputs), q, const, arith, str(wb)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -68,5 +74,5 @@ def model_summary(model):
     lines.append("-" * len(lines[0]))
     lines.append("%d nodes (%s); inputs %s -> outputs %s; weights %d bytes; %s"
                  % (len(model.nodes), ", ".join("%d %s" % (c, k) for k, c in counts.items()),
-                    ", ".join(model.inputs), ", ".join(model.outputs), total_bytes, src))
+                    ", ".join(map(_safe, model.inputs)), ", ".join(map(_safe, model.outputs)), total_bytes, src))
     return "\n".join(lines)

@@ -11,6 +11,8 @@
  *                 SIMD epilogues are written over, and the array function
  *   convert/      float <-> uint8 / int8 conversions (torch semantics)
  *   elementwise/  quantized add / mul of the graph ops
+ *   conv/         convolution: NHWC padding, im2col over the GEMM driver, direct depthwise tiles
+ *   pool/         max / average pooling, plane sums
  *   runtime/      the CPU detector (cpu.c), the backend table (backends.c), the thread pool
  * A backend's fill function in runtime/backends.c lists which of these kernels it has.
  *
@@ -153,7 +155,9 @@ typedef enum {
     FQ_FAMILY_CONVERT,           /* quantize / dequantize / min-max of float arrays */
     FQ_FAMILY_ELEMENTWISE,       /* quantized add / mul */
     FQ_FAMILY_FIXEDPOINT,        /* MultiplyByQuantizedMultiplier over arrays */
-    /* conv, pool next */
+    FQ_FAMILY_CONV,              /* depthwise tiles, exact and saturating (GEMM convolution runs
+                                    the gemm family) */
+    FQ_FAMILY_POOL,              /* max pooling (NHWC), plane sums */
     FQ_FAMILY_COUNT
 } fq_family;
 
@@ -198,6 +202,8 @@ typedef void (*fq_mbqm_array_fn)(const int32_t *x, int64_t n, const int32_t *mul
                                  const int32_t *shift, int64_t n_channels, int rounding, int32_t *out);
 struct fq_convert_kernels;       /* convert/convert.h */
 struct fq_elementwise_kernels;   /* elementwise/elementwise.h */
+struct fq_conv_kernels;          /* conv/conv.h */
+struct fq_pool_kernels;          /* pool/pool.h */
 typedef struct {
     const char *name;
     /* FQ_FAMILY_GEMM */
@@ -216,6 +222,10 @@ typedef struct {
     const struct fq_elementwise_kernels *elementwise;
     /* FQ_FAMILY_FIXEDPOINT */
     fq_mbqm_array_fn multiply_by_quantized_multiplier;
+    /* FQ_FAMILY_CONV */
+    const struct fq_conv_kernels *conv;
+    /* FQ_FAMILY_POOL */
+    const struct fq_pool_kernels *pool;
     /* set by the table: which backend supplied each family (per entry for the epilogues) */
     int8_t owner[FQ_FAMILY_COUNT];
     int8_t epilogue_owner[FQ_EPV_COUNT][2];
@@ -267,18 +277,25 @@ void fq_multiply_by_quantized_multiplier_array(const int32_t *x, int64_t n, cons
  * isa as for the conversions below: -1 the current backend, or a backend id to force its
  * kernels (scalar when they cannot run here). Values are uint8, or int8 when is_signed. */
 /* torch qadd_kernel (x86 / fbgemm engines): the first n_vec elements as its vectorized body
- * (dequantize fmaf(s, q, s * -zp), quantize zp + rne(c * inv_s)), the rest as its scalar tail
- * (dequantize (q - zp) * s, quantize rne(zp + c * inv_s)). */
+ * (dequantize fmaf(s, q, s * -zp), quantize zp + cvtps2dq(min(c * inv_s, 2^31 - 128)) in wrapping
+ * int32), the rest as its scalar tail (dequantize (q - zp) * s, quantize rne(zp + c * inv_s),
+ * saturating). */
 void fq_qadd_fbgemm(int isa, const void *a, const void *b, void *y, int64_t n, int64_t n_vec,
                     float a_scale, int32_t a_zero_point, float b_scale, int32_t b_zero_point,
                     float inv_scale, int32_t zero_point, int relu, int is_signed);
 /* QNNPACK q8 add (uint8): y = clamp(zp + rshift_round_away(zpp + a * am + b * bm, shift)),
- * in wrapping int32 as the C code does; 0 < shift < 32. */
+ * in wrapping int32 as the C code does; 0 < shift < 36. Shifts 32..35 (scale ratios below
+ * 2^-10, which QNNPACK does not guard) go as torch runs them: constants from shifts of count
+ * mod 32, acc shifted with sign fill except in a last 4096-element tile of 1..7 elements
+ * (count mod 32; reference.qadd_qnnpack, fq_qnnpack_long_end). */
 void fq_qadd_qnnpack(int isa, const uint8_t *a, const uint8_t *b, uint8_t *y, int64_t n,
                      int32_t zero_point_product, uint32_t a_multiplier, uint32_t b_multiplier,
                      uint32_t shift, int32_t zero_point, int32_t y_min, int32_t y_max);
-/* torch qmul_kernel: y = clamp(zp + rne((float)((a - za) * (b - zb)) * m)), relu: max(y, zp). */
-void fq_qmul(int isa, const void *a, const void *b, void *y, int64_t n, int32_t a_zero_point,
+/* torch qmul_kernel: y = clamp(zp + rne((float)((a - za) * (b - zb)) * m)), relu: max(y, zp);
+ * the first n_vec elements as its vectorized body (cvtps2dq, zero point added in wrapping
+ * int32), the rest as its scalar tail (lrintf into int64): they differ once the product
+ * exceeds 2^31 output steps (reference.qmul). */
+void fq_qmul(int isa, const void *a, const void *b, void *y, int64_t n, int64_t n_vec, int32_t a_zero_point,
              int32_t b_zero_point, float multiplier, int32_t zero_point, int relu, int is_signed);
 
 /* ---- quantize / dequantize (torch semantics, docs/ARITHMETIC.md §10) --------------- */

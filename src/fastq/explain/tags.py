@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reference as R
+from ..observers import HistogramObserver, MinMaxObserver
 
 f32 = np.float32
 
@@ -23,8 +24,12 @@ def observe(values, qmin, qmax, symmetric=False, observer="minmax", dtype="uint8
     to 0 (zero may then fall between two levels): scale = (max - min) / (qmax - qmin) in
     float32 (at least 2^-23), zero_point = rne(qmin - min / scale)."""
     v = np.asarray(values, dtype=np.float32).reshape(-1)
-    if v.size == 0 or not np.all(np.isfinite(v)):
-        raise ValueError("values: expected at least one finite value, got %d values" % v.size)
+    if v.size == 0:
+        raise ValueError("values: expected at least one value, got none")
+    bad = np.flatnonzero(~np.isfinite(v))
+    if bad.size:
+        raise ValueError("values: every value must be finite; value %d of %d is %r"
+                         % (bad[0], v.size, float(v[bad[0]])))
     if observer not in OBSERVERS:
         raise ValueError("observer: expected one of %s, got %r" % (", ".join(OBSERVERS), observer))
     dtype = np.dtype(dtype).name
@@ -37,7 +42,6 @@ def observe(values, qmin, qmax, symmetric=False, observer="minmax", dtype="uint8
         scale = max(f32(f32(mx - mn) / f32(qmax - qmin)), f32(2.0**-23))
         zp = int(np.rint(np.float64(f32(f32(qmin) - f32(mn / scale)))))
         return float(scale), zp
-    from ..observers import HistogramObserver, MinMaxObserver
     if customized is None:
         customized = (qmin, qmax) != full
     kw = dict(dtype=dtype, qscheme="per_tensor_symmetric" if symmetric else "per_tensor_affine")

@@ -22,6 +22,8 @@ def export_c(model, directory, name="net", input_size=None):
     export, ValueError for bad arguments or layers whose int32 accumulator could overflow."""
     if not isinstance(directory, (str, os.PathLike)):
         raise TypeError("directory: expected a path, got %s" % type(directory).__name__)
+    if os.fspath(directory) in ("", b""):
+        raise ValueError("directory: expected a folder path, got an empty one (use '.' for this folder)")
     gen = generate(model, name=name, input_size=input_size)
     gen.write(os.fspath(directory))
     return gen

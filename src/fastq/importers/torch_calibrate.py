@@ -350,7 +350,7 @@ class _Builder(fc.GraphBuilder):
                           " (use add_scalar / mul_scalar for a scalar)")
         scale, zero_point = self.qparams[("ff", path)]
         if kind == "mul":
-            layer = ar.QuantizedMul(scale, zero_point, relu=False)
+            layer = ar.QuantizedMul(scale, zero_point, relu=False, torch_threads=torch.get_num_threads())
         else:
             layer = ar.QuantizedAdd(scale, zero_point, relu=kind == "add_relu",
                                     arithmetic=self.rules.add_arithmetic, torch_threads=torch.get_num_threads())

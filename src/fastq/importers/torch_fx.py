@@ -362,7 +362,7 @@ def _qbinary(kind, relu):
             layer = ar.QuantizedAdd(scale, zp, relu=relu, arithmetic=b.rules.add_arithmetic,
                                     torch_threads=torch.get_num_threads())
         else:
-            layer = ar.QuantizedMul(scale, zp, relu=relu)
+            layer = ar.QuantizedMul(scale, zp, relu=relu, torch_threads=torch.get_num_threads())
         b.add(node, layer, [b.tensor(node, a["qa"]), b.tensor(node, a["qb"])])
     return h
 

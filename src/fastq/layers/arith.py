@@ -228,13 +228,32 @@ class QuantizedAdd(_QBinary):
 
 @register
 class QuantizedMul(_QBinary):
-    """y = a * b requantized to (scale, zero_point) [relu], as torch.ops.quantized.mul (all engines)."""
+    """y = a * b requantized to (scale, zero_point) [relu], as torch.ops.quantized.mul (all engines).
+    vector_block, torch_threads: as QuantizedAdd's; torch's vector body and scalar tail agree
+    until the product exceeds 2^31 output steps (an output scale far below a_scale * b_scale),
+    where they convert to integers differently (reference.qmul)."""
+
+    settings = _QBinary.settings + (Setting("vector_block", check_vector_block, DEFAULT_VECTOR_BLOCK),
+                                    Setting("torch_threads", check_torch_threads, 1))
+
+    def __init__(self, scale, zero_point, relu=False, vector_block=DEFAULT_VECTOR_BLOCK, torch_threads=1):
+        self._set_settings(scale=scale, zero_point=zero_point, relu=relu, vector_block=vector_block,
+                           torch_threads=torch_threads)
+        self._init_cache()
+        self._block, self._threads = self.vector_block, self.torch_threads
 
     def __call__(self, a, b):
         self._check_call(a, b)
         m = self._cached((a.scale, b.scale), lambda: float(reference.qmul_multiplier(a.scale, b.scale, self._s)))
-        return self._out(_kernels.qmul(a.values, b.values, a.zero_point, b.zero_point, m,
-                                           self._z, self._relu))
+        va, vb, za, zb = a.values, b.values, a.zero_point, b.zero_point
+        n = va.size
+        if n < GRAIN_SIZE or self._threads <= 1:
+            y = self._mul(va, vb, za, zb, m)
+        else:
+            fa, fb = va.reshape(-1), vb.reshape(-1)
+            y = np.concatenate([self._mul(fa[lo:hi], fb[lo:hi], za, zb, m)
+                                for lo, hi in torch_chunks(n, self._threads)]).reshape(va.shape)
+        return self._out(y)
 
     def prepare(self, a, b):
         """The float32 multiplier f32(f32(s_a * s_b) * f32(1 / s_y)) (the call's cached one)."""
@@ -248,6 +267,9 @@ class QuantizedMul(_QBinary):
     def summary_row(self, specs, op_data):
         return self._row("M = s_a*s_b/s_y (float32)", "qmul (all engines)")
 
+    def _mul(self, va, vb, za, zb, m):
+        n_vec = (va.size // self._block) * self._block if self._block else 0
+        return _kernels.qmul(va, vb, n_vec, za, zb, m, self._z, self._relu)
 
 
 @register

@@ -16,6 +16,7 @@ import numpy as np
 
 import fastq
 from fastq import reference as R
+from ._args import int_at_least
 
 f32 = np.float32
 INSTALL = "pip install torch==2.13.0"
@@ -204,6 +205,6 @@ def _main(args):
 def add_parser(subparsers):
     p = subparsers.add_parser("demo", help="a quantized layer by hand, and fastq == PyTorch",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch", type=int, default=256, help="MLP batch size (default 256)")
+    p.add_argument("--batch", type=int_at_least(1, 1 << 16), default=256, help="MLP batch size (default 256)")
     p.set_defaults(run=_main)
     return p

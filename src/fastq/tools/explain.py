@@ -26,6 +26,7 @@ import numpy as np
 import fastq
 from fastq import engines
 from fastq.explain import OBSERVERS, explain, node_input, price_tags, with_mode
+from ._args import UsageError, check_elements, int_at_least, load_model, one_line, readable_file
 
 f32 = np.float32
 
@@ -198,7 +199,7 @@ def parse_mode(text):
 def _layer_and_input(args, requant, rounding):
     """The layer and the input the command explains, built for one mode / rounding."""
     if args.model:
-        model = fastq.load(args.model)
+        model = load_model(args.model, "--model")
         x = _model_input(model, args)
         node = _node_arg(model, args.node)
         layer, value = node_input(model, x, node)
@@ -235,15 +236,40 @@ def _node_arg(model, text):
 
 
 def _model_input(model, args):
+    """--input X.npy as it is; otherwise one random normal row of the first Linear's width, drawn
+    from its own stream (seed, row): row R of the random input exists without rows 0..R-1, so
+    the memory does not grow with --row (args.x_row says which row of x is explained)."""
     if args.input:
-        return np.load(args.input, allow_pickle=False)
+        readable_file(args.input, "--input")
+        try:
+            return np.load(args.input, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise UsageError("--input %r: not a .npy array file (%s)" % (args.input, one_line(e))) from None
     k = next((nd.layer.in_features for nd in model.nodes if hasattr(nd.layer, "in_features")), None)
     if k is None:
-        raise ValueError("--input: this model's input size is unknown; pass --input x.npy")
-    return np.random.default_rng(args.seed).standard_normal((args.row + 1, k)).astype(np.float32)
+        raise UsageError("--input: this model's input size is unknown; pass --input x.npy")
+    check_elements("--model input row", k)
+    args.x_row = 0
+    return np.random.default_rng((args.seed, args.row)).standard_normal((1, k)).astype(np.float32)
+
+
+def _explain(layer, x, args):
+    """explain(...) of output [--row, --col]; with the model's random input x holds that row only."""
+    x_row = getattr(args, "x_row", None)
+    trace = explain(layer, x, args.row if x_row is None else x_row, args.col)
+    trace.row = args.row
+    return trace
+
+
+def _check_sizes(args):
+    if args.values is None and not args.model and (args.random or args.dynamic):
+        check_elements("--m x --k", args.m, args.k)
+        check_elements("--k x --n", args.k, args.n)
+        check_elements("--m x --n", args.m, args.n)
 
 
 def _run(args):
+    _check_sizes(args)
     if args.values is not None:
         tags = price_tags(args.values, args.bits, args.dtype, args.symmetric, args.observer, args.qrange)
         print(json.dumps(tags.to_dict(), indent=1) if args.json else tags, end="" if not args.json else "\n")
@@ -262,14 +288,14 @@ def _run(args):
             la, lb = seed_example(ra, ro_a)[0], seed_example(rb, ro_b)[0]
         else:
             la, lb = with_mode(layer, ra, ro_a), with_mode(layer, rb, ro_b)
-        ta, tb = explain(la, x, args.row, args.col), explain(lb, x, args.row, args.col)
+        ta, tb = _explain(la, x, args), _explain(lb, x, args)
         c = ta.compare(tb, labels=args.compare)
         if args.json:
             print(json.dumps({"a": ta.to_dict(), "b": tb.to_dict(), "compare": c.to_dict()}, indent=1))
         else:
             print(c, end="")
         return 0 if ta.equal and tb.equal else 1
-    trace = explain(layer, x, args.row, args.col)
+    trace = _explain(layer, x, args)
     if args.json:
         print(json.dumps({"trace": trace.to_dict(), "hand": trace.hand().to_dict()}, indent=1))
         return 0 if trace.equal else 1
@@ -279,7 +305,8 @@ def _run(args):
     if args.model:
         print("Model %s, node %r: its input computed by the model from %s\n"
               % (args.model, args.node if args.node is not None else "(the first Linear)",
-                 args.input or "a random normal input (--seed %d)" % args.seed))
+                 args.input or "row %d of a random normal input (--seed %d; each row drawn from its own "
+                 "stream (seed, row))" % (args.row, args.seed)))
     print(trace, end="")
     print()
     print(trace.hand(), end="")
@@ -313,15 +340,15 @@ def add_parser(subparsers):
     p.add_argument("--rounding", choices=("double", "single", "double_up"), default="double", action=_Given,
                    help="tflite only: double (gemmlowp, default), single (TFLITE_SINGLE_ROUNDING) "
                         "or double_up (ruy, LiteRT's optimized kernels)")
-    p.add_argument("--row", type=int, default=0, help="output row m to explain (default 0)")
-    p.add_argument("--col", type=int, default=0, help="output column n to explain (default 0)")
+    p.add_argument("--row", type=int_at_least(0), default=0, help="output row m to explain (default 0)")
+    p.add_argument("--col", type=int_at_least(0), default=0, help="output column n to explain (default 0)")
     g = p.add_argument_group("random layers (any of these implies --random)")
     g.add_argument("--random", action="store_true", help="a random layer instead of the classic 2x2 one")
     g.add_argument("--dynamic", action="store_true", help="a dynamic layer (float in, float out)")
-    g.add_argument("--seed", type=int, default=0, action=_Random, help="random layer and input (default 0)")
-    g.add_argument("--m", type=int, default=2, action=_Random, help="rows of the input (default 2)")
-    g.add_argument("--k", type=int, default=8, action=_Random, help="input features K (default 8)")
-    g.add_argument("--n", type=int, default=4, action=_Random, help="output features N (default 4)")
+    g.add_argument("--seed", type=int_at_least(0), default=0, action=_Random, help="random layer and input (default 0)")
+    g.add_argument("--m", type=int_at_least(1), default=2, action=_Random, help="rows of the input (default 2)")
+    g.add_argument("--k", type=int_at_least(1), default=8, action=_Random, help="input features K (default 8)")
+    g.add_argument("--n", type=int_at_least(1), default=4, action=_Random, help="output features N (default 4)")
     g.add_argument("--per-channel", action=_Random, nargs=0, default=False, help="per-channel weight scales")
     g.add_argument("--relu", action=_Random, nargs=0, default=False, help="fused ReLU")
     g.add_argument("--no-bias", action=_Random, nargs=0, default=False, help="no bias")
@@ -356,6 +383,6 @@ def add_parser(subparsers):
 def _main(args):
     try:
         return _run(args)
-    except (TypeError, ValueError, OSError) as e:
-        print("fastq explain: %s" % e, file=sys.stderr)
+    except (TypeError, ValueError, OSError, UsageError) as e:
+        print(one_line("fastq explain: %s" % e), file=sys.stderr)
         return 2

@@ -8,6 +8,8 @@ import warnings
 
 import fastq
 
+from ._args import UsageError, load_model, one_line
+
 
 def add_parser(sub):
     p = sub.add_parser("model", help="check or convert model files")
@@ -28,10 +30,13 @@ def _summary(model):
                                                nbytes)
 
 
-def _load(path):
+def _load(path, option):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = fastq.load(path)
+        try:
+            model = load_model(path, option)
+        except UsageError as e:
+            raise ValueError(str(e)) from None
     return model, [str(w.message) for w in caught]
 
 
@@ -39,9 +44,9 @@ def _check(args):
     bad = 0
     for path in args.paths:
         try:
-            model, notes = _load(path)
+            model, notes = _load(path, "")
         except (ValueError, OSError) as e:
-            print("REFUSED %s" % e)
+            print("REFUSED %s" % one_line(e))
             bad += 1
             continue
         print("ok %s: %s" % (path, _summary(model)))
@@ -52,12 +57,14 @@ def _check(args):
 
 def _convert(args):
     try:
-        model, notes = _load(args.source)
+        model, notes = _load(args.source, "OLD")
     except (ValueError, OSError) as e:
-        print("REFUSED %s" % e, file=sys.stderr)
-        return 1
+        raise UsageError(str(e)) from None
     for note in notes:
-        print("note: %s" % note, file=sys.stderr)
-    model.save(args.target)
+        print("note: %s" % one_line(note), file=sys.stderr)
+    try:
+        model.save(args.target)
+    except OSError as e:
+        raise UsageError("NEW %s: %s" % (one_line(repr(args.target)), e.strerror or e)) from None
     print("wrote %s: %s" % (args.target, _summary(model)))
     return 0

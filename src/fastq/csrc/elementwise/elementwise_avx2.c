@@ -22,13 +22,14 @@ static inline void store8(void *p, int64_t i, __m256i r, int is_signed) {
     _mm_storel_epi64((__m128i *)((uint8_t *)p + i), p8);
 }
 
-/* float t -> int32 like rne_clip for every t whose result is then clamped to 8 bits: values
- * beyond +-2^30 clamp the same, and keeping them there leaves room to add a zero point. */
+/* torch's vector requantize: cvtps2dq (MXCSR default: round half to even; INT32_MIN outside
+ * int32 or NaN), then the zero point added in wrapping int32. cap: t = min(t, 2^31 - 128)
+ * first, as the add's QuantizeAvx2 does (the mul's RequantizeAvx2 does not). The scalar twins:
+ * fq_ew_add_body_q, and fq_ew_wrap_add(fq_ew_cvtps_i32(t)) (elementwise_scalar.h). */
 __attribute__((target("avx2")))
-static inline __m256i rne_clamped(__m256 t) {
-    const __m256 big = _mm256_set1_ps(1073741824.0f);
-    t = _mm256_min_ps(_mm256_max_ps(t, _mm256_sub_ps(_mm256_setzero_ps(), big)), big);
-    return _mm256_cvtps_epi32(t);     /* MXCSR default: round half to even, = nearbyintf */
+static inline __m256i body_quantize(__m256 t, __m256i zp, int cap) {
+    if (cap) t = _mm256_min_ps(t, _mm256_set1_ps(2147483520.0f));
+    return _mm256_add_epi32(_mm256_cvtps_epi32(t), zp);
 }
 
 /* The fbgemm add body, 8 lanes at a time; returns how many elements it did. */
@@ -46,41 +47,41 @@ static int64_t qadd_fbgemm_body_avx2(const void *a, const void *b, void *y, int6
         __m256 db = _mm256_fmadd_ps(sb, _mm256_cvtepi32_ps(load8(b, i, is_signed)), pb);
         __m256 c = _mm256_add_ps(da, db);
         if (relu) c = _mm256_max_ps(c, zero);
-        __m256i r = _mm256_add_epi32(rne_clamped(_mm256_mul_ps(c, inv)), zp);
+        __m256i r = body_quantize(_mm256_mul_ps(c, inv), zp, 1);
         store8(y, i, _mm256_min_epi32(_mm256_max_epi32(r, lo), hi), is_signed);
     }
     return i;
 }
 
 __attribute__((target("avx2")))
-static int64_t qmul_body_avx2(const void *a, const void *b, void *y, int64_t n, int32_t a_zero_point,
-                         int32_t b_zero_point, float multiplier, int32_t zero_point, int is_signed,
-                         int32_t lo_bound, int32_t qmax) {
+static int64_t qmul_body_avx2(const void *a, const void *b, void *y, int64_t n_vec, int32_t a_zero_point,
+                              int32_t b_zero_point, float multiplier, int32_t zero_point, int is_signed,
+                              int32_t lo_bound, int32_t qmax) {
     const __m256i za = _mm256_set1_epi32(a_zero_point), zb = _mm256_set1_epi32(b_zero_point);
     const __m256i zp = _mm256_set1_epi32(zero_point), lo = _mm256_set1_epi32(lo_bound), hi = _mm256_set1_epi32(qmax);
     const __m256 m = _mm256_set1_ps(multiplier);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
+    for (; i + 8 <= n_vec; i += 8) {
         __m256i c = _mm256_mullo_epi32(_mm256_sub_epi32(load8(a, i, is_signed), za),
                                        _mm256_sub_epi32(load8(b, i, is_signed), zb));
-        __m256i r = _mm256_add_epi32(rne_clamped(_mm256_mul_ps(_mm256_cvtepi32_ps(c), m)), zp);
+        __m256i r = body_quantize(_mm256_mul_ps(_mm256_cvtepi32_ps(c), m), zp, 0);
         store8(y, i, _mm256_min_epi32(_mm256_max_epi32(r, lo), hi), is_signed);
     }
     return i;
 }
 
 __attribute__((target("avx2")))
-static int64_t qadd_qnnpack_body_avx2(const uint8_t *a, const uint8_t *b, uint8_t *y, int64_t n,
-                                 int32_t zero_point_product, uint32_t a_multiplier, uint32_t b_multiplier,
-                                 uint32_t shift, int32_t zero_point, int32_t y_min, int32_t y_max) {
+static int64_t qadd_qnnpack_body_avx2(const uint8_t *a, const uint8_t *b, uint8_t *y, int64_t n_long,
+                                      int32_t zero_point_product, uint32_t a_multiplier, uint32_t b_multiplier,
+                                      uint32_t shift, int32_t zero_point, int32_t y_min, int32_t y_max) {
     const __m256i zpp = _mm256_set1_epi32(zero_point_product);
     const __m256i am = _mm256_set1_epi32((int32_t)a_multiplier), bm = _mm256_set1_epi32((int32_t)b_multiplier);
-    const __m256i mask = _mm256_set1_epi32((int32_t)((UINT32_C(1) << shift) - 1u));
-    const __m256i thr = _mm256_set1_epi32((int32_t)(((UINT32_C(1) << shift) - 1u) >> 1));
-    const __m128i sh = _mm_cvtsi32_si128((int)shift);
+    const __m256i mask = _mm256_set1_epi32((int32_t)((UINT32_C(1) << (shift & 31)) - 1u));
+    const __m256i thr = _mm256_set1_epi32((int32_t)(((UINT32_C(1) << (shift & 31)) - 1u) >> 1));
+    const __m128i sh = _mm_cvtsi32_si128((int)shift);    /* psrad: a count above 31 fills with the sign */
     const __m256i zp = _mm256_set1_epi32(zero_point), lo = _mm256_set1_epi32(y_min), hi = _mm256_set1_epi32(y_max);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
+    for (; i + 8 <= n_long; i += 8) {
         __m256i acc = _mm256_add_epi32(zpp, _mm256_add_epi32(_mm256_mullo_epi32(load8(a, i, 0), am),
                                                              _mm256_mullo_epi32(load8(b, i, 0), bm)));
         __m256i rem = _mm256_sub_epi32(_mm256_and_si256(acc, mask), _mm256_srli_epi32(acc, 31));
@@ -106,20 +107,22 @@ static void qadd_fbgemm_avx2(const void *a, const void *b, void *y, int64_t n, i
 static void qadd_qnnpack_avx2(const uint8_t *a, const uint8_t *b, uint8_t *y, int64_t n,
                               int32_t zero_point_product, uint32_t a_multiplier, uint32_t b_multiplier,
                               uint32_t shift, int32_t zero_point, int32_t y_min, int32_t y_max) {
-    int64_t i = qadd_qnnpack_body_avx2(a, b, y, n, zero_point_product, a_multiplier, b_multiplier, shift,
+    const int64_t n_long = fq_qnnpack_long_end(n);     /* the body covers psrad elements only */
+    int64_t i = qadd_qnnpack_body_avx2(a, b, y, n_long, zero_point_product, a_multiplier, b_multiplier, shift,
                                        zero_point, y_min, y_max);
-    fq_qadd_qnnpack_scalar(a + i, b + i, y + i, n - i, zero_point_product, a_multiplier, b_multiplier,
-                           shift, zero_point, y_min, y_max);
+    fq_qadd_qnnpack_scalar_split(a + i, b + i, y + i, n - i, n_long - i, zero_point_product, a_multiplier,
+                                 b_multiplier, shift, zero_point, y_min, y_max);
 }
 
-static void qmul_avx2(const void *a, const void *b, void *y, int64_t n, int32_t a_zero_point,
+static void qmul_avx2(const void *a, const void *b, void *y, int64_t n, int64_t n_vec, int32_t a_zero_point,
                       int32_t b_zero_point, float multiplier, int32_t zero_point, int relu, int is_signed) {
     const int32_t qmin = is_signed ? -128 : 0, qmax = is_signed ? 127 : 255;
     const int32_t lo = relu && zero_point > qmin ? zero_point : qmin;
-    int64_t i = qmul_body_avx2(a, b, y, n, a_zero_point, b_zero_point, multiplier, zero_point, is_signed,
+    if (n_vec > n) n_vec = n;
+    int64_t i = qmul_body_avx2(a, b, y, n_vec, a_zero_point, b_zero_point, multiplier, zero_point, is_signed,
                                lo, qmax);
-    fq_qmul_scalar((const uint8_t *)a + i, (const uint8_t *)b + i, (uint8_t *)y + i, n - i, a_zero_point,
-                   b_zero_point, multiplier, zero_point, relu, is_signed);
+    fq_qmul_scalar((const uint8_t *)a + i, (const uint8_t *)b + i, (uint8_t *)y + i, n - i, n_vec - i,
+                   a_zero_point, b_zero_point, multiplier, zero_point, relu, is_signed);
 }
 
 static const fq_elementwise_kernels avx2_kernels = {

@@ -16,6 +16,8 @@
 #include "convert/convert.h"
 #include "elementwise/elementwise.h"
 #include "fixedpoint/fixedpoint.h"
+#include "conv/conv.h"
+#include "pool/pool.h"
 
 typedef struct {
     const char *name;
@@ -37,6 +39,8 @@ static void fill_scalar(fq_kernels *k) {
     k->convert = fq_convert_scalar();
     k->elementwise = fq_elementwise_scalar();
     k->multiply_by_quantized_multiplier = fq_mbqm_array_scalar;
+    k->conv = fq_conv_kernels_scalar();
+    k->pool = fq_pool_kernels_scalar();
 }
 
 #ifdef FQ_COMPILE_AVX2
@@ -49,6 +53,8 @@ static void fill_avx2(fq_kernels *k) {
     k->pack = fq_pack_panels_avx2;
     k->convert = fq_convert_avx2();
     k->elementwise = fq_elementwise_avx2();
+    k->conv = fq_conv_kernels_avx2();
+    k->pool = fq_pool_kernels_avx2();
 }
 #define FILL_AVX2 fill_avx2
 #else
@@ -57,7 +63,8 @@ static void fill_avx2(fq_kernels *k) {
 
 #ifdef FQ_COMPILE_AVX512
 /* Packing stays AVX2's: a zmm packer (64 rows x 64 bytes a step) measured 1.5x slower on
- * 4096 x 4096, as 64 rows 4 KiB apart thrash one L1 set. Add / mul stay AVX2's too. */
+ * 4096 x 4096, as 64 rows 4 KiB apart thrash one L1 set. Add / mul stay AVX2's too, and so
+ * does pooling (memory bound). */
 static void fill_avx512vnni(fq_kernels *k) {
     k->mr = FQ_MR_AVX512;
     k->ukernel = fq_ukernel_avx512vnni;
@@ -65,6 +72,7 @@ static void fill_avx512vnni(fq_kernels *k) {
     k->row_sums = fq_row_sums_avx512;
     fq_epilogues_avx512(k->epilogue);
     k->convert = fq_convert_avx512();
+    k->conv = fq_conv_kernels_avx512vnni();     /* vpdpwssd tap pairs: needs VNNI */
 }
 #define FILL_AVX512VNNI fill_avx512vnni
 #else
@@ -84,7 +92,7 @@ static const backend_desc table[FQ_BACKEND_COUNT] = {
 };
 
 static const char *family_names[FQ_FAMILY_COUNT] = {
-    "gemm", "epilogue", "pack", "convert", "elementwise", "fixedpoint",
+    "gemm", "epilogue", "pack", "convert", "elementwise", "fixedpoint", "conv", "pool",
 };
 
 const char *fq_backend_name(int backend) {
@@ -117,6 +125,8 @@ static int family_differs(const fq_kernels *a, const fq_kernels *b, int family) 
     case FQ_FAMILY_CONVERT: return a->convert != b->convert;
     case FQ_FAMILY_ELEMENTWISE: return a->elementwise != b->elementwise;
     case FQ_FAMILY_FIXEDPOINT: return a->multiply_by_quantized_multiplier != b->multiply_by_quantized_multiplier;
+    case FQ_FAMILY_CONV: return a->conv != b->conv;
+    case FQ_FAMILY_POOL: return a->pool != b->pool;
     default: return 0;
     }
 }
@@ -124,7 +134,7 @@ static int family_differs(const fq_kernels *a, const fq_kernels *b, int family) 
 /* every kernel present and the tile within the driver's bounds */
 static int complete(const fq_kernels *k) {
     if (k->mr < 1 || k->mr > FQ_MR_MAX || !k->ukernel || !k->gemv || !k->row_sums || !k->pack ||
-        !k->convert || !k->elementwise || !k->multiply_by_quantized_multiplier)
+        !k->convert || !k->elementwise || !k->multiply_by_quantized_multiplier || !k->conv || !k->pool)
         return 0;
     for (int v = 0; v < FQ_EPV_COUNT; v++)
         if (!k->epilogue[v][0] || !k->epilogue[v][1]) return 0;

@@ -314,6 +314,9 @@ def _reference_static(layer, x_row, sx, zx, col):
 
 # --------------------------------------------------------------------------- dynamic layers
 def explain_dynamic(layer, x, row, col):
+    if isinstance(x, QTensor):
+        raise TypeError("x: DynamicQuantizedLinear takes a float array and quantizes it itself; got a "
+                        "fastq.QTensor (pass fastq.dequantize(x) or the float input)")
     xa = as_array(x, "x")
     if xa.dtype.kind not in "fiu" or xa.dtype == np.bool_:
         raise TypeError("x: expected a float array, got dtype %s" % xa.dtype)

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+from .._args import int_at_least
 from . import plot as bench_plot
 from .report import markdown, print_tables
 from .suite import Bench
@@ -34,7 +35,7 @@ def add_parser(subparsers):
                    help="plot (default: %(default)s); needs matplotlib")
     p.add_argument("--no-png", action="store_true", help="do not plot")
     p.add_argument("--markdown", metavar="PATH", help="also write the tables as markdown")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=int_at_least(1, 4096), default=1,
                    help="threads for fastq, torch and onnxruntime (default 1: per-core figures)")
     p.add_argument("--plain", action="store_true", help="plain-text tables and progress, even with rich")
     p.set_defaults(run=run_command)

@@ -1,0 +1,130 @@
+"""GOPS per convolution layer (DS-CNN, ResNet-8, MobileNetV1-0.25 at 96x96; depthwise and
+pointwise apart) against the measured int8 peak and against torch's quantized conv (engine
+x86), one thread, in one run:
+
+    PYTHONPATH=src python -m pytest bench/test_bench_conv.py --benchmark-only -s [--quick]
+
+fastq's time is the whole call from NCHW uint8 to NCHW uint8 (layout copies included), with
+the qnnpack epilogue (any epilogue costs the same); torch's is nnq.Conv2d's forward on a
+quantized NCHW tensor. GOPS = 2 * MACs / time."""
+import time
+
+import numpy as np
+import pytest
+
+from conftest import is_quick
+from fastq import _bench
+from fastq import _kernels as K
+
+# name, c_in, h, w, c_out, groups, kernel, stride, padding
+LAYERS = [
+    ("dscnn.conv1 10x4/2", 1, 49, 10, 64, 1, (10, 4), 2, (5, 1)),
+    ("dscnn.dw 3x3", 64, 25, 5, 64, 64, 3, 1, 1),
+    ("dscnn.pw", 64, 25, 5, 64, 1, 1, 1, 0),
+    ("resnet8.conv1", 3, 32, 32, 16, 1, 3, 1, 1),
+    ("resnet8.s1 3x3", 16, 32, 32, 16, 1, 3, 1, 1),
+    ("resnet8.s2 3x3/2", 16, 32, 32, 32, 1, 3, 2, 1),
+    ("resnet8.s2 3x3", 32, 16, 16, 32, 1, 3, 1, 1),
+    ("resnet8.s2 1x1/2", 16, 32, 32, 32, 1, 1, 2, 0),
+    ("resnet8.s3 3x3/2", 32, 16, 16, 64, 1, 3, 2, 1),
+    ("resnet8.s3 3x3", 64, 8, 8, 64, 1, 3, 1, 1),
+    ("mbv1.conv1 3x3/2", 3, 96, 96, 8, 1, 3, 2, 1),
+    ("mbv1.dw1 8", 8, 48, 48, 8, 8, 3, 1, 1),
+    ("mbv1.pw1 8-16", 8, 48, 48, 16, 1, 1, 1, 0),
+    ("mbv1.dw2 16/2", 16, 48, 48, 16, 16, 3, 2, 1),
+    ("mbv1.pw2 16-32", 16, 24, 24, 32, 1, 1, 1, 0),
+    ("mbv1.dw3 32", 32, 24, 24, 32, 32, 3, 1, 1),
+    ("mbv1.pw3 32-32", 32, 24, 24, 32, 1, 1, 1, 0),
+    ("mbv1.dw5 64", 64, 12, 12, 64, 64, 3, 1, 1),
+    ("mbv1.pw5 64-64", 64, 12, 12, 64, 1, 1, 1, 0),
+    ("mbv1.dw7 128", 128, 6, 6, 128, 128, 3, 1, 1),
+    ("mbv1.pw7 128-128", 128, 6, 6, 128, 1, 1, 1, 0),
+    ("mbv1.dw13 256", 256, 3, 3, 256, 256, 3, 1, 1),
+    ("mbv1.pw13 256-256", 256, 3, 3, 256, 1, 1, 1, 0),
+]
+
+
+def pair(v):
+    return v if isinstance(v, tuple) else (v, v)
+
+
+def best_time(fn, budget):
+    fn()
+    n, t = 1, 0.0
+    while True:                       # calls per sample so one sample takes >= 2 ms
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        t = time.perf_counter() - t0
+        if t >= 2e-3:
+            break
+        n *= 2
+    best = t / n
+    end = time.perf_counter() + budget
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / n)
+    return best
+
+
+def fastq_layer(rng, c, h, w, o, g, k, s, p):
+    kh, kw = pair(k)
+    wq = rng.integers(-127, 128, (o, c // g, kh, kw)).astype(np.int8)
+    cw = K.ConvWeights(wq, 0, g)
+    ep = cw.epilogue(128, np.uint8, kind=K.EPI_QNNPACK, int_bias=rng.integers(-1000, 1000, o),
+                     scale=np.full(o, 1e-3, np.float32), out_zero_point=128)
+    x = rng.integers(0, 256, (1, c, h, w)).astype(np.uint8)
+    return lambda: K.conv2d(x, ep, pair(s), pair(p), 1, num_threads=1), wq
+
+
+def torch_layer(wq, c, h, w, o, g, k, s, p):
+    import torch
+    import torch.ao.nn.quantized as nnq
+    torch.backends.quantized.engine = "x86"
+    kh, kw = pair(k)
+    m = nnq.Conv2d(c, o, (kh, kw), pair(s), pair(p), groups=g, bias=True)
+    wt = torch._make_per_channel_quantized_tensor(torch.from_numpy(wq), torch.full((o,), 1e-2, dtype=torch.float64),
+                                                  torch.zeros(o, dtype=torch.long), 0)
+    m.set_weight_bias(wt, torch.zeros(o))
+    m.scale, m.zero_point = 0.5, 128
+    x = torch.quantize_per_tensor(torch.rand(1, c, h, w), 1 / 255, 0, torch.quint8)
+    return lambda: m(x)
+
+
+def test_conv_layers(benchmark, request):
+    try:
+        import torch
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        torch = None
+    quick = is_quick(request.config)
+    budget = 0.05 if quick else 0.4
+    rng = np.random.default_rng(0)
+    peak = _bench.peak_int8_gops()
+    rows = []
+    for name, c, h, w, o, g, k, s, p in LAYERS:
+        f, wq = fastq_layer(rng, c, h, w, o, g, k, s, p)
+        kh, kw = pair(k)
+        oh = K.pool_output_size(h, kh, pair(s)[0], pair(p)[0], 1, False)
+        ow = K.pool_output_size(w, kw, pair(s)[1], pair(p)[1], 1, False)
+        ops = 2.0 * oh * ow * o * kh * kw * (c // g)
+        tf = best_time(f, budget)
+        tt = best_time(torch_layer(wq, c, h, w, o, g, k, s, p), budget) if torch is not None else float("nan")
+        rows.append((name, ops, tf, tt))
+    benchmark.pedantic(fastq_layer(rng, *LAYERS[1][1:])[0], rounds=20, iterations=10)
+    print("\nbackend %s, one thread, int8 peak %s GOPS" % (K.backend_names()[K.get_backend()],
+                                                        "%.0f" % peak if peak else "n/a"))
+    print("%-20s %9s %9s %9s %8s %7s %9s" % ("layer", "MOPs", "fastq us", "torch us", "GOPS", "%peak", "torch/fq"))
+    for name, ops, tf, tt in rows:
+        gops = ops / tf / 1e9
+        print("%-20s %9.3f %9.1f %9.1f %8.1f %6.1f%% %9.2f" % (name, ops / 1e6, tf * 1e6, tt * 1e6, gops,
+                                                              100 * gops / peak if peak else float("nan"), tt / tf))
+        benchmark.extra_info[name] = {"gops": gops, "fastq_s": tf, "torch_s": tt}
+    for kind in ("dw", "pw"):
+        sel = [r for r in rows if ("." + kind) in r[0]]
+        tf = sum(r[2] for r in sel)
+        tt = sum(r[3] for r in sel)
+        print("%s layers: fastq %.1f us, torch %.1f us, torch/fastq %.2f" % (kind, tf * 1e6, tt * 1e6, tt / tf))
+    assert all(r[2] > 0 for r in rows)

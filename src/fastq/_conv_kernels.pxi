@@ -1,0 +1,556 @@
+# Convolution and pooling kernels (csrc/conv/, csrc/pool/): included at the end of _kernels.pyx.
+# The contract the conv ops call is written in /work/wt/CONV_KERNELS_API.md (docs/notes at merge).
+
+cdef extern from "csrc/conv/conv.h" nogil:
+    ctypedef struct fq_conv_geometry:
+        int32_t batch, in_c, in_h, in_w, out_c, groups
+        int32_t k_h, k_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w
+        int32_t out_h, out_w
+    int fq_conv_geometry_check(fq_conv_geometry *g)
+    size_t fq_conv_padded_bytes(const fq_conv_geometry *g, int32_t replicate)
+    void fq_conv_pad_nhwc(const fq_conv_geometry *g, const uint8_t *x, uint8_t x_xor, uint8_t pad_value,
+                          int32_t replicate, uint8_t *xp)
+    void fq_nhwc_to_nchw(const void *inp, int32_t batch, int64_t hw, int32_t channels, size_t elem, void *out)
+    int fq_conv2d_gemm(const fq_conv_geometry *g, const uint8_t *xp, const fq_packed_weights *w,
+                       const fq_epilogue *ep, void *out, int num_threads)
+    ctypedef struct fq_dw_weights:
+        int32_t taps, channels, pairs, c_pad
+    int fq_dw_pack(const int8_t *w, int32_t channels, int32_t taps, const int32_t *zw, int zw_per_channel,
+                   fq_dw_weights *out)
+    void fq_dw_free(fq_dw_weights *w)
+    void fq_dw_col_offsets(const fq_dw_weights *w, int32_t x_zero_point, const int32_t *int_bias,
+                           int saturate, int32_t *col_offset)
+    int fq_depthwise(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w, int saturate,
+                     const fq_epilogue *ep, void *out, int isa, int num_threads)
+
+
+CONV_PATHS = ("auto", "gemm", "depthwise", "depthwise_saturate")
+
+
+cdef tuple _pair(v, int spatial, str name, int lo):
+    """(h, w) from an int or a tuple of `spatial` ints (1-D: h = the neutral value)."""
+    if isinstance(v, (int, np.integer)):
+        t = (int(v),) * spatial
+    else:
+        t = tuple(int(e) for e in v)
+    if len(t) != spatial or any(e < lo for e in t):
+        raise ValueError("%s: expected an int or %d ints >= %d, got %r" % (name, spatial, lo, v))
+    return ((1 if lo > 0 else 0,) + t) if spatial == 1 else t
+
+
+cdef cnp.ndarray _per_channel(arr, dtype, Py_ssize_t n, Py_ssize_t npad, Py_ssize_t start, str name):
+    """arr[start:start+n] (or one value broadcast) as a zero-padded contiguous array of npad."""
+    a = np.asarray(arr)
+    if a.ndim == 0 or a.size == 1:
+        a = np.full(n, a.reshape(-1)[0])
+    elif a.ndim != 1:
+        raise ValueError("%s: expected 1 or out_channels values, got shape %s" % (name, a.shape))
+    else:
+        a = a[start:start + n]
+        if a.shape[0] != n:
+            raise ValueError("%s: expected 1 or out_channels values" % name)
+    if dtype is np.float32 and a.dtype.kind not in "fiu" or dtype is np.int32 and a.dtype.kind not in "iu":
+        raise TypeError("%s: expected %s values, got %s" % (name, np.dtype(dtype), a.dtype))
+    out = np.zeros(max(npad, 1), dtype)
+    out[:n] = a
+    return out
+
+
+cdef class ConvWeights:
+    """A quantized convolution's weights, packed once: per group for the GEMM (k ordered
+    (kh, kw, c)) and, for a depthwise layer (in_channels == groups), for the direct kernels.
+
+    w: int8 [out_c, in_c / groups, k_h, k_w] (2-D) or [out_c, in_c / groups, k_w] (1-D), torch's
+    layout; w_zero_point: one int or out_c ints (per output channel)."""
+    cdef readonly int spatial, out_c, in_c, groups, k_h, k_w
+    cdef readonly bint depthwise
+    cdef readonly object packed            # tuple of PackedWeights, one per group
+    cdef readonly object w_zero_point      # int32 [out_c]
+    cdef fq_packed_weights *pw_array       # struct copies of packed[g].p (they own the data)
+    cdef fq_dw_weights dw
+    cdef bint have_dw
+
+    def __cinit__(self, w, w_zero_point, int groups=1):
+        self.pw_array = NULL
+        self.have_dw = False
+        if not isinstance(w, np.ndarray) or w.dtype != np.int8 or w.ndim not in (3, 4):
+            raise TypeError("w: expected an int8 array [out_c, in_c/groups, k_h, k_w] or "
+                            "[out_c, in_c/groups, k_w], got %r" % (getattr(w, "dtype", type(w)),))
+        if w.ndim == 3:
+            w = w[:, :, None, :]
+        self.spatial = 2 if w.ndim == 4 and w.shape[2] != 1 or False else 0
+        if groups < 1:
+            raise ValueError("groups: expected a positive int, got %d" % groups)
+        oc, cg, kh, kw = w.shape
+        if oc == 0 or cg == 0 or kh == 0 or kw == 0:
+            raise ValueError("w: expected no empty dimension, got shape %s" % (w.shape,))
+        if oc % groups:
+            raise ValueError("groups: %d does not divide out_channels %d" % (groups, oc))
+        if oc > 2**30 or cg * kh * kw > 2**30:
+            raise ValueError("w: too large")
+        zp = np.asarray(w_zero_point)
+        if zp.dtype.kind not in "iu":
+            raise TypeError("w_zero_point: expected integers, got %s" % zp.dtype)
+        zp = zp.reshape(-1).astype(np.int64)
+        if zp.shape[0] not in (1, oc):
+            raise ValueError("w_zero_point: expected 1 or out_channels = %d values, got %d" % (oc, zp.shape[0]))
+        if zp.min() < -128 or zp.max() > 127:
+            raise ValueError("w_zero_point: expected values in -128..127")
+        zp = np.broadcast_to(zp, (oc,)).astype(np.int32)
+        self.w_zero_point = zp
+        self.out_c, self.groups, self.k_h, self.k_w = oc, groups, kh, kw
+        self.in_c = cg * groups
+        og = oc // groups
+        packs = []
+        for g in range(groups):
+            wg = np.ascontiguousarray(w[g * og:(g + 1) * og].transpose(0, 2, 3, 1)).reshape(og, kh * kw * cg)
+            packs.append(PackedWeights(wg, np.ascontiguousarray(zp[g * og:(g + 1) * og])))
+        self.packed = tuple(packs)
+        self.pw_array = <fq_packed_weights *>malloc(groups * sizeof(fq_packed_weights))
+        if self.pw_array == NULL:
+            raise MemoryError("could not allocate the packed weights")
+        for g in range(groups):
+            self.pw_array[g] = (<PackedWeights>packs[g]).p
+        self.depthwise = cg == 1 and groups == self.in_c
+        cdef cnp.ndarray wflat
+        cdef int rc
+        if self.depthwise:
+            wflat = np.ascontiguousarray(w.reshape(oc, kh * kw))
+            rc = fq_dw_pack(<const int8_t *>cnp.PyArray_DATA(wflat), oc, kh * kw,
+                            <const int32_t *>cnp.PyArray_DATA(zp), 1, &self.dw)
+            if rc != 0:
+                raise MemoryError("could not allocate the depthwise weights")
+            self.have_dw = True
+
+    def __dealloc__(self):
+        free(self.pw_array)
+        if self.have_dw:
+            fq_dw_free(&self.dw)
+
+    @property
+    def max_abs_w_dev(self):
+        return max((<PackedWeights>p).p.max_abs_w_dev for p in self.packed)
+
+    def epilogue(self, int x_zero_point, x_dtype=np.uint8, *, int kind=FQ_EPI_INT32, int_bias=None,
+                 bias=None, float bias_mult=1.0, scale=None, multiplier=None, shift=None,
+                 int rounding=0, int out_zero_point=0, out_min=None, out_max=None,
+                 out_dtype=np.uint8, str path="auto"):
+        """The requantization of this layer for one input quantization -> ConvEpilogue."""
+        return ConvEpilogue(self, x_zero_point, x_dtype, kind, int_bias, bias, bias_mult, scale,
+                            multiplier, shift, rounding, out_zero_point, out_min, out_max,
+                            out_dtype, path)
+
+
+cdef class ConvEpilogue:
+    """What conv2d does with the accumulators of one layer and input quantization: the
+    fq_epilogue of each group (GEMM) or of the depthwise kernel. Build once, reuse."""
+    cdef readonly ConvWeights cw
+    cdef readonly int kind
+    cdef readonly str path                  # "gemm", "depthwise" or "depthwise_saturate"
+    cdef readonly object x_dtype, out_dtype
+    cdef readonly int x_zero_point          # in x's own terms
+    cdef int zp_u8
+    cdef fq_epilogue *eps
+    cdef int n_eps
+    cdef object keep
+
+    def __cinit__(self, ConvWeights cw not None, int x_zero_point, x_dtype, int kind, int_bias, bias,
+                  float bias_mult, scale, multiplier, shift, int rounding, int out_zero_point,
+                  out_min, out_max, out_dtype, str path):
+        self.eps = NULL
+        self.cw = cw
+        x_dtype = np.dtype(x_dtype)
+        out_dtype = np.dtype(out_dtype)
+        if x_dtype not in (np.uint8, np.int8):
+            raise TypeError("x_dtype: expected uint8 or int8, got %s" % x_dtype)
+        lo = -128 if x_dtype == np.int8 else 0
+        if not lo <= x_zero_point <= lo + 255:
+            raise ValueError("x_zero_point: expected %d..%d for %s input, got %d" % (lo, lo + 255, x_dtype, x_zero_point))
+        if kind not in (FQ_EPI_INT32, FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_TFLITE):
+            raise ValueError("kind: expected EPI_INT32, EPI_FBGEMM, EPI_QNNPACK or EPI_TFLITE, got %d" % kind)
+        if path not in CONV_PATHS:
+            raise ValueError("path: expected one of %s, got %r" % (CONV_PATHS, path))
+        if path == "auto":
+            path = "depthwise" if cw.depthwise else "gemm"
+        if path.startswith("depthwise") and not cw.depthwise:
+            raise ValueError("path: %r needs a depthwise layer (in_channels == groups), got in_c %d, groups %d"
+                             % (path, cw.in_c, cw.groups))
+        if kind != FQ_EPI_INT32 and out_dtype not in (np.uint8, np.int8):
+            raise TypeError("out_dtype: expected uint8 or int8, got %s" % out_dtype)
+        self.path = path
+        self.kind = kind
+        self.x_dtype = x_dtype
+        self.out_dtype = np.dtype(np.int32) if kind == FQ_EPI_INT32 else out_dtype
+        self.x_zero_point = x_zero_point
+        self.zp_u8 = x_zero_point - lo
+        olo = -128 if self.out_dtype == np.int8 else 0
+        if kind != FQ_EPI_INT32:
+            if not olo <= out_zero_point <= olo + 255:
+                raise ValueError("out_zero_point: expected %d..%d, got %d" % (olo, olo + 255, out_zero_point))
+            out_min = olo if out_min is None else int(out_min)
+            out_max = olo + 255 if out_max is None else int(out_max)
+            if not olo <= out_min <= out_max <= olo + 255:
+                raise ValueError("out_min, out_max: expected %d <= out_min <= out_max <= %d, got %r, %r"
+                                 % (olo, olo + 255, out_min, out_max))
+        else:
+            out_min, out_max = 0, 255
+        if kind == FQ_EPI_FBGEMM and scale is None or kind == FQ_EPI_QNNPACK and scale is None:
+            raise ValueError("scale: required for this requantization kind")
+        if kind == FQ_EPI_TFLITE and (multiplier is None or shift is None):
+            raise ValueError("multiplier, shift: required for kind EPI_TFLITE")
+        if rounding not in (0, 1, 2):
+            raise ValueError("rounding: expected 0 (double), 1 (single) or 2 (double_up), got %d" % rounding)
+        if int_bias is not None:
+            ib = np.asarray(int_bias)
+            if ib.dtype.kind not in "iu" or ib.shape != (cw.out_c,):
+                raise ValueError("int_bias: expected %d integers, got %s %s" % (cw.out_c, ib.dtype, ib.shape))
+            if ib.min() < -2**31 or ib.max() > 2**31 - 1:
+                raise ValueError("int_bias: values outside int32")
+            int_bias = ib.astype(np.int32)
+        if shift is not None:
+            sh = np.asarray(shift)
+            if sh.size and (sh.min() < -31 or sh.max() > 30):
+                raise ValueError("shift: values must lie in [-31, 30]")
+        cdef int n_eps = cw.groups if path == "gemm" else 1
+        self.eps = <fq_epilogue *>malloc(n_eps * sizeof(fq_epilogue))
+        if self.eps == NULL:
+            raise MemoryError("could not allocate the epilogues")
+        self.n_eps = n_eps
+        keep = []
+        cdef int og = cw.out_c // cw.groups
+        cdef int n, npad, g
+        cdef cnp.ndarray col
+        cdef cnp.ndarray ibg
+        for g in range(n_eps):
+            if path == "gemm":
+                n = og
+                npad = (<PackedWeights>cw.packed[g]).n_padded
+                col = (<PackedWeights>cw.packed[g]).col_offsets(
+                    self.zp_u8, None if int_bias is None else int_bias[g * og:(g + 1) * og])
+                wzp = None
+                if not (<PackedWeights>cw.packed[g]).w_zero_point_all_zero:
+                    wzp = _per_channel(cw.w_zero_point, np.int32, n, npad, g * og, "w_zero_point")
+            else:
+                n = cw.out_c
+                npad = cw.dw.c_pad
+                col = np.zeros(npad, np.int32)
+                ibg = None if int_bias is None else np.ascontiguousarray(int_bias)
+                fq_dw_col_offsets(&cw.dw, self.zp_u8,
+                                  NULL if ibg is None else <const int32_t *>cnp.PyArray_DATA(ibg),
+                                  path == "depthwise_saturate", <int32_t *>cnp.PyArray_DATA(col))
+                wzp = None   # the depthwise kernels apply the weight zero points themselves
+            arrs = [col, wzp]
+            for arr, dt, name in ((bias, np.float32, "bias"), (scale, np.float32, "scale"),
+                                  (multiplier, np.int32, "multiplier"), (shift, np.int32, "shift")):
+                arrs.append(None if arr is None else _per_channel(arr, dt, n, npad, g * og if path == "gemm" else 0, name))
+            if kind == FQ_EPI_FBGEMM and arrs[2] is None:
+                arrs[2] = np.zeros(npad, np.float32)   # fmaf(0, r, f) = f: one code path
+            keep.append(arrs)
+            memset(&self.eps[g], 0, sizeof(fq_epilogue))
+            self.eps[g].kind = <fq_epilogue_kind>kind
+            self.eps[g].col_offset = <const int32_t *>cnp.PyArray_DATA(col)
+            self.eps[g].w_zero_point = <const int32_t *>_ptr_or_null(arrs[1], np.int32, npad, "w_zero_point")
+            self.eps[g].bias = <const float *>_ptr_or_null(arrs[2], np.float32, npad, "bias")
+            self.eps[g].bias_mult = bias_mult
+            self.eps[g].scale = <const float *>_ptr_or_null(arrs[3], np.float32, npad, "scale")
+            self.eps[g].multiplier = <const int32_t *>_ptr_or_null(arrs[4], np.int32, npad, "multiplier")
+            self.eps[g].shift = <const int32_t *>_ptr_or_null(arrs[5], np.int32, npad, "shift")
+            self.eps[g].rounding = rounding
+            self.eps[g].out_zero_point = out_zero_point - olo
+            self.eps[g].out_min = out_min - olo
+            self.eps[g].out_max = out_max - olo
+            self.eps[g].out_signed = self.out_dtype == np.int8
+            if fq_epilogue_prepare(&self.eps[g], npad) != 0:
+                raise ValueError("epilogue: rejected by fq_epilogue_prepare (kind %d)" % kind)
+        self.keep = keep
+
+    def __dealloc__(self):
+        free(self.eps)
+
+
+cdef fq_conv_geometry _geometry(ConvWeights cw, tuple xshape, stride, padding, dilation) except *:
+    cdef fq_conv_geometry g
+    memset(&g, 0, sizeof(g))
+    one_d = len(xshape) == 3
+    sp = 1 if one_d else 2
+    if cw.k_h != 1 and one_d:
+        raise ValueError("x: a 3-D input [N, C, L] needs 1-D weights, these have k_h = %d" % cw.k_h)
+    g.stride_h, g.stride_w = _pair(stride, sp, "stride", 1)
+    g.pad_h, g.pad_w = _pair(padding, sp, "padding", 0)
+    g.dil_h, g.dil_w = _pair(dilation, sp, "dilation", 1)
+    g.batch = xshape[0]
+    g.in_c = xshape[1]
+    g.in_h = 1 if one_d else xshape[2]
+    g.in_w = xshape[len(xshape) - 1]
+    g.out_c, g.groups, g.k_h, g.k_w = cw.out_c, cw.groups, cw.k_h, cw.k_w
+    if g.in_c != cw.in_c:
+        raise ValueError("x: expected %d channels, got %d" % (cw.in_c, g.in_c))
+    if any(d > 2**30 for d in xshape):
+        raise ValueError("x: too large, shape %s" % (xshape,))
+    if fq_conv_geometry_check(&g) != 0:
+        raise ValueError("x, stride, padding, dilation: no output pixel (or a buffer over 2**31) for input "
+                         "%s, kernel %dx%d, stride %r, padding %r, dilation %r"
+                         % (xshape, cw.k_h, cw.k_w, stride, padding, dilation))
+    return g
+
+
+def conv2d(x, ConvEpilogue ep not None, stride=1, padding=0, dilation=1, int num_threads=0):
+    """y = ep(conv(x)) in NCHW: x uint8 / int8 [N, C, H, W] (or [N, C, L] for 1-D weights) of
+    ep.x_dtype, quantized with ep.x_zero_point; y [N, out_c, OH, OW] (or [N, out_c, OL]) of
+    ep.out_dtype (int32 acc for EPI_INT32). Padding reads the input zero point."""
+    if not isinstance(x, np.ndarray) or x.dtype != ep.x_dtype or x.ndim not in (3, 4):
+        raise TypeError("x: expected a 3-D or 4-D %s array, got %s" % (ep.x_dtype, getattr(x, "dtype", type(x))))
+    cdef ConvWeights cw = ep.cw
+    cdef fq_conv_geometry g = _geometry(cw, x.shape, stride, padding, dilation)
+    # int32 overflow: |acc| <= taps * cg * max|x - zx| * max|w - zw| must fit (the padding adds 0)
+    cdef double k = <double>cw.k_h * cw.k_w * (cw.in_c // cw.groups)
+    cdef int zp = ep.zp_u8
+    cdef cnp.ndarray xc = np.ascontiguousarray(x)
+    if k * max(zp, 255 - zp) * cw.max_abs_w_dev > 2147483647.0 and xc.size:
+        xu = xc.view(np.uint8) ^ np.uint8(0x80) if ep.x_dtype == np.int8 else xc
+        dev = max(abs(int(xu.max()) - zp), abs(int(xu.min()) - zp))
+        if k * dev * cw.max_abs_w_dev > 2147483647.0:
+            raise ValueError("x: the accumulator could overflow int32 (%d products of |x - zx| <= %d and "
+                             "|w - zw| <= %d)" % (k, dev, cw.max_abs_w_dev))
+    cdef int replicate = cw.out_c // cw.in_c if ep.path != "gemm" else 1
+    cdef size_t nbytes = fq_conv_padded_bytes(&g, replicate)
+    cdef cnp.ndarray xp = np.empty(nbytes, np.uint8)
+    if x.ndim == 3:
+        oshape = (g.batch, cw.out_c, g.out_w)
+    else:
+        oshape = (g.batch, cw.out_c, g.out_h, g.out_w)
+    cdef cnp.ndarray y = np.empty(oshape, ep.out_dtype)
+    cdef cnp.ndarray y_nhwc = np.empty((g.batch, g.out_h, g.out_w, cw.out_c), ep.out_dtype)
+    cdef const uint8_t *xptr = <const uint8_t *>cnp.PyArray_DATA(xc)
+    cdef uint8_t *xpp = <uint8_t *>cnp.PyArray_DATA(xp)
+    cdef void *yn = cnp.PyArray_DATA(y_nhwc)
+    cdef void *yp = cnp.PyArray_DATA(y)
+    cdef uint8_t xx = 0x80 if ep.x_dtype == np.int8 else 0
+    cdef size_t elem = y.itemsize
+    cdef int rc = 0
+    cdef bint dw = ep.path != "gemm"
+    cdef int sat = ep.path == "depthwise_saturate"
+    if g.batch == 0:
+        return y
+    with nogil:
+        fq_conv_pad_nhwc(&g, xptr, xx, <uint8_t>zp, replicate, xpp)
+        if dw:
+            rc = fq_depthwise(&g, xpp, &cw.dw, sat, &ep.eps[0], yn, -1, num_threads)
+        else:
+            rc = fq_conv2d_gemm(&g, xpp, cw.pw_array, ep.eps, yn, num_threads)
+        if rc == 0:
+            fq_nhwc_to_nchw(yn, g.batch, <int64_t>g.out_h * g.out_w, g.out_c, elem, yp)
+    if rc != 0:
+        raise MemoryError("conv2d: could not allocate the column buffer")
+    return y
+
+
+def conv2d_acc(x, int x_zero_point, ConvWeights cw not None, stride=1, padding=0, dilation=1,
+               int_bias=None, str path="auto", int num_threads=0):
+    """int32 acc[n, o, oh, ow] = sum (x - zx)(w - zw[o]) (+ int_bias[o]) over the receptive
+    field (padding = zx), NCHW; path "depthwise_saturate": FBGEMM's saturating tap pairs."""
+    x_dtype = getattr(x, "dtype", None)
+    if x_dtype not in (np.uint8, np.int8):
+        raise TypeError("x: expected a uint8 or int8 array, got %s" % (x_dtype,))
+    ep = cw.epilogue(x_zero_point, x_dtype, kind=FQ_EPI_INT32, int_bias=int_bias, path=path)
+    return conv2d(x, ep, stride, padding, dilation, num_threads)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pooling (csrc/pool/)
+cdef extern from "csrc/pool/pool.h" nogil:
+    ctypedef struct fq_pool_geometry:
+        int32_t batch, channels, in_h, in_w, out_h, out_w
+        int32_t k_h, k_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w
+    void fq_max_pool_nhwc(int isa, const fq_pool_geometry *g, const uint8_t *x, uint8_t *y)
+    void fq_plane_sums(int isa, const uint8_t *x, int64_t planes, int64_t hw, int32_t *sums)
+    void fq_avg_pool_nchw(const uint8_t *x, int64_t planes, int32_t in_h, int32_t in_w,
+                          const int32_t *h0, const int32_t *h1, int32_t out_h,
+                          const int32_t *w0, const int32_t *w1, int32_t out_w,
+                          int32_t x_zero_point, const float *mult, int32_t y_zero_point, uint8_t y_xor,
+                          void *out)
+    void fq_nchw_to_nhwc_u8(const uint8_t *inp, int32_t batch, int64_t hw, int32_t channels, uint8_t x_xor,
+                            uint8_t *out)
+
+
+def pool_output_size(int size, int kernel, int stride, int padding, int dilation, bint ceil_mode):
+    """torch's pooling_output_shape: floor or ceil of the window count; with ceil_mode the
+    last window must start inside the input or its left padding."""
+    cdef int64_t num = <int64_t>size + 2 * padding - <int64_t>dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
+    if num < 0:
+        return 0
+    cdef int64_t out = num // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+cdef tuple _pool_args(x, kernel, stride, padding, dilation, bint ceil_mode, bint check_half=True):
+    if not isinstance(x, np.ndarray) or x.dtype not in (np.uint8, np.int8) or x.ndim not in (3, 4):
+        raise TypeError("x: expected a uint8 or int8 array [N, C, H, W] or [N, C, L], got %s"
+                        % (getattr(x, "dtype", type(x)),))
+    sp = 1 if x.ndim == 3 else 2
+    kh, kw = _pair(kernel, sp, "kernel_size", 1)
+    sh, sw = _pair(kernel if stride is None or stride == () else stride, sp, "stride", 1)
+    ph, pw = _pair(padding, sp, "padding", 0)
+    dh, dw = _pair(dilation, sp, "dilation", 1)
+    if check_half and (2 * ph > (kh - 1) * dh + 1 or 2 * pw > (kw - 1) * dw + 1):
+        raise ValueError("padding: expected at most half the (dilated) kernel, got %r for kernel_size %r"
+                         % (padding, kernel))
+    h = 1 if x.ndim == 3 else x.shape[2]
+    w = x.shape[x.ndim - 1]
+    oh = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
+    ow = pool_output_size(w, kw, sw, pw, dw, ceil_mode)
+    if oh <= 0 or ow <= 0:
+        raise ValueError("x: input %s too small for kernel_size %r (output %dx%d)" % (x.shape, kernel, oh, ow))
+    return (h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, bint ceil_mode=False):
+    """torch's max_pool2d / max_pool1d on quantized values: the max over each window's
+    in-bounds taps (padding never wins), same dtype and quantization. NCHW (or [N, C, L])."""
+    h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = _pool_args(x, kernel_size, stride, padding, dilation, ceil_mode)
+    cdef fq_pool_geometry g
+    g.batch, g.channels, g.in_h, g.in_w, g.out_h, g.out_w = x.shape[0], x.shape[1], h, w, oh, ow
+    g.k_h, g.k_w, g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dil_h, g.dil_w = kh, kw, sh, sw, ph, pw, dh, dw
+    oshape = (g.batch, g.channels, ow) if x.ndim == 3 else (g.batch, g.channels, oh, ow)
+    cdef cnp.ndarray y = np.empty(oshape, x.dtype)
+    if y.size == 0:
+        return y
+    cdef cnp.ndarray xc = np.ascontiguousarray(x)
+    cdef cnp.ndarray xn = np.empty(x.size + 64, np.uint8)
+    cdef cnp.ndarray yn = np.empty(y.size, np.uint8)
+    cdef uint8_t xx = 0x80 if x.dtype == np.int8 else 0
+    cdef const uint8_t *xp = <const uint8_t *>cnp.PyArray_DATA(xc)
+    cdef uint8_t *xnp = <uint8_t *>cnp.PyArray_DATA(xn)
+    cdef uint8_t *ynp = <uint8_t *>cnp.PyArray_DATA(yn)
+    cdef void *yp = cnp.PyArray_DATA(y)
+    with nogil:
+        fq_nchw_to_nhwc_u8(xp, g.batch, <int64_t>g.in_h * g.in_w, g.channels, xx, xnp)
+        fq_max_pool_nhwc(-1, &g, xnp, ynp)
+        fq_nhwc_to_nchw(ynp, g.batch, <int64_t>g.out_h * g.out_w, g.channels, 1, yp)
+    if xx:
+        y.view(np.uint8)[...] ^= np.uint8(0x80)
+    return y
+
+
+cdef tuple _avg_windows(int size, int k, int s, int p, int out, bint count_include_pad):
+    """torch's quantized avg_pool window per output index: the clipped range [lo, hi) and the
+    extent counted for count_include_pad (clipped to the padded input only)."""
+    lo = np.empty(out, np.int32)
+    hi = np.empty(out, np.int32)
+    ext = np.empty(out, np.int64)
+    for o in range(out):
+        start = o * s - p
+        end = min(start + k, size + p)
+        ext[o] = end - start
+        lo[o] = max(start, 0)
+        hi[o] = min(end, size)
+    return lo, hi, ext
+
+
+def _avg_pool_core(x, int x_zero_point, lo_h, hi_h, lo_w, hi_w, divisor, multiplier, y_zero_point,
+                   float scale_ratio):
+    cdef int olo = -128 if x.dtype == np.int8 else 0
+    if not olo <= x_zero_point <= olo + 255:
+        raise ValueError("x_zero_point: expected %d..%d, got %d" % (olo, olo + 255, x_zero_point))
+    oh, ow = lo_h.shape[0], lo_w.shape[0]
+    cdef cnp.ndarray xc = np.ascontiguousarray(x)
+    h = 1 if x.ndim == 3 else x.shape[2]
+    w = x.shape[x.ndim - 1]
+    if xc.dtype == np.int8:
+        xc = xc.view(np.uint8) ^ np.uint8(0x80)
+    oshape = (x.shape[0], x.shape[1], ow) if x.ndim == 3 else (x.shape[0], x.shape[1], oh, ow)
+    cdef cnp.ndarray mult = None
+    cdef cnp.ndarray out
+    if y_zero_point is None:
+        out = np.empty(oshape, np.int32)
+    else:
+        if not olo <= y_zero_point <= olo + 255:
+            raise ValueError("y_zero_point: expected %d..%d, got %d" % (olo, olo + 255, y_zero_point))
+        if multiplier is None:
+            # torch: float multiplier = input_scale / output_scale / divide_factor (double, then float)
+            mult = (np.float64(scale_ratio) / divisor.astype(np.float64)).astype(np.float32).reshape(-1)
+        else:
+            mult = np.ascontiguousarray(np.broadcast_to(np.asarray(multiplier, np.float32), (oh, ow))).reshape(-1)
+        out = np.empty(oshape, x.dtype)
+    cdef cnp.ndarray a = np.ascontiguousarray(lo_h, np.int32), b = np.ascontiguousarray(hi_h, np.int32)
+    cdef cnp.ndarray c = np.ascontiguousarray(lo_w, np.int32), d = np.ascontiguousarray(hi_w, np.int32)
+    cdef int64_t planes = <int64_t>x.shape[0] * x.shape[1]
+    if out.size == 0:
+        return out, divisor
+    cdef int zx = x_zero_point - olo
+    cdef int zy = 0 if y_zero_point is None else y_zero_point - olo
+    cdef uint8_t yx = 0x80 if x.dtype == np.int8 else 0
+    cdef const float *mp = NULL if mult is None else <const float *>cnp.PyArray_DATA(mult)
+    cdef int32_t ih = h, iw = w, ooh = oh, oow = ow
+    with nogil:
+        fq_avg_pool_nchw(<const uint8_t *>cnp.PyArray_DATA(xc), planes, ih, iw,
+                         <const int32_t *>cnp.PyArray_DATA(a), <const int32_t *>cnp.PyArray_DATA(b), ooh,
+                         <const int32_t *>cnp.PyArray_DATA(c), <const int32_t *>cnp.PyArray_DATA(d), oow,
+                         zx, mp, zy, yx, cnp.PyArray_DATA(out))
+    return out, divisor
+
+
+def avg_pool2d(x, int x_zero_point, kernel_size, stride=None, padding=0, bint ceil_mode=False,
+               bint count_include_pad=True, divisor_override=None, y_zero_point=None,
+               multiplier=None, float scale_ratio=1.0):
+    """Quantized average pooling (NCHW or [N, C, L]) -> (out, divisor[OH, OW]).
+    d = sum of the window's in-bounds (x - zx); divisor as torch: divisor_override, else the
+    window clipped to the padded input (count_include_pad) or to the input.
+    y_zero_point None: out = int32 d. Else out = clamp(rne(f32(f32(d) * m) + y_zero_point), dtype range)
+    (zero point added in float before rounding: torch's exact .5 means round to even in zy + mean)
+    with m = multiplier[oh, ow] (float32), default f32(scale_ratio / divisor) computed in double."""
+    h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = _pool_args(x, kernel_size, stride, padding, 1, ceil_mode)
+    lo_h, hi_h, ext_h = _avg_windows(h, kh, sh, ph, oh, count_include_pad)
+    lo_w, hi_w, ext_w = _avg_windows(w, kw, sw, pw, ow, count_include_pad)
+    if divisor_override is not None:
+        if int(divisor_override) == 0:
+            raise ValueError("divisor_override: expected a nonzero int, got %r" % (divisor_override,))
+        divisor = np.full((oh, ow), int(divisor_override), np.int64)
+    elif count_include_pad:
+        divisor = ext_h[:, None] * ext_w[None, :]
+    else:
+        divisor = (hi_h - lo_h).astype(np.int64)[:, None] * (hi_w - lo_w).astype(np.int64)[None, :]
+    return _avg_pool_core(x, x_zero_point, lo_h, hi_h, lo_w, hi_w, divisor, multiplier, y_zero_point, scale_ratio)
+
+
+def adaptive_avg_pool2d(x, int x_zero_point, output_size, y_zero_point=None, multiplier=None,
+                        float scale_ratio=1.0):
+    """Adaptive average pooling: window o covers [floor(o*in/out), ceil((o+1)*in/out)); divisor its
+    size; the rest as avg_pool2d."""
+    if not isinstance(x, np.ndarray) or x.dtype not in (np.uint8, np.int8) or x.ndim not in (3, 4):
+        raise TypeError("x: expected a uint8 or int8 array [N, C, H, W] or [N, C, L]")
+    sp = 1 if x.ndim == 3 else 2
+    oh, ow = _pair(output_size, sp, "output_size", 1)
+    h = 1 if x.ndim == 3 else x.shape[2]
+    w = x.shape[x.ndim - 1]
+    lo_h = np.array([o * h // oh for o in range(oh)], np.int32)
+    hi_h = np.array([-((-(o + 1) * h) // oh) for o in range(oh)], np.int32)
+    lo_w = np.array([o * w // ow for o in range(ow)], np.int32)
+    hi_w = np.array([-((-(o + 1) * w) // ow) for o in range(ow)], np.int32)
+    divisor = (hi_h - lo_h).astype(np.int64)[:, None] * (hi_w - lo_w).astype(np.int64)[None, :]
+    return _avg_pool_core(x, x_zero_point, lo_h, hi_h, lo_w, hi_w, divisor, multiplier, y_zero_point, scale_ratio)
+
+
+def plane_sums(x, int x_zero_point):
+    """int32 [N, C]: sum over H, W (or L) of (x - zx) (global average pooling / mean's integer
+    part), exact for planes of up to 2**23 values."""
+    if not isinstance(x, np.ndarray) or x.dtype not in (np.uint8, np.int8) or x.ndim < 3:
+        raise TypeError("x: expected a uint8 or int8 array [N, C, ...]")
+    cdef int olo = -128 if x.dtype == np.int8 else 0
+    if not olo <= x_zero_point <= olo + 255:
+        raise ValueError("x_zero_point: expected %d..%d, got %d" % (olo, olo + 255, x_zero_point))
+    cdef int64_t hw = int(np.prod(x.shape[2:]))
+    if hw >= 2**23:
+        raise ValueError("x: planes of %d values; at most 2**23 - 1 sum exactly in int32" % hw)
+    cdef cnp.ndarray xc = np.ascontiguousarray(x)
+    if xc.dtype == np.int8:
+        xc = xc.view(np.uint8) ^ np.uint8(0x80)
+    cdef cnp.ndarray sums = np.empty(x.shape[:2], np.int32)
+    cdef int64_t planes = <int64_t>x.shape[0] * x.shape[1]
+    if planes:
+        with nogil:
+            fq_plane_sums(-1, <const uint8_t *>cnp.PyArray_DATA(xc), planes, hw, <int32_t *>cnp.PyArray_DATA(sums))
+    return sums - np.int32(hw * (x_zero_point - olo))

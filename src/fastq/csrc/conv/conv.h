@@ -1,0 +1,125 @@
+/* Convolutions over the packed GEMM and the direct depthwise kernels.
+ *
+ *   layout.c        NCHW <-> NHWC: the input is copied once into a zero-point-padded NHWC
+ *                   buffer (uint8 terms: int8 x is stored as x ^ 0x80, zero point + 128)
+ *   im2col.c        rows of the GEMM's A matrix from that buffer, k ordered (kh, kw, c)
+ *   conv.c          the driver: per group, 1x1 stride-1 straight to fq_gemm, else im2col in
+ *                   row chunks then fq_gemm with the Linear layer's epilogues
+ *   depthwise*.c    groups == in_channels: sum over taps of x * w per channel, scalar twin,
+ *                   AVX2 and AVX-512, exact (vpmaddwd on int16 tap pairs) or FBGEMM's
+ *                   saturating int16 tap pairs (vpmaddubsw), then the same epilogues
+ *   the depthwise tile kernels of each ISA are the conv family of the backend table
+ *   (runtime/backends.c): FASTQ_BACKEND / fq_set_backend pick them with every other family
+ *
+ * The padded value is the input zero point, so padded taps add (zx - zx) * w = 0 to acc,
+ * as in torch. Arithmetic: docs/ARITHMETIC.md; the numpy oracle is tests/test_conv_kernels.py.
+ */
+#ifndef FASTQ_CONV_H
+#define FASTQ_CONV_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "fastq.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 2-D geometry (1-D: in_h = k_h = 1, stride_h = dil_h = 1, pad_h = 0). */
+typedef struct {
+    int32_t batch, in_c, in_h, in_w;
+    int32_t out_c, groups;
+    int32_t k_h, k_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+    int32_t out_h, out_w;           /* set by fq_conv_geometry_check */
+} fq_conv_geometry;
+
+/* Checks the geometry (positive sizes, channels divisible by groups, an output of at least
+ * one pixel, every buffer size below 2^31 elements) and sets out_h / out_w. 0 or -1. */
+int fq_conv_geometry_check(fq_conv_geometry *g);
+
+/* The padded NHWC buffer: [batch, in_h + 2 pad_h, in_w + 2 pad_w, in_c * replicate] bytes,
+ * plus FQ_CONV_SLACK readable bytes after it (vector loads past the last channel). */
+#define FQ_CONV_SLACK 128
+size_t fq_conv_padded_bytes(const fq_conv_geometry *g, int32_t replicate);
+/* xp[n, h + pad_h, w + pad_w, c * replicate + r] = x[n, c, h, w] ^ x_xor; the border and the
+ * slack hold pad_value (the zero point in uint8 terms). x is NCHW bytes. */
+void fq_conv_pad_nhwc(const fq_conv_geometry *g, const uint8_t *x, uint8_t x_xor, uint8_t pad_value,
+                      int32_t replicate, uint8_t *xp);
+/* out[n, c, p] = in[n, p, c] for p < hw, c < channels; elem = 1 or 4 bytes */
+void fq_nhwc_to_nchw(const void *in, int32_t batch, int64_t hw, int32_t channels, size_t elem, void *out);
+/* out[n, p, c] = in[n, c, p] ^ x_xor (bytes) */
+void fq_nchw_to_nhwc_u8(const uint8_t *in, int32_t batch, int64_t hw, int32_t channels, uint8_t x_xor,
+                        uint8_t *out);
+
+/* ---- convolution as GEMM -------------------------------------------------------------
+ * w[g] packs group g's weights as [out_c / groups, k_h * k_w * (in_c / groups)] with k
+ * ordered (kh, kw, c); ep[g] is its epilogue (col_offset from fq_col_offsets with the zero
+ * point in uint8 terms); xp is fq_conv_pad_nhwc's buffer (replicate 1); out is NHWC
+ * [batch, out_h, out_w, out_c] of elem-byte elements. Returns 0, or -1 when out of memory. */
+int fq_conv2d_gemm(const fq_conv_geometry *g, const uint8_t *xp, const fq_packed_weights *w,
+                   const fq_epilogue *ep, void *out, int num_threads);
+
+/* ---- depthwise ------------------------------------------------------------------------
+ * Weights for one depthwise layer: T = k_h * k_w taps, C channels (the output channels;
+ * with a channel multiplier m the input is replicated m times by fq_conv_pad_nhwc).
+ *   exact:      tile = sum_t x[t, c] * wd[t, c],  wd = w - zw (int16)
+ *   saturating: tile = sum_pairs sat16(x[2p] w[2p] + x[2p+1] w[2p+1]) - zw[c] * sum_t x[t, c]
+ *               (FBGEMM's vpmaddubsw pairs over the taps in kh-major order; an odd last tap
+ *               pairs with x = 0)
+ * The packed arrays (fq_dw_pack) hold both layouts per the ISA's needs; the epilogue's
+ * col_offset supplies the zero-point and bias terms. */
+typedef struct {
+    int32_t taps, channels;
+    int32_t pairs;                  /* (taps + 1) / 2 */
+    int32_t c_pad;                  /* channels rounded up to 64 */
+    int16_t *wd_pairs;              /* [pairs][c_pad / 32][64]: tap pairs (2p, 2p+1) of 32
+                                       channels in the lane order of vpunpck{l,h}wd (see
+                                       depthwise.c); a missing tap is 0 */
+    int8_t *w_pairs;                /* [pairs][c_pad][2]: raw w of taps 2p, 2p+1 per channel */
+    int32_t *zw;                    /* [c_pad] weight zero points, 0 in padding */
+    int16_t *wd;                    /* [taps][c_pad]: w - zw (the scalar twin's layout) */
+    int8_t *w;                      /* [taps][c_pad]: raw w */
+} fq_dw_weights;
+
+/* w: [channels, taps] int8 (torch's [C, 1, kh, kw] flattened), zw per channel (or one when
+ * zw_per_channel == 0). 0, or -1 when out of memory. */
+int fq_dw_pack(const int8_t *w, int32_t channels, int32_t taps, const int32_t *zw, int zw_per_channel,
+               fq_dw_weights *out);
+void fq_dw_free(fq_dw_weights *w);
+/* col_offset[c] for the exact kernel: -zx * sum_t wd[t, c] + bias[c]; for the saturating one:
+ * taps * zx * zw[c] - zx * sum_t w[t, c] + bias[c]; wrapping int32, c_pad entries */
+void fq_dw_col_offsets(const fq_dw_weights *w, int32_t x_zero_point, const int32_t *int_bias,
+                       int saturate, int32_t *col_offset);
+
+/* One tile: mr (<= 8) output pixels along a row, 64 channels from c0 (nc valid).
+ * x points at the padded buffer at the top-left tap of the first pixel, channel 0 of
+ * the block (only the vectors covering nc channels are computed); pix = bytes between output pixels (stride_w * channels), tap_w / tap_h = bytes
+ * between taps along w / h. tile[i*64 + c] is written for c < 64. */
+typedef struct {
+    int32_t k_h, k_w;
+    ptrdiff_t pix, tap_w, tap_h;
+} fq_dw_tile_geom;
+typedef void (*fq_dw_tile_fn)(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x,
+                              const fq_dw_weights *w, int32_t c0, int32_t nc, int32_t *tile);
+
+/* The conv family's kernels of one ISA (a field of fq_kernels, runtime/backends.c). */
+typedef struct fq_conv_kernels {
+    const char *name;
+    fq_dw_tile_fn dw_exact;
+    fq_dw_tile_fn dw_saturate;
+} fq_conv_kernels;
+const fq_conv_kernels *fq_conv_kernels_scalar(void);
+const fq_conv_kernels *fq_conv_kernels_avx2(void);         /* defined where FQ_COMPILE_AVX2 */
+const fq_conv_kernels *fq_conv_kernels_avx512vnni(void);   /* defined where FQ_COMPILE_AVX512 */
+
+/* The driver: out NHWC [batch, out_h, out_w, channels] (elem per ep->kind) from the padded
+ * buffer xp (replicate = out_c / in_c). isa: -1 the current backend, or a backend id to force
+ * its conv kernels and epilogues (tests; scalar when they cannot run here). The run counts
+ * under the conv and epilogue families (fq_family_runs). */
+int fq_depthwise(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w, int saturate,
+                 const fq_epilogue *ep, void *out, int isa, int num_threads);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

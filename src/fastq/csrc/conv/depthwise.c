@@ -1,0 +1,191 @@
+/* Depthwise convolution, direct: weight packing, the scalar twin of the SIMD tiles, and the
+ * driver that runs a tile kernel then the GEMM's epilogue on each (row of pixels x 64
+ * channels) tile.
+ *
+ * The SIMD exact kernels widen x (uint8) and wd = w - zw (int16, |wd| <= 255) to int16 and
+ * multiply two taps at once with vpmaddwd: lanes hold (x[t], x[t+1]) of one channel, so each
+ * int32 lane gets x[t] wd[t] + x[t+1] wd[t+1], exact (<= 2 * 255 * 255). vpunpck{l,h}wd
+ * interleave within 128-bit lanes, so a 32-channel block of wd_pairs is stored in that order:
+ *     lo: wd_pairs[8L + 2j + s]      = wd[2p + s][32b + 8L + j]       L < 4, j < 4, s < 2
+ *     hi: wd_pairs[32 + 8L + 2j + s] = wd[2p + s][32b + 8L + 4 + j]
+ * and the kernels put the int32 sums back in channel order before the store. */
+#include <stdlib.h>
+#include <string.h>
+#include "conv/conv.h"
+
+static void *aligned64(size_t bytes) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64)) return NULL;
+    memset(p, 0, bytes ? bytes : 64);
+    return p;
+}
+
+void fq_dw_free(fq_dw_weights *w) {
+    free(w->wd_pairs);
+    free(w->w_pairs);
+    free(w->zw);
+    free(w->wd);
+    free(w->w);
+    memset(w, 0, sizeof(*w));
+}
+
+int fq_dw_pack(const int8_t *w, int32_t channels, int32_t taps, const int32_t *zw, int zw_per_channel,
+               fq_dw_weights *out) {
+    memset(out, 0, sizeof(*out));
+    out->taps = taps;
+    out->channels = channels;
+    out->pairs = (taps + 1) / 2;
+    out->c_pad = (channels + 63) / 64 * 64;
+    size_t cp = (size_t)out->c_pad, np = (size_t)out->pairs;
+    out->wd_pairs = (int16_t *)aligned64(np * cp * 2 * sizeof(int16_t));
+    out->w_pairs = (int8_t *)aligned64(np * cp * 2);
+    out->zw = (int32_t *)aligned64(cp * sizeof(int32_t));
+    out->wd = (int16_t *)aligned64((size_t)taps * cp * sizeof(int16_t));
+    out->w = (int8_t *)aligned64((size_t)taps * cp);
+    if (!out->wd_pairs || !out->w_pairs || !out->zw || !out->wd || !out->w) {
+        fq_dw_free(out);
+        return -1;
+    }
+    for (int32_t c = 0; c < channels; c++) {
+        int32_t z = zw[zw_per_channel ? c : 0];
+        out->zw[c] = z;
+        for (int32_t t = 0; t < taps; t++) {
+            int8_t v = w[(size_t)c * taps + t];
+            out->w[(size_t)t * cp + c] = v;
+            out->wd[(size_t)t * cp + c] = (int16_t)(v - z);
+            out->w_pairs[((size_t)(t / 2) * cp + c) * 2 + (t & 1)] = v;
+        }
+    }
+    for (int32_t p = 0; p < out->pairs; p++)
+        for (int32_t b = 0; b < out->c_pad / 32; b++) {
+            int16_t *dst = out->wd_pairs + ((size_t)p * (cp / 32) + b) * 64;
+            for (int L = 0; L < 4; L++)
+                for (int j = 0; j < 4; j++)
+                    for (int s = 0; s < 2; s++) {
+                        int32_t t = 2 * p + s;
+                        if (t >= taps) continue;
+                        dst[8 * L + 2 * j + s] = out->wd[(size_t)t * cp + 32 * b + 8 * L + j];
+                        dst[32 + 8 * L + 2 * j + s] = out->wd[(size_t)t * cp + 32 * b + 8 * L + 4 + j];
+                    }
+        }
+    return 0;
+}
+
+void fq_dw_col_offsets(const fq_dw_weights *w, int32_t x_zero_point, const int32_t *int_bias,
+                       int saturate, int32_t *col_offset) {
+    size_t cp = (size_t)w->c_pad;
+    for (int32_t c = 0; c < w->c_pad; c++) {
+        uint32_t s = 0;    /* wrapping: the final acc is exact when it fits (checked by callers) */
+        for (int32_t t = 0; t < w->taps; t++)
+            s += saturate ? (uint32_t)(int32_t)w->w[t * cp + c] : (uint32_t)(int32_t)w->wd[t * cp + c];
+        uint32_t off = 0u - (uint32_t)x_zero_point * s;
+        if (saturate) off += (uint32_t)w->taps * (uint32_t)x_zero_point * (uint32_t)w->zw[c];
+        if (int_bias && c < w->channels) off += (uint32_t)int_bias[c];
+        col_offset[c] = (int32_t)off;
+    }
+}
+
+/* ---- the scalar twins ------------------------------------------------------------------ */
+static void dw_exact_scalar(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x, const fq_dw_weights *w,
+                            int32_t c0, int32_t nc, int32_t *tile) {
+    size_t cp = (size_t)w->c_pad;
+    for (int32_t i = 0; i < mr; i++) {
+        uint32_t acc[64] = {0};
+        for (int32_t kh = 0; kh < tg->k_h; kh++)
+            for (int32_t kw = 0; kw < tg->k_w; kw++) {
+                const uint8_t *xt = x + i * tg->pix + kh * tg->tap_h + kw * tg->tap_w;
+                const int16_t *wt = w->wd + (size_t)(kh * tg->k_w + kw) * cp + c0;
+                for (int c = 0; c < nc; c++) acc[c] += (uint32_t)((int32_t)xt[c] * wt[c]);
+            }
+        for (int c = 0; c < 64; c++) tile[i * 64 + c] = (int32_t)acc[c];
+    }
+}
+
+static inline int32_t sat16(int32_t v) { return v > 32767 ? 32767 : v < -32768 ? -32768 : v; }
+
+static void dw_saturate_scalar(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x, const fq_dw_weights *w,
+                               int32_t c0, int32_t nc, int32_t *tile) {
+    size_t cp = (size_t)w->c_pad;
+    int32_t taps = tg->k_h * tg->k_w;
+    for (int32_t i = 0; i < mr; i++) {
+        uint32_t acc[64] = {0}, xsum[64] = {0};
+        for (int32_t t = 0; t < taps; t += 2) {
+            const uint8_t *xa = x + i * tg->pix + (t / tg->k_w) * tg->tap_h + (t % tg->k_w) * tg->tap_w;
+            int32_t u = t + 1;
+            const uint8_t *xb = u < taps ? x + i * tg->pix + (u / tg->k_w) * tg->tap_h + (u % tg->k_w) * tg->tap_w
+                                         : NULL;
+            for (int c = 0; c < nc; c++) {
+                int32_t a = xa[c], b = xb ? xb[c] : 0;
+                int32_t pair = a * w->w[(size_t)t * cp + c0 + c] + (xb ? b * w->w[(size_t)u * cp + c0 + c] : 0);
+                acc[c] += (uint32_t)sat16(pair);
+                xsum[c] += (uint32_t)(a + b);
+            }
+        }
+        for (int c = 0; c < 64; c++) tile[i * 64 + c] = (int32_t)(acc[c] - (uint32_t)w->zw[c0 + c] * xsum[c]);
+    }
+}
+
+static const fq_conv_kernels scalar_table = {"scalar", dw_exact_scalar, dw_saturate_scalar};
+const fq_conv_kernels *fq_conv_kernels_scalar(void) { return &scalar_table; }
+
+/* ---- the driver ------------------------------------------------------------------------- */
+typedef struct {
+    const fq_conv_geometry *g;
+    const uint8_t *xp;
+    const fq_dw_weights *w;
+    fq_dw_tile_fn tile_fn;
+    fq_epilogue_fn epilogue;
+    const fq_epilogue *ep;
+    fq_dw_tile_geom tg;
+    void *out;
+    size_t elem;
+} dw_job;
+
+#define DW_MR 8
+
+static void dw_row(void *ctx, int64_t row) {
+    const dw_job *j = (const dw_job *)ctx;
+    const fq_conv_geometry *g = j->g;
+    int32_t n = (int32_t)(row / g->out_h), oh = (int32_t)(row % g->out_h);
+    int32_t cx = g->out_c, hp = g->in_h + 2 * g->pad_h, wp = g->in_w + 2 * g->pad_w;
+    int32_t tile[DW_MR * 64] __attribute__((aligned(64)));
+    const uint8_t *xrow = j->xp + ((size_t)n * hp + (size_t)oh * g->stride_h) * wp * cx;
+    char *orow = (char *)j->out + (size_t)row * g->out_w * cx * j->elem;
+    for (int32_t ow0 = 0; ow0 < g->out_w; ow0 += DW_MR) {
+        int32_t mr = g->out_w - ow0 < DW_MR ? g->out_w - ow0 : DW_MR;
+        for (int32_t c0 = 0; c0 < cx; c0 += 64) {
+            int32_t nc = cx - c0 < 64 ? cx - c0 : 64;
+            j->tile_fn(&j->tg, mr, xrow + (size_t)ow0 * j->tg.pix + c0, j->w, c0, nc, tile);
+            /* the epilogue adds the column offset n0 = c0 itself (as in gemm.c) */
+            j->epilogue(mr, nc, tile, NULL, c0, j->ep, orow + (size_t)ow0 * cx * j->elem, cx);
+        }
+    }
+}
+
+int fq_depthwise(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w, int saturate,
+                 const fq_epilogue *ep, void *out, int isa, int num_threads) {
+    const fq_kernels *kern = fq_kernels_run(FQ_FAMILY_CONV, isa);
+    const fq_kernels *epi_table = ep->scalar_only ? fq_kernels_for(FQ_BACKEND_SCALAR) : kern;
+    fq_note_run(FQ_FAMILY_EPILOGUE, epi_table->epilogue_owner[ep->variant][ep->out_signed]);
+    dw_job j;
+    j.g = g;
+    j.xp = xp;
+    j.w = w;
+    j.tile_fn = saturate ? kern->conv->dw_saturate : kern->conv->dw_exact;
+    j.epilogue = epi_table->epilogue[ep->variant][ep->out_signed];
+    j.ep = ep;
+    int32_t cx = g->out_c, wp = g->in_w + 2 * g->pad_w;
+    j.tg.k_h = g->k_h;
+    j.tg.k_w = g->k_w;
+    j.tg.pix = (ptrdiff_t)g->stride_w * cx;
+    j.tg.tap_w = (ptrdiff_t)g->dil_w * cx;
+    j.tg.tap_h = (ptrdiff_t)g->dil_h * wp * cx;
+    j.out = out;
+    j.elem = ep->kind == FQ_EPI_INT32 || ep->kind == FQ_EPI_FLOAT ? 4 : 1;
+    int64_t rows = (int64_t)g->batch * g->out_h;
+    double macs = (double)rows * g->out_w * cx * g->k_h * g->k_w;
+    if (macs < (1 << 20)) num_threads = 1;
+    else if (num_threads <= 0) num_threads = fq_get_num_threads();
+    fq_parallel_for(rows, dw_row, &j, num_threads);
+    return 0;
+}

@@ -1,0 +1,511 @@
+"""The convolution kernels (csrc/conv/: GEMM convolution, direct depthwise) against a numpy
+oracle written here: int64 sums over explicit taps (padding = the input zero point), an
+independent model of FBGEMM's saturating depthwise pairs, and fastq.reference's
+requantizations on the oracle's acc. Every backend (the `backend` fixture), every tail of the
+64-channel blocks and of the 8-pixel tiles."""
+import numpy as np
+import pytest
+
+from fastq import _kernels as K
+from fastq import reference
+
+
+# ------------------------------------------------------------------------------ oracle
+def out_size(n, k, s, p, d):
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def padded(x, zx, ph, pw):
+    n, c, h, w = x.shape
+    xp = np.full((n, c, h + 2 * ph, w + 2 * pw), zx, np.int64)
+    xp[:, :, ph:ph + h, pw:pw + w] = x
+    return xp
+
+
+def taps(x, zx, kh, kw, stride, pad, dil):
+    """{(i, j): x_padded[n, c, oh*sh + i*dh, ow*sw + j*dw]} as int64 [N, C, OH, OW]."""
+    sh, sw = stride
+    xp = padded(x, zx, *pad)
+    oh = out_size(x.shape[2], kh, sh, pad[0], dil[0])
+    ow = out_size(x.shape[3], kw, sw, pad[1], dil[1])
+    return {(i, j): xp[:, :, i * dil[0]: i * dil[0] + sh * (oh - 1) + 1: sh,
+                       j * dil[1]: j * dil[1] + sw * (ow - 1) + 1: sw]
+            for i in range(kh) for j in range(kw)}
+
+
+def conv_acc(x, zx, w, zw, groups, stride=(1, 1), pad=(0, 0), dil=(1, 1), int_bias=None):
+    """acc[n, o, oh, ow] = sum_{c, i, j} (x_pad - zx)(w - zw[o]) (+ int_bias[o]), int64."""
+    o, cg, kh, kw = w.shape
+    og = o // groups
+    wd = w.astype(np.int64) - np.broadcast_to(np.asarray(zw, np.int64), (o,))[:, None, None, None]
+    acc = None
+    for (i, j), t in taps(x, zx, kh, kw, stride, pad, dil).items():
+        n, c, oh, ow = t.shape
+        part = np.einsum("ngchw,goc->ngohw", (t - zx).reshape(n, groups, cg, oh, ow),
+                         wd[:, :, i, j].reshape(groups, og, cg))
+        acc = part if acc is None else acc + part
+    acc = acc.reshape(acc.shape[0], o, acc.shape[3], acc.shape[4])
+    if int_bias is not None:
+        acc = acc + np.asarray(int_bias, np.int64)[None, :, None, None]
+    return acc
+
+
+def depthwise_saturating_acc(x, zx, w, zw, stride, pad, dil):
+    """FBGEMM's depthwise: taps t = i*kw + j in order, pairs (2p, 2p+1) of raw x * raw w summed
+    and saturated to int16 (vpmaddubsw), an odd last tap paired with 0; then the exact
+    corrections acc = raw - zw*sum x - zx*sum w + T*zx*zw. x uint8 [N, C, H, W], w [C*m, 1, kh, kw]."""
+    o, _, kh, kw = w.shape
+    m = o // x.shape[1]
+    t = taps(x, zx, kh, kw, stride, pad, dil)
+    xs = [np.repeat(t[(k // kw, k % kw)], m, axis=1) for k in range(kh * kw)]
+    ws = [w[:, 0, k // kw, k % kw].astype(np.int64)[None, :, None, None] for k in range(kh * kw)]
+    raw = 0
+    for p in range(0, kh * kw, 2):
+        pair = xs[p] * ws[p] + (xs[p + 1] * ws[p + 1] if p + 1 < kh * kw else 0)
+        raw = raw + np.clip(pair, -32768, 32767)
+    zwv = np.broadcast_to(np.asarray(zw, np.int64), (o,))[None, :, None, None]
+    return raw - zwv * sum(xs) - zx * sum(ws) + kh * kw * zx * zwv
+
+
+def rand(rng, shape, dtype):
+    lo = -128 if dtype == np.int8 else 0
+    return rng.integers(lo, lo + 256, shape).astype(dtype)
+
+
+def as_u8(x, zx):
+    """int8 x with zero point zx is uint8 x ^ 0x80 with zx + 128 (the kernels' view)."""
+    if x.dtype == np.int8:
+        return (x.view(np.uint8) ^ 0x80), zx + 128
+    return x, zx
+
+
+def check_acc(rng, n, c, h, w, o, groups, k, stride, pad, dil, dtype=np.uint8, path="auto",
+              per_channel=True, bias=False, one_d=False):
+    x = rand(rng, (n, c, h, w), dtype)
+    zx = int(rng.integers(-128, 128) if dtype == np.int8 else rng.integers(0, 256))
+    wq = rng.integers(-128, 128, (o, c // groups) + k).astype(np.int8)
+    zw = rng.integers(-4, 5, o) if per_channel else int(rng.integers(-4, 5))
+    ib = rng.integers(-2**20, 2**20, o) if bias else None
+    cw = K.ConvWeights(wq[:, :, 0, :] if one_d else wq, zw, groups)
+    xu, zu = as_u8(x, zx)
+    expect = conv_acc(xu, zu, wq, zw, groups, stride, pad, dil, ib)
+    if one_d:
+        got = K.conv2d_acc(x[:, :, 0, :], zx, cw, stride[1], pad[1], dil[1], int_bias=ib, path=path)
+        expect = expect[:, :, 0, :]
+    else:
+        got = K.conv2d_acc(x, zx, cw, stride, pad, dil, int_bias=ib, path=path)
+    assert got.dtype == np.int32 and got.shape == expect.shape
+    assert np.array_equal(got, expect), (n, c, h, w, o, groups, k, stride, pad, dil, dtype, path)
+
+
+# ------------------------------------------------------------------ convolution as GEMM
+GEMM_CASES = [
+    # n, c, h, w, o, groups, k, stride, pad, dil
+    (1, 3, 7, 9, 5, 1, (3, 3), (1, 1), (1, 1), (1, 1)),
+    (2, 8, 6, 5, 12, 2, (2, 3), (2, 1), (1, 0), (1, 2)),
+    (1, 4, 5, 5, 7, 1, (1, 1), (1, 1), (0, 0), (1, 1)),       # 1x1: the input is A itself
+    (2, 6, 5, 4, 9, 3, (1, 1), (1, 1), (0, 0), (1, 1)),       # grouped 1x1: lda = C
+    (1, 4, 9, 9, 70, 1, (1, 1), (2, 2), (0, 0), (1, 1)),      # 1x1 stride 2: im2col
+    (1, 16, 6, 7, 130, 1, (3, 3), (2, 2), (1, 1), (1, 1)),    # 3 panels, last one partial
+    (3, 10, 4, 11, 6, 2, (3, 1), (1, 3), (2, 1), (2, 1)),
+    (1, 1, 28, 28, 6, 1, (5, 5), (1, 1), (0, 0), (1, 1)),     # LeNet's first layer
+    (1, 12, 3, 3, 12, 12, (3, 3), (1, 1), (1, 1), (1, 1)),    # depthwise through the GEMM
+    (1, 64, 40, 40, 16, 1, (3, 3), (1, 1), (1, 1), (1, 1)),   # several im2col chunks
+]
+
+
+@pytest.mark.parametrize("case", GEMM_CASES)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_gemm_conv_acc(backend, rng, case, dtype):
+    check_acc(rng, *case, dtype=dtype, path="gemm", bias=True)
+    check_acc(rng, *case, dtype=dtype, path="gemm", per_channel=False)
+
+
+def test_gemm_conv_1d(backend, rng):
+    for c, l, o, g, k, s, p, d in [(3, 50, 8, 1, 5, 1, 2, 1), (8, 31, 4, 2, 3, 2, 1, 3), (6, 9, 6, 6, 3, 1, 0, 1),
+                                   (5, 7, 3, 1, 7, 1, 3, 1)]:
+        check_acc(rng, 2, c, 1, l, o, g, (1, k), (1, s), (0, p), (1, d), one_d=True, bias=True)
+
+
+def test_gemm_conv_every_k_tail(backend, rng):
+    # K = kh*kw*cg over every residue of the 4-byte k-groups, M over the tile rows
+    for cg in range(1, 9):
+        for w in (1, 2, 5, 7):
+            check_acc(rng, 1, cg, 3, w, 3, 1, (3, 1), (1, 1), (1, 0), (1, 1))
+
+
+# ------------------------------------------------------------------ depthwise, exact
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_every_channel_count(backend, rng, k, stride):
+    for c in range(1, 71):
+        check_acc(rng, 1, c, 5, 6, c, c, (k, k), (stride, stride), (k // 2, k // 2), (1, 1), path="depthwise",
+                  bias=c % 3 == 0)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_depthwise_every_width(backend, rng, k):
+    for w in range(1, 21):
+        for c in (1, 17, 32, 64, 70):
+            for stride in (1, 2):
+                pad = k // 2 if w + 2 * (k // 2) >= k else k
+                check_acc(rng, 1, c, 3, w, c, c, (k, k), (stride, stride), (pad, pad), (1, 1), path="depthwise")
+
+
+def test_depthwise_geometries(backend, rng):
+    for n, c, h, w, m, k, s, p, d, dtype in [
+            (2, 8, 7, 9, 1, (3, 3), (1, 2), (0, 1), (2, 1), np.uint8),
+            (1, 5, 6, 6, 2, (3, 3), (2, 2), (1, 1), (1, 1), np.uint8),     # channel multiplier 2
+            (1, 33, 5, 8, 3, (5, 5), (1, 1), (2, 2), (1, 1), np.int8),     # multiplier 3, int8 input
+            (1, 7, 4, 10, 1, (1, 7), (1, 1), (0, 3), (1, 1), np.int8),     # odd taps 7
+            (1, 20, 9, 9, 1, (2, 2), (1, 1), (0, 0), (3, 3), np.uint8),    # even taps, dilation 3
+            (1, 96, 12, 12, 1, (3, 3), (1, 1), (1, 1), (1, 1), np.uint8)]:
+        check_acc(rng, n, c, h, w, c * m, c, k, s, p, d, dtype=dtype, path="depthwise", bias=True)
+    # 1-D depthwise
+    check_acc(rng, 2, 24, 1, 40, 24, 24, (1, 9), (1, 2), (0, 4), (1, 1), path="depthwise", one_d=True)
+
+
+def test_depthwise_extremes(backend):
+    # every tap at the largest |x - zx| * |w - zw|: the exact kernel must not saturate
+    c = 40
+    for x_val, zx, w_val, zw in [(255, 0, -128, 127), (0, 255, 127, -128), (255, 0, 127, -128)]:
+        x = np.full((1, c, 6, 6), x_val, np.uint8)
+        w = np.full((c, 1, 5, 5), w_val, np.int8)
+        cw = K.ConvWeights(w, zw, c)
+        got = K.conv2d_acc(x, zx, cw, 1, 2, 1, path="depthwise")
+        assert np.array_equal(got, conv_acc(x, zx, w, zw, c, (1, 1), (2, 2), (1, 1)))
+        assert np.abs(got).max() == 25 * 255 * 255
+
+
+# ------------------------------------------------------------------ depthwise, FBGEMM's saturation
+def check_saturating(rng, x, zx, w, zw, stride, pad, dil):
+    cw = K.ConvWeights(w, zw, x.shape[1])
+    got = K.conv2d_acc(x, zx, cw, stride, pad, dil, path="depthwise_saturate")
+    expect = depthwise_saturating_acc(x, zx, w, zw, stride, pad, dil)
+    assert np.array_equal(got, expect)
+    return got, conv_acc(x, zx, w, zw, x.shape[1], stride, pad, dil)
+
+
+def test_depthwise_saturating_every_tail(backend, rng):
+    for c in list(range(1, 71, 3)) + [64, 70]:
+        for k, s in ((3, 1), (3, 2), (5, 1), (5, 2)):
+            x = rand(rng, (1, c, 6, 7), np.uint8)
+            w = rng.integers(-128, 128, (c, 1, k, k)).astype(np.int8)
+            check_saturating(rng, x, int(rng.integers(0, 256)), w, rng.integers(-3, 4, c), (s, s),
+                             (k // 2, k // 2), (1, 1))
+    for width in range(1, 21):
+        x = rand(rng, (2, 24, 3, width), np.uint8)
+        w = rng.integers(-128, 128, (24, 1, 3, 3)).astype(np.int8)
+        check_saturating(rng, x, 3, w, 0, (1, 1), (1, 1), (1, 1))
+
+
+def test_depthwise_saturation_happens(backend, rng):
+    """Constructed pairs at and past the int16 bounds: 255*127 + 255*127 = 64770 -> 32767;
+    255*-128 * 2 = -65280 -> -32768; 128*127 + 129*127 = 32639 fits; one step more saturates."""
+    c = 35
+    x = np.full((1, c, 3, 3), 255, np.uint8)
+    w = np.empty((c, 1, 3, 3), np.int8)
+    w[0::3] = 127
+    w[1::3] = -128
+    w[2::3] = rng.integers(-128, 128, (len(range(2, c, 3)), 1, 3, 3))
+    got, exact = check_saturating(rng, x, 0, w, 0, (1, 1), (0, 0), (1, 1))
+    # 4 saturated pairs + the odd 9th tap alone (255 * 127 fits int16)
+    assert got[0, 0, 0, 0] == 4 * 32767 + 255 * 127 and exact[0, 0, 0, 0] == 9 * 255 * 127
+    assert got[0, 1, 0, 0] == 4 * -32768 + 255 * -128
+    # the boundary: a pair summing to exactly 32767 stays, 32768 saturates by one
+    x2 = np.zeros((1, 2, 1, 2), np.uint8)
+    w2 = np.zeros((2, 1, 1, 2), np.int8)
+    x2[0, 0, 0] = (129, 129)     # 129*127 + 129*127 = 32766
+    x2[0, 1, 0] = (129, 130)     # 129*127 + 130*127 = 32893 -> 32767
+    w2[:, 0, 0] = (127, 127)
+    got2, exact2 = check_saturating(rng, x2, 0, w2, 0, (1, 1), (0, 0), (1, 1))
+    assert got2[0, 0, 0, 0] == exact2[0, 0, 0, 0] == 32766
+    assert got2[0, 1, 0, 0] == 32767 and exact2[0, 1, 0, 0] == 32893
+
+
+def test_depthwise_saturating_padding_and_zero_points(backend, rng):
+    # padded taps read zx raw (FBGEMM loads the zero point there), so they join the pairs
+    c = 19
+    x = rand(rng, (1, c, 4, 4), np.uint8)
+    w = rng.integers(-128, 128, (c, 1, 3, 3)).astype(np.int8)
+    got, exact = check_saturating(rng, x, 250, w, rng.integers(-128, 128, c), (1, 1), (1, 1), (1, 1))
+    # with no pair over the int16 bounds the two agree
+    small = rng.integers(0, 40, (1, c, 4, 4)).astype(np.uint8)
+    got, exact = check_saturating(rng, small, 20, rng.integers(-20, 20, (c, 1, 3, 3)).astype(np.int8),
+                                  rng.integers(-3, 3, c), (1, 1), (1, 1), (1, 1))
+    assert np.array_equal(got, exact)
+
+
+# ------------------------------------------------------------------ requantized outputs
+def nhwc(acc):
+    return acc.transpose(0, 2, 3, 1).reshape(-1, acc.shape[1])
+
+
+def from_nhwc(y2, shape):
+    n, o, oh, ow = shape
+    return y2.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
+
+
+REQUANT_CASES = [  # n, c, h, w, o, groups, k, stride, pad, path
+    (1, 6, 7, 7, 10, 2, (3, 3), (1, 1), (1, 1), "gemm"),
+    (2, 3, 9, 8, 70, 1, (3, 3), (2, 2), (1, 1), "gemm"),
+    (1, 37, 6, 6, 37, 37, (3, 3), (1, 1), (1, 1), "depthwise"),
+    (1, 70, 5, 9, 70, 70, (5, 5), (2, 2), (2, 2), "depthwise"),
+    (1, 16, 5, 5, 16, 16, (3, 3), (1, 1), (1, 1), "depthwise_saturate"),
+]
+
+
+@pytest.mark.parametrize("case", REQUANT_CASES)
+@pytest.mark.parametrize("mode", ["fbgemm", "qnnpack", "tflite"])
+@pytest.mark.parametrize("out_dtype", [np.uint8, np.int8])
+def test_requantized_conv(backend, rng, case, mode, out_dtype):
+    n, c, h, w, o, groups, k, stride, pad, path = case
+    x = rand(rng, (n, c, h, w), np.uint8)
+    zx = int(rng.integers(0, 256))
+    wq = rng.integers(-128, 128, (o, c // groups) + k).astype(np.int8)
+    zw = np.zeros(o, np.int64) if path == "depthwise_saturate" else rng.integers(-2, 3, o)
+    cw = K.ConvWeights(wq, zw, groups)
+    x_scale, y_scale = 0.02, 0.5
+    w_scales = rng.uniform(0.002, 0.02, o)
+    bias = rng.normal(0, 2, o).astype(np.float32)
+    y_zp_u8 = int(rng.integers(60, 200))
+    relu = bool(rng.integers(0, 2))
+    olo = -128 if out_dtype == np.int8 else 0
+    if path == "depthwise_saturate":
+        acc = depthwise_saturating_acc(x, zx, wq, zw, stride, pad, (1, 1))
+    else:
+        acc = conv_acc(x, zx, wq, zw, groups, stride, pad, (1, 1))
+    common = dict(kind={"fbgemm": K.EPI_FBGEMM, "qnnpack": K.EPI_QNNPACK, "tflite": K.EPI_TFLITE}[mode],
+                  out_zero_point=y_zp_u8 + olo, out_min=(y_zp_u8 if relu else 0) + olo, out_dtype=out_dtype,
+                  path=path)
+    if mode == "fbgemm":
+        b, r, mult = reference.fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel=True)
+        ep = cw.epilogue(zx, np.uint8, bias=b, bias_mult=r, scale=mult, **common)
+        expect = reference.requant_fbgemm(nhwc(acc), x_scale, w_scales, y_scale, y_zp_u8, bias, relu, True)
+    elif mode == "qnnpack":
+        bq, req = reference.qnnpack_params(x_scale, w_scales, y_scale, bias)
+        ep = cw.epilogue(zx, np.uint8, int_bias=bq, scale=req, **common)
+        expect = reference.requant_qnnpack(nhwc(acc), x_scale, w_scales, y_scale, y_zp_u8, bias, relu)
+    else:
+        q, s = reference.tflite_multipliers(x_scale, w_scales, y_scale, True)
+        ib = rng.integers(-5000, 5000, o)
+        ep = cw.epilogue(zx, np.uint8, int_bias=ib, multiplier=q, shift=s, rounding=1, **common)
+        expect = reference.requant_tflite(nhwc(acc) + ib, q, s, y_zp_u8, y_zp_u8 if relu else 0, 255, "single")
+    got = K.conv2d(x, ep, stride, pad, 1)
+    expect = from_nhwc(np.asarray(expect, np.int64), acc.shape)
+    assert got.dtype == out_dtype
+    if out_dtype == np.int8:
+        expect = expect - 128
+    assert np.array_equal(got.astype(np.int64), expect)
+
+
+# ------------------------------------------------------------------ errors
+def test_errors():
+    cw = K.ConvWeights(np.zeros((4, 2, 3, 3), np.int8), 0, 1)
+    x = np.zeros((1, 2, 5, 5), np.uint8)
+    with pytest.raises(TypeError, match="w:"):
+        K.ConvWeights(np.zeros((4, 2, 3, 3), np.float32), 0)
+    with pytest.raises(ValueError, match="groups"):
+        K.ConvWeights(np.zeros((4, 2, 3, 3), np.int8), 0, 3)
+    with pytest.raises(ValueError, match="w_zero_point"):
+        K.ConvWeights(np.zeros((4, 2, 3, 3), np.int8), [0, 1])
+    with pytest.raises(ValueError, match="x: expected 2 channels"):
+        K.conv2d_acc(np.zeros((1, 3, 5, 5), np.uint8), 0, cw)
+    with pytest.raises(ValueError, match="no output pixel"):
+        K.conv2d_acc(np.zeros((1, 2, 2, 2), np.uint8), 0, cw)
+    with pytest.raises(ValueError, match="stride"):
+        K.conv2d_acc(x, 0, cw, stride=0)
+    with pytest.raises(ValueError, match="padding"):
+        K.conv2d_acc(x, 0, cw, padding=(1, 2, 3))
+    with pytest.raises(ValueError, match="x_zero_point"):
+        K.conv2d_acc(x, 256, cw)
+    with pytest.raises(ValueError, match="path"):
+        K.conv2d_acc(x, 0, cw, path="depthwise")
+    with pytest.raises(TypeError, match="x:"):
+        K.conv2d_acc(x.astype(np.float32), 0, cw)
+    ep = cw.epilogue(0, np.uint8)
+    with pytest.raises(TypeError, match="x:"):
+        K.conv2d(x.view(np.int8), ep)
+    with pytest.raises(ValueError, match="scale"):
+        cw.epilogue(0, np.uint8, kind=K.EPI_FBGEMM)
+    with pytest.raises(ValueError, match="out_min"):
+        cw.epilogue(0, np.uint8, kind=K.EPI_QNNPACK, scale=1.0, out_min=10, out_max=5)
+    # an accumulator that could overflow int32: 16384 * 3 * 3 products of 255 * 255
+    big = K.ConvWeights(np.full((1, 4096, 3, 3), -128, np.int8), 127, 1)
+    with pytest.raises(ValueError, match="overflow"):
+        K.conv2d_acc(np.full((1, 4096, 3, 3), 255, np.uint8), 0, big)
+
+
+# ------------------------------------------------------------------ pooling
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # pragma: no cover - torch is an optional test dependency
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed")
+
+
+def tq(x, scale, zp):
+    """x as a torch quantized tensor holding exactly these integers."""
+    dt = torch.qint8 if x.dtype == np.int8 else torch.quint8
+    q = torch.quantize_per_tensor(torch.from_numpy((x.astype(np.float32) - zp) * scale), scale, zp, dt)
+    assert np.array_equal(q.int_repr().numpy(), x)
+    return q
+
+
+def max_pool_oracle(x, k, s, p, d, ceil):
+    """max over in-bounds taps, explicit loops (padding never wins)."""
+    n, c, h, w = x.shape
+    oh = K.pool_output_size(h, k[0], s[0], p[0], d[0], ceil)
+    ow = K.pool_output_size(w, k[1], s[1], p[1], d[1], ceil)
+    y = np.empty((n, c, oh, ow), x.dtype)
+    for i in range(oh):
+        for j in range(ow):
+            hs = [i * s[0] - p[0] + a * d[0] for a in range(k[0])]
+            ws = [j * s[1] - p[1] + b * d[1] for b in range(k[1])]
+            hs = [v for v in hs if 0 <= v < h]
+            ws = [v for v in ws if 0 <= v < w]
+            y[:, :, i, j] = x[:, :, hs][:, :, :, ws].max(axis=(2, 3))
+    return y
+
+
+POOL_CASES = [  # c, h, w, kernel, stride, padding, dilation, ceil_mode
+    (3, 7, 9, (3, 3), (2, 2), (1, 1), (1, 1), False),
+    (33, 8, 8, (2, 2), (2, 2), (0, 0), (1, 1), False),
+    (70, 7, 7, (3, 3), (2, 2), (0, 0), (1, 1), True),
+    (5, 10, 6, (3, 2), (2, 1), (1, 1), (2, 1), True),
+    (64, 5, 5, (5, 5), (1, 1), (2, 2), (1, 1), False),
+    (1, 1, 20, (1, 4), (1, 3), (0, 2), (1, 1), True),
+]
+
+
+@pytest.mark.parametrize("case", POOL_CASES)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_max_pool(backend, rng, case, dtype):
+    c, h, w, k, s, p, d, ceil = case
+    x = rand(rng, (2, c, h, w), dtype)
+    got = K.max_pool2d(x, k, s, p, d, ceil)
+    assert np.array_equal(got, max_pool_oracle(x, k, s, p, d, ceil))
+    if torch is not None:
+        t = F.max_pool2d(tq(x, 0.1, 3), k, s, p, d, ceil_mode=ceil).int_repr().numpy()
+        assert np.array_equal(got, t)
+
+
+def test_max_pool_every_channel_tail(backend, rng):
+    for c in range(1, 70):
+        x = rand(rng, (1, c, 5, 4), np.uint8)
+        assert np.array_equal(K.max_pool2d(x, 3, 2, 1, 1, True), max_pool_oracle(x, (3, 3), (2, 2), (1, 1), (1, 1), True))
+    x1 = rand(rng, (2, 9, 17), np.int8)      # 1-D
+    got = K.max_pool2d(x1, 3, 2, 1)
+    assert np.array_equal(got, max_pool_oracle(x1[:, :, None, :], (1, 3), (1, 2), (0, 1), (1, 1), False)[:, :, 0])
+
+
+AVG_CASES = [  # c, h, w, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override
+    (3, 7, 9, (3, 3), (2, 2), (1, 1), False, True, None),
+    (3, 7, 9, (3, 3), (2, 2), (1, 1), False, False, None),
+    (8, 8, 8, (2, 2), (2, 2), (0, 0), False, True, None),
+    (4, 7, 7, (3, 3), (2, 2), (1, 1), True, True, None),
+    (4, 7, 7, (3, 3), (2, 2), (1, 1), True, False, None),
+    (2, 6, 5, (3, 2), (1, 2), (1, 1), False, True, 5),
+    (16, 5, 5, (5, 5), (5, 5), (0, 0), False, True, None),
+]
+
+
+def avg_pool_acc_oracle(x, zx, k, s, p, ceil):
+    """sum over in-bounds taps of (x - zx), explicit loops, int64."""
+    n, c, h, w = x.shape
+    oh = K.pool_output_size(h, k[0], s[0], p[0], 1, ceil)
+    ow = K.pool_output_size(w, k[1], s[1], p[1], 1, ceil)
+    acc = np.zeros((n, c, oh, ow), np.int64)
+    for i in range(oh):
+        for j in range(ow):
+            h0, h1 = max(i * s[0] - p[0], 0), min(i * s[0] - p[0] + k[0], h)
+            w0, w1 = max(j * s[1] - p[1], 0), min(j * s[1] - p[1] + k[1], w)
+            acc[:, :, i, j] = (x[:, :, h0:h1, w0:w1].astype(np.int64) - zx).sum(axis=(2, 3))
+    return acc
+
+
+@pytest.mark.parametrize("case", AVG_CASES)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_avg_pool(rng, case, dtype):
+    c, h, w, k, s, p, ceil, cip, div = case
+    x = rand(rng, (2, c, h, w), dtype)
+    zx = int(rng.integers(-20, 20)) + (0 if dtype == np.int8 else 128)
+    acc, divisor = K.avg_pool2d(x, zx, k, s, p, ceil, cip, div)
+    assert np.array_equal(acc, avg_pool_acc_oracle(x, zx, k, s, p, ceil))
+    y, _ = K.avg_pool2d(x, zx, k, s, p, ceil, cip, div, y_zero_point=zx)
+    lo = -128 if dtype == np.int8 else 0
+    mult = (1.0 / divisor.astype(np.float64)).astype(np.float32)
+    expect = np.clip(np.rint((acc.astype(np.float32) * mult).astype(np.float32) + np.float32(zx - lo)) + lo, lo, lo + 255)
+    assert np.array_equal(y.astype(np.int64), expect.astype(np.int64))
+    if torch is not None:
+        t = F.avg_pool2d(tq(x, 0.1, zx), k, s, p, ceil, cip, div).int_repr().numpy()
+        assert np.array_equal(y, t), np.argwhere(y != t)[:5]
+
+
+def test_avg_pool_ties(rng):
+    """Windows whose mean lies exactly on .5: the zero point joins before the rounding, so with
+    zx = zy = 1 the means 1.5 and 2.5 (x - zx) give rne(2.5) = 2 and rne(3.5) = 4, where rounding
+    the mean alone would give 2 + 1 = 3 and 2 + 1 = 3."""
+    x = np.array([[[[2, 3], [2, 3]], [[3, 4], [3, 4]]]], np.uint8)      # x - 1: means 1.5 and 2.5
+    y, _ = K.avg_pool2d(x, 1, 2, 2, 0, y_zero_point=1)
+    assert y.reshape(-1).tolist() == [2, 4]
+    if torch is not None:
+        assert F.avg_pool2d(tq(x, 1.0, 1), 2, 2).int_repr().numpy().reshape(-1).tolist() == [2, 4]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_adaptive_avg_pool(rng, dtype):
+    for h, w, oh, ow in [(7, 7, 1, 1), (7, 9, 3, 4), (5, 5, 5, 5), (6, 10, 4, 3)]:
+        x = rand(rng, (2, 5, h, w), dtype)
+        zx = 3 if dtype == np.int8 else 131
+        acc, div = K.adaptive_avg_pool2d(x, zx, (oh, ow))
+        for i in range(oh):
+            for j in range(ow):
+                h0, h1 = i * h // oh, -(-(i + 1) * h // oh)
+                w0, w1 = j * w // ow, -(-(j + 1) * w // ow)
+                assert np.array_equal(acc[:, :, i, j], (x[:, :, h0:h1, w0:w1].astype(np.int64) - zx).sum(axis=(2, 3)))
+                assert div[i, j] == (h1 - h0) * (w1 - w0)
+        y, _ = K.adaptive_avg_pool2d(x, zx, (oh, ow), y_zero_point=zx)
+        mult = (1.0 / div.astype(np.float64)).astype(np.float32)
+        lo = -128 if dtype == np.int8 else 0
+        expect = np.clip(np.rint((acc.astype(np.float32) * mult).astype(np.float32) + np.float32(zx - lo)) + lo, lo, lo + 255)
+        assert np.array_equal(y.astype(np.int64), expect.astype(np.int64))
+        if torch is not None:
+            t = F.adaptive_avg_pool2d(tq(x, 0.05, zx), (oh, ow)).int_repr().numpy()
+            assert np.array_equal(y, t), (h, w, oh, ow, np.argwhere(y != t)[:3])
+
+
+def test_plane_sums(backend, rng):
+    for hw in list(range(1, 70)) + [96 * 96]:
+        for dtype in (np.uint8, np.int8):
+            x = rand(rng, (2, 3, hw), dtype)
+            zx = -7 if dtype == np.int8 else 200
+            assert np.array_equal(K.plane_sums(x, zx), (x.astype(np.int64) - zx).sum(axis=2))
+    x = np.full((1, 1, 2048, 2048), 255, np.uint8)                  # 2^22 * 255: still exact
+    assert K.plane_sums(x, 0)[0, 0] == 255 * 2**22
+
+
+def test_pool_errors():
+    x = np.zeros((1, 2, 5, 5), np.uint8)
+    with pytest.raises(ValueError, match="padding"):
+        K.max_pool2d(x, 2, 1, 2)
+    with pytest.raises(TypeError, match="x:"):
+        K.max_pool2d(x.astype(np.float32), 2)
+    with pytest.raises(ValueError, match="too small"):
+        K.max_pool2d(x, 7)
+    with pytest.raises(ValueError, match="divisor_override"):
+        K.avg_pool2d(x, 0, 2, divisor_override=0)
+    with pytest.raises(ValueError, match="x_zero_point"):
+        K.plane_sums(x, -1)
+
+
+def test_backends_exercised():
+    """Runs last: the conv and pool kernels of every backend of the table that has its own and
+    runs here were called by the tests above (the conftest guard checks every family at the end
+    of a run; this names the two families of this file)."""
+    runs = K.kernel_runs()
+    for row in K.backend_table():
+        for family in ("conv", "pool"):
+            if row["available"] and row["kernels"][family] == row["name"]:
+                assert runs[family][row["name"]] > 0, (family, row["name"])
