@@ -68,7 +68,13 @@ def one_thread():
         yield
 
 
-@pytest.fixture(params=["scalar", "avx2", "avx512vnni"])
+def _table_backends():
+    """Every backend name of the kernel table (csrc/runtime/backends.c)."""
+    from fastq import _kernels
+    return [row["name"] for row in _kernels.backend_table()]
+
+
+@pytest.fixture(params=_table_backends())
 def backend(request):
     """Runs a benchmark once per ISA backend this CPU supports (one thread, as the session)."""
     import fastq

@@ -37,9 +37,9 @@ echo "sanitize: building in $WORK with $SAN"
 
 LIBASAN=$("$CC" -print-file-name=libasan.so)
 LIBUBSAN=$("$CC" -print-file-name=libubsan.so)
-TESTS=(test_kernels.py test_quantize_kernels.py test_fixedpoint.py test_tflite_linear.py
+TESTS=(test_kernels.py test_quantize_kernels.py test_fixedpoint.py test_backend_table.py test_graph_ops.py test_tflite_linear.py
        test_threadpool.py test_threads.py test_qgemm.py test_dynamic.py test_torch_linear.py
-       test_bench_smoke.py)
+       test_bench_smoke.py test_arith_extremes.py test_conv_kernels.py)
 cd "$WORK/tests"
 LD_PRELOAD="$LIBASAN:$LIBUBSAN" \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \

@@ -11,9 +11,10 @@ from fastq import _kernels
 warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch")
 
-# Every backend name the library knows; those this CPU cannot run (or this build did not
-# compile) are skipped, so a report shows which ran.
-ALL_BACKENDS = ["scalar", "avx2", "avx512vnni"]
+# Every backend of the kernel table (csrc/runtime/backends.c); those this CPU cannot run (or
+# this build did not compile) are skipped, so a report shows which ran.
+BACKEND_TABLE = _kernels.backend_table()
+ALL_BACKENDS = [row["name"] for row in BACKEND_TABLE]
 
 
 @pytest.fixture(params=ALL_BACKENDS)
@@ -37,8 +38,10 @@ def rng(request):
     return np.random.default_rng([seed, abs(hash(request.node.name)) % 2**31])
 
 
-# ---- covered paths (ruy's test.h check): a run that used the backend fixture must have run the
-# kernels of every backend this CPU supports and this build compiled, counted in C by fq_gemm.
+# ---- covered paths (ruy's test.h check): a run that used the backend fixture must have run, for
+# every kernel family the run exercised at all, the family's own kernels of every backend this
+# CPU supports and this build compiled (a backend that inherits a family from its parent owes
+# nothing there). Counted in C per family under the backend whose kernels ran.
 def pytest_sessionstart(session):
     session.config._fastq_runs_at_start = _kernels.kernel_runs()
 
@@ -54,25 +57,43 @@ def pytest_collection_finish(session):
     session.config._fastq_backends_selected = wanted
 
 
+def _runs_since_start(config):
+    start, now = config._fastq_runs_at_start, _kernels.kernel_runs()
+    return {f: {b: now[f][b] - start[f][b] for b in now[f]} for f in now}
+
+
+def _missed_paths(config):
+    """(family, backend) pairs the run should have covered and did not."""
+    delta = _runs_since_start(config)
+    selected = getattr(config, "_fastq_backends_selected", set())
+    owners = {row["name"]: row["kernels"] for row in _kernels.backend_table()}
+    missed = []
+    for family, runs in delta.items():
+        if not any(runs.values()):
+            continue                      # this run did not exercise the family at all
+        for b in fastq.backends():
+            if b in selected and owners[b][family] == b and runs[b] == 0:
+                missed.append((family, b))
+    return missed
+
+
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
     if not getattr(config, "_fastq_backend_tests", 0) or exitstatus != 0:
         return
-    start = config._fastq_runs_at_start
-    now = _kernels.kernel_runs()
-    selected = getattr(config, "_fastq_backends_selected", set())
-    missed = [b for b in fastq.backends() if b in selected and now[b] - start.get(b, 0) == 0]
+    missed = _missed_paths(config)
     if missed:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_line("fastq covered paths: no kernel test ran on backend(s) %s, which this CPU "
-                                "supports and this build compiled" % ", ".join(missed), red=True)
+            reporter.write_line("fastq covered paths: these kernels ran in no test, though this CPU supports "
+                                "their backend and this build compiled them: " +
+                                ", ".join("%s of %s" % fb for fb in missed), red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if getattr(config, "_fastq_backend_tests", 0):
-        now = _kernels.kernel_runs()
-        start = config._fastq_runs_at_start
-        terminalreporter.write_line("fastq kernel calls per backend: " + ", ".join(
-            "%s %d" % (b, now[b] - start.get(b, 0)) for b in ALL_BACKENDS))
+        delta = _runs_since_start(config)
+        terminalreporter.write_line("fastq kernel calls per family and backend: " + "; ".join(
+            "%s %s" % (f, ", ".join("%s %d" % (b, n) for b, n in runs.items()))
+            for f, runs in delta.items()))

@@ -1,14 +1,14 @@
 """Quantized add / mul where the result lies beyond int32 output steps (an output scale far
 below the inputs'), the QNNPACK add at scale ratios in [2^-14, 2^-10), and add_scalar values
-torch refuses: torch with the engine pinned is the oracle; the reference, the layers and both C
-loops (AVX2, scalar) must give its integers."""
+torch refuses: torch with the engine pinned is the oracle; the reference, the layers and the add / mul kernels
+of every backend of the kernel table that has its own (scalar, AVX2) must give its integers."""
 import warnings
 
 import numpy as np
 import pytest
 
 import fastq
-from fastq import _elementwise as ew, reference
+from fastq import _kernels as ew, reference
 from fastq.layers import arith as ar
 
 torch = pytest.importorskip("torch")
@@ -85,8 +85,12 @@ def test_body_and_tail_differ_beyond_int32_like_torch():
 
 @pytest.mark.parametrize("signed", [False, True])
 def test_c_loops_equal_reference_beyond_int32_every_tail(signed):
-    """AVX2 and scalar C loops against the oracle on every length 0..130 with output scales that
-    push most results past int32, so both conversions of body and tail are exercised."""
+    """Every elementwise backend's kernels (AVX2 body + scalar leftover, the scalar loops) against
+    the oracle on every length 0..130 with output scales that push most results past int32, so
+    both conversions of body and tail are exercised; torch's split and all-body (the 8-lane
+    loops then end on every tail length)."""
+    isas = ew.family_backends("elementwise")
+    assert 0 in isas
     rng = np.random.default_rng(61)
     lo, dt = (-128, np.int8) if signed else (0, np.uint8)
     for n in range(131):
@@ -95,15 +99,16 @@ def test_c_loops_equal_reference_beyond_int32_every_tail(signed):
         za, zb, z = (int(v) + lo for v in rng.integers(0, 256, 3))
         a = (rng.integers(0, 256, n).astype(np.int16) + lo).astype(dt)
         b = (rng.integers(0, 256, n).astype(np.int16) + lo).astype(dt)
-        n_vec = n // 64 * 64
-        args = (n_vec, sa, za, sb, zb, float(f32(1) / f32(s)), z, bool(n % 2))
-        expect = reference.qadd_fbgemm(a, sa, za, b, sb, zb, s, z, bool(n % 2), dtype=dt)
-        for simd in (True, False):
-            assert np.array_equal(ew.qadd_fbgemm(a, b, *args, simd=simd), expect), (n, simd)
+        relu = bool(n % 2)
         m = reference.qmul_multiplier(sa, sb, s)
-        expect = reference.qmul(a, za, b, zb, m, z, bool(n % 2), dtype=dt)
-        for simd in (True, False):
-            assert np.array_equal(ew.qmul(a, b, n_vec, za, zb, float(m), z, bool(n % 2), simd=simd), expect), (n, simd)
+        for n_vec in (n // 64 * 64, n):
+            block = 64 if n_vec == n // 64 * 64 else n
+            args = (n_vec, sa, za, sb, zb, float(f32(1) / f32(s)), z, relu)
+            add = reference.qadd_fbgemm(a, sa, za, b, sb, zb, s, z, relu, vector_block=block, dtype=dt)
+            mul = reference.qmul(a, za, b, zb, m, z, relu, dtype=dt, vector_block=block)
+            for isa in isas:
+                assert np.array_equal(ew.qadd_fbgemm(a, b, *args, isa=isa), add), (n, n_vec, isa)
+                assert np.array_equal(ew.qmul(a, b, n_vec, za, zb, float(m), z, relu, isa=isa), mul), (n, n_vec, isa)
 
 
 def test_qnnpack_add_runs_every_scale_ratio_torch_runs():
@@ -130,7 +135,9 @@ def test_qnnpack_add_runs_every_scale_ratio_torch_runs():
             assert np.array_equal(layer(fastq.QTensor(a, sa, za), fastq.QTensor(b, sb, zb)).values, ref)
             zpp, am, bm, shift = reference.qnnpack_add_params(sa, za, sb, zb, s)
             shifts.add(shift)
-            assert np.array_equal(ew.qadd_qnnpack(a, b, zpp, am, bm, shift, z, z if relu else 0, 255, simd=False), ref)
+            for isa in ew.family_backends("elementwise"):
+                got = ew.qadd_qnnpack(a, b, zpp, am, bm, shift, z, z if relu else 0, 255, isa=isa)
+                assert np.array_equal(got, ref), (n, shift, isa)
     assert {32, 33, 34, 35} <= shifts
 
 

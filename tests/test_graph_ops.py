@@ -358,9 +358,10 @@ def test_chain_with_a_layer_used_twice_gets_unique_node_names():
 
 @pytest.mark.parametrize("signed", [False, True])
 def test_scalar_c_loops_equal_simd_and_reference(signed):
-    """The scalar C loops (CPUs without AVX2 + FMA) give the AVX2 bodies' bytes and the oracle's,
-    near-tie scales included."""
-    from fastq import _elementwise as ew
+    """Every backend's own add / mul kernels (from the kernel table) give the scalar loops' bytes
+    and the oracle's, near-tie scales included."""
+    from fastq import _kernels as ew
+    isas = ew.family_backends("elementwise")
     rng = np.random.default_rng(15)
     lo, hi, dt = (-128, 128, np.int8) if signed else (0, 256, np.uint8)
     for a, sa, za, b, sb, zb, s, z in _cases(rng, 120):
@@ -368,26 +369,31 @@ def test_scalar_c_loops_equal_simd_and_reference(signed):
         za, zb, z = za + lo, zb + lo, z + lo
         n_vec = a.size // 64 * 64
         args = (n_vec, float(f32(sa)), za, float(f32(sb)), zb, float(f32(1) / f32(s)), z, True)
-        fast, slow = ew.qadd_fbgemm(a, b, *args), ew.qadd_fbgemm(a, b, *args, simd=False)
-        assert np.array_equal(fast, slow)
+        slow = ew.qadd_fbgemm(a, b, *args, isa=0)
         assert np.array_equal(slow, reference.qadd_fbgemm(a, sa, za, b, sb, zb, s, z, True, dtype=dt))
         m = float(reference.qmul_multiplier(sa, sb, s * 64))
-        assert np.array_equal(ew.qmul(a, b, n_vec, za, zb, m, z, False), ew.qmul(a, b, n_vec, za, zb, m, z, False, simd=False))
+        slow_mul = ew.qmul(a, b, n_vec, za, zb, m, z, False, isa=0)
+        assert np.array_equal(slow_mul, reference.qmul(a, za, b, zb, m, z, False, dtype=dt))
+        for isa in isas:
+            assert np.array_equal(ew.qadd_fbgemm(a, b, *args, isa=isa), slow), isa
+            assert np.array_equal(ew.qmul(a, b, n_vec, za, zb, m, z, False, isa=isa), slow_mul), isa
         if not signed:
             try:
                 zpp, am, bm, shift = reference.qnnpack_add_params(sa, za, sb, zb, s)
             except ValueError:
                 continue
-            fast = ew.qadd_qnnpack(a, b, zpp, am, bm, shift, z, 0, 255)
-            assert np.array_equal(fast, ew.qadd_qnnpack(a, b, zpp, am, bm, shift, z, 0, 255, simd=False))
-            assert np.array_equal(fast, reference.qadd_qnnpack(a, sa, za, b, sb, zb, s, z))
+            expect = reference.qadd_qnnpack(a, sa, za, b, sb, zb, s, z)
+            for isa in isas:
+                assert np.array_equal(ew.qadd_qnnpack(a, b, zpp, am, bm, shift, z, 0, 255, isa=isa), expect), isa
 
 
 @pytest.mark.parametrize("signed", [False, True])
 def test_elementwise_c_loops_every_tail(signed):
     """Every length 0..130 (all tails of the vector bodies): the AVX2 and scalar C loops of
-    quantized add and mul give the oracle's bytes, on near-tie scales."""
-    from fastq import _elementwise as ew
+    quantized add and mul of every backend that has its own give the oracle's bytes, on near-tie
+    scales."""
+    from fastq import _kernels as ew
+    isas = ew.family_backends("elementwise")
     rng = np.random.default_rng(31)
     lo, dt = (-128, np.int8) if signed else (0, np.uint8)
     for n in range(131):
@@ -396,12 +402,28 @@ def test_elementwise_c_loops_every_tail(signed):
         za, zb, z = (int(v) + lo for v in rng.integers(0, 256, 3))
         a = (rng.integers(0, 256, n).astype(np.int16) + lo).astype(dt)
         b = (rng.integers(0, 256, n).astype(np.int16) + lo).astype(dt)
-        n_vec = n // 64 * 64
-        args = (n_vec, float(f32(sa)), za, float(f32(sb)), zb, float(f32(1) / f32(s)), z, False)
-        expect = reference.qadd_fbgemm(a, sa, za, b, sb, zb, s, z, False, dtype=dt)
-        for simd in (True, False):
-            assert np.array_equal(ew.qadd_fbgemm(a, b, *args, simd=simd), expect), (n, simd)
+        # torch's split (n_vec a multiple of 64), and all of it as the body: the 8-lane SIMD
+        # loops then end on every tail length
+        for n_vec in (n // 64 * 64, n):
+            args = (n_vec, float(f32(sa)), za, float(f32(sb)), zb, float(f32(1) / f32(s)), z, False)
+            block = 64 if n_vec == n // 64 * 64 else n
+            expect = reference.qadd_fbgemm(a, sa, za, b, sb, zb, s, z, False, vector_block=block, dtype=dt)
+            for isa in isas:
+                assert np.array_equal(ew.qadd_fbgemm(a, b, *args, isa=isa), expect), (n, n_vec, isa)
+        if not signed:
+            try:
+                zpp, am, bm, shift = reference.qnnpack_add_params(sa, za, sb, zb, s)
+            except ValueError:
+                zpp = None
+            if zpp is not None:
+                expect = reference.qadd_qnnpack(a, sa, za, b, sb, zb, s, z)
+                for isa in isas:
+                    got = ew.qadd_qnnpack(a, b, zpp, am, bm, shift, z, 0, 255, isa=isa)
+                    assert np.array_equal(got, expect), (n, isa)
         m = reference.qmul_multiplier(sa, sb, s)
-        expect = reference.qmul(a, za, b, zb, m, z, False, dtype=dt)
-        for simd in (True, False):
-            assert np.array_equal(ew.qmul(a, b, n_vec, za, zb, float(m), z, False, simd=simd), expect), (n, simd)
+        for n_vec in (n // 64 * 64, n):
+            block = 64 if n_vec == n // 64 * 64 else n
+            expect = reference.qmul(a, za, b, zb, m, z, False, dtype=dt, vector_block=block)
+            for isa in isas:
+                got = ew.qmul(a, b, n_vec, za, zb, float(m), z, False, isa=isa)
+                assert np.array_equal(got, expect), (n, n_vec, isa)

@@ -22,7 +22,6 @@ cdef extern from "csrc/conv/conv.h" nogil:
                            int saturate, int32_t *col_offset)
     int fq_depthwise(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w, int saturate,
                      const fq_epilogue *ep, void *out, int isa, int num_threads)
-    long long fq_conv_kernel_runs(int backend)
 
 
 CONV_PATHS = ("auto", "gemm", "depthwise", "depthwise_saturate")
@@ -357,23 +356,14 @@ def conv2d_acc(x, int x_zero_point, ConvWeights cw not None, stride=1, padding=0
     return conv2d(x, ep, stride, padding, dilation, num_threads)
 
 
-def conv_kernel_runs():
-    """{backend name: depthwise calls that ran its kernels} since the library loaded."""
-    return {fq_backend_name(b).decode(): fq_conv_kernel_runs(b) for b in range(FQ_BACKEND_COUNT)}
-
-
 # ---------------------------------------------------------------------------------------------
 # Pooling (csrc/pool/)
 cdef extern from "csrc/pool/pool.h" nogil:
     ctypedef struct fq_pool_geometry:
         int32_t batch, channels, in_h, in_w, out_h, out_w
         int32_t k_h, k_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w
-    ctypedef void (*fq_max_pool_fn)(const fq_pool_geometry *g, const uint8_t *x, uint8_t *y)
-    ctypedef void (*fq_plane_sums_fn)(const uint8_t *x, int64_t planes, int64_t hw, int32_t *sums)
-    ctypedef struct fq_pool_kernels:
-        fq_max_pool_fn max_pool_nhwc
-        fq_plane_sums_fn plane_sums
-    const fq_pool_kernels *fq_pool_kernels_for(int backend)
+    void fq_max_pool_nhwc(int isa, const fq_pool_geometry *g, const uint8_t *x, uint8_t *y)
+    void fq_plane_sums(int isa, const uint8_t *x, int64_t planes, int64_t hw, int32_t *sums)
     void fq_avg_pool_nchw(const uint8_t *x, int64_t planes, int32_t in_h, int32_t in_w,
                           const int32_t *h0, const int32_t *h1, int32_t out_h,
                           const int32_t *w0, const int32_t *w1, int32_t out_w,
@@ -432,16 +422,13 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, bint ceil_mod
     cdef cnp.ndarray xn = np.empty(x.size + 64, np.uint8)
     cdef cnp.ndarray yn = np.empty(y.size, np.uint8)
     cdef uint8_t xx = 0x80 if x.dtype == np.int8 else 0
-    cdef const fq_pool_kernels *pk = fq_pool_kernels_for(fq_get_backend())
-    if pk == NULL:
-        pk = fq_pool_kernels_for(0)
     cdef const uint8_t *xp = <const uint8_t *>cnp.PyArray_DATA(xc)
     cdef uint8_t *xnp = <uint8_t *>cnp.PyArray_DATA(xn)
     cdef uint8_t *ynp = <uint8_t *>cnp.PyArray_DATA(yn)
     cdef void *yp = cnp.PyArray_DATA(y)
     with nogil:
         fq_nchw_to_nhwc_u8(xp, g.batch, <int64_t>g.in_h * g.in_w, g.channels, xx, xnp)
-        pk.max_pool_nhwc(&g, xnp, ynp)
+        fq_max_pool_nhwc(-1, &g, xnp, ynp)
         fq_nhwc_to_nchw(ynp, g.batch, <int64_t>g.out_h * g.out_w, g.channels, 1, yp)
     if xx:
         y.view(np.uint8)[...] ^= np.uint8(0x80)
@@ -563,10 +550,7 @@ def plane_sums(x, int x_zero_point):
         xc = xc.view(np.uint8) ^ np.uint8(0x80)
     cdef cnp.ndarray sums = np.empty(x.shape[:2], np.int32)
     cdef int64_t planes = <int64_t>x.shape[0] * x.shape[1]
-    cdef const fq_pool_kernels *pk = fq_pool_kernels_for(fq_get_backend())
-    if pk == NULL:
-        pk = fq_pool_kernels_for(0)
     if planes:
         with nogil:
-            pk.plane_sums(<const uint8_t *>cnp.PyArray_DATA(xc), planes, hw, <int32_t *>cnp.PyArray_DATA(sums))
+            fq_plane_sums(-1, <const uint8_t *>cnp.PyArray_DATA(xc), planes, hw, <int32_t *>cnp.PyArray_DATA(sums))
     return sums - np.int32(hw * (x_zero_point - olo))

@@ -7,7 +7,7 @@ checks here only guarantee that C never reads or writes out of bounds.
 """
 import numpy as np
 cimport numpy as cnp
-from libc.stdint cimport int8_t, uint8_t, int32_t, int64_t
+from libc.stdint cimport int8_t, uint8_t, int32_t, int64_t, uint32_t
 from libc.string cimport memset
 from libc.stdlib cimport malloc, free
 
@@ -44,15 +44,24 @@ cdef extern from "csrc/fastq.h" nogil:
         int32_t variant, scalar_only
     int fq_epilogue_prepare(fq_epilogue *ep, int32_t n_padded)
     const char *fq_backend_name(int backend)
+    const char *fq_family_name(int family)
+    int fq_backend_parent(int backend)
+    uint32_t fq_backend_features(int backend)
+    int fq_backend_compiled(int backend)
     int fq_backend_supported(int backend)
     int fq_get_backend()
     int fq_set_backend(int backend)
-    int FQ_BACKEND_COUNT
+    int fq_family_owner(int backend, int family)
+    int fq_family_supported(int backend, int family)
+    long long fq_family_runs(int family, int backend)
+    int fq_scalar_set_mr(int32_t mr)
+    int FQ_BACKEND_COUNT, FQ_FAMILY_COUNT, FQ_MR_MAX
+    int FQ_FAMILY_GEMM, FQ_FAMILY_EPILOGUE, FQ_FAMILY_PACK, FQ_FAMILY_CONVERT, FQ_FAMILY_ELEMENTWISE
+    int FQ_FAMILY_FIXEDPOINT
     int fq_gemm(const fq_packed_weights *w, const uint8_t *a, Py_ssize_t lda, int32_t m, int a_signed,
                 const fq_epilogue *ep, void *out, Py_ssize_t ldo, int num_threads)
     int fq_get_num_threads()
     void fq_set_num_threads(int n)
-    long long fq_kernel_runs(int backend)
     void fq_multiply_by_quantized_multiplier_array(const int32_t *x, int64_t n,
                                                    const int32_t *multiplier, const int32_t *shift,
                                                    int64_t n_channels, int rounding,
@@ -64,6 +73,21 @@ cdef extern from "csrc/fastq.h" nogil:
     void fq_dequantize_s8(int isa, const int8_t *q, int64_t n, int32_t zero_point, float scale, float *x)
     int fq_minmax_f32(int isa, const float *x, int64_t n, float *min_out, float *max_out)
     void fq_fmaf_portable(const float *x, const float *y, const float *z, int64_t n, float *out)
+    void fq_qadd_fbgemm(int isa, const void *a, const void *b, void *y, int64_t n, int64_t n_vec,
+                        float a_scale, int32_t a_zero_point, float b_scale, int32_t b_zero_point,
+                        float inv_scale, int32_t zero_point, int relu, int is_signed)
+    void fq_qadd_qnnpack(int isa, const uint8_t *a, const uint8_t *b, uint8_t *y, int64_t n,
+                         int32_t zero_point_product, uint32_t a_multiplier, uint32_t b_multiplier,
+                         uint32_t shift, int32_t zero_point, int32_t y_min, int32_t y_max)
+    void fq_qmul(int isa, const void *a, const void *b, void *y, int64_t n, int64_t n_vec, int32_t a_zero_point,
+                 int32_t b_zero_point, float multiplier, int32_t zero_point, int relu, int is_signed)
+
+cdef extern from "csrc/runtime/cpu.h" nogil:
+    uint32_t fq_cpu_has(uint32_t mask)
+    uint32_t fq_cpu_features()
+    int fq_cpu_amx_permitted()
+    const char *fq_cpu_feature_name(int bit_index)
+    int FQ_FEAT_COUNT
 
 EPI_INT32 = FQ_EPI_INT32
 EPI_FBGEMM = FQ_EPI_FBGEMM
@@ -395,9 +419,57 @@ def fmaf_portable(x, y, z):
     return out
 
 
+# ---- the backend table (csrc/runtime/backends.c) -------------------------------------------
+FAMILIES = tuple(fq_family_name(f).decode() for f in range(FQ_FAMILY_COUNT))
+MR_MAX = FQ_MR_MAX
+
+
+def _feature_names(uint32_t mask):
+    return [fq_cpu_feature_name(i).decode() for i in range(FQ_FEAT_COUNT) if mask >> i & 1]
+
+
+def backend_table():
+    """Every backend of the table, in its order (each preferred over those before it): name,
+    parent (None for the root), the CPU features it needs (its own; the parent's apply too),
+    compiled (this build has its kernels), available (compiled and this CPU / OS runs it), and
+    per family the backend whose kernels it uses (itself or an ancestor; None when not compiled)."""
+    rows = []
+    for b in range(FQ_BACKEND_COUNT):
+        p = fq_backend_parent(b)
+        rows.append({
+            "name": fq_backend_name(b).decode(),
+            "parent": fq_backend_name(p).decode() if p >= 0 else None,
+            "features": _feature_names(fq_backend_features(b)),
+            "compiled": bool(fq_backend_compiled(b)),
+            "available": bool(fq_backend_supported(b)),
+            "kernels": {fq_family_name(f).decode(): (fq_backend_name(fq_family_owner(b, f)).decode()
+                                                     if fq_family_owner(b, f) >= 0 else None)
+                        for f in range(FQ_FAMILY_COUNT)},
+        })
+    return rows
+
+
+def family_backends(str family):
+    """Backend ids whose own kernels of `family` run on this CPU (they may need less than the
+    whole backend: the AVX-512 conversions need no VNNI); for forcing an ISA in tests."""
+    if family not in FAMILIES:
+        raise ValueError("family: unknown kernel family %r; known: %s" % (family, ", ".join(FAMILIES)))
+    cdef int f = FAMILIES.index(family)
+    return [b for b in range(FQ_BACKEND_COUNT) if fq_family_supported(b, f)]
+
+
 def conversion_isas():
     """Backend ids whose conversion kernels (quantize, dequantize, minmax) run on this CPU."""
-    return [b for b in range(FQ_BACKEND_COUNT) if fq_convert_supported(b)]
+    return family_backends("convert")
+
+
+def cpu_features():
+    """{feature: present} for every feature bit of the CPU detector (CPUID and the OS state in
+    XCR0; amx_permitted asks Linux for the tile permission, once per process)."""
+    cdef uint32_t have = fq_cpu_features()
+    out = {fq_cpu_feature_name(i).decode(): bool(have >> i & 1) for i in range(FQ_FEAT_COUNT)}
+    out["amx_permitted"] = bool(fq_cpu_amx_permitted())
+    return out
 
 
 def backend_names():
@@ -413,8 +485,19 @@ def set_backend(int b):
     return fq_set_backend(b) == 0
 
 def kernel_runs():
-    """{backend name: fq_gemm calls that ran its kernels} since the library loaded."""
-    return {fq_backend_name(b).decode(): fq_kernel_runs(b) for b in range(FQ_BACKEND_COUNT)}
+    """{family: {backend name: calls that ran that backend's own kernels of the family}} since
+    the library loaded (a call on a backend that inherits a family counts under the ancestor)."""
+    return {fq_family_name(f).decode(): {fq_backend_name(b).decode(): fq_family_runs(f, b)
+                                         for b in range(FQ_BACKEND_COUNT)}
+            for f in range(FQ_FAMILY_COUNT)}
+
+
+def scalar_set_mr(int mr):
+    """Tests only: rows per tile of the scalar backend (its kernels take any count), so that the
+    GEMM driver runs tiles of up to MR_MAX rows. Returns the previous value."""
+    if not 1 <= mr <= FQ_MR_MAX:
+        raise ValueError("mr: expected 1..%d rows per tile, got %d" % (FQ_MR_MAX, mr))
+    return fq_scalar_set_mr(mr)
 
 def get_num_threads():
     return fq_get_num_threads()
@@ -635,6 +718,65 @@ def qgemm_int32(cnp.ndarray a not None, int a_zero_point, cnp.ndarray w not None
     if rc != 0:
         raise MemoryError("a: could not allocate the row sums of %d rows" % m)
     return out
+
+
+# ---- elementwise add / mul (csrc/elementwise/) ----------------------------------------------
+# Contiguous uint8 / int8 arrays of equal size in, a new array of their shape out; the layers
+# (layers/arith.py) check shapes and qparams first. isa: -1 the current backend, or a backend
+# id to force its kernels (tests; scalar when they cannot run here).
+
+cdef int _signed_pair(cnp.ndarray a, cnp.ndarray b) except -1:
+    cdef int ta = cnp.PyArray_TYPE(a)
+    if ta != cnp.PyArray_TYPE(b) or ta not in (cnp.NPY_UINT8, cnp.NPY_INT8):
+        raise TypeError("a, b: expected two uint8 or two int8 arrays, got %s and %s" % (a.dtype, b.dtype))
+    if a.size != b.size:
+        raise ValueError("a, b: sizes differ (%d, %d)" % (a.size, b.size))
+    return 1 if ta == cnp.NPY_INT8 else 0
+
+
+cdef inline cnp.ndarray _contiguous(cnp.ndarray x):
+    return x if cnp.PyArray_IS_C_CONTIGUOUS(x) else np.ascontiguousarray(x)
+
+
+def qadd_fbgemm(cnp.ndarray a not None, cnp.ndarray b not None, int64_t n_vec, float a_scale,
+                int a_zero_point, float b_scale, int b_zero_point, float inv_scale, int zero_point,
+                bint relu, int isa=-1):
+    cdef int is_signed = _signed_pair(a, b)
+    a = _contiguous(a); b = _contiguous(b)
+    cdef cnp.ndarray y = cnp.PyArray_EMPTY(a.ndim, a.shape, cnp.PyArray_TYPE(a), 0)
+    with nogil:
+        fq_qadd_fbgemm(isa, cnp.PyArray_DATA(a), cnp.PyArray_DATA(b), cnp.PyArray_DATA(y),
+                       cnp.PyArray_SIZE(a), n_vec, a_scale, a_zero_point, b_scale, b_zero_point,
+                       inv_scale, zero_point, relu, is_signed)
+    return y
+
+
+def qadd_qnnpack(cnp.ndarray a not None, cnp.ndarray b not None, int32_t zero_point_product,
+                 uint32_t a_multiplier, uint32_t b_multiplier, uint32_t shift, int zero_point,
+                 int y_min, int y_max, int isa=-1):
+    if _signed_pair(a, b):
+        raise TypeError("a, b: QNNPACK add takes uint8 values, got %s" % a.dtype)
+    if not (0 < shift < 36):
+        raise ValueError("shift: QNNPACK add shifts by 1..35 (scale ratios in [2**-14, 2**8)), got %d" % shift)
+    a = _contiguous(a); b = _contiguous(b)
+    cdef cnp.ndarray y = cnp.PyArray_EMPTY(a.ndim, a.shape, cnp.NPY_UINT8, 0)
+    with nogil:
+        fq_qadd_qnnpack(isa, <const uint8_t *>cnp.PyArray_DATA(a), <const uint8_t *>cnp.PyArray_DATA(b),
+                        <uint8_t *>cnp.PyArray_DATA(y), cnp.PyArray_SIZE(a), zero_point_product,
+                        a_multiplier, b_multiplier, shift, zero_point, y_min, y_max)
+    return y
+
+
+def qmul(cnp.ndarray a not None, cnp.ndarray b not None, int64_t n_vec, int a_zero_point, int b_zero_point,
+         float multiplier, int zero_point, bint relu, int isa=-1):
+    """n_vec: how many leading elements follow torch's vectorized body (the rest its scalar tail)."""
+    cdef int is_signed = _signed_pair(a, b)
+    a = _contiguous(a); b = _contiguous(b)
+    cdef cnp.ndarray y = cnp.PyArray_EMPTY(a.ndim, a.shape, cnp.PyArray_TYPE(a), 0)
+    with nogil:
+        fq_qmul(isa, cnp.PyArray_DATA(a), cnp.PyArray_DATA(b), cnp.PyArray_DATA(y), cnp.PyArray_SIZE(a),
+                n_vec, a_zero_point, b_zero_point, multiplier, zero_point, relu, is_signed)
+    return y
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,8 +11,7 @@ FLOORS = (
     # pure numpy formulas, argument checks, the compiled kernels and what calls them directly
     ("ground", ("fastq.reference", "fastq._checks", "fastq.qtensor", "fastq.fixedpoint", "fastq.qgemm",
                 "fastq.runtime", "fastq.observers", "fastq.engines", "fastq.qconfig", "fastq.fusion",
-                "fastq._layering",
-                "fastq._kernels", "fastq._elementwise", "fastq._bench")),
+                "fastq._layering", "fastq._kernels", "fastq._bench")),
     ("ops", ("fastq.layers",)),                     # one module per op family, on the op protocol
     ("graph", ("fastq.model",)),                    # Model / Node: the graph runner
     ("drivers", ("fastq.summary", "fastq.explain", "fastq.export", "fastq.model_file",

@@ -1,4 +1,6 @@
-"""Which ISA backend runs the kernels, and on how many threads."""
+"""Which ISA backend runs the kernels (every family: GEMM, packing, conversions, add / mul, fixed
+point), and on how many threads. The backends are the entries of the kernel table
+(csrc/runtime/backends.c; `_kernels.backend_table()` lists them with parents and features)."""
 from __future__ import annotations
 
 import os
@@ -11,7 +13,8 @@ _NAMES = _kernels.backend_names()
 
 
 def backends():
-    """Backends this CPU can run, slowest first, e.g. ['scalar', 'avx2', 'avx512vnni']."""
+    """Backends of the kernel table this CPU can run, in table order (each preferred over those
+    before it), e.g. ['scalar', 'avx2', 'avx512vnni']."""
     return [name for i, name in enumerate(_NAMES) if _kernels.backend_supported(i)]
 
 
@@ -20,7 +23,8 @@ def get_backend():
 
 
 def set_backend(name):
-    """Force one backend ('scalar', 'avx2', 'avx512vnni'), or 'auto' for the best one."""
+    """Force one backend of the kernel table (e.g. 'scalar', 'avx2', 'avx512vnni') for every kernel
+    family, or 'auto' for the best one."""
     if not isinstance(name, str):
         raise TypeError("name: expected a backend name (%s or 'auto'), got %r" % (", ".join(_NAMES), name))
     if name == "auto":
@@ -32,7 +36,7 @@ def set_backend(name):
                          % (name, ", ".join(backends())))
 
 
-MAX_THREADS = 256          # FQ_MAX_THREADS in csrc/threadpool.c
+MAX_THREADS = 256          # FQ_MAX_THREADS in csrc/runtime/threadpool.c
 
 # The thread count set_num_threads(0) restores: None = the C default (FASTQ_NUM_THREADS or the
 # CPU count); an int when FASTQ_NUM_THREADS was invalid and the CPU count is used instead.

@@ -1,19 +1,20 @@
 /* fastq C API: the one header _kernels.pyx cimports.
  *
- * Layers (ruy-style, narrow interfaces):
- *   pack.c          weights [N,K] int8  ->  fq_packed_weights (panels, column sums);
- *                   pack_avx2.c is its vectorized pass (a dword transpose)
- *   ukernel_*.c     one tile of raw dot products  sum_k x[m,k]*w[n,k]  per ISA, the M = 1
- *                   (GEMV) kernel and the row sums: scalar, avx2 (vpmaddwd), avx512vnni (vpdpbusd)
- *   epilogue_*.c    one tile: zero-point corrections + requantization -> uint8 / int8 / int32 /
- *                   float, one function per (mode, rounding, output type) per ISA, in the ISA's
- *                   table; fixedpoint_avx2.h / fixedpoint_avx512.h are the lane primitives the
- *                   fixed-point steps of fixedpoint_lanes.h are written over (scalar twin:
- *                   requant_fixedpoint.h, function for function)
- *   gemm.c          the driver: tiles over M and panels, threads, picks the epilogue per call
- *   threadpool.c    the pthread pool behind fq_parallel_for (fork-safe)
- *   dispatch.c      the one CPU detector, the one table of kernels per ISA, the backend switch
- *   quantize.c      float <-> uint8 / int8 conversions (torch semantics)
+ * csrc/ has one folder per kernel family, each with its ISA files and headers beside it:
+ *   gemm/         pack.c (+ pack_avx2.c): weights [N,K] int8 -> fq_packed_weights (panels,
+ *                 column sums); ukernel_*.c: one tile of raw dot products sum_k x[m,k]*w[n,k]
+ *                 per ISA, the M = 1 (GEMV) kernel and the row sums; epilogue_*.c: one tile's
+ *                 zero-point corrections + requantization -> uint8 / int8 / int32 / float;
+ *                 gemm.c: the driver (tiles over M and panels, threads, the epilogue per call)
+ *   fixedpoint/   MultiplyByQuantizedMultiplier: the scalar steps (requant_fixedpoint.h), the
+ *                 lane primitives (fixedpoint_avx2.h / _avx512.h, fixedpoint_lanes.h) the
+ *                 SIMD epilogues are written over, and the array function
+ *   convert/      float <-> uint8 / int8 conversions (torch semantics)
+ *   elementwise/  quantized add / mul of the graph ops
+ *   conv/         convolution: NHWC padding, im2col over the GEMM driver, direct depthwise tiles
+ *   pool/         max / average pooling, plane sums
+ *   runtime/      the CPU detector (cpu.c), the backend table (backends.c), the thread pool
+ * A backend's fill function in runtime/backends.c lists which of these kernels it has.
  *
  * Arithmetic: docs/ARITHMETIC.md; fastq/reference.py is its numpy twin.
  */
@@ -36,7 +37,7 @@ extern "C" {
 #define FQ_NR 64           /* output columns per panel */
 #define FQ_KG 4            /* consecutive k per group */
 #define FQ_PANEL_GROUP_BYTES (FQ_NR * FQ_KG)
-#define FQ_MR_MAX 8        /* no microkernel uses more rows per tile */
+#define FQ_MR_MAX 16       /* most rows per tile a microkernel may take (AMX tiles: 16) */
 
 typedef struct {
     int32_t n, k;              /* logical shape of the weight matrix [N, K] */
@@ -131,27 +132,54 @@ typedef struct {
  * sets variant / scalar_only. Returns 0, or -1 when ep is unusable. */
 int fq_epilogue_prepare(fq_epilogue *ep, int32_t n_padded);
 
-/* ---- backends ---------------------------------------------------------------------- */
+/* ---- the backend table (runtime/backends.c) -----------------------------------------
+ * A backend is one entry of the table: a name, the CPU features it needs (runtime/cpu.h, OS
+ * enablement included), the parent whose kernels it inherits, and a fill function that
+ * overrides the kernels it has. Every kernel family is looked up in the current backend's
+ * resolved kernels, so FASTQ_BACKEND / fq_set_backend govern all of them. Entries are ordered
+ * so that each is preferred over those before it; a parent comes before its children. */
 typedef enum {
     FQ_BACKEND_SCALAR = 0,
     FQ_BACKEND_AVX2 = 1,
     FQ_BACKEND_AVX512VNNI = 2,
+    /* FQ_BACKEND_AMX = 3 will go here (parent avx512vnni; needs FQ_FEAT_AMX_TILE | AMX_INT8 |
+     * OS_AMX | AMX_PERMITTED, the detection runtime/cpu.c already has) */
     FQ_BACKEND_COUNT = 3
 } fq_backend;
 
-const char *fq_backend_name(int backend);
-int fq_backend_supported(int backend);   /* compiled in and the CPU can run it */
-int fq_best_backend(void);
-int fq_get_backend(void);
-int fq_set_backend(int backend);         /* 0, or -1 when not supported */
-
-/* The one CPU detector (dispatch.c): features the ISA paths need. */
+/* The kernel families; each fq_kernels field belongs to one, and run counters are per family. */
 typedef enum {
-    FQ_CPU_AVX2_FMA = 1,         /* avx2 + fma: the avx2 backend, the AVX2 conversions */
-    FQ_CPU_AVX512 = 2,           /* avx512f + bw + vl (and OS zmm state): the AVX-512 conversions */
-    FQ_CPU_AVX512VNNI = 3        /* the above + avx512vnni: the avx512vnni backend */
-} fq_cpu_feature;
-int fq_cpu_supports(int feature);
+    FQ_FAMILY_GEMM = 0,          /* microkernel, GEMV kernel, row sums, tile rows */
+    FQ_FAMILY_EPILOGUE,          /* the requantizing epilogues of a tile */
+    FQ_FAMILY_PACK,              /* weight packing */
+    FQ_FAMILY_CONVERT,           /* quantize / dequantize / min-max of float arrays */
+    FQ_FAMILY_ELEMENTWISE,       /* quantized add / mul */
+    FQ_FAMILY_FIXEDPOINT,        /* MultiplyByQuantizedMultiplier over arrays */
+    FQ_FAMILY_CONV,              /* depthwise tiles, exact and saturating (GEMM convolution runs
+                                    the gemm family) */
+    FQ_FAMILY_POOL,              /* max pooling (NHWC), plane sums */
+    FQ_FAMILY_COUNT
+} fq_family;
+
+const char *fq_backend_name(int backend);       /* "unknown" outside the table */
+const char *fq_family_name(int family);
+int fq_backend_parent(int backend);             /* -1 for the root (scalar) */
+uint32_t fq_backend_features(int backend);      /* FQ_FEAT_* mask (runtime/cpu.h) */
+int fq_backend_compiled(int backend);           /* this build has its fill function */
+int fq_backend_supported(int backend);          /* compiled, its features present, parent supported */
+int fq_best_backend(void);
+int fq_get_backend(void);                       /* FASTQ_BACKEND, else the best, on first use */
+int fq_set_backend(int backend);                /* 0, or -1 when not supported */
+/* The backend whose kernels backend uses for family (itself, or the ancestor it inherits
+ * them from); -1 when backend is not compiled. */
+int fq_family_owner(int backend, int family);
+/* Backend's own kernels of family can run here: they may need less than the whole backend
+ * (the AVX-512 conversions need no VNNI). Tests and benches force an ISA with it. */
+int fq_family_supported(int backend, int family);
+/* Calls that ran family's kernels of backend (the owner of what ran, not the selected one)
+ * since the library loaded: the test suite's covered-paths check (ruy's test.h). Approximate
+ * under concurrent calls (a relaxed load + store, no locked add); never 0 once a call ran. */
+long long fq_family_runs(int family, int backend);
 
 /* Per-ISA kernels. A tile is mr rows (mr <= kernels->mr) by one 64-column panel.
  * ukernel: tile[i*64 + c] = sum_k (a[i*lda + k] ^ a_xor) * panel_w[k][c]   (raw, no zero points);
@@ -166,16 +194,41 @@ typedef void (*fq_epilogue_fn)(int32_t mr, int32_t nc, const int32_t *tile,
  * the accumulator arithmetic wraps, and the overflow check guarantees the final acc fits) */
 typedef void (*fq_row_sums_fn)(const uint8_t *a, ptrdiff_t lda, int32_t m, int32_t k, uint8_t a_xor,
                                int32_t *sums);
-struct fq_convert_kernels;       /* convert.h */
+/* Packs n rows of k int8 weights into data (every byte of it, padding zeroed) and gives each
+ * row's sum, min and max. */
+typedef void (*fq_pack_fn)(const int8_t *w, ptrdiff_t ldw, int32_t n, int32_t k, int8_t *data,
+                           int32_t *row_sum, int32_t *row_min, int32_t *row_max);
+typedef void (*fq_mbqm_array_fn)(const int32_t *x, int64_t n, const int32_t *multiplier,
+                                 const int32_t *shift, int64_t n_channels, int rounding, int32_t *out);
+struct fq_convert_kernels;       /* convert/convert.h */
+struct fq_elementwise_kernels;   /* elementwise/elementwise.h */
+struct fq_conv_kernels;          /* conv/conv.h */
+struct fq_pool_kernels;          /* pool/pool.h */
 typedef struct {
     const char *name;
-    int32_t mr;                  /* rows per tile */
+    /* FQ_FAMILY_GEMM */
+    int32_t mr;                  /* rows per tile, 1..FQ_MR_MAX */
     fq_ukernel_fn ukernel;
     fq_ukernel_fn gemv;          /* mr == 1 kernel; may equal ukernel */
     fq_row_sums_fn row_sums;
-    fq_epilogue_fn epilogue[FQ_EPV_COUNT][2];   /* [variant][out_signed]; the scalar function
+    /* FQ_FAMILY_EPILOGUE */
+    fq_epilogue_fn epilogue[FQ_EPV_COUNT][2];   /* [variant][out_signed]; inherited entries
                                                    where an ISA has no SIMD one */
-    const struct fq_convert_kernels *convert;   /* float <-> uint8 / int8 of this ISA */
+    /* FQ_FAMILY_PACK */
+    fq_pack_fn pack;
+    /* FQ_FAMILY_CONVERT */
+    const struct fq_convert_kernels *convert;
+    /* FQ_FAMILY_ELEMENTWISE */
+    const struct fq_elementwise_kernels *elementwise;
+    /* FQ_FAMILY_FIXEDPOINT */
+    fq_mbqm_array_fn multiply_by_quantized_multiplier;
+    /* FQ_FAMILY_CONV */
+    const struct fq_conv_kernels *conv;
+    /* FQ_FAMILY_POOL */
+    const struct fq_pool_kernels *pool;
+    /* set by the table: which backend supplied each family (per entry for the epilogues) */
+    int8_t owner[FQ_FAMILY_COUNT];
+    int8_t epilogue_owner[FQ_EPV_COUNT][2];
 } fq_kernels;
 
 /* Which ISA paths this build compiles (each ISA file compiles its own target). */
@@ -186,7 +239,16 @@ typedef struct {
 #define FQ_COMPILE_AVX512 1
 #endif
 
-const fq_kernels *fq_kernels_for(int backend);   /* NULL when not compiled in */
+const fq_kernels *fq_kernels_for(int backend);   /* resolved kernels; NULL when not compiled in */
+const fq_kernels *fq_current_kernels(void);      /* fq_kernels_for(fq_get_backend()) */
+/* The kernels a call of family runs: the current backend's (isa < 0), or isa's when its own
+ * kernels of family can run here, else scalar's. Counts the run under the owner. */
+const fq_kernels *fq_kernels_run(int family, int isa);
+void fq_note_run(int family, int owner);
+/* Tests only: the scalar backend's rows per tile (its kernels take any count), to drive the
+ * GEMM driver with tiles of up to FQ_MR_MAX rows. Returns the previous count, or -1 outside
+ * 1..FQ_MR_MAX (nothing changed). */
+int fq_scalar_set_mr(int32_t mr);
 
 /* ---- the GEMM driver ----------------------------------------------------------------
  * out[m, n] = epilogue(acc[m, n]) for m < M, n < N; a is [M, K] bytes with row stride lda,
@@ -197,9 +259,6 @@ const fq_kernels *fq_kernels_for(int backend);   /* NULL when not compiled in */
 int fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t m, int a_signed,
             const fq_epilogue *ep, void *out, ptrdiff_t ldo, int num_threads);
 
-/* How many fq_gemm calls ran the kernels of backend since the library loaded (tests check
- * that every backend this CPU supports was exercised: ruy's covered-paths check). */
-long long fq_kernel_runs(int backend);
 
 /* ---- threads ------------------------------------------------------------------------ */
 int fq_get_num_threads(void);
@@ -214,11 +273,36 @@ void fq_multiply_by_quantized_multiplier_array(const int32_t *x, int64_t n, cons
                                                const int32_t *shift, int64_t n_channels,
                                                int rounding, int32_t *out);
 
+/* ---- elementwise add / mul (elementwise/elementwise.h, reference.py) ------------------
+ * isa as for the conversions below: -1 the current backend, or a backend id to force its
+ * kernels (scalar when they cannot run here). Values are uint8, or int8 when is_signed. */
+/* torch qadd_kernel (x86 / fbgemm engines): the first n_vec elements as its vectorized body
+ * (dequantize fmaf(s, q, s * -zp), quantize zp + cvtps2dq(min(c * inv_s, 2^31 - 128)) in wrapping
+ * int32), the rest as its scalar tail (dequantize (q - zp) * s, quantize rne(zp + c * inv_s),
+ * saturating). */
+void fq_qadd_fbgemm(int isa, const void *a, const void *b, void *y, int64_t n, int64_t n_vec,
+                    float a_scale, int32_t a_zero_point, float b_scale, int32_t b_zero_point,
+                    float inv_scale, int32_t zero_point, int relu, int is_signed);
+/* QNNPACK q8 add (uint8): y = clamp(zp + rshift_round_away(zpp + a * am + b * bm, shift)),
+ * in wrapping int32 as the C code does; 0 < shift < 36. Shifts 32..35 (scale ratios below
+ * 2^-10, which QNNPACK does not guard) go as torch runs them: constants from shifts of count
+ * mod 32, acc shifted with sign fill except in a last 4096-element tile of 1..7 elements
+ * (count mod 32; reference.qadd_qnnpack, fq_qnnpack_long_end). */
+void fq_qadd_qnnpack(int isa, const uint8_t *a, const uint8_t *b, uint8_t *y, int64_t n,
+                     int32_t zero_point_product, uint32_t a_multiplier, uint32_t b_multiplier,
+                     uint32_t shift, int32_t zero_point, int32_t y_min, int32_t y_max);
+/* torch qmul_kernel: y = clamp(zp + rne((float)((a - za) * (b - zb)) * m)), relu: max(y, zp);
+ * the first n_vec elements as its vectorized body (cvtps2dq, zero point added in wrapping
+ * int32), the rest as its scalar tail (lrintf into int64): they differ once the product
+ * exceeds 2^31 output steps (reference.qmul). */
+void fq_qmul(int isa, const void *a, const void *b, void *y, int64_t n, int64_t n_vec, int32_t a_zero_point,
+             int32_t b_zero_point, float multiplier, int32_t zero_point, int relu, int is_signed);
+
 /* ---- quantize / dequantize (torch semantics, docs/ARITHMETIC.md §10) --------------- */
 /* The conversions run the current backend's ISA (avx512vnni -> AVX-512, avx2 -> AVX2+FMA,
  * else scalar); the functions below take isa = an fq_backend to force one (tests, benches;
  * scalar when it cannot run here) or -1 for the current backend. Results never depend on it. */
-int fq_convert_supported(int isa);       /* compiled in and the CPU can run it */
+int fq_convert_supported(int isa);       /* fq_family_supported(isa, FQ_FAMILY_CONVERT) */
 /* q = clamp(rne(min(fmaf(x, inv_scale, zp), 2147483520)), qmin, qmax), NaN -> qmax, on a chosen
  * ISA; q holds int8 bytes when qmin < 0 (qmin, qmax in the range of the byte type) */
 void fq_quantize_u8_isa(int isa, const float *x, int64_t n, float inv_scale, float zero_point,

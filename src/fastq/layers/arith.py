@@ -7,7 +7,7 @@ import numpy as np
 
 from typing import NamedTuple, Optional, Tuple
 
-from .. import _elementwise, reference
+from .. import _kernels, reference
 from ..qtensor import QTensor, dequantize, quantize
 from . import arith_emit as _c
 from ._base import (ANY, FLOAT, QUANT, Layer, Setting, check_bool, check_choice, check_int,  # noqa: F401
@@ -173,7 +173,7 @@ class QuantizedAdd(_QBinary):
         if self._qnnpack_kernel and va.dtype == np.uint8:
             zpp, am, bm, shift = self._cached((a.scale, a.zero_point, b.scale, b.zero_point),
                                               lambda: self._qnnpack_params(a, b))
-            y = _elementwise.qadd_qnnpack(va, vb, zpp, am, bm, shift, self._z, self._z if self._relu else 0, 255)
+            y = _kernels.qadd_qnnpack(va, vb, zpp, am, bm, shift, self._z, self._z if self._relu else 0, 255)
         else:
             sa, sb = self._cached((a.scale, b.scale), lambda: (float(np.float32(a.scale)), float(np.float32(b.scale))))
             n = va.size
@@ -194,7 +194,7 @@ class QuantizedAdd(_QBinary):
     def _fbgemm(self, va, vb, sa, za, sb, zb):
         n = va.size
         n_vec = (n // self._block) * self._block if self._block else 0
-        return _elementwise.qadd_fbgemm(va, vb, n_vec, sa, za, sb, zb, self._inv_scale, self._z, self._relu)
+        return _kernels.qadd_fbgemm(va, vb, n_vec, sa, za, sb, zb, self._inv_scale, self._z, self._relu)
 
     def prepare(self, a, b):
         """AddData for inputs quantized as a and b (Specs), from the same builders the call caches."""
@@ -276,7 +276,7 @@ class QuantizedMul(_QBinary):
 
     def _mul(self, va, vb, za, zb, m):
         n_vec = (va.size // self._block) * self._block if self._block else 0
-        return _elementwise.qmul(va, vb, n_vec, za, zb, m, self._z, self._relu)
+        return _kernels.qmul(va, vb, n_vec, za, zb, m, self._z, self._relu)
 
 
 @register

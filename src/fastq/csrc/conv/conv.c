@@ -3,7 +3,7 @@
  * (a chunk of A stays in L2 while the GEMM reads it). The output columns of group g are
  * out_c/groups consecutive channels of the NHWC output row, so ldo = out_c. */
 #include <stdlib.h>
-#include "conv.h"
+#include "conv/conv.h"
 
 void fq_im2col(const fq_conv_geometry *g, const uint8_t *xp, int32_t group, int64_t m0, int64_t m1,
                uint8_t *col);

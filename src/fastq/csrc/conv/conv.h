@@ -8,7 +8,8 @@
  *   depthwise*.c    groups == in_channels: sum over taps of x * w per channel, scalar twin,
  *                   AVX2 and AVX-512, exact (vpmaddwd on int16 tap pairs) or FBGEMM's
  *                   saturating int16 tap pairs (vpmaddubsw), then the same epilogues
- *   dispatch_conv.c the per-ISA table of this family (fq_conv_kernels_for)
+ *   the depthwise tile kernels of each ISA are the conv family of the backend table
+ *   (runtime/backends.c): FASTQ_BACKEND / fq_set_backend pick them with every other family
  *
  * The padded value is the input zero point, so padded taps add (zx - zx) * w = 0 to acc,
  * as in torch. Arithmetic: docs/ARITHMETIC.md; the numpy oracle is tests/test_conv_kernels.py.
@@ -18,7 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "../fastq.h"
+#include "fastq.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -101,21 +102,22 @@ typedef struct {
 typedef void (*fq_dw_tile_fn)(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x,
                               const fq_dw_weights *w, int32_t c0, int32_t nc, int32_t *tile);
 
-/* The family's per-ISA table (the kernels branch folds it into its backend table). */
-typedef struct {
+/* The conv family's kernels of one ISA (a field of fq_kernels, runtime/backends.c). */
+typedef struct fq_conv_kernels {
     const char *name;
     fq_dw_tile_fn dw_exact;
     fq_dw_tile_fn dw_saturate;
 } fq_conv_kernels;
-const fq_conv_kernels *fq_conv_kernels_for(int backend);   /* NULL when not compiled in */
+const fq_conv_kernels *fq_conv_kernels_scalar(void);
+const fq_conv_kernels *fq_conv_kernels_avx2(void);         /* defined where FQ_COMPILE_AVX2 */
+const fq_conv_kernels *fq_conv_kernels_avx512vnni(void);   /* defined where FQ_COMPILE_AVX512 */
 
 /* The driver: out NHWC [batch, out_h, out_w, channels] (elem per ep->kind) from the padded
- * buffer xp (replicate = out_c / in_c). isa: a backend id to force one (tests), -1 current. */
+ * buffer xp (replicate = out_c / in_c). isa: -1 the current backend, or a backend id to force
+ * its conv kernels and epilogues (tests; scalar when they cannot run here). The run counts
+ * under the conv and epilogue families (fq_family_runs). */
 int fq_depthwise(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w, int saturate,
                  const fq_epilogue *ep, void *out, int isa, int num_threads);
-
-/* How many depthwise / conv calls ran each backend (the covered-paths check). */
-long long fq_conv_kernel_runs(int backend);
 
 #ifdef __cplusplus
 }

@@ -11,8 +11,7 @@
  * and the kernels put the int32 sums back in channel order before the store. */
 #include <stdlib.h>
 #include <string.h>
-#include <stdatomic.h>
-#include "conv.h"
+#include "conv/conv.h"
 
 static void *aligned64(size_t bytes) {
     void *p = NULL;
@@ -130,12 +129,6 @@ static const fq_conv_kernels scalar_table = {"scalar", dw_exact_scalar, dw_satur
 const fq_conv_kernels *fq_conv_kernels_scalar(void) { return &scalar_table; }
 
 /* ---- the driver ------------------------------------------------------------------------- */
-static atomic_llong conv_runs[FQ_BACKEND_COUNT];
-
-long long fq_conv_kernel_runs(int backend) {
-    return backend >= 0 && backend < FQ_BACKEND_COUNT ? atomic_load(&conv_runs[backend]) : 0;
-}
-
 typedef struct {
     const fq_conv_geometry *g;
     const uint8_t *xp;
@@ -171,17 +164,15 @@ static void dw_row(void *ctx, int64_t row) {
 
 int fq_depthwise(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w, int saturate,
                  const fq_epilogue *ep, void *out, int isa, int num_threads) {
-    int backend = isa >= 0 && fq_backend_supported(isa) ? isa : isa >= 0 ? FQ_BACKEND_SCALAR : fq_get_backend();
-    const fq_conv_kernels *ck = fq_conv_kernels_for(backend);
-    const fq_kernels *kern = fq_kernels_for(ep->scalar_only ? FQ_BACKEND_SCALAR : backend);
-    if (!ck || !kern) return -1;
-    atomic_fetch_add_explicit(&conv_runs[backend], 1, memory_order_relaxed);
+    const fq_kernels *kern = fq_kernels_run(FQ_FAMILY_CONV, isa);
+    const fq_kernels *epi_table = ep->scalar_only ? fq_kernels_for(FQ_BACKEND_SCALAR) : kern;
+    fq_note_run(FQ_FAMILY_EPILOGUE, epi_table->epilogue_owner[ep->variant][ep->out_signed]);
     dw_job j;
     j.g = g;
     j.xp = xp;
     j.w = w;
-    j.tile_fn = saturate ? ck->dw_saturate : ck->dw_exact;
-    j.epilogue = kern->epilogue[ep->variant][ep->out_signed];
+    j.tile_fn = saturate ? kern->conv->dw_saturate : kern->conv->dw_exact;
+    j.epilogue = epi_table->epilogue[ep->variant][ep->out_signed];
     j.ep = ep;
     int32_t cx = g->out_c, wp = g->in_w + 2 * g->pad_w;
     j.tg.k_h = g->k_h;

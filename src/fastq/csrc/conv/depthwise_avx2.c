@@ -1,6 +1,6 @@
 /* AVX2 depthwise tiles (layouts: depthwise.c): 16 channels per ymm pair. Exact: two taps per
  * vpmaddwd on int16 (x, wd) pairs. Saturating: FBGEMM's vpmaddubsw byte pairs. */
-#include "conv.h"
+#include "conv/conv.h"
 #ifdef FQ_COMPILE_AVX2
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
@@ -9,8 +9,8 @@ static inline ptrdiff_t tap_offset(const fq_dw_tile_geom *tg, int32_t t) {
     return (ptrdiff_t)(t / tg->k_w) * tg->tap_h + (ptrdiff_t)(t % tg->k_w) * tg->tap_w;
 }
 
-void fq_dw_exact_avx2(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x, const fq_dw_weights *w,
-                      int32_t c0, int32_t nc, int32_t *tile) {
+static void dw_exact_avx2(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x, const fq_dw_weights *w,
+                          int32_t c0, int32_t nc, int32_t *tile) {
     int32_t taps = tg->k_h * tg->k_w, pairs = (taps + 1) / 2;
     size_t blocks = (size_t)w->c_pad / 32;
     for (int32_t q = 0; q < (nc + 15) / 16; q++) {            /* 16-channel quarter of the 64 */
@@ -35,8 +35,8 @@ void fq_dw_exact_avx2(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x, c
     }
 }
 
-void fq_dw_saturate_avx2(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x, const fq_dw_weights *w,
-                         int32_t c0, int32_t nc, int32_t *tile) {
+static void dw_saturate_avx2(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x, const fq_dw_weights *w,
+                             int32_t c0, int32_t nc, int32_t *tile) {
     int32_t taps = tg->k_h * tg->k_w, pairs = (taps + 1) / 2;
     size_t cp = (size_t)w->c_pad;
     const __m256i ones = _mm256_set1_epi8(1);
@@ -68,4 +68,7 @@ void fq_dw_saturate_avx2(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x
         }
     }
 }
+
+static const fq_conv_kernels avx2_kernels = {"avx2", dw_exact_avx2, dw_saturate_avx2};
+const fq_conv_kernels *fq_conv_kernels_avx2(void) { return &avx2_kernels; }
 #endif

@@ -2,7 +2,7 @@
  * taps per vpdpwssd (int16 x int16 pairs summed into int32, no saturation). Saturating:
  * FBGEMM's vpmaddubsw on (x[2p], x[2p+1]) x (w[2p], w[2p+1]) byte pairs, int16 saturated,
  * then widened and summed exactly, 32 channels per step. */
-#include "conv.h"
+#include "conv/conv.h"
 #ifdef FQ_COMPILE_AVX512
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
 #include <immintrin.h>
@@ -11,8 +11,8 @@ static inline ptrdiff_t tap_offset(const fq_dw_tile_geom *tg, int32_t t) {
     return (ptrdiff_t)(t / tg->k_w) * tg->tap_h + (ptrdiff_t)(t % tg->k_w) * tg->tap_w;
 }
 
-void fq_dw_exact_avx512(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x, const fq_dw_weights *w,
-                        int32_t c0, int32_t nc, int32_t *tile) {
+static void dw_exact_avx512(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x, const fq_dw_weights *w,
+                            int32_t c0, int32_t nc, int32_t *tile) {
     int32_t taps = tg->k_h * tg->k_w, pairs = (taps + 1) / 2;
     size_t blocks = (size_t)w->c_pad / 32;
     /* lane order of vpunpck{l,h}wd back to channel order (depthwise.c) */
@@ -37,8 +37,8 @@ void fq_dw_exact_avx512(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x,
     }
 }
 
-void fq_dw_saturate_avx512(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x, const fq_dw_weights *w,
-                           int32_t c0, int32_t nc, int32_t *tile) {
+static void dw_saturate_avx512(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x, const fq_dw_weights *w,
+                               int32_t c0, int32_t nc, int32_t *tile) {
     int32_t taps = tg->k_h * tg->k_w, pairs = (taps + 1) / 2;
     size_t cp = (size_t)w->c_pad;
     const __m512i ones = _mm512_set1_epi8(1);
@@ -74,4 +74,7 @@ void fq_dw_saturate_avx512(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t 
         }
     }
 }
+
+static const fq_conv_kernels avx512_kernels = {"avx512vnni", dw_exact_avx512, dw_saturate_avx512};
+const fq_conv_kernels *fq_conv_kernels_avx512vnni(void) { return &avx512_kernels; }
 #endif

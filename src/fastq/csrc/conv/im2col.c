@@ -1,7 +1,7 @@
 /* Rows of the GEMM's A matrix: row m = output pixel (n, oh, ow), k = (kh, kw, c) over the
  * group's channels, read from the zero-point-padded NHWC buffer (no bounds tests). */
 #include <string.h>
-#include "conv.h"
+#include "conv/conv.h"
 
 void fq_im2col(const fq_conv_geometry *g, const uint8_t *xp, int32_t group, int64_t m0, int64_t m1,
                uint8_t *col) {

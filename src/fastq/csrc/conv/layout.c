@@ -1,6 +1,6 @@
 /* NCHW <-> NHWC and the zero-point-padded NHWC input of every convolution. */
 #include <string.h>
-#include "conv.h"
+#include "conv/conv.h"
 
 int fq_conv_geometry_check(fq_conv_geometry *g) {
     if (g->batch < 0 || g->in_c <= 0 || g->in_h <= 0 || g->in_w <= 0 || g->out_c <= 0 || g->groups <= 0 ||

@@ -1,7 +1,7 @@
 /* Scalar pooling kernels (the twins of pool_avx2.c) and the average-pooling kernel. */
 #include <math.h>
 #include <string.h>
-#include "pool.h"
+#include "pool/pool.h"
 
 static void max_pool_scalar(const fq_pool_geometry *g, const uint8_t *x, uint8_t *y) {
     int32_t c = g->channels;

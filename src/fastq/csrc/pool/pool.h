@@ -11,7 +11,7 @@
 #define FASTQ_POOL_H
 #include <stddef.h>
 #include <stdint.h>
-#include "../fastq.h"
+#include "fastq.h"
 
 typedef struct {
     int32_t batch, channels, in_h, in_w, out_h, out_w;
@@ -24,12 +24,19 @@ typedef void (*fq_max_pool_fn)(const fq_pool_geometry *g, const uint8_t *x, uint
 /* sums[p] = sum of plane p (hw bytes), p < planes; exact in int32 for hw < 2^23 */
 typedef void (*fq_plane_sums_fn)(const uint8_t *x, int64_t planes, int64_t hw, int32_t *sums);
 
-typedef struct {
+/* The pool family's kernels of one ISA (a field of fq_kernels, runtime/backends.c). */
+typedef struct fq_pool_kernels {
     const char *name;
     fq_max_pool_fn max_pool_nhwc;
     fq_plane_sums_fn plane_sums;
 } fq_pool_kernels;
-const fq_pool_kernels *fq_pool_kernels_for(int backend);   /* NULL when not compiled in */
+const fq_pool_kernels *fq_pool_kernels_scalar(void);
+const fq_pool_kernels *fq_pool_kernels_avx2(void);    /* defined where FQ_COMPILE_AVX2 */
+
+/* The public calls (pool_entry.c): isa -1 the current backend, or a backend id to force its
+ * pool kernels (tests; scalar when they cannot run here); each run counts under the family. */
+void fq_max_pool_nhwc(int isa, const fq_pool_geometry *g, const uint8_t *x, uint8_t *y);
+void fq_plane_sums(int isa, const uint8_t *x, int64_t planes, int64_t hw, int32_t *sums);
 
 /* Average over windows: for output (oh, ow) the in-bounds rows [h0[oh], h1[oh]) and columns
  * [w0[ow], w1[ow]); d = sum(x) - size * x_zero_point (x, zx in uint8 terms, size the number of

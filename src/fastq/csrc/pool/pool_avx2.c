@@ -1,11 +1,11 @@
 /* AVX2 pooling: max across 32 channels per vpmaxub (NHWC), plane sums with vpsadbw. */
 #include <string.h>
-#include "pool.h"
+#include "pool/pool.h"
 #ifdef FQ_COMPILE_AVX2
 #pragma GCC target("avx2")
 #include <immintrin.h>
 
-void fq_max_pool_nhwc_avx2(const fq_pool_geometry *g, const uint8_t *x, uint8_t *y) {
+static void max_pool_nhwc_avx2(const fq_pool_geometry *g, const uint8_t *x, uint8_t *y) {
     int32_t c = g->channels;
     for (int32_t n = 0; n < g->batch; n++)
         for (int32_t oh = 0; oh < g->out_h; oh++)
@@ -46,7 +46,7 @@ void fq_max_pool_nhwc_avx2(const fq_pool_geometry *g, const uint8_t *x, uint8_t 
             }
 }
 
-void fq_plane_sums_avx2(const uint8_t *x, int64_t planes, int64_t hw, int32_t *sums) {
+static void plane_sums_avx2(const uint8_t *x, int64_t planes, int64_t hw, int32_t *sums) {
     const __m256i zero = _mm256_setzero_si256();
     for (int64_t p = 0; p < planes; p++) {
         const uint8_t *s = x + p * hw;
@@ -61,4 +61,7 @@ void fq_plane_sums_avx2(const uint8_t *x, int64_t planes, int64_t hw, int32_t *s
         sums[p] = (int32_t)(uint32_t)total;
     }
 }
+
+static const fq_pool_kernels avx2_kernels = {"avx2", max_pool_nhwc_avx2, plane_sums_avx2};
+const fq_pool_kernels *fq_pool_kernels_avx2(void) { return &avx2_kernels; }
 #endif

@@ -2,7 +2,7 @@
  * for bit. 8 floats per vector; tails go through a small zero-padded buffer (AVX2 has no
  * masked byte stores), so every element takes the vector path. */
 #include <string.h>
-#include "convert.h"
+#include "convert/convert.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #pragma GCC target("avx2,fma")

@@ -1,9 +1,10 @@
 /* Weight packing: [N, K] int8 rows -> 64-column panels of 4-byte k groups (see fastq.h),
  * column sums and the overflow bound computed in the same pass over the weights
- * (pack_avx2.c: the vectorized pass, a dword transpose). */
+ * (pack_avx2.c: the vectorized pass, a dword transpose; the backend table picks one). */
 #include <stdlib.h>
 #include <string.h>
 #include "fastq.h"
+#include "gemm/kernels.h"
 /* Uninitialized 64-byte aligned memory (the SIMD packer writes every byte). */
 static void *panel_alloc(size_t bytes) {
     size_t rounded = (bytes + 63) & ~(size_t)63;
@@ -17,11 +18,12 @@ static void *aligned_zalloc(size_t bytes) {
     return p;
 }
 
-/* Scalar packer, the twin of pack_avx2.c: one row at a time, 4 bytes to a lane.
- * The panels must be zeroed beforehand (padding columns and the tail group). */
-static void pack_rows_scalar(const int8_t *w, ptrdiff_t ldw, int32_t n, int32_t k, int8_t *data,
-                             int32_t *row_sum, int32_t *row_min, int32_t *row_max) {
+/* Scalar packer, the twin of pack_avx2.c: one row at a time, 4 bytes to a lane, after zeroing
+ * the panels (padding columns and the tail group). */
+void fq_pack_panels_scalar(const int8_t *w, ptrdiff_t ldw, int32_t n, int32_t k, int8_t *data,
+                           int32_t *row_sum, int32_t *row_min, int32_t *row_max) {
     size_t panel_bytes = (size_t)((k + FQ_KG - 1) / FQ_KG) * FQ_PANEL_GROUP_BYTES;
+    memset(data, 0, (size_t)((n + FQ_NR - 1) / FQ_NR) * panel_bytes);
     for (int32_t c = 0; c < n; c++) {
         const int8_t *row = w + (ptrdiff_t)c * ldw;
         int8_t *dst = data + (size_t)(c / FQ_NR) * panel_bytes + (size_t)(c % FQ_NR) * FQ_KG;
@@ -50,25 +52,6 @@ static void pack_rows_scalar(const int8_t *w, ptrdiff_t ldw, int32_t n, int32_t 
     }
 }
 
-typedef void (*pack_fn)(const int8_t *w, ptrdiff_t ldw, int32_t n, int32_t k, int8_t *data,
-                        int32_t *row_sum, int32_t *row_min, int32_t *row_max);
-#if defined(__x86_64__) && !defined(FASTQ_NO_AVX2)
-extern void fq_pack_panels_avx2(const int8_t *, ptrdiff_t, int32_t, int32_t, int8_t *,
-                                int32_t *, int32_t *, int32_t *);
-#endif
-
-/* The packer follows the backend, so each packer is tested with its kernels; NULL: the
- * scalar one (which needs a zeroed buffer). The AVX-512 backend uses the AVX2 packer: a
- * zmm version (64 rows x 64 bytes per step) measured 1.5x slower on 4096 x 4096, as 64 rows
- * 4 KiB apart thrash one L1 set; packing is memory bound either way. */
-static pack_fn simd_packer(void) {
-#if defined(__x86_64__) && !defined(FASTQ_NO_AVX2)
-    int backend = fq_get_backend();
-    if (backend == FQ_BACKEND_AVX2 || backend == FQ_BACKEND_AVX512VNNI) return fq_pack_panels_avx2;
-#endif
-    return NULL;
-}
-
 int fq_pack_weights(const int8_t *w, ptrdiff_t ldw, int32_t n, int32_t k,
                     const int32_t *w_zero_point, int w_zero_point_per_column,
                     fq_packed_weights *out) {
@@ -79,9 +62,7 @@ int fq_pack_weights(const int8_t *w, ptrdiff_t ldw, int32_t n, int32_t k,
     out->n_panels = (n + FQ_NR - 1) / FQ_NR;
     size_t ncols = (size_t)out->n_panels * FQ_NR;
     size_t data_bytes = (size_t)out->n_panels * out->k_groups * FQ_PANEL_GROUP_BYTES;
-    pack_fn simd = simd_packer();
     out->data = (int8_t *)panel_alloc(data_bytes);
-    if (out->data && !simd) memset(out->data, 0, data_bytes);
     out->col_sums = (int32_t *)aligned_zalloc(ncols * sizeof(int32_t));
     out->w_zero_point = (int32_t *)aligned_zalloc(ncols * sizeof(int32_t));
     int32_t *stats = (int32_t *)malloc(((size_t)n * 2 + 1) * sizeof(int32_t));
@@ -91,8 +72,8 @@ int fq_pack_weights(const int8_t *w, ptrdiff_t ldw, int32_t n, int32_t k,
         return -1;
     }
     int32_t *row_min = stats, *row_max = stats + n;
-    if (simd) simd(w, ldw, n, k, out->data, out->col_sums, row_min, row_max);
-    else pack_rows_scalar(w, ldw, n, k, out->data, out->col_sums, row_min, row_max);
+    /* the packer follows the backend, so each packer is tested with its kernels */
+    fq_kernels_run(FQ_FAMILY_PACK, -1)->pack(w, ldw, n, k, out->data, out->col_sums, row_min, row_max);
     int32_t all_zero = 1, max_dev = 0;
     for (int32_t c = 0; c < n; c++) {
         int32_t zw = w_zero_point_per_column ? w_zero_point[c] : w_zero_point[0];

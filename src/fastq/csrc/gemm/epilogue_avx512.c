@@ -14,8 +14,8 @@
 #ifdef FQ_COMPILE_AVX512
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,fma")
 #include <immintrin.h>
-#include "fixedpoint_avx512.h"
-#include "fixedpoint_lanes.h"
+#include "fixedpoint/fixedpoint_avx512.h"
+#include "fixedpoint/fixedpoint_lanes.h"
 
 #define LANES 16
 

@@ -1,6 +1,6 @@
 /* AVX-512 conversions (backend avx512vnni): the vector twins of quantize.c's scalar kernels,
  * bit for bit. 16 floats per vector, masked tails (no scalar remainder). */
-#include "convert.h"
+#include "convert/convert.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma")

@@ -1,6 +1,6 @@
 /* float32 <-> uint8 / int8 conversions with torch's arithmetic (docs/ARITHMETIC.md §10): the scalar
- * kernels (the twins of quantize_avx2.c / quantize_avx512.c) and the dispatch on the current
- * backend.
+ * kernels (the twins of quantize_avx2.c / quantize_avx512.c) and the calls through the backend
+ * table.
  *
  * quantize: t = fmaf(x, inv_scale, zero_point) (one rounding), then
  *           q = clamp(rne(min(t, 2147483520)), qmin, qmax), NaN -> qmax.
@@ -11,8 +11,8 @@
 #include <float.h>
 #include <math.h>
 #include <string.h>
-#include "convert.h"
-#include "requant.h"
+#include "convert/convert.h"
+#include "gemm/requant.h"
 
 /* rne for |t| <= 2^22 in the current rounding mode (default: half to even), no libm call:
  * adding 1.5 * 2^23 leaves no fraction bits, subtracting it back is exact. */
@@ -69,33 +69,11 @@ static const fq_convert_kernels scalar_kernels = {
 
 const fq_convert_kernels *fq_convert_scalar(void) { return &scalar_kernels; }
 
-/* The conversions of an ISA need less than its backend (no VNNI): the one CPU detector tells. */
-static int cpu_runs(int isa) {
-    switch (isa) {
-    case FQ_BACKEND_SCALAR: return 1;
-    case FQ_BACKEND_AVX2: return fq_cpu_supports(FQ_CPU_AVX2_FMA);
-    case FQ_BACKEND_AVX512VNNI: return fq_cpu_supports(FQ_CPU_AVX512);
-    default: return 0;
-    }
-}
+int fq_convert_supported(int isa) { return fq_family_supported(isa, FQ_FAMILY_CONVERT); }
 
-static const fq_convert_kernels *compiled(int isa) {
-    const fq_kernels *k = fq_kernels_for(isa);
-    return k ? k->convert : NULL;
-}
-
-int fq_convert_supported(int isa) {
-    return compiled(isa) != NULL && cpu_runs(isa);
-}
-
-/* isa < 0: the current backend's kernels (scalar where that backend has none compiled in). */
+/* isa < 0: the current backend's kernels; else isa's where they run here, scalar's otherwise */
 static const fq_convert_kernels *kernels(int isa) {
-    const fq_convert_kernels *k;
-    if (isa >= 0)
-        k = fq_convert_supported(isa) ? compiled(isa) : NULL;
-    else
-        k = compiled(fq_get_backend());       /* a selected backend always runs on this CPU */
-    return k ? k : &scalar_kernels;
+    return fq_kernels_run(FQ_FAMILY_CONVERT, isa)->convert;
 }
 
 void fq_quantize_u8_isa(int isa, const float *x, int64_t n, float inv_scale, float zero_point,

@@ -4,8 +4,8 @@
  * then one requantization step per column (docs/ARITHMETIC.md §6, §7, §8). The SIMD epilogues
  * are tested against these, and are these where an ISA has no SIMD variant (the table says). */
 #include "fastq.h"
-#include "requant.h"
-#include "requant_fixedpoint.h"
+#include "gemm/requant.h"
+#include "fixedpoint/requant_fixedpoint.h"
 
 static inline int32_t corrected_acc(const int32_t *tile_row, int32_t c, int32_t row_sum,
                                     int32_t n, const fq_epilogue *ep) {

@@ -2,7 +2,6 @@
  * current backend's microkernel and its fused epilogue on each tile while it is in L1,
  * and spreads the tiles over threads. The epilogue function is looked up once per call in
  * the backend's table, by (variant, output type). */
-#include <stdatomic.h>
 #include <stdlib.h>
 #include "fastq.h"
 
@@ -106,23 +105,15 @@ int fq_epilogue_prepare(fq_epilogue *ep, int32_t n_padded) {
     return 0;
 }
 
-/* calls that ran each backend's kernels (the test suite's covered-paths check) */
-static atomic_llong kernel_runs[FQ_BACKEND_COUNT];
-
-long long fq_kernel_runs(int backend) {
-    return backend >= 0 && backend < FQ_BACKEND_COUNT ? atomic_load(&kernel_runs[backend]) : 0;
-}
-
 int fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t m, int a_signed,
             const fq_epilogue *ep, void *out, ptrdiff_t ldo, int num_threads) {
     if (m <= 0 || w->n <= 0) return 0;
     gemm_job j;
     j.w = w;
-    int backend = fq_get_backend();
-    atomic_fetch_add_explicit(&kernel_runs[backend], 1, memory_order_relaxed);
-    j.kern = fq_kernels_for(backend);
+    j.kern = fq_kernels_run(FQ_FAMILY_GEMM, -1);
     const fq_kernels *epi_table = ep->scalar_only ? fq_kernels_for(FQ_BACKEND_SCALAR) : j.kern;
     j.epilogue = epi_table->epilogue[ep->variant][ep->out_signed];
+    fq_note_run(FQ_FAMILY_EPILOGUE, epi_table->epilogue_owner[ep->variant][ep->out_signed]);
     j.a = a;
     j.lda = lda;
     j.a_xor = a_signed ? 0x80 : 0;

@@ -7,8 +7,8 @@
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
 #include <string.h>
-#include "fixedpoint_avx2.h"
-#include "fixedpoint_lanes.h"
+#include "fixedpoint/fixedpoint_avx2.h"
+#include "fixedpoint/fixedpoint_lanes.h"
 
 #define LANES 8
 
