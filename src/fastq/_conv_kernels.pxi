@@ -26,6 +26,29 @@ cdef extern from "csrc/conv/conv.h" nogil:
 
 
 CONV_PATHS = ("auto", "gemm", "depthwise", "depthwise_saturate")
+EPILOGUE_KINDS = {"int32": FQ_EPI_INT32, "fbgemm": FQ_EPI_FBGEMM, "qnnpack": FQ_EPI_QNNPACK,
+                  "tflite": FQ_EPI_TFLITE, "onednn": FQ_EPI_ONEDNN}
+
+
+cdef int _epilogue_kind(kind) except -1:
+    if isinstance(kind, str):
+        if kind not in EPILOGUE_KINDS:
+            raise ValueError("kind: expected one of %s, got %r" % (sorted(EPILOGUE_KINDS), kind))
+        return EPILOGUE_KINDS[kind]
+    if isinstance(kind, (int, np.integer)) and not isinstance(kind, bool) and int(kind) in EPILOGUE_KINDS.values():
+        return int(kind)
+    raise ValueError("kind: expected EPI_INT32, EPI_FBGEMM, EPI_QNNPACK, EPI_TFLITE, EPI_ONEDNN or "
+                     "one of %s, got %r" % (sorted(EPILOGUE_KINDS), kind))
+
+
+cdef int _positive_scale(v, str name) except -1:
+    """Checks a tensor scale: a finite positive number (torch keeps it as a double)."""
+    if v is None or isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError("%s: expected a positive float for kind 'onednn', got %r" % (name, v))
+    d = float(v)
+    if not (d > 0.0 and d < float("inf")):
+        raise ValueError("%s: expected a finite positive scale, got %r" % (name, v))
+    return 0
 
 
 cdef tuple _pair(v, int spatial, str name, int lo):
@@ -132,14 +155,17 @@ cdef class ConvWeights:
     def max_abs_w_dev(self):
         return max((<PackedWeights>p).p.max_abs_w_dev for p in self.packed)
 
-    def epilogue(self, int x_zero_point, x_dtype=np.uint8, *, int kind=FQ_EPI_INT32, int_bias=None,
+    def epilogue(self, int x_zero_point, x_dtype=np.uint8, *, kind=FQ_EPI_INT32, int_bias=None,
                  bias=None, float bias_mult=1.0, scale=None, multiplier=None, shift=None,
                  int rounding=0, int out_zero_point=0, out_min=None, out_max=None,
-                 out_dtype=np.uint8, str path="auto"):
-        """The requantization of this layer for one input quantization -> ConvEpilogue."""
-        return ConvEpilogue(self, x_zero_point, x_dtype, kind, int_bias, bias, bias_mult, scale,
-                            multiplier, shift, rounding, out_zero_point, out_min, out_max,
-                            out_dtype, path)
+                 out_dtype=np.uint8, str path="auto", x_scale=None, out_scale=None):
+        """The requantization of this layer for one input quantization -> ConvEpilogue.
+        kind: an EPI_* value or its name ("int32", "fbgemm", "qnnpack", "tflite", "onednn").
+        "onednn" (torch x86 convolutions packed for oneDNN) takes x_scale and out_scale (the
+        tensors' double scales), scale = the weight scale(s) and bias = the float bias (or None)."""
+        return ConvEpilogue(self, x_zero_point, x_dtype, _epilogue_kind(kind), int_bias, bias, bias_mult,
+                            scale, multiplier, shift, rounding, out_zero_point, out_min, out_max,
+                            out_dtype, path, x_scale, out_scale)
 
 
 cdef class ConvEpilogue:
@@ -157,7 +183,7 @@ cdef class ConvEpilogue:
 
     def __cinit__(self, ConvWeights cw not None, int x_zero_point, x_dtype, int kind, int_bias, bias,
                   float bias_mult, scale, multiplier, shift, int rounding, int out_zero_point,
-                  out_min, out_max, out_dtype, str path):
+                  out_min, out_max, out_dtype, str path, x_scale=None, out_scale=None):
         self.eps = NULL
         self.cw = cw
         x_dtype = np.dtype(x_dtype)
@@ -167,8 +193,20 @@ cdef class ConvEpilogue:
         lo = -128 if x_dtype == np.int8 else 0
         if not lo <= x_zero_point <= lo + 255:
             raise ValueError("x_zero_point: expected %d..%d for %s input, got %d" % (lo, lo + 255, x_dtype, x_zero_point))
-        if kind not in (FQ_EPI_INT32, FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_TFLITE):
-            raise ValueError("kind: expected EPI_INT32, EPI_FBGEMM, EPI_QNNPACK or EPI_TFLITE, got %d" % kind)
+        kind = _epilogue_kind(kind)
+        cdef float src_scale = 0.0, out_scale_inv = 0.0
+        if kind == FQ_EPI_ONEDNN:
+            _positive_scale(x_scale, "x_scale")
+            _positive_scale(out_scale, "out_scale")
+            # CONV F2 (+ F2b): torch hands oneDNN reciprocals (double -> float) and oneDNN
+            # inverts them in float: the source scale is f32(1 / f32(1 / sx)); the output scale
+            # d = f32(1 / f32(1 / sy)) is applied as a multiplication by f32(1 / d)
+            src_scale = np.float32(1.0) / np.float32(1.0 / float(x_scale))
+            out_scale_inv = np.float32(1.0) / (np.float32(1.0) / np.float32(1.0 / float(out_scale)))
+            if bias is None:
+                bias = np.float32(0.0)     # y + 0 = y: no bias is the zero bias
+        elif x_scale is not None or out_scale is not None:
+            raise ValueError("x_scale, out_scale: only for kind 'onednn'")
         if path not in CONV_PATHS:
             raise ValueError("path: expected one of %s, got %r" % (CONV_PATHS, path))
         if path == "auto":
@@ -195,7 +233,7 @@ cdef class ConvEpilogue:
                                  % (olo, olo + 255, out_min, out_max))
         else:
             out_min, out_max = 0, 255
-        if kind == FQ_EPI_FBGEMM and scale is None or kind == FQ_EPI_QNNPACK and scale is None:
+        if kind in (FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_ONEDNN) and scale is None:
             raise ValueError("scale: required for this requantization kind")
         if kind == FQ_EPI_TFLITE and (multiplier is None or shift is None):
             raise ValueError("multiplier, shift: required for kind EPI_TFLITE")
@@ -257,6 +295,8 @@ cdef class ConvEpilogue:
             self.eps[g].multiplier = <const int32_t *>_ptr_or_null(arrs[4], np.int32, npad, "multiplier")
             self.eps[g].shift = <const int32_t *>_ptr_or_null(arrs[5], np.int32, npad, "shift")
             self.eps[g].rounding = rounding
+            self.eps[g].src_scale = src_scale
+            self.eps[g].out_scale_inv = out_scale_inv
             self.eps[g].out_zero_point = out_zero_point - olo
             self.eps[g].out_min = out_min - olo
             self.eps[g].out_max = out_max - olo
