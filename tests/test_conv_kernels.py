@@ -506,3 +506,55 @@ def test_pool_errors():
         K.avg_pool2d(x, 0, 2, divisor_override=0)
     with pytest.raises(ValueError, match="x_zero_point"):
         K.plane_sums(x, -1)
+
+
+# ------------------------------------------------------------------ channels-last layouts
+LAYOUT_CASES = [  # c, h, w, o, groups, k, stride, pad, path
+    (3, 9, 8, 8, 1, (3, 3), (2, 2), (1, 1), "gemm"),          # the 3-channel stem (short im2col runs)
+    (8, 6, 7, 16, 1, (1, 1), (1, 1), (0, 0), "gemm"),         # 1x1: the buffer is the input copied
+    (6, 5, 6, 9, 3, (3, 1), (1, 2), (1, 0), "gemm"),
+    (8, 7, 9, 8, 8, (3, 3), (1, 1), (1, 1), "depthwise"),
+    (8, 6, 6, 16, 8, (3, 3), (2, 2), (1, 1), "depthwise"),   # channel multiplier 2 (replicated)
+    (16, 5, 5, 16, 16, (3, 3), (1, 1), (0, 0), "depthwise"),
+    (5, 10, 140, 5, 5, (3, 3), (1, 1), (1, 1), "depthwise"),  # rows over one 128-pixel epilogue segment
+]
+
+
+@pytest.mark.parametrize("case", LAYOUT_CASES)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_layouts_nhwc(backend, rng, case, dtype):
+    """layout_in / layout_out "nhwc" give the NCHW results transposed (the oracle's acc), for
+    uint8 / int8 inputs, padding, channel multipliers, and 1-D inputs [N, L, C]."""
+    c, h, w, o, groups, k, stride, pad, path = case
+    x = rand(rng, (2, c, h, w), dtype)
+    zx = int(rng.integers(-128, 128) if dtype == np.int8 else rng.integers(0, 256))
+    wq = rng.integers(-128, 128, (o, c // groups) + k).astype(np.int8)
+    cw = K.ConvWeights(wq, 0, groups)
+    xu, zu = as_u8(x, zx)
+    expect = conv_acc(xu, zu, wq, 0, groups, stride, pad)
+    ep = cw.epilogue(zx, dtype, kind=K.EPI_INT32, path=path)
+    xn = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    for lin, lout in (("nhwc", "nchw"), ("nchw", "nhwc"), ("nhwc", "nhwc")):
+        got = K.conv2d(xn if lin == "nhwc" else x, ep, stride, pad, 1, layout_in=lin, layout_out=lout)
+        if lout == "nhwc":
+            got = got.transpose(0, 3, 1, 2)
+        assert np.array_equal(got, expect), (lin, lout)
+    if k[0] == 1:   # 1-D: [N, L, C]
+        cw1 = K.ConvWeights(wq[:, :, 0, :], 0, groups)
+        ep1 = cw1.epilogue(zx, dtype, kind=K.EPI_INT32, path=path)
+        got = K.conv2d(np.ascontiguousarray(x[:, :, 0, :].transpose(0, 2, 1)), ep1, stride[1], pad[1], 1,
+                       layout_in="nhwc", layout_out="nhwc")
+        e1 = conv_acc(xu[:, :, :1, :], zu, wq, 0, groups, (1, stride[1]), (0, pad[1]))[:, :, 0, :]
+        assert np.array_equal(got.transpose(0, 2, 1), e1)
+
+
+def test_layout_errors():
+    cw = K.ConvWeights(np.ones((2, 1, 1, 1), np.int8), 0)
+    ep = cw.epilogue(0)
+    x = np.zeros((1, 1, 2, 2), np.uint8)
+    with pytest.raises(ValueError, match="layout_in"):
+        K.conv2d(x, ep, layout_in="chwn")
+    with pytest.raises(ValueError, match="layout_out"):
+        K.conv2d(x, ep, layout_out="NHWC ")
+    with pytest.raises(ValueError, match="channels"):
+        K.conv2d(np.zeros((1, 2, 2, 3), np.uint8), ep, layout_in="nhwc")

@@ -10,6 +10,8 @@ cdef extern from "csrc/conv/conv.h" nogil:
     size_t fq_conv_padded_bytes(const fq_conv_geometry *g, int32_t replicate)
     void fq_conv_pad_nhwc(const fq_conv_geometry *g, const uint8_t *x, uint8_t x_xor, uint8_t pad_value,
                           int32_t replicate, uint8_t *xp)
+    void fq_conv_pad_from_nhwc(const fq_conv_geometry *g, const uint8_t *x, uint8_t x_xor, uint8_t pad_value,
+                               int32_t replicate, uint8_t *xp)
     void fq_nhwc_to_nchw(const void *inp, int32_t batch, int64_t hw, int32_t channels, size_t elem, void *out)
     int fq_conv2d_gemm(const fq_conv_geometry *g, const uint8_t *xp, const fq_packed_weights *w,
                        const fq_epilogue *ep, void *out, int num_threads)
@@ -335,14 +337,25 @@ cdef fq_conv_geometry _geometry(ConvWeights cw, tuple xshape, stride, padding, d
     return g
 
 
-def conv2d(x, ConvEpilogue ep not None, stride=1, padding=0, dilation=1, int num_threads=0):
-    """y = ep(conv(x)) in NCHW: x uint8 / int8 [N, C, H, W] (or [N, C, L] for 1-D weights) of
-    ep.x_dtype, quantized with ep.x_zero_point; y [N, out_c, OH, OW] (or [N, out_c, OL]) of
-    ep.out_dtype (int32 acc for EPI_INT32). Padding reads the input zero point."""
+def conv2d(x, ConvEpilogue ep not None, stride=1, padding=0, dilation=1, int num_threads=0,
+           str layout_in="nchw", str layout_out="nchw"):
+    """y = ep(conv(x)): x uint8 / int8 of ep.x_dtype quantized with ep.x_zero_point, y of
+    ep.out_dtype (int32 acc for EPI_INT32). Padding reads the input zero point.
+    layout_in "nchw": x [N, C, H, W] (or [N, C, L] for 1-D weights); "nhwc": x [N, H, W, C]
+    (or [N, L, C]), channels last, read without a layout copy.
+    layout_out "nchw": y [N, out_c, OH, OW] (or [N, out_c, OL]); "nhwc": y [N, OH, OW, out_c]
+    (or [N, OL, out_c]), the kernels' own layout, returned without a copy: a network that keeps
+    its activations channels last between convolutions pays no transposes."""
+    if layout_in not in ("nchw", "nhwc"):
+        raise ValueError("layout_in: expected 'nchw' or 'nhwc', got %r" % (layout_in,))
+    if layout_out not in ("nchw", "nhwc"):
+        raise ValueError("layout_out: expected 'nchw' or 'nhwc', got %r" % (layout_out,))
     if not isinstance(x, np.ndarray) or x.dtype != ep.x_dtype or x.ndim not in (3, 4):
         raise TypeError("x: expected a 3-D or 4-D %s array, got %s" % (ep.x_dtype, getattr(x, "dtype", type(x))))
+    cdef bint in_nhwc = layout_in == "nhwc"
+    xshape = (x.shape[0], x.shape[x.ndim - 1]) + tuple(x.shape[1:x.ndim - 1]) if in_nhwc else x.shape
     cdef ConvWeights cw = ep.cw
-    cdef fq_conv_geometry g = _geometry(cw, x.shape, stride, padding, dilation)
+    cdef fq_conv_geometry g = _geometry(cw, xshape, stride, padding, dilation)
     # int32 overflow: |acc| <= taps * cg * max|x - zx| * max|w - zw| must fit (the padding adds 0)
     cdef double k = <double>cw.k_h * cw.k_w * (cw.in_c // cw.groups)
     cdef int zp = ep.zp_u8
@@ -356,12 +369,13 @@ def conv2d(x, ConvEpilogue ep not None, stride=1, padding=0, dilation=1, int num
     cdef int replicate = cw.out_c // cw.in_c if ep.path != "gemm" else 1
     cdef size_t nbytes = fq_conv_padded_bytes(&g, replicate)
     cdef cnp.ndarray xp = np.empty(nbytes, np.uint8)
-    if x.ndim == 3:
-        oshape = (g.batch, cw.out_c, g.out_w)
-    else:
-        oshape = (g.batch, cw.out_c, g.out_h, g.out_w)
+    cdef bint out_nhwc = layout_out == "nhwc"
+    out_hw = (int(g.out_h), int(g.out_w))
+    spatial = out_hw[1:] if x.ndim == 3 else out_hw
+    oshape = (int(g.batch),) + spatial + (cw.out_c,) if out_nhwc else (int(g.batch), cw.out_c) + spatial
     cdef cnp.ndarray y = np.empty(oshape, ep.out_dtype)
-    cdef cnp.ndarray y_nhwc = np.empty((g.batch, g.out_h, g.out_w, cw.out_c), ep.out_dtype)
+    # the kernels write NHWC: into y itself, or into a buffer transposed into y
+    cdef cnp.ndarray y_nhwc = y if out_nhwc else np.empty((g.batch, g.out_h, g.out_w, cw.out_c), ep.out_dtype)
     cdef const uint8_t *xptr = <const uint8_t *>cnp.PyArray_DATA(xc)
     cdef uint8_t *xpp = <uint8_t *>cnp.PyArray_DATA(xp)
     cdef void *yn = cnp.PyArray_DATA(y_nhwc)
@@ -374,12 +388,15 @@ def conv2d(x, ConvEpilogue ep not None, stride=1, padding=0, dilation=1, int num
     if g.batch == 0:
         return y
     with nogil:
-        fq_conv_pad_nhwc(&g, xptr, xx, <uint8_t>zp, replicate, xpp)
+        if in_nhwc:
+            fq_conv_pad_from_nhwc(&g, xptr, xx, <uint8_t>zp, replicate, xpp)
+        else:
+            fq_conv_pad_nhwc(&g, xptr, xx, <uint8_t>zp, replicate, xpp)
         if dw:
             rc = fq_depthwise(&g, xpp, &cw.dw, sat, &ep.eps[0], yn, -1, num_threads)
         else:
             rc = fq_conv2d_gemm(&g, xpp, cw.pw_array, ep.eps, yn, num_threads)
-        if rc == 0:
+        if rc == 0 and not out_nhwc:
             fq_nhwc_to_nchw(yn, g.batch, <int64_t>g.out_h * g.out_w, g.out_c, elem, yp)
     if rc != 0:
         raise MemoryError("conv2d: could not allocate the column buffer")

@@ -149,22 +149,29 @@ typedef struct {
 } dw_job;
 
 #define DW_MR 8
+#define DW_SEG 128      /* pixels per epilogue call: a 32 KB int32 buffer on the stack */
 
+/* One output row: per 64-channel block, the tiles of up to DW_SEG pixels fill one buffer laid
+ * out as an epilogue tile ([pixel][64]), then a single epilogue call requantizes the segment
+ * (not one call per 8-pixel tile: the per-call constants are set up once per segment). */
 static void dw_row(void *ctx, int64_t row) {
     const dw_job *j = (const dw_job *)ctx;
     const fq_conv_geometry *g = j->g;
     int32_t n = (int32_t)(row / g->out_h), oh = (int32_t)(row % g->out_h);
     int32_t cx = g->out_c, hp = g->in_h + 2 * g->pad_h, wp = g->in_w + 2 * g->pad_w;
-    int32_t tile[DW_MR * 64] __attribute__((aligned(64)));
+    int32_t buf[DW_SEG * 64] __attribute__((aligned(64)));
     const uint8_t *xrow = j->xp + ((size_t)n * hp + (size_t)oh * g->stride_h) * wp * cx;
     char *orow = (char *)j->out + (size_t)row * g->out_w * cx * j->elem;
-    for (int32_t ow0 = 0; ow0 < g->out_w; ow0 += DW_MR) {
-        int32_t mr = g->out_w - ow0 < DW_MR ? g->out_w - ow0 : DW_MR;
+    for (int32_t s0 = 0; s0 < g->out_w; s0 += DW_SEG) {
+        int32_t seg = g->out_w - s0 < DW_SEG ? g->out_w - s0 : DW_SEG;
         for (int32_t c0 = 0; c0 < cx; c0 += 64) {
             int32_t nc = cx - c0 < 64 ? cx - c0 : 64;
-            j->tile_fn(&j->tg, mr, xrow + (size_t)ow0 * j->tg.pix + c0, j->w, c0, nc, tile);
+            for (int32_t i0 = 0; i0 < seg; i0 += DW_MR) {
+                int32_t mr = seg - i0 < DW_MR ? seg - i0 : DW_MR;
+                j->tile_fn(&j->tg, mr, xrow + (size_t)(s0 + i0) * j->tg.pix + c0, j->w, c0, nc, buf + i0 * 64);
+            }
             /* the epilogue adds the column offset n0 = c0 itself (as in gemm.c) */
-            j->epilogue(mr, nc, tile, NULL, c0, j->ep, orow + (size_t)ow0 * cx * j->elem, cx);
+            j->epilogue(seg, nc, buf, NULL, c0, j->ep, orow + (size_t)s0 * cx * j->elem, cx);
         }
     }
 }
