@@ -558,3 +558,52 @@ def test_layout_errors():
         K.conv2d(x, ep, layout_out="NHWC ")
     with pytest.raises(ValueError, match="channels"):
         K.conv2d(np.zeros((1, 2, 2, 3), np.uint8), ep, layout_in="nhwc")
+
+
+# ------------------------------------------------------------------ flat few-channel depthwise
+@pytest.mark.parametrize("c", [1, 2, 4, 8, 16])
+def test_depthwise_flat_every_width(backend, rng, c):
+    """out_c in {1, 2, 4, 8, 16} with stride_w 1 runs each row as a flat vector of 32-value
+    groups: every row length mod 32 (the tail group), stride_h 2, dilation along h, kernels
+    3 / 5 / 1x7, channel multipliers, int8 input, exact and saturating."""
+    for w in range(1, 3 + 64 // c):
+        k = ((3, 3), (5, 5), (1, 7))[w % 3]
+        pad = (k[0] // 2, k[1] // 2)
+        check_acc(rng, 1, c, 4, w, c, c, k, (1 + w % 2, 1), pad, (1 + (k[0] == 3 and w % 4 == 3), 1), path="depthwise",
+                  bias=w % 2 == 0, dtype=np.int8 if w % 5 == 0 else np.uint8)
+    if c > 1:   # multiplier m: c // m input channels replicated m times
+        check_acc(rng, 2, c // 2, 5, 7, c, c // 2, (3, 3), (1, 1), (1, 1), (1, 1), path="depthwise")
+    x = rng.integers(0, 256, (1, c, 5, 9)).astype(np.uint8)
+    x[:, :, ::2] = 255
+    w = rng.integers(-128, 128, (c, 1, 3, 3)).astype(np.int8)
+    zw = np.zeros(c, np.int64)
+    cw = K.ConvWeights(w, zw, c)
+    got = K.conv2d_acc(x, 7, cw, 1, 1, path="depthwise_saturate")
+    assert np.array_equal(got, depthwise_saturating_acc(x, 7, w, zw, (1, 1), (1, 1), (1, 1)))
+
+
+@pytest.mark.parametrize("mode", ["qnnpack", "onednn"])
+def test_depthwise_flat_requantized(backend, rng, mode):
+    """The flat path's epilogue runs over 32 virtual channels: per-channel scales and biases must
+    follow channel l % out_c (distinct per channel here, so a misaligned replica shows)."""
+    f32 = np.float32
+    for c in (2, 8, 16):
+        x = rng.integers(0, 256, (1, c, 6, 21)).astype(np.uint8)
+        w = rng.integers(-128, 128, (c, 1, 3, 3)).astype(np.int8)
+        cw = K.ConvWeights(w, 0, c)
+        scale = rng.uniform(1e-3, 1e-2, c).astype(f32)
+        acc = conv_acc(x, 3, w, 0, c, (1, 1), (1, 1))
+        sc = scale[None, :, None, None]
+        if mode == "qnnpack":
+            ib = rng.integers(-500, 500, c)
+            ep = cw.epilogue(3, kind=K.EPI_QNNPACK, int_bias=ib, scale=scale, out_zero_point=100)
+            t = (acc + ib[None, :, None, None]).astype(f32) * sc
+            expect = np.clip(np.rint(t) + 100, 0, 255)
+        else:
+            bias = rng.normal(0, 1, c).astype(f32)
+            ep = cw.epilogue(3, kind="onednn", x_scale=0.02, out_scale=0.1, scale=scale, bias=bias,
+                             out_zero_point=100)
+            y = (acc.astype(f32) * (f32(1) / f32(1 / 0.02))) * sc + bias[None, :, None, None]
+            t = y * (f32(1) / (f32(1) / f32(1 / 0.1))) + f32(100)
+            expect = np.clip(np.rint(t), 0, 255)
+        assert np.array_equal(K.conv2d(x, ep, 1, 1).astype(np.int64), expect.astype(np.int64)), (mode, c)

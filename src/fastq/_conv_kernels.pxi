@@ -24,6 +24,8 @@ cdef extern from "csrc/conv/conv.h" nogil:
                            int saturate, int32_t *col_offset)
     int fq_depthwise(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w, int saturate,
                      const fq_epilogue *ep, void *out, int isa, int num_threads)
+    int fq_depthwise_flat(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w32, int saturate,
+                          const fq_epilogue *ep, void *out, int isa, int num_threads)
     long long fq_conv_kernel_runs(int backend)
 
 
@@ -95,10 +97,13 @@ cdef class ConvWeights:
     cdef fq_packed_weights *pw_array       # struct copies of packed[g].p (they own the data)
     cdef fq_dw_weights dw
     cdef bint have_dw
+    cdef fq_dw_weights dw32                # out_c in {1, 2, 4, 8, 16}: 32 virtual channels w[l % out_c]
+    cdef bint have_dw32
 
     def __cinit__(self, w, w_zero_point, int groups=1):
         self.pw_array = NULL
         self.have_dw = False
+        self.have_dw32 = False
         if not isinstance(w, np.ndarray) or w.dtype != np.int8 or w.ndim not in (3, 4):
             raise TypeError("w: expected an int8 array [out_c, in_c/groups, k_h, k_w] or "
                             "[out_c, in_c/groups, k_w], got %r" % (getattr(w, "dtype", type(w)),))
@@ -147,11 +152,21 @@ cdef class ConvWeights:
             if rc != 0:
                 raise MemoryError("could not allocate the depthwise weights")
             self.have_dw = True
+            if oc <= 16 and 32 % oc == 0:
+                wflat = np.ascontiguousarray(np.tile(w.reshape(oc, kh * kw), (32 // oc, 1)))
+                zp32 = np.ascontiguousarray(np.tile(zp, 32 // oc))
+                rc = fq_dw_pack(<const int8_t *>cnp.PyArray_DATA(wflat), 32, kh * kw,
+                                <const int32_t *>cnp.PyArray_DATA(zp32), 1, &self.dw32)
+                if rc != 0:
+                    raise MemoryError("could not allocate the depthwise weights")
+                self.have_dw32 = True
 
     def __dealloc__(self):
         free(self.pw_array)
         if self.have_dw:
             fq_dw_free(&self.dw)
+        if self.have_dw32:
+            fq_dw_free(&self.dw32)
 
     @property
     def max_abs_w_dev(self):
@@ -182,11 +197,14 @@ cdef class ConvEpilogue:
     cdef fq_epilogue *eps
     cdef int n_eps
     cdef object keep
+    cdef fq_epilogue ep32                   # the flat few-channel depthwise path (virtual channels)
+    cdef bint have_ep32
 
     def __cinit__(self, ConvWeights cw not None, int x_zero_point, x_dtype, int kind, int_bias, bias,
                   float bias_mult, scale, multiplier, shift, int rounding, int out_zero_point,
                   out_min, out_max, out_dtype, str path, x_scale=None, out_scale=None):
         self.eps = NULL
+        self.have_ep32 = False
         self.cw = cw
         x_dtype = np.dtype(x_dtype)
         out_dtype = np.dtype(out_dtype)
@@ -305,6 +323,33 @@ cdef class ConvEpilogue:
             self.eps[g].out_signed = self.out_dtype == np.int8
             if fq_epilogue_prepare(&self.eps[g], npad) != 0:
                 raise ValueError("epilogue: rejected by fq_epilogue_prepare (kind %d)" % kind)
+        if path != "gemm" and cw.have_dw32:
+            # the same epilogue over 32 virtual channels l -> channel l % out_c (64 padded entries)
+            reps = 32 // cw.out_c
+            self.ep32 = self.eps[0]
+            col = np.zeros(64, np.int32)
+            ibg = None if int_bias is None else np.ascontiguousarray(np.tile(int_bias, reps))
+            fq_dw_col_offsets(&cw.dw32, self.zp_u8,
+                              NULL if ibg is None else <const int32_t *>cnp.PyArray_DATA(ibg),
+                              path == "depthwise_saturate", <int32_t *>cnp.PyArray_DATA(col))
+            arrs32 = [col]
+            for arr in keep[0][2:]:
+                if arr is None:
+                    arrs32.append(None)
+                    continue
+                a32 = np.zeros(64, arr.dtype)
+                a32[:32] = np.tile(arr[:cw.out_c], reps)
+                arrs32.append(a32)
+            keep.append(arrs32)
+            self.ep32.col_offset = <const int32_t *>cnp.PyArray_DATA(col)
+            self.ep32.w_zero_point = NULL
+            self.ep32.bias = <const float *>_ptr_or_null(arrs32[1], np.float32, 64, "bias")
+            self.ep32.scale = <const float *>_ptr_or_null(arrs32[2], np.float32, 64, "scale")
+            self.ep32.multiplier = <const int32_t *>_ptr_or_null(arrs32[3], np.int32, 64, "multiplier")
+            self.ep32.shift = <const int32_t *>_ptr_or_null(arrs32[4], np.int32, 64, "shift")
+            if fq_epilogue_prepare(&self.ep32, 64) != 0:
+                raise ValueError("epilogue: rejected by fq_epilogue_prepare (kind %d)" % kind)
+            self.have_ep32 = True
         self.keep = keep
 
     def __dealloc__(self):
@@ -392,7 +437,9 @@ def conv2d(x, ConvEpilogue ep not None, stride=1, padding=0, dilation=1, int num
             fq_conv_pad_from_nhwc(&g, xptr, xx, <uint8_t>zp, replicate, xpp)
         else:
             fq_conv_pad_nhwc(&g, xptr, xx, <uint8_t>zp, replicate, xpp)
-        if dw:
+        if dw and ep.have_ep32 and g.stride_w == 1 and g.dil_w == 1:
+            rc = fq_depthwise_flat(&g, xpp, &cw.dw32, sat, &ep.ep32, yn, -1, num_threads)
+        elif dw:
             rc = fq_depthwise(&g, xpp, &cw.dw, sat, &ep.eps[0], yn, -1, num_threads)
         else:
             rc = fq_conv2d_gemm(&g, xpp, cw.pw_array, ep.eps, yn, num_threads)

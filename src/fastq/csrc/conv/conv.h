@@ -118,6 +118,12 @@ const fq_conv_kernels *fq_conv_kernels_for(int backend);   /* NULL when not comp
 int fq_depthwise(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w, int saturate,
                  const fq_epilogue *ep, void *out, int isa, int num_threads);
 
+/* The same for out_c in {1, 2, 4, 8, 16} with stride_w = dil_w = 1 (depthwise.c: each row as a
+ * flat vector of 32-value "pixels"): w32 packs 32 virtual channels, w[l mod out_c]; ep's
+ * per-column arrays follow the same 32 virtual channels. -2 when the geometry does not qualify. */
+int fq_depthwise_flat(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w32, int saturate,
+                      const fq_epilogue *ep, void *out, int isa, int num_threads);
+
 /* How many depthwise / conv calls ran each backend (the covered-paths check). */
 long long fq_conv_kernel_runs(int backend);
 
