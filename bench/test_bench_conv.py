@@ -4,9 +4,11 @@ x86), one thread, in one run:
 
     PYTHONPATH=src python -m pytest bench/test_bench_conv.py --benchmark-only -s [--quick]
 
-fastq's time is the whole call from NCHW uint8 to NCHW uint8 (layout copies included), with
-the qnnpack epilogue (any epilogue costs the same); torch's is nnq.Conv2d's forward on a
-quantized NCHW tensor. GOPS = 2 * MACs / time."""
+fastq's times are whole calls with the qnnpack epilogue (any epilogue costs about the same):
+"nchw" from NCHW uint8 to NCHW uint8 (layout copies included), "nhwc" channels last in and out
+(conv2d(..., layout_in="nhwc", layout_out="nhwc"), what a network keeping its activations
+channels last between convolutions pays). torch's is nnq.Conv2d's forward on a quantized NCHW
+tensor (its output is channels last). GOPS = 2 * MACs / time, of the nhwc call."""
 import time
 
 import numpy as np
@@ -76,7 +78,14 @@ def fastq_layer(rng, c, h, w, o, g, k, s, p):
     ep = cw.epilogue(128, np.uint8, kind=K.EPI_QNNPACK, int_bias=rng.integers(-1000, 1000, o),
                      scale=np.full(o, 1e-3, np.float32), out_zero_point=128)
     x = rng.integers(0, 256, (1, c, h, w)).astype(np.uint8)
-    return lambda: K.conv2d(x, ep, pair(s), pair(p), 1, num_threads=1), wq
+    xn = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    nchw = lambda: K.conv2d(x, ep, pair(s), pair(p), 1, num_threads=1)
+    nhwc = lambda: K.conv2d(xn, ep, pair(s), pair(p), 1, num_threads=1, layout_in="nhwc", layout_out="nhwc")
+    try:
+        nhwc()
+    except TypeError:            # a build before the channels-last path
+        nhwc = None
+    return nchw, nhwc, wq
 
 
 def torch_layer(wq, c, h, w, o, g, k, s, p):
@@ -105,26 +114,35 @@ def test_conv_layers(benchmark, request):
     peak = _bench.peak_int8_gops()
     rows = []
     for name, c, h, w, o, g, k, s, p in LAYERS:
-        f, wq = fastq_layer(rng, c, h, w, o, g, k, s, p)
+        f, fn, wq = fastq_layer(rng, c, h, w, o, g, k, s, p)
         kh, kw = pair(k)
         oh = K.pool_output_size(h, kh, pair(s)[0], pair(p)[0], 1, False)
         ow = K.pool_output_size(w, kw, pair(s)[1], pair(p)[1], 1, False)
         ops = 2.0 * oh * ow * o * kh * kw * (c // g)
-        tf = best_time(f, budget)
+        tc = best_time(f, budget)
+        tf = best_time(fn, budget) if fn is not None else tc
         tt = best_time(torch_layer(wq, c, h, w, o, g, k, s, p), budget) if torch is not None else float("nan")
-        rows.append((name, ops, tf, tt))
+        rows.append((name, ops, tf, tt, tc))
     benchmark.pedantic(fastq_layer(rng, *LAYERS[1][1:])[0], rounds=20, iterations=10)
+    import platform
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+               platform.processor()) if platform.system() == "Linux" else platform.processor()
+    print("\nCPU: %s" % cpu)
     print("\nbackend %s, one thread, int8 peak %s GOPS" % (K.backend_names()[K.get_backend()],
                                                         "%.0f" % peak if peak else "n/a"))
-    print("%-20s %9s %9s %9s %8s %7s %9s" % ("layer", "MOPs", "fastq us", "torch us", "GOPS", "%peak", "torch/fq"))
-    for name, ops, tf, tt in rows:
+    print("%-20s %7s %8s %8s %8s %7s %6s %8s %8s" % ("layer", "MOPs", "nchw us", "nhwc us", "torch us", "GOPS",
+                                                    "%peak", "torch/nchw", "torch/nhwc"))
+    for name, ops, tf, tt, tc in rows:
         gops = ops / tf / 1e9
-        print("%-20s %9.3f %9.1f %9.1f %8.1f %6.1f%% %9.2f" % (name, ops / 1e6, tf * 1e6, tt * 1e6, gops,
-                                                              100 * gops / peak if peak else float("nan"), tt / tf))
-        benchmark.extra_info[name] = {"gops": gops, "fastq_s": tf, "torch_s": tt}
-    for kind in ("dw", "pw"):
+        print("%-20s %7.3f %8.1f %8.1f %8.1f %7.1f %5.1f%% %8.2f %8.2f" % (
+            name, ops / 1e6, tc * 1e6, tf * 1e6, tt * 1e6, gops, 100 * gops / peak if peak else float("nan"),
+            tt / tc, tt / tf))
+        benchmark.extra_info[name] = {"gops": gops, "fastq_s": tf, "fastq_nchw_s": tc, "torch_s": tt}
+    for kind in ("dw", "pw", ""):
         sel = [r for r in rows if ("." + kind) in r[0]]
         tf = sum(r[2] for r in sel)
         tt = sum(r[3] for r in sel)
-        print("%s layers: fastq %.1f us, torch %.1f us, torch/fastq %.2f" % (kind, tf * 1e6, tt * 1e6, tt / tf))
+        tc = sum(r[4] for r in sel)
+        print("%s layers: fastq nchw %.1f us, nhwc %.1f us, torch %.1f us, torch/nchw %.2f, torch/nhwc %.2f"
+              % (kind or "all", tc * 1e6, tf * 1e6, tt * 1e6, tt / tc, tt / tf))
     assert all(r[2] > 0 for r in rows)

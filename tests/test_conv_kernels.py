@@ -500,6 +500,107 @@ def test_pool_errors():
         K.plane_sums(x, -1)
 
 
+# ------------------------------------------------------------------ channels-last layouts
+LAYOUT_CASES = [  # c, h, w, o, groups, k, stride, pad, path
+    (3, 9, 8, 8, 1, (3, 3), (2, 2), (1, 1), "gemm"),          # the 3-channel stem (short im2col runs)
+    (8, 6, 7, 16, 1, (1, 1), (1, 1), (0, 0), "gemm"),         # 1x1: the buffer is the input copied
+    (6, 5, 6, 9, 3, (3, 1), (1, 2), (1, 0), "gemm"),
+    (8, 7, 9, 8, 8, (3, 3), (1, 1), (1, 1), "depthwise"),
+    (8, 6, 6, 16, 8, (3, 3), (2, 2), (1, 1), "depthwise"),   # channel multiplier 2 (replicated)
+    (16, 5, 5, 16, 16, (3, 3), (1, 1), (0, 0), "depthwise"),
+    (5, 10, 140, 5, 5, (3, 3), (1, 1), (1, 1), "depthwise"),  # rows over one 128-pixel epilogue segment
+]
+
+
+@pytest.mark.parametrize("case", LAYOUT_CASES)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_layouts_nhwc(backend, rng, case, dtype):
+    """layout_in / layout_out "nhwc" give the NCHW results transposed (the oracle's acc), for
+    uint8 / int8 inputs, padding, channel multipliers, and 1-D inputs [N, L, C]."""
+    c, h, w, o, groups, k, stride, pad, path = case
+    x = rand(rng, (2, c, h, w), dtype)
+    zx = int(rng.integers(-128, 128) if dtype == np.int8 else rng.integers(0, 256))
+    wq = rng.integers(-128, 128, (o, c // groups) + k).astype(np.int8)
+    cw = K.ConvWeights(wq, 0, groups)
+    xu, zu = as_u8(x, zx)
+    expect = conv_acc(xu, zu, wq, 0, groups, stride, pad)
+    ep = cw.epilogue(zx, dtype, kind=K.EPI_INT32, path=path)
+    xn = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    for lin, lout in (("nhwc", "nchw"), ("nchw", "nhwc"), ("nhwc", "nhwc")):
+        got = K.conv2d(xn if lin == "nhwc" else x, ep, stride, pad, 1, layout_in=lin, layout_out=lout)
+        if lout == "nhwc":
+            got = got.transpose(0, 3, 1, 2)
+        assert np.array_equal(got, expect), (lin, lout)
+    if k[0] == 1:   # 1-D: [N, L, C]
+        cw1 = K.ConvWeights(wq[:, :, 0, :], 0, groups)
+        ep1 = cw1.epilogue(zx, dtype, kind=K.EPI_INT32, path=path)
+        got = K.conv2d(np.ascontiguousarray(x[:, :, 0, :].transpose(0, 2, 1)), ep1, stride[1], pad[1], 1,
+                       layout_in="nhwc", layout_out="nhwc")
+        e1 = conv_acc(xu[:, :, :1, :], zu, wq, 0, groups, (1, stride[1]), (0, pad[1]))[:, :, 0, :]
+        assert np.array_equal(got.transpose(0, 2, 1), e1)
+
+
+def test_layout_errors():
+    cw = K.ConvWeights(np.ones((2, 1, 1, 1), np.int8), 0)
+    ep = cw.epilogue(0)
+    x = np.zeros((1, 1, 2, 2), np.uint8)
+    with pytest.raises(ValueError, match="layout_in"):
+        K.conv2d(x, ep, layout_in="chwn")
+    with pytest.raises(ValueError, match="layout_out"):
+        K.conv2d(x, ep, layout_out="NHWC ")
+    with pytest.raises(ValueError, match="channels"):
+        K.conv2d(np.zeros((1, 2, 2, 3), np.uint8), ep, layout_in="nhwc")
+
+
+# ------------------------------------------------------------------ flat few-channel depthwise
+@pytest.mark.parametrize("c", [1, 2, 4, 8, 16])
+def test_depthwise_flat_every_width(backend, rng, c):
+    """out_c in {1, 2, 4, 8, 16} with stride_w 1 runs each row as a flat vector of 32-value
+    groups: every row length mod 32 (the tail group), stride_h 2, dilation along h, kernels
+    3 / 5 / 1x7, channel multipliers, int8 input, exact and saturating."""
+    for w in range(1, 3 + 64 // c):
+        k = ((3, 3), (5, 5), (1, 7))[w % 3]
+        pad = (k[0] // 2, k[1] // 2)
+        check_acc(rng, 1, c, 4, w, c, c, k, (1 + w % 2, 1), pad, (1 + (k[0] == 3 and w % 4 == 3), 1), path="depthwise",
+                  bias=w % 2 == 0, dtype=np.int8 if w % 5 == 0 else np.uint8)
+    if c > 1:   # multiplier m: c // m input channels replicated m times
+        check_acc(rng, 2, c // 2, 5, 7, c, c // 2, (3, 3), (1, 1), (1, 1), (1, 1), path="depthwise")
+    x = rng.integers(0, 256, (1, c, 5, 9)).astype(np.uint8)
+    x[:, :, ::2] = 255
+    w = rng.integers(-128, 128, (c, 1, 3, 3)).astype(np.int8)
+    zw = np.zeros(c, np.int64)
+    cw = K.ConvWeights(w, zw, c)
+    got = K.conv2d_acc(x, 7, cw, 1, 1, path="depthwise_saturate")
+    assert np.array_equal(got, depthwise_saturating_acc(x, 7, w, zw, (1, 1), (1, 1), (1, 1)))
+
+
+@pytest.mark.parametrize("mode", ["qnnpack", "onednn"])
+def test_depthwise_flat_requantized(backend, rng, mode):
+    """The flat path's epilogue runs over 32 virtual channels: per-channel scales and biases must
+    follow channel l % out_c (distinct per channel here, so a misaligned replica shows)."""
+    f32 = np.float32
+    for c in (2, 8, 16):
+        x = rng.integers(0, 256, (1, c, 6, 21)).astype(np.uint8)
+        w = rng.integers(-128, 128, (c, 1, 3, 3)).astype(np.int8)
+        cw = K.ConvWeights(w, 0, c)
+        scale = rng.uniform(1e-3, 1e-2, c).astype(f32)
+        acc = conv_acc(x, 3, w, 0, c, (1, 1), (1, 1))
+        sc = scale[None, :, None, None]
+        if mode == "qnnpack":
+            ib = rng.integers(-500, 500, c)
+            ep = cw.epilogue(3, kind=K.EPI_QNNPACK, int_bias=ib, scale=scale, out_zero_point=100)
+            t = (acc + ib[None, :, None, None]).astype(f32) * sc
+            expect = np.clip(np.rint(t) + 100, 0, 255)
+        else:
+            bias = rng.normal(0, 1, c).astype(f32)
+            ep = cw.epilogue(3, kind="onednn", x_scale=0.02, out_scale=0.1, scale=scale, bias=bias,
+                             out_zero_point=100)
+            y = (acc.astype(f32) * (f32(1) / f32(1 / 0.02))) * sc + bias[None, :, None, None]
+            t = y * (f32(1) / (f32(1) / f32(1 / 0.1))) + f32(100)
+            expect = np.clip(np.rint(t), 0, 255)
+        assert np.array_equal(K.conv2d(x, ep, 1, 1).astype(np.int64), expect.astype(np.int64)), (mode, c)
+
+
 def test_backends_exercised():
     """Runs last: the conv and pool kernels of every backend of the table that has its own and
     runs here were called by the tests above (the conftest guard checks every family at the end

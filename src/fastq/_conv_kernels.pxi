@@ -10,6 +10,8 @@ cdef extern from "csrc/conv/conv.h" nogil:
     size_t fq_conv_padded_bytes(const fq_conv_geometry *g, int32_t replicate)
     void fq_conv_pad_nhwc(const fq_conv_geometry *g, const uint8_t *x, uint8_t x_xor, uint8_t pad_value,
                           int32_t replicate, uint8_t *xp)
+    void fq_conv_pad_from_nhwc(const fq_conv_geometry *g, const uint8_t *x, uint8_t x_xor, uint8_t pad_value,
+                               int32_t replicate, uint8_t *xp)
     void fq_nhwc_to_nchw(const void *inp, int32_t batch, int64_t hw, int32_t channels, size_t elem, void *out)
     int fq_conv2d_gemm(const fq_conv_geometry *g, const uint8_t *xp, const fq_packed_weights *w,
                        const fq_epilogue *ep, void *out, int num_threads)
@@ -22,9 +24,34 @@ cdef extern from "csrc/conv/conv.h" nogil:
                            int saturate, int32_t *col_offset)
     int fq_depthwise(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w, int saturate,
                      const fq_epilogue *ep, void *out, int isa, int num_threads)
+    int fq_depthwise_flat(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w32, int saturate,
+                          const fq_epilogue *ep, void *out, int isa, int num_threads)
 
 
 CONV_PATHS = ("auto", "gemm", "depthwise", "depthwise_saturate")
+EPILOGUE_KINDS = {"int32": FQ_EPI_INT32, "fbgemm": FQ_EPI_FBGEMM, "qnnpack": FQ_EPI_QNNPACK,
+                  "tflite": FQ_EPI_TFLITE, "onednn": FQ_EPI_ONEDNN}
+
+
+cdef int _epilogue_kind(kind) except -1:
+    if isinstance(kind, str):
+        if kind not in EPILOGUE_KINDS:
+            raise ValueError("kind: expected one of %s, got %r" % (sorted(EPILOGUE_KINDS), kind))
+        return EPILOGUE_KINDS[kind]
+    if isinstance(kind, (int, np.integer)) and not isinstance(kind, bool) and int(kind) in EPILOGUE_KINDS.values():
+        return int(kind)
+    raise ValueError("kind: expected EPI_INT32, EPI_FBGEMM, EPI_QNNPACK, EPI_TFLITE, EPI_ONEDNN or "
+                     "one of %s, got %r" % (sorted(EPILOGUE_KINDS), kind))
+
+
+cdef int _positive_scale(v, str name) except -1:
+    """Checks a tensor scale: a finite positive number (torch keeps it as a double)."""
+    if v is None or isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError("%s: expected a positive float for kind 'onednn', got %r" % (name, v))
+    d = float(v)
+    if not (d > 0.0 and d < float("inf")):
+        raise ValueError("%s: expected a finite positive scale, got %r" % (name, v))
+    return 0
 
 
 cdef tuple _pair(v, int spatial, str name, int lo):
@@ -69,10 +96,13 @@ cdef class ConvWeights:
     cdef fq_packed_weights *pw_array       # struct copies of packed[g].p (they own the data)
     cdef fq_dw_weights dw
     cdef bint have_dw
+    cdef fq_dw_weights dw32                # out_c in {1, 2, 4, 8, 16}: 32 virtual channels w[l % out_c]
+    cdef bint have_dw32
 
     def __cinit__(self, w, w_zero_point, int groups=1):
         self.pw_array = NULL
         self.have_dw = False
+        self.have_dw32 = False
         if not isinstance(w, np.ndarray) or w.dtype != np.int8 or w.ndim not in (3, 4):
             raise TypeError("w: expected an int8 array [out_c, in_c/groups, k_h, k_w] or "
                             "[out_c, in_c/groups, k_w], got %r" % (getattr(w, "dtype", type(w)),))
@@ -121,24 +151,37 @@ cdef class ConvWeights:
             if rc != 0:
                 raise MemoryError("could not allocate the depthwise weights")
             self.have_dw = True
+            if oc <= 16 and 32 % oc == 0:
+                wflat = np.ascontiguousarray(np.tile(w.reshape(oc, kh * kw), (32 // oc, 1)))
+                zp32 = np.ascontiguousarray(np.tile(zp, 32 // oc))
+                rc = fq_dw_pack(<const int8_t *>cnp.PyArray_DATA(wflat), 32, kh * kw,
+                                <const int32_t *>cnp.PyArray_DATA(zp32), 1, &self.dw32)
+                if rc != 0:
+                    raise MemoryError("could not allocate the depthwise weights")
+                self.have_dw32 = True
 
     def __dealloc__(self):
         free(self.pw_array)
         if self.have_dw:
             fq_dw_free(&self.dw)
+        if self.have_dw32:
+            fq_dw_free(&self.dw32)
 
     @property
     def max_abs_w_dev(self):
         return max((<PackedWeights>p).p.max_abs_w_dev for p in self.packed)
 
-    def epilogue(self, int x_zero_point, x_dtype=np.uint8, *, int kind=FQ_EPI_INT32, int_bias=None,
+    def epilogue(self, int x_zero_point, x_dtype=np.uint8, *, kind=FQ_EPI_INT32, int_bias=None,
                  bias=None, float bias_mult=1.0, scale=None, multiplier=None, shift=None,
                  int rounding=0, int out_zero_point=0, out_min=None, out_max=None,
-                 out_dtype=np.uint8, str path="auto"):
-        """The requantization of this layer for one input quantization -> ConvEpilogue."""
-        return ConvEpilogue(self, x_zero_point, x_dtype, kind, int_bias, bias, bias_mult, scale,
-                            multiplier, shift, rounding, out_zero_point, out_min, out_max,
-                            out_dtype, path)
+                 out_dtype=np.uint8, str path="auto", x_scale=None, out_scale=None):
+        """The requantization of this layer for one input quantization -> ConvEpilogue.
+        kind: an EPI_* value or its name ("int32", "fbgemm", "qnnpack", "tflite", "onednn").
+        "onednn" (torch x86 convolutions packed for oneDNN) takes x_scale and out_scale (the
+        tensors' double scales), scale = the weight scale(s) and bias = the float bias (or None)."""
+        return ConvEpilogue(self, x_zero_point, x_dtype, _epilogue_kind(kind), int_bias, bias, bias_mult,
+                            scale, multiplier, shift, rounding, out_zero_point, out_min, out_max,
+                            out_dtype, path, x_scale, out_scale)
 
 
 cdef class ConvEpilogue:
@@ -153,11 +196,14 @@ cdef class ConvEpilogue:
     cdef fq_epilogue *eps
     cdef int n_eps
     cdef object keep
+    cdef fq_epilogue ep32                   # the flat few-channel depthwise path (virtual channels)
+    cdef bint have_ep32
 
     def __cinit__(self, ConvWeights cw not None, int x_zero_point, x_dtype, int kind, int_bias, bias,
                   float bias_mult, scale, multiplier, shift, int rounding, int out_zero_point,
-                  out_min, out_max, out_dtype, str path):
+                  out_min, out_max, out_dtype, str path, x_scale=None, out_scale=None):
         self.eps = NULL
+        self.have_ep32 = False
         self.cw = cw
         x_dtype = np.dtype(x_dtype)
         out_dtype = np.dtype(out_dtype)
@@ -166,8 +212,20 @@ cdef class ConvEpilogue:
         lo = -128 if x_dtype == np.int8 else 0
         if not lo <= x_zero_point <= lo + 255:
             raise ValueError("x_zero_point: expected %d..%d for %s input, got %d" % (lo, lo + 255, x_dtype, x_zero_point))
-        if kind not in (FQ_EPI_INT32, FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_TFLITE):
-            raise ValueError("kind: expected EPI_INT32, EPI_FBGEMM, EPI_QNNPACK or EPI_TFLITE, got %d" % kind)
+        kind = _epilogue_kind(kind)
+        cdef float src_scale = 0.0, out_scale_inv = 0.0
+        if kind == FQ_EPI_ONEDNN:
+            _positive_scale(x_scale, "x_scale")
+            _positive_scale(out_scale, "out_scale")
+            # CONV F2 (+ F2b): torch hands oneDNN reciprocals (double -> float) and oneDNN
+            # inverts them in float: the source scale is f32(1 / f32(1 / sx)); the output scale
+            # d = f32(1 / f32(1 / sy)) is applied as a multiplication by f32(1 / d)
+            src_scale = np.float32(1.0) / np.float32(1.0 / float(x_scale))
+            out_scale_inv = np.float32(1.0) / (np.float32(1.0) / np.float32(1.0 / float(out_scale)))
+            if bias is None:
+                bias = np.float32(0.0)     # y + 0 = y: no bias is the zero bias
+        elif x_scale is not None or out_scale is not None:
+            raise ValueError("x_scale, out_scale: only for kind 'onednn'")
         if path not in CONV_PATHS:
             raise ValueError("path: expected one of %s, got %r" % (CONV_PATHS, path))
         if path == "auto":
@@ -194,7 +252,7 @@ cdef class ConvEpilogue:
                                  % (olo, olo + 255, out_min, out_max))
         else:
             out_min, out_max = 0, 255
-        if kind == FQ_EPI_FBGEMM and scale is None or kind == FQ_EPI_QNNPACK and scale is None:
+        if kind in (FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_ONEDNN) and scale is None:
             raise ValueError("scale: required for this requantization kind")
         if kind == FQ_EPI_TFLITE and (multiplier is None or shift is None):
             raise ValueError("multiplier, shift: required for kind EPI_TFLITE")
@@ -256,12 +314,41 @@ cdef class ConvEpilogue:
             self.eps[g].multiplier = <const int32_t *>_ptr_or_null(arrs[4], np.int32, npad, "multiplier")
             self.eps[g].shift = <const int32_t *>_ptr_or_null(arrs[5], np.int32, npad, "shift")
             self.eps[g].rounding = rounding
+            self.eps[g].src_scale = src_scale
+            self.eps[g].out_scale_inv = out_scale_inv
             self.eps[g].out_zero_point = out_zero_point - olo
             self.eps[g].out_min = out_min - olo
             self.eps[g].out_max = out_max - olo
             self.eps[g].out_signed = self.out_dtype == np.int8
             if fq_epilogue_prepare(&self.eps[g], npad) != 0:
                 raise ValueError("epilogue: rejected by fq_epilogue_prepare (kind %d)" % kind)
+        if path != "gemm" and cw.have_dw32:
+            # the same epilogue over 32 virtual channels l -> channel l % out_c (64 padded entries)
+            reps = 32 // cw.out_c
+            self.ep32 = self.eps[0]
+            col = np.zeros(64, np.int32)
+            ibg = None if int_bias is None else np.ascontiguousarray(np.tile(int_bias, reps))
+            fq_dw_col_offsets(&cw.dw32, self.zp_u8,
+                              NULL if ibg is None else <const int32_t *>cnp.PyArray_DATA(ibg),
+                              path == "depthwise_saturate", <int32_t *>cnp.PyArray_DATA(col))
+            arrs32 = [col]
+            for arr in keep[0][2:]:
+                if arr is None:
+                    arrs32.append(None)
+                    continue
+                a32 = np.zeros(64, arr.dtype)
+                a32[:32] = np.tile(arr[:cw.out_c], reps)
+                arrs32.append(a32)
+            keep.append(arrs32)
+            self.ep32.col_offset = <const int32_t *>cnp.PyArray_DATA(col)
+            self.ep32.w_zero_point = NULL
+            self.ep32.bias = <const float *>_ptr_or_null(arrs32[1], np.float32, 64, "bias")
+            self.ep32.scale = <const float *>_ptr_or_null(arrs32[2], np.float32, 64, "scale")
+            self.ep32.multiplier = <const int32_t *>_ptr_or_null(arrs32[3], np.int32, 64, "multiplier")
+            self.ep32.shift = <const int32_t *>_ptr_or_null(arrs32[4], np.int32, 64, "shift")
+            if fq_epilogue_prepare(&self.ep32, 64) != 0:
+                raise ValueError("epilogue: rejected by fq_epilogue_prepare (kind %d)" % kind)
+            self.have_ep32 = True
         self.keep = keep
 
     def __dealloc__(self):
@@ -294,14 +381,25 @@ cdef fq_conv_geometry _geometry(ConvWeights cw, tuple xshape, stride, padding, d
     return g
 
 
-def conv2d(x, ConvEpilogue ep not None, stride=1, padding=0, dilation=1, int num_threads=0):
-    """y = ep(conv(x)) in NCHW: x uint8 / int8 [N, C, H, W] (or [N, C, L] for 1-D weights) of
-    ep.x_dtype, quantized with ep.x_zero_point; y [N, out_c, OH, OW] (or [N, out_c, OL]) of
-    ep.out_dtype (int32 acc for EPI_INT32). Padding reads the input zero point."""
+def conv2d(x, ConvEpilogue ep not None, stride=1, padding=0, dilation=1, int num_threads=0,
+           str layout_in="nchw", str layout_out="nchw"):
+    """y = ep(conv(x)): x uint8 / int8 of ep.x_dtype quantized with ep.x_zero_point, y of
+    ep.out_dtype (int32 acc for EPI_INT32). Padding reads the input zero point.
+    layout_in "nchw": x [N, C, H, W] (or [N, C, L] for 1-D weights); "nhwc": x [N, H, W, C]
+    (or [N, L, C]), channels last, read without a layout copy.
+    layout_out "nchw": y [N, out_c, OH, OW] (or [N, out_c, OL]); "nhwc": y [N, OH, OW, out_c]
+    (or [N, OL, out_c]), the kernels' own layout, returned without a copy: a network that keeps
+    its activations channels last between convolutions pays no transposes."""
+    if layout_in not in ("nchw", "nhwc"):
+        raise ValueError("layout_in: expected 'nchw' or 'nhwc', got %r" % (layout_in,))
+    if layout_out not in ("nchw", "nhwc"):
+        raise ValueError("layout_out: expected 'nchw' or 'nhwc', got %r" % (layout_out,))
     if not isinstance(x, np.ndarray) or x.dtype != ep.x_dtype or x.ndim not in (3, 4):
         raise TypeError("x: expected a 3-D or 4-D %s array, got %s" % (ep.x_dtype, getattr(x, "dtype", type(x))))
+    cdef bint in_nhwc = layout_in == "nhwc"
+    xshape = (x.shape[0], x.shape[x.ndim - 1]) + tuple(x.shape[1:x.ndim - 1]) if in_nhwc else x.shape
     cdef ConvWeights cw = ep.cw
-    cdef fq_conv_geometry g = _geometry(cw, x.shape, stride, padding, dilation)
+    cdef fq_conv_geometry g = _geometry(cw, xshape, stride, padding, dilation)
     # int32 overflow: |acc| <= taps * cg * max|x - zx| * max|w - zw| must fit (the padding adds 0)
     cdef double k = <double>cw.k_h * cw.k_w * (cw.in_c // cw.groups)
     cdef int zp = ep.zp_u8
@@ -315,12 +413,13 @@ def conv2d(x, ConvEpilogue ep not None, stride=1, padding=0, dilation=1, int num
     cdef int replicate = cw.out_c // cw.in_c if ep.path != "gemm" else 1
     cdef size_t nbytes = fq_conv_padded_bytes(&g, replicate)
     cdef cnp.ndarray xp = np.empty(nbytes, np.uint8)
-    if x.ndim == 3:
-        oshape = (g.batch, cw.out_c, g.out_w)
-    else:
-        oshape = (g.batch, cw.out_c, g.out_h, g.out_w)
+    cdef bint out_nhwc = layout_out == "nhwc"
+    out_hw = (int(g.out_h), int(g.out_w))
+    spatial = out_hw[1:] if x.ndim == 3 else out_hw
+    oshape = (int(g.batch),) + spatial + (cw.out_c,) if out_nhwc else (int(g.batch), cw.out_c) + spatial
     cdef cnp.ndarray y = np.empty(oshape, ep.out_dtype)
-    cdef cnp.ndarray y_nhwc = np.empty((g.batch, g.out_h, g.out_w, cw.out_c), ep.out_dtype)
+    # the kernels write NHWC: into y itself, or into a buffer transposed into y
+    cdef cnp.ndarray y_nhwc = y if out_nhwc else np.empty((g.batch, g.out_h, g.out_w, cw.out_c), ep.out_dtype)
     cdef const uint8_t *xptr = <const uint8_t *>cnp.PyArray_DATA(xc)
     cdef uint8_t *xpp = <uint8_t *>cnp.PyArray_DATA(xp)
     cdef void *yn = cnp.PyArray_DATA(y_nhwc)
@@ -333,12 +432,17 @@ def conv2d(x, ConvEpilogue ep not None, stride=1, padding=0, dilation=1, int num
     if g.batch == 0:
         return y
     with nogil:
-        fq_conv_pad_nhwc(&g, xptr, xx, <uint8_t>zp, replicate, xpp)
-        if dw:
+        if in_nhwc:
+            fq_conv_pad_from_nhwc(&g, xptr, xx, <uint8_t>zp, replicate, xpp)
+        else:
+            fq_conv_pad_nhwc(&g, xptr, xx, <uint8_t>zp, replicate, xpp)
+        if dw and ep.have_ep32 and g.stride_w == 1 and g.dil_w == 1:
+            rc = fq_depthwise_flat(&g, xpp, &cw.dw32, sat, &ep.ep32, yn, -1, num_threads)
+        elif dw:
             rc = fq_depthwise(&g, xpp, &cw.dw, sat, &ep.eps[0], yn, -1, num_threads)
         else:
             rc = fq_conv2d_gemm(&g, xpp, cw.pw_array, ep.eps, yn, num_threads)
-        if rc == 0:
+        if rc == 0 and not out_nhwc:
             fq_nhwc_to_nchw(yn, g.batch, <int64_t>g.out_h * g.out_w, g.out_c, elem, yp)
     if rc != 0:
         raise MemoryError("conv2d: could not allocate the column buffer")

@@ -28,7 +28,7 @@ cdef extern from "csrc/fastq.h" nogil:
     void fq_col_offsets(const fq_packed_weights *w, int32_t a_zero_point,
                         const int32_t *int_bias, int32_t *col_offset)
     ctypedef enum fq_epilogue_kind:
-        FQ_EPI_INT32, FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_TFLITE, FQ_EPI_FLOAT
+        FQ_EPI_INT32, FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_TFLITE, FQ_EPI_FLOAT, FQ_EPI_ONEDNN
     ctypedef struct fq_epilogue:
         fq_epilogue_kind kind
         const int32_t *col_offset
@@ -41,6 +41,7 @@ cdef extern from "csrc/fastq.h" nogil:
         int32_t rounding
         int32_t out_zero_point, out_min, out_max, out_signed
         int32_t float_fma, float_relu
+        float src_scale, out_scale_inv
         int32_t variant, scalar_only
     int fq_epilogue_prepare(fq_epilogue *ep, int32_t n_padded)
     const char *fq_backend_name(int backend)
@@ -94,6 +95,7 @@ EPI_FBGEMM = FQ_EPI_FBGEMM
 EPI_QNNPACK = FQ_EPI_QNNPACK
 EPI_TFLITE = FQ_EPI_TFLITE
 EPI_FLOAT = FQ_EPI_FLOAT
+EPI_ONEDNN = FQ_EPI_ONEDNN
 NR = FQ_NR
 
 

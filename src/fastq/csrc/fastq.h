@@ -70,7 +70,8 @@ typedef enum {
     FQ_EPI_FBGEMM = 1,     /* docs/ARITHMETIC.md §6 (torch x86 / fbgemm) */
     FQ_EPI_QNNPACK = 2,    /* docs/ARITHMETIC.md §7 (torch qnnpack) */
     FQ_EPI_TFLITE = 3,     /* docs/ARITHMETIC.md §8 (fixed-point multiplier + shift) */
-    FQ_EPI_FLOAT = 4       /* dynamic quantization: float32 output (see epilogue_scalar.c) */
+    FQ_EPI_FLOAT = 4,      /* dynamic quantization: float32 output (see epilogue_scalar.c) */
+    FQ_EPI_ONEDNN = 5      /* torch x86 convolutions packed for oneDNN (requant.h fq_requant_onednn) */
 } fq_epilogue_kind;
 
 /* Fixed-point rounding variants (requant_fixedpoint.h, docs/ARITHMETIC.md §8). */
@@ -94,6 +95,7 @@ typedef enum {
                                     INT32_MIN: no left shift, no saturation (SIMD may skip them) */
     FQ_EPV_FIXED_SINGLE,
     FQ_EPV_FIXED_DOUBLE_UP,
+    FQ_EPV_ONEDNN,               /* oneDNN's post-op order in float32 (fq_requant_onednn) */
     FQ_EPV_COUNT
 } fq_epilogue_variant;
 
@@ -123,6 +125,14 @@ typedef struct {
      *   float_relu = 1: y = max(y, 0) */
     int32_t float_fma;
     int32_t float_relu;
+    /* oneDNN (FQ_EPI_ONEDNN), per column n, in float32 steps (fq_requant_onednn):
+     *   y = f32(f32(f32((float)acc * src_scale) * scale[n]) + bias[n])     (bias: zeros for none)
+     *   t = f32(f32(y * out_scale_inv) + zy), zy the output zero point in the output's own terms
+     *   q = rne(clamp(t, lo, hi)), lo / hi = out_min / out_max in the output's own terms
+     * (fused ReLU = out_min at the zero point: max(y, 0) before the scale gives the same q) */
+    float src_scale;             /* f32(1 / f32(1 / (double)sx)): oneDNN inverts torch's 1/sx */
+    float out_scale_inv;         /* f32(1 / d), d = f32(1 / f32(1 / (double)sy)): oneDNN inverts
+                                    torch's reciprocal of sy, then multiplies by the inverse */
     /* set by fq_epilogue_prepare */
     int32_t variant;             /* fq_epilogue_variant */
     int32_t scalar_only;         /* 1: shifts outside [-31, 30], which only the scalar code defines */

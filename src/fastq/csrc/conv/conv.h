@@ -45,6 +45,10 @@ size_t fq_conv_padded_bytes(const fq_conv_geometry *g, int32_t replicate);
  * slack hold pad_value (the zero point in uint8 terms). x is NCHW bytes. */
 void fq_conv_pad_nhwc(const fq_conv_geometry *g, const uint8_t *x, uint8_t x_xor, uint8_t pad_value,
                       int32_t replicate, uint8_t *xp);
+/* The same buffer from a channels-last input x [batch, in_h, in_w, in_c] (no layout copy:
+ * row copies, the border filled, nothing zero-initialised first). */
+void fq_conv_pad_from_nhwc(const fq_conv_geometry *g, const uint8_t *x, uint8_t x_xor, uint8_t pad_value,
+                           int32_t replicate, uint8_t *xp);
 /* out[n, c, p] = in[n, p, c] for p < hw, c < channels; elem = 1 or 4 bytes */
 void fq_nhwc_to_nchw(const void *in, int32_t batch, int64_t hw, int32_t channels, size_t elem, void *out);
 /* out[n, p, c] = in[n, c, p] ^ x_xor (bytes) */
@@ -118,6 +122,12 @@ const fq_conv_kernels *fq_conv_kernels_avx512vnni(void);   /* defined where FQ_C
  * under the conv and epilogue families (fq_family_runs). */
 int fq_depthwise(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w, int saturate,
                  const fq_epilogue *ep, void *out, int isa, int num_threads);
+
+/* The same for out_c in {1, 2, 4, 8, 16} with stride_w = dil_w = 1 (depthwise.c: each row as a
+ * flat vector of 32-value "pixels"): w32 packs 32 virtual channels, w[l mod out_c]; ep's
+ * per-column arrays follow the same 32 virtual channels. -2 when the geometry does not qualify. */
+int fq_depthwise_flat(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w32, int saturate,
+                      const fq_epilogue *ep, void *out, int isa, int num_threads);
 
 #ifdef __cplusplus
 }

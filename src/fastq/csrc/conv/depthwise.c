@@ -142,22 +142,29 @@ typedef struct {
 } dw_job;
 
 #define DW_MR 8
+#define DW_SEG 128      /* pixels per epilogue call: a 32 KB int32 buffer on the stack */
 
+/* One output row: per 64-channel block, the tiles of up to DW_SEG pixels fill one buffer laid
+ * out as an epilogue tile ([pixel][64]), then a single epilogue call requantizes the segment
+ * (not one call per 8-pixel tile: the per-call constants are set up once per segment). */
 static void dw_row(void *ctx, int64_t row) {
     const dw_job *j = (const dw_job *)ctx;
     const fq_conv_geometry *g = j->g;
     int32_t n = (int32_t)(row / g->out_h), oh = (int32_t)(row % g->out_h);
     int32_t cx = g->out_c, hp = g->in_h + 2 * g->pad_h, wp = g->in_w + 2 * g->pad_w;
-    int32_t tile[DW_MR * 64] __attribute__((aligned(64)));
+    int32_t buf[DW_SEG * 64] __attribute__((aligned(64)));
     const uint8_t *xrow = j->xp + ((size_t)n * hp + (size_t)oh * g->stride_h) * wp * cx;
     char *orow = (char *)j->out + (size_t)row * g->out_w * cx * j->elem;
-    for (int32_t ow0 = 0; ow0 < g->out_w; ow0 += DW_MR) {
-        int32_t mr = g->out_w - ow0 < DW_MR ? g->out_w - ow0 : DW_MR;
+    for (int32_t s0 = 0; s0 < g->out_w; s0 += DW_SEG) {
+        int32_t seg = g->out_w - s0 < DW_SEG ? g->out_w - s0 : DW_SEG;
         for (int32_t c0 = 0; c0 < cx; c0 += 64) {
             int32_t nc = cx - c0 < 64 ? cx - c0 : 64;
-            j->tile_fn(&j->tg, mr, xrow + (size_t)ow0 * j->tg.pix + c0, j->w, c0, nc, tile);
+            for (int32_t i0 = 0; i0 < seg; i0 += DW_MR) {
+                int32_t mr = seg - i0 < DW_MR ? seg - i0 : DW_MR;
+                j->tile_fn(&j->tg, mr, xrow + (size_t)(s0 + i0) * j->tg.pix + c0, j->w, c0, nc, buf + i0 * 64);
+            }
             /* the epilogue adds the column offset n0 = c0 itself (as in gemm.c) */
-            j->epilogue(mr, nc, tile, NULL, c0, j->ep, orow + (size_t)ow0 * cx * j->elem, cx);
+            j->epilogue(seg, nc, buf, NULL, c0, j->ep, orow + (size_t)s0 * cx * j->elem, cx);
         }
     }
 }
@@ -187,5 +194,66 @@ int fq_depthwise(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weigh
     if (macs < (1 << 20)) num_threads = 1;
     else if (num_threads <= 0) num_threads = fq_get_num_threads();
     fq_parallel_for(rows, dw_row, &j, num_threads);
+    return 0;
+}
+
+/* ---- few channels, stride 1 along w: the row as one flat vector --------------------------
+ * With out_c = C dividing 32 and stride_w = dil_w = 1, the NHWC output row is a 1-D sequence of
+ * out_w * C values in which value f reads the taps at f + kw * C (+ kh rows) and the weights of
+ * channel f mod C. Viewing 32 consecutive values as one "pixel" of 32 virtual channels (weights
+ * w[l mod C], packed once as a 32-channel layer), the tile kernels above run unchanged with a
+ * 32-byte pixel step, every lane useful (a C = 8 layer otherwise fills 8 of 32), and the output
+ * lands in NHWC order directly. */
+static void dw_flat_row(void *ctx, int64_t row) {
+    const dw_job *j = (const dw_job *)ctx;
+    const fq_conv_geometry *g = j->g;
+    int32_t n = (int32_t)(row / g->out_h), oh = (int32_t)(row % g->out_h);
+    int32_t cx = g->out_c, hp = g->in_h + 2 * g->pad_h, wp = g->in_w + 2 * g->pad_w;
+    int32_t buf[DW_SEG * 64] __attribute__((aligned(64)));
+    const uint8_t *xrow = j->xp + ((size_t)n * hp + (size_t)oh * g->stride_h) * wp * cx;
+    char *orow = (char *)j->out + (size_t)row * g->out_w * cx * j->elem;
+    int64_t len = (int64_t)g->out_w * cx, nvec = len / 32;
+    int32_t tail = (int32_t)(len % 32);
+    for (int64_t v0 = 0; v0 < nvec; v0 += DW_SEG) {
+        int32_t seg = nvec - v0 < DW_SEG ? (int32_t)(nvec - v0) : DW_SEG;
+        for (int32_t i0 = 0; i0 < seg; i0 += DW_MR) {
+            int32_t mr = seg - i0 < DW_MR ? seg - i0 : DW_MR;
+            j->tile_fn(&j->tg, mr, xrow + (size_t)(v0 + i0) * 32, j->w, 0, 32, buf + i0 * 64);
+        }
+        j->epilogue(seg, 32, buf, NULL, 0, j->ep, orow + (size_t)v0 * 32 * j->elem, 32);
+    }
+    if (tail) {   /* the lanes past the row read the next row or the slack; not stored */
+        j->tile_fn(&j->tg, 1, xrow + (size_t)nvec * 32, j->w, 0, 32, buf);
+        j->epilogue(1, tail, buf, NULL, 0, j->ep, orow + (size_t)nvec * 32 * j->elem, 32);
+    }
+}
+
+int fq_depthwise_flat(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w32, int saturate,
+                      const fq_epilogue *ep, void *out, int isa, int num_threads) {
+    int32_t cx = g->out_c;
+    if (g->stride_w != 1 || g->dil_w != 1 || cx > 16 || 32 % cx || w32->channels != 32) return -2;
+    const fq_kernels *kern = fq_kernels_run(FQ_FAMILY_CONV, isa);
+    const fq_kernels *epi_table = ep->scalar_only ? fq_kernels_for(FQ_BACKEND_SCALAR) : kern;
+    fq_note_run(FQ_FAMILY_EPILOGUE, epi_table->epilogue_owner[ep->variant][ep->out_signed]);
+    dw_job j;
+    j.g = g;
+    j.xp = xp;
+    j.w = w32;
+    j.tile_fn = saturate ? kern->conv->dw_saturate : kern->conv->dw_exact;
+    j.epilogue = epi_table->epilogue[ep->variant][ep->out_signed];
+    j.ep = ep;
+    int32_t wp = g->in_w + 2 * g->pad_w;
+    j.tg.k_h = g->k_h;
+    j.tg.k_w = g->k_w;
+    j.tg.pix = 32;
+    j.tg.tap_w = cx;
+    j.tg.tap_h = (ptrdiff_t)g->dil_h * wp * cx;
+    j.out = out;
+    j.elem = ep->kind == FQ_EPI_INT32 || ep->kind == FQ_EPI_FLOAT ? 4 : 1;
+    int64_t rows = (int64_t)g->batch * g->out_h;
+    double macs = (double)rows * g->out_w * cx * g->k_h * g->k_w;
+    if (macs < (1 << 20)) num_threads = 1;
+    else if (num_threads <= 0) num_threads = fq_get_num_threads();
+    fq_parallel_for(rows, dw_flat_row, &j, num_threads);
     return 0;
 }

@@ -3,6 +3,15 @@
 #include <string.h>
 #include "conv/conv.h"
 
+/* A short run (e.g. 3 taps x 3 channels = 9 bytes) is a fixed 16- or 32-byte move rather than
+ * a memcpy call per run: the bytes past n land where the next run or row is written next (the
+ * column buffer has 64 bytes of slack), and the padded buffer's slack covers the over-read. */
+static inline void copy_run(uint8_t *dst, const uint8_t *src, size_t n) {
+    if (n <= 16) memcpy(dst, src, 16);
+    else if (n <= 32) memcpy(dst, src, 32);
+    else memcpy(dst, src, n);
+}
+
 void fq_im2col(const fq_conv_geometry *g, const uint8_t *xp, int32_t group, int64_t m0, int64_t m1,
                uint8_t *col) {
     int32_t hp = g->in_h + 2 * g->pad_h, wp = g->in_w + 2 * g->pad_w;
@@ -18,7 +27,7 @@ void fq_im2col(const fq_conv_geometry *g, const uint8_t *xp, int32_t group, int6
                                        (size_t)ow * g->stride_w) * g->in_c + (size_t)group * cg;
             if (g->dil_w == 1 && g->groups == 1) {
                 /* the kw taps of one kh are contiguous in NHWC */
-                memcpy(dst, src, (size_t)g->k_w * cg);
+                copy_run(dst, src, (size_t)g->k_w * cg);
                 dst += (size_t)g->k_w * cg;
                 continue;
             }

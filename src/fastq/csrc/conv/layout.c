@@ -77,11 +77,17 @@ void fq_conv_pad_nhwc(const fq_conv_geometry *g, const uint8_t *x, uint8_t x_xor
         memset(xp + total - FQ_CONV_SLACK, pad_value, FQ_CONV_SLACK);
         return;
     }
-    memset(xp, pad_value, total);
+    memset(xp + total - FQ_CONV_SLACK, pad_value, FQ_CONV_SLACK);
     for (int32_t n = 0; n < g->batch; n++) {
         const uint8_t *src = x + (size_t)n * g->in_c * hw;
+        uint8_t *img = xp + (size_t)n * hp * wp * cx;
+        /* the border only: the interior is written below */
+        memset(img, pad_value, (size_t)g->pad_h * wp * cx);
+        memset(img + (size_t)(g->pad_h + g->in_h) * wp * cx, pad_value, (size_t)g->pad_h * wp * cx);
         for (int32_t h = 0; h < g->in_h; h++) {
             uint8_t *row = xp + (((size_t)n * hp + h + g->pad_h) * wp + g->pad_w) * cx;
+            memset(row - (size_t)g->pad_w * cx, pad_value, (size_t)g->pad_w * cx);
+            memset(row + (size_t)g->in_w * cx, pad_value, (size_t)g->pad_w * cx);
             for (int32_t c0 = 0; c0 < g->in_c; c0 += 16) {
                 int32_t c1 = c0 + 16 < g->in_c ? c0 + 16 : g->in_c;
                 if (replicate == 1) {      /* the common case, without the replica loop */
@@ -98,4 +104,39 @@ void fq_conv_pad_nhwc(const fq_conv_geometry *g, const uint8_t *x, uint8_t x_xor
             }
         }
     }
+}
+
+void fq_conv_pad_from_nhwc(const fq_conv_geometry *g, const uint8_t *x, uint8_t x_xor, uint8_t pad_value,
+                           int32_t replicate, uint8_t *xp) {
+    int32_t hp = g->in_h + 2 * g->pad_h, wp = g->in_w + 2 * g->pad_w;
+    int32_t cx = g->in_c * replicate;
+    size_t total = fq_conv_padded_bytes(g, replicate), row = (size_t)g->in_w * g->in_c;
+    if (g->pad_h == 0 && g->pad_w == 0 && replicate == 1 && x_xor == 0) {
+        /* the channels-last input is already the buffer's interior: one copy, then the slack */
+        memcpy(xp, x, total - FQ_CONV_SLACK);
+        memset(xp + total - FQ_CONV_SLACK, pad_value, FQ_CONV_SLACK);
+        return;
+    }
+    /* only the border rows / columns and the slack get the pad value (the interior is written) */
+    for (int32_t n = 0; n < g->batch; n++) {
+        uint8_t *img = xp + (size_t)n * hp * wp * cx;
+        memset(img, pad_value, (size_t)g->pad_h * wp * cx);
+        memset(img + (size_t)(g->pad_h + g->in_h) * wp * cx, pad_value, (size_t)g->pad_h * wp * cx);
+        for (int32_t h = 0; h < g->in_h; h++) {
+            uint8_t *dst = img + ((size_t)(h + g->pad_h) * wp) * cx;
+            const uint8_t *src = x + ((size_t)n * g->in_h + h) * row;
+            memset(dst, pad_value, (size_t)g->pad_w * cx);
+            memset(dst + (size_t)(g->pad_w + g->in_w) * cx, pad_value, (size_t)g->pad_w * cx);
+            dst += (size_t)g->pad_w * cx;
+            if (replicate == 1 && x_xor == 0) {
+                memcpy(dst, src, row);
+            } else if (replicate == 1) {
+                for (size_t i = 0; i < row; i++) dst[i] = src[i] ^ x_xor;
+            } else {
+                for (size_t i = 0; i < row; i++)
+                    for (int32_t r = 0; r < replicate; r++) dst[i * replicate + r] = src[i] ^ x_xor;
+            }
+        }
+    }
+    memset(xp + total - FQ_CONV_SLACK, pad_value, FQ_CONV_SLACK);
 }

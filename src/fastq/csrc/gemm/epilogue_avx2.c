@@ -16,6 +16,7 @@ typedef struct {
     __m256i zy, lo_q, hi_q, xor_;
     __m256 bias_mult;
     __m256 relu;          /* all ones when ReLU */
+    __m256 src_scale, out_scale_inv, zy_f, lo_f, hi_f;   /* oneDNN, own terms of the output type */
 } consts;
 
 static inline consts make_consts(const fq_epilogue *ep, int32_t xor_) {
@@ -26,6 +27,12 @@ static inline consts make_consts(const fq_epilogue *ep, int32_t xor_) {
     k.xor_ = _mm256_set1_epi32(xor_);
     k.bias_mult = _mm256_set1_ps(ep->bias_mult);
     k.relu = _mm256_castsi256_ps(_mm256_set1_epi32(ep->float_relu ? -1 : 0));
+    int32_t off = xor_ ? 128 : 0;
+    k.src_scale = _mm256_set1_ps(ep->src_scale);
+    k.out_scale_inv = _mm256_set1_ps(ep->out_scale_inv);
+    k.zy_f = _mm256_set1_ps((float)(ep->out_zero_point - off));
+    k.lo_f = _mm256_set1_ps((float)(ep->out_min - off));
+    k.hi_f = _mm256_set1_ps((float)(ep->out_max - off));
     return k;
 }
 
@@ -36,14 +43,16 @@ static inline __m256i lanes_mask(int32_t left) {
 
 /* r (rounded, before the zero point) -> bytes: the low byte of each lane (in 0..255 after the
  * clamp), 8 of them, `left` stored */
-static inline void store_bytes(const consts *k, __m256i r, int32_t left, uint8_t *o) {
-    __m256i q = _mm256_xor_si256(fqv_tflite_output(r, k->zy, k->lo_q, k->hi_q), k->xor_);
+static inline void store_low_bytes(__m256i q, int32_t left, uint8_t *o) {
     const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
                                           0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
     __m256i b = _mm256_shuffle_epi8(q, pick);
     b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
     uint64_t v = (uint64_t)_mm_cvtsi128_si64(_mm256_castsi256_si128(b));
     memcpy(o, &v, left >= LANES ? 8 : (size_t)left);
+}
+static inline void store_bytes(const consts *k, __m256i r, int32_t left, uint8_t *o) {
+    store_low_bytes(_mm256_xor_si256(fqv_tflite_output(r, k->zy, k->lo_q, k->hi_q), k->xor_), left, o);
 }
 
 static inline void store_float(const consts *k, __m256 y, int32_t left, float *o) {
@@ -97,6 +106,14 @@ static inline void step_fbgemm(const consts *k, const cols_float *c, __m256i acc
 static inline void step_qnnpack(const consts *k, const cols_scale_only *c, __m256i acc, int32_t left, uint8_t *o) {
     store_bytes(k, _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), c->scale)), left, o);
 }
+/* oneDNN: as epilogue_avx512.c (float clamp before vcvtps2dq, the own-terms low byte stored) */
+static inline void step_onednn(const consts *k, const cols_float *c, __m256i acc, int32_t left, uint8_t *o) {
+    __m256 y = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), k->src_scale), c->scale);
+    y = _mm256_add_ps(y, c->bias);
+    __m256 t = _mm256_add_ps(_mm256_mul_ps(y, k->out_scale_inv), k->zy_f);
+    t = _mm256_min_ps(_mm256_max_ps(t, k->lo_f), k->hi_f);
+    store_low_bytes(_mm256_cvtps_epi32(t), left, o);
+}
 
 #define FIXED_STEP(NAME, T, FN)                                                                  \
     static inline T cols_##NAME(const fq_epilogue *ep, int32_t n) {                              \
@@ -143,6 +160,7 @@ DEFINE_BYTE_EPILOGUES(epi_fixed_double, fqv_mbqm, cols_fixed_double, step_fixed_
 DEFINE_BYTE_EPILOGUES(epi_fixed_double_right, fqv_mbqm, cols_fixed_double_right, step_fixed_double_right)
 DEFINE_BYTE_EPILOGUES(epi_fixed_single, fqv_single, cols_fixed_single, step_fixed_single)
 DEFINE_BYTE_EPILOGUES(epi_fixed_double_up, fqv_mbqm_up, cols_fixed_double_up, step_fixed_double_up)
+DEFINE_BYTE_EPILOGUES(epi_onednn, cols_float, cols_scale_bias, step_onednn)
 
 /* every variant has an AVX2 function */
 void fq_epilogues_avx2(fq_epilogue_fn table[FQ_EPV_COUNT][2]) {
@@ -161,5 +179,7 @@ void fq_epilogues_avx2(fq_epilogue_fn table[FQ_EPV_COUNT][2]) {
     table[FQ_EPV_FIXED_SINGLE][1] = epi_fixed_single_s8;
     table[FQ_EPV_FIXED_DOUBLE_UP][0] = epi_fixed_double_up_u8;
     table[FQ_EPV_FIXED_DOUBLE_UP][1] = epi_fixed_double_up_s8;
+    table[FQ_EPV_ONEDNN][0] = epi_onednn_u8;
+    table[FQ_EPV_ONEDNN][1] = epi_onednn_s8;
 }
 #endif

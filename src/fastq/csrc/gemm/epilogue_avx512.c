@@ -24,6 +24,7 @@ typedef struct {
     __m512i zy, lo_q, hi_q, xor_;
     __m512 bias_mult;
     __mmask16 relu;
+    __m512 src_scale, out_scale_inv, zy_f, lo_f, hi_f;   /* oneDNN, own terms of the output type */
 } consts;
 
 static inline consts make_consts(const fq_epilogue *ep, int32_t xor_) {
@@ -34,6 +35,12 @@ static inline consts make_consts(const fq_epilogue *ep, int32_t xor_) {
     k.xor_ = _mm512_set1_epi32(xor_);
     k.bias_mult = _mm512_set1_ps(ep->bias_mult);
     k.relu = ep->float_relu ? (__mmask16)0xFFFF : (__mmask16)0;
+    int32_t off = xor_ ? 128 : 0;
+    k.src_scale = _mm512_set1_ps(ep->src_scale);
+    k.out_scale_inv = _mm512_set1_ps(ep->out_scale_inv);
+    k.zy_f = _mm512_set1_ps((float)(ep->out_zero_point - off));
+    k.lo_f = _mm512_set1_ps((float)(ep->out_min - off));
+    k.hi_f = _mm512_set1_ps((float)(ep->out_max - off));
     return k;
 }
 
@@ -94,6 +101,16 @@ static inline void step_fbgemm(const consts *k, const cols_float *c, __m512i acc
 static inline void step_qnnpack(const consts *k, const cols_scale_only *c, __m512i acc, int32_t left, uint8_t *o) {
     store_bytes(k, _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), c->scale)), left, o);
 }
+/* oneDNN (requant.h fq_requant_onednn): vmulps / vaddps each round once, the float clamp
+ * (vmaxps / vminps against integers) precedes vcvtps2dq, and the own-terms result's low byte is
+ * the stored byte for uint8 and int8 alike (vpmovdb truncates) */
+static inline void step_onednn(const consts *k, const cols_float *c, __m512i acc, int32_t left, uint8_t *o) {
+    __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), k->src_scale), c->scale);
+    y = _mm512_add_ps(y, c->bias);
+    __m512 t = _mm512_add_ps(_mm512_mul_ps(y, k->out_scale_inv), k->zy_f);
+    t = _mm512_min_ps(_mm512_max_ps(t, k->lo_f), k->hi_f);
+    _mm512_mask_cvtepi32_storeu_epi8(o, lanes(left), _mm512_cvtps_epi32(t));
+}
 
 #define FIXED_STEP(NAME, T, FN)                                                                  \
     static inline T cols_##NAME(const fq_epilogue *ep, int32_t n) {                              \
@@ -142,6 +159,7 @@ DEFINE_BYTE_EPILOGUES(epi_fixed_double, fqv_mbqm, cols_fixed_double, step_fixed_
 DEFINE_BYTE_EPILOGUES(epi_fixed_double_right, fqv_mbqm, cols_fixed_double_right, step_fixed_double_right)
 DEFINE_BYTE_EPILOGUES(epi_fixed_single, fqv_single, cols_fixed_single, step_fixed_single)
 DEFINE_BYTE_EPILOGUES(epi_fixed_double_up, fqv_mbqm_up, cols_fixed_double_up, step_fixed_double_up)
+DEFINE_BYTE_EPILOGUES(epi_onednn, cols_float, cols_scale_bias, step_onednn)
 
 /* every variant has an AVX-512 function */
 void fq_epilogues_avx512(fq_epilogue_fn table[FQ_EPV_COUNT][2]) {
@@ -160,5 +178,7 @@ void fq_epilogues_avx512(fq_epilogue_fn table[FQ_EPV_COUNT][2]) {
     table[FQ_EPV_FIXED_SINGLE][1] = epi_fixed_single_s8;
     table[FQ_EPV_FIXED_DOUBLE_UP][0] = epi_fixed_double_up_u8;
     table[FQ_EPV_FIXED_DOUBLE_UP][1] = epi_fixed_double_up_s8;
+    table[FQ_EPV_ONEDNN][0] = epi_onednn_u8;
+    table[FQ_EPV_ONEDNN][1] = epi_onednn_s8;
 }
 #endif

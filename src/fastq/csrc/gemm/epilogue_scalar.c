@@ -53,6 +53,15 @@ static inline int32_t step_fixed_double_up(const fq_epilogue *ep, int32_t n, int
         ep->out_zero_point, ep->out_min, ep->out_max);
 }
 
+/* oneDNN: computed in the output's own terms (int8: zy - 128), returned in uint8 terms so the
+ * byte store's XOR gives back the own-terms byte ((r + 128) ^ 0x80 = r, modulo 256) */
+static inline int32_t step_onednn(const fq_epilogue *ep, int32_t n, int32_t acc) {
+    int32_t off = ep->out_signed ? 128 : 0;
+    return off + fq_requant_onednn(acc, ep->src_scale, ep->scale[n], ep->bias[n], ep->out_scale_inv,
+                                   (float)(ep->out_zero_point - off), (float)(ep->out_min - off),
+                                   (float)(ep->out_max - off));
+}
+
 /* The tile loop, once per step and output type; STORE turns a step's value into an element:
  * bytes are XORed with XOR (0x80: int8 = uint8 - 128). */
 #define STORE_AS_IS(v, XOR) (v)
@@ -80,6 +89,7 @@ DEFINE_BYTE_EPILOGUES(epi_qnnpack, step_qnnpack)
 DEFINE_BYTE_EPILOGUES(epi_fixed_double, step_fixed_double)
 DEFINE_BYTE_EPILOGUES(epi_fixed_single, step_fixed_single)
 DEFINE_BYTE_EPILOGUES(epi_fixed_double_up, step_fixed_double_up)
+DEFINE_BYTE_EPILOGUES(epi_onednn, step_onednn)
 
 /* Fills every entry: [variant][out_signed]; int32 / float output has no byte type. */
 void fq_epilogues_scalar(fq_epilogue_fn table[FQ_EPV_COUNT][2]) {
@@ -98,4 +108,6 @@ void fq_epilogues_scalar(fq_epilogue_fn table[FQ_EPV_COUNT][2]) {
     table[FQ_EPV_FIXED_SINGLE][1] = epi_fixed_single_s8;
     table[FQ_EPV_FIXED_DOUBLE_UP][0] = epi_fixed_double_up_u8;
     table[FQ_EPV_FIXED_DOUBLE_UP][1] = epi_fixed_double_up_s8;
+    table[FQ_EPV_ONEDNN][0] = epi_onednn_u8;
+    table[FQ_EPV_ONEDNN][1] = epi_onednn_s8;
 }

@@ -79,6 +79,10 @@ int fq_epilogue_prepare(fq_epilogue *ep, int32_t n_padded) {
         if (!ep->scale) return -1;
         ep->variant = FQ_EPV_QNNPACK;
         break;
+    case FQ_EPI_ONEDNN:
+        if (!ep->scale || !ep->bias) return -1;
+        ep->variant = FQ_EPV_ONEDNN;
+        break;
     case FQ_EPI_TFLITE:
         if (!ep->multiplier || !ep->shift) return -1;
         switch (ep->rounding) {

@@ -89,4 +89,21 @@ static inline int32_t fq_requant_qnnpack(int32_t acc, float req,
     return fq_add_zero_point_clamp(fq_round_float_to_int32(y), zero_point, lo, hi);
 }
 
+/* torch x86 convolutions packed for oneDNN (docs/ARITHMETIC.md, CONV F2): oneDNN's post-op
+ * order with every step its own float32 rounding (no fma): the source scale, then the weight
+ * scale, then the float bias; the output scale as a reciprocal and the zero point added in
+ * float before rounding. oneDNN saturates in float (to lo / hi, integers) before cvtps2dq, so
+ * rne(clamp(t)) = clamp(rne(t)) for finite t, and a huge t saturates instead of turning INT32_MIN.
+ * zy, lo, hi in the output type's own terms (int8: -128..127). */
+static inline int32_t fq_requant_onednn(int32_t acc, float src_scale, float w_scale, float bias,
+                                        float out_scale_inv, float zy, float lo, float hi) {
+    float y = (float)acc * src_scale;
+    y = y * w_scale;
+    y = y + bias;
+    float t = y * out_scale_inv;
+    t = t + zy;
+    t = t < lo ? lo : (t > hi ? hi : t);
+    return (int32_t)nearbyintf(t);
+}
+
 #endif
