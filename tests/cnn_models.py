@@ -242,3 +242,38 @@ def mismatches(tm, model, xs):
             bad += int(np.sum(g.astype(np.float32).view(np.uint32) != e.view(np.uint32)))
             total += e.size
     return bad, total
+
+
+def value_mismatches(tm, model, xs):
+    """(mismatching integers, total integers) over EVERY quantized value of the graph: torch's
+    intermediates from running the same fx graph fastq imported (node names are value names),
+    against fastq's Model.run_values. Returns also the number of values compared."""
+    from fastq.qtensor import QTensor
+    from fastq.torch_compat import trace
+    graph, _ = trace(tm)
+    gm = torch.fx.GraphModule(tm, graph)
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            self.seen[n.name] = out
+            return out
+
+    bad = total = compared = 0
+    for x in xs:
+        rec = Recorder(gm)
+        rec.seen = {}
+        with torch.no_grad():
+            rec.run(torch.from_numpy(x))
+        ours = model.run_values(x)
+        for name, v in ours.items():
+            t = rec.seen.get(name)
+            if not isinstance(v, QTensor) or not isinstance(t, torch.Tensor) or not t.is_quantized:
+                continue
+            assert (v.scale, v.zero_point) == (t.q_scale(), t.q_zero_point()), name
+            e = t.int_repr().numpy()
+            assert v.values.shape == e.shape, (name, v.values.shape, e.shape)
+            bad += int(np.sum(v.values != e))
+            total += e.size
+            compared += 1
+    return bad, total, compared

@@ -10,7 +10,7 @@ import fastq
 
 torch = pytest.importorskip("torch")
 from torch_helpers import engine  # noqa: E402
-from cnn_models import FAMILIES, build, mismatches  # noqa: E402
+from cnn_models import FAMILIES, build, mismatches, value_mismatches  # noqa: E402
 
 warnings.filterwarnings("ignore", message=".*reduce_range.*")
 
@@ -22,7 +22,9 @@ def test_cnn_matches_torch_bitwise(eng, family):
         tm, xs = build(family, eng)
         model = fastq.from_torch(tm)
         bad, total = mismatches(tm, model, xs)
-    assert total > 0 and bad == 0, "%s / %s: %d of %d differ" % (family, eng, bad, total)
+        vbad, vtotal, nvalues = value_mismatches(tm, model, xs)
+    assert total > 0 and bad == 0, "%s / %s: %d of %d outputs differ" % (family, eng, bad, total)
+    assert nvalues >= 3 and vbad == 0, "%s / %s: %d of %d integers differ" % (family, eng, vbad, vtotal)
 
 
 def test_x86_packs_per_layer_like_torch():
