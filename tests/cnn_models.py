@@ -208,7 +208,7 @@ def build(name, engine, seed=0):
     if name == "mobilenet_v1_025":
         m = MobileNetV1()
         _randomize_bn(m, seed)
-        return convert(m, engine, (4, 3, 64, 64), _fuse_cbr(m)), inputs((3, 64, 64))
+        return convert(m, engine, (4, 3, 48, 48), _fuse_cbr(m)), inputs((3, 48, 48))
     if name == "conv1d":
         m = Conv1dNet()
         return convert(m, engine, (8, 6, 56), [["c1", "r1"], ["c2", "r2"]]), inputs((6, 56))

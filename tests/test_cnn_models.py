@@ -53,7 +53,8 @@ def test_converted_cnn_round_trips_through_a_model_file(tmp_path):
         assert a.dtype == b.dtype and a.view(np.uint32).tolist() == b.view(np.uint32).tolist()
 
 
-@pytest.mark.parametrize("family", ["shufflenet_v2_x0_5", "mobilenet_v2", "resnet18", "mobilenet_v3_large"])
+@pytest.mark.parametrize("family", ["mobilenet_v2"] + [pytest.param(f, marks=pytest.mark.slow) for f in
+                                                       ("shufflenet_v2_x0_5", "resnet18", "mobilenet_v3_large")])
 def test_torchvision_models_refused_by_name(family):
     """torchvision's quantizable models pool with adaptive_avg_pool2d (whose torch rounding is not
     pinned yet), shufflenet shuffles channels with size() // groups, mobilenet_v3 uses hardswish:
