@@ -174,7 +174,7 @@ class Pools(nn.Module):
     def __init__(self):
         super().__init__()
         self.quant, self.dequant = tq.QuantStub(), tq.DeQuantStub()
-        self.conv = nn.Conv2d(3, 20, 3, padding=1)
+        self.conv = nn.Conv2d(20, 20, 3, padding=1)     # 20 channels: a 16-channel vector body and a tail
         self.pools = nn.ModuleList([
             nn.MaxPool2d(3, 2, 1, ceil_mode=True), nn.MaxPool2d((2, 3), (1, 2)),
             nn.AvgPool2d(3, 2, 1), nn.AvgPool2d(3, 2, 1, count_include_pad=False),
@@ -219,7 +219,7 @@ def build(name, engine, seed=0):
         m = Pools()
         if engine == "qnnpack":        # qnnpack: no ceil_mode average pooling (torch leaves cells unwritten)
             m.pools = nn.ModuleList([p for p in m.pools if not (isinstance(p, nn.AvgPool2d) and p.ceil_mode)])
-        return convert(m, engine, (4, 3, 15, 15)), inputs((3, 15, 15))
+        return convert(m, engine, (4, 20, 15, 15)), inputs((20, 15, 15))
     raise KeyError(name)
 
 
