@@ -1,5 +1,6 @@
-"""The only module that imports torch (lazily), with the fx helpers only it imports
-(fx_convert.py: converted models, fx_calibrate.py: float models): import quantized torch modules
+"""The only module that imports torch (lazily), with the helpers only it imports
+(fx_convert.py: converted models, fx_calibrate.py: float models, torch_conv.py: convolutions and
+pooling): import quantized torch modules
 into fastq, and quantize float torch models.
 
 Requantization follows the engine that packed the module: x86 / fbgemm -> "fbgemm",
