@@ -3,8 +3,9 @@
 pooling): import quantized torch modules
 into fastq, and quantize float torch models.
 
-Requantization follows the engine that packed the module: x86 / fbgemm -> "fbgemm",
-qnnpack -> "qnnpack" (docs/ARITHMETIC.md §6, §7). onednn is not reproduced.
+Requantization follows the engine that packed the module: Linear x86 / fbgemm -> "fbgemm",
+qnnpack -> "qnnpack" (docs/ARITHMETIC.md §6, §7); a convolution under x86 runs oneDNN's
+arithmetic where torch packs it for oneDNN (torch_conv.py, §18).
 """
 from __future__ import annotations
 
