@@ -68,6 +68,12 @@ def _describe(layer, in_q=()):
     if isinstance(layer, (ar.QuantizedAddScalar, ar.QuantizedMulScalar)):
         return "from input", "value %r" % layer.value, "torch %s qparams" % (
             "add_scalar" if isinstance(layer, ar.QuantizedAddScalar) else "mul_scalar")
+    if hasattr(layer, "summary_row") and hasattr(layer, "prepare"):
+        # the op protocol (PROTOCOL.md): the layer describes itself for its input's qparams
+        import types
+        spec = types.SimpleNamespace(kind="quant", scale=in_q[0][0], zero_point=in_q[0][1]) if in_q else None
+        row = layer.summary_row((spec,), layer.prepare(spec) if spec is not None else {})
+        return row["qparams"], row["constants"], row["arithmetic"]
     settings = layer.get_settings() if hasattr(layer, "get_settings") else {}
     return "-", ", ".join("%s=%r" % kv for kv in settings.items()) or "-", "exact (moves / clamps)" \
         if name not in ("Add", "Mul", "AddScalar", "MulScalar", "Cat") else "float32 IEEE"
