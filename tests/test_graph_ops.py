@@ -249,7 +249,7 @@ def _convert(m, engine, shape):
 class _ConvNet(nn.Module):
     def __init__(self):
         super().__init__()
-        self.quant, self.conv, self.dequant = tq.QuantStub(), nn.Conv2d(1, 2, 3), tq.DeQuantStub()
+        self.quant, self.conv, self.dequant = tq.QuantStub(), nn.Conv3d(1, 2, 3), tq.DeQuantStub()
 
     def forward(self, x):
         return self.dequant(self.conv(self.quant(x)))
@@ -285,8 +285,9 @@ class _Slice(nn.Module):
 
 
 def test_refusals_name_op_node_and_path(engine):
-    with pytest.raises(NotImplementedError, match=r"Conv2d.*fx node 'conv', module 'conv'.*not supported yet"):
-        fastq.from_torch(_convert(_ConvNet(), engine, (2, 1, 5, 5)))
+    with pytest.raises(NotImplementedError, match=r"Conv3d.*fx node 'conv', module 'conv'.*fastq reproduces "
+                                                  r"quantized Conv1d / Conv2d"):
+        fastq.from_torch(_convert(_ConvNet(), engine, (2, 1, 5, 5, 5)))
     with pytest.raises(NotImplementedError, match=r"sigmoid.*fx node 'sigmoid'"):
         fastq.from_torch(_convert(_Sigmoid(), engine, (8, 4)))
     with pytest.raises(NotImplementedError, match=r"slicing.*fx node 'getitem'"):
