@@ -174,7 +174,7 @@ class Pools(nn.Module):
     def __init__(self):
         super().__init__()
         self.quant, self.dequant = tq.QuantStub(), tq.DeQuantStub()
-        self.conv = nn.Conv2d(3, 20, 3, padding=1)
+        self.conv = nn.Conv2d(20, 20, 3, padding=1)     # 20 channels: a 16-channel vector body and a tail
         self.pools = nn.ModuleList([
             nn.MaxPool2d(3, 2, 1, ceil_mode=True), nn.MaxPool2d((2, 3), (1, 2)),
             nn.AvgPool2d(3, 2, 1), nn.AvgPool2d(3, 2, 1, count_include_pad=False),
@@ -208,7 +208,7 @@ def build(name, engine, seed=0):
     if name == "mobilenet_v1_025":
         m = MobileNetV1()
         _randomize_bn(m, seed)
-        return convert(m, engine, (4, 3, 64, 64), _fuse_cbr(m)), inputs((3, 64, 64))
+        return convert(m, engine, (4, 3, 48, 48), _fuse_cbr(m)), inputs((3, 48, 48))
     if name == "conv1d":
         m = Conv1dNet()
         return convert(m, engine, (8, 6, 56), [["c1", "r1"], ["c2", "r2"]]), inputs((6, 56))
@@ -219,7 +219,7 @@ def build(name, engine, seed=0):
         m = Pools()
         if engine == "qnnpack":        # qnnpack: no ceil_mode average pooling (torch leaves cells unwritten)
             m.pools = nn.ModuleList([p for p in m.pools if not (isinstance(p, nn.AvgPool2d) and p.ceil_mode)])
-        return convert(m, engine, (4, 3, 15, 15)), inputs((3, 15, 15))
+        return convert(m, engine, (4, 20, 15, 15)), inputs((20, 15, 15))
     raise KeyError(name)
 
 
@@ -242,3 +242,38 @@ def mismatches(tm, model, xs):
             bad += int(np.sum(g.astype(np.float32).view(np.uint32) != e.view(np.uint32)))
             total += e.size
     return bad, total
+
+
+def value_mismatches(tm, model, xs):
+    """(mismatching integers, total integers) over EVERY quantized value of the graph: torch's
+    intermediates from running the same fx graph fastq imported (node names are value names),
+    against fastq's Model.run_values. Returns also the number of values compared."""
+    from fastq.qtensor import QTensor
+    from fastq.torch_compat import trace
+    graph, _ = trace(tm)
+    gm = torch.fx.GraphModule(tm, graph)
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            self.seen[n.name] = out
+            return out
+
+    bad = total = compared = 0
+    for x in xs:
+        rec = Recorder(gm)
+        rec.seen = {}
+        with torch.no_grad():
+            rec.run(torch.from_numpy(x))
+        ours = model.run_values(x)
+        for name, v in ours.items():
+            t = rec.seen.get(name)
+            if not isinstance(v, QTensor) or not isinstance(t, torch.Tensor) or not t.is_quantized:
+                continue
+            assert (v.scale, v.zero_point) == (t.q_scale(), t.q_zero_point()), name
+            e = t.int_repr().numpy()
+            assert v.values.shape == e.shape, (name, v.values.shape, e.shape)
+            bad += int(np.sum(v.values != e))
+            total += e.size
+            compared += 1
+    return bad, total, compared

@@ -84,8 +84,33 @@ def elementwise_cases():
     return cases
 
 
+def conv_cases():
+    """Convolutions in every arithmetic, 1-D and 2-D, and the pooling layers (layers/conv.py, pool.py)."""
+    from fastq.layers.conv import QuantizedConv
+    from fastq.layers.pool import AvgPool, MaxPool
+    rng = np.random.default_rng(12)
+    w2 = fastq.QTensor(rng.integers(-128, 128, (6, 2, 3, 3)).astype(np.int8), rng.uniform(0.001, 0.05, 6),
+                       np.zeros(6, np.int64), axis=0)
+    w1 = fastq.QTensor(rng.integers(-128, 128, (4, 4, 3)).astype(np.int8), 0.02, 3)
+    dw = fastq.QTensor(rng.integers(-128, 128, (8, 1, 3, 3)).astype(np.int8), 0.03, -2)
+    cases = []
+    for arithmetic in ("onednn", "fbgemm", "qnnpack", "tflite"):
+        m = fastq.Model([Quantize(0.05, 120), QuantizedConv(w2, rng.standard_normal(6).astype(np.float32), 0.3, 9,
+                                                             padding=1, stride=[2, 1], groups=2, relu=True,
+                                                             arithmetic=arithmetic),
+                         MaxPool(2, ceil_mode=True), AvgPool(3, 1, 1, count_include_pad=False, path="nhwc"),
+                         Dequantize()])
+        cases.append(("conv2d-%s" % arithmetic, m, x_for(rng, (2, 4, 9, 8), 3.0)))
+    m = fastq.Model([Quantize(0.05, 120), QuantizedConv(w1, None, 0.2, 5, dilation=2, padding=2),
+                     MaxPool([3], [2], [1], dims=1), AvgPool([2], dims=1, path="qnnpack"), Dequantize()])
+    cases.append(("conv1d", m, x_for(rng, (2, 4, 17), 3.0)))
+    m = fastq.Model([Quantize(0.05, 120), QuantizedConv(dw, None, 0.4, 5, padding=1, groups=8), Dequantize()])
+    cases.append(("depthwise-saturating", m, x_for(rng, (1, 8, 6, 6), 3.0)))
+    return cases
+
+
 def all_cases():
-    return static_cases() + dynamic_cases() + elementwise_cases() + graph_cases()
+    return static_cases() + dynamic_cases() + elementwise_cases() + graph_cases() + conv_cases()
 
 
 def format1_model():

@@ -10,7 +10,7 @@ import fastq
 
 torch = pytest.importorskip("torch")
 from torch_helpers import engine  # noqa: E402
-from cnn_models import FAMILIES, build, mismatches  # noqa: E402
+from cnn_models import FAMILIES, build, mismatches, value_mismatches  # noqa: E402
 
 warnings.filterwarnings("ignore", message=".*reduce_range.*")
 
@@ -22,7 +22,9 @@ def test_cnn_matches_torch_bitwise(eng, family):
         tm, xs = build(family, eng)
         model = fastq.from_torch(tm)
         bad, total = mismatches(tm, model, xs)
-    assert total > 0 and bad == 0, "%s / %s: %d of %d differ" % (family, eng, bad, total)
+        vbad, vtotal, nvalues = value_mismatches(tm, model, xs)
+    assert total > 0 and bad == 0, "%s / %s: %d of %d outputs differ" % (family, eng, bad, total)
+    assert nvalues >= 3 and vbad == 0, "%s / %s: %d of %d integers differ" % (family, eng, vbad, vtotal)
 
 
 def test_x86_packs_per_layer_like_torch():
@@ -51,7 +53,8 @@ def test_converted_cnn_round_trips_through_a_model_file(tmp_path):
         assert a.dtype == b.dtype and a.view(np.uint32).tolist() == b.view(np.uint32).tolist()
 
 
-@pytest.mark.parametrize("family", ["shufflenet_v2_x0_5", "mobilenet_v2", "resnet18", "mobilenet_v3_large"])
+@pytest.mark.parametrize("family", ["mobilenet_v2"] + [pytest.param(f, marks=pytest.mark.slow) for f in
+                                                       ("shufflenet_v2_x0_5", "resnet18", "mobilenet_v3_large")])
 def test_torchvision_models_refused_by_name(family):
     """torchvision's quantizable models pool with adaptive_avg_pool2d (whose torch rounding is not
     pinned yet), shufflenet shuffles channels with size() // groups, mobilenet_v3 uses hardswish:

@@ -125,3 +125,12 @@ def test_model_file_round_trip(rng, tmp_path):
     assert type(got) is type(y) and np.array_equal(np.asarray(getattr(got, "values", got)),
                                                    np.asarray(getattr(y, "values", y)))
     assert got.dtype == y.dtype
+
+
+def test_summary_rows_name_the_arithmetic(rng):
+    from fastq.layers.elementwise import Quantize
+    w = fastq.QTensor(rng.integers(-128, 128, (8, 1, 3, 3)).astype(np.int8), 0.01, 2)
+    model = fastq.Model([Quantize(0.05, 128), QuantizedConv(w, None, 0.2, 7, padding=1, groups=8),
+                         AvgPool(2, path="nhwc")])
+    text = model.summary(rng.standard_normal((1, 8, 6, 6)).astype(np.float32))
+    assert "fbgemm, int16 pairs saturate" in text and "avg (nhwc)" in text and "k3x3 s1,1 p1,1 d1,1 g8" in text

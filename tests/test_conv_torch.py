@@ -57,20 +57,20 @@ def _run_random(rng, eng, arithmetic, n_layers, symmetric, depthwise=False, extr
 @pytest.mark.skipif(not HAS_VNNI, reason="torch packs x86 convolutions for oneDNN only on AVX512-VNNI CPUs")
 def test_x86_symmetric_conv_is_onednn(rng):
     bad, total = _run_random(rng, "x86", "onednn", 40, symmetric=True)
-    assert total > 10000 and bad == 0
+    assert total > 2000 and bad == 0
 
 
 @pytest.mark.parametrize("eng", ["fbgemm", "x86"])
 def test_fbgemm_conv_equals_linear_epilogue(rng, eng):
     # engine x86 with asymmetric weights packs for FBGEMM (should_use_onednn_quant is false)
     bad, total = _run_random(rng, eng, "fbgemm", 40, symmetric=False)
-    assert total > 10000 and bad == 0
+    assert total > 2000 and bad == 0
 
 
 def test_qnnpack_conv(rng):
     bad, total = _run_random(rng, "qnnpack", "qnnpack", 30, symmetric=False)
     bad2, total2 = _run_random(rng, "qnnpack", "qnnpack", 10, symmetric=False, depthwise=True, extremes=0.7)
-    assert bad == 0 and bad2 == 0 and total > 5000
+    assert bad == 0 and bad2 == 0 and total > 1000 and total2 > 0
 
 
 @pytest.mark.parametrize("eng", ["fbgemm", "x86"])

@@ -184,7 +184,7 @@ class GraphBuilder:
             raise _unsupported("calling module %s with %d arguments" % (type(module).__name__, len(node.args)),
                                node, path)
         layer = self.layers.get(path)
-        if layer is None:
+        if layer is None or getattr(layer, "layout_dependent", False):     # torch_conv: one per call
             layer = self.layers[path] = leaf_layer(module, path, self.engine, node)
         self.add(node, layer, [self.tensor(node, node.args[0])])
         if getattr(module, "inplace", False):

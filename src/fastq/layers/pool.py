@@ -123,6 +123,10 @@ class AvgPool(_Pool):
         Setting("vector_channels", check_int("vector_channels"), 16),
     )
 
+    # torch rounds by the input's memory layout, which a module called twice may see both of:
+    # the torch import makes one AvgPool per call (fx_convert)
+    layout_dependent = True
+
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None, path="nchw", vector_channels=16, dims=2):
         ks = check_ints("kernel_size", 1)(kernel_size, {})
