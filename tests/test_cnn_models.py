@@ -53,22 +53,44 @@ def test_converted_cnn_round_trips_through_a_model_file(tmp_path):
         assert a.dtype == b.dtype and a.view(np.uint32).tolist() == b.view(np.uint32).tolist()
 
 
-@pytest.mark.parametrize("family", ["mobilenet_v2"] + [pytest.param(f, marks=pytest.mark.slow) for f in
-                                                       ("shufflenet_v2_x0_5", "resnet18", "mobilenet_v3_large")])
-def test_torchvision_models_refused_by_name(family):
-    """torchvision's quantizable models pool with adaptive_avg_pool2d (whose torch rounding is not
-    pinned yet), shufflenet shuffles channels with size() // groups, mobilenet_v3 uses hardswish:
-    from_torch names the first op it does not reproduce and its fx node, never computes something
-    else."""
+def _torchvision(family, eng):
     from torchvision_helpers import quantizable_models
     q = quantizable_models()
+    torch.manual_seed(0)
+    tm = getattr(q, family)(weights=None, quantize=False)
+    tm.eval()
+    tm.fuse_model()
+    tm.qconfig = torch.ao.quantization.get_default_qconfig(eng)
+    p = torch.ao.quantization.prepare(tm)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        p(torch.randn(1, 3, 64, 64, generator=g))
+    return torch.ao.quantization.convert(p)
+
+
+@pytest.mark.parametrize("eng", ["x86", "fbgemm", "qnnpack"])
+@pytest.mark.parametrize("family", ["mobilenet_v2", pytest.param("resnet18", marks=pytest.mark.slow)])
+def test_torchvision_models_match_torch_bitwise(family, eng):
+    """torchvision's quantizable mobilenet_v2 / resnet18 (adaptive average pooling on a conv's
+    channels-last output, residual adds), every quantized intermediate integer equal to torch's,
+    inputs 2x past the calibration range."""
+    with engine(eng):
+        qm = _torchvision(family, eng)
+        model = fastq.from_torch(qm)
+        xs = [(np.random.default_rng(1).standard_normal((1, 3, 64, 64)) * 2).astype(np.float32)]
+        bad, total = mismatches(qm, model, xs)
+        vbad, vtotal, nvalues = value_mismatches(qm, model, xs)
+    assert total > 0 and bad == 0, "%s / %s: %d of %d outputs differ" % (family, eng, bad, total)
+    assert nvalues >= 50 and vbad == 0, "%s / %s: %d of %d integers differ" % (family, eng, vbad, vtotal)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["shufflenet_v2_x0_5", "mobilenet_v3_large"])
+def test_torchvision_models_refused_by_name(family):
+    """shufflenet shuffles channels with size() // groups and takes mean([2, 3]), mobilenet_v3's
+    squeeze-excitation uses hardsigmoid: from_torch names the first op it does not reproduce and
+    its fx node, never computes something else."""
     with engine("x86"):
-        tm = getattr(q, family)(weights=None, quantize=False)
-        tm.eval()
-        tm.fuse_model()
-        tm.qconfig = torch.ao.quantization.get_default_qconfig("x86")
-        p = torch.ao.quantization.prepare(tm)
-        p(torch.randn(1, 3, 64, 64))
-        qm = torch.ao.quantization.convert(p)
+        qm = _torchvision(family, "x86")
         with pytest.raises(NotImplementedError, match=r"is not supported by fastq.from_torch \(fx node '\w+'"):
             fastq.from_torch(qm)

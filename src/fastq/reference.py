@@ -1129,3 +1129,103 @@ def avg_pool(x, zero_point, kernel, stride, padding, ceil_mode=False, count_incl
     qmin, qmax = _qrange(dtype)
     out = np.clip(r, qmin, qmax).astype(dtype)
     return out[:, :, 0, :] if one_d else out
+
+
+# --------------------------------------------------------------- adaptive average pooling
+ADAPTIVE_POOL_PATHS = ("nchw", "nhwc", "qnnpack")
+
+
+def adaptive_windows(size, out):
+    """[(start, end)] of torch's adaptive pooling windows: start = floor(o*size/out),
+    end = ceil((o+1)*size/out)."""
+    return [((o * size) // out, -((-(o + 1) * size) // out)) for o in range(out)]
+
+
+def adaptive_avg_pool(x, zero_point, output_size, path="nchw", vector_channels=16, dtype="uint8"):
+    """Quantized adaptive average pooling as torch 2.13 computes it (output qparams = input's).
+    Per output window of `size` inputs, acc = sum(x - zx), raw = sum(x):
+      path "nchw" (a contiguous input): q = rne(f32((float)raw * r)), r = f32(f32(1/KH)/KW)
+          (the zero point is never subtracted: it averages to itself)
+      path "nhwc" (channels-last input; torch's vector kernel covers the first
+          floor(C / vector_channels) * vector_channels channels), with inv = f32(1/f32(1/f32(1/size))):
+          vector channels:  q = rne(fmaf((float)acc, inv, zp))
+          the tail:         q = rne(f32(f32((float)acc * inv) + zp))
+      path "qnnpack" (engine qnnpack, uint8, every input size a multiple of the output size): QNNPACK's
+          average pooling with kernel = stride = in / out: q = rne(f32((float)acc * f32(1/size))) + zp
+    then clamped to the dtype."""
+    one_d = np.ndim(x) == 3
+    x4 = np.asarray(_as_2d(x), np.int64)
+    out = (1,) + tuple(output_size) if one_d else tuple(output_size)
+    n, c, h, w = x4.shape
+    zx = int(zero_point)
+    if path == "qnnpack" and (h % out[0] or w % out[1]):
+        raise ValueError("path: 'qnnpack' needs input sizes %s multiples of output_size %s" % ((h, w), out))
+    wh, ww = adaptive_windows(h, out[0]), adaptive_windows(w, out[1])
+    raw = np.zeros((n, c) + out, np.int64)
+    size = np.zeros(out, np.int64)
+    kh = np.zeros(out, np.int64)
+    kw = np.zeros(out, np.int64)
+    for i, (h0, h1) in enumerate(wh):
+        for j, (w0, w1) in enumerate(ww):
+            raw[:, :, i, j] = x4[:, :, h0:h1, w0:w1].sum((2, 3))
+            size[i, j], kh[i, j], kw[i, j] = (h1 - h0) * (w1 - w0), h1 - h0, w1 - w0
+    acc = raw - size * zx
+    a = acc.astype(np.float32)
+    m = (f32(1.0) / size.astype(np.float32)).astype(np.float32)
+    if path == "nchw":
+        r = ((f32(1.0) / kh.astype(np.float32)).astype(np.float32) / kw.astype(np.float32)).astype(np.float32)
+        q = np.rint((raw.astype(np.float32) * r).astype(np.float32)).astype(np.int64)
+    elif path == "qnnpack":
+        q = np.rint((a * m).astype(np.float32)).astype(np.int64) + zx
+    elif path == "nhwc":
+        inv = (f32(1.0) / (f32(1.0) / m).astype(np.float32)).astype(np.float32)
+        # fmaf: the exact product plus zp, rounded once (exact in double: 24-bit by 24-bit, |zp| < 2^8)
+        body = np.rint((a.astype(np.float64) * inv.astype(np.float64) + zx).astype(np.float32)).astype(np.int64)
+        tail = np.rint(((a * inv).astype(np.float32) + f32(zx)).astype(np.float32)).astype(np.int64)
+        nb = c // vector_channels * vector_channels if vector_channels else 0
+        q = np.concatenate([body[:, :nb], tail[:, nb:]], axis=1)
+    else:
+        raise ValueError("path: expected one of %s, got %r" % (", ".join(ADAPTIVE_POOL_PATHS), path))
+    qmin, qmax = _qrange(dtype)
+    y = np.clip(q, qmin, qmax).astype(dtype)
+    return y[:, :, 0, :] if one_d else y
+
+
+# ------------------------------------------------------------------------------ hardswish
+HARDSWISH_PATHS = ("vector", "qnnpack")
+
+
+def hardswish_float(x):
+    """torch's float hardswish step by step in float32: x * min(max(x + 3, 0), 6) / 6."""
+    x = np.asarray(x, np.float32)
+    t = np.minimum(np.maximum((x + f32(3)).astype(np.float32), f32(0)), f32(6))
+    return ((x * t).astype(np.float32) / f32(6)).astype(np.float32)
+
+
+def hardswish(q, x_scale, x_zero_point, y_scale, y_zero_point, path="vector", vector_mask=None, dtype="uint8"):
+    """Quantized hardswish as torch 2.13 computes it. sx, sy as float32.
+      path "vector" (engines x86 / fbgemm: torch's vectorized kernel): elements of its vector body
+          (vector_mask True; None: all): x = fmaf(sx, q, f32(sx * -zx)), y = hardswish_float(x),
+          out = rne(f32(y * f32(1/sy))) + zy (zero point after rounding);
+          its scalar tail: x = f32(sx * f32(q - zx)), out = rne(f32(f32(y * f32(1/sy)) + zy))
+      path "qnnpack" (QNNPACK's 256-entry table): x = f32(sx * f32(q - zx)),
+          out = rne(f32(f32(hardswish_float(x) * f32(1/sy)) + zy))
+    then clamped to the dtype."""
+    q = np.asarray(q)
+    sx, sy, zx, zy = f32(x_scale), f32(y_scale), int(x_zero_point), int(y_zero_point)
+    qf = q.astype(np.float32)
+    plain = (sx * (qf - f32(zx)).astype(np.float32)).astype(np.float32)
+    inv = (f32(1.0) / sy).astype(np.float32)
+    if path == "qnnpack":
+        y = hardswish_float(plain)
+        r = np.rint(((y * inv).astype(np.float32) + f32(zy)).astype(np.float32)).astype(np.int64)
+    elif path == "vector":
+        pre = (sx * f32(-zx)).astype(np.float32)
+        fused = (np.float64(sx) * qf.astype(np.float64) + np.float64(pre)).astype(np.float32)
+        body = np.rint((hardswish_float(fused) * inv).astype(np.float32)).astype(np.int64) + zy
+        tail = np.rint(((hardswish_float(plain) * inv).astype(np.float32) + f32(zy)).astype(np.float32))
+        r = body if vector_mask is None else np.where(vector_mask, body, tail.astype(np.int64))
+    else:
+        raise ValueError("path: expected one of %s, got %r" % (", ".join(HARDSWISH_PATHS), path))
+    qmin, qmax = _qrange(dtype)
+    return np.clip(r, qmin, qmax).astype(dtype)

@@ -304,7 +304,18 @@ def _size():
          Node("view", S.Reshape([None, -1]), ("q", "b")), Node("dq", L.Dequantize(), ("view",))], "dq"), _x(82, (2, 6)))]
 
 
+def _pool_act(label, layer, shape, seed):
+    from fastq.layers import activation, pool  # noqa: F401
+    return Case(label, _chain(L.Quantize(0.05, 120), layer, L.Dequantize()), _x(seed, shape, -6.0, 6.0),
+                exports=False)
+
+
 CASES = {
+    "AdaptiveAvgPool": lambda: [_pool_act("nchw 5x7->2x3", L.pool.AdaptiveAvgPool((2, 3)), (2, 20, 5, 7), 90),
+                                _pool_act("nhwc tail", L.pool.AdaptiveAvgPool(1, path="nhwc"), (2, 20, 4, 4), 91),
+                                _pool_act("qnnpack", L.pool.AdaptiveAvgPool(2, path="qnnpack"), (2, 3, 4, 6), 92)],
+    "Hardswish": lambda: [_pool_act("vector + tail", L.activation.Hardswish(0.03, 10, layout="nhwc"), (2, 20, 3, 3), 93),
+                          _pool_act("qnnpack", L.activation.Hardswish(0.03, 10, path="qnnpack"), (2, 5, 3, 3), 94)],
     "Quantize": _quantize,
     "Dequantize": _quantize,
     "Identity": _identity,

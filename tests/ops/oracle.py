@@ -153,7 +153,21 @@ ORACLE = {
     "Size": lambda L, x: (lambda s: tuple(s) if L.dim is None else s[L.dim])(
         (x.values if isinstance(x, RQ) else x).shape),
     "GetItem": lambda L, t: t[L.index],
+    "AdaptiveAvgPool": lambda L, x: RQ(R.adaptive_avg_pool(x.values, x.zero_point, L.output_size, L.path,
+                                                           L.vector_channels, x.values.dtype.name), x.scale, x.zero_point),
+    "Hardswish": lambda L, x: RQ(R.hardswish(x.values, x.scale, x.zero_point, L.scale, L.zero_point, L.path,
+                                             _body_mask(x.values.shape, L.layout, L.vector_block),
+                                             x.values.dtype.name), L.scale, L.zero_point),
 }
+
+
+def _body_mask(shape, layout, block):
+    """One torch thread: the first floor(n / block) * block elements in memory order are vector body."""
+    n = int(np.prod(shape))
+    order = np.arange(n).reshape(shape)
+    if layout == "nhwc" and len(shape) == 4:
+        order = np.arange(n).reshape(shape[0], shape[2], shape[3], shape[1]).transpose(0, 3, 1, 2)
+    return order < (n // block * block if block else 0)
 
 
 def run(model, x):

@@ -16,7 +16,8 @@ import torch.nn as nn
 
 from .. import reference, runtime
 from ..layers.conv import QuantizedConv
-from ..layers.pool import AvgPool, MaxPool
+from ..layers.activation import Hardswish
+from ..layers.pool import AdaptiveAvgPool, AvgPool, MaxPool
 from .torch_fx_args import _bind, _path, _type_name, _unsupported
 from .torch_quantized import qtensor_from_torch
 
@@ -145,7 +146,39 @@ def cnn_leaf(module, path, engine, node):
         return avg_pool_layer(dims, module.kernel_size, module.stride, module.padding, module.ceil_mode,
                               module.count_include_pad, getattr(module, "divisor_override", None), engine, cl,
                               node, path)
+    if type(module) in (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d):
+        dims = 1 if isinstance(module, nn.AdaptiveAvgPool1d) else 2
+        cl = node is not None and hasattr(node, "args") and torch_channels_last(node, _recorded_conv)
+        return adaptive_avg_pool_layer(dims, module.output_size, engine, cl, node, path)
+    if type(module) is nnq.Hardswish:
+        cl = node is not None and hasattr(node, "args") and torch_channels_last(node, _recorded_conv)
+        return hardswish_layer(module.scale, module.zero_point, engine, cl)
     return None
+
+
+def _vector_block():
+    """Elements per vector of torch's quantized uint8 elementwise loops (Vectorized<quint8>)."""
+    cap = torch.backends.cpu.get_cpu_capability()
+    return 64 if cap.startswith("AVX512") else 32 if cap.startswith("AVX2") else 0
+
+
+def hardswish_layer(scale, zero_point, engine, channels_last):
+    """torch 2.13 runs quantized hardswish through QNNPACK's lookup table under engine qnnpack, else
+    its vectorized float kernel (vector body and scalar tail round differently)."""
+    return Hardswish(float(scale), int(zero_point), "uint8", path="qnnpack" if engine == "qnnpack" else "vector",
+                     layout="nhwc" if channels_last else "nchw", vector_block=_vector_block(),
+                     torch_threads=torch.get_num_threads())
+
+
+def adaptive_avg_pool_layer(dims, output_size, engine, channels_last, node, path):
+    out = _ints(output_size, dims)
+    if any(o is None for o in out):
+        raise _unsupported("adaptive average pooling with output_size %r (None keeps an input size)"
+                           % (output_size,), node, path)
+    p = "nhwc" if channels_last else "nchw"
+    if engine == "qnnpack":
+        p = "qnnpack"       # torch checks the sizes at run time; AdaptiveAvgPool refuses the other case
+    return AdaptiveAvgPool(out, path=p, vector_channels=_vector_channels(), dims=dims)
 
 
 # ----------------------------------------------------------------------------- fx handlers
@@ -188,4 +221,14 @@ def fx_avg_pool(dims):
         layer = avg_pool_layer(dims, a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"],
                                a["count_include_pad"], a.get("divisor_override"), b.engine, cl, node, _path(node))
         b.add(node, layer, [b.tensor(node, a["input"])])
+    return h
+
+
+def fx_adaptive_avg_pool(dims):
+    def h(b, node):
+        a = _bind(b, node, ("input", "output_size"), {})
+        b.const(node, a["output_size"], (int, tuple, list), "output_size")
+        cl = torch_channels_last(node, _is_conv_in(b.root))
+        b.add(node, adaptive_avg_pool_layer(dims, a["output_size"], b.engine, cl, node, _path(node)),
+              [b.tensor(node, a["input"])])
     return h

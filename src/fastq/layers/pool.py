@@ -154,3 +154,68 @@ class AvgPool(_Pool):
                 "constants": "k%s s%s p%s%s" % (self.kernel_size, self.stride, self.padding,
                                                 ", ceil" if self.ceil_mode else ""),
                 "arithmetic": "avg (%s)" % self.path}
+
+
+def _check_output_size(value, prior):
+    v = check_ints("output_size", 1)(value, prior)
+    if any(o < 1 for o in v):
+        raise ValueError("output_size: expected sizes >= 1, got %r" % (value,))
+    return v
+
+
+@register
+class AdaptiveAvgPool(Layer):
+    """Adaptive average pooling (torch AdaptiveAvgPool1d/2d, F.adaptive_avg_pool2d) on quantized
+    values; the output keeps the input's scale and zero point. Rounded as torch's path for this
+    input rounds it (reference.adaptive_avg_pool): path "nchw" (a contiguous input), "nhwc" (a
+    channels-last input: any convolution's output; vector_channels as AvgPool's), "qnnpack"
+    (engine qnnpack, sizes multiples of output_size)."""
+    takes = QUANT
+    settings = (
+        Setting("dims", lambda v, prior: _check_dims(v), 2),
+        Setting("output_size", _check_output_size),
+        Setting("path", check_choice("path", reference.ADAPTIVE_POOL_PATHS), "nchw"),
+        Setting("vector_channels", check_int("vector_channels"), 16),
+    )
+    layout_dependent = True     # as AvgPool: the torch import makes one per call
+
+    def __init__(self, output_size, path="nchw", vector_channels=16, dims=2):
+        self._set_settings(dims=dims, output_size=output_size, path=path, vector_channels=vector_channels)
+        o = self._settings["output_size"]
+        if len(o) == 1:
+            o = o * self.dims
+        if len(o) != self.dims:
+            raise ValueError("output_size: expected %d values, got %r" % (self.dims, self._settings["output_size"]))
+        self._settings["output_size"] = o
+        self._attrs["output_size"] = tuple(o)
+        if self.vector_channels < 0:
+            raise ValueError("vector_channels: expected >= 0, got %d" % self.vector_channels)
+
+    def _check_sizes(self, spatial):
+        if self.path == "qnnpack" and any(s % o for s, o in zip(spatial, self.output_size)):
+            raise ValueError("x: path 'qnnpack' needs spatial sizes %s that are multiples of output_size %s"
+                             % (tuple(spatial), self.output_size))
+
+    def infer(self, spec):
+        if len(spec.shape) != self.dims + 2:
+            raise ValueError("x: AdaptiveAvgPool (%d-D) expects %d dimensions, got shape %s"
+                             % (self.dims, self.dims + 2, spec.shape))
+        if None not in spec.shape[2:]:
+            self._check_sizes(spec.shape[2:])
+        return Spec(spec.kind, tuple(spec.shape[:2]) + self.output_size, spec.dtype, spec.scale, spec.zero_point)
+
+    def prepare(self, spec):
+        return {}
+
+    def __call__(self, x):
+        _check_q(x, self.dims, "AdaptiveAvgPool")
+        self._check_sizes(x.values.shape[2:])
+        if self.path == "qnnpack" and x.values.dtype != np.uint8:
+            raise TypeError("x: path 'qnnpack' takes uint8 values, got %s" % x.values.dtype)
+        y = reference.adaptive_avg_pool(x.values, int(x.zero_point), self.output_size, self.path,
+                                        self.vector_channels, x.values.dtype.name)
+        return QTensor._checked(y, x.scale, x.zero_point)
+
+    def summary_row(self, specs, op_data):
+        return {"qparams": "as input", "constants": "output %s" % (self.output_size,),
+                "arithmetic": "adaptive avg (%s)" % self.path}
