@@ -22,4 +22,8 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q ".[test,onnx]"
+# torchvision's quantizable CNNs are test models only. 0.28.0 is the release for torch 2.13.0;
+# --no-deps keeps the CPU torch (its wheel would pull a CUDA torch). pillow is what its import needs.
+.venv/bin/python -m pip install -q pillow
+.venv/bin/python -m pip install -q --no-deps torchvision==0.28.0
 cd tests && ../.venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -2,4 +2,4 @@
 from __future__ import annotations
 
 from .importers.torch_fx import (FUNCTIONS, INT, METHODS, MODULES, QUANTIZED_OPS, TENSOR, TUPLE,  # noqa: F401
-                                 GraphBuilder)
+                                 GraphBuilder, _bind, _path)

@@ -838,3 +838,294 @@ def pack_panels(w):
     nn, kk = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
     out[packed_offset(nn, kk, k)] = w
     return out
+
+
+# =========================================================================== convolution and pooling
+# docs/ARITHMETIC.md §18. Measured against torch 2.13 with the engine pinned (tests/test_conv_torch.py,
+# tests/test_pool_torch.py). Spatial tensors are NCHW (1-D: NCL) int arrays, as at fastq's API.
+
+CONV_ARITHMETICS = ("onednn", "fbgemm", "qnnpack", "tflite")
+
+
+def _as_2d(x):
+    """NCL -> NC1L (a 1-D convolution or pooling is the 2-D one with height 1, as torch runs it)."""
+    x = np.asarray(x)
+    return x[:, :, None, :] if x.ndim == 3 else x
+
+
+def conv_out_size(size, kernel, stride, padding, dilation):
+    """floor((size + 2 p - d (k - 1) - 1) / s) + 1."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def conv_patches(x, fill, kernel, stride, padding, dilation):
+    """The receptive fields of a convolution: x NCHW ints -> int64 [N, C, OH, OW, KH*KW], taps in
+    (kh, kw) order, positions outside the input filled with `fill` (the input zero point: what
+    (x - zx) makes 0)."""
+    x = np.asarray(x, np.int64)
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    oh, ow = conv_out_size(h, kh, sh, ph, dh), conv_out_size(w, kw, sw, pw, dw)
+    xp = np.full((n, c, h + 2 * ph, w + 2 * pw), fill, np.int64)
+    xp[:, :, ph:ph + h, pw:pw + w] = x
+    out = np.empty((n, c, max(oh, 0), max(ow, 0), kh * kw), np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            out[..., i * kw + j] = xp[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh,
+                                      j * dw: j * dw + sw * (ow - 1) + 1: sw]
+    return out
+
+
+def conv_acc(x, x_zero_point, w, w_zero_points, stride, padding, dilation, groups):
+    """The exact int32 accumulator of a convolution (int64 here):
+      acc[n, o, y, x] = sum_{c in group(o), kh, kw} (x[n, c, y*s - p + kh*d, ...] - zx) * (w[o, c, kh, kw] - zw[o])
+    x NCHW (or NCL), w [O, C/groups, KH, KW] (or [O, C/groups, K]) -> [N, O, OH, OW] (or [N, O, L])."""
+    one_d = np.ndim(x) == 3
+    x4, w4 = _as_2d(x), _as_2d(w)
+    if one_d:
+        stride, padding, dilation = (1,) + tuple(stride), (0,) + tuple(padding), (1,) + tuple(dilation)
+    o, cpg, kh, kw = w4.shape
+    p = conv_patches(x4, int(x_zero_point), (kh, kw), stride, padding, dilation) - int(x_zero_point)
+    n, c, oh, ow, k = p.shape
+    g = int(groups)
+    zw = np.broadcast_to(np.asarray(w_zero_points, np.int64).reshape(-1), (o,))
+    wd = (w4.reshape(o, cpg * kh * kw).astype(np.int64) - zw[:, None]).reshape(g, o // g, cpg * k)
+    pg = p.reshape(n, g, cpg, oh, ow, k).transpose(0, 1, 3, 4, 2, 5).reshape(n, g, oh, ow, cpg * k)
+    acc = np.einsum("ngyxk,gok->ngoyx", pg, wd).reshape(n, o, oh, ow)
+    return acc[:, :, 0, :] if one_d else acc
+
+
+def fbgemm_depthwise_fast_path(in_channels, out_channels, groups, kernel, stride, padding, dilation):
+    """FBGEMM's takeDepthWiseFastPath (torch 2.13) for a 2-D convolution: the cases its int16-pair
+    depthwise kernel runs (else im2col, exact)."""
+    kh, kw = kernel
+    return (groups == in_channels and out_channels in (groups, 2 * groups) and groups % 8 == 0
+            and kh == kw and kh in (3, 5) and all(s in (1, 2) for s in stride)
+            and all(d == 1 for d in dilation) and all(p == (kh - 1) // 2 for p in padding))
+
+
+def fbgemm_depthwise_acc(x, x_zero_point, w, w_zero_points, stride, padding):
+    """FBGEMM's depthwise accumulator (vpmaddubsw): the RAW uint8 inputs (padding = zx) times the
+    RAW int8 weights, summed in pairs of consecutive taps (0,1), (2,3), ... with int16 saturation
+    (an odd last tap alone), the pair sums added exactly, then the zero points corrected exactly:
+      S   = sum_i sat16(x[2i] w[2i] + x[2i+1] w[2i+1])
+      acc = S - zx (sum_t w[t] - zw K) - zw sum_t x[t]"""
+    x4, w4 = _as_2d(x), np.asarray(w)
+    o, _, kh, kw = w4.shape
+    zx = int(x_zero_point)
+    p = conv_patches(x4, zx, (kh, kw), stride, padding, (1, 1))
+    p = p[:, np.arange(o) // (o // p.shape[1])]                    # input channel of each output
+    wr = w4.reshape(o, kh * kw).astype(np.int64)
+    prod = p * wr[None, :, None, None, :]
+    k = kh * kw
+    s = np.zeros(prod.shape[:4], np.int64)
+    for i in range(0, k, 2):
+        pair = prod[..., i] + (prod[..., i + 1] if i + 1 < k else 0)
+        s += np.clip(pair, -32768, 32767)
+    zw = np.broadcast_to(np.asarray(w_zero_points, np.int64).reshape(-1), (o,)).reshape(1, o, 1, 1)
+    colsum = wr.sum(1).reshape(1, o, 1, 1)
+    return s - zx * (colsum - zw * k) - zw * p.sum(-1)
+
+
+def onednn_params(x_scale, w_scales, y_scale):
+    """The float32 constants of oneDNN's int8 convolution as torch 2.13 calls it:
+    s_src = f32(1 / f32(1 / (double)sx))  (torch passes 1/sx as a float; oneDNN inverts it in float),
+    sw[n] = f32(w_scale[n]), inv_y = f32(1 / (double)sy)."""
+    s_src = f32(f32(1.0) / f32(1.0 / np.float64(x_scale)))
+    sw = np.atleast_1d(np.asarray(w_scales, np.float64)).astype(np.float32)
+    inv_y = f32(1.0 / np.float64(y_scale))
+    return s_src, sw, inv_y
+
+
+def requant_onednn(acc, x_scale, w_scales, y_scale, y_zero_point, bias=None, relu=False):
+    """oneDNN's requantization (torch engine x86, convolutions packed for oneDNN), acc [..., N]:
+      y = f32(f32((float)acc * s_src) * sw[n])      (src scale, then weight scale: two roundings)
+      y = f32(y + bias[n]);  relu: y = max(y, 0)
+      t = f32(f32(y * inv_y) + (float)zy);  q = clamp(rne(t), 0, 255)
+    Returns int64 before the dtype clamp's cast (callers clamp to their range)."""
+    s_src, sw, inv_y = onednn_params(x_scale, w_scales, y_scale)
+    y = (np.asarray(acc, np.int64).astype(np.float32) * s_src).astype(np.float32)
+    y = (y * sw).astype(np.float32)
+    if bias is not None:
+        y = (y + np.asarray(bias, np.float32)).astype(np.float32)
+    if relu:
+        y = np.maximum(y, f32(0))
+    t = ((y * inv_y).astype(np.float32) + f32(y_zero_point)).astype(np.float32)
+    return round_float_to_int32(t)
+
+
+def conv_requant(acc, arithmetic, x_scale, w_scales, y_scale, y_zero_point, bias=None, relu=False,
+                 per_channel=None, dtype="uint8", x_zero_point=0, rounding="double"):
+    """acc [N, O, ...] (channels on axis 1) -> the output integers in `dtype` for one arithmetic:
+    onednn (above), fbgemm (§6: requant_fbgemm's formula), qnnpack (§7), tflite (§8: int32 bias
+    by tflite_bias, MBQM). ReLU clamps at the output zero point (torch's fused ReLU)."""
+    qmin, qmax = _qrange(dtype)
+    a = np.moveaxis(np.asarray(acc, np.int64), 1, -1)
+    zy = int(y_zero_point)
+    w_scales = np.atleast_1d(np.asarray(w_scales, np.float64))
+    if per_channel is None:
+        per_channel = w_scales.size > 1
+    n = a.shape[-1]
+    if arithmetic == "onednn":
+        r = requant_onednn(a, x_scale, w_scales, y_scale, zy, bias, relu)
+        lo = qmin
+    elif arithmetic == "fbgemm":
+        bias_b, bias_r, mult = fbgemm_params(x_scale, w_scales, y_scale, bias, per_channel)
+        f = a.astype(np.float32)
+        if bias_b is not None:
+            f = fmaf(np.broadcast_to(bias_b, f.shape), bias_r, f)
+        r = round_float_to_int32((f * mult).astype(np.float32)) + zy
+        lo = max(qmin, zy) if relu else qmin
+    elif arithmetic == "qnnpack":
+        bq, req = qnnpack_params(x_scale, w_scales, y_scale, bias)
+        acc_b = wrap_int32(a + bq)
+        r = round_float_to_int32((acc_b.astype(np.float32) * req).astype(np.float32)) + zy
+        lo = max(qmin, zy) if relu else qmin
+    elif arithmetic == "tflite":
+        if bias is not None:
+            b = np.asarray(bias)
+            a = a + (b.astype(np.int64) if b.dtype.kind in "iu" else tflite_bias(b, x_scale, w_scales))
+        mult, shift = tflite_multipliers(x_scale, w_scales, y_scale, per_channel, rounding)
+        r = MBQM[rounding](wrap_int32(a), np.broadcast_to(mult, (n,)), np.broadcast_to(shift, (n,))) + zy
+        lo = max(qmin, zy) if relu else qmin
+    else:
+        raise ValueError("arithmetic: expected one of %s, got %r" % (", ".join(CONV_ARITHMETICS), arithmetic))
+    out = np.clip(r, lo, qmax).astype(dtype)
+    return np.moveaxis(out, -1, 1)
+
+
+def conv(x_q, x_scale, x_zero_point, w_q, w_scales, w_zero_points, bias, y_scale, y_zero_point,
+         stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, relu=False, arithmetic="fbgemm",
+         per_channel=None, dtype="uint8", depthwise_saturation=None):
+    """One quantized convolution (1-D: NCL, weights [O, C/g, K]; 2-D: NCHW, [O, C/g, KH, KW]).
+    The accumulator is exact, except under fbgemm where FBGEMM's depthwise kernel runs
+    (fbgemm_depthwise_fast_path), whose int16 pairs saturate (depthwise_saturation=None: decide
+    by that rule; True / False force it). int8 inputs enter as uint8 through the +128 flip."""
+    x = np.asarray(x_q)
+    zx = int(x_zero_point)
+    if x.dtype == np.int8:
+        x, zx = x.astype(np.int64) + 128, zx + 128
+    one_d = x.ndim == 3
+    w = np.asarray(w_q)
+    k2 = (1,) + tuple(w.shape[2:]) if one_d else tuple(w.shape[2:])
+    st, pd, dl = ((1,) + tuple(stride), (0,) + tuple(padding), (1,) + tuple(dilation)) if one_d else \
+        (tuple(stride), tuple(padding), tuple(dilation))
+    sat = depthwise_saturation
+    if sat is None:
+        sat = arithmetic == "fbgemm" and not one_d and fbgemm_depthwise_fast_path(
+            x.shape[1], w.shape[0], groups, k2, st, pd, dl)
+    if sat:
+        acc = fbgemm_depthwise_acc(_as_2d(x), zx, _as_2d(w), w_zero_points, st, pd)
+        acc = acc[:, :, 0, :] if one_d else acc
+    else:
+        acc = conv_acc(x, zx, w, w_zero_points, stride, padding, dilation, groups)
+    return conv_requant(acc, arithmetic, x_scale, w_scales, y_scale, y_zero_point, bias, relu,
+                        per_channel, dtype)
+
+
+def onednn_packs_conv(engine, w_zero_points, groups, output_padding=(0,), has_vnni=True):
+    """Whether torch 2.13 packs a quantized convolution for oneDNN (should_use_onednn_quant):
+    engine x86, Linux, AVX512-VNNI, groups <= 100, all weight zero points 0, output_padding 0."""
+    return (engine == "x86" and bool(has_vnni) and int(groups) <= 100
+            and bool(np.all(np.asarray(w_zero_points) == 0)) and all(int(p) == 0 for p in output_padding))
+
+
+def pool_out_size(size, kernel, stride, padding, ceil_mode, dilation=1):
+    """torch's pooling_output_shape: floor or ceil of (size + 2p - d(k-1) - 1)/s + 1, and with
+    ceil_mode a last window must start inside the input or its left padding."""
+    num = size + 2 * padding - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
+    out = num // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def max_pool(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=False):
+    """Max pooling of integers (NCHW or NCL): the largest value in each window, padding never wins."""
+    one_d = np.ndim(x) == 3
+    x4 = _as_2d(x)
+    k, s, p, d = [((z,) + tuple(v)) if one_d else tuple(v)
+                  for z, v in ((1, kernel), (1, stride), (0, padding), (1, dilation))]
+    n, c, h, w = x4.shape
+    oh = pool_out_size(h, k[0], s[0], p[0], ceil_mode, d[0])
+    ow = pool_out_size(w, k[1], s[1], p[1], ceil_mode, d[1])
+    lo = np.iinfo(np.asarray(x).dtype).min
+    xp = np.full((n, c, h + 2 * p[0] + k[0] * d[0] + s[0], w + 2 * p[1] + k[1] * d[1] + s[1]), lo, x4.dtype)
+    xp[:, :, p[0]:p[0] + h, p[1]:p[1] + w] = x4
+    out = np.full((n, c, oh, ow), lo, x4.dtype)
+    for i in range(k[0]):
+        for j in range(k[1]):
+            out = np.maximum(out, xp[:, :, i * d[0]: i * d[0] + s[0] * (oh - 1) + 1: s[0],
+                                     j * d[1]: j * d[1] + s[1] * (ow - 1) + 1: s[1]])
+    return out[:, :, 0, :] if one_d else out
+
+
+AVG_POOL_PATHS = ("nchw", "nhwc", "qnnpack")
+
+
+def avg_pool_sums(x, zero_point, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    """Per window: acc = sum of (x - zx) over the window's inputs inside the image, and its divisor
+    (divisor_override, else the window clipped to the padded image with count_include_pad, else to
+    the image)."""
+    x4 = np.asarray(x, np.int64)
+    n, c, h, w = x4.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    oh = pool_out_size(h, kh, sh, ph, ceil_mode)
+    ow = pool_out_size(w, kw, sw, pw, ceil_mode)
+    acc = np.zeros((n, c, oh, ow), np.int64)
+    div = np.zeros((oh, ow), np.int64)
+    zx = int(zero_point)
+    for i in range(oh):
+        hs = i * sh - ph
+        he = min(hs + kh, h + ph)
+        for j in range(ow):
+            ws = j * sw - pw
+            we = min(ws + kw, w + pw)
+            pool = (he - hs) * (we - ws)
+            h0, w0, h1, w1 = max(hs, 0), max(ws, 0), min(he, h), min(we, w)
+            size = max(h1 - h0, 0) * max(w1 - w0, 0)
+            div[i, j] = divisor_override if divisor_override else (pool if count_include_pad else size)
+            acc[:, :, i, j] = x4[:, :, h0:h1, w0:w1].sum((2, 3)) - size * zx
+    return acc, div
+
+
+def avg_pool(x, zero_point, kernel, stride, padding, ceil_mode=False, count_include_pad=True,
+             divisor_override=None, path="nchw", vector_channels=16, dtype="uint8"):
+    """Quantized average pooling as torch 2.13 computes it; the output keeps the input's scale and
+    zero point. With m = f32(1 / divisor):
+      path "nchw" (a contiguous NCHW input, engines x86 / fbgemm):
+          q = rne(f32(f32((float)acc * m) + zp))
+      path "nhwc" (a channels-last input, e.g. a convolution's output): channels below
+          floor(C / vector_channels) * vector_channels (16 with torch's AVX-512 kernels, 8 with AVX2)
+          q = rne(f32((float)acc * m)) + zp     (the zero point added after rounding)
+          the remaining channels: q = rne(f32(f32((float)acc * f32(1 / f32(1 / m))) + zp))
+      path "qnnpack" (engine qnnpack, uint8): count_include_pad and divisor_override are ignored:
+          the divisor is always KH*KW, q = rne(f32((float)acc * f32(1 / (KH*KW)))) + zp
+    then clamped to the dtype."""
+    one_d = np.ndim(x) == 3
+    x4 = _as_2d(x)
+    k, s, p = [((z,) + tuple(v)) if one_d else tuple(v) for z, v in ((1, kernel), (1, stride), (0, padding))]
+    zx = int(zero_point)
+    if path == "qnnpack":
+        count_include_pad, divisor_override = True, None
+    acc, div = avg_pool_sums(x4, zx, k, s, p, ceil_mode, count_include_pad, divisor_override)
+    if path == "qnnpack":
+        div = np.full_like(div, k[0] * k[1])
+    m = (f32(1.0) / div.astype(np.float32)).astype(np.float32)
+    a = acc.astype(np.float32)
+    if path == "nchw":
+        r = np.rint(((a * m).astype(np.float32) + f32(zx)).astype(np.float32)).astype(np.int64)
+    elif path == "qnnpack":
+        r = np.rint((a * m).astype(np.float32)).astype(np.int64) + zx
+    elif path == "nhwc":
+        body = np.rint((a * m).astype(np.float32)).astype(np.int64) + zx
+        inv = (f32(1.0) / (f32(1.0) / m).astype(np.float32)).astype(np.float32)
+        tail = np.rint(((a * inv).astype(np.float32) + f32(zx)).astype(np.float32)).astype(np.int64)
+        c = a.shape[1]
+        nb = c // vector_channels * vector_channels if vector_channels else 0
+        r = np.concatenate([body[:, :nb], tail[:, nb:]], axis=1)
+    else:
+        raise ValueError("path: expected one of %s, got %r" % (", ".join(AVG_POOL_PATHS), path))
+    qmin, qmax = _qrange(dtype)
+    out = np.clip(r, qmin, qmax).astype(dtype)
+    return out[:, :, 0, :] if one_d else out

@@ -7,6 +7,11 @@ from __future__ import annotations
 from .calibrate import ENGINE_REQUANT  # noqa: F401
 from .importers.torch_calibrate import calibrate as _calibrate
 from .importers.torch_fx import convert as model_from_torch, leaf_layer as _convert_leaf, trace  # noqa: F401
+from .importers.torch_fx import _torch_module as _torch_mod, _type_name, _unsupported  # noqa: F401,E402
+
+
+def _torch():
+    return _torch_mod()
 from .importers.torch_quantized import (dynamic_linear_from_torch, linear_from_torch,  # noqa: F401
                                         qtensor_from_torch, qtensor_to_torch, requant_for_engine)
 

@@ -99,9 +99,13 @@ def leaf_layer(module, path, engine, node=None):
             return make(module, path, engine)
     if node is None:
         node = type("N", (), {"name": "?"})()
+    from ..torch_conv import cnn_leaf            # TEMPORARY glue of the firmware branch until conv lands
+    layer = cnn_leaf(module, path, engine, node)
+    if layer is not None:
+        return layer
     if "Conv" in type(module).__name__:
         raise _unsupported("module %s" % _type_name(module), node, path,
-                           ": convolutions are not supported yet (fastq runs Linear models)")
+                           ": fastq reproduces quantized Conv1d / Conv2d / ConvReLU1d / ConvReLU2d only")
     raise _unsupported("module %s" % _type_name(module), node, path, "; supported modules: " + _SUPPORTED)
 
 
@@ -398,6 +402,18 @@ FUNCTIONS = {
     operator.iadd: _binary(ar.Add, ar.AddScalar), operator.imul: _binary(ar.Mul, ar.MulScalar),
     torch.cat: _cat, torch.concat: _cat,
 }
+
+
+def _torch_module():
+    return torch
+
+
+def _add_pool_functions():                  # TEMPORARY glue of the firmware branch until conv lands
+    from .. import torch_conv as tc
+    FUNCTIONS.update({F.max_pool1d: tc.fx_max_pool(1), F.max_pool2d: tc.fx_max_pool(2),
+                      torch.max_pool1d: tc.fx_max_pool(1), torch.max_pool2d: tc.fx_max_pool(2),
+                      F.avg_pool1d: tc.fx_avg_pool(1), F.avg_pool2d: tc.fx_avg_pool(2),
+                      torch.avg_pool1d: tc.fx_avg_pool(1)})
 METHODS = {
     "relu": relu, "relu_": relu, "flatten": _flatten(0), "view": _reshape, "reshape": _reshape,
     "squeeze": FUNCTIONS[torch.squeeze], "unsqueeze": FUNCTIONS[torch.unsqueeze],
@@ -455,5 +471,6 @@ def convert(module, engine=None):
     engines.engine(engine_name)             # refuse engines fastq does not reproduce, early
     if module.training and any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in module.modules()):
         raise ValueError("module: Dropout in training mode is random; call model.eval() first")
+    _add_pool_functions()
     graph, _ = trace(module)
     return GraphBuilder(module, graph, engine_name).build()

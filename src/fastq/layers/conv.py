@@ -1,0 +1,245 @@
+"""Quantized convolution, 1-D and 2-D (torch nnq.Conv1d / Conv2d / ConvReLU1d / ConvReLU2d).
+
+NCHW (NCL) at the API, as torch. The arithmetic is a per-layer setting, so a saved model computes
+the same integers on every machine: "onednn" (what torch 2.13's x86 engine runs for convolutions
+it packs for oneDNN), "fbgemm" (FBGEMM, including its saturating int16 pairs in the depthwise
+kernel), "qnnpack", "tflite" (fixed point). Formulas: reference.py, "convolution and pooling";
+docs/ARITHMETIC.md §18."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import reference
+from .._checks import as_array
+from ..qtensor import QTensor
+from ._base import (QUANT, Layer, Setting, _known, _known_all, check_bool, check_choice, check_dtype_name,
+                    check_int, check_scale_setting, check_zero_point_in, register, weight_arrays,
+                    weight_from_arrays)
+
+ARITHMETICS = reference.CONV_ARITHMETICS
+SATURATION = ("auto", "on", "off")
+
+
+def check_ints(name, minimum):
+    def check(value, prior):
+        vs = [value] if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+        if not isinstance(vs, (list, tuple)) or not vs or any(
+                isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in vs):
+            raise TypeError("%s: expected an int or a list of ints, got %r" % (name, value))
+        if any(v < minimum for v in vs):
+            raise ValueError("%s: expected values >= %d, got %r" % (name, minimum, value))
+        return [int(v) for v in vs]
+    return check
+
+
+def _per_dim(values, dims, name):
+    if len(values) == 1:
+        return values * dims
+    if len(values) != dims:
+        raise ValueError("%s: expected %d values for a %d-D convolution, got %r" % (name, dims, dims, values))
+    return values
+
+
+def check_conv_weight(weight):
+    if not isinstance(weight, QTensor):
+        raise TypeError("weight: expected a fastq.QTensor of int8 values, got %s" % type(weight).__name__)
+    if weight.values.dtype != np.int8:
+        raise TypeError("weight: expected int8 values, got %s" % weight.values.dtype)
+    if weight.values.ndim not in (3, 4):
+        raise ValueError("weight: expected shape [out, in/groups, K] (1-D) or [out, in/groups, KH, KW] (2-D), "
+                         "got %s" % (weight.values.shape,))
+    if weight.axis not in (None, 0):
+        raise ValueError("weight: per-channel quantization must be along axis 0 (output channels), got axis %r"
+                         % weight.axis)
+    if 0 in weight.values.shape:
+        raise ValueError("weight: empty shape %s" % (weight.values.shape,))
+    return weight
+
+
+@register
+class QuantizedConv(Layer):
+    """y = requant(conv(x - zx, w - zw) [+ bias]) for a uint8 / int8 QTensor x (NCL or NCHW).
+
+    weight: int8 QTensor [O, C/groups, K] or [O, C/groups, KH, KW], per tensor or per output channel;
+    bias: float [O] or None (tflite: also an int32 [O], used as is)."""
+    settings = (
+        Setting("stride", check_ints("stride", 1), 1),
+        Setting("padding", check_ints("padding", 0), 0),
+        Setting("dilation", check_ints("dilation", 1), 1),
+        Setting("groups", check_int("groups"), 1),
+        Setting("dtype", check_dtype_name("dtype"), "uint8", attr=np.dtype, doc="output dtype"),
+        Setting("scale", check_scale_setting("scale"), doc="output scale"),
+        Setting("zero_point", check_zero_point_in("zero_point", "dtype"), doc="output zero point"),
+        Setting("relu", check_bool("relu"), False, doc="fused ReLU"),
+        Setting("arithmetic", check_choice("arithmetic", ARITHMETICS), "fbgemm",
+                doc="whose requantization: onednn | fbgemm | qnnpack | tflite"),
+        Setting("depthwise_saturation", check_choice("depthwise_saturation", SATURATION), "auto",
+                doc="FBGEMM's int16-pair saturation: auto (where FBGEMM's depthwise kernel runs), on, off"),
+        Setting("rounding", check_choice("rounding", tuple(reference.MBQM)), "double", doc="tflite rounding"),
+        Setting("per_channel", check_bool("per_channel"), False, init=False),
+    )
+    arrays = ("weight", "weight_scale", "weight_zero_point", "bias", "int_bias")
+    takes = QUANT
+
+    def __init__(self, weight, bias, scale, zero_point, stride=1, padding=0, dilation=1, groups=1, relu=False,
+                 arithmetic="fbgemm", dtype="uint8", depthwise_saturation="auto", rounding="double"):
+        check_conv_weight(weight)
+        per_channel = weight.axis is not None
+        self._set_settings(stride=stride, padding=padding, dilation=dilation, groups=groups, dtype=dtype,
+                           scale=scale, zero_point=zero_point, relu=relu, arithmetic=arithmetic,
+                           depthwise_saturation=depthwise_saturation, rounding=rounding, per_channel=per_channel)
+        w = weight.values
+        self.dims = w.ndim - 2
+        self.kernel_size = tuple(int(k) for k in w.shape[2:])
+        for name in ("stride", "padding", "dilation"):
+            self._settings[name] = _per_dim(self._settings[name], self.dims, name)
+            self._attrs[name] = tuple(self._settings[name])
+        if self.groups < 1 or w.shape[0] % self.groups:
+            raise ValueError("groups: %d must be >= 1 and divide the %d output channels" % (self.groups, w.shape[0]))
+        self.weight = weight
+        self.out_channels = int(w.shape[0])
+        self.in_channels = int(w.shape[1]) * self.groups
+        zw = np.atleast_1d(np.asarray(weight.zero_point, np.int64))
+        if arithmetic == "onednn" and np.any(zw != 0):
+            raise ValueError("arithmetic: 'onednn' needs symmetric weights (every weight zero point 0), got zero "
+                             "points %s; torch packs such a convolution for FBGEMM: use 'fbgemm'" % np.unique(zw))
+        self.bias, self.int_bias = None, None
+        if bias is not None:
+            b = as_array(bias, "bias")
+            if b.ndim != 1 or b.shape[0] != self.out_channels:
+                raise ValueError("bias: expected shape (%d,), got %s" % (self.out_channels, b.shape))
+            if b.dtype.kind in "iu":
+                if arithmetic != "tflite":
+                    raise TypeError("bias: an integer bias is only taken by arithmetic='tflite'; pass floats")
+                if b.size and (b.min() < -(2**31) or b.max() > 2**31 - 1):
+                    raise ValueError("bias: an integer bias must fit int32, got range [%d, %d]" % (b.min(), b.max()))
+                self.int_bias = b.astype(np.int32)
+            elif b.dtype.kind == "f":
+                with np.errstate(over="ignore"):
+                    b32 = b.astype(np.float32)
+                if not np.all(np.isfinite(b32)):
+                    raise ValueError("bias: values must be finite and fit float32")
+                self.bias = b32
+            else:
+                raise TypeError("bias: expected floats, got dtype %s" % b.dtype)
+        self._op_data = {}
+
+    # ------------------------------------------------------------------ the protocol
+    def _out_spatial(self, spatial):
+        return tuple(reference.conv_out_size(s, k, st, p, d) for s, k, st, p, d in
+                     zip(spatial, self.kernel_size, self.stride, self.padding, self.dilation))
+
+    def _check_input(self, x):
+        if not isinstance(x, QTensor) or x.axis is not None:
+            raise TypeError("x: expected a per-tensor fastq.QTensor, got %s" % type(x).__name__)
+        if x.values.dtype not in (np.uint8, np.int8):
+            raise TypeError("x: expected uint8 or int8 values, got %s" % x.values.dtype)
+        if x.values.ndim != self.dims + 2 or x.values.shape[1] != self.in_channels:
+            raise ValueError("x: expected shape [N, %d, %s], got %s" % (
+                self.in_channels, ", ".join(["L"] if self.dims == 1 else ["H", "W"]), x.values.shape))
+        out = self._out_spatial(x.values.shape[2:])
+        if min(out) < 1:
+            raise ValueError("x: spatial size %s is too small for kernel %s, dilation %s, padding %s"
+                             % (x.values.shape[2:], self.kernel_size, self.dilation, self.padding))
+        return out
+
+    def infer(self, spec):
+        from ._spec import Spec
+        if spec.kind != "quant":
+            raise TypeError("x: QuantizedConv takes a quantized value, got %s" % spec.kind)
+        spatial = tuple(spec.shape[2:])
+        return Spec("quant", (spec.shape[0], self.out_channels) + self._out_spatial(spatial),
+                    self.dtype.name, self.scale, self.zero_point)
+
+    def saturates(self, in_channels=None):
+        """Whether the accumulator is FBGEMM's saturating depthwise one."""
+        if self.depthwise_saturation != "auto":
+            return self.depthwise_saturation == "on"
+        if self.arithmetic != "fbgemm" or self.dims != 2:
+            return False
+        return reference.fbgemm_depthwise_fast_path(self.in_channels, self.out_channels, self.groups,
+                                                    self.kernel_size, self.stride, self.padding, self.dilation)
+
+    def prepare(self, spec):
+        """The epilogue constants for an input of scale spec.scale (and zero point spec.zero_point)."""
+        key = (float(spec.scale), int(spec.zero_point))
+        data = self._op_data.get(key)
+        if data is None:
+            sx, zx = key
+            ws = np.atleast_1d(np.asarray(self.weight.scale, np.float64))
+            a = self.arithmetic
+            if a == "onednn":
+                s_src, sw, inv_y = reference.onednn_params(sx, ws, self.scale)
+                data = {"s_src": s_src, "sw": sw, "inv_y": inv_y}
+            elif a == "fbgemm":
+                bias_b, bias_r, mult = reference.fbgemm_params(sx, ws, self.scale, self.bias, self.per_channel)
+                data = {"bias_b": bias_b, "bias_r": bias_r, "mult": mult}
+            elif a == "qnnpack":
+                bq, req = reference.qnnpack_params(sx, ws, self.scale, self.bias)
+                data = {"bq": bq, "req": req}
+            else:
+                mult, shift = reference.tflite_multipliers(sx, ws, self.scale, self.per_channel, self.rounding)
+                ib = self.int_bias if self.int_bias is not None else (
+                    None if self.bias is None else reference.tflite_bias(self.bias, sx, ws))
+                data = {"multiplier": mult, "shift": shift, "int_bias": ib}
+            data["saturates"] = self.saturates()
+            if len(self._op_data) >= 16:
+                self._op_data.clear()
+            self._op_data[key] = data
+        return data
+
+    def _acc(self, x, zx):
+        """The int32 accumulator [N, O, ...] (the one call a C kernel replaces)."""
+        if x.dtype == np.int8:
+            x, zx = x.astype(np.int16) + 128, zx + 128          # the +128 flip: same differences
+        w = self.weight.values
+        zw = np.atleast_1d(np.asarray(self.weight.zero_point, np.int64))
+        if self.saturates():
+            if self.dims != 2:
+                raise ValueError("depthwise_saturation: 'on' applies to 2-D convolutions only")
+            return reference.fbgemm_depthwise_acc(x, zx, w, zw, self.stride, self.padding)
+        return reference.conv_acc(x, zx, w, zw, self.stride, self.padding, self.dilation, self.groups)
+
+    def __call__(self, x):
+        self._check_input(x)
+        acc = self._acc(x.values, int(x.zero_point))
+        bias = self.int_bias if self.int_bias is not None else self.bias
+        y = reference.conv_requant(acc, self.arithmetic, x.scale, self.weight.scale, self.scale, self.zero_point,
+                                   bias, self.relu, self.per_channel, self.dtype.name, rounding=self.rounding)
+        return QTensor._checked(y, self.scale, self.zero_point)
+
+    def summary_row(self, specs, op_data):
+        k = "x".join(str(v) for v in self.kernel_size)
+        geo = "k%s s%s p%s d%s g%d" % (k, ",".join(map(str, self.stride)), ",".join(map(str, self.padding)),
+                                      ",".join(map(str, self.dilation)), self.groups)
+        sat = ", int16 pairs saturate" if op_data.get("saturates") else ""
+        return {"qparams": "y: scale %.6g zp %d %s" % (self.scale, self.zero_point, self.dtype.name),
+                "constants": "%s; weights %s%s" % (geo, "per channel" if self.per_channel else "per tensor",
+                                                   ", relu" if self.relu else ""),
+                "arithmetic": self.arithmetic + sat}
+
+    # ------------------------------------------------------------------ state
+    def _repr_head(self):
+        return ["in_channels=%d" % self.in_channels, "out_channels=%d" % self.out_channels,
+                "kernel_size=%r" % (self.kernel_size,)]
+
+    def get_arrays(self):
+        arrays = weight_arrays(self.weight)
+        if self.bias is not None:
+            arrays["bias"] = self.bias
+        if self.int_bias is not None:
+            arrays["int_bias"] = self.int_bias
+        return arrays
+
+    @classmethod
+    def from_state(cls, settings, arrays):
+        settings = _known_all(cls, settings)
+        if not isinstance(arrays, dict):
+            raise TypeError("arrays: expected a dict, got %s" % type(arrays).__name__)
+        extra = set(arrays) - set(cls.arrays)
+        if extra:
+            raise ValueError("arrays: QuantizedConv has no array(s) %s" % ", ".join(sorted(extra)))
+        if "bias" in arrays and "int_bias" in arrays:
+            raise ValueError("arrays: both 'bias' and 'int_bias' given")
+        weight = weight_from_arrays(arrays, bool(settings.get("per_channel", False)))
+        return cls(weight, arrays.get("int_bias", arrays.get("bias")), **_known(cls, settings))

@@ -1,0 +1,152 @@
+"""Pooling on quantized NCHW (NCL) values: max pooling and average pooling (torch MaxPool1d/2d,
+AvgPool1d/2d and their functional forms on quantized tensors). The output keeps the input's
+scale and zero point, as torch's. Formulas: reference.max_pool / reference.avg_pool."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import reference
+from ..qtensor import QTensor
+from ._base import QUANT, Layer, Setting, check_bool, check_choice, check_int, register
+from .conv import check_ints
+
+
+def _check_q(x, dims, name):
+    if not isinstance(x, QTensor) or x.axis is not None:
+        raise TypeError("x: %s takes a per-tensor fastq.QTensor, got %s" % (name, type(x).__name__))
+    if x.values.ndim != dims + 2:
+        raise ValueError("x: %s (%d-D) expects shape [N, C, %s], got %s"
+                         % (name, dims, "L" if dims == 1 else "H, W", x.values.shape))
+
+
+def _check_dims(value):
+    if isinstance(value, bool) or value not in (1, 2):
+        raise (TypeError if not isinstance(value, int) else ValueError)("dims: expected 1 or 2, got %r" % (value,))
+    return int(value)
+
+
+class _Pool(Layer):
+    takes = QUANT
+
+    def _geometry(self, kernel_size, stride, padding):
+        dims = self._settings["dims"]
+        for name in ("kernel_size", "stride", "padding"):
+            v = self._settings[name]
+            if len(v) == 1:
+                v = v * dims
+            if len(v) != dims:
+                raise ValueError("%s: expected %d values, got %r" % (name, dims, self._settings[name]))
+            self._settings[name] = v
+            self._attrs[name] = tuple(v)
+        ks = self.kernel_size
+        if any(p > k // 2 for p, k in zip(self.padding, ks)):
+            raise ValueError("padding: %r must be at most half of kernel_size %r (as torch requires)"
+                             % (self.padding, ks))
+
+    def _out(self, spatial, dilation=None):
+        d = dilation or (1,) * self.dims
+        out = tuple(reference.pool_out_size(s, k, st, p, self.ceil_mode, dd) for s, k, st, p, dd in
+                    zip(spatial, self.kernel_size, self.stride, self.padding, d))
+        if min(out) < 1:
+            raise ValueError("x: spatial size %s gives an empty output for kernel %s" % (spatial, self.kernel_size))
+        return out
+
+    def infer(self, spec):
+        from ._spec import Spec
+        return Spec(spec.kind, tuple(spec.shape[:2]) + self._out(tuple(spec.shape[2:]), getattr(self, "dilation", None)),
+                    spec.dtype, spec.scale, spec.zero_point)
+
+    def prepare(self, spec):
+        return {}
+
+
+@register
+class MaxPool(_Pool):
+    """Largest value of each window (padding never wins)."""
+    settings = (
+        Setting("dims", lambda v, prior: _check_dims(v), 2),
+        Setting("kernel_size", check_ints("kernel_size", 1)),
+        Setting("stride", check_ints("stride", 1)),
+        Setting("padding", check_ints("padding", 0), 0),
+        Setting("dilation", check_ints("dilation", 1), 1),
+        Setting("ceil_mode", check_bool("ceil_mode"), False),
+    )
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, dims=2):
+        ks = check_ints("kernel_size", 1)(kernel_size, {})
+        if stride is None or stride == [] or stride == ():
+            stride = ks
+        self._set_settings(dims=dims, kernel_size=ks, stride=stride, padding=padding, dilation=dilation,
+                           ceil_mode=ceil_mode)
+        self._geometry(ks, stride, padding)
+        d = self._settings["dilation"]
+        self._settings["dilation"] = d * self.dims if len(d) == 1 else d
+        if len(self._settings["dilation"]) != self.dims:
+            raise ValueError("dilation: expected %d values, got %r" % (self.dims, d))
+        self._attrs["dilation"] = tuple(self._settings["dilation"])
+
+    def __call__(self, x):
+        _check_q(x, self.dims, "MaxPool")
+        self._out(x.values.shape[2:], self.dilation)
+        return QTensor._checked(reference.max_pool(x.values, self.kernel_size, self.stride, self.padding,
+                                                   self.dilation, self.ceil_mode), x.scale, x.zero_point)
+
+    def summary_row(self, specs, op_data):
+        return {"qparams": "as input", "constants": "k%s s%s p%s" % (self.kernel_size, self.stride, self.padding),
+                "arithmetic": "max"}
+
+
+def _check_divisor(value, prior):
+    if value is None:
+        return None
+    v = check_int("divisor_override")(value, prior)
+    if v == 0:
+        raise ValueError("divisor_override: must not be 0")
+    return v
+
+
+@register
+class AvgPool(_Pool):
+    """Average of each window, rounded as torch's path for this input rounds it:
+    path "nchw" (a contiguous input), "nhwc" (a channels-last input: any convolution's output),
+    "qnnpack" (engine qnnpack: count_include_pad and divisor_override are ignored, as torch does);
+    vector_channels: channels per vector of torch's channels-last kernel (16 AVX-512, 8 AVX2)."""
+    settings = (
+        Setting("dims", lambda v, prior: _check_dims(v), 2),
+        Setting("kernel_size", check_ints("kernel_size", 1)),
+        Setting("stride", check_ints("stride", 1)),
+        Setting("padding", check_ints("padding", 0), 0),
+        Setting("ceil_mode", check_bool("ceil_mode"), False),
+        Setting("count_include_pad", check_bool("count_include_pad"), True),
+        Setting("divisor_override", _check_divisor, None),
+        Setting("path", check_choice("path", reference.AVG_POOL_PATHS), "nchw"),
+        Setting("vector_channels", check_int("vector_channels"), 16),
+    )
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None, path="nchw", vector_channels=16, dims=2):
+        ks = check_ints("kernel_size", 1)(kernel_size, {})
+        if stride is None or stride == [] or stride == ():
+            stride = ks
+        self._set_settings(dims=dims, kernel_size=ks, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                           count_include_pad=count_include_pad, divisor_override=divisor_override, path=path,
+                           vector_channels=vector_channels)
+        if self.vector_channels < 0:
+            raise ValueError("vector_channels: expected >= 0, got %d" % self.vector_channels)
+        self._geometry(ks, stride, padding)
+
+    def __call__(self, x):
+        _check_q(x, self.dims, "AvgPool")
+        self._out(x.values.shape[2:])
+        if self.path == "qnnpack" and x.values.dtype != np.uint8:
+            raise TypeError("x: path 'qnnpack' takes uint8 values, got %s" % x.values.dtype)
+        y = reference.avg_pool(x.values, int(x.zero_point), self.kernel_size, self.stride, self.padding,
+                               self.ceil_mode, self.count_include_pad, self.divisor_override, self.path,
+                               self.vector_channels, x.values.dtype.name)
+        return QTensor._checked(y, x.scale, x.zero_point)
+
+    def summary_row(self, specs, op_data):
+        return {"qparams": "as input",
+                "constants": "k%s s%s p%s%s" % (self.kernel_size, self.stride, self.padding,
+                                                ", ceil" if self.ceil_mode else ""),
+                "arithmetic": "avg (%s)" % self.path}

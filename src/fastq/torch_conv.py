@@ -1,0 +1,199 @@
+"""torch -> fastq for the ops of convolutional networks (used by torch_compat and fx_convert):
+quantized Conv1d / Conv2d / ConvReLU1d / ConvReLU2d, max and average pooling (modules and
+functions). Each converted convolution records the arithmetic torch packed it for: under engine
+x86 on a Linux CPU with AVX512-VNNI torch 2.13 packs it for oneDNN when groups <= 100 and the
+weights are symmetric (should_use_onednn_quant), else for FBGEMM."""
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from . import reference
+from .torch_compat import _torch, _type_name, _unsupported, qtensor_from_torch
+
+_CONV_TARGETS = weakref.WeakKeyDictionary()     # fx graph -> module paths converted as convolutions
+
+
+def _has_vnni():
+    from . import runtime
+    return "avx512vnni" in runtime.backends()
+
+
+def conv_arithmetic(engine, w_zero_points, groups, output_padding=(0,)):
+    """The fastq arithmetic reproducing what torch 2.13 packs a convolution for under `engine`."""
+    if engine == "qnnpack":
+        return "qnnpack"
+    if engine == "fbgemm":
+        return "fbgemm"
+    if engine == "x86":
+        return "onednn" if reference.onednn_packs_conv(engine, w_zero_points, groups, output_padding,
+                                                       _has_vnni()) else "fbgemm"
+    raise ValueError("engine: %r is not reproduced by fastq; use x86, fbgemm or qnnpack" % (engine,))
+
+
+def conv_from_torch(module, engine=None):
+    """torch.ao.nn.quantized Conv1d / Conv2d or intrinsic ConvReLU1d / ConvReLU2d -> QuantizedConv."""
+    torch = _torch()
+    import torch.ao.nn.quantized as nnq
+    import torch.ao.nn.intrinsic.quantized as nniq
+    from .layers.conv import QuantizedConv
+    if type(module) not in (nnq.Conv1d, nnq.Conv2d, nniq.ConvReLU1d, nniq.ConvReLU2d):
+        raise TypeError("module: expected a quantized Conv1d / Conv2d / ConvReLU1d / ConvReLU2d, got %s"
+                        % _type_name(module))
+    if getattr(module, "padding_mode", "zeros") != "zeros":
+        raise NotImplementedError("module: padding_mode=%r is not reproduced (zeros only)" % module.padding_mode)
+    engine = engine if engine is not None else torch.backends.quantized.engine
+    weight = qtensor_from_torch(module.weight())
+    zw = np.atleast_1d(np.asarray(weight.zero_point))
+    bias = module.bias()
+    bias = None if bias is None else bias.detach().float().numpy().copy()
+    relu = type(module) in (nniq.ConvReLU1d, nniq.ConvReLU2d)
+    return QuantizedConv(weight, bias, float(module.scale), int(module.zero_point), stride=list(module.stride),
+                         padding=list(module.padding), dilation=list(module.dilation), groups=int(module.groups),
+                         relu=relu, arithmetic=conv_arithmetic(engine, zw, module.groups))
+
+
+# ----------------------------------------------------------------------------- layouts
+_SHAPE_OPS = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "transpose", "permute", "contiguous"}
+
+
+def torch_channels_last(node, is_conv):
+    """Whether torch holds the value of fx node `node` channels-last: a quantized convolution's output
+    is; pooling, activations, add and quantize keep their input's layout; a graph input or a
+    reshaped value is contiguous."""
+    import torch.fx as fx
+    seen = 0
+    while seen < 10000:
+        seen += 1
+        if node.op == "placeholder":
+            return False
+        if is_conv(node):
+            return True
+        name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+        if name in _SHAPE_OPS or (node.op == "call_method" and node.target == "contiguous"):
+            return False
+        args = [a for a in node.args if isinstance(a, fx.Node)]
+        for a in node.args:
+            if isinstance(a, (list, tuple)):
+                args += [x for x in a if isinstance(x, fx.Node)]
+        if not args:
+            return False
+        node = args[0]
+    return False
+
+
+def _recorded_conv(node):
+    return node.op == "call_module" and node.target in _CONV_TARGETS.get(node.graph, ())
+
+
+def _pool_path(engine, channels_last):
+    if engine == "qnnpack":
+        return "qnnpack"
+    return "nhwc" if channels_last else "nchw"
+
+
+def _vector_channels():
+    torch = _torch()
+    cap = torch.backends.cpu.get_cpu_capability()
+    return 16 if cap.startswith("AVX512") else 8 if cap.startswith("AVX2") else 0
+
+
+def _ints(v, dims):
+    v = list(v) if isinstance(v, (list, tuple)) else [v]
+    return v * dims if len(v) == 1 else v
+
+
+def max_pool_layer(dims, kernel_size, stride, padding, dilation, ceil_mode, return_indices, engine, node, path):
+    from .layers.pool import MaxPool
+    if return_indices:
+        raise _unsupported("max pooling with return_indices=True", node, path)
+    dilation = _ints(dilation, dims)
+    if engine == "qnnpack" and any(d != 1 for d in dilation):
+        raise _unsupported("max pooling with dilation %r under engine qnnpack" % (dilation,), node, path,
+                           " (torch 2.13's qnnpack max pool does not return the window maximum there)")
+    stride = _ints(kernel_size if stride in (None, [], ()) else stride, dims)
+    return MaxPool(_ints(kernel_size, dims), stride, _ints(padding, dims), dilation, bool(ceil_mode), dims=dims)
+
+
+def avg_pool_layer(dims, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, engine,
+                   channels_last, node, path):
+    from .layers.pool import AvgPool
+    stride = _ints(kernel_size if stride in (None, [], ()) else stride, dims)
+    p = _pool_path(engine, channels_last)
+    if p == "qnnpack" and ceil_mode:
+        k, s, pd = _ints(kernel_size, dims), stride, _ints(padding, dims)
+        raise _unsupported("average pooling with ceil_mode=True under engine qnnpack", node, path,
+                           " (QNNPACK leaves the extra output row / column torch allocates unwritten; kernel %s "
+                           "stride %s padding %s)" % (k, s, pd))
+    return AvgPool(_ints(kernel_size, dims), stride, _ints(padding, dims), bool(ceil_mode), bool(count_include_pad),
+                   divisor_override, path=p, vector_channels=_vector_channels(), dims=dims)
+
+
+def cnn_leaf(module, path, engine, node):
+    """The fastq layer for a CNN module (a convolution or a pooling module), or None."""
+    import torch.nn as nn
+    import torch.ao.nn.quantized as nnq
+    import torch.ao.nn.intrinsic.quantized as nniq
+    if type(module) in (nnq.Conv1d, nnq.Conv2d, nniq.ConvReLU1d, nniq.ConvReLU2d):
+        if node is not None and getattr(node, "graph", None) is not None:
+            _CONV_TARGETS.setdefault(node.graph, set()).add(node.target)
+        return conv_from_torch(module, engine)
+    if type(module) in (nn.MaxPool1d, nn.MaxPool2d):
+        dims = 1 if isinstance(module, nn.MaxPool1d) else 2
+        return max_pool_layer(dims, module.kernel_size, module.stride, module.padding, module.dilation,
+                              module.ceil_mode, module.return_indices, engine, node, path)
+    if type(module) in (nn.AvgPool1d, nn.AvgPool2d):
+        dims = 1 if isinstance(module, nn.AvgPool1d) else 2
+        cl = node is not None and hasattr(node, "args") and torch_channels_last(node, _recorded_conv)
+        return avg_pool_layer(dims, module.kernel_size, module.stride, module.padding, module.ceil_mode,
+                              module.count_include_pad, getattr(module, "divisor_override", None), engine, cl,
+                              node, path)
+    return None
+
+
+# ----------------------------------------------------------------------------- fx handlers
+def _is_conv_in(root):
+    import torch.ao.nn.quantized as nnq
+    import torch.ao.nn.intrinsic.quantized as nniq
+    kinds = (nnq.Conv1d, nnq.Conv2d, nniq.ConvReLU1d, nniq.ConvReLU2d)
+
+    def is_conv(n):
+        if n.op != "call_module":
+            return False
+        try:
+            return type(root.get_submodule(str(n.target))) in kinds
+        except AttributeError:
+            return False
+    return is_conv
+
+
+def fx_max_pool(dims):
+    def h(b, node):
+        from .fx_convert import _bind, _path
+        names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+        a = _bind(b, node, names, {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False,
+                                   "return_indices": False})
+        for k in names[1:]:
+            b.const(node, a[k], (int, tuple, list, bool, type(None)), k)
+        layer = max_pool_layer(dims, a["kernel_size"], a["stride"], a["padding"], a["dilation"], a["ceil_mode"],
+                               a["return_indices"], b.engine, node, _path(node))
+        b.add(node, layer, [b.tensor(node, a["input"])])
+    return h
+
+
+def fx_avg_pool(dims):
+    def h(b, node):
+        from .fx_convert import _bind, _path
+        names = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
+        if dims == 2:
+            names += ("divisor_override",)
+        a = _bind(b, node, names, {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True,
+                                   "divisor_override": None})
+        for k in names[1:]:
+            b.const(node, a[k], (int, tuple, list, bool, type(None)), k)
+        cl = torch_channels_last(node, _is_conv_in(b.root))
+        layer = avg_pool_layer(dims, a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"],
+                               a["count_include_pad"], a.get("divisor_override"), b.engine, cl, node, _path(node))
+        b.add(node, layer, [b.tensor(node, a["input"])])
+    return h
