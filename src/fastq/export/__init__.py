@@ -15,15 +15,16 @@ from .emit import ExportError
 __all__ = ["export_c", "generate", "ExportError", "Footprint", "Generated", "ERRORS"]
 
 
-def export_c(model, directory, name="net", input_size=None):
+def export_c(model, directory, name="net", input_size=None, input_shape=None):
     """Writes <directory>/<name>.h and <name>.c; returns the Generated result (its .footprint
     holds the flash / RAM bytes). input_size: floats per sample, needed only when the model has
-    no Linear layer. Raises ExportError (a NotImplementedError) naming the node it cannot
+    no Linear layer. input_shape: one sample's shape without the batch, (C, H, W) or (C, L), needed
+    for convolutional models; net_run then takes the sample flattened in torch's order. Raises ExportError (a NotImplementedError) naming the node it cannot
     export, ValueError for bad arguments or layers whose int32 accumulator could overflow."""
     if not isinstance(directory, (str, os.PathLike)):
         raise TypeError("directory: expected a path, got %s" % type(directory).__name__)
     if os.fspath(directory) in ("", b""):
         raise ValueError("directory: expected a folder path, got an empty one (use '.' for this folder)")
-    gen = generate(model, name=name, input_size=input_size)
+    gen = generate(model, name=name, input_size=input_size, input_shape=input_shape)
     gen.write(os.fspath(directory))
     return gen

@@ -12,6 +12,7 @@ from ..layers import LAYER_TYPES
 from ..layers._base import ANY, FLOAT, QUANT
 from .emit import EmitContext, ExportError
 from .footprint import Footprint, estimate
+from . import layout
 from .plan import Value, allocate, c_ident
 
 _TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
@@ -112,10 +113,34 @@ def _node_step(node, op, layer, xs, out_name, prefix_of, note=None):
         raise
     except NotImplementedError as e:           # the op's own refusal (Layer.unsupported)
         raise ExportError(str(e)) from None
+    layout.follow(y, xs)
     return st, y
 
 
-def generate(model, name="net", input_size=None):
+def _input_value(name, nodes, input_size, input_shape):
+    """The model input: flat (input_size floats) or, with input_shape (C, H, W) or (C, L), one
+    sample in torch's order."""
+    if input_shape is None:
+        spatial = next((n for n, layer, _, _ in nodes if getattr(layer, "reads_layout", False)), None)
+        if spatial is not None:
+            raise ValueError("input_shape: required for a model with convolutions or pooling (node %r); pass "
+                             "one sample's (C, H, W) or (C, L)" % (spatial,))
+        return Value(name, "float", _input_size(nodes, input_size))
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) not in (1, 2, 3) or any(
+            isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in input_shape):
+        raise ValueError("input_shape: expected (C, H, W), (C, L) or (K,) of positive ints, got %r" % (input_shape,))
+    shape = tuple(int(d) for d in input_shape)
+    size = int(np.prod(shape))
+    if size > 2**31 - 1:
+        raise ValueError("input_shape: %r holds %d values per sample; the C export indexes with int32" % (shape, size))
+    if input_size is not None and int(input_size) != size:
+        raise ValueError("input_size: %r, but input_shape %r holds %d values" % (input_size, shape, size))
+    if len(shape) == 1:
+        _input_size(nodes, size)
+    return Value(name, "float", size, shape=(None,) + shape, layout="nchw" if len(shape) > 1 else None)
+
+
+def generate(model, name="net", input_size=None, input_shape=None):
     """Generated(name, header, source, footprint) for a fastq model."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError("name: expected a C identifier (letters, digits, _), got %r" % (name,))
@@ -123,8 +148,7 @@ def generate(model, name="net", input_size=None):
     if len(inputs) != 1 or len(outputs) != 1:
         raise ExportError("model: %d inputs and %d outputs; the C export takes one of each"
                           % (len(inputs), len(outputs)))
-    size = _input_size(nodes, input_size)
-    values = {inputs[0]: Value(inputs[0], "float", size)}
+    values = {inputs[0]: _input_value(inputs[0], nodes, input_size, input_shape)}
     # node names never taken as they are: they would read like the entry points and macros
     steps, used = [], {"run", "run_quantized", "arena", "input", "output", "ok", "err", "has", "weights", "qinput",
                        "qoutput", "integer", "portable"}
@@ -136,11 +160,18 @@ def generate(model, name="net", input_size=None):
             raise ExportError("node %r (%s) reads %r, which no earlier node writes" % (node, op, missing[0]))
         if len(outs) != 1:
             raise ExportError("node %r (%s): %d outputs; the C export handles one" % (node, op, len(outs)))
-        st, y = _node_step(node, op, layer, [values[i] for i in ins], outs[0], prefix_of)
+        xs = [values[i] for i in ins]
+        if any(x.spatial > 1 for x in xs):
+            try:
+                shape = layer.infer(*[x.spec for x in xs]).shape
+            except Exception:           # noqa: BLE001 - _node_step reports it, naming the node
+                shape = None
+            xs = layout.ready(node, layer, xs, shape, steps, prefix_of)
+        st, y = _node_step(node, op, layer, xs, outs[0], prefix_of)
         if st is not None:
             steps.append(st)
         values[outs[0]] = y
-    final = values[outputs[0]]
+    final = layout.output_ready(values[outputs[0]], steps, prefix_of)
     if final.kind == "int":
         raise ExportError("model: the output %r is an integer (size) value" % outputs[0])
     if final.kind == "quant":                       # fastq's Model dequantizes its output
@@ -252,8 +283,8 @@ def _header(name, up, model, nodes, x_in, final, qin, qout, arena, fp, integer_o
         " * or -D%s_PORTABLE keeps the portable loops. Not reentrant: one static arena." % up,
         " */",
         "#ifndef %s_H\n#define %s_H\n\n#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n" % (up, up),
-        "#define %s_INPUT_SIZE %d      /* floats per sample in */" % (up, x_in.size),
-        "#define %s_OUTPUT_SIZE %d     /* floats per sample out */" % (up, final.size),
+        "#define %s_INPUT_SIZE %d      /* floats per sample in%s */" % (up, x_in.size, _shape_words(x_in)),
+        "#define %s_OUTPUT_SIZE %d     /* floats per sample out%s */" % (up, final.size, _shape_words(final)),
         "#define %s_ARENA_BYTES %d     /* the static scratch arena */" % (up, arena),
         "#define %s_WEIGHTS_BYTES %d   /* static const weights and constants (flash) */" % (up, fp.weights),
         "",
@@ -289,6 +320,15 @@ def _header(name, up, model, nodes, x_in, final, qin, qout, arena, fp, integer_o
                       "last Dequantize (or none) */" % up]
     lines += ["", "#ifdef __cplusplus\n}\n#endif", "#endif", ""]
     return "\n".join(lines)
+
+
+def _shape_words(v):
+    """', shape [3][96][96] (C, H, W: torch's order, flattened)' for a value with a known shape."""
+    dims = tuple(v.shape or ())[1:]
+    if not dims or any(d is None for d in dims):
+        return ""
+    names = {1: "", 2: " (C, L: torch's order, flattened)", 3: " (C, H, W: torch's order, flattened)"}
+    return ", shape %s%s" % ("".join("[%d]" % d for d in dims), names.get(len(dims), " (torch's order, flattened)"))
 
 
 def _describe(layer):

@@ -26,6 +26,7 @@ class Value:
     zero_point: Optional[int] = None
     alias_of: Optional["Value"] = None
     shape: Optional[Tuple] = None     # the value's shape, batch first (None: [batch, size])
+    layout: Optional[str] = None      # a spatial value's order in its buffer: "nchw" (None) or "nhwc"
 
     @classmethod
     def of(cls, name, spec, size=None):
@@ -53,6 +54,14 @@ class Value:
         while v.alias_of is not None:
             v = v.alias_of
         return v
+
+    @property
+    def spatial(self):
+        """H * W (or L) of a value [N, C, ...] with spatial dimensions, else 1."""
+        n = 1
+        for d in (self.shape or ())[2:]:
+            n *= int(d)
+        return n
 
     @property
     def ctype(self):

@@ -1,0 +1,353 @@
+"""The C of QuantizedConv (1-D and 2-D, any stride / padding / dilation / groups, each arithmetic).
+
+Outputs are written channels-last (NHWC: y[(oh * OW + ow) * O + o]); the input is read in its own
+order through strides (a convolution's output NHWC, the model input NCHW). Weights are stored
+[O][KH][KW][C/groups], the order of a channels-last receptive field, so one output pixel is one
+inner product of K = KH * KW * C/groups bytes per output channel:
+  - a receptive field is gathered into the scratch column `col` (padding = the input zero point,
+    which (x - zx) turns into 0), or read in place for a 1x1, stride-1 convolution of a
+    channels-last input;
+  - the column meets FQ_ROWS weight rows at a time through the runtime's fq_dot_rows kernels
+    (the portable loop, SMLAD on ARM DSP, SDOT on Armv8.2; runtime.c.in), so the fast paths are the
+    ones the Linear layers already test against their portable twin;
+  - depthwise layers (groups == C) run a direct loop over the taps; FBGEMM's saturating int16
+    pairs (reference.fbgemm_depthwise_acc) where the layer says torch ran that kernel.
+Every constant comes from the layer's prepare (the reference formulas), so C and runtime agree."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import reference
+
+INT32_MAX = 2**31 - 1
+QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
+CTYPE = {"uint8": "uint8_t", "int8": "int8_t"}
+
+
+def geometry(x, kernel, stride, padding, dilation):
+    """(C, H, W, KH, KW, SH, SW, PH, PW, DH, DW) of a 1-D or 2-D op (1-D: H = 1)."""
+    shape = tuple(int(d) for d in x.shape[1:])
+    if len(shape) == 2:
+        c, h, w = shape[0], 1, shape[1]
+        kernel, stride, padding, dilation = ((1,) + tuple(kernel), (1,) + tuple(stride), (0,) + tuple(padding),
+                                             (1,) + tuple(dilation))
+    else:
+        c, h, w = shape
+    return (c, h, w) + tuple(kernel) + tuple(stride) + tuple(padding) + tuple(dilation)
+
+
+def x_index(x, c_expr, h_expr, w_expr, h, w, c):
+    """The C index of element (c, h, w) of one sample of x in its buffer order."""
+    if x.layout == "nhwc":
+        return "((%s) * %d + (%s)) * %d + (%s)" % (h_expr, w, w_expr, c, c_expr)
+    return "(%s) * %d + (%s) * %d + (%s)" % (c_expr, h * w, h_expr, w, w_expr)
+
+
+def c_stride(x, h, w):
+    """How far apart two channels of one pixel lie in x's buffer."""
+    return 1 if x.layout == "nhwc" else h * w
+
+
+def check_acc_bound(ctx, k, x, w_dev):
+    lo, hi = QRANGE[x.dtype]
+    dev_x = max(x.zero_point - lo, hi - x.zero_point)
+    if k * dev_x * w_dev > INT32_MAX:
+        raise ValueError("model: node %r: K = %d is large enough for the int32 accumulator to overflow "
+                         "(K * %d * %d > 2^31 - 1)" % (ctx.node, k, dev_x, w_dev))
+
+
+def epilogue(ctx, layer, data, x, n_out):
+    """(C lines computing y_q from int32 `acc` for output channel n, the formula, float free).
+    Each line is one of the reference's roundings (reference.conv_requant)."""
+    c = ctx.consts
+    out = layer.dtype.name
+    qmin, qmax = QRANGE[out]
+    zy = int(layer.zero_point)
+    a = layer.arithmetic
+    hi = c.define("y_max", qmax)
+    zyd = c.define("y_zero_point", zy, "output %s, scale %.9g" % (out, layer.scale))
+    ct = CTYPE[out]
+    full = lambda v: np.broadcast_to(np.asarray(v).reshape(-1) if np.ndim(v) else v, (n_out,))  # noqa: E731
+    lines = []
+    if a == "onednn":
+        lo = c.define("y_min", qmin)
+        s_src = c.define("s_src", np.float32(data["s_src"]), "f32(1 / f32(1 / s_x))")
+        sw = c.column("w_scale", "float", full(data["sw"]), "f32(weight scale)")
+        inv_y = c.define("inv_y", np.float32(data["inv_y"]), "f32(1 / s_y)")
+        lines += ["float f = (float)acc * %s;" % s_src, "f = f * %s;" % sw]
+        formula = "f = f32(f32((float)acc * s_src) * sw[n])"
+        if layer.bias is not None:
+            b = c.column("bias", "float", layer.bias, "float bias")
+            lines.append("f = f + %s;" % b)
+            formula += ", f = f32(f + bias[n])"
+        if layer.relu:
+            lines.append("f = fq_relu_float(f);")
+            formula += ", relu"
+        lines.append("y[o] = (%s)fq_round_add_clamp(f * %s + (float)%s, 0, %s, %s);" % (ct, inv_y, zyd, lo, hi))
+        formula += ", y = clamp(rne(f32(f32(f * inv_y) + zy)))"
+        return lines, formula, False
+    lo = c.define("y_min", max(qmin, zy) if layer.relu else qmin, "ReLU: clamp at the zero point" if layer.relu else None)
+    if a == "fbgemm":
+        bias_b, bias_r, mult = data["bias_b"], data["bias_r"], data["mult"]
+        m = c.column("mult", "float", full(mult).astype(np.float32), "f32(f32(s_x * s_w) / s_y)")
+        if bias_b is None:
+            lines.append("float f = (float)acc;")
+            formula = "y = clamp(rne(f32((float)acc * mult[n])) + zy)"
+        elif np.all(np.asarray(bias_r, np.float32) == 1):
+            bb = c.column("bias", "float", full(bias_b).astype(np.float32), "the bias term")
+            lines.append("float f = (float)acc + %s;" % bb)
+            formula = "y = clamp(rne(f32(f32((float)acc + bias_b[n]) * mult[n])) + zy)"
+        else:
+            bb = c.column("bias", "float", full(bias_b).astype(np.float32), "float bias")
+            rr = c.column("bias_rcp", "float", full(bias_r).astype(np.float32), "f32(1 / f32(s_x * s_w))")
+            lines.append("float f = fq_fmaf(%s, %s, (float)acc);" % (bb, rr))
+            formula = "y = clamp(rne(f32(fmaf(bias[n], rcp[n], (float)acc) * mult[n])) + zy)"
+        lines.append("y[o] = (%s)fq_round_add_clamp(f * %s, %s, %s, %s);" % (ct, m, zyd, lo, hi))
+        return lines, formula, False
+    if a == "qnnpack":
+        r = c.column("req", "float", full(data["req"]).astype(np.float32), "f32(f32(s_w * s_x) * f32(1 / s_y))")
+        formula = "y = clamp(rne(f32((float)acc * req[n])) + zy)"
+        if data["bq"] is not None and layer.bias is not None:
+            bq = c.column("bias", "int32_t", full(data["bq"]).astype(np.int64), "int32 bias rne(bias / f32(s_x * s_w))")
+            lines.append("acc = fq_wrap_add(acc, %s);" % bq)
+            formula = "y = clamp(rne(f32((float)(acc + bias_q[n]) * req[n])) + zy)"
+        lines.append("y[o] = (%s)fq_round_add_clamp((float)acc * %s, %s, %s, %s);" % (ct, r, zyd, lo, hi))
+        return lines, formula, False
+    if a == "tflite":
+        q = c.column("multiplier", "int32_t", full(data["multiplier"]).astype(np.int64), "Q31 multiplier")
+        s = c.column("shift", "int32_t", full(data["shift"]).astype(np.int64), "shift, > 0 = left")
+        fn = {"double": "fq_mbqm_double", "single": "fq_mbqm_single", "double_up": "fq_mbqm_double_up"}[layer.rounding]
+        formula = "y = clamp(MBQM(acc, multiplier[n], shift[n]) + zy)"
+        if data["int_bias"] is not None:
+            b = np.asarray(data["int_bias"], np.int64)
+            if b.size and (b.min() < -(2**31) or b.max() > INT32_MAX):
+                raise ctx.error("an int32 bias outside int32")
+            bq = c.column("bias", "int32_t", full(b), "int32 bias")
+            lines.append("acc = fq_wrap_add(acc, %s);" % bq)
+            formula = "y = clamp(MBQM(acc + bias[n], multiplier[n], shift[n]) + zy)"
+        lines.append("y[o] = (%s)fq_add_clamp(%s(acc, %s, %s), %s, %s, %s);" % (ct, fn, q, s, zyd, lo, hi))
+        return lines, formula + " (MBQM rounding %r)" % layer.rounding, True
+    raise ctx.error("arithmetic %r" % a)         # pragma: no cover - the layer checks its setting
+
+
+def _indent(lines, n):
+    return "\n".join(" " * n + line for line in lines)
+
+
+def emit_conv(layer, ctx, x, y, data):
+    if x.kind != "quant" or x.shape is None or len(x.shape) != layer.dims + 2:
+        raise ctx.error("needs a quantized [N, C, %s] input with a known shape (export with input_shape=...)"
+                        % ("L" if layer.dims == 1 else "H, W"))
+    C, H, W, KH, KW, SH, SW, PH, PW, DH, DW = geometry(x, layer.kernel_size, layer.stride, layer.padding,
+                                                       layer.dilation)
+    O, G = layer.out_channels, layer.groups
+    CG, OG = C // G, O // G
+    oshape = tuple(int(d) for d in y.shape[2:])
+    OH, OW = (1, oshape[0]) if len(oshape) == 1 else oshape
+    y.layout = "nhwc"
+    zw_all = np.broadcast_to(np.atleast_1d(np.asarray(layer.weight.zero_point, np.int64)), (O,))
+    w = layer.weight.values.reshape(O, CG, KH, KW).astype(np.int64)
+    w_dev = int(np.max(np.abs(w - zw_all[:, None, None, None])))
+    c = ctx.consts
+    xt, yt = CTYPE[x.dtype], CTYPE[layer.dtype.name]
+    zx = int(x.zero_point)
+    body, formula, float_free = epilogue(ctx, layer, data, x, O)
+    depthwise = G == C and CG == 1
+    saturates = bool(data.get("saturates"))
+    if saturates and not depthwise:
+        raise ctx.error("FBGEMM's saturating int16 pairs on a layer that is not depthwise")
+    K = KH * KW * CG
+    zwd = c.column("w_zero_point", "int32_t", zw_all, "weight zero point")
+    zw_expr = zwd.replace("[n]", "[o]")
+    body = [b.replace("[n]", "[o]") for b in body]
+    xi = lambda ce, he, we: x_index(x, ce, he, we, H, W, C)  # noqa: E731
+    geo = "k %dx%d, stride %d,%d, padding %d,%d, dilation %d,%d, groups %d" % (KH, KW, SH, SW, PH, PW, DH, DW, G)
+    head = ("/* %s: %s %dx%dx%d -> %dx%dx%d (C x H x W), %s, arithmetic %s%s, %s -> %s, input %s, output NHWC\n"
+            " *   acc = sum_{kh, kw, c} (x[c][oh*s - p + kh*d][ow*s - p + kw*d] - zx) * (w[o][c][kh][kw] - zw)%s\n"
+            " *   %s */" % (ctx.node, ctx.op, C, H, W, O, OH, OW, geo, layer.arithmetic, ", ReLU" if layer.relu else "",
+                           x.dtype, layer.dtype.name, (x.layout or "nchw").upper(),
+                           "\n *   (FBGEMM's depthwise kernel: raw products summed in int16 pairs that saturate)"
+                           if saturates else "", formula))
+    outer = ["int32_t oh, ow, o;", "for (oh = 0; oh < %d; oh++) {" % OH, "    for (ow = 0; ow < %d; ow++) {" % OW]
+    close = ["    }", "}"]
+    if depthwise:
+        wd = c.array("weight", "int8_t", w.reshape(O, KH * KW).astype(np.int8),
+                     "int8 weights w[o][kh * KW + kw] (depthwise: one input channel per output)")
+        mult = OG
+        xr = "(int32_t)x[%s]" % xi("ci", "ih", "iw")
+        if not saturates:
+            check_acc_bound(ctx, K, x, w_dev)
+            taps = ["int32_t acc = 0, kh, kw;",
+                    "const int32_t ci = o / %d;" % mult if mult > 1 else "const int32_t ci = o;",
+                    "for (kh = 0; kh < %d; kh++) {" % KH,
+                    "    const int32_t ih = oh * %d - %d + kh * %d;" % (SH, PH, DH),
+                    "    if (ih < 0 || ih >= %d) continue;      /* padding: x - zx = 0 */" % H,
+                    "    for (kw = 0; kw < %d; kw++) {" % KW,
+                    "        const int32_t iw = ow * %d - %d + kw * %d;" % (SW, PW, DW),
+                    "        if (iw < 0 || iw >= %d) continue;" % W,
+                    "        acc += (%s - %d) * ((int32_t)%s[o * %d + kh * %d + kw] - %s);" % (xr, zx, wd, KH * KW, KW, zw_expr),
+                    "    }", "}"]
+        else:
+            flip = 128 if x.dtype == "int8" else 0
+            colsum = c.array("w_sum", "int32_t", w.reshape(O, -1).sum(1), "sum of the raw weights of each output")
+            kk = KH * KW
+            taps = ["int32_t t, s = 0, sx = 0, acc;",
+                    "int32_t xt[%d];" % kk,
+                    "const int32_t ci = o / %d;" % mult if mult > 1 else "const int32_t ci = o;",
+                    "const int8_t *wo = %s + o * %d;" % (wd, kk),
+                    "for (t = 0; t < %d; t++) {      /* raw uint8 taps, padding = zx */" % kk,
+                    "    const int32_t ih = oh * %d - %d + t / %d, iw = ow * %d - %d + t %% %d;" % (SH, PH, KW, SW, PW, KW),
+                    "    xt[t] = (ih < 0 || ih >= %d || iw < 0 || iw >= %d) ? %d : %s + %d;" % (H, W, zx + flip, xr, flip),
+                    "    sx += xt[t];", "}",
+                    "for (t = 0; t + 1 < %d; t += 2) s += fq_clamp(xt[t] * wo[t] + xt[t + 1] * wo[t + 1], -32768, 32767);" % kk]
+            if kk % 2:
+                taps.append("s += xt[%d] * wo[%d];" % (kk - 1, kk - 1))
+            taps.append("acc = s - %d * (%s - %s * %d) - %s * sx;" % (zx + flip, colsum + "[o]", zw_expr, kk, zw_expr))
+        code_body = (outer + ["        for (o = 0; o < %d; o++) {" % O] + ["            " + t for t in taps]
+                     + ["            " + b for b in body] + ["        }", "        y += %d;" % O] + close)
+        scratch = 0
+    else:
+        check_acc_bound(ctx, K, x, w_dev)
+        wr = w.transpose(0, 2, 3, 1).reshape(O, K).astype(np.int8)          # [o][kh][kw][c]
+        wd = c.array("weight", "int8_t", wr, "int8 weights w[o][(kh * KW + kw) * C/groups + c] (channels-last order)")
+        per_row = zwd.endswith("[n]")
+        zwarr = zwd[:-3] if per_row else None
+        direct = KH == KW == 1 and SH == SW == 1 and PH == PW == 0 and G == 1 and x.layout == "nhwc"
+        cs = c_stride(x, H, W)
+        lines = ["int32_t accs[FQ_ROWS], oh, ow, g, n0, r, o;"]
+        if not direct:
+            lines.append("%s *col = (%s *)(void *)scratch;     /* one receptive field */" % (xt, xt))
+        lines += ["for (oh = 0; oh < %d; oh++) {" % OH, "    for (ow = 0; ow < %d; ow++) {" % OW]
+        if direct:
+            lines += ["        const %s *src = x + (oh * %d + ow) * %d;      /* 1x1: the pixel's channels */" % (xt, W, C)]
+        lines += ["        for (g = 0; g < %d; g++) {" % G]
+        if not direct:
+            lines += ["            const %s *src = col;" % xt,
+                      "            int32_t kh, kw, ci, k = 0;",
+                      "            for (kh = 0; kh < %d; kh++) {" % KH,
+                      "                const int32_t ih = oh * %d - %d + kh * %d;" % (SH, PH, DH),
+                      "                for (kw = 0; kw < %d; kw++) {" % KW,
+                      "                    const int32_t iw = ow * %d - %d + kw * %d;" % (SW, PW, DW),
+                      "                    if (ih < 0 || ih >= %d || iw < 0 || iw >= %d) {" % (H, W),
+                      "                        for (ci = 0; ci < %d; ci++) col[k++] = (%s)%d;     /* padding: zx */" % (CG, xt, zx),
+                      "                    } else {",
+                      "                        const %s *xp = x + %s;" % (xt, xi("g * %d" % CG, "ih", "iw")),
+                      "                        for (ci = 0; ci < %d; ci++) col[k++] = xp[ci * %d];" % (CG, cs),
+                      "                    }", "                }", "            }"]
+        zws = "%s + g * %d + n0" % (zwarr, OG) if per_row else "NULL"
+        zw1 = "0" if per_row else zwd
+        lines += ["            for (n0 = 0; n0 < %d; n0 += FQ_ROWS) {" % OG,
+                  "                const int32_t rows = %d - n0 < FQ_ROWS ? %d - n0 : FQ_ROWS;" % (OG, OG),
+                  "                fq_dot_rows_%s(src, %s + (g * %d + n0) * %d, %d, %d, %s, %s, rows, accs);"
+                  % ("u8" if x.dtype == "uint8" else "s8", wd, OG, K, K, zx, zws, zw1),
+                  "                for (r = 0; r < rows; r++) {",
+                  "                    int32_t acc = accs[r];",
+                  "                    o = g * %d + n0 + r;" % OG]
+        lines += ["                    " + b for b in body]
+        lines += ["                }", "            }", "        }", "        y += %d;" % O, "    }", "}"]
+        code_body = lines
+        scratch = 0 if direct else K
+    args = "const %s *x, %s *y%s" % (xt, yt, ", uint8_t *scratch" if scratch else "")
+    fn = ctx.fn(args, _indent(code_body, 4))
+    code = "\n".join([head, c.text(), fn])
+    return ctx.step((x,), y, code, scratch=scratch, quantized=float_free, cost="conv")
+
+
+def _pool_geometry(layer, x):
+    dims = layer.dims
+    dil = getattr(layer, "dilation", (1,) * dims)
+    return geometry(x, layer.kernel_size, layer.stride, layer.padding, dil)
+
+
+def _out_hw(y):
+    s = tuple(int(d) for d in y.shape[2:])
+    return (1, s[0]) if len(s) == 1 else s
+
+
+def emit_max_pool(layer, ctx, x, y):
+    if x.kind != "quant" or x.shape is None or len(x.shape) != layer.dims + 2:
+        raise ctx.error("needs a quantized input with a known shape (export with input_shape=...)")
+    C, H, W, KH, KW, SH, SW, PH, PW, DH, DW = _pool_geometry(layer, x)
+    OH, OW = _out_hw(y)
+    y.layout = "nhwc"
+    xt = CTYPE[x.dtype]
+    lo = QRANGE[x.dtype][0]
+    body = ["int32_t oh, ow, ch, kh, kw;",
+            "for (oh = 0; oh < %d; oh++) {" % OH,
+            "    for (ow = 0; ow < %d; ow++) {" % OW,
+            "        for (ch = 0; ch < %d; ch++) {" % C,
+            "            int32_t m = %d;" % lo,
+            "            for (kh = 0; kh < %d; kh++) {" % KH,
+            "                const int32_t ih = oh * %d - %d + kh * %d;" % (SH, PH, DH),
+            "                if (ih < 0 || ih >= %d) continue;      /* padding never wins */" % H,
+            "                for (kw = 0; kw < %d; kw++) {" % KW,
+            "                    const int32_t iw = ow * %d - %d + kw * %d;" % (SW, PW, DW),
+            "                    if (iw >= 0 && iw < %d && x[%s] > m) m = x[%s];" % (W, x_index(x, "ch", "ih", "iw", H, W, C),
+                                                                                x_index(x, "ch", "ih", "iw", H, W, C)),
+            "                }", "            }",
+            "            y[(oh * %d + ow) * %d + ch] = (%s)m;" % (OW, C, xt),
+            "        }", "    }", "}"]
+    head = "/* %s: MaxPool k %dx%d s %d,%d p %d,%d d %d,%d over %dx%dx%d, output NHWC */" % (
+        ctx.node, KH, KW, SH, SW, PH, PW, DH, DW, C, H, W)
+    code = "\n".join([head, ctx.fn("const %s *x, %s *y" % (xt, xt), _indent(body, 4))])
+    return ctx.step((x,), y, code, quantized=True, cost="pool")
+
+
+def emit_avg_pool(layer, ctx, x, y):
+    if x.kind != "quant" or x.shape is None or len(x.shape) != layer.dims + 2:
+        raise ctx.error("needs a quantized input with a known shape (export with input_shape=...)")
+    if layer.path == "qnnpack" and x.dtype != "uint8":
+        raise ctx.error("path 'qnnpack' takes uint8 values, got %s" % x.dtype)
+    C, H, W, KH, KW, SH, SW, PH, PW, _, _ = _pool_geometry(layer, x)
+    OH, OW = _out_hw(y)
+    y.layout = "nhwc"
+    xt = CTYPE[x.dtype]
+    qmin, qmax = QRANGE[x.dtype]
+    zx = int(x.zero_point)
+    path = layer.path
+    if path == "qnnpack":
+        div, formula = "%d" % (KH * KW), "y = clamp(rne(f32((float)acc * f32(1 / (KH*KW)))) + zx)"
+    else:
+        clip = "(he - hs) * (we - ws)" if layer.count_include_pad else "(h1 - h0) * (w1 - w0)"
+        div = "%d" % layer.divisor_override if layer.divisor_override else clip
+    nb = C // layer.vector_channels * layer.vector_channels if (path == "nhwc" and layer.vector_channels) else 0
+    if path == "nchw":
+        rnd = ["y[(oh * %d + ow) * %d + ch] = (%s)fq_round_add_clamp_exact((float)acc * m + (float)%d, 0, %d, %d);"
+               % (OW, C, xt, zx, qmin, qmax)]
+        formula = "y = clamp(rne(f32(f32((float)acc * m) + zx))), m = f32(1 / divisor)"
+    elif path == "qnnpack":
+        rnd = ["y[(oh * %d + ow) * %d + ch] = (%s)fq_round_add_clamp_exact((float)acc * m, %d, %d, %d);"
+               % (OW, C, xt, zx, qmin, qmax)]
+    else:
+        rnd = ["if (ch < %d)    /* torch's vector body: the zero point after rounding */" % nb,
+               "    y[(oh * %d + ow) * %d + ch] = (%s)fq_round_add_clamp_exact((float)acc * m, %d, %d, %d);"
+               % (OW, C, xt, zx, qmin, qmax),
+               "else           /* its scalar tail: f32(1 / f32(1 / m)), the zero point before rounding */",
+               "    y[(oh * %d + ow) * %d + ch] = (%s)fq_round_add_clamp_exact((float)acc * mt + (float)%d, 0, %d, %d);"
+               % (OW, C, xt, zx, qmin, qmax)]
+        formula = ("channels < %d: y = clamp(rne(f32((float)acc * m)) + zx); the rest: "
+                   "y = clamp(rne(f32(f32((float)acc * f32(1 / f32(1 / m))) + zx)))" % nb)
+    body = ["int32_t oh, ow, ch, ih, iw;",
+            "for (oh = 0; oh < %d; oh++) {" % OH,
+            "    const int32_t hs = oh * %d - %d, he = hs + %d < %d ? hs + %d : %d;" % (SH, PH, KH, H + PH, KH, H + PH),
+            "    const int32_t h0 = hs > 0 ? hs : 0, h1 = he < %d ? he : %d;" % (H, H),
+            "    for (ow = 0; ow < %d; ow++) {" % OW,
+            "        const int32_t ws = ow * %d - %d, we = ws + %d < %d ? ws + %d : %d;" % (SW, PW, KW, W + PW, KW, W + PW),
+            "        const int32_t w0 = ws > 0 ? ws : 0, w1 = we < %d ? we : %d;" % (W, W),
+            "        const int32_t size = (h1 > h0 ? h1 - h0 : 0) * (w1 > w0 ? w1 - w0 : 0);",
+            "        const float m = 1.0f / (float)(%s);" % div,
+            "        const float mt = 1.0f / (1.0f / m);",
+            "        (void)mt; (void)size;",
+            "        for (ch = 0; ch < %d; ch++) {" % C,
+            "            int32_t acc = 0;",
+            "            for (ih = h0; ih < h1; ih++)",
+            "                for (iw = w0; iw < w1; iw++) acc += x[%s];" % x_index(x, "ch", "ih", "iw", H, W, C),
+            "            acc -= size * %d;" % zx] + ["            " + r for r in rnd] + ["        }", "    }", "}"]
+    head = ("/* %s: AvgPool k %dx%d s %d,%d p %d,%d over %dx%dx%d, path %s, output NHWC, qparams kept\n"
+            " *   acc = sum over the window's inputs of (x - zx); %s */"
+            % (ctx.node, KH, KW, SH, SW, PH, PW, C, H, W, path, formula))
+    code = "\n".join([head, ctx.fn("const %s *x, %s *y" % (xt, xt), _indent(body, 4))])
+    return ctx.step((x,), y, code, quantized=False, cost="pool")
+
+
+__all__ = ["emit_conv", "emit_max_pool", "emit_avg_pool", "reference"]
