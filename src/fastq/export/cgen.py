@@ -34,6 +34,7 @@ class Generated:
     qinput_dtype: str = None       # "uint8" | "int8" (net_run_quantized's types)
     qoutput_dtype: str = None
     integer_only: bool = False     # net_run_quantized uses no float operation
+    activation_bytes: int = 0      # every value the arena holds, summed (what no reuse would need)
 
     def write(self, directory):
         os.makedirs(directory, exist_ok=True)
@@ -258,8 +259,10 @@ def _assemble(name, model, steps, x_in, final, nodes):
     if has_q:
         src.append("int %s_run_quantized(const %s *input, %s *output)\n{\n    if (!input || !output) return %s_ERR_NULL;\n"
                    "%s\n    return %s_OK;\n}\n" % (name, qin.ctype, qout.ctype, up, "\n".join(q_lines), up))
+    held = {id(st.output.root()): st.output.root().nbytes for st in steps if id(st.output.root()) not in pinned}
     return Generated(name, header, "\n".join(src), fp, has_q, x_in.size, final.size,
-                     qin.dtype if has_q else None, qout.dtype if has_q else None, integer_only)
+                     qin.dtype if has_q else None, qout.dtype if has_q else None, integer_only,
+                     sum(held.values()) + sum(st.scratch for st in steps))
 
 
 def _header(name, up, model, nodes, x_in, final, qin, qout, arena, fp, integer_only):
