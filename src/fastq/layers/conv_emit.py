@@ -175,6 +175,9 @@ def emit_conv(layer, ctx, x, y, data):
                      "int8 weights w[o][kh * KW + kw] (depthwise: one input channel per output)")
         mult = OG
         xr = "(int32_t)x[%s]" % xi("ci", "ih", "iw")
+        flip = 128 if x.dtype == "int8" else 0
+        colsum = c.array("w_sum", "int32_t", w.reshape(O, -1).sum(1), "sum of the raw weights of each output") \
+            if saturates else None
         if not saturates:
             check_acc_bound(ctx, K, x, w_dev)
             taps = ["int32_t acc = 0, kh, kw;",
@@ -188,8 +191,6 @@ def emit_conv(layer, ctx, x, y, data):
                     "        acc += (%s - %d) * ((int32_t)%s[o * %d + kh * %d + kw] - %s);" % (xr, zx, wd, KH * KW, KW, zw_expr),
                     "    }", "}"]
         else:
-            flip = 128 if x.dtype == "int8" else 0
-            colsum = c.array("w_sum", "int32_t", w.reshape(O, -1).sum(1), "sum of the raw weights of each output")
             kk = KH * KW
             taps = ["int32_t t, s = 0, sx = 0, acc;",
                     "int32_t xt[%d];" % kk,
@@ -202,9 +203,48 @@ def emit_conv(layer, ctx, x, y, data):
                     "for (t = 0; t + 1 < %d; t += 2) s += fq_clamp(xt[t] * wo[t] + xt[t + 1] * wo[t + 1], -32768, 32767);" % kk]
             if kk % 2:
                 taps.append("s += xt[%d] * wo[%d];" % (kk - 1, kk - 1))
-            taps.append("acc = s - %d * (%s - %s * %d) - %s * sx;" % (zx + flip, colsum + "[o]", zw_expr, kk, zw_expr))
-        code_body = (outer + ["        for (o = 0; o < %d; o++) {" % O] + ["            " + t for t in taps]
-                     + ["            " + b for b in body] + ["        }", "        y += %d;" % O] + close)
+            taps.append("acc = s - %d * (%s[o] - %s * %d) - %s * sx;" % (zx + flip, colsum, zw_expr, kk, zw_expr))
+        kk = KH * KW
+        cs = c_stride(x, H, W)
+        offs = [x_index(x, "0", str(kh * DH), str(kw * DW), H, W, C) for kh in range(KH) for kw in range(KW)]
+        offs = [int(eval(o)) for o in offs]         # constant offsets of the taps from the window's corner
+        ci = "o / %d" % mult if mult > 1 else "o"
+        if not saturates:
+            wq = c.array("w_minus_zw", "int16_t", (w.reshape(O, kk) - zw_all[:, None]).astype(np.int16),
+                         "w - zw of each tap (interior windows)")
+            wsum = c.array("w_minus_zw_sum", "int32_t", (w.reshape(O, kk) - zw_all[:, None]).sum(1),
+                           "sum over the taps of w - zw")
+            fast = ["const int16_t *wo = %s + o * %d;" % (wq, kk),
+                    "int32_t acc = -(%d) * %s[o];      /* sum (x - zx) w' = sum x w' - zx sum w' */" % (zx, wsum)]
+            fast += ["acc += (int32_t)xc[%d] * wo[%d];" % (off, t) for t, off in enumerate(offs)]
+        else:
+            zero_zw = not np.any(zw_all)
+            fast = ["const int8_t *wo = %s + o * %d;" % (wd, kk), "int32_t s = 0, acc;"]
+            u = lambda t: "((int32_t)xc[%d] + %d)" % (offs[t], flip) if flip else "(int32_t)xc[%d]" % offs[t]  # noqa: E731
+            for t in range(0, kk - 1, 2):
+                fast.append("s += fq_clamp(%s * wo[%d] + %s * wo[%d], -32768, 32767);" % (u(t), t, u(t + 1), t + 1))
+            if kk % 2:
+                fast.append("s += %s * wo[%d];" % (u(kk - 1), kk - 1))
+            if zero_zw:
+                fast.append("acc = s - %d * %s[o];      /* zw = 0: no sum of x */" % (zx + flip, colsum))
+            else:
+                fast.append("{ int32_t sx = %d * %d%s;" % (flip, kk, "".join(" + xc[%d]" % off for off in offs)))
+                fast.append("  acc = s - %d * (%s[o] - %s * %d) - %s * sx; }" % (zx + flip, colsum, zw_expr, kk, zw_expr))
+        code_body = ["int32_t oh, ow, o;",
+                     "for (oh = 0; oh < %d; oh++) {" % OH,
+                     "    const int32_t ih0 = oh * %d - %d;" % (SH, PH),
+                     "    const int rows_in = ih0 >= 0 && ih0 + %d < %d;" % ((KH - 1) * DH, H),
+                     "    for (ow = 0; ow < %d; ow++) {" % OW,
+                     "        const int32_t iw0 = ow * %d - %d;" % (SW, PW),
+                     "        if (rows_in && iw0 >= 0 && iw0 + %d < %d) {      /* every tap inside: unrolled */" % ((KW - 1) * DW, W),
+                     "            const %s *xp = x + %s;" % (xt, x_index(x, "0", "ih0", "iw0", H, W, C)),
+                     "            for (o = 0; o < %d; o++) {" % O,
+                     "                const %s *xc = xp + (%s) * %d;" % (xt, ci, cs)]
+        code_body += ["                " + t for t in fast] + ["                " + b for b in body]
+        code_body += ["            }", "        } else {                  /* a window over the padding */",
+                      "            for (o = 0; o < %d; o++) {" % O]
+        code_body += ["                " + t for t in taps] + ["                " + b for b in body]
+        code_body += ["            }", "        }", "        y += %d;" % O, "    }", "}"]
         scratch = 0
     else:
         check_acc_bound(ctx, K, x, w_dev)
