@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reference
+from . import conv_dsp
 
 INT32_MAX = 2**31 - 1
 QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
@@ -56,9 +57,21 @@ def check_acc_bound(ctx, k, x, w_dev):
                          "(K * %d * %d > 2^31 - 1)" % (ctx.node, k, dev_x, w_dev))
 
 
-def epilogue(ctx, layer, data, x, n_out):
-    """(C lines computing y_q from int32 `acc` for output channel n, the formula, float free).
-    Each line is one of the reference's roundings (reference.conv_requant)."""
+BOUNDED = 2.0 ** 22      # |v| below this: rne(v) needs no range check (fq_rne_bounded)
+
+
+def _bounded(v_max):
+    """Whether the value rounded is provably finite and below 2^22 in magnitude: v_max is its bound
+    in exact arithmetic; 1% covers every float32 rounding on the way (each at most 2^-24)."""
+    return bool(np.isfinite(v_max) and v_max * 1.01 < BOUNDED)
+
+
+def epilogue(ctx, layer, data, x, n_out, acc_max):
+    """(C lines computing y_q from int32 `acc` for output channel o, the formula, float free).
+    Each line is one of the reference's roundings (reference.conv_requant). acc_max bounds |acc|;
+    when it bounds the value rounded below 2^22, the rounding is fq_rne_bounded (no checks: one
+    VCVTR on a VFP unit) and ReLU becomes the integer clamp at the zero point (exact: every step
+    from f to y is monotone, so y(max(f, 0)) = max(y(f), y(0)) = max(y(f), zy))."""
     c = ctx.consts
     out = layer.dtype.name
     qmin, qmax = QRANGE[out]
@@ -68,9 +81,12 @@ def epilogue(ctx, layer, data, x, n_out):
     zyd = c.define("y_zero_point", zy, "output %s, scale %.9g" % (out, layer.scale))
     ct = CTYPE[out]
     full = lambda v: np.broadcast_to(np.asarray(v).reshape(-1) if np.ndim(v) else v, (n_out,))  # noqa: E731
+    amax = lambda v: float(np.max(np.abs(np.asarray(v, np.float64)))) if v is not None else 0.0  # noqa: E731
     lines = []
     if a == "onednn":
-        lo = c.define("y_min", qmin)
+        f_max = acc_max * amax(data["s_src"]) * amax(data["sw"]) + amax(layer.bias)
+        fast = _bounded(f_max * amax(data["inv_y"]) + abs(zy))
+        lo = c.define("y_min", max(qmin, zy) if (fast and layer.relu) else qmin)
         s_src = c.define("s_src", np.float32(data["s_src"]), "f32(1 / f32(1 / s_x))")
         sw = c.column("w_scale", "float", full(data["sw"]), "f32(weight scale)")
         inv_y = c.define("inv_y", np.float32(data["inv_y"]), "f32(1 / s_y)")
@@ -80,9 +96,15 @@ def epilogue(ctx, layer, data, x, n_out):
             b = c.column("bias", "float", layer.bias, "float bias")
             lines.append("f = f + %s;" % b)
             formula += ", f = f32(f + bias[n])"
-        if layer.relu:
+        if layer.relu and not fast:
             lines.append("f = fq_relu_float(f);")
             formula += ", relu"
+        if fast:
+            # f + 0.0f is f (but for -0, which rounds to 0 all the same): no add for zy = 0
+            add = "" if zy == 0 else " + (float)%s" % zyd
+            lines.append("y[o] = (%s)fq_clamp(fq_rne_bounded(f * %s%s), %s, %s);" % (ct, inv_y, add, lo, hi))
+            formula += ", y = clamp(rne(f32(f32(f * inv_y) + zy))%s)" % (", ReLU: at zy" if layer.relu else "")
+            return lines, formula, False
         lines.append("y[o] = (%s)fq_round_add_clamp(f * %s + (float)%s, 0, %s, %s);" % (ct, inv_y, zyd, lo, hi))
         formula += ", y = clamp(rne(f32(f32(f * inv_y) + zy)))"
         return lines, formula, False
@@ -90,6 +112,9 @@ def epilogue(ctx, layer, data, x, n_out):
     if a == "fbgemm":
         bias_b, bias_r, mult = data["bias_b"], data["bias_r"], data["mult"]
         m = c.column("mult", "float", full(mult).astype(np.float32), "f32(f32(s_x * s_w) / s_y)")
+        f_max = acc_max + (amax(bias_b) * (amax(bias_r) if bias_r is not None else 1.0) if bias_b is not None else 0.0)
+        rnd = "fq_clamp(fq_rne_bounded(f * %s) + %s, %s, %s)" % (m, zyd, lo, hi) if _bounded(f_max * amax(mult)) \
+            else "fq_round_add_clamp(f * %s, %s, %s, %s)" % (m, zyd, lo, hi)
         if bias_b is None:
             lines.append("float f = (float)acc;")
             formula = "y = clamp(rne(f32((float)acc * mult[n])) + zy)"
@@ -102,16 +127,21 @@ def epilogue(ctx, layer, data, x, n_out):
             rr = c.column("bias_rcp", "float", full(bias_r).astype(np.float32), "f32(1 / f32(s_x * s_w))")
             lines.append("float f = fq_fmaf(%s, %s, (float)acc);" % (bb, rr))
             formula = "y = clamp(rne(f32(fmaf(bias[n], rcp[n], (float)acc) * mult[n])) + zy)"
-        lines.append("y[o] = (%s)fq_round_add_clamp(f * %s, %s, %s, %s);" % (ct, m, zyd, lo, hi))
+        lines.append("y[o] = (%s)%s;" % (ct, rnd))
         return lines, formula, False
     if a == "qnnpack":
         r = c.column("req", "float", full(data["req"]).astype(np.float32), "f32(f32(s_w * s_x) * f32(1 / s_y))")
         formula = "y = clamp(rne(f32((float)acc * req[n])) + zy)"
-        if data["bq"] is not None and layer.bias is not None:
+        has_bias = data["bq"] is not None and layer.bias is not None
+        a_max = acc_max + (amax(data["bq"]) if has_bias else 0.0)
+        if has_bias:
             bq = c.column("bias", "int32_t", full(data["bq"]).astype(np.int64), "int32 bias rne(bias / f32(s_x * s_w))")
             lines.append("acc = fq_wrap_add(acc, %s);" % bq)
             formula = "y = clamp(rne(f32((float)(acc + bias_q[n]) * req[n])) + zy)"
-        lines.append("y[o] = (%s)fq_round_add_clamp((float)acc * %s, %s, %s, %s);" % (ct, r, zyd, lo, hi))
+        if a_max < 2.0 ** 31 and _bounded(a_max * amax(data["req"])):
+            lines.append("y[o] = (%s)fq_clamp(fq_rne_bounded((float)acc * %s) + %s, %s, %s);" % (ct, r, zyd, lo, hi))
+        else:
+            lines.append("y[o] = (%s)fq_round_add_clamp((float)acc * %s, %s, %s, %s);" % (ct, r, zyd, lo, hi))
         return lines, formula, False
     if a == "tflite":
         q = c.column("multiplier", "int32_t", full(data["multiplier"]).astype(np.int64), "Q31 multiplier")
@@ -151,15 +181,32 @@ def emit_conv(layer, ctx, x, y, data):
     c = ctx.consts
     xt, yt = CTYPE[x.dtype], CTYPE[layer.dtype.name]
     zx = int(x.zero_point)
-    body, formula, float_free = epilogue(ctx, layer, data, x, O)
-    depthwise = G == C and CG == 1
+    depthwise = G == C and CG == 1 and (G > 1 or bool(data.get("saturates")))     # C = 1, G = 1: a plain conv
     saturates = bool(data.get("saturates"))
     if saturates and not depthwise:
         raise ctx.error("FBGEMM's saturating int16 pairs on a layer that is not depthwise")
     K = KH * KW * CG
-    zwd = c.column("w_zero_point", "int32_t", zw_all, "weight zero point")
+    dev_x = max(zx - QRANGE[x.dtype][0], QRANGE[x.dtype][1] - zx)
+    if saturates:          # acc = s - (zx + flip)(sum w - zw KK) - zw sum x: s sums int16-saturated pairs
+        kk, zmax = KH * KW, int(np.max(np.abs(zw_all)))
+        acc_max = (kk + 1) // 2 * 32768 + 255 * (int(np.max(np.abs(w.reshape(O, -1).sum(1)))) + zmax * kk) \
+            + zmax * 255 * kk
+    else:
+        acc_max = K * dev_x * w_dev
+    epi, formula, float_free = epilogue(ctx, layer, data, x, O, acc_max)
+    # the DSP paths (conv_dsp.py) where they apply; the portable loop's constants then sit under
+    # #if !defined(FQ_ARM_DSP) (pc), the DSP path's under #if defined(FQ_ARM_DSP)
+    dsp = "conv" if not depthwise else (
+        "depthwise" if not saturates and O == C and C % 4 == 0 and x.layout == "nhwc" else None)
+    pc = type(c)(c.prefix) if dsp else c
+    zwd = pc.column("w_zero_point", "int32_t", zw_all, "weight zero point")
     zw_expr = zwd.replace("[n]", "[o]")
-    body = [b.replace("[n]", "[o]") for b in body]
+    out_fn = ctx.prefix + "_out"
+    out_code = "/* y[o] from acc, output channel o */\nstatic inline void %s(int32_t acc, int32_t o, %s *y)\n{\n%s\n}" % (
+        out_fn, yt, _indent([b.replace("[n]", "[o]") for b in epi], 4))
+    body = ["%s(acc, o, y);" % out_fn]
+    guarded = []           # constants of one path only, each under its #if
+    flash = None
     xi = lambda ce, he, we: x_index(x, ce, he, we, H, W, C)  # noqa: E731
     geo = "k %dx%d, stride %d,%d, padding %d,%d, dilation %d,%d, groups %d" % (KH, KW, SH, SW, PH, PW, DH, DW, G)
     head = ("/* %s: %s %dx%dx%d -> %dx%dx%d (C x H x W), %s, arithmetic %s%s, %s -> %s, input %s, output NHWC\n"
@@ -171,12 +218,12 @@ def emit_conv(layer, ctx, x, y, data):
     outer = ["int32_t oh, ow, o;", "for (oh = 0; oh < %d; oh++) {" % OH, "    for (ow = 0; ow < %d; ow++) {" % OW]
     close = ["    }", "}"]
     if depthwise:
-        wd = c.array("weight", "int8_t", w.reshape(O, KH * KW).astype(np.int8),
+        wd = pc.array("weight", "int8_t", w.reshape(O, KH * KW).astype(np.int8),
                      "int8 weights w[o][kh * KW + kw] (depthwise: one input channel per output)")
         mult = OG
         xr = "(int32_t)x[%s]" % xi("ci", "ih", "iw")
         flip = 128 if x.dtype == "int8" else 0
-        colsum = c.array("w_sum", "int32_t", w.reshape(O, -1).sum(1), "sum of the raw weights of each output") \
+        colsum = pc.array("w_sum", "int32_t", w.reshape(O, -1).sum(1), "sum of the raw weights of each output") \
             if saturates else None
         if not saturates:
             check_acc_bound(ctx, K, x, w_dev)
@@ -210,9 +257,9 @@ def emit_conv(layer, ctx, x, y, data):
         offs = [int(eval(o)) for o in offs]         # constant offsets of the taps from the window's corner
         ci = "o / %d" % mult if mult > 1 else "o"
         if not saturates:
-            wq = c.array("w_minus_zw", "int16_t", (w.reshape(O, kk) - zw_all[:, None]).astype(np.int16),
+            wq = pc.array("w_minus_zw", "int16_t", (w.reshape(O, kk) - zw_all[:, None]).astype(np.int16),
                          "w - zw of each tap (interior windows)")
-            wsum = c.array("w_minus_zw_sum", "int32_t", (w.reshape(O, kk) - zw_all[:, None]).sum(1),
+            wsum = pc.array("w_minus_zw_sum", "int32_t", (w.reshape(O, kk) - zw_all[:, None]).sum(1),
                            "sum over the taps of w - zw")
             fast = ["const int16_t *wo = %s + o * %d;" % (wq, kk),
                     "int32_t acc = -(%d) * %s[o];      /* sum (x - zx) w' = sum x w' - zx sum w' */" % (zx, wsum)]
@@ -246,10 +293,28 @@ def emit_conv(layer, ctx, x, y, data):
         code_body += ["                " + t for t in taps] + ["                " + b for b in body]
         code_body += ["            }", "        }", "        y += %d;" % O, "    }", "}"]
         scratch = 0
+        if dsp:
+            wname = ctx.prefix + "_weight_dsp"
+            words = conv_dsp.depthwise_words(w.reshape(O, kk) - zw_all[:, None])
+            guarded.append(("defined(FQ_ARM_DSP)", conv_dsp.words_array(
+                wname, words, "w - zw as int16 for the SMLAD path: [channel / 4][tap][(c0, c2), (c1, c3)]")))
+            dsp_lines = conv_dsp.depthwise_body({"geo": (C, H, W, KH, KW, SH, SW, PH, PW, DH, DW), "OH": OH, "OW": OW,
+                                                 "xt": xt, "zx": zx, "wname": wname}, out_fn)
+            code_body = ["#if defined(FQ_ARM_DSP)"] + dsp_lines + ["#else"] + code_body + ["#endif"]
+            flash = c.flash + max(pc.flash, 4 * len(words))
     else:
         check_acc_bound(ctx, K, x, w_dev)
-        wr = w.transpose(0, 2, 3, 1).reshape(O, K).astype(np.int8)          # [o][kh][kw][c]
-        wd = c.array("weight", "int8_t", wr, "int8 weights w[o][(kh * KW + kw) * C/groups + c] (channels-last order)")
+        wr = w.transpose(0, 2, 3, 1).reshape(O, K)          # [o][kh][kw][c]
+        words, og2, k4 = conv_dsp.weight_words(wr - zw_all[:, None], G)
+        wname = ctx.prefix + "_weight_dsp"
+        dsp_lines, dsp_scratch = conv_dsp.conv_body(
+            {"geo": (C, H, W, KH, KW, SH, SW, PH, PW, DH, DW), "G": G, "O": O, "OG": OG, "OG2": og2, "K": K, "K4": k4,
+             "OH": OH, "OW": OW, "xt": xt, "yt": yt, "zx": zx, "wname": wname, "nhwc": x.layout == "nhwc"}, out_fn)
+        guarded.append(("defined(FQ_ARM_DSP)", conv_dsp.words_array(
+            wname, words, "w - zw as int16 for the SMLAD path: [channel pair][k / 4][channel][(k0, k2), (k1, k3)]")))
+        wd = pc.array("weight", "int8_t", wr.astype(np.int8),
+                      "int8 weights w[o][(kh * KW + kw) * C/groups + c] (channels-last order)")
+        flash = c.flash + max(pc.flash, 4 * len(words))
         per_row = zwd.endswith("[n]")
         zwarr = zwd[:-3] if per_row else None
         direct = KH == KW == 1 and SH == SW == 1 and PH == PW == 0 and G == 1 and x.layout == "nhwc"
@@ -285,12 +350,17 @@ def emit_conv(layer, ctx, x, y, data):
                   "                    o = g * %d + n0 + r;" % OG]
         lines += ["                    " + b for b in body]
         lines += ["                }", "            }", "        }", "        y += %d;" % O, "    }", "}"]
-        code_body = lines
-        scratch = 0 if direct else K
+        if direct:
+            lines.insert(0, "(void)scratch;")
+        code_body = ["#if defined(FQ_ARM_DSP)"] + dsp_lines + ["#else"] + lines + ["#endif"]
+        scratch = max(dsp_scratch, 0 if direct else K)
     args = "const %s *x, %s *y%s" % (xt, yt, ", uint8_t *scratch" if scratch else "")
-    fn = ctx.fn(args, _indent(code_body, 4))
-    code = "\n".join([head, c.text(), fn])
-    return ctx.step((x,), y, code, scratch=scratch, quantized=float_free, cost="conv")
+    fn = ctx.fn(args, "\n".join(l if l.startswith("#") else "    " + l for l in code_body))
+    if dsp:
+        guarded.append(("!defined(FQ_ARM_DSP)", pc.text()))
+    code = "\n".join([head, c.text()] + ["#if %s\n%s\n#endif" % g for g in guarded if g[1]] + [out_code, fn])
+    kw = {} if flash is None else {"flash": flash}
+    return ctx.step((x,), y, code, scratch=scratch, quantized=float_free, cost="conv", **kw)
 
 
 def _pool_geometry(layer, x):
