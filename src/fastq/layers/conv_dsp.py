@@ -177,3 +177,89 @@ def depthwise_body(g, out_fn):
     lines += ["            " + t for t in group(border)]
     lines += ["        }", "        y += %d;" % C, "    }", "}"]
     return lines
+
+
+def depthwise_sat_words(w_taps):
+    """w_taps: int64 [C][KK] raw int8 weights. FBGEMM's pairs of taps (t, t + 1) as int16 lanes:
+    [C / 4][pair][channel c0, c2, c1, c3][(w_t, w_t+1)], then the lone last tap of an odd KK as
+    [C / 4][(c0, c2), (c1, c3)] (the lane order of depthwise_words)."""
+    c, kk = w_taps.shape
+    g = w_taps.reshape(c // 4, 4, kk)[:, list(ORDER), :]           # [C / 4][c0, c2, c1, c3][tap]
+    pairs = g[:, :, :kk - kk % 2].reshape(c // 4, 4, kk // 2, 2).transpose(0, 2, 1, 3)
+    halves = [pairs.reshape(c // 4, -1)]
+    if kk % 2:
+        halves.append(g[:, :, kk - 1])                              # (c0, c2), (c1, c3)
+    h = np.concatenate(halves, axis=1).reshape(-1).astype(np.int16).view(np.uint16).astype(np.uint32)
+    return h[0::2] | (h[1::2] << 16)
+
+
+def depthwise_sat_body(g, out_fn):
+    """The DSP path of FBGEMM's saturating depthwise kernel (zw = 0): per 4 channels and pair of
+    taps, the raw (x + flip) bytes of both taps widened (UXTB16), packed into one (tap t, tap
+    t + 1) pair per channel (PKHBT / PKHTB), SMUAD gives x_t w_t + x_t+1 w_t+1 exactly and SSAT
+    saturates it to int16 as FBGEMM's 16-bit lanes do; the lone last tap adds unsaturated.
+    acc = s - (zx + flip) * sum w. Taps over the padding read a row of raw zx bytes (FBGEMM pads
+    with the zero point, and a pair mixes a padded tap with a real one)."""
+    C, H, W, KH, KW, SH, SW, PH, PW, DH, DW = g["geo"]
+    OH, OW, xt, zx, wname, flip, offname = g["OH"], g["OW"], g["xt"], g["zx"], g["wname"], g["flip"], g["offname"]
+    kk = KH * KW
+    ld = "memcpy(&v, %s, 4);"
+    ext = "fq_uxtab16" if xt == "uint8_t" else "fq_sxtab16"      # + flip: the uint8 FBGEMM sees
+
+    def taps(addr):
+        out = []
+        for t in range(0, kk - 1, 2):
+            out += ["{",
+                    "    uint32_t v, e0, e1, f0, f1, w0, w1;",
+                    "    " + ld % addr(t),
+                    "    e0 = %s(kp, v); e1 = %s_ror8(kp, v);" % (ext, ext),
+                    "    " + ld % addr(t + 1),
+                    "    f0 = %s(kp, v); f1 = %s_ror8(kp, v);" % (ext, ext),
+                    "    FQ_LDRD(w0, w1, wc);",
+                    "    s0 += __ssat(__smuad(fq_pack_lo(e0, f0), w0), 16);",
+                    "    s2 += __ssat(__smuad(fq_pack_hi(e0, f0), w1), 16);",
+                    "    FQ_LDRD(w0, w1, wc);",
+                    "    s1 += __ssat(__smuad(fq_pack_lo(e1, f1), w0), 16);",
+                    "    s3 += __ssat(__smuad(fq_pack_hi(e1, f1), w1), 16);",
+                    "}"]
+        if kk % 2:
+            out += ["{",
+                    "    uint32_t v, e0, e1, w0, w1;",
+                    "    " + ld % addr(kk - 1),
+                    "    e0 = %s(kp, v); e1 = %s_ror8(kp, v);" % (ext, ext),
+                    "    FQ_LDRD(w0, w1, wc);",
+                    "    s0 = __smlabb(e0, w0, s0); s2 = __smlatt(e0, w0, s2);",
+                    "    s1 = __smlabb(e1, w1, s1); s3 = __smlatt(e1, w1, s3);",
+                    "}"]
+        return out
+
+    def group(code):
+        return (["const uint32_t *wc = %s;" % wname,
+                 "for (c = 0; c < %d; c += 4) {" % C,
+                 "    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;"] + ["    " + t for t in code] +
+                ["    %s(s0 - %s[c], c, y);" % (out_fn, offname), "    %s(s1 - %s[c + 1], c + 1, y);" % (out_fn, offname),
+                 "    %s(s2 - %s[c + 2], c + 2, y);" % (out_fn, offname), "    %s(s3 - %s[c + 3], c + 3, y);" % (out_fn, offname),
+                 "}"])
+
+    offs = [(kh * DH * W + kw * DW) * C for kh in range(KH) for kw in range(KW)]
+    lines = ["static const %s pad[%d] = {%s};      /* FBGEMM's padding: the zero point */" % (xt, C, ", ".join([str(zx)] * C)),
+             "const uint32_t kp = fq_pair(%d);      /* lanes + flip */" % -flip,
+             "int32_t oh, ow, c;",
+             "for (oh = 0; oh < %d; oh++) {" % OH,
+             "    const int32_t ih0 = oh * %d - %d;" % (SH, PH),
+             "    const int rows_in = ih0 >= 0 && ih0 + %d < %d;" % ((KH - 1) * DH, H),
+             "    for (ow = 0; ow < %d; ow++) {" % OW,
+             "        const int32_t iw0 = ow * %d - %d;" % (SW, PW),
+             "        if (rows_in && iw0 >= 0 && iw0 + %d < %d) {      /* every tap inside: unrolled */" % ((KW - 1) * DW, W),
+             "            const %s *xp = x + (ih0 * %d + iw0) * %d;" % (xt, W, C)]
+    lines += ["            " + t for t in group(taps(lambda t: "xp + c + %d" % offs[t]))]
+    lines += ["        } else {                  /* a window over the padding: its taps through pointers */",
+              "            const %s *tp[%d];" % (xt, kk),
+              "            int32_t t;",
+              "            for (t = 0; t < %d; t++) {" % kk,
+              "                const int32_t ih = ih0 + t / %d * %d, iw = iw0 + t %% %d * %d;" % (KW, DH, KW, DW),
+              "                tp[t] = (ih >= 0 && ih < %d && iw >= 0 && iw < %d) ? x + (ih * %d + iw) * %d : pad;" % (H, W, W, C),
+              "            }"]
+    lines += ["            " + t for t in group(taps(lambda t: "tp[%d] + c" % t))]
+    lines += ["        }", "        y += %d;" % C, "    }", "}"]
+    return lines

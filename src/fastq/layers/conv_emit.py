@@ -196,8 +196,9 @@ def emit_conv(layer, ctx, x, y, data):
     epi, formula, float_free = epilogue(ctx, layer, data, x, O, acc_max)
     # the DSP paths (conv_dsp.py) where they apply; the portable loop's constants then sit under
     # #if !defined(FQ_ARM_DSP) (pc), the DSP path's under #if defined(FQ_ARM_DSP)
-    dsp = "conv" if not depthwise else (
-        "depthwise" if not saturates and O == C and C % 4 == 0 and x.layout == "nhwc" else None)
+    dw_ok = depthwise and O == C and C % 4 == 0 and x.layout == "nhwc"
+    dsp = "conv" if not depthwise else ("depthwise" if dw_ok and not saturates else (
+        "saturating" if dw_ok and not np.any(zw_all) else None))
     pc = type(c)(c.prefix) if dsp else c
     zwd = pc.column("w_zero_point", "int32_t", zw_all, "weight zero point")
     zw_expr = zwd.replace("[n]", "[o]")
@@ -295,11 +296,23 @@ def emit_conv(layer, ctx, x, y, data):
         scratch = 0
         if dsp:
             wname = ctx.prefix + "_weight_dsp"
-            words = conv_dsp.depthwise_words(w.reshape(O, kk) - zw_all[:, None])
-            guarded.append(("defined(FQ_ARM_DSP)", conv_dsp.words_array(
-                wname, words, "w - zw as int16 for the SMLAD path: [channel / 4][tap][(c0, c2), (c1, c3)]")))
-            dsp_lines = conv_dsp.depthwise_body({"geo": (C, H, W, KH, KW, SH, SW, PH, PW, DH, DW), "OH": OH, "OW": OW,
-                                                 "xt": xt, "zx": zx, "wname": wname}, out_fn)
+            gd = {"geo": (C, H, W, KH, KW, SH, SW, PH, PW, DH, DW), "OH": OH, "OW": OW, "xt": xt, "zx": zx,
+                  "wname": wname, "flip": flip, "offname": ctx.prefix + "_sat_offset"}
+            if dsp == "depthwise":
+                words = conv_dsp.depthwise_words(w.reshape(O, kk) - zw_all[:, None])
+                text = conv_dsp.words_array(wname, words, "w - zw as int16 for the SMLAD path: [channel / 4][tap]"
+                                                          "[(c0, c2), (c1, c3)]")
+                dsp_lines = conv_dsp.depthwise_body(gd, out_fn)
+            else:
+                words = conv_dsp.depthwise_sat_words(w.reshape(O, kk))
+                dc = type(c)(c.prefix)
+                dc.array("sat_offset", "int32_t", (zx + flip) * w.reshape(O, -1).sum(1), "(zx + flip) * sum of the raw weights")
+                text = conv_dsp.words_array(wname, words, "raw int8 weights as int16 pairs of taps for SMUAD: [channel / 4]"
+                                                          "[tap pair][c0, c2, c1, c3][(w_t, w_t+1)], then the last tap") \
+                    + "\n" + dc.text()
+                words = np.concatenate([words, np.zeros(O, np.uint32)])
+                dsp_lines = conv_dsp.depthwise_sat_body(gd, out_fn)
+            guarded.append(("defined(FQ_ARM_DSP)", text))
             code_body = ["#if defined(FQ_ARM_DSP)"] + dsp_lines + ["#else"] + code_body + ["#endif"]
             flash = c.flash + max(pc.flash, 4 * len(words))
     else:
