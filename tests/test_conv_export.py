@@ -108,3 +108,39 @@ def test_header_states_shapes_and_nchw_output():
     gen = export.generate(m, name="net", input_shape=(3, 5, 6))
     assert "shape [3][5][6] (C, H, W" in gen.header and "shape [4][5][6]" in gen.header
     assert "channels-last -> torch's C, H, W order" in gen.source
+
+
+def test_hostile_node_names_in_a_cnn(tmp_path):
+    """Issue 16's rules hold for the conv / pool C and the layout transposes: node names that end a
+    comment, make a trigraph or splice a line, and names that sanitise alike or read like a
+    transpose's own ("c_in0_nchw"), compile under C99 and C11 with strict warnings (gcc, and
+    arm-none-eabi-gcc with the DSP path), compute fastq's numbers, hold no raw name, and every
+    file-scope name of the generated part is declared once."""
+    import re
+    from fastq.model import Node
+    from test_export_hardening import HOSTILE, _expect_c_equals_runtime
+
+    rng = np.random.default_rng(5)
+    layers = [Quantize(0.05, 128, "uint8"),
+              _conv(rng, 4, 8, 3, "fbgemm", padding=1, relu=True),              # the SMLAD conv arrays
+              _conv(rng, 8, 8, 3, "fbgemm", padding=1, groups=8, sat="on"),     # saturating depthwise (DSP)
+              _conv(rng, 8, 8, 3, "onednn", padding=1, groups=8),               # depthwise (DSP)
+              MaxPool(2), Flatten(), Dequantize()]
+    names = HOSTILE[:4] + ["c_in0_nchw", "c"] + HOSTILE[4:5]
+    nodes, prev = [], "x"
+    for nm, layer in zip(names, layers):
+        nodes.append(Node(nm, layer, (prev,)))
+        prev = nm
+    model = Model(nodes=nodes, inputs=("x",), outputs=(prev,))
+    x = (rng.standard_normal((3, 4, 6, 6)) * 2).astype(np.float32)
+    gen = _expect_c_equals_runtime(model, x, tmp_path, input_shape=(4, 6, 6))
+    text = gen.header + gen.source
+    assert "channels-last -> torch's C, H, W order" in gen.source        # the flatten's transpose ran
+    for nm in names:
+        assert nm not in text or re.fullmatch(r"[a-z0-9_]+", nm)
+    assert "??" not in text and not any(re.search(r"[^ -~]", line) for line in text.split("\n"))
+    assert "static const int evil" not in re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    generated = gen.source.split("#endif /* FASTQ_EXPORT_RUNTIME */")[1]
+    declared = re.findall(r"^#define (\w+)", generated, flags=re.M) + re.findall(
+        r"^static (?:const |inline )*\w+ \**(\w+)\s*[\[(]", generated, flags=re.M)
+    assert declared and len(declared) == len(set(declared)), sorted(d for d in declared if declared.count(d) > 1)
