@@ -82,10 +82,15 @@ def conv_body(g, out_fn):
         if K4 != K:                               # cannot happen: K = KH * KW * CG, CG % 4 == 0
             raise AssertionError("K %d" % K)
     else:
-        cidx = "(ih * %d + iw) * %d + gr * %d + j" % (W, C, CG) if nhwc else \
-            "(gr * %d + j) * %d + ih * %d + iw" % (CG, H * W, W)
+        base, cs = ("(ih * %d + iw) * %d + gr * %d" % (W, C, CG), 1) if nhwc else \
+            ("gr * %d + ih * %d + iw" % (CG * H * W, W), H * W)
         lines += ["                    %s *d = raw + (kh * %d + kw) * %d;" % (xt, KW, CG),
-                  "                    for (j = 0; j < %d; j++) d[j] = inside ? x[%s] : (%s)%d;" % (CG, cidx, xt, zx),
+                  "                    if (inside) {",
+                  "                        const %s *xq = x + %s;" % (xt, base),
+                  "                        for (j = 0; j < %d; j++) d[j] = xq[j * %d];" % (CG, cs),
+                  "                    } else {",
+                  "                        for (j = 0; j < %d; j++) d[j] = (%s)%d;" % (CG, xt, zx),
+                  "                    }",
                   "                }", "            }",
                   "            for (j = 0; j < %d; j++) {      /* widen the field's bytes */" % (K4 // 4),
                   "                uint32_t v;",
