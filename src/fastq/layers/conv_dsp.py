@@ -143,7 +143,8 @@ def depthwise_body(g, out_fn):
                 "    w02 = %s[0]; w13 = %s[1];" % (wexpr, wexpr),
                 "    e02 = %s(nzx, v); e13 = %s_ror8(nzx, v);" % (ext, ext),
                 "    a0 = __smlabb(e02, w02, a0); a2 = __smlatt(e02, w02, a2);",
-                "    a1 = __smlabb(e13, w13, a1); a3 = __smlatt(e13, w13, a3);"]
+                "    a1 = __smlabb(e13, w13, a1); a3 = __smlatt(e13, w13, a3);",
+                "    FQ_TAP_BARRIER();"]
 
     def group(taps_code):
         return (["const uint32_t *wc = %s;" % wname,
@@ -226,6 +227,7 @@ def depthwise_sat_body(g, out_fn):
                     "    FQ_LDRD(w0, w1, wc);",
                     "    s1 += __ssat(__smuad(fq_pack_lo(e1, f1), w0), 16);",
                     "    s3 += __ssat(__smuad(fq_pack_hi(e1, f1), w1), 16);",
+                    "    FQ_TAP_BARRIER();",
                     "}"]
         if kk % 2:
             out += ["{",
