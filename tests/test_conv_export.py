@@ -52,6 +52,15 @@ def models(rng):
         _conv(rng, 8, 16, 3, "fbgemm", stride=2, padding=1, groups=8, sat="on", dtype="int8"),
         _conv(rng, 16, 16, 5, "tflite", padding=2, groups=16, dtype="int8"), ReLU(),
         MaxPool(3, 2, 1, dilation=1)]))
+    # the ARM DSP paths' tails (conv_dsp.py): an odd pixel count and an odd channel count per group,
+    # K % 4 != 0 from an NCHW input and from a channels-last one, runs of 4 channels per group,
+    # int8 saturating depthwise with an even (2x2) and an odd (3x3, stride 2) tap count
+    out.append(("DSP tails, int8", (6, 7, 5), "int8", [
+        _conv(rng, 6, 7, 3, "fbgemm", padding=1, dtype="int8"),
+        _conv(rng, 7, 8, 1, "fbgemm", dtype="int8", relu=True),
+        _conv(rng, 8, 8, 2, "fbgemm", padding=1, groups=8, sat="on", dtype="int8"),
+        _conv(rng, 8, 8, 3, "fbgemm", stride=2, padding=1, groups=8, sat="on", dtype="int8"),
+        _conv(rng, 8, 12, 3, "fbgemm", groups=2, padding=1, dtype="int8"), Flatten()]))
     out.append(("1-D", (4, 17), "uint8", [
         _conv(rng, 4, 8, 3, "fbgemm", stride=2, padding=1, dims=1),
         _conv(rng, 8, 8, 3, "onednn", groups=8, padding=1, dims=1),

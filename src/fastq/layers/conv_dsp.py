@@ -82,10 +82,15 @@ def conv_body(g, out_fn):
         if K4 != K:                               # cannot happen: K = KH * KW * CG, CG % 4 == 0
             raise AssertionError("K %d" % K)
     else:
-        cidx = "(ih * %d + iw) * %d + gr * %d + j" % (W, C, CG) if nhwc else \
-            "(gr * %d + j) * %d + ih * %d + iw" % (CG, H * W, W)
+        base, cs = ("(ih * %d + iw) * %d + gr * %d" % (W, C, CG), 1) if nhwc else \
+            ("gr * %d + ih * %d + iw" % (CG * H * W, W), H * W)
         lines += ["                    %s *d = raw + (kh * %d + kw) * %d;" % (xt, KW, CG),
-                  "                    for (j = 0; j < %d; j++) d[j] = inside ? x[%s] : (%s)%d;" % (CG, cidx, xt, zx),
+                  "                    if (inside) {",
+                  "                        const %s *xq = x + %s;" % (xt, base),
+                  "                        for (j = 0; j < %d; j++) d[j] = xq[j * %d];" % (CG, cs),
+                  "                    } else {",
+                  "                        for (j = 0; j < %d; j++) d[j] = (%s)%d;" % (CG, xt, zx),
+                  "                    }",
                   "                }", "            }",
                   "            for (j = 0; j < %d; j++) {      /* widen the field's bytes */" % (K4 // 4),
                   "                uint32_t v;",
@@ -138,7 +143,8 @@ def depthwise_body(g, out_fn):
                 "    w02 = %s[0]; w13 = %s[1];" % (wexpr, wexpr),
                 "    e02 = %s(nzx, v); e13 = %s_ror8(nzx, v);" % (ext, ext),
                 "    a0 = __smlabb(e02, w02, a0); a2 = __smlatt(e02, w02, a2);",
-                "    a1 = __smlabb(e13, w13, a1); a3 = __smlatt(e13, w13, a3);"]
+                "    a1 = __smlabb(e13, w13, a1); a3 = __smlatt(e13, w13, a3);",
+                "    FQ_TAP_BARRIER();"]
 
     def group(taps_code):
         return (["const uint32_t *wc = %s;" % wname,
@@ -221,6 +227,7 @@ def depthwise_sat_body(g, out_fn):
                     "    FQ_LDRD(w0, w1, wc);",
                     "    s1 += __ssat(__smuad(fq_pack_lo(e1, f1), w0), 16);",
                     "    s3 += __ssat(__smuad(fq_pack_hi(e1, f1), w1), 16);",
+                    "    FQ_TAP_BARRIER();",
                     "}"]
         if kk % 2:
             out += ["{",
