@@ -338,10 +338,13 @@ class Model:
         from .model_file import load
         return load(path)
 
-    def export_c(self, directory, name="net", input_size=None):
-        """Writes <directory>/<name>.h and <name>.c, standalone C99 bit-exact with this model (fastq.export)."""
+    def export_c(self, directory, name="net", input_size=None, input_shape=None, overwrite=True):
+        """Writes <directory>/<name>.h and <name>.c, standalone C99 bit-exact with this model
+        (fastq.export.export_c, which documents the arguments). input_shape: one sample's
+        (C, H, W) or (C, L), required for models with convolutions or pooling."""
         from .export import export_c
-        return export_c(self, directory, name=name, input_size=input_size)
+        return export_c(self, directory, name=name, input_size=input_size, input_shape=input_shape,
+                        overwrite=overwrite)
 
     def explain(self, x, node, row=0, col=0):
         """Output element [row, col] of `node` (a name or an index) on model input x: a

@@ -22,8 +22,9 @@ def export_c(model, directory, name="net", input_size=None, input_shape=None, ov
     name: the C prefix of every declaration (a C identifier: ASCII letters, digits, single
     underscores, starting with a letter; C keywords and reserved names refused).
     input_size: floats per sample, needed only when the model has no Linear layer.
-    input_shape: one sample's shape (no batch), for a model whose input has more than two
-    dimensions and whose ops read them (a cat on the last axis, a transpose); without it the
+    input_shape: one sample's shape (no batch): (C, H, W) or (C, L) for a model with
+    convolutions or pooling (required there), or any shape whose ops read it (a cat on the last
+    axis, a transpose); net_run then takes the sample flattened in torch's order. Without it the
     input is [batch, input_size].
     overwrite: True (the default) replaces an existing <name>.h / <name>.c, each atomically (a
     temporary file in the folder, fsynced, renamed over it), and only once both new files are

@@ -13,6 +13,7 @@ from ..layers import LAYER_TYPES
 from ..layers._base import ANY, FLOAT, QUANT
 from .emit import EmitContext, ExportError
 from .footprint import Footprint, estimate
+from . import layout
 from .plan import INT32_MAX, Value, allocate, c_ident, comment_text
 
 _TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
@@ -86,6 +87,7 @@ class Generated:
     qinput_dtype: str = None       # "uint8" | "int8" (net_run_quantized's types)
     qoutput_dtype: str = None
     integer_only: bool = False     # net_run_quantized uses no float operation
+    activation_bytes: int = 0      # every value the arena holds, summed (what no reuse would need)
 
     def write(self, directory, overwrite=True):
         """Writes <name>.h and <name>.c into directory (made if missing): each into a temporary
@@ -170,21 +172,6 @@ def _input_size(nodes, input_size):
     return int(input_size)
 
 
-def _input_shape(input_shape, size):
-    """The input's shape per sample: input_shape (a tuple of positive ints whose product is the
-    sample size), else (size,): the input is then [batch, size]."""
-    if input_shape is None:
-        return (size,)
-    if not isinstance(input_shape, (tuple, list)) or not input_shape or any(
-            isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in input_shape):
-        raise ValueError("input_shape: expected a tuple of positive ints (one sample's shape, no batch), got %r"
-                         % (input_shape,))
-    shape = tuple(int(d) for d in input_shape)
-    if int(np.prod(shape, dtype=object)) != size:
-        raise ValueError("input_shape: %r holds %d values, but a sample has %d" % (shape, int(np.prod(shape, dtype=object)), size))
-    return shape
-
-
 def _check_takes(node, op, layer, xs):
     """The one refusal of a value of the wrong kind, from the op's declared `takes`."""
     takes = getattr(layer, "takes", ANY)
@@ -223,21 +210,51 @@ def _node_step(node, op, layer, xs, out_name, prefix_of, note=None):
         raise
     except NotImplementedError as e:           # the op's own refusal (Layer.unsupported)
         raise ExportError(str(e)) from None
+    layout.follow(y, xs)
     return st, y
+
+
+def _input_value(name, nodes, input_size, input_shape):
+    """The model input Value. Without input_shape: [batch, size], size from input_size or the
+    first Linear layer's in_features (a model with convolutions or pooling needs input_shape).
+    With it: one sample of that shape (C, H, W), (C, L) or any other, flattened in torch's C
+    order; input_size, when given too, must hold as many values."""
+    if input_shape is None:
+        spatial = next((n for n, layer, _, _ in nodes if getattr(layer, "reads_layout", False)), None)
+        if spatial is not None:
+            raise ValueError("input_shape: required for a model with convolutions or pooling (node %r); pass "
+                             "one sample's (C, H, W) or (C, L)" % (spatial,))
+        size = _input_size(nodes, input_size)
+        return Value(name, "float", size, shape=(None, size))
+    if not isinstance(input_shape, (tuple, list)) or not input_shape or any(
+            isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in input_shape):
+        raise ValueError("input_shape: expected a tuple of positive ints (one sample's shape, no batch: (C, H, W), "
+                         "(C, L) or (K,)), got %r" % (input_shape,))
+    shape = tuple(int(d) for d in input_shape)
+    size = int(np.prod(shape, dtype=object))
+    if size > INT32_MAX // 4:
+        raise ValueError("input_shape: %r holds %d floats per sample; the C export's sizes and byte offsets are "
+                         "int32 (at most %d floats)" % (shape, size, INT32_MAX // 4))
+    if input_size is not None:
+        _input_size([], input_size)                 # its own checks (a positive int in range)
+        if int(input_size) != size:
+            raise ValueError("input_shape: %r holds %d values, but input_size is %d" % (shape, size, input_size))
+    if len(shape) == 1:                             # a flat sample: the first Linear's width must agree
+        _input_size(nodes, size)
+    return Value(name, "float", size, shape=(None,) + shape, layout="nchw" if len(shape) > 1 else None)
 
 
 def generate(model, name="net", input_size=None, input_shape=None):
     """Generated(name, header, source, footprint) for a fastq model. input_shape: one sample's
-    shape (no batch) where the model's input has more than two dimensions (ops that read the
-    shape, a cat on the last axis or a transpose, need it); default [batch, input_size]."""
+    shape (no batch): (C, H, W) or (C, L) for a model with convolutions or pooling (required
+    there), or any shape whose ops read it (a cat on the last axis, a transpose); net_run then
+    takes the sample flattened in torch's order. Default: [batch, input_size]."""
     check_name(name)
     nodes, inputs, outputs = _graph(model)
     if len(inputs) != 1 or len(outputs) != 1:
         raise ExportError("model: %d inputs and %d outputs; the C export takes one of each"
                           % (len(inputs), len(outputs)))
-    size = _input_size(nodes, input_size)
-    shape = _input_shape(input_shape, size)
-    values = {inputs[0]: Value(inputs[0], "float", size, shape=(None,) + shape)}
+    values = {inputs[0]: _input_value(inputs[0], nodes, input_size, input_shape)}
     # node names enter C only as c_ident makes them, each once, after <name>_ and before "__"
     steps, used = [], set()
     prefix_of = lambda node: "%s_%s" % (name, c_ident(node, used))     # noqa: E731
@@ -248,11 +265,18 @@ def generate(model, name="net", input_size=None, input_shape=None):
             raise ExportError("node %r (%s) reads %r, which no earlier node writes" % (node, op, missing[0]))
         if len(outs) != 1:
             raise ExportError("node %r (%s): %d outputs; the C export handles one" % (node, op, len(outs)))
-        st, y = _node_step(node, op, layer, [values[i] for i in ins], outs[0], prefix_of)
+        xs = [values[i] for i in ins]
+        if any(x.spatial > 1 for x in xs):
+            try:
+                shape = layer.infer(*[x.spec for x in xs]).shape
+            except Exception:           # noqa: BLE001 - _node_step reports it, naming the node
+                shape = None
+            xs = layout.ready(node, layer, xs, shape, steps, prefix_of)
+        st, y = _node_step(node, op, layer, xs, outs[0], prefix_of)
         if st is not None:
             steps.append(st)
         values[outs[0]] = y
-    final = values[outputs[0]]
+    final = layout.output_ready(values[outputs[0]], steps, prefix_of)
     if final.kind == "int":
         raise ExportError("model: the output %r is an integer (size) value" % outputs[0])
     if final.kind == "quant":                       # fastq's Model dequantizes its output
@@ -343,8 +367,10 @@ def _assemble(name, model, steps, x_in, final, nodes):
                    "%s\n    return %s_OK;\n}\n" % (name, qin.ctype, qout.ctype, up, "\n".join(q_lines), up))
     check_text(header, "header")
     check_text("\n".join(part for part in src if part is not runtime), "source")    # the runtime: fixed text
+    held = {id(st.output.root()): st.output.root().nbytes for st in steps if id(st.output.root()) not in pinned}
     return Generated(name, header, "\n".join(src), fp, has_q, x_in.size, final.size,
-                     qin.dtype if has_q else None, qout.dtype if has_q else None, integer_only)
+                     qin.dtype if has_q else None, qout.dtype if has_q else None, integer_only,
+                     sum(held.values()) + sum(st.scratch for st in steps))
 
 
 def _header(name, up, model, nodes, x_in, final, qin, qout, arena, fp, integer_only):
@@ -368,8 +394,8 @@ def _header(name, up, model, nodes, x_in, final, qin, qout, arena, fp, integer_o
         " * or -D%s_PORTABLE keeps the portable loops. Not reentrant: one static arena." % up,
         " */",
         "#ifndef %s_H\n#define %s_H\n\n#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n" % (up, up),
-        "#define %s_INPUT_SIZE %d      /* floats per sample in */" % (up, x_in.size),
-        "#define %s_OUTPUT_SIZE %d     /* floats per sample out */" % (up, final.size),
+        "#define %s_INPUT_SIZE %d      /* floats per sample in%s */" % (up, x_in.size, _shape_words(x_in)),
+        "#define %s_OUTPUT_SIZE %d     /* floats per sample out%s */" % (up, final.size, _shape_words(final)),
         "#define %s_ARENA_BYTES %d     /* the static scratch arena */" % (up, arena),
         "#define %s_WEIGHTS_BYTES %d   /* static const weights and constants (flash) */" % (up, fp.weights),
         "",
@@ -405,6 +431,15 @@ def _header(name, up, model, nodes, x_in, final, qin, qout, arena, fp, integer_o
                       "last Dequantize (or none) */" % up]
     lines += ["", "#ifdef __cplusplus\n}\n#endif", "#endif", ""]
     return "\n".join(lines)
+
+
+def _shape_words(v):
+    """', shape [3][96][96] (C, H, W: torch's order, flattened)' for a value with a known shape."""
+    dims = tuple(v.shape or ())[1:]
+    if not dims or any(d is None for d in dims):
+        return ""
+    names = {1: "", 2: " (C, L: torch's order, flattened)", 3: " (C, H, W: torch's order, flattened)"}
+    return ", shape %s%s" % ("".join("[%d]" % d for d in dims), names.get(len(dims), " (torch's order, flattened)"))
 
 
 def _describe(layer):

@@ -60,7 +60,7 @@ class Consts:
             flat = [fmt(e) for e in v.reshape(-1)]
             body = ",\n    ".join(", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line))
             self.lines.append("static const %s %s[%d] = {\n    %s\n};" % (ctype, ident, v.size, body))
-        self.flash += v.size * (1 if ctype in ("int8_t", "uint8_t") else 4)
+        self.flash += v.size * {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2}.get(ctype, 4)
         return ident
 
     def column(self, name, ctype, values, comment=None):

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 # bytes of Thumb-2 code per step kind (the step's function and its call), and the shared
 # helpers each kind pulls in once. The kind is the op's (Step.cost): "elementwise" is one loop
 # of a clamp / copy per element, "binary" one loop over two inputs (add, mul, cat).
-CODE_PER_STEP = {"linear": 360, "dynamic": 260, "quantize": 80, "dequantize": 50, "elementwise": 50,
+CODE_PER_STEP = {"conv": 700, "pool": 300, "linear": 360, "dynamic": 260, "quantize": 80, "dequantize": 50, "elementwise": 50,
                  "binary": 50}
 CODE_SHARED = {"linear": 200, "dynamic": 900, "quantize": 120, "fixedpoint": 100}
 CODE_BASE = 120          # net_run / net_run_quantized and their argument checks
-STACK = {"linear": 96, "dynamic": 160, "quantize": 40, "dequantize": 24, "elementwise": 16, "binary": 16}
+STACK = {"conv": 160, "pool": 64, "linear": 96, "dynamic": 160, "quantize": 40, "dequantize": 24, "elementwise": 16, "binary": 16}
 STACK_BASE = 64
 
 

@@ -31,6 +31,7 @@ class Value:
     alias_of: Optional["Value"] = None
     shape: Optional[Tuple] = None     # the value's shape, batch first (None: [batch, size])
     known: object = None              # an "int" value's number(s) where known ("batch" for the batch size)
+    layout: Optional[str] = None      # a spatial value's order in its buffer: "nchw" (None) or "nhwc"
 
     @classmethod
     def of(cls, name, spec, size=None):
@@ -61,6 +62,17 @@ class Value:
         while v.alias_of is not None:
             v = v.alias_of
         return v
+
+    @property
+    def spatial(self):
+        """H * W (or L) of a value [N, C, ...] with spatial dimensions, else 1."""
+        dims = tuple(self.shape or ())[2:]
+        if any(d is None for d in dims):
+            return 1                    # a dimension known only at run time: never a conv's value
+        n = 1
+        for d in dims:
+            n *= int(d)
+        return n
 
     @property
     def ctype(self):

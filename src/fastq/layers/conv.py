@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reference
+from . import conv_emit
 from .._checks import as_array
 from ..qtensor import QTensor
 from ._spec import Spec
@@ -81,6 +82,7 @@ class QuantizedConv(Layer):
     )
     arrays = ("weight", "weight_scale", "weight_zero_point", "bias", "int_bias")
     takes = QUANT
+    reads_layout = True             # the C reads either buffer order (export/layout.py)
 
     def __init__(self, weight, bias, scale, zero_point, stride=1, padding=0, dilation=1, groups=1, relu=False,
                  arithmetic="fbgemm", dtype="uint8", depthwise_saturation="auto", rounding="double"):
@@ -207,6 +209,9 @@ class QuantizedConv(Layer):
         y = reference.conv_requant(acc, self.arithmetic, x.scale, self.weight.scale, self.scale, self.zero_point,
                                    bias, self.relu, self.per_channel, self.dtype.name, rounding=self.rounding)
         return QTensor._checked(y, self.scale, self.zero_point)
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        return conv_emit.emit_conv(self, ctx, inputs[0], output, op_data)
 
     def summary_row(self, specs, op_data):
         k = "x".join(str(v) for v in self.kernel_size)

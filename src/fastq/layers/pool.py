@@ -9,6 +9,7 @@ from .. import reference
 from ..qtensor import QTensor
 from ._spec import Spec
 from ._base import QUANT, Layer, Setting, check_bool, check_choice, check_int, register
+from . import conv_emit
 from .conv import check_ints
 
 
@@ -28,6 +29,7 @@ def _check_dims(value):
 
 class _Pool(Layer):
     takes = QUANT
+    reads_layout = True             # the C reads either buffer order (export/layout.py)
 
     def _geometry(self, kernel_size, stride, padding):
         dims = self._settings["dims"]
@@ -91,6 +93,9 @@ class MaxPool(_Pool):
         return QTensor._checked(reference.max_pool(x.values, self.kernel_size, self.stride, self.padding,
                                                    self.dilation, self.ceil_mode), x.scale, x.zero_point)
 
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        return conv_emit.emit_max_pool(self, ctx, inputs[0], output)
+
     def summary_row(self, specs, op_data):
         return {"qparams": "as input", "constants": "k%s s%s p%s" % (self.kernel_size, self.stride, self.padding),
                 "arithmetic": "max"}
@@ -148,6 +153,9 @@ class AvgPool(_Pool):
                                self.ceil_mode, self.count_include_pad, self.divisor_override, self.path,
                                self.vector_channels, x.values.dtype.name)
         return QTensor._checked(y, x.scale, x.zero_point)
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        return conv_emit.emit_avg_pool(self, ctx, inputs[0], output)
 
     def summary_row(self, specs, op_data):
         return {"qparams": "as input",

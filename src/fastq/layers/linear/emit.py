@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import dsp
+
 INT32_MAX = 2**31 - 1
 QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
 CTYPE = {"uint8": "uint8_t", "int8": "int8_t"}
+
+
+def qrange_x(x):
+    return QRANGE[x.dtype]
 
 
 def check_width(ctx, layer, x):
@@ -86,7 +92,13 @@ def emit_static(ctx, layer, x, y, data):
     zyd = c.define("y_zero_point", zy, "output %s, scale %.9g" % (out_dtype, layer.scale))
     ymin = c.define("y_min", lo, "ReLU: clamp at the zero point" if layer.relu else None)
     ymax = c.define("y_max", qmax)
-    weight, zw = _weights(c, layer)
+    wcon = type(c)(c.prefix)         # the portable loop's int8 weights (the DSP path stores its own)
+    weight, zw = _weights(wcon, layer)
+    w64 = layer.weight.values.astype(np.int64) - _w_zero_points(layer)[:, None]
+    # |acc| bound: when it bounds the value rounded below 2^22 the rounding needs no range checks
+    acc_max = float(k * max(x.zero_point - qrange_x(x)[0], qrange_x(x)[1] - x.zero_point) * (np.max(np.abs(w64)) if w64.size else 0))
+    amax = lambda v: float(np.max(np.abs(np.asarray(v, np.float64)))) if v is not None else 0.0  # noqa: E731
+    bounded = lambda v_max: bool(np.isfinite(v_max) and v_max * 1.01 < 2.0 ** 22)  # noqa: E731
     pc = layer.per_channel
     sw = np.atleast_1d(np.asarray(layer.weight.scale, dtype=np.float64))
     mode = layer.requant
@@ -110,7 +122,11 @@ def emit_static(ctx, layer, x, y, data):
             rr = c.define("bias_rcp", np.float32(bias_r), "f32(1 / (double)f32(s_x * s_w))")
             formula = "y[n] = clamp(rne(f32(fmaf(bias[n], rcp, (float)acc) * mult)) + zy, y_min, y_max)"
             body.append("        float f = fq_fmaf(%s, %s, (float)acc);" % (bb, rr))
-        body.append("        y[n] = (%s)fq_round_add_clamp(f * %s, %s, %s, %s);" % (CTYPE[out_dtype], m, zyd, ymin, ymax))
+        f_max = acc_max + (amax(bias_b) * amax(bias_r) if bias_b is not None else 0.0)
+        if bounded(f_max * amax(mult)):
+            body.append("        y[n] = (%s)fq_clamp(fq_rne_bounded(f * %s) + %s, %s, %s);" % (CTYPE[out_dtype], m, zyd, ymin, ymax))
+        else:
+            body.append("        y[n] = (%s)fq_round_add_clamp(f * %s, %s, %s, %s);" % (CTYPE[out_dtype], m, zyd, ymin, ymax))
         float_free = False
     elif mode == "qnnpack":
         bq, req = data.params
@@ -121,7 +137,11 @@ def emit_static(ctx, layer, x, y, data):
             bqe = c.column("bias", "int32_t", np.broadcast_to(bq, (n_out,)), "int32 bias rne(bias / f32(s_x * s_w))")
             formula = "y[n] = clamp(rne(f32((float)(acc + bias_q) * req)) + zy, y_min, y_max)"
             body.append("        acc = fq_wrap_add(acc, %s);" % bqe)
-        body.append("        y[n] = (%s)fq_round_add_clamp((float)acc * %s, %s, %s, %s);" % (CTYPE[out_dtype], r, zyd, ymin, ymax))
+        a_max = acc_max + (amax(bq) if layer.bias is not None else 0.0)
+        if a_max < 2.0 ** 31 and bounded(a_max * amax(req)):
+            body.append("        y[n] = (%s)fq_clamp(fq_rne_bounded((float)acc * %s) + %s, %s, %s);" % (CTYPE[out_dtype], r, zyd, ymin, ymax))
+        else:
+            body.append("        y[n] = (%s)fq_round_add_clamp((float)acc * %s, %s, %s, %s);" % (CTYPE[out_dtype], r, zyd, ymin, ymax))
         float_free = False
     elif mode == "tflite":
         p = data.params
@@ -145,9 +165,19 @@ def emit_static(ctx, layer, x, y, data):
             " *   acc  = sum_k (x[k] - zx) * (w[n][k] - zw)\n *   %s */"
             % (node, ctx.op, k, n_out, mode, "per-channel" if pc else "per-tensor", ", ReLU" if layer.relu else "",
                x.dtype, out_dtype, formula))
-    code = "\n".join([head, c.text(), ctx.fn("const %s *x, %s *y" % (CTYPE[x.dtype], CTYPE[out_dtype]),
-                                              _rows_loop(x.dtype, "x", weight, kk, nn, zx, zw, body))])
-    return ctx.step((x,), y, code, quantized=float_free, cost="linear")
+    words, n4, k4 = dsp.weight_words(w64)
+    wname = ctx.prefix + "__weight_dsp"      # the node's names: prefix + "__" + a name
+    dsp_lines, scratch = dsp.body(x.dtype, zx, k, n_out, n4, k4, wname, body)
+    portable = _rows_loop(x.dtype, "x", weight, kk, nn, zx, zw, body)
+    fn = ctx.fn("const %s *x, %s *y, uint8_t *scratch" % (CTYPE[x.dtype], CTYPE[out_dtype]),
+                "#if defined(FQ_ARM_DSP)\n%s\n#else\n    (void)scratch;\n%s\n#endif" % (
+                    "\n".join("    " + line for line in dsp_lines), portable))
+    code = "\n".join([head, c.text(),
+                      "#if defined(FQ_ARM_DSP)\n%s\n#else\n%s\n#endif" % (
+                          dsp.words_array(wname, words, "w - zw as int16 for the SMLAD path: [row / 4][k / 4][row]"
+                                                        "[(k0, k2), (k1, k3)]"), wcon.text()), fn])
+    return ctx.step((x,), y, code, scratch=scratch, quantized=float_free, cost="linear",
+                    flash=c.flash + max(wcon.flash, 4 * len(words)))
 
 
 def emit_dynamic(ctx, layer, x, y):

@@ -1,0 +1,272 @@
+"""The ARM DSP (SMLAD) C of a convolution that is not depthwise: CMSIS-NN's scheme, written for
+fastq's layouts (conv_emit.py calls it; the portable loop is the twin under #else).
+
+  - Two output pixels at a time: each receptive field is widened once to int16 (x - zx) in the
+    scratch column (padding = zx, so it becomes an exact 0), the two fields interleaved by blocks
+    of 4 k: col = [k / 4][pixel][(x0, x2), (x1, x3)] (UXTAB16 / SXTAB16 give these pairs of one
+    loaded word directly: no repacking).
+  - The weights are stored once more for this path, as int16 (w - zw) in the same pair order,
+    rows padded to a multiple of 4 k and the output channels in pairs: [pair][k / 4][channel]
+    [(w0, w2), (w1, w3)] (padding 0). One block of 4 k is then 2 x 2 word loads and 8 SMLAD for
+    16 MACs (runtime.c.in fq_mm2x2_s16).
+  - The odd last pixel is computed as a pair with itself; an odd channel count gets a zero row.
+Integer sums are exact (the exporter's K * max|x - zx| * max|w - zw| < 2^31 bound), so the order
+of the terms does not matter: the result is the portable loop's."""
+from __future__ import annotations
+
+import numpy as np
+
+ORDER = (0, 2, 1, 3)          # the position of k % 4 in a block: (k0, k2), (k1, k3)
+
+
+def weight_words(w_rows, groups):
+    """w_rows: int64 [O][K] (w - zw, channels-last k). Returns the uint32 words of the DSP layout
+    [group][pair][K4 / 4][2 channels][4 int16] and (OG2, K4)."""
+    o, k = w_rows.shape
+    og = o // groups
+    og2, k4 = og + og % 2, (k + 3) // 4 * 4
+    padded = np.zeros((groups, og2, k4), np.int64)
+    padded[:, :og, :k] = w_rows.reshape(groups, og, k)
+    blocks = padded.reshape(groups, og2 // 2, 2, k4 // 4, 4)[..., list(ORDER)]
+    halves = blocks.transpose(0, 1, 3, 2, 4).reshape(-1).astype(np.int16).view(np.uint16).astype(np.uint32)
+    return halves[0::2] | (halves[1::2] << 16), og2, k4
+
+
+def words_array(name, words, comment):
+    body = ",\n    ".join(", ".join("0x%08xu" % int(v) for v in words[i:i + 8]) for i in range(0, len(words), 8))
+    return "/* %s */\nstatic const uint32_t %s[%d] = {\n    %s\n};" % (comment, name, len(words), body)
+
+
+def conv_body(g, out_fn):
+    """The C body of the DSP path. g: dict of the geometry and names (see conv_emit.emit_conv)."""
+    C, H, W, KH, KW, SH, SW, PH, PW, DH, DW = g["geo"]
+    G, O, OG, OG2, K, K4, OH, OW = g["G"], g["O"], g["OG"], g["OG2"], g["K"], g["K4"], g["OH"], g["OW"]
+    CG, xt, zx, wname, nhwc = C // G, g["xt"], g["zx"], g["wname"], g["nhwc"]
+    ext = "fq_uxtab16" if xt == "uint8_t" else "fq_sxtab16"
+    npix = OH * OW
+    # a field straight from x, 4 channels per word: channels-last and whole words of channels
+    runs = nhwc and CG % 4 == 0
+    lines = ["uint32_t *col = (uint32_t *)(void *)scratch;      /* two fields: [k / 4][pixel][2 words] */",
+             "const uint32_t nzx = fq_pair(%d);" % zx,
+             "int32_t p, gr, op;"]
+    if not runs:
+        lines += ["%s *raw = (%s *)(void *)(col + %d);      /* one field as bytes, padding zx */" % (xt, xt, K4),
+                  "for (p = %d; p < %d; p++) raw[p] = (%s)%d;     /* k >= K: widened to 0 */" % (K, K4, xt, zx)]
+    lines += ["for (p = 0; p < %d; p += 2) {" % npix,
+              "    const int32_t pix[2] = {p, p + 1 < %d ? p + 1 : p};     /* an odd last pixel: paired with itself */" % npix,
+              "    %s *y0 = y + p * %d, *y1 = y + pix[1] * %d;" % (g["yt"], O, O),
+              "    for (gr = 0; gr < %d; gr++) {" % G,
+              "        int32_t s;",
+              "        for (s = 0; s < 2; s++) {",
+              "            const int32_t oh = pix[s] / %d, ow = pix[s] %% %d;" % (OW, OW),
+              "            int32_t kh, kw, j;"]
+    lines += ["            for (kh = 0; kh < %d; kh++) {" % KH,
+              "                const int32_t ih = oh * %d - %d + kh * %d;" % (SH, PH, DH),
+              "                for (kw = 0; kw < %d; kw++) {" % KW,
+              "                    const int32_t iw = ow * %d - %d + kw * %d;" % (SW, PW, DW),
+              "                    const int inside = ih >= 0 && ih < %d && iw >= 0 && iw < %d;" % (H, W)]
+    if runs:
+        lines += ["                    uint32_t *d = col + (kh * %d + kw) * %d + 2 * s;" % (KW, CG),
+                  "                    if (inside) {",
+                  "                        const %s *xp = x + (ih * %d + iw) * %d + gr * %d;" % (xt, W, C, CG),
+                  "                        for (j = 0; j < %d; j++) {" % (CG // 4),
+                  "                            uint32_t v;",
+                  "                            memcpy(&v, xp + 4 * j, 4);",
+                  "                            d[4 * j] = %s(nzx, v);" % ext,
+                  "                            d[4 * j + 1] = %s_ror8(nzx, v);" % ext,
+                  "                        }",
+                  "                    } else {",
+                  "                        for (j = 0; j < %d; j++) d[4 * j] = d[4 * j + 1] = 0;     /* padding: x - zx = 0 */" % (CG // 4),
+                  "                    }",
+                  "                }", "            }"]
+        if K4 != K:                               # cannot happen: K = KH * KW * CG, CG % 4 == 0
+            raise AssertionError("K %d" % K)
+    else:
+        base, cs = ("(ih * %d + iw) * %d + gr * %d" % (W, C, CG), 1) if nhwc else \
+            ("gr * %d + ih * %d + iw" % (CG * H * W, W), H * W)
+        lines += ["                    %s *d = raw + (kh * %d + kw) * %d;" % (xt, KW, CG),
+                  "                    if (inside) {",
+                  "                        const %s *xq = x + %s;" % (xt, base),
+                  "                        for (j = 0; j < %d; j++) d[j] = xq[j * %d];" % (CG, cs),
+                  "                    } else {",
+                  "                        for (j = 0; j < %d; j++) d[j] = (%s)%d;" % (CG, xt, zx),
+                  "                    }",
+                  "                }", "            }",
+                  "            for (j = 0; j < %d; j++) {      /* widen the field's bytes */" % (K4 // 4),
+                  "                uint32_t v;",
+                  "                memcpy(&v, raw + 4 * j, 4);",
+                  "                col[4 * j + 2 * s] = %s(nzx, v);" % ext,
+                  "                col[4 * j + 2 * s + 1] = %s_ror8(nzx, v);" % ext,
+                  "            }"]
+    lines += ["        }",
+              "        for (op = 0; op < %d; op++) {" % (OG2 // 2),
+              "            const int32_t o = gr * %d + 2 * op;" % OG,
+              "            int32_t acc[4];",
+              "            fq_mm2x2_s16(col, %s + (gr * %d + op) * %d, %d, acc);" % (wname, OG2 // 2, K4, K4 // 4),
+              "            %s(acc[0], o, y0);" % out_fn,
+              "            %s(acc[1], o, y1);" % out_fn]
+    if OG % 2:
+        lines += ["            if (2 * op + 1 < %d) {" % OG,
+                  "                %s(acc[2], o + 1, y0);" % out_fn,
+                  "                %s(acc[3], o + 1, y1);" % out_fn,
+                  "            }"]
+    else:
+        lines += ["            %s(acc[2], o + 1, y0);" % out_fn,
+                  "            %s(acc[3], o + 1, y1);" % out_fn]
+    lines += ["        }", "    }", "}"]
+    scratch = 4 * K4 + (0 if runs else K4)
+    return lines, scratch
+
+
+def depthwise_words(w_taps):
+    """w_taps: int64 [C][KK] (w - zw). Returns the uint32 words of the DSP layout [C / 4][tap]
+    [(c0, c2), (c1, c3)] (the pairs UXTAB16 / SXTAB16 give of one word of 4 channels)."""
+    c, kk = w_taps.shape
+    blocks = w_taps.reshape(c // 4, 4, kk).transpose(0, 2, 1)[..., list(ORDER)]
+    halves = blocks.reshape(-1).astype(np.int16).view(np.uint16).astype(np.uint32)
+    return halves[0::2] | (halves[1::2] << 16)
+
+
+def depthwise_body(g, out_fn):
+    """The DSP path of a depthwise layer (one input channel per output, channels-last input,
+    C % 4 == 0): 4 channels per loaded word, UXTAB16 / SXTAB16 give (x - zx) of channels (0, 2)
+    and (1, 3), SMLABB / SMLATT add each lane's product to its channel's acc. Windows over the
+    padding visit their inside taps only ((x - zx) is 0 at the padding)."""
+    C, H, W, KH, KW, SH, SW, PH, PW, DH, DW = g["geo"]
+    OH, OW, xt, zx, wname = g["OH"], g["OW"], g["xt"], g["zx"], g["wname"]
+    ext = "fq_uxtab16" if xt == "uint8_t" else "fq_sxtab16"
+    kk = KH * KW
+
+    def tap(off, wexpr):
+        return ["    memcpy(&v, %s, 4);" % off,
+                "    FQ_LDRD(w02, w13, %s);" % wexpr if wexpr == "wc" else
+                "    w02 = %s[0]; w13 = %s[1];" % (wexpr, wexpr),
+                "    e02 = %s(nzx, v); e13 = %s_ror8(nzx, v);" % (ext, ext),
+                "    a0 = __smlabb(e02, w02, a0); a2 = __smlatt(e02, w02, a2);",
+                "    a1 = __smlabb(e13, w13, a1); a3 = __smlatt(e13, w13, a3);",
+                "    FQ_TAP_BARRIER();"]
+
+    def group(taps_code):
+        return (["const uint32_t *wc = %s;" % wname,
+                 "for (c = 0; c < %d; c += 4) {" % C,
+                 "    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;",
+                 "    uint32_t v, w02, w13;",
+                 "    int32_t e02, e13;"] + ["    " + t for t in taps_code] +
+                ["    %s(a0, c, y);" % out_fn, "    %s(a1, c + 1, y);" % out_fn,
+                 "    %s(a2, c + 2, y);" % out_fn, "    %s(a3, c + 3, y);" % out_fn, "}"])
+
+    inner = []
+    for kh in range(KH):
+        for kw in range(KW):
+            inner += tap("xp + c + %d" % ((kh * DH * W + kw * DW) * C), "wc")
+    border = ["int32_t kh, kw;",
+              "for (kh = kh0; kh < kh1; kh++) {",
+              "    for (kw = kw0; kw < kw1; kw++) {",
+              "        const uint32_t *wt = wc + 2 * (kh * %d + kw);" % KW] + \
+             ["    " + t for t in tap("x + ((ih0 + kh * %d) * %d + iw0 + kw * %d) * %d + c" % (DH, W, DW, C), "wt")] + \
+             ["    }", "}", "wc += %d;" % (2 * kk)]
+    lines = ["const uint32_t nzx = fq_pair(%d);" % zx,
+             "int32_t oh, ow, c;",
+             "for (oh = 0; oh < %d; oh++) {" % OH,
+             "    const int32_t ih0 = oh * %d - %d;" % (SH, PH),
+             "    /* the inside taps: kh0 <= kh < kh1 (0 <= ih0 + kh * DH < H) */",
+             "    const int32_t kh0 = ih0 >= 0 ? 0 : (-ih0 + %d) / %d;" % (DH - 1, DH),
+             "    const int32_t kh1 = ih0 + %d <= %d ? %d : (%d - ih0 + %d) / %d;" % ((KH - 1) * DH, H - 1, KH, H, DH - 1, DH),
+             "    for (ow = 0; ow < %d; ow++) {" % OW,
+             "        const int32_t iw0 = ow * %d - %d;" % (SW, PW),
+             "        const int32_t kw0 = iw0 >= 0 ? 0 : (-iw0 + %d) / %d;" % (DW - 1, DW),
+             "        const int32_t kw1 = iw0 + %d <= %d ? %d : (%d - iw0 + %d) / %d;" % ((KW - 1) * DW, W - 1, KW, W, DW - 1, DW),
+             "        if (kh0 == 0 && kh1 == %d && kw0 == 0 && kw1 == %d) {      /* every tap inside: unrolled */" % (KH, KW),
+             "            const %s *xp = x + (ih0 * %d + iw0) * %d;" % (xt, W, C)]
+    lines += ["            " + t for t in group(inner)]
+    lines += ["        } else {                  /* a window over the padding: its inside taps */"]
+    lines += ["            " + t for t in group(border)]
+    lines += ["        }", "        y += %d;" % C, "    }", "}"]
+    return lines
+
+
+def depthwise_sat_words(w_taps):
+    """w_taps: int64 [C][KK] raw int8 weights. FBGEMM's pairs of taps (t, t + 1) as int16 lanes:
+    [C / 4][pair][channel c0, c2, c1, c3][(w_t, w_t+1)], then the lone last tap of an odd KK as
+    [C / 4][(c0, c2), (c1, c3)] (the lane order of depthwise_words)."""
+    c, kk = w_taps.shape
+    g = w_taps.reshape(c // 4, 4, kk)[:, list(ORDER), :]           # [C / 4][c0, c2, c1, c3][tap]
+    pairs = g[:, :, :kk - kk % 2].reshape(c // 4, 4, kk // 2, 2).transpose(0, 2, 1, 3)
+    halves = [pairs.reshape(c // 4, -1)]
+    if kk % 2:
+        halves.append(g[:, :, kk - 1])                              # (c0, c2), (c1, c3)
+    h = np.concatenate(halves, axis=1).reshape(-1).astype(np.int16).view(np.uint16).astype(np.uint32)
+    return h[0::2] | (h[1::2] << 16)
+
+
+def depthwise_sat_body(g, out_fn):
+    """The DSP path of FBGEMM's saturating depthwise kernel (zw = 0): per 4 channels and pair of
+    taps, the raw (x + flip) bytes of both taps widened (UXTB16), packed into one (tap t, tap
+    t + 1) pair per channel (PKHBT / PKHTB), SMUAD gives x_t w_t + x_t+1 w_t+1 exactly and SSAT
+    saturates it to int16 as FBGEMM's 16-bit lanes do; the lone last tap adds unsaturated.
+    acc = s - (zx + flip) * sum w. Taps over the padding read a row of raw zx bytes (FBGEMM pads
+    with the zero point, and a pair mixes a padded tap with a real one)."""
+    C, H, W, KH, KW, SH, SW, PH, PW, DH, DW = g["geo"]
+    OH, OW, xt, zx, wname, flip, offname = g["OH"], g["OW"], g["xt"], g["zx"], g["wname"], g["flip"], g["offname"]
+    kk = KH * KW
+    ld = "memcpy(&v, %s, 4);"
+    ext = "fq_uxtab16" if xt == "uint8_t" else "fq_sxtab16"      # + flip: the uint8 FBGEMM sees
+
+    def taps(addr):
+        out = []
+        for t in range(0, kk - 1, 2):
+            out += ["{",
+                    "    uint32_t v, e0, e1, f0, f1, w0, w1;",
+                    "    " + ld % addr(t),
+                    "    e0 = %s(kp, v); e1 = %s_ror8(kp, v);" % (ext, ext),
+                    "    " + ld % addr(t + 1),
+                    "    f0 = %s(kp, v); f1 = %s_ror8(kp, v);" % (ext, ext),
+                    "    FQ_LDRD(w0, w1, wc);",
+                    "    s0 += __ssat(__smuad(fq_pack_lo(e0, f0), w0), 16);",
+                    "    s2 += __ssat(__smuad(fq_pack_hi(e0, f0), w1), 16);",
+                    "    FQ_LDRD(w0, w1, wc);",
+                    "    s1 += __ssat(__smuad(fq_pack_lo(e1, f1), w0), 16);",
+                    "    s3 += __ssat(__smuad(fq_pack_hi(e1, f1), w1), 16);",
+                    "    FQ_TAP_BARRIER();",
+                    "}"]
+        if kk % 2:
+            out += ["{",
+                    "    uint32_t v, e0, e1, w0, w1;",
+                    "    " + ld % addr(kk - 1),
+                    "    e0 = %s(kp, v); e1 = %s_ror8(kp, v);" % (ext, ext),
+                    "    FQ_LDRD(w0, w1, wc);",
+                    "    s0 = __smlabb(e0, w0, s0); s2 = __smlatt(e0, w0, s2);",
+                    "    s1 = __smlabb(e1, w1, s1); s3 = __smlatt(e1, w1, s3);",
+                    "}"]
+        return out
+
+    def group(code):
+        return (["const uint32_t *wc = %s;" % wname,
+                 "for (c = 0; c < %d; c += 4) {" % C,
+                 "    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;"] + ["    " + t for t in code] +
+                ["    %s(s0 - %s[c], c, y);" % (out_fn, offname), "    %s(s1 - %s[c + 1], c + 1, y);" % (out_fn, offname),
+                 "    %s(s2 - %s[c + 2], c + 2, y);" % (out_fn, offname), "    %s(s3 - %s[c + 3], c + 3, y);" % (out_fn, offname),
+                 "}"])
+
+    offs = [(kh * DH * W + kw * DW) * C for kh in range(KH) for kw in range(KW)]
+    lines = ["static const %s pad[%d] = {%s};      /* FBGEMM's padding: the zero point */" % (xt, C, ", ".join([str(zx)] * C)),
+             "const uint32_t kp = fq_pair(%d);      /* lanes + flip */" % -flip,
+             "int32_t oh, ow, c;",
+             "for (oh = 0; oh < %d; oh++) {" % OH,
+             "    const int32_t ih0 = oh * %d - %d;" % (SH, PH),
+             "    const int rows_in = ih0 >= 0 && ih0 + %d < %d;" % ((KH - 1) * DH, H),
+             "    for (ow = 0; ow < %d; ow++) {" % OW,
+             "        const int32_t iw0 = ow * %d - %d;" % (SW, PW),
+             "        if (rows_in && iw0 >= 0 && iw0 + %d < %d) {      /* every tap inside: unrolled */" % ((KW - 1) * DW, W),
+             "            const %s *xp = x + (ih0 * %d + iw0) * %d;" % (xt, W, C)]
+    lines += ["            " + t for t in group(taps(lambda t: "xp + c + %d" % offs[t]))]
+    lines += ["        } else {                  /* a window over the padding: its taps through pointers */",
+              "            const %s *tp[%d];" % (xt, kk),
+              "            int32_t t;",
+              "            for (t = 0; t < %d; t++) {" % kk,
+              "                const int32_t ih = ih0 + t / %d * %d, iw = iw0 + t %% %d * %d;" % (KW, DH, KW, DW),
+              "                tp[t] = (ih >= 0 && ih < %d && iw >= 0 && iw < %d) ? x + (ih * %d + iw) * %d : pad;" % (H, W, W, C),
+              "            }"]
+    lines += ["            " + t for t in group(taps(lambda t: "tp[%d] + c" % t))]
+    lines += ["        }", "        y += %d;" % C, "    }", "}"]
+    return lines
