@@ -44,3 +44,26 @@ def test_export_to_an_empty_directory_name_is_a_value_error_naming_directory():
     model = fastq.Model([fastq.layers.Quantize(0.03, 120), l1, fastq.layers.Dequantize()])
     with pytest.raises(ValueError, match="directory: expected a folder path"):
         export.export_c(model, "")
+
+
+def test_an_embedding_is_named_when_calibration_cannot_run_it():
+    """quantize_model feeds float batches; an Embedding refuses them. The message names the fx
+    node and the module type (it used to say only that "the model rejects an input", with the
+    name buried in torch's fx dump), and keeps torch's first line only."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(10, 4)
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(self.emb(x))
+
+    with pytest.raises(ValueError, match=r"at fx node 'emb' \(Embedding\)") as info:
+        fastq.quantize_model(Tagger().eval(), [np.random.default_rng(0).integers(0, 10, (2, 5))])
+    assert "\n" not in str(info.value)
+    with pytest.raises(NotImplementedError, match=r"Embedding is not supported by fastq.from_torch"):
+        fastq.from_torch(Tagger().eval())

@@ -297,8 +297,11 @@ def float_runner(gm, observed):
     def run(x, where):
         captured = []
 
+        running = []
+
         class Capture(fx.Interpreter):
             def run_node(self, node):
+                running[:] = [node]
                 out = super().run_node(node)
                 key = observed.get(node)
                 if key is not None:     # copied now: an in-place op may follow
@@ -310,8 +313,16 @@ def float_runner(gm, observed):
             try:
                 Capture(gm).run(torch.from_numpy(np.ascontiguousarray(x)))
             except Exception as e:
-                raise ValueError("%s: the model rejects an input of shape %s (%s: %s)"
-                                 % (where, tuple(x.shape), type(e).__name__, e)) from e
+                # name the op that failed (an Embedding fed float values, say): torch's own
+                # message ends in a long fx dump, so only its first line is kept
+                at = ""
+                if running:
+                    n = running[0]
+                    what = type(gm.get_submodule(n.target)).__name__ if n.op == "call_module" else str(n.target)
+                    at = " at fx node %r (%s)" % (n.name, what)
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                raise ValueError("%s: the model rejects an input of shape %s%s (%s: %s)"
+                                 % (where, tuple(x.shape), at, type(e).__name__, first)) from e
         return captured
 
     return run
