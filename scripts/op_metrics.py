@@ -18,7 +18,7 @@ import re
 import sys
 
 OPS = ("ReLU6", "Hardtanh", "QuantizedAdd")
-DRIVERS = ("summary.py", "model.py", "model_file.py", "model_file_npz.py", "_layer_state.py",
+DRIVERS = ("summary.py", "model.py", "model_file.py", "_layer_state.py",
            "export", "explain")
 
 

@@ -13,7 +13,7 @@ from . import reference
 from .explain import explain
 from .model import Node
 from .calibrate import quantize_model
-from . import model_file_npz  # noqa: F401,E402  (registers the reader of the old .npz formats)
+from .importers import fastq_npz  # noqa: F401,E402  (registers the reader of the old .npz formats)
 
 __version__ = "0.1.0"
 

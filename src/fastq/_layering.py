@@ -15,7 +15,7 @@ FLOORS = (
     ("ops", ("fastq.layers",)),                     # one module per op family, on the op protocol
     ("graph", ("fastq.model",)),                    # Model / Node: the graph runner
     ("drivers", ("fastq.summary", "fastq.explain", "fastq.export", "fastq.model_file",
-                 "fastq.model_file_npz", "fastq._layer_state", "fastq.calibrate", "fastq.importers",
+                 "fastq._layer_state", "fastq.calibrate", "fastq.importers",
                  # the 0.1 module paths, now aliases of fastq.importers
                  "fastq.torch_compat", "fastq.fx_convert", "fastq.fx_calibrate")),
     ("face", ("fastq",)),                           # the public API: re-exports only

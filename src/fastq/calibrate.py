@@ -10,15 +10,15 @@ float_model: either
     Linear (folded as fuse_modules folds it, fastq.fusion), MaxPool1d / 2d, AvgPool1d / 2d,
     residual / branch ops written with torch.ao.nn.quantized.FloatFunctional (add,
     add_relu, mul, add_scalar, mul_scalar, cat: how an eager-mode model must write them to be
-    quantized), nn.ReLU / F.relu / torch.relu (also in place), ReLU6 / Hardtanh, Flatten and the
+    quantized), nn.ReLU / F.relu / torch.relu (also in place), the clamping activations, Flatten and the
     shape ops (flatten, reshape, view, permute, transpose, squeeze, unsqueeze, contiguous, size),
     torch.cat, Identity / Dropout, nested blocks, a block called twice. The result is a graph
     Model (fastq.Node list) equal to torch's convert of QuantWrapper(model); the observed values
     and the fusion rules are in importers/torch_calibrate.py (FUSIONS). A module chain Conv + BatchNorm
     + ReLU, Conv + BatchNorm, Conv + ReLU, Linear + BatchNorm1d or Linear + ReLU is fused as a torch
     user's fuse_modules list would fuse it when, at every call, each module reads only the one
-    before (and nothing else reads the ones before the last); a functional relu and ReLU6 are not
-    fused (torch fuses neither). A BatchNorm that cannot be folded is refused. A plain `x + y` / `x * y` on the quantized values is refused
+    before (and nothing else reads the ones before the last); a functional relu and the clamping
+    activations are not fused (torch fuses neither; importers/torch_calibrate.py lists what is). A BatchNorm that cannot be folded is refused. A plain `x + y` / `x * y` on the quantized values is refused
     (NotImplementedError naming the fx node): torch's converted eager model cannot run it. The
     float activations the observers see are computed by torch itself, so they are torch's bits.
   - plain numpy weights: a list of layers, each a dict {"weight": float [N, K], "bias": float [N]

@@ -1,6 +1,6 @@
 """Model files: save(model, path) / load(path) -> Model. Files are untrusted input.
 
-Format 3 (formats 1 and 2 were .npz files; `model_file_npz` still reads them):
+Format 3 (formats 1 and 2 were .npz files; `importers/fastq_npz` still reads them):
 
     offset 0   8 bytes   magic b"\\x89FASTQ\\r\\n"  (\\x89 and \\r\\n catch 7-bit and text-mode copies)
            8   uint32    format version (3), little-endian
@@ -52,7 +52,7 @@ MAGIC = b"\x89FASTQ\r\n"
 VERSION = 3
 _PREFIX = struct.Struct("<8sII32s")
 ALIGN = 64
-# Readers of the older .npz formats by name; model_file_npz adds its reader on import (it reads
+# Readers of the older .npz formats by name; importers/fastq_npz adds its reader on import (it reads
 # this module's checks, so importing it from here would be a cycle).
 OLD_FORMATS = {}
 
@@ -274,7 +274,7 @@ def load(path):
         head = f.read(_PREFIX.size)
         if head[:2] == b"PK":
             f.close()
-            if "npz" not in OLD_FORMATS:      # fastq/__init__ imports model_file_npz, which registers it
+            if "npz" not in OLD_FORMATS:      # fastq/__init__ imports importers.fastq_npz, which registers it
                 raise ValueError("%s: a format 1 / 2 .npz model file, and no reader for it is loaded" % name)
             return OLD_FORMATS["npz"](name)
         try:

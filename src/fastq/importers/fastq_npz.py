@@ -1,4 +1,5 @@
-"""Reads formats 1 and 2, the .npz files of fastq 0.1 and of the first settings-as-data main: a
+"""The importer of fastq's own retired formats 1 and 2 (like any foreign format, its table of type
+names to layer constructors lives here, not in the model-file driver): the .npz files of fastq 0.1 and of the first settings-as-data main: a
 zip of .npy members, one "__fastq__" JSON string ({"format": "fastq.Model", "version": 1 or 2,
 "layers": [...]}) and the arrays "<layer index>.<name>". Version 1 lists each layer's settings
 by hand; version 2 holds {"type", "name", "settings": layer.get_settings()}.
@@ -22,12 +23,12 @@ import zipfile
 
 import numpy as np
 
-from . import model_file
-from ._layer_state import make_model
-from .layers import (QuantizedLinear, DynamicQuantizedLinear, Quantize, Dequantize, Identity,
+from .. import model_file
+from .._layer_state import make_model
+from ..layers import (QuantizedLinear, DynamicQuantizedLinear, Quantize, Dequantize, Identity,
                      ReLU, ReLU6, Flatten)
-from .qtensor import QTensor
-from .model_file import DTYPES, MAX_HEADER_BYTES
+from ..qtensor import QTensor
+from ..model_file import DTYPES, MAX_HEADER_BYTES
 
 REEXPORT = ("re-export it with this fastq: build the model again from its source "
             "(fastq.from_torch(torch_model) or the layers) and call model.save(path)")
