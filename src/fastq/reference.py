@@ -996,7 +996,7 @@ def conv_requant(acc, arithmetic, x_scale, w_scales, y_scale, y_zero_point, bias
 
 def conv(x_q, x_scale, x_zero_point, w_q, w_scales, w_zero_points, bias, y_scale, y_zero_point,
          stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, relu=False, arithmetic="fbgemm",
-         per_channel=None, dtype="uint8", depthwise_saturation=None):
+         per_channel=None, dtype="uint8", depthwise_saturation=None, rounding="double"):
     """One quantized convolution (1-D: NCL, weights [O, C/g, K]; 2-D: NCHW, [O, C/g, KH, KW]).
     The accumulator is exact, except under fbgemm where FBGEMM's depthwise kernel runs
     (fbgemm_depthwise_fast_path), whose int16 pairs saturate (depthwise_saturation=None: decide
@@ -1020,7 +1020,7 @@ def conv(x_q, x_scale, x_zero_point, w_q, w_scales, w_zero_points, bias, y_scale
     else:
         acc = conv_acc(x, zx, w, w_zero_points, stride, padding, dilation, groups)
     return conv_requant(acc, arithmetic, x_scale, w_scales, y_scale, y_zero_point, bias, relu,
-                        per_channel, dtype)
+                        per_channel, dtype, rounding=rounding)
 
 
 def onednn_packs_conv(engine, w_zero_points, groups, output_padding=(0,), has_vnni=True):
