@@ -288,6 +288,9 @@ def _trace_text(t):
     lines.append("    + K * z_x * z_w[n]        = %d * %d * %d = %d" % (k, zx, zw, a["k_zx_zw"]))
     four = a["sum_xw"] - a["zx_colsum"] - a["rowsum_zw"] + a["k_zx_zw"]
     lines.append("    = %d   (%s)" % (four, "equal" if four == t.acc else "DIFFERENT"))
+    if getattr(t, "saturated_pairs", None) is not None:
+        lines.append("  FBGEMM's depthwise kernel sums the raw products in int16 pairs (vpmaddubsw), %d pair(s)"
+                     " saturated: acc = %d" % (t.saturated_pairs, t.step("acc").value))
     if t.kind == "static" and t.x["dtype"] == "int8":
         lines.append("  (int8 x runs in the kernels as uint8 x + 128 with z_x + 128: the same acc)")
     lines.append("")
