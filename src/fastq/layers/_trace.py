@@ -240,6 +240,11 @@ def _same_output(a, b):
 # --------------------------------------------------------------------------- the text
 def _trace_text(t):
     lines = ["fastq explain: %s, output element [row=%d, col=%d]" % (t.layer, t.row, t.col), ""]
+    if getattr(t, "index", None) is not None:       # a convolution: the element and its receptive field
+        lines.append("  the convolution's output y[%s]; the activations below are its receptive field, taps in "
+                     "(c, kh, kw) order, %d padding tap(s) reading z_x" % (", ".join(map(str, t.index)),
+                                                                          sum(tap is None for tap in t.taps)))
+        lines.append("")
     lines.append("1. Inputs  (real value = (q - zero_point) * scale)")
     if t.kind == "dynamic":
         lines.append("  activations x[%d, :] float32; the whole input spans [%s, %s]"

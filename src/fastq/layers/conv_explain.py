@@ -164,6 +164,6 @@ def explain_conv(layer, x, row=0, col=0, node=None):
                   zero_point=zy, scale=sy, qmin=qmin, qmax=qmax, clamp_min=clamp_min, relu=layer.relu, output=q,
                   real=f32(f32(q - zy) * f32(sy)), dtype=layer.dtype.name, _pre_round=info["pre_round"],
                   _layer=layer,
-                  _header="%s; receptive field of y[%s]" % (info["header"], ", ".join(map(str, (n, o) + pos))))
+                  _header=info["header"])
     trace.checks = {"reference": int(layer.reference(xn).values[at]), "kernel": int(layer(xn).values[at])}
     return trace
