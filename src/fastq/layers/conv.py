@@ -238,11 +238,21 @@ class QuantizedConv(Layer):
 
     def __call__(self, x):
         self._check_input(x)
-        ep = self.prepare(Spec("quant", x.values.shape, x.values.dtype.name, x.scale, x.zero_point))["epilogue"]
-        y = _kernels.conv2d(np.ascontiguousarray(x.values), ep, self.stride[-1] if self.dims == 1 else self.stride,
+        v = x.values
+        key = (float(x.scale), int(x.zero_point), v.dtype.name)
+        ep = self._op_data(key, lambda: self._build_op_data(*key))["epilogue"]
+        # Activations stay channels last between convolutions, as torch keeps them: the output is
+        # the kernel's NHWC array seen as NCHW (a transposed view), and an input that is such a
+        # view goes to the kernel as NHWC without a copy. Values are the same either way.
+        to_last, to_first = ((0, 2, 3, 1), (0, 3, 1, 2)) if self.dims == 2 else ((0, 2, 1), (0, 2, 1))
+        vl = v.transpose(to_last)
+        last = vl.flags.c_contiguous
+        y = _kernels.conv2d(vl if last else np.ascontiguousarray(v), ep,
+                            self.stride[-1] if self.dims == 1 else self.stride,
                             self.padding[-1] if self.dims == 1 else self.padding,
-                            self.dilation[-1] if self.dims == 1 else self.dilation)
-        return QTensor._checked(y, self.scale, self.zero_point)
+                            self.dilation[-1] if self.dims == 1 else self.dilation,
+                            layout_in="nhwc" if last else "nchw", layout_out="nhwc")
+        return QTensor._checked(y.transpose(to_first), self.scale, self.zero_point)
 
     def explain(self, x, row=0, col=0, node=None):
         """Output element [row, col] of self(x) (the output viewed as [N * O * (OH), OW]): its
