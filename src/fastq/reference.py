@@ -930,10 +930,13 @@ def fbgemm_depthwise_acc(x, x_zero_point, w, w_zero_points, stride, padding):
 def onednn_params(x_scale, w_scales, y_scale):
     """The float32 constants of oneDNN's int8 convolution as torch 2.13 calls it:
     s_src = f32(1 / f32(1 / (double)sx))  (torch passes 1/sx as a float; oneDNN inverts it in float),
-    sw[n] = f32(w_scale[n]), inv_y = f32(1 / (double)sy)."""
+    sw[n] = f32(w_scale[n]),
+    inv_y = f32(1 / d), d = f32(1 / f32(1 / (double)sy))  (the output side likewise: torch passes
+    f32(1/sy) as the dst scale, oneDNN inverts it to d and multiplies by the reciprocal of d;
+    CONV_FINDINGS F2b: f32(1 / sy) alone misses where f32(1/sy) does not survive the round trip)."""
     s_src = f32(f32(1.0) / f32(1.0 / np.float64(x_scale)))
     sw = np.atleast_1d(np.asarray(w_scales, np.float64)).astype(np.float32)
-    inv_y = f32(1.0 / np.float64(y_scale))
+    inv_y = f32(f32(1.0) / f32(f32(1.0) / f32(1.0 / np.float64(y_scale))))
     return s_src, sw, inv_y
 
 
@@ -996,7 +999,7 @@ def conv_requant(acc, arithmetic, x_scale, w_scales, y_scale, y_zero_point, bias
 
 def conv(x_q, x_scale, x_zero_point, w_q, w_scales, w_zero_points, bias, y_scale, y_zero_point,
          stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, relu=False, arithmetic="fbgemm",
-         per_channel=None, dtype="uint8", depthwise_saturation=None):
+         per_channel=None, dtype="uint8", depthwise_saturation=None, rounding="double"):
     """One quantized convolution (1-D: NCL, weights [O, C/g, K]; 2-D: NCHW, [O, C/g, KH, KW]).
     The accumulator is exact, except under fbgemm where FBGEMM's depthwise kernel runs
     (fbgemm_depthwise_fast_path), whose int16 pairs saturate (depthwise_saturation=None: decide
@@ -1020,7 +1023,7 @@ def conv(x_q, x_scale, x_zero_point, w_q, w_scales, w_zero_points, bias, y_scale
     else:
         acc = conv_acc(x, zx, w, w_zero_points, stride, padding, dilation, groups)
     return conv_requant(acc, arithmetic, x_scale, w_scales, y_scale, y_zero_point, bias, relu,
-                        per_channel, dtype)
+                        per_channel, dtype, rounding=rounding)
 
 
 def onednn_packs_conv(engine, w_zero_points, groups, output_padding=(0,), has_vnni=True):
@@ -1058,6 +1061,32 @@ def max_pool(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=False):
             out = np.maximum(out, xp[:, :, i * d[0]: i * d[0] + s[0] * (oh - 1) + 1: s[0],
                                      j * d[1]: j * d[1] + s[1] * (ow - 1) + 1: s[1]])
     return out[:, :, 0, :] if one_d else out
+
+
+def avg_pool_round(acc, div, zero_point, kernel, path="nchw", vector_channels=16, dtype="uint8"):
+    """The rounding half of avg_pool: window sums acc [N, C, OH, OW] and divisors div [OH, OW]
+    (kernel: (KH, KW), the qnnpack path's fixed divisor) -> the output integers of the path."""
+    k, zx = kernel, int(zero_point)
+    if path == "qnnpack":
+        div = np.full_like(div, k[0] * k[1])
+    m = (f32(1.0) / div.astype(np.float32)).astype(np.float32)
+    a = acc.astype(np.float32)
+    if path == "nchw":
+        r = np.rint(((a * m).astype(np.float32) + f32(zx)).astype(np.float32)).astype(np.int64)
+    elif path == "qnnpack":
+        r = np.rint((a * m).astype(np.float32)).astype(np.int64) + zx
+    elif path == "nhwc":
+        body = np.rint((a * m).astype(np.float32)).astype(np.int64) + zx
+        inv = (f32(1.0) / (f32(1.0) / m).astype(np.float32)).astype(np.float32)
+        tail = np.rint(((a * inv).astype(np.float32) + f32(zx)).astype(np.float32)).astype(np.int64)
+        c = a.shape[1]
+        nb = c // vector_channels * vector_channels if vector_channels else 0
+        r = np.concatenate([body[:, :nb], tail[:, nb:]], axis=1)
+    else:
+        raise ValueError("path: expected one of %s, got %r" % (", ".join(AVG_POOL_PATHS), path))
+    qmin, qmax = _qrange(dtype)
+    out = np.clip(r, qmin, qmax).astype(dtype)
+    return out
 
 
 AVG_POOL_PATHS = ("nchw", "nhwc", "qnnpack")
@@ -1109,25 +1138,7 @@ def avg_pool(x, zero_point, kernel, stride, padding, ceil_mode=False, count_incl
     if path == "qnnpack":
         count_include_pad, divisor_override = True, None
     acc, div = avg_pool_sums(x4, zx, k, s, p, ceil_mode, count_include_pad, divisor_override)
-    if path == "qnnpack":
-        div = np.full_like(div, k[0] * k[1])
-    m = (f32(1.0) / div.astype(np.float32)).astype(np.float32)
-    a = acc.astype(np.float32)
-    if path == "nchw":
-        r = np.rint(((a * m).astype(np.float32) + f32(zx)).astype(np.float32)).astype(np.int64)
-    elif path == "qnnpack":
-        r = np.rint((a * m).astype(np.float32)).astype(np.int64) + zx
-    elif path == "nhwc":
-        body = np.rint((a * m).astype(np.float32)).astype(np.int64) + zx
-        inv = (f32(1.0) / (f32(1.0) / m).astype(np.float32)).astype(np.float32)
-        tail = np.rint(((a * inv).astype(np.float32) + f32(zx)).astype(np.float32)).astype(np.int64)
-        c = a.shape[1]
-        nb = c // vector_channels * vector_channels if vector_channels else 0
-        r = np.concatenate([body[:, :nb], tail[:, nb:]], axis=1)
-    else:
-        raise ValueError("path: expected one of %s, got %r" % (", ".join(AVG_POOL_PATHS), path))
-    qmin, qmax = _qrange(dtype)
-    out = np.clip(r, qmin, qmax).astype(dtype)
+    out = avg_pool_round(acc, div, zx, k, path, vector_channels, dtype)
     return out[:, :, 0, :] if one_d else out
 
 

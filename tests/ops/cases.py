@@ -349,3 +349,7 @@ CASES = {
     "Size": _size,
     "GetItem": lambda: _size()[1:],
 }
+
+# the convolution and pooling ops' cases live beside (one concern per file)
+from cases_conv import CASES as _CONV_CASES  # noqa: E402
+CASES.update(_CONV_CASES)

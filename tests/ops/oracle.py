@@ -124,7 +124,28 @@ def _squeeze(L, v):
     return np.squeeze(v, L.dim) if v.shape[L.dim] == 1 else v
 
 
+def _conv(L, x):
+    bias = L.int_bias if L.int_bias is not None else L.bias
+    w = L.weight
+    y = R.conv(x.values, x.scale, x.zero_point, w.values, w.scale, w.zero_point, bias, L.scale, L.zero_point,
+               L.stride, L.padding, L.dilation, L.groups, L.relu, L.arithmetic, w.axis is not None, L.dtype.name,
+               None if L.depthwise_saturation == "auto" else L.depthwise_saturation == "on", rounding=L.rounding)
+    return RQ(np.asarray(y), L.scale, L.zero_point)
+
+
+def _max_pool(L, x):
+    return RQ(R.max_pool(x.values, L.kernel_size, L.stride, L.padding, L.dilation, L.ceil_mode), x.scale, x.zero_point)
+
+
+def _avg_pool(L, x):
+    return RQ(R.avg_pool(x.values, x.zero_point, L.kernel_size, L.stride, L.padding, L.ceil_mode, L.count_include_pad,
+                         L.divisor_override, L.path, L.vector_channels, _dt(x)), x.scale, x.zero_point)
+
+
 ORACLE = {
+    "QuantizedConv": _conv,
+    "MaxPool": _max_pool,
+    "AvgPool": _avg_pool,
     "Quantize": lambda L, x: RQ(R.quantize_per_tensor(x, L.scale, L.zero_point, L.dtype), L.scale, L.zero_point),
     "Dequantize": lambda L, q: R.dequantize(q.values, q.scale, q.zero_point),
     "Identity": lambda L, x: x,

@@ -240,6 +240,11 @@ def _same_output(a, b):
 # --------------------------------------------------------------------------- the text
 def _trace_text(t):
     lines = ["fastq explain: %s, output element [row=%d, col=%d]" % (t.layer, t.row, t.col), ""]
+    if getattr(t, "index", None) is not None:       # a convolution: the element and its receptive field
+        lines.append("  the convolution's output y[%s]; the activations below are its receptive field, taps in "
+                     "(c, kh, kw) order, %d padding tap(s) reading z_x" % (", ".join(map(str, t.index)),
+                                                                          sum(tap is None for tap in t.taps)))
+        lines.append("")
     lines.append("1. Inputs  (real value = (q - zero_point) * scale)")
     if t.kind == "dynamic":
         lines.append("  activations x[%d, :] float32; the whole input spans [%s, %s]"
@@ -288,6 +293,9 @@ def _trace_text(t):
     lines.append("    + K * z_x * z_w[n]        = %d * %d * %d = %d" % (k, zx, zw, a["k_zx_zw"]))
     four = a["sum_xw"] - a["zx_colsum"] - a["rowsum_zw"] + a["k_zx_zw"]
     lines.append("    = %d   (%s)" % (four, "equal" if four == t.acc else "DIFFERENT"))
+    if getattr(t, "saturated_pairs", None) is not None:
+        lines.append("  FBGEMM's depthwise kernel sums the raw products in int16 pairs (vpmaddubsw), %d pair(s)"
+                     " saturated: acc = %d" % (t.saturated_pairs, t.step("acc").value))
     if t.kind == "static" and t.x["dtype"] == "int8":
         lines.append("  (int8 x runs in the kernels as uint8 x + 128 with z_x + 128: the same acc)")
     lines.append("")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import reference
+from .. import _kernels, reference
 from . import conv_emit
 from .._checks import as_array
+from ..fixedpoint import ROUNDING_CODES
 from ..qtensor import QTensor
 from ._spec import Spec
+from .conv_explain import explain_conv
 from ._base import (QUANT, Layer, Setting, _known, _known_all, check_bool, check_choice, check_dtype_name,
                     check_int, check_scale_setting, check_zero_point_in, register, weight_arrays,
                     weight_from_arrays)
@@ -125,7 +127,6 @@ class QuantizedConv(Layer):
                 self.bias = b32
             else:
                 raise TypeError("bias: expected floats, got dtype %s" % b.dtype)
-        self._op_data = {}
 
     # ------------------------------------------------------------------ the protocol
     def _out_spatial(self, spatial):
@@ -162,53 +163,104 @@ class QuantizedConv(Layer):
         return reference.fbgemm_depthwise_fast_path(self.in_channels, self.out_channels, self.groups,
                                                     self.kernel_size, self.stride, self.padding, self.dilation)
 
+    def _weights(self):
+        """The packed weights (ConvWeights), built once per layer."""
+        cw = self.__dict__.get("_cw")
+        if cw is None:
+            zw = np.atleast_1d(np.asarray(self.weight.zero_point, np.int64))
+            cw = _kernels.ConvWeights(np.ascontiguousarray(self.weight.values), zw if zw.size > 1 else int(zw[0]),
+                                      groups=self.groups)
+            object.__setattr__(self, "_cw", cw)
+        return cw
+
+    def _path(self, saturates):
+        if not saturates:
+            return "auto"
+        if self.dims != 2 or self.in_channels != self.groups:
+            raise ValueError("depthwise_saturation: 'on' applies to depthwise 2-D convolutions only (in_channels == "
+                             "groups), got %d-D, in_channels %d, groups %d" % (self.dims, self.in_channels, self.groups))
+        return "depthwise_saturate"
+
     def prepare(self, spec):
-        """The epilogue constants for an input of scale spec.scale (and zero point spec.zero_point)."""
-        key = (float(spec.scale), int(spec.zero_point))
-        data = self._op_data.get(key)
-        if data is None:
-            sx, zx = key
-            ws = np.atleast_1d(np.asarray(self.weight.scale, np.float64))
-            a = self.arithmetic
-            if a == "onednn":
-                s_src, sw, inv_y = reference.onednn_params(sx, ws, self.scale)
-                data = {"s_src": s_src, "sw": sw, "inv_y": inv_y}
-            elif a == "fbgemm":
-                bias_b, bias_r, mult = reference.fbgemm_params(sx, ws, self.scale, self.bias, self.per_channel)
-                data = {"bias_b": bias_b, "bias_r": bias_r, "mult": mult}
-            elif a == "qnnpack":
-                bq, req = reference.qnnpack_params(sx, ws, self.scale, self.bias)
-                data = {"bq": bq, "req": req}
-            else:
-                mult, shift = reference.tflite_multipliers(sx, ws, self.scale, self.per_channel, self.rounding)
-                ib = self.int_bias if self.int_bias is not None else (
-                    None if self.bias is None else reference.tflite_bias(self.bias, sx, ws))
-                data = {"multiplier": mult, "shift": shift, "int_bias": ib}
-            data["saturates"] = self.saturates()
-            if len(self._op_data) >= 16:
-                self._op_data.clear()
-            self._op_data[key] = data
+        """The requantization constants and the compiled epilogue for an input of scale
+        spec.scale, zero point spec.zero_point and dtype spec.dtype (built once per input
+        quantization): read by __call__, explain and summary_row alike."""
+        x_dtype = np.dtype(spec.dtype or "uint8").name
+        key = (float(spec.scale), int(spec.zero_point), x_dtype)
+        return self._op_data(key, lambda: self._build_op_data(*key))
+
+    def _build_op_data(self, sx, zx, x_dtype):
+        ws = np.atleast_1d(np.asarray(self.weight.scale, np.float64))
+        a, o = self.arithmetic, self.out_channels
+        zy = int(self.zero_point)
+        common = dict(out_zero_point=zy, out_min=zy if self.relu else None, out_dtype=self.dtype,
+                      path=self._path(self.saturates()))
+        cw = self._weights()
+        if a == "onednn":
+            s_src, sw, inv_y = reference.onednn_params(sx, ws, self.scale)
+            data = {"s_src": s_src, "sw": sw, "inv_y": inv_y}
+            ep = cw.epilogue(zx, x_dtype, kind="onednn", scale=sw, bias=self.bias, x_scale=sx, out_scale=self.scale,
+                             **common)
+        elif a == "fbgemm":
+            bias_b, bias_r, mult = reference.fbgemm_params(sx, ws, self.scale, self.bias, self.per_channel)
+            data = {"bias_b": bias_b, "bias_r": bias_r, "mult": mult}
+            ep = cw.epilogue(zx, x_dtype, kind="fbgemm", bias=bias_b, bias_mult=float(bias_r),
+                             scale=np.broadcast_to(np.asarray(mult, np.float32), (o,)).copy(), **common)
+        elif a == "qnnpack":
+            bq, req = reference.qnnpack_params(sx, ws, self.scale, self.bias)
+            data = {"bq": bq, "req": req}
+            ep = cw.epilogue(zx, x_dtype, kind="qnnpack",
+                             int_bias=None if bq is None else np.broadcast_to(bq, (o,)).astype(np.int32),
+                             scale=np.broadcast_to(np.asarray(req, np.float32), (o,)).copy(), **common)
+        else:
+            mult, shift = reference.tflite_multipliers(sx, ws, self.scale, self.per_channel, self.rounding)
+            ib = self.int_bias if self.int_bias is not None else (
+                None if self.bias is None else reference.tflite_bias(self.bias, sx, ws))
+            data = {"multiplier": mult, "shift": shift, "int_bias": ib}
+            ep = cw.epilogue(zx, x_dtype, kind="tflite",
+                             int_bias=None if ib is None else np.asarray(ib, np.int64).astype(np.int32),
+                             multiplier=np.broadcast_to(np.asarray(mult, np.int32), (o,)).copy(),
+                             shift=np.broadcast_to(np.asarray(shift, np.int32), (o,)).copy(),
+                             rounding=ROUNDING_CODES[self.rounding], **common)
+        data["saturates"] = ep.path == "depthwise_saturate"
+        data["epilogue"] = ep
         return data
 
-    def _acc(self, x, zx):
-        """The int32 accumulator [N, O, ...] (the one call a C kernel replaces)."""
-        if x.dtype == np.int8:
-            x, zx = x.astype(np.int16) + 128, zx + 128          # the +128 flip: same differences
-        w = self.weight.values
-        zw = np.atleast_1d(np.asarray(self.weight.zero_point, np.int64))
-        if self.saturates():
-            if self.dims != 2:
-                raise ValueError("depthwise_saturation: 'on' applies to 2-D convolutions only")
-            return reference.fbgemm_depthwise_acc(x, zx, w, zw, self.stride, self.padding)
-        return reference.conv_acc(x, zx, w, zw, self.stride, self.padding, self.dilation, self.groups)
+    def reference(self, x):
+        """The same output from fastq.reference's numpy formulas (the oracle the kernels are held to)."""
+        self._check_input(x)
+        bias = self.int_bias if self.int_bias is not None else self.bias
+        w = self.weight
+        sat = self.saturates()
+        self._path(sat)
+        y = reference.conv(x.values, x.scale, x.zero_point, w.values, w.scale, w.zero_point, bias, self.scale,
+                           self.zero_point, self.stride, self.padding, self.dilation, self.groups, self.relu,
+                           self.arithmetic, self.per_channel, self.dtype.name, sat, rounding=self.rounding)
+        return QTensor._checked(y, self.scale, self.zero_point)
 
     def __call__(self, x):
         self._check_input(x)
-        acc = self._acc(x.values, int(x.zero_point))
-        bias = self.int_bias if self.int_bias is not None else self.bias
-        y = reference.conv_requant(acc, self.arithmetic, x.scale, self.weight.scale, self.scale, self.zero_point,
-                                   bias, self.relu, self.per_channel, self.dtype.name, rounding=self.rounding)
-        return QTensor._checked(y, self.scale, self.zero_point)
+        v = x.values
+        key = (float(x.scale), int(x.zero_point), v.dtype.name)
+        ep = self._op_data(key, lambda: self._build_op_data(*key))["epilogue"]
+        # Activations stay channels last between convolutions, as torch keeps them: the output is
+        # the kernel's NHWC array seen as NCHW (a transposed view), and an input that is such a
+        # view goes to the kernel as NHWC without a copy. Values are the same either way.
+        to_last, to_first = ((0, 2, 3, 1), (0, 3, 1, 2)) if self.dims == 2 else ((0, 2, 1), (0, 2, 1))
+        vl = v.transpose(to_last)
+        last = vl.flags.c_contiguous
+        y = _kernels.conv2d(vl if last else np.ascontiguousarray(v), ep,
+                            self.stride[-1] if self.dims == 1 else self.stride,
+                            self.padding[-1] if self.dims == 1 else self.padding,
+                            self.dilation[-1] if self.dims == 1 else self.dilation,
+                            layout_in="nhwc" if last else "nchw", layout_out="nhwc")
+        return QTensor._checked(y.transpose(to_first), self.scale, self.zero_point)
+
+    def explain(self, x, row=0, col=0, node=None):
+        """Output element [row, col] of self(x) (the output viewed as [N * O * (OH), OW]): its
+        receptive field as one inner product, then the requantization step by step (a Trace;
+        trace.index is the element's (n, o, oh, ow), trace.checks the reference and the kernel)."""
+        return explain_conv(self, x, row, col, node)
 
     def emit_c(self, ctx, node, inputs, output, op_data):
         return conv_emit.emit_conv(self, ctx, inputs[0], output, op_data)

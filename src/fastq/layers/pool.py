@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import reference
+from .. import _kernels, reference
 from ..qtensor import QTensor
 from ._spec import Spec
 from ._base import QUANT, Layer, Setting, check_bool, check_choice, check_int, register
@@ -90,6 +90,14 @@ class MaxPool(_Pool):
     def __call__(self, x):
         _check_q(x, self.dims, "MaxPool")
         self._out(x.values.shape[2:], self.dilation)
+        y = _kernels.max_pool2d(np.ascontiguousarray(x.values), self.kernel_size, self.stride, self.padding,
+                                self.dilation, self.ceil_mode)
+        return QTensor._checked(y, x.scale, x.zero_point)
+
+    def reference(self, x):
+        """The same output from fastq.reference (the oracle the kernel is held to)."""
+        _check_q(x, self.dims, "MaxPool")
+        self._out(x.values.shape[2:], self.dilation)
         return QTensor._checked(reference.max_pool(x.values, self.kernel_size, self.stride, self.padding,
                                                    self.dilation, self.ceil_mode), x.scale, x.zero_point)
 
@@ -144,11 +152,34 @@ class AvgPool(_Pool):
             raise ValueError("vector_channels: expected >= 0, got %d" % self.vector_channels)
         self._geometry(ks, stride, padding)
 
-    def __call__(self, x):
+    def _check(self, x):
         _check_q(x, self.dims, "AvgPool")
         self._out(x.values.shape[2:])
         if self.path == "qnnpack" and x.values.dtype != np.uint8:
             raise TypeError("x: path 'qnnpack' takes uint8 values, got %s" % x.values.dtype)
+
+    def __call__(self, x):
+        self._check(x)
+        v, zx = np.ascontiguousarray(x.values), int(x.zero_point)
+        qnnpack = self.path == "qnnpack"       # torch's qnnpack kernel: always the whole window
+        args = (v, zx, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                self.count_include_pad or qnnpack, None if qnnpack else self.divisor_override)
+        if self.path == "nchw":
+            # the kernel's own rounding is this path's: rne(f32(f32(d) * m) + zp) with its default
+            # m = f32(1 / divisor) in double, which is the float quotient f32(1) / f32(divisor) for
+            # every divisor below 2^24 (1/d is dyadic or periodic: its double never sits on a float half)
+            y, _ = _kernels.avg_pool2d(*args, y_zero_point=zx)
+        else:
+            acc, div = _kernels.avg_pool2d(*args)
+            k = (1,) + tuple(self.kernel_size) if self.dims == 1 else tuple(self.kernel_size)
+            acc4 = acc[:, :, None, :] if self.dims == 1 else acc
+            y = reference.avg_pool_round(acc4, div, zx, k, self.path, self.vector_channels, v.dtype.name)
+            y = y[:, :, 0, :] if self.dims == 1 else y
+        return QTensor._checked(y, x.scale, x.zero_point)
+
+    def reference(self, x):
+        """The same output from fastq.reference (the oracle the kernels are held to)."""
+        self._check(x)
         y = reference.avg_pool(x.values, int(x.zero_point), self.kernel_size, self.stride, self.padding,
                                self.ceil_mode, self.count_include_pad, self.divisor_override, self.path,
                                self.vector_channels, x.values.dtype.name)
