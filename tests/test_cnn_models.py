@@ -69,11 +69,13 @@ def _torchvision(family, eng):
 
 
 @pytest.mark.parametrize("eng", ["x86", "fbgemm", "qnnpack"])
-@pytest.mark.parametrize("family", ["mobilenet_v2", pytest.param("resnet18", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("family", ["mobilenet_v2", pytest.param("resnet18", marks=pytest.mark.slow),
+                                    "mobilenet_v3_large"])
 def test_torchvision_models_match_torch_bitwise(family, eng):
-    """torchvision's quantizable mobilenet_v2 / resnet18 (adaptive average pooling on a conv's
-    channels-last output, residual adds), every quantized intermediate integer equal to torch's,
-    inputs 2x past the calibration range."""
+    """torchvision's quantizable mobilenet_v2 / resnet18 / mobilenet_v3_large (adaptive average
+    pooling on a conv's channels-last output, residual adds, hardswish, squeeze-excitation:
+    hardsigmoid and a broadcasting quantized mul), every quantized intermediate integer equal to
+    torch's, inputs 2x past the calibration range."""
     with engine(eng):
         qm = _torchvision(family, eng)
         model = fastq.from_torch(qm)
@@ -85,11 +87,10 @@ def test_torchvision_models_match_torch_bitwise(family, eng):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["shufflenet_v2_x0_5", "mobilenet_v3_large"])
+@pytest.mark.parametrize("family", ["shufflenet_v2_x0_5"])
 def test_torchvision_models_refused_by_name(family):
-    """shufflenet shuffles channels with size() // groups and takes mean([2, 3]), mobilenet_v3's
-    squeeze-excitation uses hardsigmoid: from_torch names the first op it does not reproduce and
-    its fx node, never computes something else."""
+    """shufflenet shuffles channels with size() // groups and takes mean([2, 3]): from_torch names
+    the first op it does not reproduce and its fx node, never computes something else."""
     with engine("x86"):
         qm = _torchvision(family, "x86")
         with pytest.raises(NotImplementedError, match=r"is not supported by fastq.from_torch \(fx node '\w+'"):

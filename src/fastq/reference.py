@@ -1202,6 +1202,30 @@ def hardswish_float(x):
     return ((x * t).astype(np.float32) / f32(6)).astype(np.float32)
 
 
+def hardsigmoid_float(x):
+    """torch's float hardsigmoid step by step in float32: min(max(x + 3, 0), 6) / 6."""
+    x = np.asarray(x, np.float32)
+    t = np.minimum(np.maximum((x + f32(3)).astype(np.float32), f32(0)), f32(6))
+    return (t / f32(6)).astype(np.float32)
+
+
+HARDSIGMOID_SCALE = 1.0 / 256       # torch fixes the output quantization: 2^-8, zero point 0 (uint8) / -128 (int8)
+
+
+def hardsigmoid_zero_point(dtype):
+    return -128 if np.dtype(dtype) == np.int8 else 0
+
+
+def hardsigmoid(q, x_scale, x_zero_point, path="vector", vector_mask=None, dtype="uint8"):
+    """Quantized hardsigmoid as torch 2.13 computes it: hardswish's dequantize / quantize steps
+    (see hardswish, same paths and the same vector-body / scalar-tail split) around
+    hardsigmoid_float, into scale 1/256 and zero point hardsigmoid_zero_point(dtype). The output
+    scale is a power of two, so the two quantize roundings agree; the dequantize (fma in the
+    vector body, sx * (q - zx) elsewhere) still tells body from tail."""
+    return _float_activation(hardsigmoid_float, q, x_scale, x_zero_point, HARDSIGMOID_SCALE,
+                             hardsigmoid_zero_point(dtype), path, vector_mask, dtype)
+
+
 def hardswish(q, x_scale, x_zero_point, y_scale, y_zero_point, path="vector", vector_mask=None, dtype="uint8"):
     """Quantized hardswish as torch 2.13 computes it. sx, sy as float32.
       path "vector" (engines x86 / fbgemm: torch's vectorized kernel): elements of its vector body
@@ -1211,19 +1235,24 @@ def hardswish(q, x_scale, x_zero_point, y_scale, y_zero_point, path="vector", ve
       path "qnnpack" (QNNPACK's 256-entry table): x = f32(sx * f32(q - zx)),
           out = rne(f32(f32(hardswish_float(x) * f32(1/sy)) + zy))
     then clamped to the dtype."""
+    return _float_activation(hardswish_float, q, x_scale, x_zero_point, y_scale, y_zero_point, path, vector_mask,
+                             dtype)
+
+
+def _float_activation(fn, q, x_scale, x_zero_point, y_scale, y_zero_point, path, vector_mask, dtype):
     q = np.asarray(q)
     sx, sy, zx, zy = f32(x_scale), f32(y_scale), int(x_zero_point), int(y_zero_point)
     qf = q.astype(np.float32)
     plain = (sx * (qf - f32(zx)).astype(np.float32)).astype(np.float32)
     inv = (f32(1.0) / sy).astype(np.float32)
     if path == "qnnpack":
-        y = hardswish_float(plain)
+        y = fn(plain)
         r = np.rint(((y * inv).astype(np.float32) + f32(zy)).astype(np.float32)).astype(np.int64)
     elif path == "vector":
         pre = (sx * f32(-zx)).astype(np.float32)
         fused = (np.float64(sx) * qf.astype(np.float64) + np.float64(pre)).astype(np.float32)
-        body = np.rint((hardswish_float(fused) * inv).astype(np.float32)).astype(np.int64) + zy
-        tail = np.rint(((hardswish_float(plain) * inv).astype(np.float32) + f32(zy)).astype(np.float32))
+        body = np.rint((fn(fused) * inv).astype(np.float32)).astype(np.int64) + zy
+        tail = np.rint(((fn(plain) * inv).astype(np.float32) + f32(zy)).astype(np.float32))
         r = body if vector_mask is None else np.where(vector_mask, body, tail.astype(np.int64))
     else:
         raise ValueError("path: expected one of %s, got %r" % (", ".join(HARDSWISH_PATHS), path))

@@ -158,6 +158,9 @@ ORACLE = {
     "Hardswish": lambda L, x: RQ(R.hardswish(x.values, x.scale, x.zero_point, L.scale, L.zero_point, L.path,
                                              _body_mask(x.values.shape, L.layout, L.vector_block),
                                              x.values.dtype.name), L.scale, L.zero_point),
+    "Hardsigmoid": lambda L, x: RQ(R.hardsigmoid(x.values, x.scale, x.zero_point, L.path,
+                                                 _body_mask(x.values.shape, L.layout, L.vector_block),
+                                                 x.values.dtype.name), L.scale, L.zero_point),
 }
 
 

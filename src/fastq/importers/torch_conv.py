@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from .. import reference, runtime
 from ..layers.conv import QuantizedConv
-from ..layers.activation import Hardswish
+from ..layers.activation import Hardsigmoid, Hardswish
 from ..layers.pool import AdaptiveAvgPool, AvgPool, MaxPool
 from .torch_fx_args import _bind, _path, _type_name, _unsupported
 from .torch_quantized import qtensor_from_torch
@@ -150,9 +150,12 @@ def cnn_leaf(module, path, engine, node):
         dims = 1 if isinstance(module, nn.AdaptiveAvgPool1d) else 2
         cl = node is not None and hasattr(node, "args") and torch_channels_last(node, _recorded_conv)
         return adaptive_avg_pool_layer(dims, module.output_size, engine, cl, node, path)
-    if type(module) is nnq.Hardswish:
+    if type(module) in (nnq.Hardswish,):
         cl = node is not None and hasattr(node, "args") and torch_channels_last(node, _recorded_conv)
         return hardswish_layer(module.scale, module.zero_point, engine, cl)
+    if type(module) in (nn.Hardsigmoid,):
+        cl = node is not None and hasattr(node, "args") and torch_channels_last(node, _recorded_conv)
+        return hardsigmoid_layer(module.inplace, engine, cl, node, path)
     return None
 
 
@@ -168,6 +171,24 @@ def hardswish_layer(scale, zero_point, engine, channels_last):
     return Hardswish(float(scale), int(zero_point), "uint8", path="qnnpack" if engine == "qnnpack" else "vector",
                      layout="nhwc" if channels_last else "nchw", vector_block=_vector_block(),
                      torch_threads=torch.get_num_threads())
+
+
+def hardsigmoid_layer(inplace, engine, channels_last, node, path):
+    """nn.Hardsigmoid / F.hardsigmoid on a quint8 tensor: torch's vector kernel, or QNNPACK's table
+    under engine qnnpack; the output quantization is fixed (1/256, 0)."""
+    if inplace:
+        raise _unsupported("hardsigmoid with inplace=True", node, path,
+                           " (it overwrites its input, which later readers see; use inplace=False)")
+    return Hardsigmoid("uint8", path="qnnpack" if engine == "qnnpack" else "vector",
+                       layout="nhwc" if channels_last else "nchw", vector_block=_vector_block(),
+                       torch_threads=torch.get_num_threads())
+
+
+def fx_hardsigmoid(b, node):
+    a = _bind(b, node, ("input", "inplace"), {"inplace": False})
+    b.const(node, a["inplace"], (bool,), "inplace")
+    cl = torch_channels_last(node, _is_conv_in(b.root))
+    b.add(node, hardsigmoid_layer(a["inplace"], b.engine, cl, node, _path(node)), [b.tensor(node, a["input"])])
 
 
 def adaptive_avg_pool_layer(dims, output_size, engine, channels_last, node, path):

@@ -84,7 +84,7 @@ MODULES = (
 _SUPPORTED = ", ".join(dict.fromkeys(c.__name__ for classes, _, make in MODULES if make is not _float_weighted
                                      for c in classes))
 _SUPPORTED += ", quantized Conv1d / Conv2d / ConvReLU1d / ConvReLU2d, MaxPool1d / MaxPool2d, AvgPool1d / AvgPool2d, "\
-    "AdaptiveAvgPool1d / AdaptiveAvgPool2d, quantized Hardswish"
+    "AdaptiveAvgPool1d / AdaptiveAvgPool2d, quantized Hardswish, Hardsigmoid"
 
 
 def leaf_layer(module, path, engine, node=None):
@@ -377,6 +377,7 @@ FUNCTIONS = {
     torch.avg_pool1d: tconv.fx_avg_pool(1),
     F.adaptive_avg_pool1d: tconv.fx_adaptive_avg_pool(1), F.adaptive_avg_pool2d: tconv.fx_adaptive_avg_pool(2),
     torch.adaptive_avg_pool1d: tconv.fx_adaptive_avg_pool(1),
+    F.hardsigmoid: tconv.fx_hardsigmoid,
 }
 METHODS = {
     "relu": relu, "relu_": relu, "flatten": _flatten(0), "view": _reshape, "reshape": _reshape,
