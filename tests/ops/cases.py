@@ -305,7 +305,7 @@ def _size():
 
 
 def _pool_act(label, layer, shape, seed):
-    from fastq.layers import activation, pool  # noqa: F401
+    from fastq.layers import activation, pool, reduce  # noqa: F401
     return Case(label, _chain(L.Quantize(0.05, 120), layer, L.Dequantize()), _x(seed, shape, -6.0, 6.0),
                 exports=False)
 
@@ -320,6 +320,9 @@ CASES = {
                             _pool_act("qnnpack", L.activation.Hardsigmoid(path="qnnpack"), (2, 5, 3, 3), 96),
                             _pool_act("nchw, 32-element vectors", L.activation.Hardsigmoid(vector_block=32),
                                       (2, 7, 5, 5), 97)],
+    "MeanHW": lambda: [_pool_act("nchw", L.reduce.MeanHW(), (2, 20, 5, 7), 98),
+                       _pool_act("nhwc, keepdim", L.reduce.MeanHW(True, path="nhwc"), (2, 37, 4, 6), 99),
+                       _pool_act("qnnpack", L.reduce.MeanHW(path="qnnpack"), (2, 3, 4, 6), 100)],
     "Quantize": _quantize,
     "Dequantize": _quantize,
     "Identity": _identity,

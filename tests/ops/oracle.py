@@ -158,6 +158,8 @@ ORACLE = {
     "Hardswish": lambda L, x: RQ(R.hardswish(x.values, x.scale, x.zero_point, L.scale, L.zero_point, L.path,
                                              _body_mask(x.values.shape, L.layout, L.vector_block),
                                              x.values.dtype.name), L.scale, L.zero_point),
+    "MeanHW": lambda L, x: RQ((lambda y: y.reshape(y.shape + (1, 1)) if L.keepdim else y)(
+        R.mean_hw(x.values, x.scale, x.zero_point, L.path, x.values.dtype.name, L.float_lanes)), x.scale, x.zero_point),
     "Hardsigmoid": lambda L, x: RQ(R.hardsigmoid(x.values, x.scale, x.zero_point, L.path,
                                                  _body_mask(x.values.shape, L.layout, L.vector_block),
                                                  x.values.dtype.name), L.scale, L.zero_point),

@@ -18,6 +18,7 @@ from .. import reference, runtime
 from ..layers.conv import QuantizedConv
 from ..layers.activation import Hardsigmoid, Hardswish
 from ..layers.pool import AdaptiveAvgPool, AvgPool, MaxPool
+from ..layers.reduce import MeanHW
 from .torch_fx_args import _bind, _path, _type_name, _unsupported
 from .torch_quantized import qtensor_from_torch
 
@@ -189,6 +190,25 @@ def fx_hardsigmoid(b, node):
     b.const(node, a["inplace"], (bool,), "inplace")
     cl = torch_channels_last(node, _is_conv_in(b.root))
     b.add(node, hardsigmoid_layer(a["inplace"], b.engine, cl, node, _path(node)), [b.tensor(node, a["input"])])
+
+
+def fx_mean(b, node):
+    """Tensor.mean / torch.mean over dims (2, 3) of a 4-D quantized value (shufflenet's global
+    pool); any other dims or a dtype are refused."""
+    a = _bind(b, node, ("input", "dim", "keepdim", "dtype"), {"dim": None, "keepdim": False, "dtype": None})
+    dim = b.const(node, a["dim"], (int, tuple, list, type(None)), "dim")
+    keepdim = b.const(node, a["keepdim"], (bool,), "keepdim")
+    if a["dtype"] is not None:
+        raise _unsupported("mean with dtype=%r" % (a["dtype"],), node, _path(node))
+    dims = sorted(d % 4 for d in ((dim,) if isinstance(dim, int) else dim or ()))
+    if dims != [2, 3]:
+        raise _unsupported("mean over dims %r" % (dim,), node, _path(node),
+                           " (fastq reproduces the quantized mean over dims (2, 3) of a 4-D value)")
+    if b.engine == "qnnpack":
+        path = "qnnpack"
+    else:
+        path = "nhwc" if torch_channels_last(node, _is_conv_in(b.root)) else "nchw"
+    b.add(node, MeanHW(keepdim, path), [b.tensor(node, a["input"])])
 
 
 def adaptive_avg_pool_layer(dims, output_size, engine, channels_last, node, path):

@@ -378,13 +378,14 @@ FUNCTIONS = {
     F.adaptive_avg_pool1d: tconv.fx_adaptive_avg_pool(1), F.adaptive_avg_pool2d: tconv.fx_adaptive_avg_pool(2),
     torch.adaptive_avg_pool1d: tconv.fx_adaptive_avg_pool(1),
     F.hardsigmoid: tconv.fx_hardsigmoid,
+    torch.mean: tconv.fx_mean,
 }
 METHODS = {
     "relu": relu, "relu_": relu, "flatten": _flatten(0), "view": _reshape, "reshape": _reshape,
     "squeeze": FUNCTIONS[torch.squeeze], "unsqueeze": FUNCTIONS[torch.unsqueeze],
     "transpose": _transpose, "permute": _permute, "contiguous": contiguous, "size": _size,
     "dequantize": dequantize, "add": FUNCTIONS[torch.add], "add_": FUNCTIONS[torch.add],
-    "mul": FUNCTIONS[torch.mul], "mul_": FUNCTIONS[torch.mul],
+    "mul": FUNCTIONS[torch.mul], "mul_": FUNCTIONS[torch.mul], "mean": tconv.fx_mean,
 }
 QUANTIZED_OPS = {
     "quantized::add": _qbinary("add", False), "quantized::add_relu": _qbinary("add", True),
