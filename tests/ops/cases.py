@@ -323,6 +323,12 @@ CASES = {
     "MeanHW": lambda: [_pool_act("nchw", L.reduce.MeanHW(), (2, 20, 5, 7), 98),
                        _pool_act("nhwc, keepdim", L.reduce.MeanHW(True, path="nhwc"), (2, 37, 4, 6), 99),
                        _pool_act("qnnpack", L.reduce.MeanHW(path="qnnpack"), (2, 3, 4, 6), 100)],
+    "FloorDiv": lambda: [Case("view(n, size(1) // 2, -1)", _graph(
+        [Node("q", L.Quantize(0.1, 100), ("x",)), Node("n", S.Size(0), ("q",)), Node("c", S.Size(1), ("q",)),
+         Node("g", S.FloorDiv(2), ("c",)), Node("view", S.Reshape([None, None, -1]), ("q", "n", "g")),
+         Node("dq", L.Dequantize(), ("view",))], "dq"), _x(101, (2, 6, 3)))],
+    "Chunk": lambda: [_view_case("3 of 7 on dim 1, piece 2", [S.Chunk(3, 1, 2)], _x(102, (2, 7, 3)), exports=False),
+                      _view_case("2 on dim -1, piece 0", [S.Chunk(2, -1, 0)], _x(103, (2, 3, 6)), exports=False)],
     "Quantize": _quantize,
     "Dequantize": _quantize,
     "Identity": _identity,
