@@ -310,7 +310,33 @@ def _pool_act(label, layer, shape, seed):
                 exports=False)
 
 
+def _conv(label, seed, wshape, per_channel, **kw):
+    from fastq.layers.conv import QuantizedConv
+    rng = np.random.default_rng(seed)
+    v = rng.integers(-128, 128, wshape).astype(np.int8)
+    n = wshape[0]
+    w = fastq.QTensor(v, rng.uniform(0.002, 0.02, n), np.zeros(n, np.int64), axis=0) if per_channel else \
+        fastq.QTensor(v, 0.0113, 0)
+    layer = QuantizedConv(w, rng.standard_normal(n).astype(np.float32), 0.4, 90, **kw)
+    c = wshape[1] * kw.get("groups", 1)
+    return _pool_act(label, layer, (2, c, 7, 6) if len(wshape) == 4 else (2, c, 11), seed)
+
+
+def _convs():
+    return [_conv("fbgemm 3x3 stride 2, relu", 120, (6, 4, 3, 3), True, stride=2, padding=1, relu=True),
+            _conv("onednn 2x3 groups 2", 121, (6, 2, 2, 3), False, groups=2, arithmetic="onednn"),
+            _conv("qnnpack depthwise", 122, (8, 1, 3, 3), True, groups=8, padding=1, arithmetic="qnnpack"),
+            _conv("tflite 1-D dilation 2", 123, (5, 3, 3), True, dilation=2, arithmetic="tflite")]
+
+
 CASES = {
+    "QuantizedConv": _convs,
+    "MaxPool": lambda: [_pool_act("3x3 stride 2 pad 1", L.pool.MaxPool(3, 2, 1), (2, 5, 7, 6), 124),
+                        _pool_act("1-D ceil_mode", L.pool.MaxPool(2, 2, ceil_mode=True, dims=1), (2, 3, 9), 125)],
+    "AvgPool": lambda: [_pool_act("nchw 3x3 pad 1", L.pool.AvgPool(3, 2, 1), (2, 5, 7, 6), 126),
+                        _pool_act("nhwc 2x2, no pad count", L.pool.AvgPool(2, 1, 1, count_include_pad=False, path="nhwc"),
+                                  (2, 20, 5, 5), 127),
+                        _pool_act("qnnpack 2x2", L.pool.AvgPool(2, path="qnnpack"), (2, 3, 6, 6), 128)],
     "AdaptiveAvgPool": lambda: [_pool_act("nchw 5x7->2x3", L.pool.AdaptiveAvgPool((2, 3)), (2, 20, 5, 7), 90),
                                 _pool_act("nhwc tail", L.pool.AdaptiveAvgPool(1, path="nhwc"), (2, 20, 4, 4), 91),
                                 _pool_act("qnnpack", L.pool.AdaptiveAvgPool(2, path="qnnpack"), (2, 3, 4, 6), 92)],
