@@ -110,7 +110,39 @@ def conv_cases():
 
 
 def all_cases():
-    return static_cases() + dynamic_cases() + elementwise_cases() + graph_cases() + conv_cases()
+    return static_cases() + dynamic_cases() + elementwise_cases() + graph_cases() + conv_cases() + cnn_op_cases()
+
+
+def cnn_op_cases():
+    """The ops of torchvision's mobilenet_v3 / shufflenet_v2: hardswish, hardsigmoid, adaptive
+    pooling, squeeze-excitation's broadcasting mul, mean over H, W, chunk and the channel shuffle."""
+    from fastq.layers import arith, shape as sh
+    from fastq.layers.activation import Hardsigmoid, Hardswish
+    from fastq.layers.pool import AdaptiveAvgPool
+    from fastq.layers.reduce import MeanHW
+    from fastq.model import Node
+    rng = np.random.default_rng(13)
+    nodes = [
+        Node("quant", Quantize(0.05, 120), ["x"], ["q"]),
+        Node("hs", Hardswish(0.03, 10, layout="nhwc", vector_block=32), ["q"], ["hs"]),
+        Node("pool", AdaptiveAvgPool(1, path="nhwc"), ["hs"], ["p"]),
+        Node("sig", Hardsigmoid(path="qnnpack"), ["p"], ["s"]),
+        Node("se", arith.QuantizedMul(0.03, 12), ["s", "hs"], ["se"]),
+        Node("half", sh.Chunk(2, 1, 1), ["se"], ["h"]),
+        Node("n", sh.Size(0), ["h"], ["n"]),
+        Node("c", sh.Size(1), ["h"], ["c"]),
+        Node("g", sh.FloorDiv(2), ["c"], ["g"]),
+        Node("view", sh.Reshape([None, 2, None, 6, 6]), ["h", "n", "g"], ["v"]),
+        Node("t", sh.Transpose(1, 2), ["v"], ["t"]),
+        Node("ct", sh.Contiguous(), ["t"], ["ct"]),
+        Node("back", sh.Reshape([None, 8, 6, 6]), ["ct", "n"], ["b"]),
+        Node("mean", MeanHW(path="nhwc"), ["b"], ["m"]),
+        Node("mean2", MeanHW(True), ["b"], ["m2"]),
+        Node("dq", Dequantize(), ["m"], ["y"]),
+        Node("dq2", Dequantize(), ["m2"], ["y2"]),
+    ]
+    model = fastq.Model(nodes=nodes, inputs=["x"], outputs=["y", "y2"])
+    return [("cnn-ops", model, x_for(rng, (2, 16, 6, 6), 3.0))]
 
 
 def format1_model():

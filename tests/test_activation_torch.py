@@ -74,3 +74,41 @@ def test_adaptive_avg_pool_channels_last(rng, eng):
                 bad += int((q != y).sum())
                 total += y.size
     assert total > 2000 and bad == 0, "%d of %d differ" % (bad, total)
+
+
+def _sigmoid_tie_cases(rng, n):
+    """Input scales that put sx * d (d = q - zx) on a half step of hardsigmoid's 1/256 output:
+    (x + 3) / 6 * 256 = k + 0.5."""
+    for _ in range(n):
+        d = int(rng.choice([-1, 1])) * int(rng.integers(1, 120))
+        k = int(rng.integers(1, 255))
+        sx = float(f32(((k + 0.5) * 6 / 256 - 3) / d))
+        if 0.001 < sx < 0.5:
+            yield sx, int(rng.integers(max(0, d), min(256, 256 + d)))
+
+
+@pytest.mark.parametrize("eng", ["x86", "fbgemm", "qnnpack"])
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_hardsigmoid_ties(rng, eng, dtype):
+    """F.hardsigmoid on a quantized tensor: scale 1/256, zero point 0 (quint8) / -128 (qint8); x86 and
+    fbgemm dequantize with fma in the vector body only; qnnpack through its table for quint8 (qint8
+    takes the vector kernel under every engine)."""
+    bad = total = other = 0
+    path = "qnnpack" if eng == "qnnpack" and dtype == "uint8" else "vector"      # qint8: the vector kernel
+    off = 128 if dtype == "int8" else 0
+    with engine(eng):
+        for sx, zx in _sigmoid_tie_cases(rng, 1500):
+            xq = (np.concatenate([np.arange(256), rng.integers(0, 256, 100)]) - off).astype(dtype)
+            data = torch.from_numpy(xq.reshape(1, -1, 1, 1).copy())
+            xt = torch._make_per_tensor_quantized_tensor(data, sx, zx - off)
+            yt = F.hardsigmoid(xt)
+            assert (yt.q_scale(), yt.q_zero_point()) == (1 / 256, R.hardsigmoid_zero_point(dtype))
+            t = yt.int_repr().numpy().reshape(-1)
+            mask = vector_mask((356,), "nchw", _block(), 1)
+            q = R.hardsigmoid(xq, sx, zx - off, path, mask, dtype)
+            bad += int((q != t).sum())
+            total += t.size
+            other += int((R.hardsigmoid(xq, sx, zx - off, "qnnpack" if path == "vector" else "vector", mask,
+                                        dtype) != t).sum())
+    assert total > 100000 and bad == 0, "%d of %d differ" % (bad, total)
+    assert other > 0        # the ties tell the fma dequantize from the plain one

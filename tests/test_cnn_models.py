@@ -69,11 +69,13 @@ def _torchvision(family, eng):
 
 
 @pytest.mark.parametrize("eng", ["x86", "fbgemm", "qnnpack"])
-@pytest.mark.parametrize("family", ["mobilenet_v2", pytest.param("resnet18", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("family", ["mobilenet_v2", pytest.param("resnet18", marks=pytest.mark.slow),
+                                    "mobilenet_v3_large"])
 def test_torchvision_models_match_torch_bitwise(family, eng):
-    """torchvision's quantizable mobilenet_v2 / resnet18 (adaptive average pooling on a conv's
-    channels-last output, residual adds), every quantized intermediate integer equal to torch's,
-    inputs 2x past the calibration range."""
+    """torchvision's quantizable mobilenet_v2 / resnet18 / mobilenet_v3_large (adaptive average
+    pooling on a conv's channels-last output, residual adds, hardswish, squeeze-excitation:
+    hardsigmoid and a broadcasting quantized mul), every quantized intermediate integer equal to
+    torch's, inputs 2x past the calibration range."""
     with engine(eng):
         qm = _torchvision(family, eng)
         model = fastq.from_torch(qm)
@@ -84,13 +86,32 @@ def test_torchvision_models_match_torch_bitwise(family, eng):
     assert nvalues >= 50 and vbad == 0, "%s / %s: %d of %d integers differ" % (family, eng, vbad, vtotal)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("family", ["shufflenet_v2_x0_5", "mobilenet_v3_large"])
-def test_torchvision_models_refused_by_name(family):
-    """shufflenet shuffles channels with size() // groups and takes mean([2, 3]), mobilenet_v3's
-    squeeze-excitation uses hardsigmoid: from_torch names the first op it does not reproduce and
-    its fx node, never computes something else."""
+@pytest.mark.parametrize("eng", ["x86", "fbgemm", "qnnpack"])
+@pytest.mark.parametrize("family", ["shufflenet_v2_x0_5"])
+def test_torchvision_shufflenet_matches_torch_bitwise(family, eng):
+    """shufflenet_v2: chunk, quantized cat, the channel shuffle (size(), //, view with computed
+    sizes, transpose, contiguous) and mean([2, 3]) on a channels-last value."""
+    test_torchvision_models_match_torch_bitwise(family, eng)
+
+
+def test_unsupported_mean_refused_by_name():
+    """from_torch names an op it does not reproduce and its fx node, never computes something else."""
+    import torch.nn as nn
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.dq = torch.ao.quantization.QuantStub(), torch.ao.quantization.DeQuantStub()
+
+        def forward(self, x):
+            return self.dq(self.q(x).mean(1))
+
     with engine("x86"):
-        qm = _torchvision(family, "x86")
-        with pytest.raises(NotImplementedError, match=r"is not supported by fastq.from_torch \(fx node '\w+'"):
+        m = M().eval()
+        m.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+        p = torch.ao.quantization.prepare(m)
+        p(torch.randn(1, 3, 4, 4))
+        qm = torch.ao.quantization.convert(p)
+        with pytest.raises(NotImplementedError, match=r"mean over dims 1 is not supported by fastq.from_torch "
+                                                      r"\(fx node 'mean'"):
             fastq.from_torch(qm)

@@ -1213,6 +1213,30 @@ def hardswish_float(x):
     return ((x * t).astype(np.float32) / f32(6)).astype(np.float32)
 
 
+def hardsigmoid_float(x):
+    """torch's float hardsigmoid step by step in float32: min(max(x + 3, 0), 6) / 6."""
+    x = np.asarray(x, np.float32)
+    t = np.minimum(np.maximum((x + f32(3)).astype(np.float32), f32(0)), f32(6))
+    return (t / f32(6)).astype(np.float32)
+
+
+HARDSIGMOID_SCALE = 1.0 / 256       # torch fixes the output quantization: 2^-8, zero point 0 (uint8) / -128 (int8)
+
+
+def hardsigmoid_zero_point(dtype):
+    return -128 if np.dtype(dtype) == np.int8 else 0
+
+
+def hardsigmoid(q, x_scale, x_zero_point, path="vector", vector_mask=None, dtype="uint8"):
+    """Quantized hardsigmoid as torch 2.13 computes it: hardswish's dequantize / quantize steps
+    (see hardswish, same paths and the same vector-body / scalar-tail split) around
+    hardsigmoid_float, into scale 1/256 and zero point hardsigmoid_zero_point(dtype). The output
+    scale is a power of two, so the two quantize roundings agree; the dequantize (fma in the
+    vector body, sx * (q - zx) elsewhere) still tells body from tail."""
+    return _float_activation(hardsigmoid_float, q, x_scale, x_zero_point, HARDSIGMOID_SCALE,
+                             hardsigmoid_zero_point(dtype), path, vector_mask, dtype)
+
+
 def hardswish(q, x_scale, x_zero_point, y_scale, y_zero_point, path="vector", vector_mask=None, dtype="uint8"):
     """Quantized hardswish as torch 2.13 computes it. sx, sy as float32.
       path "vector" (engines x86 / fbgemm: torch's vectorized kernel): elements of its vector body
@@ -1222,21 +1246,149 @@ def hardswish(q, x_scale, x_zero_point, y_scale, y_zero_point, path="vector", ve
       path "qnnpack" (QNNPACK's 256-entry table): x = f32(sx * f32(q - zx)),
           out = rne(f32(f32(hardswish_float(x) * f32(1/sy)) + zy))
     then clamped to the dtype."""
+    return _float_activation(hardswish_float, q, x_scale, x_zero_point, y_scale, y_zero_point, path, vector_mask,
+                             dtype)
+
+
+def _float_activation(fn, q, x_scale, x_zero_point, y_scale, y_zero_point, path, vector_mask, dtype):
     q = np.asarray(q)
     sx, sy, zx, zy = f32(x_scale), f32(y_scale), int(x_zero_point), int(y_zero_point)
     qf = q.astype(np.float32)
     plain = (sx * (qf - f32(zx)).astype(np.float32)).astype(np.float32)
     inv = (f32(1.0) / sy).astype(np.float32)
     if path == "qnnpack":
-        y = hardswish_float(plain)
+        y = fn(plain)
         r = np.rint(((y * inv).astype(np.float32) + f32(zy)).astype(np.float32)).astype(np.int64)
     elif path == "vector":
         pre = (sx * f32(-zx)).astype(np.float32)
         fused = (np.float64(sx) * qf.astype(np.float64) + np.float64(pre)).astype(np.float32)
-        body = np.rint((hardswish_float(fused) * inv).astype(np.float32)).astype(np.int64) + zy
-        tail = np.rint(((hardswish_float(plain) * inv).astype(np.float32) + f32(zy)).astype(np.float32))
+        body = np.rint((fn(fused) * inv).astype(np.float32)).astype(np.int64) + zy
+        tail = np.rint(((fn(plain) * inv).astype(np.float32) + f32(zy)).astype(np.float32))
         r = body if vector_mask is None else np.where(vector_mask, body, tail.astype(np.int64))
     else:
         raise ValueError("path: expected one of %s, got %r" % (", ".join(HARDSWISH_PATHS), path))
     qmin, qmax = _qrange(dtype)
     return np.clip(r, qmin, qmax).astype(dtype)
+
+
+# ------------------------------------------------------------------------------ mean over H, W
+MEAN_PATHS = ("nchw", "nhwc", "qnnpack")
+
+
+def cascade_sum_rows(rows):
+    """torch's float32 cascade over the leading axis of `rows` [R, ...] (ATen SumKernel's
+    multi_row_sum, one accumulator set per trailing element): four levels, level_power =
+    max(4, ceil(log2 R) // 4), step = 2^level_power; level 0 sums `step` rows, then carries into
+    level 1 (and on up while the row count is a multiple of the next level's span); leftover rows
+    go to level 0; the levels are then added into level 0 in order 1, 2, 3."""
+    rows = np.asarray(rows, np.float32)
+    size = rows.shape[0]
+    power = max(4, (int(size - 1).bit_length() if size > 1 else 0) // 4)
+    step, mask = 1 << power, (1 << power) - 1
+    acc = [np.zeros(rows.shape[1:], np.float32) for _ in range(4)]
+    i = 0
+    while i + step <= size:
+        for _ in range(step):
+            acc[0] = (acc[0] + rows[i]).astype(np.float32)
+            i += 1
+        for j in range(1, 4):
+            acc[j] = (acc[j] + acc[j - 1]).astype(np.float32)
+            acc[j - 1] = np.zeros_like(acc[0])
+            if i & (mask << (j * power)):
+                break
+    while i < size:
+        acc[0] = (acc[0] + rows[i]).astype(np.float32)
+        i += 1
+    for j in range(1, 4):
+        acc[0] = (acc[0] + acc[j]).astype(np.float32)
+    return acc[0]
+
+
+def ilp_sum_rows(rows, ilp=4):
+    """torch's row_sum: the rows read as [R // ilp, ilp] summed by cascade_sum_rows (ilp partial
+    sums), the R % ilp leftover rows added to partial 0 in order, then partials 1.. ilp-1 added in."""
+    rows = np.asarray(rows, np.float32)
+    size = rows.shape[0]
+    k = size // ilp
+    if k:
+        part = cascade_sum_rows(rows[:k * ilp].reshape((k, ilp) + rows.shape[1:]))
+    else:
+        part = np.zeros((ilp,) + rows.shape[1:], np.float32)
+    p0 = part[0]
+    for r in rows[k * ilp:]:
+        p0 = (p0 + r).astype(np.float32)
+    for j in range(1, ilp):
+        p0 = (p0 + part[j]).astype(np.float32)
+    return p0
+
+
+def outer_sum(rows, float_lanes=8):
+    """torch's float32 sum over the leading axis of rows [R, ..., C] when C is contiguous and
+    not reduced (vectorized_outer_sum): columns in whole groups of 4 * float_lanes sum each
+    column by cascade_sum_rows; the remaining columns by ilp_sum_rows. With fewer columns than
+    float_lanes (scalar_outer_sum) the groups are of 4 columns."""
+    rows = np.asarray(rows, np.float32)
+    c = rows.shape[-1]
+    if c == 1:                  # one column: the reduced axis is the contiguous one
+        return _inner_sum(rows[..., 0], float_lanes)[..., None]
+    group = 4 * float_lanes if float_lanes and c >= float_lanes else 4     # fewer columns than a vector: scalar_outer_sum
+    cut = c // group * group
+    out = np.empty(rows.shape[1:], np.float32)
+    out[..., :cut] = cascade_sum_rows(rows[..., :cut])
+    out[..., cut:] = ilp_sum_rows(rows[..., cut:])
+    return out
+
+
+def _inner_sum(rows, lanes):
+    """vectorized_inner_sum over the leading axis (contiguous): whole vectors of `lanes` rows summed
+    by ilp_sum_rows into lane partials; the leftover rows added to a zero in order, then the lane
+    partials in lane order. Fewer rows than a vector: ilp_sum_rows."""
+    size = rows.shape[0]
+    if not lanes or size < lanes:
+        return ilp_sum_rows(rows)
+    k = size // lanes
+    part = ilp_sum_rows(rows[:k * lanes].reshape((k, lanes) + rows.shape[1:]))
+    acc = np.zeros(rows.shape[1:], np.float32)
+    for r in rows[k * lanes:]:
+        acc = (acc + r).astype(np.float32)
+    for j in range(lanes):
+        acc = (acc + part[j]).astype(np.float32)
+    return acc
+
+
+def mean_hw(x, scale, zero_point, path="nchw", dtype="uint8", float_lanes=8):
+    """Tensor.mean over dims (2, 3) of a quantized [N, C, H, W] tensor as torch 2.13 computes it
+    (keepdim gives [N, C, 1, 1], else [N, C]; output qparams = input's):
+      path "nchw" (engines x86 / fbgemm, a contiguous input: qmean_inner_dim), raw = sum(x) with
+          the zero point not subtracted: q = rne(f32((float)raw / (float)(H*W)))
+      path "nhwc" (x86 / fbgemm, channels-last input: dequantize, float mean, quantize):
+          f = dequantize(x); s = outer_sum over the H*W positions (per n, c; float_lanes: floats
+          per vector of torch's sum kernel: 8 on this AVX-512 build too);
+          q = quantize_per_tensor(f32(s / (float)(H*W)))
+      path "qnnpack" (engine qnnpack, uint8: QNNPACK's global average pooling), acc = sum(x - zx):
+          q = rne(f32((float)acc * m)) + zx, m = f32(sx / f32(sx * (float)(H*W))) (input scale over
+          output scale times the count, the two scales being equal).
+    Returns [N, C]."""
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError("x: mean over H, W takes [N, C, H, W] values, got shape %s" % (x.shape,))
+    n, c, h, w = x.shape
+    hw = f32(h * w)
+    if path == "nchw":
+        raw = x.reshape(n, c, h * w).astype(np.int64).sum(axis=2)
+        q = np.rint((raw.astype(np.float32) / hw).astype(np.float32))
+        qmin, qmax = _qrange(dtype)
+        return np.clip(q, qmin, qmax).astype(dtype)
+    if path == "nhwc":
+        f = dequantize(x, scale, zero_point)
+        rows = f.transpose(2, 3, 0, 1).reshape(h * w, n, c)
+        m = (outer_sum(rows, float_lanes) / hw).astype(np.float32)
+        return quantize_per_tensor(m, scale, zero_point, dtype)
+    if path == "qnnpack":
+        acc = x.reshape(n, c, h * w).astype(np.int64).sum(axis=2) - int(zero_point) * h * w
+        s = f32(scale)
+        m = f32(s / f32(s * hw))
+        q = np.rint((acc.astype(np.float32) * m).astype(np.float32)).astype(np.int64) + int(zero_point)
+        qmin, qmax = _qrange(dtype)
+        return np.clip(q, qmin, qmax).astype(dtype)
+    raise ValueError("path: expected one of %s, got %r" % (", ".join(MEAN_PATHS), path))

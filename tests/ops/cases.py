@@ -305,7 +305,7 @@ def _size():
 
 
 def _pool_act(label, layer, shape, seed):
-    from fastq.layers import activation, pool  # noqa: F401
+    from fastq.layers import activation, pool, reduce  # noqa: F401
     return Case(label, _chain(L.Quantize(0.05, 120), layer, L.Dequantize()), _x(seed, shape, -6.0, 6.0),
                 exports=False)
 
@@ -316,6 +316,19 @@ CASES = {
                                 _pool_act("qnnpack", L.pool.AdaptiveAvgPool(2, path="qnnpack"), (2, 3, 4, 6), 92)],
     "Hardswish": lambda: [_pool_act("vector + tail", L.activation.Hardswish(0.03, 10, layout="nhwc"), (2, 20, 3, 3), 93),
                           _pool_act("qnnpack", L.activation.Hardswish(0.03, 10, path="qnnpack"), (2, 5, 3, 3), 94)],
+    "Hardsigmoid": lambda: [_pool_act("vector + tail", L.activation.Hardsigmoid(layout="nhwc"), (2, 20, 3, 3), 95),
+                            _pool_act("qnnpack", L.activation.Hardsigmoid(path="qnnpack"), (2, 5, 3, 3), 96),
+                            _pool_act("nchw, 32-element vectors", L.activation.Hardsigmoid(vector_block=32),
+                                      (2, 7, 5, 5), 97)],
+    "MeanHW": lambda: [_pool_act("nchw", L.reduce.MeanHW(), (2, 20, 5, 7), 98),
+                       _pool_act("nhwc, keepdim", L.reduce.MeanHW(True, path="nhwc"), (2, 37, 4, 6), 99),
+                       _pool_act("qnnpack", L.reduce.MeanHW(path="qnnpack"), (2, 3, 4, 6), 100)],
+    "FloorDiv": lambda: [Case("view(n, size(1) // 2, -1)", _graph(
+        [Node("q", L.Quantize(0.1, 100), ("x",)), Node("n", S.Size(0), ("q",)), Node("c", S.Size(1), ("q",)),
+         Node("g", S.FloorDiv(2), ("c",)), Node("view", S.Reshape([None, None, -1]), ("q", "n", "g")),
+         Node("dq", L.Dequantize(), ("view",))], "dq"), _x(101, (2, 6, 3)))],
+    "Chunk": lambda: [_view_case("3 of 7 on dim 1, piece 2", [S.Chunk(3, 1, 2)], _x(102, (2, 7, 3)), exports=False),
+                      _view_case("2 on dim -1, piece 0", [S.Chunk(2, -1, 0)], _x(103, (2, 3, 6)), exports=False)],
     "Quantize": _quantize,
     "Dequantize": _quantize,
     "Identity": _identity,

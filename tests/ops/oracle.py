@@ -174,12 +174,25 @@ ORACLE = {
     "Size": lambda L, x: (lambda s: tuple(s) if L.dim is None else s[L.dim])(
         (x.values if isinstance(x, RQ) else x).shape),
     "GetItem": lambda L, t: t[L.index],
+    "FloorDiv": lambda L, v: v // L.divisor,
+    "Chunk": _view(lambda L, v: _torch_chunk(v, L.chunks, L.dim)[L.index]),
     "AdaptiveAvgPool": lambda L, x: RQ(R.adaptive_avg_pool(x.values, x.zero_point, L.output_size, L.path,
                                                            L.vector_channels, x.values.dtype.name), x.scale, x.zero_point),
     "Hardswish": lambda L, x: RQ(R.hardswish(x.values, x.scale, x.zero_point, L.scale, L.zero_point, L.path,
                                              _body_mask(x.values.shape, L.layout, L.vector_block),
                                              x.values.dtype.name), L.scale, L.zero_point),
+    "MeanHW": lambda L, x: RQ((lambda y: y.reshape(y.shape + (1, 1)) if L.keepdim else y)(
+        R.mean_hw(x.values, x.scale, x.zero_point, L.path, x.values.dtype.name, L.float_lanes)), x.scale, x.zero_point),
+    "Hardsigmoid": lambda L, x: RQ(R.hardsigmoid(x.values, x.scale, x.zero_point, L.path,
+                                                 _body_mask(x.values.shape, L.layout, L.vector_block),
+                                                 x.values.dtype.name), L.scale, L.zero_point),
 }
+
+
+def _torch_chunk(v, chunks, dim):
+    """torch.chunk's pieces: ceil(size / chunks) long, the last one shorter."""
+    step = -(-v.shape[dim] // chunks)
+    return np.split(v, range(step, v.shape[dim], step), axis=dim)
 
 
 def _body_mask(shape, layout, block):

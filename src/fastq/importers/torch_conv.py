@@ -16,8 +16,9 @@ import torch.nn as nn
 
 from .. import reference, runtime
 from ..layers.conv import QuantizedConv
-from ..layers.activation import Hardswish
+from ..layers.activation import Hardsigmoid, Hardswish
 from ..layers.pool import AdaptiveAvgPool, AvgPool, MaxPool
+from ..layers.reduce import MeanHW
 from .torch_fx_args import _bind, _path, _type_name, _unsupported
 from .torch_quantized import qtensor_from_torch
 
@@ -150,9 +151,12 @@ def cnn_leaf(module, path, engine, node):
         dims = 1 if isinstance(module, nn.AdaptiveAvgPool1d) else 2
         cl = node is not None and hasattr(node, "args") and torch_channels_last(node, _recorded_conv)
         return adaptive_avg_pool_layer(dims, module.output_size, engine, cl, node, path)
-    if type(module) is nnq.Hardswish:
+    if type(module) in (nnq.Hardswish,):
         cl = node is not None and hasattr(node, "args") and torch_channels_last(node, _recorded_conv)
         return hardswish_layer(module.scale, module.zero_point, engine, cl)
+    if type(module) in (nn.Hardsigmoid,):
+        cl = node is not None and hasattr(node, "args") and torch_channels_last(node, _recorded_conv)
+        return hardsigmoid_layer(module.inplace, engine, cl, node, path)
     return None
 
 
@@ -168,6 +172,43 @@ def hardswish_layer(scale, zero_point, engine, channels_last):
     return Hardswish(float(scale), int(zero_point), "uint8", path="qnnpack" if engine == "qnnpack" else "vector",
                      layout="nhwc" if channels_last else "nchw", vector_block=_vector_block(),
                      torch_threads=torch.get_num_threads())
+
+
+def hardsigmoid_layer(inplace, engine, channels_last, node, path):
+    """nn.Hardsigmoid / F.hardsigmoid on a quint8 tensor: torch's vector kernel, or QNNPACK's table
+    under engine qnnpack; the output quantization is fixed (1/256, 0)."""
+    if inplace:
+        raise _unsupported("hardsigmoid with inplace=True", node, path,
+                           " (it overwrites its input, which later readers see; use inplace=False)")
+    return Hardsigmoid("uint8", path="qnnpack" if engine == "qnnpack" else "vector",
+                       layout="nhwc" if channels_last else "nchw", vector_block=_vector_block(),
+                       torch_threads=torch.get_num_threads())
+
+
+def fx_hardsigmoid(b, node):
+    a = _bind(b, node, ("input", "inplace"), {"inplace": False})
+    b.const(node, a["inplace"], (bool,), "inplace")
+    cl = torch_channels_last(node, _is_conv_in(b.root))
+    b.add(node, hardsigmoid_layer(a["inplace"], b.engine, cl, node, _path(node)), [b.tensor(node, a["input"])])
+
+
+def fx_mean(b, node):
+    """Tensor.mean / torch.mean over dims (2, 3) of a 4-D quantized value (shufflenet's global
+    pool); any other dims or a dtype are refused."""
+    a = _bind(b, node, ("input", "dim", "keepdim", "dtype"), {"dim": None, "keepdim": False, "dtype": None})
+    dim = b.const(node, a["dim"], (int, tuple, list, type(None)), "dim")
+    keepdim = b.const(node, a["keepdim"], (bool,), "keepdim")
+    if a["dtype"] is not None:
+        raise _unsupported("mean with dtype=%r" % (a["dtype"],), node, _path(node))
+    dims = sorted(d % 4 for d in ((dim,) if isinstance(dim, int) else dim or ()))
+    if dims != [2, 3]:
+        raise _unsupported("mean over dims %r" % (dim,), node, _path(node),
+                           " (fastq reproduces the quantized mean over dims (2, 3) of a 4-D value)")
+    if b.engine == "qnnpack":
+        path = "qnnpack"
+    else:
+        path = "nhwc" if torch_channels_last(node, _is_conv_in(b.root)) else "nchw"
+    b.add(node, MeanHW(keepdim, path), [b.tensor(node, a["input"])])
 
 
 def adaptive_avg_pool_layer(dims, output_size, engine, channels_last, node, path):

@@ -31,6 +31,7 @@ from .torch_fx_args import _bind, _path, _type_name, _unsupported  # noqa: F401 
 from .torch_quantized import dynamic_linear_from_torch, linear_from_torch
 
 TENSOR, INT, TUPLE = "tensor", "int", "tuple"
+CHUNKS = "chunks"       # x.chunk(n, dim): no node of its own; each [i] of it becomes a Chunk node
 
 
 # -------------------------------------------------------------------- leaf modules
@@ -84,7 +85,7 @@ MODULES = (
 _SUPPORTED = ", ".join(dict.fromkeys(c.__name__ for classes, _, make in MODULES if make is not _float_weighted
                                      for c in classes))
 _SUPPORTED += ", quantized Conv1d / Conv2d / ConvReLU1d / ConvReLU2d, MaxPool1d / MaxPool2d, AvgPool1d / AvgPool2d, "\
-    "AdaptiveAvgPool1d / AdaptiveAvgPool2d, quantized Hardswish"
+    "AdaptiveAvgPool1d / AdaptiveAvgPool2d, quantized Hardswish, Hardsigmoid"
 
 
 def leaf_layer(module, path, engine, node=None):
@@ -112,6 +113,7 @@ class GraphBuilder:
         self.kind = {}          # fastq value name -> TENSOR / INT / TUPLE
         self.nodes, self.inputs, self.outputs = [], [], ()
         self.layers = {}        # module path -> layer (a module called twice: one layer, two nodes)
+        self.chunked = {}       # CHUNKS value -> (input value, chunks, dim)
 
     # ---------------------------------------------------------------- helpers
     def add(self, node, layer, inputs, kind=TENSOR):
@@ -292,9 +294,33 @@ def _getattr(b, node):
     b.add(node, sh.Size(None), [b.tensor(node, x)], TUPLE)
 
 
+def _chunk(b, node):
+    a = _bind(b, node, ("input", "chunks", "dim"), {"dim": 0})
+    src = b.tensor(node, a["input"])
+    chunks = b.const(node, a["chunks"], (int,), "chunks")
+    dim = b.const(node, a["dim"], (int,), "dim")
+    b.env[node] = node.name
+    b.kind[node.name] = CHUNKS
+    b.chunked[node.name] = (src, chunks, dim)
+
+
+def _floordiv(b, node):
+    x, d = node.args
+    v = b.value(node, x, "dividend")
+    if b.kind[v] != INT:
+        raise _unsupported("// on a %s value" % b.kind[v], node, _path(node))
+    b.add(node, sh.FloorDiv(b.const(node, d, (int,), "divisor")), [v], INT)
+
+
 def _getitem(b, node):
     x, idx = node.args
     v = b.value(node, x)
+    if b.kind[v] == CHUNKS and isinstance(idx, int) and not isinstance(idx, bool):
+        src, chunks, dim = b.chunked[v]
+        if not 0 <= idx < chunks:
+            raise _unsupported("piece %r of chunk(%d)" % (idx, chunks), node, _path(node))
+        b.add(node, sh.Chunk(chunks, dim, idx), [src])
+        return
     if b.kind[v] != TUPLE or isinstance(idx, bool) or not isinstance(idx, int):
         raise _unsupported("indexing a %s value with %r (slicing tensors is not reproduced)" % (b.kind[v], idx),
                            node, _path(node))
@@ -377,13 +403,17 @@ FUNCTIONS = {
     torch.avg_pool1d: tconv.fx_avg_pool(1),
     F.adaptive_avg_pool1d: tconv.fx_adaptive_avg_pool(1), F.adaptive_avg_pool2d: tconv.fx_adaptive_avg_pool(2),
     torch.adaptive_avg_pool1d: tconv.fx_adaptive_avg_pool(1),
+    F.hardsigmoid: tconv.fx_hardsigmoid,
+    torch.mean: tconv.fx_mean,
+    torch.chunk: _chunk, operator.floordiv: _floordiv,
 }
 METHODS = {
     "relu": relu, "relu_": relu, "flatten": _flatten(0), "view": _reshape, "reshape": _reshape,
     "squeeze": FUNCTIONS[torch.squeeze], "unsqueeze": FUNCTIONS[torch.unsqueeze],
     "transpose": _transpose, "permute": _permute, "contiguous": contiguous, "size": _size,
     "dequantize": dequantize, "add": FUNCTIONS[torch.add], "add_": FUNCTIONS[torch.add],
-    "mul": FUNCTIONS[torch.mul], "mul_": FUNCTIONS[torch.mul],
+    "mul": FUNCTIONS[torch.mul], "mul_": FUNCTIONS[torch.mul], "mean": tconv.fx_mean,
+    "chunk": _chunk,
 }
 QUANTIZED_OPS = {
     "quantized::add": _qbinary("add", False), "quantized::add_relu": _qbinary("add", True),

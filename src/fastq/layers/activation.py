@@ -1,5 +1,6 @@
 """Quantized activations computed through float, as torch's quantized kernels compute them:
-Hardswish (nnq.Hardswish, torch.ops.quantized.hardswish). Formula: reference.hardswish."""
+Hardswish (nnq.Hardswish, torch.ops.quantized.hardswish) and Hardsigmoid (nn.Hardsigmoid /
+F.hardsigmoid on a quantized tensor). Formulas: reference.hardswish, reference.hardsigmoid."""
 from __future__ import annotations
 
 import numpy as np
@@ -61,14 +62,7 @@ class Hardswish(Layer):
         return {}
 
     def __call__(self, x):
-        if not isinstance(x, QTensor) or x.axis is not None:
-            raise TypeError("x: Hardswish takes a per-tensor fastq.QTensor, got %s" % type(x).__name__)
-        if x.values.dtype.name != self._settings["dtype"]:
-            raise TypeError("x: Hardswish(dtype=%r) takes %s values, got %s"
-                            % (self._settings["dtype"], self._settings["dtype"], x.values.dtype))
-        mask = None
-        if self.path == "vector":
-            mask = vector_mask(x.values.shape, self.layout, self.vector_block, self.torch_threads)
+        mask = _checked_mask(self, x)
         y = reference.hardswish(x.values, x.scale, x.zero_point, self.scale, self.zero_point, self.path, mask,
                                 self._settings["dtype"])
         return QTensor._checked(y, self.scale, self.zero_point)
@@ -77,3 +71,62 @@ class Hardswish(Layer):
         return {"qparams": "%.6g / %d" % (self.scale, self.zero_point), "constants": "-",
                 "arithmetic": "hardswish via float (%s%s)" % (self.path,
                                                               ", %s tail" % self.layout if self.path == "vector" else "")}
+
+
+def _checked_mask(layer, x):
+    """Checks x against the layer's dtype; the vector-body mask of its path (None for qnnpack)."""
+    name, dtype = type(layer).__name__, layer._settings["dtype"]
+    if not isinstance(x, QTensor) or x.axis is not None:
+        raise TypeError("x: %s takes a per-tensor fastq.QTensor, got %s" % (name, type(x).__name__))
+    if x.values.dtype.name != dtype:
+        raise TypeError("x: %s(dtype=%r) takes %s values, got %s" % (name, dtype, dtype, x.values.dtype))
+    if layer.path != "vector":
+        return None
+    return vector_mask(x.values.shape, layer.layout, layer.vector_block, layer.torch_threads)
+
+
+@register
+class Hardsigmoid(Layer):
+    """Quantized hardsigmoid: output scale 1/256 and zero point 0 (uint8) or -128 (int8), fixed by
+    torch. Paths, layout, vector_block and torch_threads as Hardswish (torch's kernels share the
+    dequantize / quantize steps; the power-of-two output scale makes only the dequantize differ
+    between body and tail)."""
+    takes = QUANT
+    settings = (
+        Setting("dtype", check_dtype_name("dtype"), "uint8"),
+        Setting("path", check_choice("path", reference.HARDSWISH_PATHS), "vector"),
+        Setting("layout", check_choice("layout", LAYOUTS), "nchw"),
+        Setting("vector_block", check_vector_block, 64),
+        Setting("torch_threads", check_torch_threads, 1),
+    )
+    layout_dependent = True
+
+    def __init__(self, dtype="uint8", path="vector", layout="nchw", vector_block=64, torch_threads=1):
+        self._set_settings(dtype=dtype, path=path, layout=layout, vector_block=vector_block,
+                           torch_threads=torch_threads)
+
+    @property
+    def scale(self):
+        return reference.HARDSIGMOID_SCALE
+
+    @property
+    def zero_point(self):
+        return reference.hardsigmoid_zero_point(self._settings["dtype"])
+
+    def infer(self, spec):
+        if spec.kind != "quant":
+            raise TypeError("x: Hardsigmoid takes quantized values, got %s ones" % spec.kind)
+        return Spec("quant", spec.shape, self._settings["dtype"], self.scale, self.zero_point)
+
+    def prepare(self, spec):
+        return {}
+
+    def __call__(self, x):
+        mask = _checked_mask(self, x)
+        y = reference.hardsigmoid(x.values, x.scale, x.zero_point, self.path, mask, self._settings["dtype"])
+        return QTensor._checked(y, self.scale, self.zero_point)
+
+    def summary_row(self, specs, op_data):
+        return {"qparams": "1/256 / %d" % self.zero_point, "constants": "-",
+                "arithmetic": "hardsigmoid via float (%s%s)" % (self.path,
+                                                                ", %s tail" % self.layout if self.path == "vector" else "")}

@@ -145,6 +145,24 @@ class AddData(NamedTuple):
     segments: Tuple = ()                 # per size: [(begin, body end, end)] of torch's chunks
 
 
+def _broadcast_spec_shape(sa, sb):
+    """numpy's broadcast of two shapes whose dimensions may be None (unknown)."""
+    if len(sa) < len(sb):
+        sa = (1,) * (len(sb) - len(sa)) + tuple(sa)
+    sb = (1,) * (len(sa) - len(sb)) + tuple(sb)
+    out = []
+    for da, db in zip(sa, sb):
+        if da == db or db == 1:
+            out.append(da)
+        elif da == 1:
+            out.append(db)
+        elif da is None or db is None:
+            out.append(db if da is None else da)
+        else:
+            raise ValueError("x: inputs of shapes %s and %s do not broadcast" % (tuple(sa), tuple(sb)))
+    return tuple(out)
+
+
 @register
 class QuantizedAdd(_QBinary):
     """y = a + b requantized to (scale, zero_point) [relu], as torch.ops.quantized.add / add_relu.
@@ -249,6 +267,7 @@ class QuantizedMul(_QBinary):
         self._block, self._threads = self.vector_block, self.torch_threads
 
     def __call__(self, a, b):
+        a, b = self._broadcast(a, b)
         self._check_call(a, b)
         m = self._cached((a.scale, b.scale), lambda: float(reference.qmul_multiplier(a.scale, b.scale, self._s)))
         va, vb, za, zb = a.values, b.values, a.zero_point, b.zero_point
@@ -260,6 +279,35 @@ class QuantizedMul(_QBinary):
             y = np.concatenate([self._mul(fa[lo:hi], fb[lo:hi], za, zb, m)
                                 for lo, hi in torch_chunks(n, self._threads)]).reshape(va.shape)
         return self._out(y)
+
+    def _broadcast(self, a, b):
+        """Inputs of different shapes broadcast as torch's TensorIterator does (squeeze-excitation
+        multiplies [N, C, 1, 1] by [N, C, H, W]). Which elements torch leaves to its scalar tail then
+        depends on its iteration order, not on the flat output order; both roundings agree while
+        |t| < 2^31 output steps, which holds for every product of the two dtypes when
+        65025 * M < 2^31. A multiplier past that bound with broadcasting is refused."""
+        if not _fast_pair(a, b) and type(a) is QTensor and type(b) is QTensor and a.axis is None \
+                and b.axis is None and a.values.shape != b.values.shape:
+            try:
+                shape = np.broadcast_shapes(a.values.shape, b.values.shape)
+            except ValueError:
+                raise ValueError("x: inputs of shapes %s and %s do not broadcast"
+                                 % (a.values.shape, b.values.shape)) from None
+            m = float(reference.qmul_multiplier(a.scale, b.scale, self._s))
+            if 65025.0 * m >= 2.0 ** 31:
+                raise ValueError("x: broadcasting inputs of shapes %s and %s with multiplier %r (s_a * s_b / s_y): "
+                                 "products may pass 2^31 output steps, where torch's rounding depends on its "
+                                 "iteration order; fastq reproduces broadcasting only below %g"
+                                 % (a.values.shape, b.values.shape, m, 2.0 ** 31 / 65025))
+            a = QTensor._checked(np.ascontiguousarray(np.broadcast_to(a.values, shape)), a.scale, a.zero_point)
+            b = QTensor._checked(np.ascontiguousarray(np.broadcast_to(b.values, shape)), b.scale, b.zero_point)
+        return a, b
+
+    def infer(self, a, b):
+        if a.kind == "quant" and b.kind == "quant" and a.shape != b.shape and a.dtype == b.dtype:
+            return Spec("quant", _broadcast_spec_shape(a.shape, b.shape), a.dtype, float(self.scale),
+                        int(self.zero_point))
+        return super().infer(a, b)
 
     def prepare(self, a, b):
         """The float32 multiplier f32(f32(s_a * s_b) * f32(1 / s_y)) (the call's cached one)."""

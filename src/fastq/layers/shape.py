@@ -361,3 +361,80 @@ class GetItem(_Move):
             output.known = k[self.index]
         return None
 
+
+
+@register
+class FloorDiv(Layer):
+    """size // divisor on an int (shufflenet's channel shuffle: num_channels // groups), Python's
+    floor division as torch.fx traces it; divisor is a constant int."""
+    takes = ANY
+
+    settings = (Setting("divisor", check_int("divisor")),)
+
+    def __init__(self, divisor):
+        self._set_settings(divisor=divisor)
+        if self.divisor == 0:
+            raise ValueError("divisor: expected a nonzero int, got 0")
+
+    def __call__(self, x):
+        return _int(x, "x") // self.divisor
+
+    def infer(self, x):
+        check_kind(x, ("int",), "FloorDiv")
+        return Spec("int", ())
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        """No C: the exporter knows the result where it knows the size (not the batch)."""
+        k = getattr(inputs[0], "known", None)
+        output.known = k // self.divisor if isinstance(k, int) and not isinstance(k, bool) else None
+        return None
+
+    def summary_row(self, specs, op_data):
+        return {"qparams": "-", "constants": "// %d" % self.divisor, "arithmetic": "int floor division"}
+
+
+@register
+class Chunk(_Move):
+    """x.chunk(chunks, dim)[index] / torch.chunk: piece `index` of torch's split of dim into
+    pieces of ceil(size / chunks) (the last one shorter; torch makes fewer pieces when they run out)."""
+    takes = ANY
+
+    settings = (Setting("chunks", check_int("chunks")), Setting("dim", check_int("dim")),
+                Setting("index", check_int("index")))
+
+    def __init__(self, chunks, dim, index):
+        self._set_settings(chunks=chunks, dim=dim, index=index)
+        if self.chunks < 1:
+            raise ValueError("chunks: expected >= 1, got %d" % self.chunks)
+        if not 0 <= self.index < self.chunks:
+            raise ValueError("index: expected 0 <= index < chunks = %d, got %d" % (self.chunks, self.index))
+
+    def _bounds(self, size):
+        step = -(-size // self.chunks) if size else 0
+        lo, hi = self.index * step, min((self.index + 1) * step, size)
+        if step == 0 or lo >= size:
+            raise ValueError("x: chunk(%d) of a dimension of size %d has %d pieces; no piece %d"
+                             % (self.chunks, size, -(-size // step) if step else 0, self.index))
+        return lo, hi
+
+    def __call__(self, x):
+        v = _values(x)
+        d = _dim(self.dim, v.ndim)
+        lo, hi = self._bounds(v.shape[d])
+        idx = [slice(None)] * v.ndim
+        idx[d] = slice(lo, hi)
+        return _like(x, np.ascontiguousarray(v[tuple(idx)]))
+
+    def infer(self, x):
+        spec = self._value_spec(x)
+        d = _dim(self.dim, len(spec.shape))
+        if d == 0:
+            raise ValueError("x: chunk along dim 0 splits the batch, which fastq keeps whole")
+        shape = list(spec.shape)
+        if shape[d] is not None:
+            lo, hi = self._bounds(shape[d])
+            shape[d] = hi - lo
+        return spec.like(shape=tuple(shape))
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        self.unsupported("export", node, "a slice of a dimension inside a sample is not exported to C yet")
