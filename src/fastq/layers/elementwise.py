@@ -69,8 +69,12 @@ class _Clamp(Layer):
     def _float_c(self, ctx, lo, hi):
         return "fq_clip_float(x[i], %s, %s)" % (ctx.float_literal(lo), ctx.float_literal(hi))
 
+    _torch_note = None      # where fastq knowingly differs from torch (ARITHMETIC.md says why)
+
     def summary_row(self, specs, op_data):
         row = self.settings_row("exact (moves / clamps)")
+        if self._torch_note:
+            row["arithmetic"] += "; " + self._torch_note
         if op_data is not None and specs and specs[0] is not None and specs[0].kind == "quant":
             row["constants"] = ("%s; " % row["constants"] if row["constants"] != "-" else "") + \
                 "q in [%d, %d]" % op_data
@@ -196,6 +200,8 @@ class ReLU6(_Clamp):
     Float: clamp(x, 0, 6)."""
     _lo_words, _hi_words, _float_words = "the zero point", "quantize_val(6.0): torch's scalar quantize, no fma", \
         "x = clip(x, 0, 6)"
+    _torch_note = ("the intended clamp where torch 2.13 under qnnpack scrambles a channels-last input "
+                   "(its NHWC bytes returned labelled NCHW)")
 
     def _q_bounds(self, scale, zero_point, dtype):
         return int(zero_point), int(reference.quantize_val(np.float32(6.0), scale, zero_point, dtype))
@@ -251,6 +257,9 @@ def _check_finite_float(name):
 class Hardtanh(_Clamp):
     """Quantized: q = min(max(q, q_lo), q_hi), q_lo / q_hi = reference.quantize_val(min_val / max_val)
     with the input's scale and zero point (torch quantized hardtanh / clamp). Float: clamp(x, min_val, max_val)."""
+    _torch_note = ("the intended clamp where torch 2.13 under qnnpack scrambles a channels-last input "
+                   "(its NHWC bytes returned labelled NCHW)")
+
     settings = (Setting("min_val", _check_finite_float("min_val"), -1.0),
                 Setting("max_val", _check_finite_float("max_val"), 1.0))
     _lo_words, _hi_words = "quantize_val(min_val), no fma", "quantize_val(max_val), no fma"
