@@ -42,6 +42,15 @@ def check_int(value, name, lo, hi, what=""):
     return v
 
 
+def check_index(value, name, hi):
+    """An int (not bool) in [0, hi): an output row, column or node index."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError("%s: expected an int, got %r" % (name, type(value).__name__))
+    if not 0 <= value < hi:
+        raise ValueError("%s: %d is outside [0, %d)" % (name, value, hi))
+    return int(value)
+
+
 def check_scale(scale, name="scale"):
     """A positive finite float."""
     if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (numbers.Real, np.floating, np.integer)):

@@ -5,15 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import check_index as _check_index
 from ..layers._base import Layer
-
-
-def _check_index(v, name, hi):
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-        raise TypeError("%s: expected an int, got %r" % (name, type(v).__name__))
-    if not 0 <= v < hi:
-        raise ValueError("%s: %d is outside [0, %d)" % (name, v, hi))
-    return int(v)
 
 
 # --------------------------------------------------------------------------- entry points

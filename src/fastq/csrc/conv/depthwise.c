@@ -169,31 +169,41 @@ static void dw_row(void *ctx, int64_t row) {
     }
 }
 
-int fq_depthwise(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w, int saturate,
-                 const fq_epilogue *ep, void *out, int isa, int num_threads) {
+/* The job both entry points share: the backend's tile kernel and epilogue (from the table,
+ * counted as run), the geometry, the buffers. The caller sets the tile strides. */
+static void dw_job_init(dw_job *j, const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w,
+                        int saturate, const fq_epilogue *ep, void *out, int isa) {
     const fq_kernels *kern = fq_kernels_run(FQ_FAMILY_CONV, isa);
     const fq_kernels *epi_table = ep->scalar_only ? fq_kernels_for(FQ_BACKEND_SCALAR) : kern;
     fq_note_run(FQ_FAMILY_EPILOGUE, epi_table->epilogue_owner[ep->variant][ep->out_signed]);
+    j->g = g;
+    j->xp = xp;
+    j->w = w;
+    j->tile_fn = saturate ? kern->conv->dw_saturate : kern->conv->dw_exact;
+    j->epilogue = epi_table->epilogue[ep->variant][ep->out_signed];
+    j->ep = ep;
+    j->tg.k_h = g->k_h;
+    j->tg.k_w = g->k_w;
+    j->out = out;
+    j->elem = ep->kind == FQ_EPI_INT32 || ep->kind == FQ_EPI_FLOAT ? 4 : 1;
+}
+
+/* Threads only for layers big enough to pay for them. */
+static int dw_threads(const fq_conv_geometry *g, int num_threads) {
+    double macs = (double)g->batch * g->out_h * g->out_w * g->out_c * g->k_h * g->k_w;
+    if (macs < (1 << 20)) return 1;
+    return num_threads <= 0 ? fq_get_num_threads() : num_threads;
+}
+
+int fq_depthwise(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w, int saturate,
+                 const fq_epilogue *ep, void *out, int isa, int num_threads) {
     dw_job j;
-    j.g = g;
-    j.xp = xp;
-    j.w = w;
-    j.tile_fn = saturate ? kern->conv->dw_saturate : kern->conv->dw_exact;
-    j.epilogue = epi_table->epilogue[ep->variant][ep->out_signed];
-    j.ep = ep;
+    dw_job_init(&j, g, xp, w, saturate, ep, out, isa);
     int32_t cx = g->out_c, wp = g->in_w + 2 * g->pad_w;
-    j.tg.k_h = g->k_h;
-    j.tg.k_w = g->k_w;
     j.tg.pix = (ptrdiff_t)g->stride_w * cx;
     j.tg.tap_w = (ptrdiff_t)g->dil_w * cx;
     j.tg.tap_h = (ptrdiff_t)g->dil_h * wp * cx;
-    j.out = out;
-    j.elem = ep->kind == FQ_EPI_INT32 || ep->kind == FQ_EPI_FLOAT ? 4 : 1;
-    int64_t rows = (int64_t)g->batch * g->out_h;
-    double macs = (double)rows * g->out_w * cx * g->k_h * g->k_w;
-    if (macs < (1 << 20)) num_threads = 1;
-    else if (num_threads <= 0) num_threads = fq_get_num_threads();
-    fq_parallel_for(rows, dw_row, &j, num_threads);
+    fq_parallel_for((int64_t)g->batch * g->out_h, dw_row, &j, dw_threads(g, num_threads));
     return 0;
 }
 
@@ -232,28 +242,12 @@ int fq_depthwise_flat(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_
                       const fq_epilogue *ep, void *out, int isa, int num_threads) {
     int32_t cx = g->out_c;
     if (g->stride_w != 1 || g->dil_w != 1 || cx > 16 || 32 % cx || w32->channels != 32) return -2;
-    const fq_kernels *kern = fq_kernels_run(FQ_FAMILY_CONV, isa);
-    const fq_kernels *epi_table = ep->scalar_only ? fq_kernels_for(FQ_BACKEND_SCALAR) : kern;
-    fq_note_run(FQ_FAMILY_EPILOGUE, epi_table->epilogue_owner[ep->variant][ep->out_signed]);
     dw_job j;
-    j.g = g;
-    j.xp = xp;
-    j.w = w32;
-    j.tile_fn = saturate ? kern->conv->dw_saturate : kern->conv->dw_exact;
-    j.epilogue = epi_table->epilogue[ep->variant][ep->out_signed];
-    j.ep = ep;
+    dw_job_init(&j, g, xp, w32, saturate, ep, out, isa);
     int32_t wp = g->in_w + 2 * g->pad_w;
-    j.tg.k_h = g->k_h;
-    j.tg.k_w = g->k_w;
     j.tg.pix = 32;
     j.tg.tap_w = cx;
     j.tg.tap_h = (ptrdiff_t)g->dil_h * wp * cx;
-    j.out = out;
-    j.elem = ep->kind == FQ_EPI_INT32 || ep->kind == FQ_EPI_FLOAT ? 4 : 1;
-    int64_t rows = (int64_t)g->batch * g->out_h;
-    double macs = (double)rows * g->out_w * cx * g->k_h * g->k_w;
-    if (macs < (1 << 20)) num_threads = 1;
-    else if (num_threads <= 0) num_threads = fq_get_num_threads();
-    fq_parallel_for(rows, dw_flat_row, &j, num_threads);
+    fq_parallel_for((int64_t)g->batch * g->out_h, dw_flat_row, &j, dw_threads(g, num_threads));
     return 0;
 }

@@ -9,21 +9,12 @@ from fractions import Fraction
 import numpy as np
 
 from ... import reference as R
-from ..._checks import as_array
+from ..._checks import as_array, check_index as _check_index
 from ...fixedpoint import tflite_params
 from ...qtensor import QTensor
 from .._trace import Step, Trace, _f32_step, _fr, _g
 
 f32 = np.float32
-
-
-# --------------------------------------------------------------------------- input checks
-def _check_index(v, name, hi):
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-        raise TypeError("%s: expected an int, got %r" % (name, type(v).__name__))
-    if not 0 <= v < hi:
-        raise ValueError("%s: %d is outside [0, %d)" % (name, v, hi))
-    return int(v)
 
 
 def _weight_row(layer, col):
