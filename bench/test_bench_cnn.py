@@ -108,6 +108,14 @@ def test_cnn_models(benchmark, request):
     x1 = np.zeros((1,) + MODELS["DS-CNN"][1], np.float32)
     benchmark.pedantic(lambda: fm1(x1), rounds=10, iterations=5)
     print("\nbackend %s, one thread" % fastq.get_backend())
+    benchmark.extra_info["backend"] = fastq.get_backend()
+    benchmark.extra_info["threads"] = 1
+    benchmark.extra_info["torch"] = torch.__version__
+    try:
+        import onnxruntime
+        benchmark.extra_info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        benchmark.extra_info["onnxruntime"] = None
     print("%-24s %5s %10s %10s %10s %11s %9s" % ("model", "batch", "fastq ms", "torch ms", "ORT ms", "torch/fastq",
                                                   "ORT/fastq"))
     for name, b, tf, tt, to in rows:
