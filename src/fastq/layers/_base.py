@@ -303,7 +303,34 @@ def _known(cls, settings):
     return {k: v for k, v in settings.items() if k in init}
 
 
-class WeightLayer(Layer):
+class WeightState(Layer):
+    """The array state of a layer holding an int8 weight QTensor and a float or int32 bias (the
+    linear and convolution families): get_arrays / from_state written once."""
+
+    def get_arrays(self):
+        arrays = weight_arrays(self.weight)
+        if self.bias is not None:
+            arrays["bias"] = self.bias
+        if self.int_bias is not None:
+            arrays["int_bias"] = self.int_bias
+        return arrays
+
+    @classmethod
+    def from_state(cls, settings, arrays):
+        settings = _known_all(cls, settings)
+        if not isinstance(arrays, dict):
+            raise TypeError("arrays: expected a dict, got %s" % type(arrays).__name__)
+        extra = set(arrays) - set(cls.arrays)
+        if extra:
+            raise ValueError("arrays: %s has no array(s) %s" % (cls.__name__, ", ".join(sorted(extra))))
+        if "bias" in arrays and "int_bias" in arrays:
+            raise ValueError("arrays: both 'bias' and 'int_bias' given")
+        weight = weight_from_arrays(arrays, bool(settings.get("per_channel", False)))
+        bias = arrays.get("int_bias", arrays.get("bias"))
+        return cls(weight, bias, **_known(cls, settings))
+
+
+class WeightLayer(WeightState):
     """A layer with int8 weights [N, K]: owns the packing, the overflow bound, the bias checks,
     the epilogue cache and the weight / bias array state."""
 
@@ -359,29 +386,6 @@ class WeightLayer(Layer):
 
     def _repr_head(self):
         return ["in_features=%d" % self.in_features, "out_features=%d" % self.out_features]
-
-    def get_arrays(self):
-        arrays = weight_arrays(self.weight)
-        if self.bias is not None:
-            arrays["bias"] = self.bias
-        if self.int_bias is not None:
-            arrays["int_bias"] = self.int_bias
-        return arrays
-
-    @classmethod
-    def from_state(cls, settings, arrays):
-        settings = _known_all(cls, settings)
-        if not isinstance(arrays, dict):
-            raise TypeError("arrays: expected a dict, got %s" % type(arrays).__name__)
-        extra = set(arrays) - set(cls.arrays)
-        if extra:
-            raise ValueError("arrays: %s has no array(s) %s" % (cls.__name__, ", ".join(sorted(extra))))
-        if "bias" in arrays and "int_bias" in arrays:
-            raise ValueError("arrays: both 'bias' and 'int_bias' given")
-        weight = weight_from_arrays(arrays, bool(settings.get("per_channel", False)))
-        bias = arrays.get("int_bias", arrays.get("bias"))
-        return cls(weight, bias, **_known(cls, settings))
-
 
 def _known_all(cls, settings):
     """settings checked against the declaration (all of them, derived ones included)."""

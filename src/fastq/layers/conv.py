@@ -16,9 +16,8 @@ from ..fixedpoint import ROUNDING_CODES
 from ..qtensor import QTensor
 from ._spec import Spec
 from .conv_explain import explain_conv
-from ._base import (QUANT, Layer, Setting, _known, _known_all, check_bool, check_choice, check_dtype_name,
-                    check_int, check_scale_setting, check_zero_point_in, register, weight_arrays,
-                    weight_from_arrays)
+from ._base import (QUANT, Setting, WeightState, check_bool, check_choice, check_dtype_name, check_int,
+                    check_scale_setting, check_zero_point_in, register)
 
 ARITHMETICS = reference.CONV_ARITHMETICS
 SATURATION = ("auto", "on", "off")
@@ -61,7 +60,7 @@ def check_conv_weight(weight):
 
 
 @register
-class QuantizedConv(Layer):
+class QuantizedConv(WeightState):
     """y = requant(conv(x - zx, w - zw) [+ bias]) for a uint8 / int8 QTensor x (NCL or NCHW).
 
     weight: int8 QTensor [O, C/groups, K] or [O, C/groups, KH, KW], per tensor or per output channel;
@@ -279,24 +278,3 @@ class QuantizedConv(Layer):
     def _repr_head(self):
         return ["in_channels=%d" % self.in_channels, "out_channels=%d" % self.out_channels,
                 "kernel_size=%r" % (self.kernel_size,)]
-
-    def get_arrays(self):
-        arrays = weight_arrays(self.weight)
-        if self.bias is not None:
-            arrays["bias"] = self.bias
-        if self.int_bias is not None:
-            arrays["int_bias"] = self.int_bias
-        return arrays
-
-    @classmethod
-    def from_state(cls, settings, arrays):
-        settings = _known_all(cls, settings)
-        if not isinstance(arrays, dict):
-            raise TypeError("arrays: expected a dict, got %s" % type(arrays).__name__)
-        extra = set(arrays) - set(cls.arrays)
-        if extra:
-            raise ValueError("arrays: QuantizedConv has no array(s) %s" % ", ".join(sorted(extra)))
-        if "bias" in arrays and "int_bias" in arrays:
-            raise ValueError("arrays: both 'bias' and 'int_bias' given")
-        weight = weight_from_arrays(arrays, bool(settings.get("per_channel", False)))
-        return cls(weight, arrays.get("int_bias", arrays.get("bias")), **_known(cls, settings))
