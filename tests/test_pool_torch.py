@@ -58,7 +58,7 @@ def test_avg_pool2d_qnnpack(rng):
         for k, s, p, ceil, cip, dov, x, zx in _cases(rng, 120, qnnpack=True):
             xq = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x), 0.05, zx)
             y = F.avg_pool2d(xq, k, s, p, ceil, cip, dov).int_repr().numpy()
-            q = R.avg_pool(x, zx, k, s, p, ceil, cip, dov, path="qnnpack")
+            q = R.avg_pool(x, zx, k, s, p, ceil, cip, dov, path="qnnpack", scale=0.05)
             bad += int((q != y).sum())
             total += q.size
     assert bad == 0 and total > 10000

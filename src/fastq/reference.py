@@ -1063,13 +1063,31 @@ def max_pool(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=False):
     return out[:, :, 0, :] if one_d else out
 
 
-def avg_pool_round(acc, div, zero_point, kernel, path="nchw", vector_channels=16, dtype="uint8"):
+def qnnpack_pool_multiplier(scale, count):
+    """QNNPACK's average-pooling multiplier for `count` inputs per window when, as torch calls it,
+    the output scale is the input's: f32(s / f32(s * (float)count)). It is not always f32(1 / count)
+    (s = 0.05, count 6 differ): the product s * count is rounded to float before the division."""
+    s = f32(_need_scale(scale))
+    c = np.asarray(count).astype(np.float32)
+    return (s / (s * c).astype(np.float32)).astype(np.float32)
+
+
+def _need_scale(scale):
+    if scale is None:
+        raise ValueError("scale: path 'qnnpack' needs the input scale (its multiplier is "
+                         "f32(scale / f32(scale * count))), got None")
+    return scale
+
+
+def avg_pool_round(acc, div, zero_point, kernel, path="nchw", vector_channels=16, dtype="uint8", scale=None):
     """The rounding half of avg_pool: window sums acc [N, C, OH, OW] and divisors div [OH, OW]
-    (kernel: (KH, KW), the qnnpack path's fixed divisor) -> the output integers of the path."""
+    (kernel: (KH, KW), the qnnpack path's fixed divisor; scale: the input scale, which only the
+    qnnpack path reads) -> the output integers of the path."""
     k, zx = kernel, int(zero_point)
     if path == "qnnpack":
-        div = np.full_like(div, k[0] * k[1])
-    m = (f32(1.0) / div.astype(np.float32)).astype(np.float32)
+        m = np.full(np.shape(div), qnnpack_pool_multiplier(scale, k[0] * k[1]), np.float32)
+    else:
+        m = (f32(1.0) / div.astype(np.float32)).astype(np.float32)
     a = acc.astype(np.float32)
     if path == "nchw":
         r = np.rint(((a * m).astype(np.float32) + f32(zx)).astype(np.float32)).astype(np.int64)
@@ -1119,7 +1137,7 @@ def avg_pool_sums(x, zero_point, kernel, stride, padding, ceil_mode, count_inclu
 
 
 def avg_pool(x, zero_point, kernel, stride, padding, ceil_mode=False, count_include_pad=True,
-             divisor_override=None, path="nchw", vector_channels=16, dtype="uint8"):
+             divisor_override=None, path="nchw", vector_channels=16, dtype="uint8", scale=None):
     """Quantized average pooling as torch 2.13 computes it; the output keeps the input's scale and
     zero point. With m = f32(1 / divisor):
       path "nchw" (a contiguous NCHW input, engines x86 / fbgemm):
@@ -1129,7 +1147,9 @@ def avg_pool(x, zero_point, kernel, stride, padding, ceil_mode=False, count_incl
           q = rne(f32((float)acc * m)) + zp     (the zero point added after rounding)
           the remaining channels: q = rne(f32(f32((float)acc * f32(1 / f32(1 / m))) + zp))
       path "qnnpack" (engine qnnpack, uint8): count_include_pad and divisor_override are ignored:
-          the divisor is always KH*KW, q = rne(f32((float)acc * f32(1 / (KH*KW)))) + zp
+          the divisor is always KH*KW, q = rne(f32((float)acc * mq)) + zp with QNNPACK's multiplier
+          mq = f32(s / f32(s * (float)(KH*KW))) (s = scale, the input's, which torch passes as both
+          input and output scale: qnnpack_pool_multiplier)
     then clamped to the dtype."""
     one_d = np.ndim(x) == 3
     x4 = _as_2d(x)
@@ -1138,7 +1158,7 @@ def avg_pool(x, zero_point, kernel, stride, padding, ceil_mode=False, count_incl
     if path == "qnnpack":
         count_include_pad, divisor_override = True, None
     acc, div = avg_pool_sums(x4, zx, k, s, p, ceil_mode, count_include_pad, divisor_override)
-    out = avg_pool_round(acc, div, zx, k, path, vector_channels, dtype)
+    out = avg_pool_round(acc, div, zx, k, path, vector_channels, dtype, scale)
     return out[:, :, 0, :] if one_d else out
 
 
@@ -1152,7 +1172,7 @@ def adaptive_windows(size, out):
     return [((o * size) // out, -((-(o + 1) * size) // out)) for o in range(out)]
 
 
-def adaptive_avg_pool(x, zero_point, output_size, path="nchw", vector_channels=16, dtype="uint8"):
+def adaptive_avg_pool(x, zero_point, output_size, path="nchw", vector_channels=16, dtype="uint8", scale=None):
     """Quantized adaptive average pooling as torch 2.13 computes it (output qparams = input's).
     Per output window of `size` inputs, acc = sum(x - zx), raw = sum(x):
       path "nchw" (a contiguous input): q = rne(f32((float)raw * r)), r = f32(f32(1/KH)/KW)
@@ -1161,8 +1181,9 @@ def adaptive_avg_pool(x, zero_point, output_size, path="nchw", vector_channels=1
           floor(C / vector_channels) * vector_channels channels), with inv = f32(1/f32(1/f32(1/size))):
           vector channels:  q = rne(fmaf((float)acc, inv, zp))
           the tail:         q = rne(f32(f32((float)acc * inv) + zp))
-      path "qnnpack" (engine qnnpack, uint8, every input size a multiple of the output size): QNNPACK's
-          average pooling with kernel = stride = in / out: q = rne(f32((float)acc * f32(1/size))) + zp
+      path "qnnpack" (engine qnnpack, uint8, every input size a multiple of the output size and not
+          equal to it): QNNPACK's average pooling with kernel = stride = in / out:
+          q = rne(f32((float)acc * f32(s / f32(s * (float)size)))) + zp (s = scale, the input's)
     then clamped to the dtype."""
     one_d = np.ndim(x) == 3
     x4 = np.asarray(_as_2d(x), np.int64)
@@ -1187,7 +1208,7 @@ def adaptive_avg_pool(x, zero_point, output_size, path="nchw", vector_channels=1
         r = ((f32(1.0) / kh.astype(np.float32)).astype(np.float32) / kw.astype(np.float32)).astype(np.float32)
         q = np.rint((raw.astype(np.float32) * r).astype(np.float32)).astype(np.int64)
     elif path == "qnnpack":
-        q = np.rint((a * m).astype(np.float32)).astype(np.int64) + zx
+        q = np.rint((a * qnnpack_pool_multiplier(scale, size)).astype(np.float32)).astype(np.int64) + zx
     elif path == "nhwc":
         inv = (f32(1.0) / (f32(1.0) / m).astype(np.float32)).astype(np.float32)
         # fmaf: the exact product plus zp, rounded once (exact in double: 24-bit by 24-bit, |zp| < 2^8)
@@ -1386,8 +1407,7 @@ def mean_hw(x, scale, zero_point, path="nchw", dtype="uint8", float_lanes=8):
         return quantize_per_tensor(m, scale, zero_point, dtype)
     if path == "qnnpack":
         acc = x.reshape(n, c, h * w).astype(np.int64).sum(axis=2) - int(zero_point) * h * w
-        s = f32(scale)
-        m = f32(s / f32(s * hw))
+        m = qnnpack_pool_multiplier(scale, h * w)
         q = np.rint((acc.astype(np.float32) * m).astype(np.float32)).astype(np.int64) + int(zero_point)
         qmin, qmax = _qrange(dtype)
         return np.clip(q, qmin, qmax).astype(dtype)

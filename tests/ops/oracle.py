@@ -139,7 +139,7 @@ def _max_pool(L, x):
 
 def _avg_pool(L, x):
     return RQ(R.avg_pool(x.values, x.zero_point, L.kernel_size, L.stride, L.padding, L.ceil_mode, L.count_include_pad,
-                         L.divisor_override, L.path, L.vector_channels, _dt(x)), x.scale, x.zero_point)
+                         L.divisor_override, L.path, L.vector_channels, _dt(x), x.scale), x.scale, x.zero_point)
 
 
 ORACLE = {
@@ -177,7 +177,8 @@ ORACLE = {
     "FloorDiv": lambda L, v: v // L.divisor,
     "Chunk": _view(lambda L, v: _torch_chunk(v, L.chunks, L.dim)[L.index]),
     "AdaptiveAvgPool": lambda L, x: RQ(R.adaptive_avg_pool(x.values, x.zero_point, L.output_size, L.path,
-                                                           L.vector_channels, x.values.dtype.name), x.scale, x.zero_point),
+                                                           L.vector_channels, x.values.dtype.name, x.scale),
+                                       x.scale, x.zero_point),
     "Hardswish": lambda L, x: RQ(R.hardswish(x.values, x.scale, x.zero_point, L.scale, L.zero_point, L.path,
                                              _body_mask(x.values.shape, L.layout, L.vector_block),
                                              x.values.dtype.name), L.scale, L.zero_point),

@@ -428,8 +428,9 @@ def emit_avg_pool(layer, ctx, x, y):
     qmin, qmax = QRANGE[x.dtype]
     zx = int(x.zero_point)
     path = layer.path
-    if path == "qnnpack":
-        div, formula = "%d" % (KH * KW), "y = clamp(rne(f32((float)acc * f32(1 / (KH*KW)))) + zx)"
+    if path == "qnnpack":       # QNNPACK's multiplier f32(s / f32(s * KH*KW)), s the input scale
+        mq = ctx.float_literal(reference.qnnpack_pool_multiplier(x.scale, KH * KW))
+        div, formula = None, "y = clamp(rne(f32((float)acc * m)) + zx), m = f32(s / f32(s * (KH*KW)))"
     else:
         clip = "(he - hs) * (we - ws)" if layer.count_include_pad else "(h1 - h0) * (w1 - w0)"
         div = "%d" % layer.divisor_override if layer.divisor_override else clip
@@ -458,7 +459,7 @@ def emit_avg_pool(layer, ctx, x, y):
             "        const int32_t ws = ow * %d - %d, we = ws + %d < %d ? ws + %d : %d;" % (SW, PW, KW, W + PW, KW, W + PW),
             "        const int32_t w0 = ws > 0 ? ws : 0, w1 = we < %d ? we : %d;" % (W, W),
             "        const int32_t size = (h1 > h0 ? h1 - h0 : 0) * (w1 > w0 ? w1 - w0 : 0);",
-            "        const float m = 1.0f / (float)(%s);" % div,
+            ("        const float m = 1.0f / (float)(%s);" % div) if div else "        const float m = %s;" % mq,
             "        const float mt = 1.0f / (1.0f / m);",
             "        (void)mt; (void)size;",
             "        for (ch = 0; ch < %d; ch++) {" % C,

@@ -173,7 +173,7 @@ class AvgPool(_Pool):
             acc, div = _kernels.avg_pool2d(*args)
             k = (1,) + tuple(self.kernel_size) if self.dims == 1 else tuple(self.kernel_size)
             acc4 = acc[:, :, None, :] if self.dims == 1 else acc
-            y = reference.avg_pool_round(acc4, div, zx, k, self.path, self.vector_channels, v.dtype.name)
+            y = reference.avg_pool_round(acc4, div, zx, k, self.path, self.vector_channels, v.dtype.name, x.scale)
             y = y[:, :, 0, :] if self.dims == 1 else y
         return QTensor._checked(y, x.scale, x.zero_point)
 
@@ -182,7 +182,7 @@ class AvgPool(_Pool):
         self._check(x)
         y = reference.avg_pool(x.values, int(x.zero_point), self.kernel_size, self.stride, self.padding,
                                self.ceil_mode, self.count_include_pad, self.divisor_override, self.path,
-                               self.vector_channels, x.values.dtype.name)
+                               self.vector_channels, x.values.dtype.name, x.scale)
         return QTensor._checked(y, x.scale, x.zero_point)
 
     def emit_c(self, ctx, node, inputs, output, op_data):
@@ -252,7 +252,7 @@ class AdaptiveAvgPool(Layer):
         if self.path == "qnnpack" and x.values.dtype != np.uint8:
             raise TypeError("x: path 'qnnpack' takes uint8 values, got %s" % x.values.dtype)
         y = reference.adaptive_avg_pool(x.values, int(x.zero_point), self.output_size, self.path,
-                                        self.vector_channels, x.values.dtype.name)
+                                        self.vector_channels, x.values.dtype.name, x.scale)
         return QTensor._checked(y, x.scale, x.zero_point)
 
     def summary_row(self, specs, op_data):
