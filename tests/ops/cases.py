@@ -205,7 +205,11 @@ def _qadd():
 
 def _qmul():
     return [Case("uint8", _pair(A.QuantizedMul(0.3, 128)), _x(64, (2, 15), -3, 3)),
-            Case("int8 relu", _pair(A.QuantizedMul(0.3, 0, relu=True), z1=0, z2=3, dtype="int8"), _x(65, (2, 15), -3, 3))]
+            Case("int8 relu", _pair(A.QuantizedMul(0.3, 0, relu=True), z1=0, z2=3, dtype="int8"), _x(65, (2, 15), -3, 3)),
+            Case("broadcast [C, 1, 1] by [C, H, W] (squeeze-excitation)", _graph(
+                [Node("q", L.Quantize(0.05, 120), ("x",)), Node("p", L.pool.AdaptiveAvgPool(1), ("q",)),
+                 Node("op", A.QuantizedMul(0.04, 110), ("p", "q")), Node("dq", L.Dequantize(), ("op",))], "dq"),
+                 _x(66, (2, 7, 5, 4), -3, 3))]
 
 
 def _qscalar(cls, values):
@@ -306,8 +310,7 @@ def _size():
 
 def _pool_act(label, layer, shape, seed):
     from fastq.layers import activation, pool, reduce  # noqa: F401
-    return Case(label, _chain(L.Quantize(0.05, 120), layer, L.Dequantize()), _x(seed, shape, -6.0, 6.0),
-                exports=False)
+    return Case(label, _chain(L.Quantize(0.05, 120), layer, L.Dequantize()), _x(seed, shape, -6.0, 6.0))
 
 
 CASES = {
@@ -327,8 +330,8 @@ CASES = {
         [Node("q", L.Quantize(0.1, 100), ("x",)), Node("n", S.Size(0), ("q",)), Node("c", S.Size(1), ("q",)),
          Node("g", S.FloorDiv(2), ("c",)), Node("view", S.Reshape([None, None, -1]), ("q", "n", "g")),
          Node("dq", L.Dequantize(), ("view",))], "dq"), _x(101, (2, 6, 3)))],
-    "Chunk": lambda: [_view_case("3 of 7 on dim 1, piece 2", [S.Chunk(3, 1, 2)], _x(102, (2, 7, 3)), exports=False),
-                      _view_case("2 on dim -1, piece 0", [S.Chunk(2, -1, 0)], _x(103, (2, 3, 6)), exports=False)],
+    "Chunk": lambda: [_view_case("3 of 7 on dim 1, piece 2", [S.Chunk(3, 1, 2)], _x(102, (2, 7, 3))),
+                      _view_case("2 on dim -1, piece 0", [S.Chunk(2, -1, 0)], _x(103, (2, 3, 6)))],
     "Quantize": _quantize,
     "Dequantize": _quantize,
     "Identity": _identity,

@@ -76,7 +76,9 @@ def _qadd(L, a, b):
 
 def _qmul(L, a, b):
     m = R.qmul_multiplier(a.scale, b.scale, L.scale)
-    y = R.qmul(a.values, a.zero_point, b.values, b.zero_point, m, L.zero_point, L.relu, _dt(a))
+    va, vb = np.broadcast_arrays(a.values, b.values)       # torch broadcasts (squeeze-excitation)
+    y = R.qmul(va.reshape(-1), a.zero_point, vb.reshape(-1), b.zero_point, m, L.zero_point, L.relu,
+               _dt(a)).reshape(va.shape)
     return RQ(np.asarray(y).astype(a.values.dtype), L.scale, L.zero_point)
 
 

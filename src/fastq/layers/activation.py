@@ -13,6 +13,7 @@ from ._base import QUANT, Layer, Setting, check_choice, check_dtype_name, check_
 from .arith import check_torch_threads, check_vector_block, segments
 
 LAYOUTS = ("nchw", "nhwc")
+CTYPE = {"uint8": "uint8_t", "int8": "int8_t"}
 
 
 def vector_mask(shape, layout, vector_block, torch_threads):
@@ -66,6 +67,11 @@ class Hardswish(Layer):
         y = reference.hardswish(x.values, x.scale, x.zero_point, self.scale, self.zero_point, self.path, mask,
                                 self._settings["dtype"])
         return QTensor._checked(y, self.scale, self.zero_point)
+
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        x, dt = inputs[0], self._settings["dtype"]
+        return emit_table(self, ctx, x, output, lambda m: reference.hardswish(
+            _codes(dt), x.scale, x.zero_point, self.scale, self.zero_point, self.path, m, dt), "hardswish")
 
     def summary_row(self, specs, op_data):
         return {"qparams": "%.6g / %d" % (self.scale, self.zero_point), "constants": "-",
@@ -126,7 +132,81 @@ class Hardsigmoid(Layer):
         y = reference.hardsigmoid(x.values, x.scale, x.zero_point, self.path, mask, self._settings["dtype"])
         return QTensor._checked(y, self.scale, self.zero_point)
 
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        x, dt = inputs[0], self._settings["dtype"]
+        return emit_table(self, ctx, x, output, lambda m: reference.hardsigmoid(
+            _codes(dt), x.scale, x.zero_point, self.path, m, dt), "hardsigmoid")
+
     def summary_row(self, specs, op_data):
         return {"qparams": "1/256 / %d" % self.zero_point, "constants": "-",
                 "arithmetic": "hardsigmoid via float (%s%s)" % (self.path,
                                                                 ", %s tail" % self.layout if self.path == "vector" else "")}
+
+
+# ----------------------------------------------------------------------------- the exported C
+def _codes(dtype):
+    """Every value of an 8-bit dtype, in table order (uint8 0..255, int8 -128..127)."""
+    return np.arange(256).astype(dtype) if dtype == "uint8" else (np.arange(256) - 128).astype(dtype)
+
+
+def _buffer_order(mask, x):
+    """mask ([1, C, ...], one sample) flattened in x's buffer order (channels last for an "nhwc" value)."""
+    if x.layout == "nhwc" and x.spatial > 1 and mask.ndim >= 3:
+        mask = np.moveaxis(mask, 1, -1)
+    return mask.reshape(-1)
+
+
+def _runs(idx):
+    """[(begin, end)] of the sorted indices as contiguous runs."""
+    out = []
+    for i in idx.tolist():
+        if out and out[-1][1] == i:
+            out[-1][1] = i + 1
+        else:
+            out.append([i, i + 1])
+    return [tuple(r) for r in out]
+
+
+def emit_table(layer, ctx, x, y, table_of, what):
+    """The C of an 8-bit activation as 256-entry lookup tables (exact by construction: each table
+    entry is fastq.reference's integer for that input code). table_of(mask) -> the 256 output
+    integers with every code in torch's vector body (mask True) or its scalar tail (False).
+    Elements that torch's loop leaves to its scalar tail (for one sample, in torch's memory
+    order; path "vector") are overwritten from the tail table after the body-table loop."""
+    if x.kind != "quant":
+        raise ctx.error("receives %s values where quantized ones are expected" % x.kind)
+    dtype = layer._settings["dtype"]
+    if x.dtype != dtype:
+        raise ctx.error("%s(dtype=%r) receives %s values" % (type(layer).__name__, dtype, x.dtype))
+    shape = ctx.shape_of(x)
+    off = 0 if dtype == "uint8" else 128
+    yt, xt = CTYPE[dtype], CTYPE[dtype]
+    c = ctx.consts
+    if layer.path == "qnnpack":
+        body, tail_idx, tail = table_of(None), np.zeros(0, np.int64), None
+    else:
+        mask = vector_mask((1,) + shape, layer.layout, layer.vector_block, layer.torch_threads)
+        flat = _buffer_order(mask, x)
+        body, tail = table_of(np.ones(256, bool)), table_of(np.zeros(256, bool))
+        tail_idx = np.flatnonzero(~flat) if not np.array_equal(body, tail) else np.zeros(0, np.int64)
+    tb = c.array("table", yt, body, "y for each input code %s" % ("q" if off == 0 else "q + 128"))
+    lines = ["    int32_t i;", "    for (i = 0; i < %d; i++)" % x.size, "        y[i] = %s[x[i]%s];" % (
+        tb, "" if off == 0 else " + 128")]
+    if tail_idx.size:
+        tt = c.array("tail_table", yt, tail, "torch's scalar tail: the dequantize without fma, the zero "
+                                             "point added before rounding")
+        runs = _runs(tail_idx)
+        if len(runs) <= 8:
+            for lo, hi in runs:
+                lines += ["    for (i = %d; i < %d; i++)      /* torch's scalar tail */" % (lo, hi),
+                          "        y[i] = %s[x[i]%s];" % (tt, "" if off == 0 else " + 128")]
+        else:
+            at = c.array("tail_index", "int32_t", tail_idx, "elements torch leaves to its scalar tail")
+            lines += ["    for (i = 0; i < %d; i++)      /* torch's scalar tail */" % tail_idx.size,
+                      "        y[%s[i]] = %s[x[%s[i]]%s];" % (at, tt, at, "" if off == 0 else " + 128")]
+    head = ("/* %s: %s, path %s, as 256-entry tables of fastq.reference's integers (x scale %s, zero point %d "
+            "-> scale %s, zero point %d) */" % (ctx.node, what, layer.path, ctx.float_literal(x.scale), x.zero_point,
+                                               ctx.float_literal(y.scale), y.zero_point))
+    code = "\n".join([head, c.text(), ctx.fn("const %s *x, %s *y" % (xt, yt), "\n".join(lines))])
+    return ctx.step((x,), y, code, quantized=True)
+

@@ -315,6 +315,13 @@ class QuantizedMul(_QBinary):
                                        lambda: float(reference.qmul_multiplier(a.scale, b.scale, self._s))))
 
     def emit_c(self, ctx, node, inputs, output, op_data):
+        a, b = inputs
+        if a.kind == b.kind == "quant" and a.dtype == b.dtype and ctx.shape_of(a) != ctx.shape_of(b):
+            if 65025.0 * float(op_data) >= 2.0 ** 31:      # as _broadcast refuses it
+                raise ctx.error("broadcasting with multiplier %r (s_a * s_b / s_y) past %g"
+                                % (float(op_data), 2.0 ** 31 / 65025))
+            return _c.qmul_broadcast(ctx, self.relu, self.zero_point, a, b, output, op_data,
+                                     segments(output.size, self._threads, self._block))
         ctx.same(inputs, "quant")
         return _c.qmul(ctx, self.relu, self.zero_point, inputs[0], inputs[1], output, op_data,
                        segments(inputs[0].size, self._threads, self._block))

@@ -107,6 +107,37 @@ def qmul(ctx, relu, zy, a, b, y, multiplier, segments):
     return ctx.step((a, b), y, code, quantized=False, cost="binary")
 
 
+def qmul_broadcast(ctx, relu, zy, a, b, y, multiplier, segments):
+    """qmul of inputs of different shapes per sample (squeeze-excitation: [C, 1, 1] by [C, H, W]),
+    broadcast as numpy and torch do; each output element o (C order, one sample) rounds as the
+    runtime's broadcast product does: torch's vector body or its scalar tail by o's place in
+    segments."""
+    qmin, qmax = QRANGE[a.dtype]
+    sa, sb, sy = ctx.shape_of(a), ctx.shape_of(b), ctx.shape_of(y)
+    if len(sa) != len(sb):
+        raise ctx.error("inputs of shapes %s and %s per sample: of different ranks" % (sa, sb))
+    strides = []
+    for s in (sa, sb):
+        st = ctx.strides_of(s)
+        strides.append(tuple(0 if d == 1 and o != 1 else st[k] for k, (d, o) in enumerate(zip(s, sy))))
+    m = ctx.consts.define("multiplier", multiplier, "f32(f32(s_a * s_b) * f32(1 / s_y))")
+    lo = max(qmin, zy) if relu else qmin
+    tails = [(mid, end) for _, mid, end in segments if end > mid]
+    cond = " || ".join("(o >= %d && o < %d)" % t for t in tails) or "0"
+    body = ("{{ int32_t p = (a[{0}] - %d) * (b[{1}] - %d); y[{o}] = (%s)(%s ? fq_lrint_add_clamp((float)p * %s, %d, %d, %d)"
+            " : fq_cvt_add_clamp((float)p * %s, %d, %d, %d)); }}"
+            % (a.zero_point, b.zero_point, a.ctype, cond, m, zy, lo, qmax, m, zy, lo, qmax))
+    code = "\n".join([
+        "/* %s: quantized mul%s broadcast from %s and %s to %s per sample (torch qmul_kernel):\n"
+        " *   t = f32((float)((a - %d)(b - %d)) * m); body: y = clamp(wrap32(cvt(t) + %d), %d, %d);\n"
+        " *   scalar tail (%s): y = clamp(lrintf(t) + %d, %d, %d) */"
+        % (ctx.node, " + ReLU" if relu else "", sa, sb, sy, a.zero_point, b.zero_point, zy, lo, qmax,
+           ", ".join("%d..%d" % (t[0], t[1] - 1) for t in tails) or "none", zy, lo, qmax),
+        ctx.consts.text(),
+        ctx.fn("const %s *a, const %s *b, %s *y" % ((a.ctype,) * 3), "\n".join(ctx.loop_nest(sy, strides, body)))])
+    return ctx.step((a, b), y, code, quantized=False, cost="binary")
+
+
 def qadd_scalar(ctx, value, x, y, params):
     """torch's add_scalar requantizing path (reference.add_scalar_qparams)."""
     qmin, qmax = QRANGE[x.dtype]

@@ -217,6 +217,7 @@ class AdaptiveAvgPool(Layer):
         Setting("vector_channels", check_int("vector_channels"), 16),
     )
     layout_dependent = True     # as AvgPool: the torch import makes one per call
+    reads_layout = True         # the C reads either buffer order (export/layout.py)
 
     def __init__(self, output_size, path="nchw", vector_channels=16, dims=2):
         self._set_settings(dims=dims, output_size=output_size, path=path, vector_channels=vector_channels)
@@ -255,6 +256,67 @@ class AdaptiveAvgPool(Layer):
                                         self.vector_channels, x.values.dtype.name, x.scale)
         return QTensor._checked(y, x.scale, x.zero_point)
 
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        return emit_adaptive_avg_pool(self, ctx, inputs[0], output)
+
     def summary_row(self, specs, op_data):
         return {"qparams": "as input", "constants": "output %s" % (self.output_size,),
                 "arithmetic": "adaptive avg (%s)" % self.path}
+
+
+def emit_adaptive_avg_pool(layer, ctx, x, y):
+    """AdaptiveAvgPool's C, per path as reference.adaptive_avg_pool; windows [floor(o*H/OH),
+    ceil((o+1)*H/OH)) computed in integers, each window's multiplier in float as torch does."""
+    if x.kind != "quant" or x.shape is None or len(x.shape) != layer.dims + 2:
+        raise ctx.error("needs a quantized input with a known shape (export with input_shape=...)")
+    if layer.path == "qnnpack" and x.dtype != "uint8":
+        raise ctx.error("path 'qnnpack' takes uint8 values, got %s" % x.dtype)
+    shape = ctx.shape_of(x)
+    C, H, W = (shape[0], 1, shape[1]) if layer.dims == 1 else shape
+    OH, OW = (1,) + tuple(layer.output_size) if layer.dims == 1 else tuple(layer.output_size)
+    if layer.path == "qnnpack" and (H % OH or W % OW):
+        raise ctx.error("path 'qnnpack' needs sizes %s that are multiples of output_size %s" % ((H, W), (OH, OW)))
+    y.layout = "nhwc"
+    xt = conv_emit.CTYPE[x.dtype]
+    qmin, qmax = conv_emit.QRANGE[x.dtype]
+    zx = int(x.zero_point)
+    out = "y[(oh * %d + ow) * %d + ch]" % (OW, C)
+    if layer.path == "nchw":
+        mult = ["const float r = (1.0f / (float)(h1 - h0)) / (float)(w1 - w0);"]
+        rnd = ["%s = (%s)fq_round_add_clamp_exact((float)raw * r, 0, %d, %d);" % (out, xt, qmin, qmax)]
+        formula = "y = clamp(rne(f32((float)sum(x) * r))), r = f32(f32(1 / KH) / KW) of the window"
+    elif layer.path == "qnnpack":
+        mq = ctx.float_literal(reference.qnnpack_pool_multiplier(x.scale, (H // OH) * (W // OW)))
+        mult = ["const float m = %s;     /* f32(s / f32(s * KH*KW)) */" % mq]
+        rnd = ["%s = (%s)fq_round_add_clamp_exact((float)acc * m, %d, %d, %d);" % (out, xt, zx, qmin, qmax)]
+        formula = "y = clamp(rne(f32((float)acc * m)) + zx), m = f32(s / f32(s * KH*KW))"
+    else:
+        nb = C // layer.vector_channels * layer.vector_channels if layer.vector_channels else 0
+        mult = ["const float inv = 1.0f / (1.0f / (1.0f / (float)size));"]
+        rnd = ["if (ch < %d)    /* torch's vector body: one fma */" % nb,
+               "    %s = (%s)fq_round_add_clamp_exact(fq_fmaf((float)acc, inv, %d.0f), 0, %d, %d);"
+               % (out, xt, zx, qmin, qmax),
+               "else           /* its channel tail: the zero point added in float */",
+               "    %s = (%s)fq_round_add_clamp_exact((float)acc * inv + (float)%d, 0, %d, %d);"
+               % (out, xt, zx, qmin, qmax)]
+        formula = ("channels < %d: y = clamp(rne(fmaf((float)acc, inv, zx))); the rest: "
+                   "y = clamp(rne(f32(f32((float)acc * inv) + zx))), inv = f32(1 / f32(1 / f32(1 / size)))" % nb)
+    idx = conv_emit.x_index(x, "ch", "ih", "iw", H, W, C)
+    body = ["int32_t oh, ow, ch, ih, iw;",
+            "for (oh = 0; oh < %d; oh++) {" % OH,
+            "    const int32_t h0 = oh * %d / %d, h1 = ((oh + 1) * %d + %d) / %d;" % (H, OH, H, OH - 1, OH),
+            "    for (ow = 0; ow < %d; ow++) {" % OW,
+            "        const int32_t w0 = ow * %d / %d, w1 = ((ow + 1) * %d + %d) / %d;" % (W, OW, W, OW - 1, OW),
+            "        const int32_t size = (h1 - h0) * (w1 - w0);"] + ["        " + m for m in mult] + [
+            "        (void)size;",
+            "        for (ch = 0; ch < %d; ch++) {" % C,
+            "            int32_t raw = 0, acc;",
+            "            for (ih = h0; ih < h1; ih++)",
+            "                for (iw = w0; iw < w1; iw++) raw += x[%s];" % idx,
+            "            acc = raw - size * %d;" % zx,
+            "            (void)acc;"] + ["            " + r for r in rnd] + ["        }", "    }", "}"]
+    head = ("/* %s: AdaptiveAvgPool %dx%d -> %dx%d of %d channels, path %s, output NHWC, qparams kept\n"
+            " *   raw = sum of the window, acc = raw - size * zx; %s */"
+            % (ctx.node, H, W, OH, OW, C, layer.path, formula))
+    code = "\n".join([head, ctx.fn("const %s *x, %s *y" % (xt, xt), "\n".join("    " + b for b in body))])
+    return ctx.step((x,), y, code, quantized=False, cost="pool")

@@ -24,6 +24,7 @@ class MeanHW(Layer):
         Setting("float_lanes", check_int("float_lanes"), 8),
     )
     layout_dependent = True     # the path follows the input's layout: the torch import makes one per call
+    reads_layout = True         # the C reads either buffer order (export/layout.py)
 
     def __init__(self, keepdim=False, path="nchw", float_lanes=8):
         self._set_settings(keepdim=keepdim, path=path, float_lanes=float_lanes)
@@ -54,7 +55,119 @@ class MeanHW(Layer):
             y = y.reshape(y.shape + (1, 1))
         return QTensor._checked(y, x.scale, x.zero_point)
 
+    def emit_c(self, ctx, node, inputs, output, op_data):
+        return emit_mean_hw(self, ctx, inputs[0], output)
+
     def summary_row(self, specs, op_data):
         how = {"nchw": "raw sum / HW in float", "nhwc": "dequantize, float sum (torch order), quantize",
                "qnnpack": "QNNPACK global average pool"}[self.path]
         return {"qparams": "as input", "constants": "-", "arithmetic": "mean over H, W (%s)" % how}
+
+
+# ----------------------------------------------------------------------------- the exported C
+QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
+CTYPE = {"uint8": "uint8_t", "int8": "int8_t"}
+
+# reference.cascade_sum_rows / ilp_sum_rows / _inner_sum on one column of floats, each value
+# dequantized where it is read: x[i * stride] for i < n
+_SUMS = """static float %(p)s__cascade(const %(t)s *x, int32_t n, int32_t stride)
+{
+    int32_t power = 0, step, mask, i = 0, j, k;
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (k = n - 1; k > 0; k >>= 1) power++;          /* bit length of n - 1 */
+    power /= 4;
+    if (power < 4) power = 4;
+    step = 1 << power;
+    mask = step - 1;
+    while (i + step <= n) {
+        for (k = 0; k < step; k++, i++) acc[0] = acc[0] + %(deq)s;
+        for (j = 1; j < 4; j++) {
+            acc[j] = acc[j] + acc[j - 1];
+            acc[j - 1] = 0.0f;
+            if (i & (mask << (j * power))) break;
+        }
+    }
+    for (; i < n; i++) acc[0] = acc[0] + %(deq)s;
+    return ((acc[0] + acc[1]) + acc[2]) + acc[3];
+}
+
+static float %(p)s__ilp(const %(t)s *x, int32_t n, int32_t stride)
+{
+    int32_t k = n / 4, i;
+    float p0 = k ? %(p)s__cascade(x, k, 4 * stride) : 0.0f;
+    for (i = 4 * k; i < n; i++) p0 = p0 + %(deq)s;
+    for (i = 1; i < 4; i++) p0 = p0 + (k ? %(p)s__cascade(x + i * stride, k, 4 * stride) : 0.0f);
+    return p0;
+}"""
+
+_INNER = """
+static float %(p)s__inner(const %(t)s *x, int32_t n, int32_t lanes)
+{
+    int32_t k, i;
+    float acc = 0.0f;
+    if (lanes == 0 || n < lanes) return %(p)s__ilp(x, n, 1);
+    k = n / lanes;
+    for (i = k * lanes; i < n; i++) acc = acc + %(deq1)s;
+    for (i = 0; i < lanes; i++) acc = acc + %(p)s__ilp(x + i, k, lanes);
+    return acc;
+}"""
+
+
+def emit_mean_hw(layer, ctx, x, y):
+    """MeanHW's C, per path as reference.mean_hw: the raw integer sum divided in float ("nchw"),
+    QNNPACK's multiplier ("qnnpack"), or the dequantized values summed in torch's float order and
+    quantized ("nhwc")."""
+    if x.kind != "quant" or x.shape is None or len(x.shape) != 4:
+        raise ctx.error("needs a quantized [N, C, H, W] input with a known shape (export with input_shape=...)")
+    if layer.path == "qnnpack" and x.dtype != "uint8":
+        raise ctx.error("path 'qnnpack' takes uint8 values, got %s" % x.dtype)
+    C, H, W = ctx.shape_of(x)
+    hw = H * W
+    lo, hi = QRANGE[x.dtype]
+    if max(abs(lo), hi) * hw > 2**31 - 1:
+        raise ctx.error("H * W = %d: the int32 sum could overflow" % hw)
+    xt, zx = CTYPE[x.dtype], int(x.zero_point)
+    nhwc = x.layout == "nhwc" and hw > 1
+    cs, ps = (1, C) if nhwc else (hw, 1)            # channel and pixel strides in x's buffer
+    c, p = ctx.consts, ctx.prefix
+    if layer.path in ("nchw", "qnnpack"):
+        lines = ["    int32_t ch, i;", "    for (ch = 0; ch < %d; ch++) {" % C,
+                 "        int32_t acc = 0;",
+                 "        for (i = 0; i < %d; i++) acc += x[ch * %d + i * %d];" % (hw, cs, ps)]
+        if layer.path == "nchw":
+            formula = "y = clamp(rne(f32((float)sum(x) / (float)(H*W))))"
+            lines.append("        y[ch] = (%s)fq_round_add_clamp_exact((float)acc / %s, 0, %d, %d);"
+                         % (xt, ctx.float_literal(float(hw)), lo, hi))
+        else:
+            m = c.define("multiplier", reference.qnnpack_pool_multiplier(x.scale, hw), "f32(s / f32(s * H*W))")
+            formula = "y = clamp(rne(f32((float)(sum(x) - H*W*zx) * m)) + zx), m = f32(s / f32(s * H*W))"
+            lines.append("        y[ch] = (%s)fq_round_add_clamp_exact((float)(acc - %d) * %s, %d, %d, %d);"
+                         % (xt, hw * zx, m, zx, lo, hi))
+        lines.append("    }")
+        helpers = ""
+    else:
+        deq = "fq_dequantize(x[i * stride], %d, %s)" % (zx, c.define("scale", np.float32(x.scale)))
+        inv = c.define("inv_scale", np.float32(np.float32(1.0) / np.float32(x.scale)), "f32(1 / s)")
+        lanes = layer.float_lanes
+        group = 4 * lanes if lanes and C >= lanes else 4
+        cut = C // group * group
+        helpers = _SUMS % {"p": p, "t": xt, "deq": deq}
+        if C == 1:
+            helpers += _INNER % {"p": p, "t": xt, "deq1": deq.replace("i * stride", "i")}
+            sums = ["        float s = %s__inner(x + ch * %d, %d, %d);" % (p, cs, hw, lanes)]
+        else:
+            sums = ["        float s = ch < %d ? %s__cascade(x + ch * %d, %d, %d)     /* whole groups of %d channels */"
+                    % (cut, p, cs, hw, ps, group),
+                    "                          : %s__ilp(x + ch * %d, %d, %d);     /* the rest: 4 partial sums */"
+                    % (p, cs, hw, ps)]
+        formula = ("y = quantize(f32(s / (float)(H*W))), s = the dequantized values summed in torch's order "
+                   "(reference.outer_sum)")
+        lines = ["    int32_t ch;", "    for (ch = 0; ch < %d; ch++) {" % C] + sums + [
+            "        y[ch] = (%s)fq_quantize(s / %s, %s, %d.0f, %d.0f, %d.0f);"
+            % (xt, ctx.float_literal(float(hw)), inv, zx, lo, hi), "    }"]
+    head = ("/* %s: mean over H, W (%d x %d) of %d channels, path %s, input %s, qparams kept:\n *   %s */"
+            % (ctx.node, H, W, C, layer.path, "NHWC" if nhwc else "NCHW", formula))
+    parts = [head, c.text()] + ([helpers] if helpers else []) + [ctx.fn("const %s *x, %s *y" % (xt, xt),
+                                                                        "\n".join(lines))]
+    return ctx.step((x,), y, "\n".join(part for part in parts if part), quantized=False,
+                    cost="pool")

@@ -49,7 +49,7 @@ class _Within(_Move):
         code = "\n".join(["/* %s: %s: a sample of shape %s copied as %s (dims %s) */"
                           % (ctx.node, ctx.op, shape, out_shape, [0] + [p + 1 for p in perm]),
                           ctx.fn("const %s *x, %s *y" % (x.ctype, output.ctype), "\n".join(body))])
-        return ctx.step((x,), output, code, quantized=True)
+        return ctx.step((x,), output, code, quantized=x.kind == "quant")
 
 
 
@@ -437,4 +437,22 @@ class Chunk(_Move):
         return spec.like(shape=tuple(shape))
 
     def emit_c(self, ctx, node, inputs, output, op_data):
-        self.unsupported("export", node, "a slice of a dimension inside a sample is not exported to C yet")
+        """A copy of the piece: for each index of the dimensions before dim, its block of
+        (hi - lo) * inner consecutive values (C order; a channels-last value arrives transposed)."""
+        x = inputs[0]
+        if x.kind not in ("float", "quant"):
+            raise ctx.error("of a %s value" % x.kind)
+        shape = ctx.shape_of(x)
+        d = _dim(self.dim, len(shape) + 1)
+        if d == 0:
+            raise ctx.error("chunk along the batch dimension; the C export runs one sample per call")
+        lo, hi = self._bounds(shape[d - 1])
+        outer = int(np.prod(shape[:d - 1], dtype=np.int64))
+        inner = int(np.prod(shape[d:], dtype=np.int64))
+        n, step = (hi - lo) * inner, shape[d - 1] * inner
+        body = ("    int32_t o, i;\n    for (o = 0; o < %d; o++)\n        for (i = 0; i < %d; i++)\n"
+                "            y[o * %d + i] = x[o * %d + %d + i];" % (outer, n, n, step, lo * inner))
+        code = "\n".join(["/* %s: chunk(%d, dim %d)[%d] of samples of shape %s: indices %d..%d of dim %d */"
+                          % (ctx.node, self.chunks, self.dim, self.index, shape, lo, hi - 1, self.dim),
+                          ctx.fn("const %s *x, %s *y" % (x.ctype, x.ctype), body)])
+        return ctx.step((x,), output, code, quantized=x.kind == "quant")
