@@ -104,6 +104,13 @@ class MaxPool(_Pool):
     def emit_c(self, ctx, node, inputs, output, op_data):
         return conv_emit.emit_max_pool(self, ctx, inputs[0], output)
 
+    def explain(self, x, row=0, col=0, node=None):
+        """Output element [row, col] of self(x) (the output viewed as [N * C * (OH), OW]): its window,
+        the integer sum and the rounding step by step on this layer's path (a PoolTrace;
+        trace.index is the element's (n, c, ...), trace.checks the reference and the kernel)."""
+        from .pool_explain import explain_max_pool
+        return explain_max_pool(self, x, row, col)
+
     def summary_row(self, specs, op_data):
         return {"qparams": "as input", "constants": "k%s s%s p%s" % (self.kernel_size, self.stride, self.padding),
                 "arithmetic": "max"}
@@ -188,6 +195,13 @@ class AvgPool(_Pool):
     def emit_c(self, ctx, node, inputs, output, op_data):
         return conv_emit.emit_avg_pool(self, ctx, inputs[0], output)
 
+    def explain(self, x, row=0, col=0, node=None):
+        """Output element [row, col] of self(x) (the output viewed as [N * C * (OH), OW]): its window,
+        the integer sum and the rounding step by step on this layer's path (a PoolTrace;
+        trace.index is the element's (n, c, ...), trace.checks the reference and the kernel)."""
+        from .pool_explain import explain_avg_pool
+        return explain_avg_pool(self, x, row, col)
+
     def summary_row(self, specs, op_data):
         return {"qparams": "as input",
                 "constants": "k%s s%s p%s%s" % (self.kernel_size, self.stride, self.padding,
@@ -258,6 +272,13 @@ class AdaptiveAvgPool(Layer):
 
     def emit_c(self, ctx, node, inputs, output, op_data):
         return emit_adaptive_avg_pool(self, ctx, inputs[0], output)
+
+    def explain(self, x, row=0, col=0, node=None):
+        """Output element [row, col] of self(x) (the output viewed as [N * C * (OH), OW]): its window,
+        the integer sum and the rounding step by step on this layer's path (a PoolTrace;
+        trace.index is the element's (n, c, ...), trace.checks the reference and the kernel)."""
+        from .pool_explain import explain_adaptive_avg_pool
+        return explain_adaptive_avg_pool(self, x, row, col)
 
     def summary_row(self, specs, op_data):
         return {"qparams": "as input", "constants": "output %s" % (self.output_size,),

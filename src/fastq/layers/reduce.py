@@ -58,6 +58,13 @@ class MeanHW(Layer):
     def emit_c(self, ctx, node, inputs, output, op_data):
         return emit_mean_hw(self, ctx, inputs[0], output)
 
+    def explain(self, x, row=0, col=0, node=None):
+        """Output element [row, col] of self(x) (the output viewed as [N * C * (OH), OW]): its window,
+        the integer sum and the rounding step by step on this layer's path (a PoolTrace;
+        trace.index is the element's (n, c, ...), trace.checks the reference and the kernel)."""
+        from .pool_explain import explain_mean_hw
+        return explain_mean_hw(self, x, row, col)
+
     def summary_row(self, specs, op_data):
         how = {"nchw": "raw sum / HW in float", "nhwc": "dequantize, float sum (torch order), quantize",
                "qnnpack": "QNNPACK global average pool"}[self.path]
