@@ -9,6 +9,7 @@ from .. import _kernels, reference
 from ..qtensor import QTensor
 from ._spec import Spec
 from ._base import QUANT, Layer, Setting, check_bool, check_choice, check_int, register
+from .pool_explain import explain_max_pool, explain_avg_pool, explain_adaptive_avg_pool
 from . import conv_emit
 from .conv import check_ints
 
@@ -108,7 +109,6 @@ class MaxPool(_Pool):
         """Output element [row, col] of self(x) (the output viewed as [N * C * (OH), OW]): its window,
         the integer sum and the rounding step by step on this layer's path (a PoolTrace;
         trace.index is the element's (n, c, ...), trace.checks the reference and the kernel)."""
-        from .pool_explain import explain_max_pool
         return explain_max_pool(self, x, row, col)
 
     def summary_row(self, specs, op_data):
@@ -199,7 +199,6 @@ class AvgPool(_Pool):
         """Output element [row, col] of self(x) (the output viewed as [N * C * (OH), OW]): its window,
         the integer sum and the rounding step by step on this layer's path (a PoolTrace;
         trace.index is the element's (n, c, ...), trace.checks the reference and the kernel)."""
-        from .pool_explain import explain_avg_pool
         return explain_avg_pool(self, x, row, col)
 
     def summary_row(self, specs, op_data):
@@ -277,7 +276,6 @@ class AdaptiveAvgPool(Layer):
         """Output element [row, col] of self(x) (the output viewed as [N * C * (OH), OW]): its window,
         the integer sum and the rounding step by step on this layer's path (a PoolTrace;
         trace.index is the element's (n, c, ...), trace.checks the reference and the kernel)."""
-        from .pool_explain import explain_adaptive_avg_pool
         return explain_adaptive_avg_pool(self, x, row, col)
 
     def summary_row(self, specs, op_data):

@@ -8,6 +8,7 @@ from .. import reference
 from ..qtensor import QTensor
 from ._spec import Spec
 from ._base import QUANT, Layer, Setting, check_bool, check_choice, check_int, register
+from .pool_explain import explain_mean_hw
 
 
 @register
@@ -62,7 +63,6 @@ class MeanHW(Layer):
         """Output element [row, col] of self(x) (the output viewed as [N * C * (OH), OW]): its window,
         the integer sum and the rounding step by step on this layer's path (a PoolTrace;
         trace.index is the element's (n, c, ...), trace.checks the reference and the kernel)."""
-        from .pool_explain import explain_mean_hw
         return explain_mean_hw(self, x, row, col)
 
     def summary_row(self, specs, op_data):
