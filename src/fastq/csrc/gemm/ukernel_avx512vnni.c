@@ -58,14 +58,19 @@ static inline __m512i broadcast(int32_t v, int flip, __m512i flipv) {
 #define STORE_2(i) STORE_1(i) _mm512_store_si512((void *)(tile + i * FQ_NR + 16), c##i##1);
 #define STORE_3(i) STORE_2(i) _mm512_store_si512((void *)(tile + i * FQ_NR + 32), c##i##2);
 #define STORE_4(i) STORE_3(i) _mm512_store_si512((void *)(tile + i * FQ_NR + 48), c##i##3);
-#define GROUP_ROW_1(i) { __m512i x = broadcast(load_group(a + i * lda + o), flip, flipv); DP_1(i, x) }
-#define GROUP_ROW_2(i) { __m512i x = broadcast(load_group(a + i * lda + o), flip, flipv); DP_2(i, x) }
-#define GROUP_ROW_3(i) { __m512i x = broadcast(load_group(a + i * lda + o), flip, flipv); DP_3(i, x) }
-#define GROUP_ROW_4(i) { __m512i x = broadcast(load_group(a + i * lda + o), flip, flipv); DP_4(i, x) }
+#define GROUP_ROW_1(i) { __m512i x = broadcast(load_group(ROW_AT(i)), flip, flipv); DP_1(i, x) }
+#define GROUP_ROW_2(i) { __m512i x = broadcast(load_group(ROW_AT(i)), flip, flipv); DP_2(i, x) }
+#define GROUP_ROW_3(i) { __m512i x = broadcast(load_group(ROW_AT(i)), flip, flipv); DP_3(i, x) }
+#define GROUP_ROW_4(i) { __m512i x = broadcast(load_group(ROW_AT(i)), flip, flipv); DP_4(i, x) }
 #define TAIL_ROW_1(i) { __m512i x = broadcast(load_tail(a + i * lda + o, rem), flip, flipv); DP_1(i, x) }
 #define TAIL_ROW_2(i) { __m512i x = broadcast(load_tail(a + i * lda + o, rem), flip, flipv); DP_2(i, x) }
 #define TAIL_ROW_3(i) { __m512i x = broadcast(load_tail(a + i * lda + o, rem), flip, flipv); DP_3(i, x) }
 #define TAIL_ROW_4(i) { __m512i x = broadcast(load_tail(a + i * lda + o, rem), flip, flipv); DP_4(i, x) }
+/* Row i of the group at b<i/4> + i%4 * lda: 16 rows need 4 base pointers and 3 multiples of
+ * lda in registers (gcc, left alone, kept 16 row offsets and spilled some to the stack and to
+ * xmm registers, vmovq uops beside every vpdpbusd) */
+#define ROW_AT(i) (((i) < 4 ? b0 : (i) < 8 ? b1 : (i) < 12 ? b2 : b3) + \
+                   ((i) % 4 == 0 ? 0 : (i) % 4 == 1 ? l1 : (i) % 4 == 2 ? l2 : l3))
 #define ROWS_1(X) X(0)
 #define ROWS_2(X) ROWS_1(X) X(1)
 #define ROWS_3(X) ROWS_2(X) X(2)
@@ -101,9 +106,15 @@ static inline __attribute__((always_inline)) void body_##V##_##R(               
         ROWS_##R(TAIL_ROW_##V)                                                                  \
     }                                                                                           \
     const int8_t *w = panel;                                                                    \
-    for (ptrdiff_t o = 0; o < (ptrdiff_t)full * FQ_KG; o += FQ_KG, w += group_bytes) {          \
+    const int8_t *w_end = panel + (size_t)full * group_bytes;                                   \
+    const ptrdiff_t l1 = lda, l2 = 2 * lda, l3 = 3 * lda;                                       \
+    const uint8_t *b0 = a, *b1 = a + 4 * lda, *b2 = a + 8 * lda, *b3 = a + 12 * lda;            \
+    for (; w < w_end; w += group_bytes) {                                                       \
+        /* opaque to gcc: each base stays its own register, not one induction + offsets */     \
+        __asm__("" : "+r"(b0), "+r"(b1), "+r"(b2), "+r"(b3));                                   \
         LOAD_##V(w)                                                                             \
         ROWS_##R(GROUP_ROW_##V)                                                                 \
+        b0 += FQ_KG; b1 += FQ_KG; b2 += FQ_KG; b3 += FQ_KG;                                     \
     }                                                                                           \
     ROWS_##R(STORE_##V)                                                                         \
 }                                                                                               \
