@@ -6,7 +6,9 @@ per-channel int8 weights, uint8 activations: ONNX Runtime's fast form on x86).
     PYTHONPATH=src python -m pytest bench/test_bench_cnn.py --benchmark-only -s [--quick]
 
 Models (tests/cnn_models.py): DS-CNN (64 channels, 1x49x10), ResNet-8 (3x32x32),
-MobileNetV1-0.25 at 96x96. Before timing, fastq's output is checked bit for bit against
+MobileNetV1-0.25 at 96x96; torchvision's quantizable resnet18 at 112x112 (built without
+weights, its own fuse_model; left out with a note when torchvision is absent: see
+tests/torchvision_helpers.py). Before timing, fastq's output is checked bit for bit against
 torch's (the model the user converted); ONNX Runtime computes its own quantization, so only
 its time is compared."""
 import copy
@@ -27,10 +29,19 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 torch = pytest.importorskip("torch")
 import cnn_models as CM  # noqa: E402
 
+
+
+def resnet18():
+    """torchvision's quantizable resnet18 (float, unfused), random weights."""
+    from torchvision_helpers import quantizable_models
+    return quantizable_models().resnet18(weights=None, quantize=False)
+
+
 MODELS = {   # name -> (float module builder, input shape of one sample)
     "DS-CNN": (lambda: CM.DSCNN(c=64), (1, 49, 10)),
     "ResNet-8": (CM.ResNet8, (3, 32, 32)),
     "MobileNetV1-0.25 96x96": (CM.MobileNetV1, (3, 96, 96)),
+    "resnet18 112x112": (resnet18, (3, 112, 112)),
 }
 BATCHES = (1, 32)
 QUICK_SIZES = True       # --quick shortens the timing loops (same models and batches)
@@ -45,7 +56,25 @@ def build(name, seed=0):
     m.eval()
     float_model = copy.deepcopy(m)
     torch.backends.quantized.engine = "x86"
-    return float_model, CM.convert(m, "x86", (8,) + shape, CM._fuse_cbr(m), seed=seed)
+    if hasattr(m, "fuse_model"):     # torchvision's quantizable models fuse their own modules
+        m.fuse_model()
+        fuse = ()
+    else:
+        fuse = CM._fuse_cbr(m)
+    return float_model, CM.convert(m, "x86", (8,) + shape, fuse, seed=seed)
+
+
+def available_models():
+    """MODELS' names whose builders run here (resnet18 needs torchvision), printing why not."""
+    names = []
+    for name in MODELS:
+        try:
+            MODELS[name][0]()
+        except (ImportError, pytest.skip.Exception) as e:
+            print("%s left out: %s" % (name, e))
+            continue
+        names.append(name)
+    return names
 
 
 def ort_quantized(float_model, shape, seed=0):
@@ -80,7 +109,7 @@ def test_cnn_models(benchmark, request):
     min_time = 0.02 if quick else 0.1
     rows = []
     with measure.threads(1):
-        for name in MODELS:
+        for name in available_models():
             float_model, tm = build(name)
             fm = fastq.from_torch(tm, engine="x86")
             shape = MODELS[name][1]

@@ -8,7 +8,13 @@ fastq's times are whole calls with the qnnpack epilogue (any epilogue costs abou
 "nchw" from NCHW uint8 to NCHW uint8 (layout copies included), "nhwc" channels last in and out
 (conv2d(..., layout_in="nhwc", layout_out="nhwc"), what a network keeping its activations
 channels last between convolutions pays). torch's is nnq.Conv2d's forward on a quantized NCHW
-tensor (its output is channels last). GOPS = 2 * MACs / time, of the nhwc call."""
+tensor (its output is channels last). GOPS = 2 * MACs / time, of the nhwc call.
+
+test_model_conv_layers: every convolution of the four models of test_bench_cnn (DS-CNN,
+ResNet-8, MobileNetV1-0.25 96x96, resnet18 112x112), converted from torch (engine x86) as
+there, with the layer's own epilogue on the activations the model really gives it; the C
+call alone (channels last in and out), at batch 1 and 32 (--quick: batch 1, short loops),
+GOPS and % of the measured one-core int8 peak per layer."""
 import time
 
 import numpy as np
@@ -17,6 +23,8 @@ import pytest
 from conftest import is_quick
 from fastq import _bench
 from fastq import _kernels as K
+
+QUICK_SIZES = True       # --quick: short loops, batch 1 only in the model table
 
 # name, c_in, h, w, c_out, groups, kernel, stride, padding
 LAYERS = [
@@ -146,3 +154,52 @@ def test_conv_layers(benchmark, request):
         print("%s layers: fastq nchw %.1f us, nhwc %.1f us, torch %.1f us, torch/nchw %.2f, torch/nhwc %.2f"
               % (kind or "all", tc * 1e6, tf * 1e6, tt * 1e6, tt / tc, tt / tf))
     assert all(r[2] > 0 for r in rows)
+
+
+def model_conv_rows(name, batch, budget):
+    """(node, groups, kernel, input shape, ops, seconds) per convolution of one model: the C
+    call of the converted layer on the activations the model gives it (NHWC in and out)."""
+    import fastq
+    import test_bench_cnn as CNN
+    _, tm = CNN.build(name)
+    m = fastq.from_torch(tm, engine="x86")
+    shape = CNN.MODELS[name][1]
+    x = np.random.default_rng(0).standard_normal((batch,) + shape).astype(np.float32)
+    vals = m.run_values(x)
+    slot_of = {v: k for k, v in m._slots.items()}
+    rows = []
+    for layer, ins, outs, _frees, _want_q, i in m._plan:
+        if type(layer).__name__ != "QuantizedConv" or len(getattr(layer, "kernel_size", ())) != 2:
+            continue
+        xq = vals[slot_of[ins[0]]]
+        key = (float(xq.scale), int(xq.zero_point), xq.values.dtype.name)
+        ep = layer._op_data(key, lambda: layer._build_op_data(*key))["epilogue"]
+        xn = np.ascontiguousarray(xq.values.transpose(0, 2, 3, 1))
+        call = lambda: K.conv2d(xn, ep, layer.stride, layer.padding, layer.dilation, num_threads=1,
+                                layout_in="nhwc", layout_out="nhwc")
+        o, oh, ow = vals[slot_of[outs[0]]].values.shape[1:]
+        macs = batch * o * oh * ow * (layer.in_channels // layer.groups) * int(np.prod(layer.kernel_size))
+        rows.append((m.nodes[i].name, layer.groups, tuple(layer.kernel_size), xq.values.shape, 2.0 * macs,
+                     best_time(call, budget)))
+    return rows
+
+
+def test_model_conv_layers(benchmark, request):
+    import test_bench_cnn as CNN
+    quick = is_quick(request.config)
+    budget = 0.02 if quick else 0.15
+    batches = (1,) if quick else (1, 32)
+    peak = _bench.peak_int8_gops()
+    print("\nbackend %s, one thread, int8 peak %s GOPS (conv C call, NHWC in and out)"
+          % (K.backend_names()[K.get_backend()], "%.0f" % peak if peak else "n/a"))
+    print("%-24s %-22s %4s %-7s %-20s %8s %10s %7s %6s" % ("model", "node", "g", "kernel", "input", "MOPs", "us",
+                                                          "GOPS", "%peak"))
+    for name in CNN.available_models():
+        for b in batches:
+            for node, g, k, shape, ops, t in model_conv_rows(name, b, budget):
+                gops = ops / t / 1e9
+                print("%-24s %-22s %4d %-7s %-20s %8.2f %10.1f %7.1f %5.1f%%" % (
+                    name, node[:22], g, "%dx%d" % k, "x".join(map(str, shape)), ops / 1e6, t * 1e6, gops,
+                    100 * gops / peak if peak else float("nan")))
+                benchmark.extra_info["%s b%d %s" % (name, b, node)] = {"gops": gops, "seconds": t}
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)

@@ -329,21 +329,98 @@ def test_epilogue_tflite_edges(backend, rounding):
 
 
 # ------------------------------------------------------------------ packing
+def expected_panels(w):
+    """The packed layout of csrc/fastq.h built panel by panel: 64-column panels, the last one
+    N's remainder rounded up to 16 columns, each [k_groups, width, 4] with zero padding."""
+    n, k = w.shape
+    kg = (k + 3) // 4
+    parts = []
+    for n0 in range(0, n, 64):
+        width = min(64, -(-(n - n0) // 16) * 16)
+        block = np.zeros((width, kg * 4), np.int8)
+        block[:min(width, n - n0), :k] = w[n0:n0 + width]
+        parts.append(block.reshape(width, kg, 4).transpose(1, 0, 2).reshape(-1))
+    return np.concatenate(parts) if parts else np.zeros(0, np.int8)
+
+
 def test_pack_layout_and_column_sums(backend):
     rng = np.random.default_rng(31)
-    for n, k in ((1, 1), (63, 5), (64, 4), (65, 67), (130, 70), (200, 1031)):
+    for n, k in ((1, 1), (63, 5), (64, 4), (65, 67), (130, 70), (200, 1031), (16, 9), (17, 36), (24, 3),
+                 (33, 33), (48, 144), (80, 6), (112, 40), (129, 2)):
         w = rand_s8(rng, (n, k))
         zw = rng.integers(-128, 128, n).astype(np.int32)
         pw = _kernels.PackedWeights(w, zw)
-        kg, npan = (k + 3) // 4, (n + 63) // 64
-        expect = np.zeros((npan, kg, 64, 4), np.int8)
-        wp = np.zeros((npan * 64, kg * 4), np.int8)
-        wp[:n, :k] = w
-        expect[:] = wp.reshape(npan, 64, kg, 4).transpose(0, 2, 1, 3)
-        assert np.array_equal(pw.packed_bytes(), expect.reshape(-1))
+        assert pw.n_padded == 64 * (n // 64) + (-(-(n % 64) // 16) * 16)
+        assert np.array_equal(pw.packed_bytes(), expected_panels(w)), (n, k)
         assert np.array_equal(pw.col_sums, w.astype(np.int64).sum(axis=1))
         assert np.array_equal(pw.w_zero_point, zw)
         assert pw.max_abs_w_dev == int(np.abs(w.astype(np.int64) - zw[:, None]).max())
+
+
+# ------------------------------------------------------------------ panel widths 16 / 32 / 48 / 64
+# N picks the last panel's width (N % 64 rounded up to 16), and each width has its own kernel
+# and rows per tile (AVX-512: 16, 12, 8, 6 rows): every width, every row count of a tile up to
+# two tiles and a tail, K tails 0..3 and one k-group.
+PANEL_NS = (1, 8, 15, 16, 17, 24, 31, 32, 33, 40, 47, 48, 49, 63, 64, 72, 80, 96, 112, 127)
+
+
+def test_qgemm_every_panel_width_and_row_tail(backend):
+    rng = np.random.default_rng(40)
+    for n in PANEL_NS:
+        w_by_k = {k: rand_s8(rng, (n, k)) for k in (1, 3, 4, 6, 37)}
+        for m in range(1, 36):
+            k = (1, 3, 4, 6, 37)[m % 5]
+            a = rand_u8(rng, (m, k))
+            w = w_by_k[k]
+            zw = rng.integers(-128, 128, n).astype(np.int32)
+            za = int(rng.integers(0, 256))
+            assert np.array_equal(fastq.qgemm(a, za, w, zw), reference.qgemm(a, za, w, zw)), (n, m, k)
+
+
+def test_gemm_int8_activations_every_panel_width(backend):
+    """int8 activations (the kernels flip each broadcast group to uint8) on every width and
+    row tail; the epilogue sees the zero point + 128 (uint8 terms)."""
+    rng = np.random.default_rng(41)
+    for n in (8, 16, 32, 48, 64, 80, 120):
+        for k in (1, 2, 5, 18, 67):
+            w = rand_s8(rng, (n, k))
+            zw = rng.integers(-3, 4, n).astype(np.int32)
+            pw = _kernels.PackedWeights(w, zw)
+            za_s8 = int(rng.integers(-128, 128))
+            ep = _kernels.Epilogue(pw, _kernels.EPI_INT32, pw.col_offsets(za_s8 + 128))
+            for m in (1, 5, 6, 7, 8, 11, 12, 13, 16, 17, 33):
+                a = rand_s8(rng, (m, k))
+                got = _kernels.gemm(pw, ep, a, num_threads=1)
+                a_u8 = (a.view(np.uint8) ^ np.uint8(0x80))
+                assert np.array_equal(got, reference.qgemm(a_u8, za_s8 + 128, w, zw)), (n, k, m)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_gemm_threads_split_rows_of_mixed_panel_widths(backend, threads):
+    """Tasks of several panels of different widths (64 + 16 / 32 / 48): the row runs of the
+    thread split are whole tiles of both widths."""
+    rng = np.random.default_rng(42 + threads)
+    for n in (80, 96, 112, 144, 200):
+        k = 130
+        w = rand_s8(rng, (n, k))
+        zw = rng.integers(-5, 5, n).astype(np.int32)
+        pw = _kernels.PackedWeights(w, zw)
+        for m in (1, 47, 48, 49, 97, 300):
+            a = rand_u8(rng, (m, k))
+            za = int(rng.integers(0, 256))
+            ep = _kernels.Epilogue(pw, _kernels.EPI_INT32, pw.col_offsets(za))
+            got = _kernels.gemm(pw, ep, a, num_threads=threads)
+            assert np.array_equal(got, reference.qgemm(a, za, w, zw)), (n, m, threads)
+
+
+def test_requant_epilogue_on_narrow_panels(backend):
+    """Byte output through a narrow last panel: the epilogue reads the tile (row stride 64) and
+    the per-column arrays only up to the padded width."""
+    rng = np.random.default_rng(43)
+    for n in (16, 24, 40, 48, 72):
+        for m in (3, 16, 29):
+            check_linear(rng, m, n, 27, "fbgemm", True, bool(m % 2), True)
+            check_linear(rng, m, n, 13, "tflite", False, False, True)
 
 
 def test_linear_python_path_matches(backend):

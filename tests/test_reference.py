@@ -269,15 +269,20 @@ def test_requant_dynamic_rejects_unknown_mode():
 
 
 # ------------------------------------------------------------------ §11 panel layout
-@pytest.mark.parametrize("n,k", [(1, 1), (3, 6), (64, 4), (65, 9), (130, 70)])
+@pytest.mark.parametrize("n,k", [(1, 1), (3, 6), (16, 5), (33, 8), (48, 3), (64, 4), (65, 9), (80, 6), (130, 70)])
 def test_pack_panels_matches_packed_bytes(backend, rng, n, k):
     w = rand_w(rng, n, k)
     pw = _kernels.PackedWeights(w, np.zeros(1, np.int32))
     assert np.array_equal(reference.pack_panels(w), pw.packed_bytes())
+    assert pw.n_padded == reference.padded_columns(n)
     # the worked example of docs/ARITHMETIC.md §14: w[65, 9] sits in panel 1, group 2, lane 1, byte 1
     if (n, k) == (130, 70):
-        assert reference.packed_offset(65, 9, 70) == ((1 * 18 + 2) * 64 + 1) * 4 + 1
-        assert pw.packed_bytes()[reference.packed_offset(65, 9, 70)] == w[65, 9]
+        assert reference.packed_offset(65, 9, 70, 130) == ((1 * 18 + 2) * 64 + 1) * 4 + 1
+        assert pw.packed_bytes()[reference.packed_offset(65, 9, 70, 130)] == w[65, 9]
+    # and the narrow last panel of fastq.h's example: N = 80, K = 6, w[70, 5] in panel 1 (16 wide)
+    if (n, k) == (80, 6):
+        assert reference.packed_offset(70, 5, 6, 80) == 64 * 4 * 2 + (1 * 16 + 6) * 4 + 1
+        assert pw.packed_bytes()[reference.packed_offset(70, 5, 6, 80)] == w[70, 5]
 
 
 # ------------------------------------------------------------------ the worked examples of docs/ARITHMETIC.md
@@ -306,5 +311,5 @@ def test_arithmetic_md_worked_examples():
                for r in ("double", "double_up", "single")]
         assert got == [d, u, s]
     # §11 example 5
-    assert reference.pack_panels(np.zeros((130, 70), np.int8)).size == 13824
-    assert reference.packed_offset(129, 69, 70) == 13573 and reference.packed_offset(65, 9, 70) == 5125
+    assert reference.pack_panels(np.zeros((130, 70), np.int8)).size == 10368
+    assert reference.packed_offset(129, 69, 70, 130) == 10309 and reference.packed_offset(65, 9, 70, 130) == 5125

@@ -16,7 +16,7 @@ cnp.import_array()
 cdef extern from "csrc/fastq.h" nogil:
     int FQ_NR
     ctypedef struct fq_packed_weights:
-        int32_t n, k, k_groups, n_panels
+        int32_t n, k, k_groups, n_panels, last_nr, n_padded
         int8_t *data
         int32_t *col_sums
         int32_t *w_zero_point
@@ -100,7 +100,8 @@ NR = FQ_NR
 
 
 cdef class PackedWeights:
-    """Weights [N, K] int8 packed once into 64-column panels, with column sums."""
+    """Weights [N, K] int8 packed once into 64-column panels (the last one 16, 32, 48 or 64
+    wide), with column sums."""
     cdef fq_packed_weights p
     cdef bint packed
 
@@ -144,7 +145,7 @@ cdef class PackedWeights:
 
     @property
     def n_padded(self):
-        return self.p.n_panels * FQ_NR
+        return self.p.n_padded
 
     @property
     def col_sums(self):
@@ -164,14 +165,14 @@ cdef class PackedWeights:
 
     def packed_bytes(self):
         """The packed panels as a uint8 copy (for tests and `fastq explain`)."""
-        cdef Py_ssize_t size = <Py_ssize_t>self.p.n_panels * self.p.k_groups * 256
+        cdef Py_ssize_t size = <Py_ssize_t>self.p.n_padded * self.p.k_groups * 4
         if size == 0:
             return np.zeros(0, np.int8)
         return np.asarray(<int8_t[:size]>self.p.data).copy()
 
     def col_offsets(self, int32_t a_zero_point, int_bias=None):
         """K*za*zw[n] - za*colsum[n] (+ int_bias[n]) per padded column, wrapping int32."""
-        cdef cnp.ndarray[int32_t, ndim=1] out = np.zeros(max(self.p.n_panels * FQ_NR, 1), np.int32)
+        cdef cnp.ndarray[int32_t, ndim=1] out = np.zeros(max(self.p.n_padded, 1), np.int32)
         cdef const int32_t[::1] bv
         cdef const int32_t *bp = NULL
         if int_bias is not None:
@@ -211,7 +212,7 @@ cdef class Epilogue:
                   int out_max=255, int out_xor=0, bint float_fma=False, bint float_relu=False):
         if kind not in (FQ_EPI_INT32, FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_TFLITE, FQ_EPI_FLOAT):
             raise ValueError("requant: unknown epilogue kind %d" % kind)
-        cdef Py_ssize_t npad = pw.p.n_panels * FQ_NR
+        cdef Py_ssize_t npad = pw.p.n_padded
         self.n_padded = npad
         self.kind = kind
         memset(&self.ep, 0, sizeof(fq_epilogue))
@@ -266,7 +267,7 @@ def gemm(PackedWeights pw not None, Epilogue ep not None, cnp.ndarray a not None
     cdef int a_signed = a.dtype == np.int8
     if a.shape[1] != pw.p.k:
         raise ValueError("a: expected K = %d columns, got %d" % (pw.p.k, a.shape[1]))
-    if ep.n_padded != pw.p.n_panels * FQ_NR:
+    if ep.n_padded != pw.p.n_padded:
         raise ValueError("ep: built for another weight matrix")
     cdef Py_ssize_t m = a.shape[0]
     if m > 2**31 - 1:
@@ -562,7 +563,7 @@ cdef class LinearCore:
         if self.have_last and s == self.last_scale and zp_u8 == self.last_zp:
             return self.last_ep
         ep = self.epilogue_for(x_scale, zp_u8)
-        if not isinstance(ep, Epilogue) or (<Epilogue>ep).n_padded != self.pw.p.n_panels * FQ_NR:
+        if not isinstance(ep, Epilogue) or (<Epilogue>ep).n_padded != self.pw.p.n_padded:
             raise ValueError("ep: built for another weight matrix")
         if (<Epilogue>ep).kind not in (FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_TFLITE):
             raise ValueError("ep: expected an epilogue with byte output")
@@ -695,7 +696,7 @@ def qgemm_int32(cnp.ndarray a not None, int a_zero_point, cnp.ndarray w not None
     dims[0] = m
     dims[1] = n
     cdef cnp.ndarray out = PyArray_EMPTY(2, dims, cnp.NPY_INT32, 0)
-    cdef int32_t *col = <int32_t *>malloc(<size_t>max(p.n_panels, 1) * FQ_NR * sizeof(int32_t))
+    cdef int32_t *col = <int32_t *>malloc(<size_t>max(p.n_padded, 1) * sizeof(int32_t))
     if col == NULL:
         fq_packed_free(&p)
         raise MemoryError("could not allocate column offsets")
@@ -704,7 +705,7 @@ def qgemm_int32(cnp.ndarray a not None, int a_zero_point, cnp.ndarray w not None
     ep.kind = FQ_EPI_INT32
     ep.col_offset = col
     ep.w_zero_point = NULL if p.w_zero_point_all_zero else p.w_zero_point
-    if fq_epilogue_prepare(&ep, p.n_panels * FQ_NR) != 0:  # pragma: no cover - int32 needs nothing more
+    if fq_epilogue_prepare(&ep, p.n_padded) != 0:  # pragma: no cover - int32 needs nothing more
         free(col)
         fq_packed_free(&p)
         raise ValueError("ep: invalid int32 epilogue")

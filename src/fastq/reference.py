@@ -815,28 +815,42 @@ def cat(qs, y_scale, y_zero_point, axis=0, dtype="uint8"):
 
 # ---- the panel layout of packed weights (docs/ARITHMETIC.md §14, csrc/fastq.h).
 PANEL_COLUMNS = 64      # FQ_NR: output columns per panel (one zmm of int32 per 16 of them)
+PANEL_STEP = 16          # the last panel's width is a multiple of 16 (csrc/fastq.h)
 K_GROUP = 4             # FQ_KG: consecutive k per column in one 32-bit lane (one vpdpbusd lane)
 
 
-def packed_offset(n, k, k_size):
-    """Byte offset of w[n, k] in the packed panels of a [N, K] matrix:
-    ((p * k_groups + g) * 64 + c) * 4 + j with p = n // 64, c = n % 64, g = k // 4, j = k % 4."""
+def panel_width(n_size, p):
+    """Width of panel p of an N-column matrix: 64, the last one N's remainder rounded up to 16."""
+    left = np.asarray(n_size, dtype=np.int64) - np.asarray(p, dtype=np.int64) * PANEL_COLUMNS
+    return np.minimum(left + (-left) % PANEL_STEP, PANEL_COLUMNS)
+
+
+def packed_offset(n, k, k_size, n_size):
+    """Byte offset of w[n, k] in the packed panels of a [N, K] matrix: panel p = n // 64 starts
+    at column n0 = 64p and byte n0 * 4 * k_groups; inside it, (g * nr + c) * 4 + j with nr its
+    width (panel_width), c = n - n0, g = k // 4, j = k % 4."""
     k_groups = -(-int(k_size) // K_GROUP)
     p, c = np.divmod(np.asarray(n, dtype=np.int64), PANEL_COLUMNS)
     g, j = np.divmod(np.asarray(k, dtype=np.int64), K_GROUP)
-    return ((p * k_groups + g) * PANEL_COLUMNS + c) * K_GROUP + j
+    nr = panel_width(n_size, p)
+    return p * PANEL_COLUMNS * K_GROUP * k_groups + (g * nr + c) * K_GROUP + j
+
+
+def padded_columns(n_size):
+    """Columns of the packed matrix: the 64-wide panels and the last panel's width."""
+    n_panels = -(-int(n_size) // PANEL_COLUMNS)
+    return 0 if n_panels == 0 else (n_panels - 1) * PANEL_COLUMNS + int(panel_width(n_size, n_panels - 1))
 
 
 def pack_panels(w):
-    """The packed bytes of int8 w [N, K]: panels of 64 columns, each a run of k groups of
-    64 columns x 4 bytes; columns >= N and k >= K are zero."""
+    """The packed bytes of int8 w [N, K]: panels of 64 columns (the last one 16, 32, 48 or 64
+    wide), each a run of k groups of its columns x 4 bytes; columns >= N and k >= K are zero."""
     w = np.asarray(w, dtype=np.int8)
     n, k = w.shape
     k_groups = -(-k // K_GROUP)
-    n_panels = -(-n // PANEL_COLUMNS)
-    out = np.zeros(n_panels * k_groups * PANEL_COLUMNS * K_GROUP, np.int8)
+    out = np.zeros(padded_columns(n) * k_groups * K_GROUP, np.int8)
     nn, kk = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
-    out[packed_offset(nn, kk, k)] = w
+    out[packed_offset(nn, kk, k, n)] = w
     return out
 
 

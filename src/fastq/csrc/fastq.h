@@ -29,23 +29,37 @@ extern "C" {
 #endif
 
 /* ---- packed weights ---------------------------------------------------------------
- * Layout: panel p holds output columns [64p, 64p+64); inside a panel, k-group g holds
- * w[n, 4g..4g+3] for the 64 columns, 4 consecutive bytes per column (one vpdpbusd lane):
- *     data[((p * k_groups) + g) * 256 + c * 4 + j] = w[64p + c, 4g + j]
- * Columns >= N and k >= K are zero, so a kernel may always compute full groups/panels.
+ * Layout: the output columns are cut into panels of 64, except the last, whose width is N's
+ * remainder rounded up to 16 (16, 32, 48 or 64): a GEMM with N = 16 computes 16 columns, not
+ * 64 (ResNet-8's 16-channel 3x3 layers, MobileNet's narrow pointwise ones). Inside a panel of
+ * width nr starting at column n0 = 64p, k-group g holds w[n, 4g..4g+3] for its nr columns,
+ * 4 consecutive bytes per column (one vpdpbusd lane):
+ *     data[n0 * 4 * k_groups + (g * nr + c) * 4 + j] = w[n0 + c, 4g + j]
+ * (every panel before column n0 is 64 wide, so n0 * 4 * k_groups bytes precede it).
+ * Worked example, N = 80, K = 6 (k_groups = 2, n_padded = 96): panel 0 is columns 0..63,
+ * 2 groups of 256 bytes: bytes 0..255 hold w[0..63, 0..3] (w[c, j] at 4c + j), bytes 256..511
+ * hold w[0..63, 4..5] and two zero bytes per column. Panel 1 (n0 = 64, nr = 16: 80 - 64
+ * rounded up) starts at byte 64 * 4 * 2 = 512: bytes 512..575 hold w[64..79, 0..3], bytes
+ * 576..639 w[64..79, 4..5] (then zeros). Columns >= N and k >= K are zero, so a kernel may
+ * always compute full groups and panels. Kernels write a tile with row stride FQ_NR whatever
+ * the panel width, so the epilogues read every tile alike.
  */
-#define FQ_NR 64           /* output columns per panel */
+#define FQ_NR 64           /* output columns per panel (the last may be narrower) */
+#define FQ_NR_STEP 16      /* the last panel's width is a multiple of this */
+#define FQ_NR_WIDTHS (FQ_NR / FQ_NR_STEP)   /* panel widths 16, 32, 48, 64: index nr / 16 - 1 */
 #define FQ_KG 4            /* consecutive k per group */
-#define FQ_PANEL_GROUP_BYTES (FQ_NR * FQ_KG)
+#define FQ_PANEL_GROUP_BYTES (FQ_NR * FQ_KG)   /* one k-group of a 64-wide panel */
 #define FQ_MR_MAX 16       /* most rows per tile a microkernel may take (AMX tiles: 16) */
 
 typedef struct {
     int32_t n, k;              /* logical shape of the weight matrix [N, K] */
     int32_t k_groups;          /* ceil(K / 4) */
     int32_t n_panels;          /* ceil(N / 64) */
-    int8_t *data;              /* n_panels * k_groups * 256 bytes, 64-byte aligned */
-    int32_t *col_sums;         /* [n_panels * 64]: sum_k w[n, k]; 0 in padding */
-    int32_t *w_zero_point;     /* [n_panels * 64]: zero point of column n; 0 in padding */
+    int32_t last_nr;           /* width of the last panel: 16, 32, 48 or 64 (0 when N = 0) */
+    int32_t n_padded;          /* 64 * (n_panels - 1) + last_nr: the per-column arrays' length */
+    int8_t *data;              /* n_padded * k_groups * 4 bytes, 64-byte aligned */
+    int32_t *col_sums;         /* [n_padded]: sum_k w[n, k]; 0 in padding */
+    int32_t *w_zero_point;     /* [n_padded]: zero point of column n; 0 in padding */
     int32_t w_zero_point_all_zero;  /* 1 when every w_zero_point is 0 (row sums not needed) */
     int32_t max_abs_w_dev;     /* max over n, k of |w[n,k] - w_zero_point[n]| (overflow bound) */
 } fq_packed_weights;
@@ -60,7 +74,7 @@ void fq_packed_free(fq_packed_weights *p);
 
 /* col_offset[n] = K*za*zw[n] - za*col_sums[n] + (int_bias ? int_bias[n] : 0), wrapping int32.
  * Together with -row_sum[m]*zw[n] it turns the raw dot product into
- * acc[m,n] = sum_k (x - za)(w - zw[n]) (+ int_bias[n]).  out has n_panels*64 entries. */
+ * acc[m,n] = sum_k (x - za)(w - zw[n]) (+ int_bias[n]).  out has n_padded entries. */
 void fq_col_offsets(const fq_packed_weights *w, int32_t a_zero_point,
                     const int32_t *int_bias, int32_t *col_offset);
 
@@ -102,16 +116,16 @@ typedef enum {
 typedef struct {
     /* inputs, set by the caller */
     fq_epilogue_kind kind;
-    const int32_t *col_offset;   /* [n_panels*64], see fq_col_offsets (includes int bias) */
-    const int32_t *w_zero_point; /* [n_panels*64], or NULL when all zero */
+    const int32_t *col_offset;   /* [n_padded], see fq_col_offsets (includes int bias) */
+    const int32_t *w_zero_point; /* [n_padded], or NULL when all zero */
     /* float modes */
     const float *bias;           /* fbgemm: per-column b of fmaf(b, bias_mult, (float)acc);
                                     float: per-column float bias (zeros for none; required) */
     float bias_mult;             /* fbgemm: f32(1/(double)atws) per tensor, 1 per channel */
     const float *scale;          /* fbgemm: mult[n]; qnnpack: req[n]; float: sx*sw[n] */
     /* fixed-point mode */
-    const int32_t *multiplier;   /* [n_panels*64] Q31 multipliers */
-    const int32_t *shift;        /* [n_panels*64] exponents, > 0 = left shift */
+    const int32_t *multiplier;   /* [n_padded] Q31 multipliers */
+    const int32_t *shift;        /* [n_padded] exponents, > 0 = left shift */
     int32_t rounding;            /* fq_rounding: how MultiplyByQuantizedMultiplier rounds */
     /* uint8 / int8 output: q = clamp(r + out_zero_point, out_min, out_max) in uint8 terms;
      * out_signed = 1 stores q ^ 0x80 (int8 y = uint8 y - 128, exactly, in every mode) */
@@ -191,12 +205,14 @@ int fq_family_supported(int backend, int family);
  * under concurrent calls (a relaxed load + store, no locked add); never 0 once a call ran. */
 long long fq_family_runs(int family, int backend);
 
-/* Per-ISA kernels. A tile is mr rows (mr <= kernels->mr) by one 64-column panel.
- * ukernel: tile[i*64 + c] = sum_k (a[i*lda + k] ^ a_xor) * panel_w[k][c]   (raw, no zero points);
- *   a_xor is 0 for uint8 activations, 0x80 for int8 ones (int8 x = uint8 (x ^ 0x80) - 128)
+/* Per-ISA kernels. A tile is mr rows (mr <= kernels->mr[w]) by one panel of nr columns
+ * (w = nr / 16 - 1: one kernel per panel width, each with its own rows per tile).
+ * ukernel: tile[i*64 + c] = sum_k (a[i*lda + k] ^ a_xor) * panel_w[k][c], c < nr (raw, no zero
+ *   points; row stride 64 for every width); a_xor is 0 for uint8 activations, 0x80 for int8
+ *   ones (int8 x = uint8 (x ^ 0x80) - 128)
  * epilogue: out rows/cols of the tile, valid columns nc (<= 64), starting at column n0. */
 typedef void (*fq_ukernel_fn)(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda, uint8_t a_xor,
-                              const int8_t *panel, int32_t k_groups, int32_t *tile);
+                              const int8_t *panel, int32_t k_groups, int32_t nr, int32_t *tile);
 typedef void (*fq_epilogue_fn)(int32_t mr, int32_t nc, const int32_t *tile,
                                const int32_t *row_sums, int32_t n0, const fq_epilogue *ep,
                                void *out, ptrdiff_t ldo);
@@ -217,9 +233,9 @@ struct fq_pool_kernels;          /* pool/pool.h */
 typedef struct {
     const char *name;
     /* FQ_FAMILY_GEMM */
-    int32_t mr;                  /* rows per tile, 1..FQ_MR_MAX */
-    fq_ukernel_fn ukernel;
-    fq_ukernel_fn gemv;          /* mr == 1 kernel; may equal ukernel */
+    int32_t mr[FQ_NR_WIDTHS];    /* rows per tile, 1..FQ_MR_MAX, per panel width 16(w + 1) */
+    fq_ukernel_fn ukernel[FQ_NR_WIDTHS];
+    fq_ukernel_fn gemv;          /* mr == 1 kernel of a 64-wide panel; may equal ukernel[3] */
     fq_row_sums_fn row_sums;
     /* FQ_FAMILY_EPILOGUE */
     fq_epilogue_fn epilogue[FQ_EPV_COUNT][2];   /* [variant][out_signed]; inherited entries
@@ -255,8 +271,8 @@ const fq_kernels *fq_current_kernels(void);      /* fq_kernels_for(fq_get_backen
  * kernels of family can run here, else scalar's. Counts the run under the owner. */
 const fq_kernels *fq_kernels_run(int family, int isa);
 void fq_note_run(int family, int owner);
-/* Tests only: the scalar backend's rows per tile (its kernels take any count), to drive the
- * GEMM driver with tiles of up to FQ_MR_MAX rows. Returns the previous count, or -1 outside
+/* Tests only: the scalar backend's rows per tile for every panel width (its kernels take any
+ * count), to drive the GEMM driver with tiles of up to FQ_MR_MAX rows. Returns the previous count, or -1 outside
  * 1..FQ_MR_MAX (nothing changed). */
 int fq_scalar_set_mr(int32_t mr);
 

@@ -1,9 +1,11 @@
-/* The GEMM driver: splits the output into tiles (mr rows x one 64-column panel), runs the
- * current backend's microkernel and its fused epilogue on each tile while it is in L1,
+/* The GEMM driver: splits the output into tiles (mr rows x one panel of 64 columns, or of
+ * the narrower last panel's width), runs the current backend's microkernel for that width
+ * (with that width's rows per tile) and its fused epilogue on each tile while it is in L1,
  * and spreads the tiles over threads. The epilogue function is looked up once per call in
  * the backend's table, by (variant, output type). */
 #include <stdlib.h>
 #include "fastq.h"
+#include "gemm/kernels.h"
 
 typedef struct {
     const fq_packed_weights *w;
@@ -13,8 +15,7 @@ typedef struct {
     ptrdiff_t lda;
     uint8_t a_xor;
     int32_t m;
-    int32_t m_blocks;
-    int32_t m_chunk;              /* m-blocks per task: one task = one panel x m_chunk blocks */
+    int32_t row_chunk;            /* rows per task: one task = one panel x row_chunk rows */
     int32_t chunks_per_panel;
     const int32_t *row_sums;
     const fq_epilogue *ep;
@@ -23,28 +24,28 @@ typedef struct {
     size_t out_elem;
 } gemm_job;
 
-static void gemm_tile(const gemm_job *j, int32_t p, int32_t mb) {
-    int32_t mr_max = j->kern->mr;
-    int32_t m0 = mb * mr_max;
-    int32_t mr = j->m - m0 < mr_max ? j->m - m0 : mr_max;
+static void gemm_tile(const gemm_job *j, int32_t p, int32_t nr, int32_t m0, int32_t mr) {
     int32_t n0 = p * FQ_NR;
-    int32_t nc = j->w->n - n0 < FQ_NR ? j->w->n - n0 : FQ_NR;
-    const int8_t *panel = j->w->data + (size_t)p * j->w->k_groups * FQ_PANEL_GROUP_BYTES;
+    int32_t nc = j->w->n - n0 < nr ? j->w->n - n0 : nr;
+    const int8_t *panel = j->w->data + (size_t)n0 * j->w->k_groups * FQ_KG;
     int32_t tile[FQ_MR_MAX * FQ_NR] __attribute__((aligned(64)));
-    fq_ukernel_fn uk = mr == 1 ? j->kern->gemv : j->kern->ukernel;
-    uk(mr, j->w->k, j->a + (ptrdiff_t)m0 * j->lda, j->lda, j->a_xor, panel, j->w->k_groups, tile);
+    fq_ukernel_fn uk = mr == 1 && nr == FQ_NR ? j->kern->gemv : j->kern->ukernel[nr / FQ_NR_STEP - 1];
+    uk(mr, j->w->k, j->a + (ptrdiff_t)m0 * j->lda, j->lda, j->a_xor, panel, j->w->k_groups, nr, tile);
     char *out = (char *)j->out + (ptrdiff_t)m0 * j->ldo * (ptrdiff_t)j->out_elem;
     j->epilogue(mr, nc, tile, j->row_sums ? j->row_sums + m0 : NULL, n0, j->ep, out, j->ldo);
 }
 
-/* One task: one panel, a run of consecutive row blocks. A thread that takes a task keeps
- * that panel of weights hot in its own caches for the whole run. */
+/* One task: one panel, a run of consecutive rows, in tiles of the panel width's rows. A
+ * thread that takes a task keeps that panel of weights hot in its own caches for the whole run. */
 static void gemm_task(void *ctx, int64_t task) {
     const gemm_job *j = (const gemm_job *)ctx;
     int32_t p = (int32_t)(task / j->chunks_per_panel);
-    int32_t mb0 = (int32_t)(task % j->chunks_per_panel) * j->m_chunk;
-    int32_t mb1 = mb0 + j->m_chunk < j->m_blocks ? mb0 + j->m_chunk : j->m_blocks;
-    for (int32_t mb = mb0; mb < mb1; mb++) gemm_tile(j, p, mb);
+    int32_t nr = fq_panel_width(j->w->n, p);
+    int32_t mr_max = j->kern->mr[nr / FQ_NR_STEP - 1];
+    int32_t r0 = (int32_t)(task % j->chunks_per_panel) * j->row_chunk;
+    int32_t r1 = j->m - r0 > j->row_chunk ? r0 + j->row_chunk : j->m;
+    for (int32_t m0 = r0; m0 < r1; m0 += mr_max)
+        gemm_tile(j, p, nr, m0, r1 - m0 < mr_max ? r1 - m0 : mr_max);
 }
 
 static int shifts_in_simd_range(const int32_t *shift, int32_t n) {
@@ -122,7 +123,6 @@ int fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t
     j.lda = lda;
     j.a_xor = a_signed ? 0x80 : 0;
     j.m = m;
-    j.m_blocks = (m + j.kern->mr - 1) / j.kern->mr;
     j.ep = ep;
     j.out = out;
     j.ldo = ldo;
@@ -140,14 +140,21 @@ int fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t
     double macs = (double)m * (double)w->n * (double)w->k;
     if (macs < 1 << 20) num_threads = 1;
     else if (num_threads <= 0) num_threads = fq_get_num_threads();
-    /* Split each panel's row blocks into as few runs as still give every thread about 4
-     * tasks (load balance), so threads rarely share a panel. */
+    /* Split each panel's rows into as few runs as still give every thread about 4 tasks (load
+     * balance), so threads rarely share a panel; a run is a whole number of tiles of every
+     * panel width present (64 and the last panel's). */
+    int32_t mr_full = j.kern->mr[FQ_NR_WIDTHS - 1], mr_last = j.kern->mr[w->last_nr / FQ_NR_STEP - 1];
+    int32_t unit = mr_full;
+    while (w->n_panels > 1 && unit % mr_last) unit += mr_full;
+    if (w->n_panels == 1) unit = mr_last;
     int64_t want = num_threads > 1 ? 4 * (int64_t)num_threads : 1;
     int64_t per_panel = (want + w->n_panels - 1) / w->n_panels;
-    if (per_panel > j.m_blocks) per_panel = j.m_blocks;
+    int64_t units = (m + unit - 1) / unit;
+    if (per_panel > units) per_panel = units;
     if (per_panel < 1) per_panel = 1;
-    j.m_chunk = (int32_t)((j.m_blocks + per_panel - 1) / per_panel);
-    j.chunks_per_panel = (j.m_blocks + j.m_chunk - 1) / j.m_chunk;
+    int64_t chunk = (units + per_panel - 1) / per_panel * unit;
+    j.row_chunk = chunk < m ? (int32_t)chunk : m;     /* m < 2^31: no int32 overflow */
+    j.chunks_per_panel = (m + j.row_chunk - 1) / j.row_chunk;
     int64_t n_tasks = (int64_t)w->n_panels * j.chunks_per_panel;
     fq_parallel_for(n_tasks, gemm_task, &j, num_threads);
     if (sums && sums != stack_sums) free(sums);

@@ -1,7 +1,8 @@
-/* AVX2 weight packer: the panel layout of fastq.h (scalar twin: pack_rows_scalar in pack.c),
- * each row's sum, min and max gathered in the same pass. A k-group of a panel is 64 columns
- * x 4 bytes, one dword per column, so packing is a dword transpose: the unit here is 32 k
- * (8 groups) of 8 rows, an 8x8 dword transpose, stored as 8 groups x 32 bytes. The last partial chunk of a row is
+/* AVX2 weight packer: the panel layout of fastq.h (scalar twin: fq_pack_panels_scalar in
+ * pack.c), each row's sum, min and max gathered in the same pass. A k-group of a panel is nr
+ * columns (64, or 16 / 32 / 48 for the last panel) x 4 bytes, one dword per column, so packing
+ * is a dword transpose: the unit here is 32 k (8 groups) of 8 rows, an 8x8 dword transpose,
+ * stored as 8 groups x 32 bytes. The last partial chunk of a row is
  * copied into a zeroed 32-byte buffer, so nothing is read past a row. Rows past N are zero;
  * every byte of the panels is written. */
 #if defined(__x86_64__) && !defined(FASTQ_NO_AVX2)
@@ -9,6 +10,7 @@
 #include <immintrin.h>
 #include <string.h>
 #include "fastq.h"
+#include "gemm/kernels.h"
 
 /* r[0..7] (8 rows of 8 dwords) -> r[c] = column c */
 static inline void transpose8(__m256i r[8]) {
@@ -36,7 +38,9 @@ void fq_pack_panels_avx2(const int8_t *w, ptrdiff_t ldw, int32_t n, int32_t k,
     const int32_t k_full = k & ~31;                 /* k covered by whole 32-byte chunks */
     const __m256i bias = _mm256_set1_epi8((char)0x80);
     for (int32_t p = 0; p < n_panels; p++) {
-        int8_t *panel = data + (size_t)p * k_groups * FQ_PANEL_GROUP_BYTES;
+        const int32_t nr = fq_panel_width(n, p);
+        const size_t group_bytes = (size_t)nr * FQ_KG;
+        int8_t *panel = data + (size_t)p * FQ_NR * k_groups * FQ_KG;
         int32_t rows = n - p * FQ_NR < FQ_NR ? n - p * FQ_NR : FQ_NR;
         __m256i sum[FQ_NR], lo[FQ_NR], hi[FQ_NR];
         for (int c = 0; c < FQ_NR; c++) {
@@ -47,7 +51,7 @@ void fq_pack_panels_avx2(const int8_t *w, ptrdiff_t ldw, int32_t n, int32_t k,
         for (int32_t k0 = 0; k0 < k; k0 += 32) {
             int whole = k0 < k_full;
             int32_t groups = k_groups - k0 / FQ_KG < 8 ? k_groups - k0 / FQ_KG : 8;
-            for (int b = 0; b < FQ_NR / 8; b++) {
+            for (int b = 0; b < nr / 8; b++) {
                 __m256i r[8];
                 for (int i = 0; i < 8; i++) {
                     int c = b * 8 + i;
@@ -71,7 +75,7 @@ void fq_pack_panels_avx2(const int8_t *w, ptrdiff_t ldw, int32_t n, int32_t k,
                 }
                 transpose8(r);
                 for (int g = 0; g < groups; g++)
-                    _mm256_store_si256((__m256i *)(panel + (size_t)(k0 / FQ_KG + g) * FQ_PANEL_GROUP_BYTES + b * 32),
+                    _mm256_store_si256((__m256i *)(panel + (size_t)(k0 / FQ_KG + g) * group_bytes + b * 32),
                                        r[g]);
             }
         }

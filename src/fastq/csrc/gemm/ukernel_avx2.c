@@ -2,7 +2,8 @@
  * vpmaddwd (int16 x int16 pairs -> int32, cannot overflow: 2 * 255 * 128 < 2^31). The
  * saturating vpmaddubsw is never used (255 * 127 * 2 > 32767). Scalar twin: ukernel_scalar.c.
  *
- * Same packed panel as the VNNI kernel. 16 bytes of a k-group (4 columns x 4 k) sign-extend
+ * Same packed panels as the VNNI kernel, any width nr (16, 32, 48, 64: nr / 8 column blocks of
+ * one k-loop each; a narrow last panel costs its own columns). 16 bytes of a k-group (4 columns x 4 k) sign-extend
  * to one ymm of int16; one activation group (4 k) zero-extends to 4 int16, broadcast to all
  * four 64-bit lanes. vpmaddwd then leaves per column two half sums (k0+k1, k2+k3) in adjacent
  * int32 lanes; they are added horizontally (vphaddd) once, after the k-loop.
@@ -47,21 +48,22 @@ static void widen_rows(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda, u
 
 static inline __attribute__((always_inline)) void tile_rows(
         const int mr, int32_t k, const uint8_t *a, ptrdiff_t lda, uint8_t a_xor, const int8_t *panel,
-        int32_t k_groups, int32_t *tile) {
+        int32_t k_groups, int32_t nr, int32_t *tile) {
+    const size_t group_bytes = (size_t)nr * FQ_KG;
     int16_t a16[MR_AVX2 * KC_GROUPS * FQ_KG] __attribute__((aligned(32)));
     int32_t half[MR_AVX2][2 * FQ_NR] __attribute__((aligned(32)));
     for (int32_t g0 = 0; g0 < k_groups; g0 += KC_GROUPS) {
         int32_t ng = k_groups - g0 < KC_GROUPS ? k_groups - g0 : KC_GROUPS;
         int first = g0 == 0, last = g0 + ng == k_groups;
         widen_rows(mr, k, a, lda, a_xor, g0, ng, a16);
-        for (int b = 0; b < FQ_NR / COLS; b++) {
+        for (int b = 0; b < nr / COLS; b++) {
             __m256i acc[MR_AVX2][2];
             for (int i = 0; i < mr; i++)
                 for (int j = 0; j < 2; j++)
                     acc[i][j] = first ? _mm256_setzero_si256()
                                       : _mm256_load_si256((const __m256i *)&half[i][b * 16 + 8 * j]);
-            const int8_t *w = panel + (size_t)g0 * FQ_PANEL_GROUP_BYTES + b * COLS * FQ_KG;
-            for (int32_t g = 0; g < ng; g++, w += FQ_PANEL_GROUP_BYTES) {
+            const int8_t *w = panel + (size_t)g0 * group_bytes + b * COLS * FQ_KG;
+            for (int32_t g = 0; g < ng; g++, w += group_bytes) {
                 __m256i w0 = widen_w(w);
                 __m256i w1 = widen_w(w + 16);
                 for (int i = 0; i < mr; i++) {
@@ -83,24 +85,24 @@ static inline __attribute__((always_inline)) void tile_rows(
         }
     }
     if (k_groups == 0)
-        for (int i = 0; i < mr; i++) memset(tile + i * FQ_NR, 0, FQ_NR * sizeof(int32_t));
+        for (int i = 0; i < mr; i++) memset(tile + i * FQ_NR, 0, (size_t)nr * sizeof(int32_t));
 }
 
 #define TILE_FN(R)                                                                       \
     static void tile_##R(int32_t k, const uint8_t *a, ptrdiff_t lda, uint8_t x, const int8_t *panel, \
-                         int32_t kg, int32_t *tile) { tile_rows(R, k, a, lda, x, panel, kg, tile); }
+                         int32_t kg, int32_t nr, int32_t *tile) { tile_rows(R, k, a, lda, x, panel, kg, nr, tile); }
 TILE_FN(1)
 TILE_FN(2)
 TILE_FN(3)
 TILE_FN(4)
 
 void fq_ukernel_avx2(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda, uint8_t a_xor,
-                     const int8_t *panel, int32_t k_groups, int32_t *tile) {
+                     const int8_t *panel, int32_t k_groups, int32_t nr, int32_t *tile) {
     switch (mr) {
-    case 1: tile_1(k, a, lda, a_xor, panel, k_groups, tile); break;
-    case 2: tile_2(k, a, lda, a_xor, panel, k_groups, tile); break;
-    case 3: tile_3(k, a, lda, a_xor, panel, k_groups, tile); break;
-    default: tile_4(k, a, lda, a_xor, panel, k_groups, tile); break;
+    case 1: tile_1(k, a, lda, a_xor, panel, k_groups, nr, tile); break;
+    case 2: tile_2(k, a, lda, a_xor, panel, k_groups, nr, tile); break;
+    case 3: tile_3(k, a, lda, a_xor, panel, k_groups, nr, tile); break;
+    default: tile_4(k, a, lda, a_xor, panel, k_groups, nr, tile); break;
     }
 }
 
@@ -115,12 +117,13 @@ static inline __m256i broadcast_group(const uint8_t *a, int32_t g, int32_t k, ui
     return _mm256_broadcastq_epi64(x16);
 }
 
-/* One row, bound by the weight stream: each half panel (32 columns) in 8 independent
- * accumulator chains. */
+/* One row of a 64-wide panel, bound by the weight stream: each half panel (32 columns) in 8
+ * independent accumulator chains. */
 void fq_gemv_avx2(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda, uint8_t a_xor,
-                  const int8_t *panel, int32_t k_groups, int32_t *tile) {
+                  const int8_t *panel, int32_t k_groups, int32_t nr, int32_t *tile) {
     (void)mr;
     (void)lda;
+    (void)nr;
     const uint32_t flip4 = a_xor * 0x01010101u;
     for (int h = 0; h < 2; h++) {
         __m256i acc[8];

@@ -1,21 +1,25 @@
 /* AVX-512 VNNI microkernels (vpdpbusd: 4 u8 x s8 products summed into each int32 lane).
  * Scalar twin: ukernel_scalar.c.
  *
- * Tile: up to 6 rows x one 64-column panel = 24 zmm accumulators, held in registers through
- * the whole k-loop. Per k-group: 4 zmm
- * loads of the panel (64 columns x 4 k), one 4-byte broadcast per activation row, 4*mr
- * vpdpbusd. The K tail (K % 4 bytes) is assembled byte by byte, so an activation row is
- * never read past its end; the panel is zero padded, so the missing lanes add nothing.
- * M = 1 has its own kernel: 16 independent accumulator chains over 4 k-groups, since one
- * row is bound by the weight stream, not by vpdpbusd latency. int8 activations (a_xor = 0x80)
- * are flipped to uint8 as each 4-byte group is broadcast (one scalar xor per group and row). */
+ * One kernel per panel width nr = 16V (V = 1..4 zmm of 16 int32 per row and k-group) with
+ * R rows per tile, R chosen so R*V accumulators (up to 24) plus V weight registers stay in the
+ * 32 zmm: 16 rows x 16 columns, 12 x 32, 8 x 48, 6 x 64 (kernels.h FQ_MR_AVX512_W*). Per
+ * k-group: V zmm loads of the panel (nr columns x 4 k), one 4-byte broadcast per activation
+ * row, R*V vpdpbusd: a narrow panel costs its own columns (a 16-column panel in the 64-wide
+ * kernel would compute 48 zero columns) and more rows share each weight load.
+ * The K tail (K % 4 bytes) is assembled byte by byte, so an activation row is never read past
+ * its end; the panel is zero padded, so the missing lanes add nothing.
+ * M = 1 on a 64-wide panel has its own kernel: 16 independent accumulator chains over 4
+ * k-groups, since one row is bound by the weight stream, not by vpdpbusd latency.
+ * uint8 activations are broadcast straight from memory (vpbroadcastd zmm, m32: a load, no
+ * vector ALU); int8 ones (a_xor = 0x80) are flipped to uint8 after the broadcast by one vpxord,
+ * in a separate instance of each tile function, so the uint8 loop carries no xor at all. */
 #include "fastq.h"
 #ifdef FQ_COMPILE_AVX512
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
 #include <immintrin.h>
 #include <string.h>
-
-#define MR_AVX512 6
+#include "gemm/kernels.h"
 
 static inline int32_t load_group(const uint8_t *p) {
     int32_t v;
@@ -30,83 +34,137 @@ static inline int32_t load_tail(const uint8_t *p, int32_t rem) {
     return (int32_t)v;
 }
 
-/* One tile function per row count R = 2..6, generated from one body, so that mr rows cost
- * mr rows (a 4-row tile runs 16 vpdpbusd per k-group, not 24). Each keeps 4*R named
- * accumulators in zmm registers through the k-loop (an array of __m512i was kept in memory
- * by gcc). Rows past mr read the last valid row again and are not stored, so one function
- * also serves mr < R. */
-#define DP_ROW(i, x)                                   \
-    c##i##0 = _mm512_dpbusd_epi32(c##i##0, x, w0);     \
-    c##i##1 = _mm512_dpbusd_epi32(c##i##1, x, w1);     \
-    c##i##2 = _mm512_dpbusd_epi32(c##i##2, x, w2);     \
-    c##i##3 = _mm512_dpbusd_epi32(c##i##3, x, w3);
-#define ZERO_ROW(i)                                                     \
-    __m512i c##i##0 = _mm512_setzero_si512(), c##i##1 = c##i##0, \
-            c##i##2 = c##i##0, c##i##3 = c##i##0;
-#define STORE_ROW(i)                                                              \
-    if (i < mr) {                                                                 \
-        _mm512_store_si512((void *)(tile + i * FQ_NR + 0), c##i##0);              \
-        _mm512_store_si512((void *)(tile + i * FQ_NR + 16), c##i##1);             \
-        _mm512_store_si512((void *)(tile + i * FQ_NR + 32), c##i##2);             \
-        _mm512_store_si512((void *)(tile + i * FQ_NR + 48), c##i##3);             \
-    }
-#define TAIL_ROW(i) { __m512i x = _mm512_set1_epi32(load_tail(row[i] + o, rem) ^ flip4); DP_ROW(i, x) }
-#define GROUP_ROW(i) { __m512i x = _mm512_set1_epi32(load_group(row[i] + o) ^ flip4); DP_ROW(i, x) }
-#define LOAD_PANEL_GROUP(p)                                                 \
-    const __m512i w0 = _mm512_load_si512((const void *)((p) + 0));         \
-    const __m512i w1 = _mm512_load_si512((const void *)((p) + 64));        \
-    const __m512i w2 = _mm512_load_si512((const void *)((p) + 128));       \
-    const __m512i w3 = _mm512_load_si512((const void *)((p) + 192));
-#define ROWS_2(X) X(0) X(1)
-#define ROWS_3(X) X(0) X(1) X(2)
-#define ROWS_4(X) X(0) X(1) X(2) X(3)
-#define ROWS_5(X) X(0) X(1) X(2) X(3) X(4)
-#define ROWS_6(X) X(0) X(1) X(2) X(3) X(4) X(5)
-
-/* The K tail first: after the main loop only stores remain, which keeps gcc from spilling
- * the accumulators inside the loop. */
-#define DEFINE_TILE(R)                                                                      \
-static void tile_##R##rows(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,          \
-                           int32_t flip4, const int8_t *panel, int32_t *tile) {             \
-    const uint8_t *row[R];                                                                  \
-    for (int32_t i = 0; i < R; i++) row[i] = a + (ptrdiff_t)(i < mr ? i : mr - 1) * lda;    \
-    ROWS_##R(ZERO_ROW)                                                                      \
-    const int32_t full = k / FQ_KG;                                                         \
-    const int32_t rem = k % FQ_KG;                                                          \
-    if (rem) {                                                                              \
-        LOAD_PANEL_GROUP(panel + (size_t)full * FQ_PANEL_GROUP_BYTES)                       \
-        const ptrdiff_t o = (ptrdiff_t)full * FQ_KG;                                        \
-        ROWS_##R(TAIL_ROW)                                                                  \
-    }                                                                                       \
-    const int8_t *w = panel;                                                                \
-    for (int32_t g = 0; g < full; g++, w += FQ_PANEL_GROUP_BYTES) {                         \
-        LOAD_PANEL_GROUP(w)                                                                 \
-        const ptrdiff_t o = (ptrdiff_t)g * FQ_KG;                                           \
-        ROWS_##R(GROUP_ROW)                                                                 \
-    }                                                                                       \
-    ROWS_##R(STORE_ROW)                                                                     \
+static inline __m512i broadcast(int32_t v, int flip, __m512i flipv) {
+    __m512i x = _mm512_set1_epi32(v);
+    return flip ? _mm512_xor_si512(x, flipv) : x;
 }
 
-DEFINE_TILE(2)
-DEFINE_TILE(3)
-DEFINE_TILE(4)
-DEFINE_TILE(5)
-DEFINE_TILE(6)
+/* Per width (V zmm per row): the accumulators c<row><v>, the panel group's weights w<v>. Each
+ * tile function keeps R*V named accumulators in zmm registers through the k-loop (an array of
+ * __m512i was kept in memory by gcc). */
+#define ZERO_1(i) __m512i c##i##0 = _mm512_setzero_si512();
+#define ZERO_2(i) ZERO_1(i) __m512i c##i##1 = _mm512_setzero_si512();
+#define ZERO_3(i) ZERO_2(i) __m512i c##i##2 = _mm512_setzero_si512();
+#define ZERO_4(i) ZERO_3(i) __m512i c##i##3 = _mm512_setzero_si512();
+#define DP_1(i, x) c##i##0 = _mm512_dpbusd_epi32(c##i##0, x, w0);
+#define DP_2(i, x) DP_1(i, x) c##i##1 = _mm512_dpbusd_epi32(c##i##1, x, w1);
+#define DP_3(i, x) DP_2(i, x) c##i##2 = _mm512_dpbusd_epi32(c##i##2, x, w2);
+#define DP_4(i, x) DP_3(i, x) c##i##3 = _mm512_dpbusd_epi32(c##i##3, x, w3);
+#define LOAD_1(p) const __m512i w0 = _mm512_load_si512((const void *)((p) + 0));
+#define LOAD_2(p) LOAD_1(p) const __m512i w1 = _mm512_load_si512((const void *)((p) + 64));
+#define LOAD_3(p) LOAD_2(p) const __m512i w2 = _mm512_load_si512((const void *)((p) + 128));
+#define LOAD_4(p) LOAD_3(p) const __m512i w3 = _mm512_load_si512((const void *)((p) + 192));
+#define STORE_1(i) _mm512_store_si512((void *)(tile + i * FQ_NR + 0), c##i##0);
+#define STORE_2(i) STORE_1(i) _mm512_store_si512((void *)(tile + i * FQ_NR + 16), c##i##1);
+#define STORE_3(i) STORE_2(i) _mm512_store_si512((void *)(tile + i * FQ_NR + 32), c##i##2);
+#define STORE_4(i) STORE_3(i) _mm512_store_si512((void *)(tile + i * FQ_NR + 48), c##i##3);
+#define GROUP_ROW_1(i) { __m512i x = broadcast(load_group(ROW_AT(i)), flip, flipv); DP_1(i, x) }
+#define GROUP_ROW_2(i) { __m512i x = broadcast(load_group(ROW_AT(i)), flip, flipv); DP_2(i, x) }
+#define GROUP_ROW_3(i) { __m512i x = broadcast(load_group(ROW_AT(i)), flip, flipv); DP_3(i, x) }
+#define GROUP_ROW_4(i) { __m512i x = broadcast(load_group(ROW_AT(i)), flip, flipv); DP_4(i, x) }
+#define TAIL_ROW_1(i) { __m512i x = broadcast(load_tail(a + i * lda + o, rem), flip, flipv); DP_1(i, x) }
+#define TAIL_ROW_2(i) { __m512i x = broadcast(load_tail(a + i * lda + o, rem), flip, flipv); DP_2(i, x) }
+#define TAIL_ROW_3(i) { __m512i x = broadcast(load_tail(a + i * lda + o, rem), flip, flipv); DP_3(i, x) }
+#define TAIL_ROW_4(i) { __m512i x = broadcast(load_tail(a + i * lda + o, rem), flip, flipv); DP_4(i, x) }
+/* Row i of the group at b<i/4> + i%4 * lda: 16 rows need 4 base pointers and 3 multiples of
+ * lda in registers (gcc, left alone, kept 16 row offsets and spilled some to the stack and to
+ * xmm registers, vmovq uops beside every vpdpbusd) */
+#define ROW_AT(i) (((i) < 4 ? b0 : (i) < 8 ? b1 : (i) < 12 ? b2 : b3) + \
+                   ((i) % 4 == 0 ? 0 : (i) % 4 == 1 ? l1 : (i) % 4 == 2 ? l2 : l3))
+#define ROWS_1(X) X(0)
+#define ROWS_2(X) ROWS_1(X) X(1)
+#define ROWS_3(X) ROWS_2(X) X(2)
+#define ROWS_4(X) ROWS_3(X) X(3)
+#define ROWS_5(X) ROWS_4(X) X(4)
+#define ROWS_6(X) ROWS_5(X) X(5)
+#define ROWS_7(X) ROWS_6(X) X(6)
+#define ROWS_8(X) ROWS_7(X) X(7)
+#define ROWS_9(X) ROWS_8(X) X(8)
+#define ROWS_10(X) ROWS_9(X) X(9)
+#define ROWS_11(X) ROWS_10(X) X(10)
+#define ROWS_12(X) ROWS_11(X) X(11)
+#define ROWS_13(X) ROWS_12(X) X(12)
+#define ROWS_14(X) ROWS_13(X) X(13)
+#define ROWS_15(X) ROWS_14(X) X(14)
+#define ROWS_16(X) ROWS_15(X) X(15)
 
-void fq_ukernel_avx512vnni(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda, uint8_t a_xor,
-                           const int8_t *panel, int32_t k_groups, int32_t *tile) {
-    (void)k_groups;
-    /* past k the panel is zero: flipped padding bytes of the tail add nothing */
-    const int32_t flip4 = (int32_t)(a_xor * 0x01010101u);
-    switch (mr) {
-    case 1: /* fall through: the driver sends mr == 1 to the GEMV kernel */
-    case 2: tile_2rows(mr, k, a, lda, flip4, panel, tile); break;
-    case 3: tile_3rows(mr, k, a, lda, flip4, panel, tile); break;
-    case 4: tile_4rows(mr, k, a, lda, flip4, panel, tile); break;
-    case 5: tile_5rows(mr, k, a, lda, flip4, panel, tile); break;
-    default: tile_6rows(mr, k, a, lda, flip4, panel, tile); break;
-    }
+/* Tile of exactly R rows of a panel of width 16V; flip is a constant in each instance. The K
+ * tail first: after the main loop only stores remain, which keeps gcc from spilling the
+ * accumulators inside the loop. */
+#define DEFINE_TILE(V, R)                                                                       \
+static inline __attribute__((always_inline)) void body_##V##_##R(                               \
+        int32_t k, const uint8_t *a, ptrdiff_t lda, const int flip, const int8_t *panel,          \
+        int32_t *tile) {                                                                        \
+    const __m512i flipv = _mm512_set1_epi8((char)0x80);                                         \
+    const size_t group_bytes = (size_t)(V) * 64;                                                \
+    ROWS_##R(ZERO_##V)                                                                          \
+    const int32_t full = k / FQ_KG;                                                             \
+    const int32_t rem = k % FQ_KG;                                                              \
+    if (rem) {                                                                                  \
+        LOAD_##V(panel + (size_t)full * group_bytes)                                            \
+        const ptrdiff_t o = (ptrdiff_t)full * FQ_KG;                                            \
+        ROWS_##R(TAIL_ROW_##V)                                                                  \
+    }                                                                                           \
+    const int8_t *w = panel;                                                                    \
+    const int8_t *w_end = panel + (size_t)full * group_bytes;                                   \
+    const ptrdiff_t l1 = lda, l2 = 2 * lda, l3 = 3 * lda;                                       \
+    const uint8_t *b0 = a, *b1 = a + 4 * lda, *b2 = a + 8 * lda, *b3 = a + 12 * lda;            \
+    for (; w < w_end; w += group_bytes) {                                                       \
+        /* opaque to gcc: each base stays its own register, not one induction + offsets */     \
+        __asm__("" : "+r"(b0), "+r"(b1), "+r"(b2), "+r"(b3));                                   \
+        LOAD_##V(w)                                                                             \
+        ROWS_##R(GROUP_ROW_##V)                                                                 \
+        b0 += FQ_KG; b1 += FQ_KG; b2 += FQ_KG; b3 += FQ_KG;                                     \
+    }                                                                                           \
+    ROWS_##R(STORE_##V)                                                                         \
+}                                                                                               \
+static void tile_##V##_##R##_u8(int32_t k, const uint8_t *a, ptrdiff_t lda, const int8_t *panel, \
+                                int32_t *tile) { body_##V##_##R(k, a, lda, 0, panel, tile); }    \
+static void tile_##V##_##R##_s8(int32_t k, const uint8_t *a, ptrdiff_t lda, const int8_t *panel, \
+                                int32_t *tile) { body_##V##_##R(k, a, lda, 1, panel, tile); }
+
+typedef void (*tile_fn)(int32_t k, const uint8_t *a, ptrdiff_t lda, const int8_t *panel, int32_t *tile);
+#define TILE_PAIR(V, R) {tile_##V##_##R##_u8, tile_##V##_##R##_s8},
+
+DEFINE_TILE(1, 1) DEFINE_TILE(1, 2) DEFINE_TILE(1, 3) DEFINE_TILE(1, 4) DEFINE_TILE(1, 5) DEFINE_TILE(1, 6)
+DEFINE_TILE(1, 7) DEFINE_TILE(1, 8) DEFINE_TILE(1, 9) DEFINE_TILE(1, 10) DEFINE_TILE(1, 11)
+DEFINE_TILE(1, 12) DEFINE_TILE(1, 13) DEFINE_TILE(1, 14) DEFINE_TILE(1, 15) DEFINE_TILE(1, 16)
+DEFINE_TILE(2, 1) DEFINE_TILE(2, 2) DEFINE_TILE(2, 3) DEFINE_TILE(2, 4) DEFINE_TILE(2, 5) DEFINE_TILE(2, 6)
+DEFINE_TILE(2, 7) DEFINE_TILE(2, 8) DEFINE_TILE(2, 9) DEFINE_TILE(2, 10) DEFINE_TILE(2, 11)
+DEFINE_TILE(2, 12)
+DEFINE_TILE(3, 1) DEFINE_TILE(3, 2) DEFINE_TILE(3, 3) DEFINE_TILE(3, 4) DEFINE_TILE(3, 5) DEFINE_TILE(3, 6)
+DEFINE_TILE(3, 7) DEFINE_TILE(3, 8)
+DEFINE_TILE(4, 1) DEFINE_TILE(4, 2) DEFINE_TILE(4, 3) DEFINE_TILE(4, 4) DEFINE_TILE(4, 5) DEFINE_TILE(4, 6)
+
+/* [rows - 1][flip] per width */
+static const tile_fn tiles_w16[FQ_MR_AVX512_W16][2] = {
+    TILE_PAIR(1, 1) TILE_PAIR(1, 2) TILE_PAIR(1, 3) TILE_PAIR(1, 4) TILE_PAIR(1, 5) TILE_PAIR(1, 6)
+    TILE_PAIR(1, 7) TILE_PAIR(1, 8) TILE_PAIR(1, 9) TILE_PAIR(1, 10) TILE_PAIR(1, 11)
+    TILE_PAIR(1, 12) TILE_PAIR(1, 13) TILE_PAIR(1, 14) TILE_PAIR(1, 15) TILE_PAIR(1, 16)};
+static const tile_fn tiles_w32[FQ_MR_AVX512_W32][2] = {
+    TILE_PAIR(2, 1) TILE_PAIR(2, 2) TILE_PAIR(2, 3) TILE_PAIR(2, 4) TILE_PAIR(2, 5) TILE_PAIR(2, 6)
+    TILE_PAIR(2, 7) TILE_PAIR(2, 8) TILE_PAIR(2, 9) TILE_PAIR(2, 10) TILE_PAIR(2, 11)
+    TILE_PAIR(2, 12)};
+static const tile_fn tiles_w48[FQ_MR_AVX512_W48][2] = {
+    TILE_PAIR(3, 1) TILE_PAIR(3, 2) TILE_PAIR(3, 3) TILE_PAIR(3, 4) TILE_PAIR(3, 5) TILE_PAIR(3, 6)
+    TILE_PAIR(3, 7) TILE_PAIR(3, 8)};
+static const tile_fn tiles_w64[FQ_MR_AVX512_W64][2] = {
+    TILE_PAIR(4, 1) TILE_PAIR(4, 2) TILE_PAIR(4, 3) TILE_PAIR(4, 4) TILE_PAIR(4, 5) TILE_PAIR(4, 6)};
+
+/* mr rows (1..the width's rows per tile; the driver never asks for more) */
+#define DEFINE_UKERNEL(W)                                                                        \
+void fq_ukernel_avx512vnni_w##W(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,          \
+                                uint8_t a_xor, const int8_t *panel, int32_t k_groups, int32_t nr, \
+                                int32_t *tile) {                                                 \
+    (void)k_groups;                                                                              \
+    (void)nr;                                                                                    \
+    int32_t r = mr < 1 ? 1 : mr > FQ_MR_AVX512_W##W ? FQ_MR_AVX512_W##W : mr;                    \
+    tiles_w##W[r - 1][a_xor != 0](k, a, lda, panel, tile);                                       \
 }
+DEFINE_UKERNEL(16)
+DEFINE_UKERNEL(32)
+DEFINE_UKERNEL(48)
+DEFINE_UKERNEL(64)
 
 /* One row: 4 k-groups per step, each into its own 4 accumulators (16 chains), summed at
  * the end; integer addition is associative, so the order does not change the result. */
@@ -119,8 +177,9 @@ void fq_ukernel_avx512vnni(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t ld
     __m512i d##u##0 = _mm512_setzero_si512(), d##u##1 = d##u##0, d##u##2 = d##u##0, d##u##3 = d##u##0;
 
 void fq_gemv_avx512vnni(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda, uint8_t a_xor,
-                        const int8_t *panel, int32_t k_groups, int32_t *tile) {
+                        const int8_t *panel, int32_t k_groups, int32_t nr, int32_t *tile) {
     (void)mr;
+    (void)nr;
     (void)lda;
     (void)k_groups;
     const int32_t flip4 = (int32_t)(a_xor * 0x01010101u);

@@ -31,8 +31,11 @@ typedef struct {
 
 /* ---- fill functions: each sets the kernels its ISA has ---------------------------------- */
 static void fill_scalar(fq_kernels *k) {
-    k->mr = 4;
-    k->ukernel = k->gemv = fq_ukernel_scalar;
+    for (int w = 0; w < FQ_NR_WIDTHS; w++) {     /* one kernel for every panel width */
+        k->mr[w] = 4;
+        k->ukernel[w] = fq_ukernel_scalar;
+    }
+    k->gemv = fq_ukernel_scalar;
     k->row_sums = fq_row_sums_scalar;
     fq_epilogues_scalar(k->epilogue);
     k->pack = fq_pack_panels_scalar;
@@ -45,8 +48,10 @@ static void fill_scalar(fq_kernels *k) {
 
 #ifdef FQ_COMPILE_AVX2
 static void fill_avx2(fq_kernels *k) {
-    k->mr = FQ_MR_AVX2;
-    k->ukernel = fq_ukernel_avx2;
+    for (int w = 0; w < FQ_NR_WIDTHS; w++) {     /* column blocks of 8: any panel width */
+        k->mr[w] = FQ_MR_AVX2;
+        k->ukernel[w] = fq_ukernel_avx2;
+    }
     k->gemv = fq_gemv_avx2;
     k->row_sums = fq_row_sums_avx2;
     fq_epilogues_avx2(k->epilogue);
@@ -66,8 +71,15 @@ static void fill_avx2(fq_kernels *k) {
  * 4096 x 4096, as 64 rows 4 KiB apart thrash one L1 set. Add / mul stay AVX2's too, and so
  * does pooling (memory bound). */
 static void fill_avx512vnni(fq_kernels *k) {
-    k->mr = FQ_MR_AVX512;
-    k->ukernel = fq_ukernel_avx512vnni;
+    /* one kernel per panel width, each with as many rows as its accumulators allow */
+    k->mr[0] = FQ_MR_AVX512_W16;
+    k->ukernel[0] = fq_ukernel_avx512vnni_w16;
+    k->mr[1] = FQ_MR_AVX512_W32;
+    k->ukernel[1] = fq_ukernel_avx512vnni_w32;
+    k->mr[2] = FQ_MR_AVX512_W48;
+    k->ukernel[2] = fq_ukernel_avx512vnni_w48;
+    k->mr[3] = FQ_MR_AVX512_W64;
+    k->ukernel[3] = fq_ukernel_avx512vnni_w64;
     k->gemv = fq_gemv_avx512vnni;
     k->row_sums = fq_row_sums_avx512;
     fq_epilogues_avx512(k->epilogue);
@@ -119,7 +131,8 @@ static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
 static int family_differs(const fq_kernels *a, const fq_kernels *b, int family) {
     switch (family) {
     case FQ_FAMILY_GEMM:
-        return a->mr != b->mr || a->ukernel != b->ukernel || a->gemv != b->gemv || a->row_sums != b->row_sums;
+        return memcmp(a->mr, b->mr, sizeof(a->mr)) != 0 || memcmp(a->ukernel, b->ukernel, sizeof(a->ukernel)) != 0 ||
+               a->gemv != b->gemv || a->row_sums != b->row_sums;
     case FQ_FAMILY_EPILOGUE: return memcmp(a->epilogue, b->epilogue, sizeof(a->epilogue)) != 0;
     case FQ_FAMILY_PACK: return a->pack != b->pack;
     case FQ_FAMILY_CONVERT: return a->convert != b->convert;
@@ -133,9 +146,11 @@ static int family_differs(const fq_kernels *a, const fq_kernels *b, int family) 
 
 /* every kernel present and the tile within the driver's bounds */
 static int complete(const fq_kernels *k) {
-    if (k->mr < 1 || k->mr > FQ_MR_MAX || !k->ukernel || !k->gemv || !k->row_sums || !k->pack ||
-        !k->convert || !k->elementwise || !k->multiply_by_quantized_multiplier || !k->conv || !k->pool)
+    if (!k->gemv || !k->row_sums || !k->pack || !k->convert || !k->elementwise ||
+        !k->multiply_by_quantized_multiplier || !k->conv || !k->pool)
         return 0;
+    for (int w = 0; w < FQ_NR_WIDTHS; w++)
+        if (k->mr[w] < 1 || k->mr[w] > FQ_MR_MAX || !k->ukernel[w]) return 0;
     for (int v = 0; v < FQ_EPV_COUNT; v++)
         if (!k->epilogue[v][0] || !k->epilogue[v][1]) return 0;
     return 1;
@@ -255,7 +270,7 @@ const fq_kernels *fq_kernels_run(int family, int isa) {
 int fq_scalar_set_mr(int32_t mr) {
     if (mr < 1 || mr > FQ_MR_MAX) return -1;
     fq_kernels_for(FQ_BACKEND_SCALAR);
-    int32_t previous = resolved[FQ_BACKEND_SCALAR].mr;
-    resolved[FQ_BACKEND_SCALAR].mr = mr;
+    int32_t previous = resolved[FQ_BACKEND_SCALAR].mr[FQ_NR_WIDTHS - 1];
+    for (int w = 0; w < FQ_NR_WIDTHS; w++) resolved[FQ_BACKEND_SCALAR].mr[w] = mr;
     return previous;
 }
