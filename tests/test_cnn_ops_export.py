@@ -72,24 +72,22 @@ def test_activation_tables_cover_every_code(tmp_path):
                                      input_shape=(256, 1, 1))
 
 
-@pytest.mark.parametrize("path", ["nchw", "nhwc", "qnnpack"])
-@pytest.mark.parametrize("dt", ["uint8", "int8"])
+# QNNPACK takes uint8 activations only
+PATHS_DTYPES = [(p, d) for p in ("nchw", "nhwc", "qnnpack") for d in ("uint8", "int8") if (p, d) != ("qnnpack", "int8")]
+
+
+@pytest.mark.parametrize("path, dt", PATHS_DTYPES)
 def test_mean_hw_export(tmp_path, rng, path, dt):
     """Every sum order of the channels-last path: one channel (torch's inner sum), channel groups
     of 4 * 8 lanes and the rest (4 partial sums), cascades deeper than 16 rows (17 x 16)."""
-    if path == "qnnpack" and dt == "int8":
-        pytest.skip("QNNPACK takes uint8 only")
     for i, (c, h, w) in enumerate([(1, 9, 9), (37, 5, 7), (70, 16, 17), (3, 1, 1), (1, 2, 3)]):
         for conv in (False, True):
             m = _chain([MeanHW(conv, path, 8)], dt, c if conv else None, rng)
             _expect_c_equals_runtime(m, _x(rng, (3, c, h, w)), tmp_path / ("%d%d" % (i, conv)), input_shape=(c, h, w))
 
 
-@pytest.mark.parametrize("path", ["nchw", "nhwc", "qnnpack"])
-@pytest.mark.parametrize("dt", ["uint8", "int8"])
+@pytest.mark.parametrize("path, dt", PATHS_DTYPES)
 def test_adaptive_avg_pool_export(tmp_path, rng, path, dt):
-    if path == "qnnpack" and dt == "int8":
-        pytest.skip("QNNPACK takes uint8 only")
     cases = [(20, 9, 9, (3, 3)), (37, 5, 7, (2, 3)), (5, 8, 6, (4, 2)), (17, 6, 6, (1, 1)), (9, 10, 4, (5, 4))]
     for i, (c, h, w, o) in enumerate(cases):
         if path == "qnnpack" and (h % o[0] or w % o[1]):
