@@ -60,8 +60,12 @@ void fq_nchw_to_nhwc_u8(const uint8_t *in, int32_t batch, int64_t hw, int32_t ch
  * ordered (kh, kw, c); ep[g] is its epilogue (col_offset from fq_col_offsets with the zero
  * point in uint8 terms); xp is fq_conv_pad_nhwc's buffer (replicate 1); out is NHWC
  * [batch, out_h, out_w, out_c] of elem-byte elements. Returns 0, or -1 when out of memory. */
-int fq_conv2d_gemm(const fq_conv_geometry *g, const uint8_t *xp, const fq_packed_weights *w,
-                   const fq_epilogue *ep, void *out, int num_threads);
+/* a_signed: xp holds int8 bytes (the 1x1 direct case reading the input in place); col: a
+ * buffer of fq_conv_col_bytes(g) bytes for the im2col rows (NULL when direct). */
+int fq_conv_gemm_direct(const fq_conv_geometry *g);
+size_t fq_conv_col_bytes(const fq_conv_geometry *g);
+int fq_conv2d_gemm(const fq_conv_geometry *g, const uint8_t *xp, int a_signed, const fq_packed_weights *w,
+                   const fq_epilogue *ep, uint8_t *col, void *out, int num_threads);
 
 /* ---- depthwise ------------------------------------------------------------------------
  * Weights for one depthwise layer: T = k_h * k_w taps, C channels (the output channels;
@@ -128,6 +132,35 @@ int fq_depthwise(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weigh
  * per-column arrays follow the same 32 virtual channels. -2 when the geometry does not qualify. */
 int fq_depthwise_flat(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w32, int saturate,
                       const fq_epilogue *ep, void *out, int isa, int num_threads);
+
+/* ---- one convolution call -------------------------------------------------------------
+ * Everything conv2d does between its argument checks and its return, in C: the padded
+ * buffer (skipped where the kernel can read the input itself), the kernel, the NCHW
+ * transpose. Temporary buffers come from a per-thread scratch area that grows as needed and
+ * is reused by the next call on that thread (no allocation, no page faults in steady state;
+ * two threads never share one). */
+enum { FQ_CONV_PATH_GEMM = 0, FQ_CONV_PATH_DW = 1, FQ_CONV_PATH_DW_SATURATE = 2 };
+typedef struct {
+    const fq_conv_geometry *g;      /* checked by fq_conv_geometry_check */
+    const uint8_t *x;               /* NCHW or NHWC bytes of the input */
+    int x_nhwc;
+    uint8_t x_xor;                  /* 0x80 for int8 input (uint8 terms inside) */
+    uint8_t pad_value;              /* the input zero point in uint8 terms */
+    int path;                       /* FQ_CONV_PATH_* */
+    const fq_packed_weights *pw;    /* GEMM: one per group */
+    const fq_epilogue *eps;         /* GEMM: one per group; depthwise: eps[0] */
+    const fq_dw_weights *dw;        /* depthwise */
+    const fq_dw_weights *dw32;      /* depthwise, out_c in {1, 2, 4, 8, 16}, or NULL */
+    const fq_epilogue *ep32;        /* its epilogue over the 32 virtual channels, or NULL */
+    void *y;                        /* the output */
+    int y_nhwc;                     /* y is NHWC (else NCHW) */
+    int num_threads;
+} fq_conv_call;
+/* 0, or -1 when out of memory. */
+int fq_conv2d_run(const fq_conv_call *c);
+/* The calling thread's scratch area of at least bytes (64-byte aligned), or NULL when out of
+ * memory. Valid until this thread's next call; freed when the thread exits. */
+uint8_t *fq_conv_scratch(size_t bytes);
 
 #ifdef __cplusplus
 }
