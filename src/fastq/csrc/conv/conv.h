@@ -106,6 +106,10 @@ void fq_dw_col_offsets(const fq_dw_weights *w, int32_t x_zero_point, const int32
 typedef struct {
     int32_t k_h, k_w;
     ptrdiff_t pix, tap_w, tap_h;
+    /* off[t] = (t / k_w) * tap_h + (t % k_w) * tap_w for t < taps, and off[taps] = off[taps - 1]
+     * (the partner of an odd last tap: weight 0, any readable address); set by the driver so
+     * no kernel divides per tap */
+    const ptrdiff_t *off;
 } fq_dw_tile_geom;
 typedef void (*fq_dw_tile_fn)(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x,
                               const fq_dw_weights *w, int32_t c0, int32_t nc, int32_t *tile);

@@ -93,7 +93,7 @@ static void dw_exact_scalar(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t
         uint32_t acc[64] = {0};
         for (int32_t kh = 0; kh < tg->k_h; kh++)
             for (int32_t kw = 0; kw < tg->k_w; kw++) {
-                const uint8_t *xt = x + i * tg->pix + kh * tg->tap_h + kw * tg->tap_w;
+                const uint8_t *xt = x + i * tg->pix + tg->off[kh * tg->k_w + kw];
                 const int16_t *wt = w->wd + (size_t)(kh * tg->k_w + kw) * cp + c0;
                 for (int c = 0; c < nc; c++) acc[c] += (uint32_t)((int32_t)xt[c] * wt[c]);
             }
@@ -110,10 +110,9 @@ static void dw_saturate_scalar(const fq_dw_tile_geom *tg, int32_t mr, const uint
     for (int32_t i = 0; i < mr; i++) {
         uint32_t acc[64] = {0}, xsum[64] = {0};
         for (int32_t t = 0; t < taps; t += 2) {
-            const uint8_t *xa = x + i * tg->pix + (t / tg->k_w) * tg->tap_h + (t % tg->k_w) * tg->tap_w;
+            const uint8_t *xa = x + i * tg->pix + tg->off[t];
             int32_t u = t + 1;
-            const uint8_t *xb = u < taps ? x + i * tg->pix + (u / tg->k_w) * tg->tap_h + (u % tg->k_w) * tg->tap_w
-                                         : NULL;
+            const uint8_t *xb = u < taps ? x + i * tg->pix + tg->off[u] : NULL;
             for (int c = 0; c < nc; c++) {
                 int32_t a = xa[c], b = xb ? xb[c] : 0;
                 int32_t pair = a * w->w[(size_t)t * cp + c0 + c] + (xb ? b * w->w[(size_t)u * cp + c0 + c] : 0);
@@ -139,7 +138,25 @@ typedef struct {
     fq_dw_tile_geom tg;
     void *out;
     size_t elem;
+    ptrdiff_t off_small[64];        /* tg.off for up to 63 taps; larger kernels use off_heap */
+    ptrdiff_t *off_heap;
 } dw_job;
+
+/* tg.off from the tap strides: 0, or -1 when out of memory */
+static int dw_offsets(dw_job *j) {
+    int32_t taps = j->tg.k_h * j->tg.k_w;
+    ptrdiff_t *off = j->off_small;
+    j->off_heap = NULL;
+    if (taps + 1 > 64) {
+        off = j->off_heap = (ptrdiff_t *)malloc((size_t)(taps + 1) * sizeof(ptrdiff_t));
+        if (!off) return -1;
+    }
+    for (int32_t t = 0; t < taps; t++)
+        off[t] = (ptrdiff_t)(t / j->tg.k_w) * j->tg.tap_h + (ptrdiff_t)(t % j->tg.k_w) * j->tg.tap_w;
+    off[taps] = off[taps - 1];
+    j->tg.off = off;
+    return 0;
+}
 
 #define DW_MR 8
 #define DW_SEG 128      /* pixels per epilogue call: a 32 KB int32 buffer on the stack */
@@ -203,7 +220,9 @@ int fq_depthwise(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weigh
     j.tg.pix = (ptrdiff_t)g->stride_w * cx;
     j.tg.tap_w = (ptrdiff_t)g->dil_w * cx;
     j.tg.tap_h = (ptrdiff_t)g->dil_h * wp * cx;
+    if (dw_offsets(&j)) return -1;
     fq_parallel_for((int64_t)g->batch * g->out_h, dw_row, &j, dw_threads(g, num_threads));
+    free(j.off_heap);
     return 0;
 }
 
@@ -248,6 +267,8 @@ int fq_depthwise_flat(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_
     j.tg.pix = 32;
     j.tg.tap_w = cx;
     j.tg.tap_h = (ptrdiff_t)g->dil_h * wp * cx;
+    if (dw_offsets(&j)) return -1;
     fq_parallel_for((int64_t)g->batch * g->out_h, dw_flat_row, &j, dw_threads(g, num_threads));
+    free(j.off_heap);
     return 0;
 }
