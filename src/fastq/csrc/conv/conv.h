@@ -87,6 +87,15 @@ typedef struct {
     int32_t *zw;                    /* [c_pad] weight zero points, 0 in padding */
     int16_t *wd;                    /* [taps][c_pad]: w - zw (the scalar twin's layout) */
     int8_t *w;                      /* [taps][c_pad]: raw w */
+    /* AVX-512, 64 channels per step (depthwise_avx512.c), 0 for a missing tap:
+     *   w_quads  [(taps + 3) / 4][c_pad / 64][4][64]: vector k, 128-bit lane L, dword d holds
+     *            w of taps 4q..4q+3 of channel 16L + 4k + d (vpdpbusd on 4 taps of one channel)
+     *   w_pairs64 [pairs][c_pad / 64][2][64]: vector h, lane L, word j holds w of taps 2p, 2p+1
+     *            of channel 16L + 8h + j (vpunpck{l,h}bw order for vpmaddubsw) */
+    int8_t *w_quads;
+    int8_t *w_pairs64;
+    int32_t quads;
+    int32_t zw_all_zero;            /* no weight zero point: the kernels skip sum_t x */
 } fq_dw_weights;
 
 /* w: [channels, taps] int8 (torch's [C, 1, kh, kw] flattened), zw per channel (or one when

@@ -26,6 +26,8 @@ void fq_dw_free(fq_dw_weights *w) {
     free(w->zw);
     free(w->wd);
     free(w->w);
+    free(w->w_quads);
+    free(w->w_pairs64);
     memset(w, 0, sizeof(*w));
 }
 
@@ -42,7 +44,10 @@ int fq_dw_pack(const int8_t *w, int32_t channels, int32_t taps, const int32_t *z
     out->zw = (int32_t *)aligned64(cp * sizeof(int32_t));
     out->wd = (int16_t *)aligned64((size_t)taps * cp * sizeof(int16_t));
     out->w = (int8_t *)aligned64((size_t)taps * cp);
-    if (!out->wd_pairs || !out->w_pairs || !out->zw || !out->wd || !out->w) {
+    out->quads = (taps + 3) / 4;
+    out->w_quads = (int8_t *)aligned64((size_t)out->quads * cp * 4);
+    out->w_pairs64 = (int8_t *)aligned64(np * cp * 2);
+    if (!out->wd_pairs || !out->w_pairs || !out->zw || !out->wd || !out->w || !out->w_quads || !out->w_pairs64) {
         fq_dw_free(out);
         return -1;
     }
@@ -54,6 +59,20 @@ int fq_dw_pack(const int8_t *w, int32_t channels, int32_t taps, const int32_t *z
             out->w[(size_t)t * cp + c] = v;
             out->wd[(size_t)t * cp + c] = (int16_t)(v - z);
             out->w_pairs[((size_t)(t / 2) * cp + c) * 2 + (t & 1)] = v;
+        }
+    }
+    out->zw_all_zero = 1;
+    for (int32_t c = 0; c < channels; c++)
+        if (out->zw[c]) out->zw_all_zero = 0;
+    for (int32_t c = 0; c < channels; c++) {
+        size_t blk = (size_t)c / 64;
+        int32_t cc = c % 64, L = cc / 16, r = cc % 16;
+        for (int32_t t = 0; t < taps; t++) {
+            int8_t v = out->w[(size_t)t * cp + c];
+            int32_t q = t / 4, k = r / 4, d = r % 4;
+            out->w_quads[(((size_t)q * (cp / 64) + blk) * 4 + k) * 64 + 16 * L + 4 * d + t % 4] = v;
+            int32_t pr = t / 2, h = r / 8, j = r % 8;
+            out->w_pairs64[(((size_t)pr * (cp / 64) + blk) * 2 + h) * 64 + 16 * L + 2 * j + t % 2] = v;
         }
     }
     for (int32_t p = 0; p < out->pairs; p++)
