@@ -610,3 +610,103 @@ def test_backends_exercised():
         for family in ("conv", "pool"):
             if row["available"] and row["kernels"][family] == row["name"]:
                 assert runs[family][row["name"]] > 0, (family, row["name"])
+
+
+# ------------------------------------------------------------------ the call path (fq_conv2d_run)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+@pytest.mark.parametrize("zw", [0, 3])
+def test_pointwise_nhwc_in_place(backend, rng, dtype, zw):
+    """A 1x1 stride-1 unpadded convolution reads an NHWC input where it lies (int8 through the
+    GEMM's a_signed, no xor copy), including weight zero points (row sums of the raw bytes),
+    channel counts off the 4-byte groups and a non-contiguous input (copied first)."""
+    for c, o, n, h, w in [(1, 3, 1, 1, 1), (5, 9, 2, 3, 7), (67, 70, 1, 4, 5)]:
+        x = rand(rng, (n, c, h, w), dtype)
+        zx = int(rng.integers(-128, 128) if dtype == np.int8 else rng.integers(0, 256))
+        wq = rng.integers(-128, 128, (o, c, 1, 1)).astype(np.int8)
+        cw = K.ConvWeights(wq, zw)
+        ep = cw.epilogue(zx, dtype, kind=K.EPI_INT32)
+        xu, zu = as_u8(x, zx)
+        expect = conv_acc(xu, zu, wq, zw, 1)
+        xn = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        got = K.conv2d(xn, ep, 1, 0, 1, layout_in="nhwc", layout_out="nhwc")
+        assert np.array_equal(got.transpose(0, 3, 1, 2), expect)
+        assert np.array_equal(xn.transpose(0, 3, 1, 2), x)        # the input is not modified
+        strided = np.empty((n, h, 2 * w, c), dtype)[:, :, ::2, :]
+        strided[...] = xn
+        got = K.conv2d(strided, ep, 1, 0, 1, layout_in="nhwc", layout_out="nhwc")
+        assert np.array_equal(got.transpose(0, 3, 1, 2), expect)
+
+
+def test_im2col_runs_and_chunks(backend, rng):
+    """im2col rows by increments: kernel-row runs of at most 16 bytes (one fixed move), up to
+    32, longer; dilation and groups (tap by tap); chunks that end mid-row and mid-image."""
+    for n, c, h, w, o, groups, k, stride, pad, dil in [
+            (2, 1, 11, 9, 6, 1, (10, 4), (2, 2), (5, 1), (1, 1)),   # the DS-CNN stem: 4-byte runs
+            (3, 3, 13, 12, 8, 1, (3, 3), (2, 2), (1, 1), (1, 1)),   # 9-byte runs
+            (1, 5, 7, 8, 4, 1, (2, 5), (1, 3), (0, 2), (1, 1)),     # 25-byte runs
+            (2, 7, 6, 9, 5, 1, (3, 6), (1, 1), (1, 2), (1, 1)),     # 42-byte runs
+            (1, 4, 9, 9, 6, 1, (3, 3), (1, 2), (2, 2), (2, 3)),     # dilation: tap by tap
+            (2, 6, 7, 7, 6, 3, (3, 3), (2, 1), (1, 1), (1, 1)),     # groups: tap by tap
+            (2, 64, 20, 20, 16, 1, (3, 3), (1, 1), (1, 1), (1, 1)),  # chunks cross rows and images
+    ]:
+        check_acc(rng, n, c, h, w, o, groups, k, stride, pad, dil, dtype=np.int8, bias=True)
+        check_acc(rng, n, c, h, w, o, groups, k, stride, pad, dil)
+
+
+@pytest.mark.parametrize("path", ["depthwise", "depthwise_saturate"])
+def test_depthwise_weight_zero_points_zero_and_not(backend, rng, path):
+    """The SIMD depthwise kernels skip sum_t x when every weight zero point is 0: both cases on
+    64-channel and 32-channel blocks, tap counts around the 4-tap quads and 2-tap pairs."""
+    for c in (7, 32, 33, 64, 100, 130):
+        for k in ((1, 1), (1, 3), (2, 2), (1, 5), (3, 3), (3, 5)):
+            x = rand(rng, (1, c, 5, 6), np.uint8)
+            w = rng.integers(-128, 128, (c, 1) + k).astype(np.int8)
+            for zw in (0, rng.integers(-128, 128, c)):
+                if path == "depthwise":
+                    cw = K.ConvWeights(w, zw, c)
+                    got = K.conv2d_acc(x, 77, cw, 1, (k[0] // 2, k[1] // 2), 1, path=path)
+                    assert np.array_equal(got, conv_acc(x, 77, w, zw, c, (1, 1), (k[0] // 2, k[1] // 2)))
+                else:
+                    check_saturating(rng, x, 77, w, zw, (1, 1), (k[0] // 2, k[1] // 2), (1, 1))
+
+
+def test_scratch_reuse_and_threads(rng):
+    """The per-thread scratch area grows and is reused: a large call between small ones, and
+    two threads running the same layers at once, give the single-threaded results."""
+    import threading
+    layers = []
+    for c, o, groups, k, pad, path in [(8, 16, 1, (3, 3), (1, 1), "gemm"), (24, 24, 24, (3, 3), (1, 1), "depthwise"),
+                                       (16, 8, 1, (1, 1), (0, 0), "gemm")]:
+        wq = rng.integers(-128, 128, (o, c // groups) + k).astype(np.int8)
+        cw = K.ConvWeights(wq, 1, groups)
+        layers.append((cw.epilogue(9, np.uint8, kind=K.EPI_INT32, path=path), pad, wq, groups))
+    inputs = [rand(rng, (n, c, h, h), np.uint8) for n, h in ((1, 3), (4, 30), (1, 5), (2, 17))
+              for c in (8, 24, 16)]
+
+    def run_all():
+        out = []
+        for x in inputs:
+            for ep, pad, wq, groups in layers:
+                if x.shape[1] == wq.shape[1] * groups:
+                    out.append(K.conv2d(x, ep, 1, pad, 1, num_threads=1))
+        return out
+
+    expect = []
+    for x in inputs:
+        for ep, pad, wq, groups in layers:
+            if x.shape[1] == wq.shape[1] * groups:
+                expect.append(conv_acc(x, 9, wq, 1, groups, (1, 1), pad))
+    assert all(np.array_equal(a, b) for a, b in zip(run_all(), expect))
+    results = [None] * 4
+
+    def worker(i):
+        results[i] = [run_all() for _ in range(3)]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        for rep in r:
+            assert len(rep) == len(expect) and all(np.array_equal(a, b) for a, b in zip(rep, expect))

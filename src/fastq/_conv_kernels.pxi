@@ -7,16 +7,34 @@ cdef extern from "csrc/conv/conv.h" nogil:
         int32_t k_h, k_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w
         int32_t out_h, out_w
     int fq_conv_geometry_check(fq_conv_geometry *g)
+    ctypedef struct fq_dw_weights:
+        int32_t taps, channels, pairs, c_pad
     size_t fq_conv_padded_bytes(const fq_conv_geometry *g, int32_t replicate)
     void fq_conv_pad_nhwc(const fq_conv_geometry *g, const uint8_t *x, uint8_t x_xor, uint8_t pad_value,
                           int32_t replicate, uint8_t *xp)
     void fq_conv_pad_from_nhwc(const fq_conv_geometry *g, const uint8_t *x, uint8_t x_xor, uint8_t pad_value,
                                int32_t replicate, uint8_t *xp)
     void fq_nhwc_to_nchw(const void *inp, int32_t batch, int64_t hw, int32_t channels, size_t elem, void *out)
-    int fq_conv2d_gemm(const fq_conv_geometry *g, const uint8_t *xp, const fq_packed_weights *w,
-                       const fq_epilogue *ep, void *out, int num_threads)
-    ctypedef struct fq_dw_weights:
-        int32_t taps, channels, pairs, c_pad
+    enum:
+        FQ_CONV_PATH_GEMM
+        FQ_CONV_PATH_DW
+        FQ_CONV_PATH_DW_SATURATE
+    ctypedef struct fq_conv_call:
+        const fq_conv_geometry *g
+        const uint8_t *x
+        int x_nhwc
+        uint8_t x_xor
+        uint8_t pad_value
+        int path
+        const fq_packed_weights *pw
+        const fq_epilogue *eps
+        const fq_dw_weights *dw
+        const fq_dw_weights *dw32
+        const fq_epilogue *ep32
+        void *y
+        int y_nhwc
+        int num_threads
+    int fq_conv2d_run(const fq_conv_call *c)
     int fq_dw_pack(const int8_t *w, int32_t channels, int32_t taps, const int32_t *zw, int zw_per_channel,
                    fq_dw_weights *out)
     void fq_dw_free(fq_dw_weights *w)
@@ -98,6 +116,7 @@ cdef class ConvWeights:
     cdef bint have_dw
     cdef fq_dw_weights dw32                # out_c in {1, 2, 4, 8, 16}: 32 virtual channels w[l % out_c]
     cdef bint have_dw32
+    cdef int32_t max_dev                   # max |w - zw| over every group (the overflow bound)
 
     def __cinit__(self, w, w_zero_point, int groups=1):
         self.pw_array = NULL
@@ -139,8 +158,10 @@ cdef class ConvWeights:
         self.pw_array = <fq_packed_weights *>malloc(groups * sizeof(fq_packed_weights))
         if self.pw_array == NULL:
             raise MemoryError("could not allocate the packed weights")
+        self.max_dev = 0
         for g in range(groups):
             self.pw_array[g] = (<PackedWeights>packs[g]).p
+            self.max_dev = max(self.max_dev, self.pw_array[g].max_abs_w_dev)
         self.depthwise = cg == 1 and groups == self.in_c
         cdef cnp.ndarray wflat
         cdef int rc
@@ -169,7 +190,7 @@ cdef class ConvWeights:
 
     @property
     def max_abs_w_dev(self):
-        return max((<PackedWeights>p).p.max_abs_w_dev for p in self.packed)
+        return self.max_dev
 
     def epilogue(self, int x_zero_point, x_dtype=np.uint8, *, kind=FQ_EPI_INT32, int_bias=None,
                  bias=None, float bias_mult=1.0, scale=None, multiplier=None, shift=None,
@@ -198,6 +219,12 @@ cdef class ConvEpilogue:
     cdef object keep
     cdef fq_epilogue ep32                   # the flat few-channel depthwise path (virtual channels)
     cdef bint have_ep32
+    # what every call needs, computed once: numpy type numbers, the xor of int8 input, the
+    # path as FQ_CONV_PATH_*, and whether an input could overflow int32 at all (only then
+    # does a call look at its values)
+    cdef int x_typenum, out_typenum, path_id
+    cdef uint8_t x_xor
+    cdef bint may_overflow
 
     def __cinit__(self, ConvWeights cw not None, int x_zero_point, x_dtype, int kind, int_bias, bias,
                   float bias_mult, scale, multiplier, shift, int rounding, int out_zero_point,
@@ -241,6 +268,14 @@ cdef class ConvEpilogue:
         self.out_dtype = np.dtype(np.int32) if kind == FQ_EPI_INT32 else out_dtype
         self.x_zero_point = x_zero_point
         self.zp_u8 = x_zero_point - lo
+        self.x_typenum = x_dtype.num
+        self.out_typenum = self.out_dtype.num
+        self.x_xor = 0x80 if lo else 0
+        self.path_id = (FQ_CONV_PATH_GEMM if path == "gemm" else
+                        FQ_CONV_PATH_DW_SATURATE if path == "depthwise_saturate" else FQ_CONV_PATH_DW)
+        # |acc| <= taps * cg * max|x - zx| * max|w - zw| (the padding adds 0)
+        self.may_overflow = (<double>cw.k_h * cw.k_w * (cw.in_c // cw.groups) * max(self.zp_u8, 255 - self.zp_u8)
+                             * cw.max_dev > 2147483647.0)
         olo = -128 if self.out_dtype == np.int8 else 0
         if kind != FQ_EPI_INT32:
             if not olo <= out_zero_point <= olo + 255:
@@ -355,30 +390,28 @@ cdef class ConvEpilogue:
         free(self.eps)
 
 
-cdef fq_conv_geometry _geometry(ConvWeights cw, tuple xshape, stride, padding, dilation) except *:
-    cdef fq_conv_geometry g
-    memset(&g, 0, sizeof(g))
-    one_d = len(xshape) == 3
-    sp = 1 if one_d else 2
-    if cw.k_h != 1 and one_d:
-        raise ValueError("x: a 3-D input [N, C, L] needs 1-D weights, these have k_h = %d" % cw.k_h)
-    g.stride_h, g.stride_w = _pair(stride, sp, "stride", 1)
-    g.pad_h, g.pad_w = _pair(padding, sp, "padding", 0)
-    g.dil_h, g.dil_w = _pair(dilation, sp, "dilation", 1)
-    g.batch = xshape[0]
-    g.in_c = xshape[1]
-    g.in_h = 1 if one_d else xshape[2]
-    g.in_w = xshape[len(xshape) - 1]
-    g.out_c, g.groups, g.k_h, g.k_w = cw.out_c, cw.groups, cw.k_h, cw.k_w
-    if g.in_c != cw.in_c:
-        raise ValueError("x: expected %d channels, got %d" % (cw.in_c, g.in_c))
-    if any(d > 2**30 for d in xshape):
-        raise ValueError("x: too large, shape %s" % (xshape,))
-    if fq_conv_geometry_check(&g) != 0:
-        raise ValueError("x, stride, padding, dilation: no output pixel (or a buffer over 2**31) for input "
-                         "%s, kernel %dx%d, stride %r, padding %r, dilation %r"
-                         % (xshape, cw.k_h, cw.k_w, stride, padding, dilation))
-    return g
+cdef inline bint _small_int(v, int lo):
+    """v is a plain int in [lo, 2**30] (the fast path of the per-call geometry arguments)."""
+    return type(v) is int and lo <= v <= 1073741824
+
+
+cdef int _pair_into(v, int spatial, str name, int lo, int32_t *h, int32_t *w) except -1:
+    """_pair without building tuples for the common forms: an int, or a tuple of spatial ints."""
+    if _small_int(v, lo):
+        h[0] = (1 if lo > 0 else 0) if spatial == 1 else <int32_t>v
+        w[0] = <int32_t>v
+        return 0
+    if type(v) is tuple and spatial == 2 and len(<tuple>v) == 2 and _small_int((<tuple>v)[0], lo) \
+            and _small_int((<tuple>v)[1], lo):
+        h[0] = <int32_t>(<tuple>v)[0]
+        w[0] = <int32_t>(<tuple>v)[1]
+        return 0
+    t = _pair(v, spatial, name, lo)
+    if any(e > 2**30 for e in t):
+        raise ValueError("%s: expected values up to 2**30, got %r" % (name, v))
+    h[0] = t[0]
+    w[0] = t[1]
+    return 0
 
 
 def conv2d(x, ConvEpilogue ep not None, stride=1, padding=0, dilation=1, int num_threads=0,
@@ -390,62 +423,94 @@ def conv2d(x, ConvEpilogue ep not None, stride=1, padding=0, dilation=1, int num
     layout_out "nchw": y [N, out_c, OH, OW] (or [N, out_c, OL]); "nhwc": y [N, OH, OW, out_c]
     (or [N, OL, out_c]), the kernels' own layout, returned without a copy: a network that keeps
     its activations channels last between convolutions pays no transposes."""
-    if layout_in not in ("nchw", "nhwc"):
+    cdef bint in_nhwc, out_nhwc
+    if layout_in == "nhwc":
+        in_nhwc = True
+    elif layout_in == "nchw":
+        in_nhwc = False
+    else:
         raise ValueError("layout_in: expected 'nchw' or 'nhwc', got %r" % (layout_in,))
-    if layout_out not in ("nchw", "nhwc"):
+    if layout_out == "nhwc":
+        out_nhwc = True
+    elif layout_out == "nchw":
+        out_nhwc = False
+    else:
         raise ValueError("layout_out: expected 'nchw' or 'nhwc', got %r" % (layout_out,))
-    if not isinstance(x, np.ndarray) or x.dtype != ep.x_dtype or x.ndim not in (3, 4):
+    if not isinstance(x, np.ndarray) or cnp.PyArray_TYPE(<cnp.ndarray>x) != ep.x_typenum \
+            or cnp.PyArray_NDIM(<cnp.ndarray>x) not in (3, 4):
         raise TypeError("x: expected a 3-D or 4-D %s array, got %s" % (ep.x_dtype, getattr(x, "dtype", type(x))))
-    cdef bint in_nhwc = layout_in == "nhwc"
-    xshape = (x.shape[0], x.shape[x.ndim - 1]) + tuple(x.shape[1:x.ndim - 1]) if in_nhwc else x.shape
+    cdef cnp.ndarray xc = <cnp.ndarray>x
+    if not cnp.PyArray_IS_C_CONTIGUOUS(xc):
+        xc = np.ascontiguousarray(xc)
+    cdef int nd = cnp.PyArray_NDIM(xc)
+    cdef cnp.npy_intp *d = cnp.PyArray_DIMS(xc)
     cdef ConvWeights cw = ep.cw
-    cdef fq_conv_geometry g = _geometry(cw, xshape, stride, padding, dilation)
-    # int32 overflow: |acc| <= taps * cg * max|x - zx| * max|w - zw| must fit (the padding adds 0)
-    cdef double k = <double>cw.k_h * cw.k_w * (cw.in_c // cw.groups)
+    cdef bint one_d = nd == 3
+    cdef int sp = 1 if one_d else 2
+    if cw.k_h != 1 and one_d:
+        raise ValueError("x: a 3-D input [N, C, L] needs 1-D weights, these have k_h = %d" % cw.k_h)
+    cdef fq_conv_geometry g
+    memset(&g, 0, sizeof(g))
+    _pair_into(stride, sp, "stride", 1, &g.stride_h, &g.stride_w)
+    _pair_into(padding, sp, "padding", 0, &g.pad_h, &g.pad_w)
+    _pair_into(dilation, sp, "dilation", 1, &g.dil_h, &g.dil_w)
+    # [N, C, H, W] whichever the layout (1-D: H = 1)
+    cdef cnp.npy_intp n_ = d[0], c_ = d[nd - 1] if in_nhwc else d[1]
+    cdef cnp.npy_intp h_ = 1 if one_d else (d[1] if in_nhwc else d[2])
+    cdef cnp.npy_intp w_ = d[nd - 2] if in_nhwc else d[nd - 1]
+    if c_ != cw.in_c:
+        raise ValueError("x: expected %d channels, got %d" % (cw.in_c, c_))
+    if n_ > 2**30 or h_ > 2**30 or w_ > 2**30:
+        raise ValueError("x: too large, shape %s" % (x.shape,))
+    g.batch, g.in_c, g.in_h, g.in_w = n_, c_, h_, w_
+    g.out_c, g.groups, g.k_h, g.k_w = cw.out_c, cw.groups, cw.k_h, cw.k_w
+    if fq_conv_geometry_check(&g) != 0:
+        raise ValueError("x, stride, padding, dilation: no output pixel (or a buffer over 2**31) for input "
+                         "%s (%s), kernel %dx%d, stride %r, padding %r, dilation %r"
+                         % (x.shape, layout_in, cw.k_h, cw.k_w, stride, padding, dilation))
     cdef int zp = ep.zp_u8
-    cdef cnp.ndarray xc = np.ascontiguousarray(x)
-    if k * max(zp, 255 - zp) * cw.max_abs_w_dev > 2147483647.0 and xc.size:
-        xu = xc.view(np.uint8) ^ np.uint8(0x80) if ep.x_dtype == np.int8 else xc
+    cdef double k
+    if ep.may_overflow and cnp.PyArray_SIZE(xc):
+        # only inputs with values far from the zero point can overflow: look at them
+        k = <double>cw.k_h * cw.k_w * (cw.in_c // cw.groups)
+        xu = xc.view(np.uint8) ^ np.uint8(0x80) if ep.x_xor else xc
         dev = max(abs(int(xu.max()) - zp), abs(int(xu.min()) - zp))
-        if k * dev * cw.max_abs_w_dev > 2147483647.0:
+        if k * dev * cw.max_dev > 2147483647.0:
             raise ValueError("x: the accumulator could overflow int32 (%d products of |x - zx| <= %d and "
-                             "|w - zw| <= %d)" % (k, dev, cw.max_abs_w_dev))
-    cdef int replicate = cw.out_c // cw.in_c if ep.path != "gemm" else 1
-    cdef size_t nbytes = fq_conv_padded_bytes(&g, replicate)
-    cdef cnp.ndarray xp = np.empty(nbytes, np.uint8)
-    cdef bint out_nhwc = layout_out == "nhwc"
-    out_hw = (int(g.out_h), int(g.out_w))
-    spatial = out_hw[1:] if x.ndim == 3 else out_hw
-    oshape = (int(g.batch),) + spatial + (cw.out_c,) if out_nhwc else (int(g.batch), cw.out_c) + spatial
-    cdef cnp.ndarray y = np.empty(oshape, ep.out_dtype)
-    # the kernels write NHWC: into y itself, or into a buffer transposed into y
-    cdef cnp.ndarray y_nhwc = y if out_nhwc else np.empty((g.batch, g.out_h, g.out_w, cw.out_c), ep.out_dtype)
-    cdef const uint8_t *xptr = <const uint8_t *>cnp.PyArray_DATA(xc)
-    cdef uint8_t *xpp = <uint8_t *>cnp.PyArray_DATA(xp)
-    cdef void *yn = cnp.PyArray_DATA(y_nhwc)
-    cdef void *yp = cnp.PyArray_DATA(y)
-    cdef uint8_t xx = 0x80 if ep.x_dtype == np.int8 else 0
-    cdef size_t elem = y.itemsize
-    cdef int rc = 0
-    cdef bint dw = ep.path != "gemm"
-    cdef int sat = ep.path == "depthwise_saturate"
-    if g.batch == 0:
-        return y
+                             "|w - zw| <= %d)" % (k, dev, cw.max_dev))
+    cdef cnp.npy_intp od[4]
+    cdef int i = 0
+    od[0] = g.batch
+    if not out_nhwc:
+        od[1] = cw.out_c
+        i = 1
+    if not one_d:
+        od[i + 1] = g.out_h
+        i += 1
+    od[i + 1] = g.out_w
+    if out_nhwc:
+        od[i + 2] = cw.out_c
+    cdef cnp.ndarray y = cnp.PyArray_EMPTY(nd, od, ep.out_typenum, 0)
+    cdef fq_conv_call c
+    c.g = &g
+    c.x = <const uint8_t *>cnp.PyArray_DATA(xc)
+    c.x_nhwc = in_nhwc
+    c.x_xor = ep.x_xor
+    c.pad_value = <uint8_t>zp
+    c.path = ep.path_id
+    c.pw = cw.pw_array
+    c.eps = ep.eps
+    c.dw = &cw.dw if cw.have_dw else NULL
+    c.dw32 = &cw.dw32 if cw.have_dw32 else NULL
+    c.ep32 = &ep.ep32 if ep.have_ep32 else NULL
+    c.y = cnp.PyArray_DATA(y)
+    c.y_nhwc = out_nhwc
+    c.num_threads = num_threads
+    cdef int rc
     with nogil:
-        if in_nhwc:
-            fq_conv_pad_from_nhwc(&g, xptr, xx, <uint8_t>zp, replicate, xpp)
-        else:
-            fq_conv_pad_nhwc(&g, xptr, xx, <uint8_t>zp, replicate, xpp)
-        if dw and ep.have_ep32 and g.stride_w == 1 and g.dil_w == 1:
-            rc = fq_depthwise_flat(&g, xpp, &cw.dw32, sat, &ep.ep32, yn, -1, num_threads)
-        elif dw:
-            rc = fq_depthwise(&g, xpp, &cw.dw, sat, &ep.eps[0], yn, -1, num_threads)
-        else:
-            rc = fq_conv2d_gemm(&g, xpp, cw.pw_array, ep.eps, yn, num_threads)
-        if rc == 0 and not out_nhwc:
-            fq_nhwc_to_nchw(yn, g.batch, <int64_t>g.out_h * g.out_w, g.out_c, elem, yp)
+        rc = fq_conv2d_run(&c)
     if rc != 0:
-        raise MemoryError("conv2d: could not allocate the column buffer")
+        raise MemoryError("conv2d: could not allocate its scratch buffers")
     return y
 
 

@@ -60,8 +60,12 @@ void fq_nchw_to_nhwc_u8(const uint8_t *in, int32_t batch, int64_t hw, int32_t ch
  * ordered (kh, kw, c); ep[g] is its epilogue (col_offset from fq_col_offsets with the zero
  * point in uint8 terms); xp is fq_conv_pad_nhwc's buffer (replicate 1); out is NHWC
  * [batch, out_h, out_w, out_c] of elem-byte elements. Returns 0, or -1 when out of memory. */
-int fq_conv2d_gemm(const fq_conv_geometry *g, const uint8_t *xp, const fq_packed_weights *w,
-                   const fq_epilogue *ep, void *out, int num_threads);
+/* a_signed: xp holds int8 bytes (the 1x1 direct case reading the input in place); col: a
+ * buffer of fq_conv_col_bytes(g) bytes for the im2col rows (NULL when direct). */
+int fq_conv_gemm_direct(const fq_conv_geometry *g);
+size_t fq_conv_col_bytes(const fq_conv_geometry *g);
+int fq_conv2d_gemm(const fq_conv_geometry *g, const uint8_t *xp, int a_signed, const fq_packed_weights *w,
+                   const fq_epilogue *ep, uint8_t *col, void *out, int num_threads);
 
 /* ---- depthwise ------------------------------------------------------------------------
  * Weights for one depthwise layer: T = k_h * k_w taps, C channels (the output channels;
@@ -83,6 +87,15 @@ typedef struct {
     int32_t *zw;                    /* [c_pad] weight zero points, 0 in padding */
     int16_t *wd;                    /* [taps][c_pad]: w - zw (the scalar twin's layout) */
     int8_t *w;                      /* [taps][c_pad]: raw w */
+    /* AVX-512, 64 channels per step (depthwise_avx512.c), 0 for a missing tap:
+     *   w_quads  [(taps + 3) / 4][c_pad / 64][4][64]: vector k, 128-bit lane L, dword d holds
+     *            w of taps 4q..4q+3 of channel 16L + 4k + d (vpdpbusd on 4 taps of one channel)
+     *   w_pairs64 [pairs][c_pad / 64][2][64]: vector h, lane L, word j holds w of taps 2p, 2p+1
+     *            of channel 16L + 8h + j (vpunpck{l,h}bw order for vpmaddubsw) */
+    int8_t *w_quads;
+    int8_t *w_pairs64;
+    int32_t quads;
+    int32_t zw_all_zero;            /* no weight zero point: the kernels skip sum_t x */
 } fq_dw_weights;
 
 /* w: [channels, taps] int8 (torch's [C, 1, kh, kw] flattened), zw per channel (or one when
@@ -102,6 +115,10 @@ void fq_dw_col_offsets(const fq_dw_weights *w, int32_t x_zero_point, const int32
 typedef struct {
     int32_t k_h, k_w;
     ptrdiff_t pix, tap_w, tap_h;
+    /* off[t] = (t / k_w) * tap_h + (t % k_w) * tap_w for t < taps, and off[taps] = off[taps - 1]
+     * (the partner of an odd last tap: weight 0, any readable address); set by the driver so
+     * no kernel divides per tap */
+    const ptrdiff_t *off;
 } fq_dw_tile_geom;
 typedef void (*fq_dw_tile_fn)(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x,
                               const fq_dw_weights *w, int32_t c0, int32_t nc, int32_t *tile);
@@ -128,6 +145,35 @@ int fq_depthwise(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weigh
  * per-column arrays follow the same 32 virtual channels. -2 when the geometry does not qualify. */
 int fq_depthwise_flat(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w32, int saturate,
                       const fq_epilogue *ep, void *out, int isa, int num_threads);
+
+/* ---- one convolution call -------------------------------------------------------------
+ * Everything conv2d does between its argument checks and its return, in C: the padded
+ * buffer (skipped where the kernel can read the input itself), the kernel, the NCHW
+ * transpose. Temporary buffers come from a per-thread scratch area that grows as needed and
+ * is reused by the next call on that thread (no allocation, no page faults in steady state;
+ * two threads never share one). */
+enum { FQ_CONV_PATH_GEMM = 0, FQ_CONV_PATH_DW = 1, FQ_CONV_PATH_DW_SATURATE = 2 };
+typedef struct {
+    const fq_conv_geometry *g;      /* checked by fq_conv_geometry_check */
+    const uint8_t *x;               /* NCHW or NHWC bytes of the input */
+    int x_nhwc;
+    uint8_t x_xor;                  /* 0x80 for int8 input (uint8 terms inside) */
+    uint8_t pad_value;              /* the input zero point in uint8 terms */
+    int path;                       /* FQ_CONV_PATH_* */
+    const fq_packed_weights *pw;    /* GEMM: one per group */
+    const fq_epilogue *eps;         /* GEMM: one per group; depthwise: eps[0] */
+    const fq_dw_weights *dw;        /* depthwise */
+    const fq_dw_weights *dw32;      /* depthwise, out_c in {1, 2, 4, 8, 16}, or NULL */
+    const fq_epilogue *ep32;        /* its epilogue over the 32 virtual channels, or NULL */
+    void *y;                        /* the output */
+    int y_nhwc;                     /* y is NHWC (else NCHW) */
+    int num_threads;
+} fq_conv_call;
+/* 0, or -1 when out of memory. */
+int fq_conv2d_run(const fq_conv_call *c);
+/* The calling thread's scratch area of at least bytes (64-byte aligned), or NULL when out of
+ * memory. Valid until this thread's next call; freed when the thread exits. */
+uint8_t *fq_conv_scratch(size_t bytes);
 
 #ifdef __cplusplus
 }

@@ -26,6 +26,8 @@ void fq_dw_free(fq_dw_weights *w) {
     free(w->zw);
     free(w->wd);
     free(w->w);
+    free(w->w_quads);
+    free(w->w_pairs64);
     memset(w, 0, sizeof(*w));
 }
 
@@ -42,7 +44,10 @@ int fq_dw_pack(const int8_t *w, int32_t channels, int32_t taps, const int32_t *z
     out->zw = (int32_t *)aligned64(cp * sizeof(int32_t));
     out->wd = (int16_t *)aligned64((size_t)taps * cp * sizeof(int16_t));
     out->w = (int8_t *)aligned64((size_t)taps * cp);
-    if (!out->wd_pairs || !out->w_pairs || !out->zw || !out->wd || !out->w) {
+    out->quads = (taps + 3) / 4;
+    out->w_quads = (int8_t *)aligned64((size_t)out->quads * cp * 4);
+    out->w_pairs64 = (int8_t *)aligned64(np * cp * 2);
+    if (!out->wd_pairs || !out->w_pairs || !out->zw || !out->wd || !out->w || !out->w_quads || !out->w_pairs64) {
         fq_dw_free(out);
         return -1;
     }
@@ -54,6 +59,20 @@ int fq_dw_pack(const int8_t *w, int32_t channels, int32_t taps, const int32_t *z
             out->w[(size_t)t * cp + c] = v;
             out->wd[(size_t)t * cp + c] = (int16_t)(v - z);
             out->w_pairs[((size_t)(t / 2) * cp + c) * 2 + (t & 1)] = v;
+        }
+    }
+    out->zw_all_zero = 1;
+    for (int32_t c = 0; c < channels; c++)
+        if (out->zw[c]) out->zw_all_zero = 0;
+    for (int32_t c = 0; c < channels; c++) {
+        size_t blk = (size_t)c / 64;
+        int32_t cc = c % 64, L = cc / 16, r = cc % 16;
+        for (int32_t t = 0; t < taps; t++) {
+            int8_t v = out->w[(size_t)t * cp + c];
+            int32_t q = t / 4, k = r / 4, d = r % 4;
+            out->w_quads[(((size_t)q * (cp / 64) + blk) * 4 + k) * 64 + 16 * L + 4 * d + t % 4] = v;
+            int32_t pr = t / 2, h = r / 8, j = r % 8;
+            out->w_pairs64[(((size_t)pr * (cp / 64) + blk) * 2 + h) * 64 + 16 * L + 2 * j + t % 2] = v;
         }
     }
     for (int32_t p = 0; p < out->pairs; p++)
@@ -93,7 +112,7 @@ static void dw_exact_scalar(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t
         uint32_t acc[64] = {0};
         for (int32_t kh = 0; kh < tg->k_h; kh++)
             for (int32_t kw = 0; kw < tg->k_w; kw++) {
-                const uint8_t *xt = x + i * tg->pix + kh * tg->tap_h + kw * tg->tap_w;
+                const uint8_t *xt = x + i * tg->pix + tg->off[kh * tg->k_w + kw];
                 const int16_t *wt = w->wd + (size_t)(kh * tg->k_w + kw) * cp + c0;
                 for (int c = 0; c < nc; c++) acc[c] += (uint32_t)((int32_t)xt[c] * wt[c]);
             }
@@ -110,10 +129,9 @@ static void dw_saturate_scalar(const fq_dw_tile_geom *tg, int32_t mr, const uint
     for (int32_t i = 0; i < mr; i++) {
         uint32_t acc[64] = {0}, xsum[64] = {0};
         for (int32_t t = 0; t < taps; t += 2) {
-            const uint8_t *xa = x + i * tg->pix + (t / tg->k_w) * tg->tap_h + (t % tg->k_w) * tg->tap_w;
+            const uint8_t *xa = x + i * tg->pix + tg->off[t];
             int32_t u = t + 1;
-            const uint8_t *xb = u < taps ? x + i * tg->pix + (u / tg->k_w) * tg->tap_h + (u % tg->k_w) * tg->tap_w
-                                         : NULL;
+            const uint8_t *xb = u < taps ? x + i * tg->pix + tg->off[u] : NULL;
             for (int c = 0; c < nc; c++) {
                 int32_t a = xa[c], b = xb ? xb[c] : 0;
                 int32_t pair = a * w->w[(size_t)t * cp + c0 + c] + (xb ? b * w->w[(size_t)u * cp + c0 + c] : 0);
@@ -139,7 +157,25 @@ typedef struct {
     fq_dw_tile_geom tg;
     void *out;
     size_t elem;
+    ptrdiff_t off_small[64];        /* tg.off for up to 63 taps; larger kernels use off_heap */
+    ptrdiff_t *off_heap;
 } dw_job;
+
+/* tg.off from the tap strides: 0, or -1 when out of memory */
+static int dw_offsets(dw_job *j) {
+    int32_t taps = j->tg.k_h * j->tg.k_w;
+    ptrdiff_t *off = j->off_small;
+    j->off_heap = NULL;
+    if (taps + 1 > 64) {
+        off = j->off_heap = (ptrdiff_t *)malloc((size_t)(taps + 1) * sizeof(ptrdiff_t));
+        if (!off) return -1;
+    }
+    for (int32_t t = 0; t < taps; t++)
+        off[t] = (ptrdiff_t)(t / j->tg.k_w) * j->tg.tap_h + (ptrdiff_t)(t % j->tg.k_w) * j->tg.tap_w;
+    off[taps] = off[taps - 1];
+    j->tg.off = off;
+    return 0;
+}
 
 #define DW_MR 8
 #define DW_SEG 128      /* pixels per epilogue call: a 32 KB int32 buffer on the stack */
@@ -203,7 +239,9 @@ int fq_depthwise(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weigh
     j.tg.pix = (ptrdiff_t)g->stride_w * cx;
     j.tg.tap_w = (ptrdiff_t)g->dil_w * cx;
     j.tg.tap_h = (ptrdiff_t)g->dil_h * wp * cx;
+    if (dw_offsets(&j)) return -1;
     fq_parallel_for((int64_t)g->batch * g->out_h, dw_row, &j, dw_threads(g, num_threads));
+    free(j.off_heap);
     return 0;
 }
 
@@ -248,6 +286,8 @@ int fq_depthwise_flat(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_
     j.tg.pix = 32;
     j.tg.tap_w = cx;
     j.tg.tap_h = (ptrdiff_t)g->dil_h * wp * cx;
+    if (dw_offsets(&j)) return -1;
     fq_parallel_for((int64_t)g->batch * g->out_h, dw_flat_row, &j, dw_threads(g, num_threads));
+    free(j.off_heap);
     return 0;
 }

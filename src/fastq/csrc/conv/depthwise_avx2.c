@@ -5,9 +5,7 @@
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
 
-static inline ptrdiff_t tap_offset(const fq_dw_tile_geom *tg, int32_t t) {
-    return (ptrdiff_t)(t / tg->k_w) * tg->tap_h + (ptrdiff_t)(t % tg->k_w) * tg->tap_w;
-}
+static inline ptrdiff_t tap_offset(const fq_dw_tile_geom *tg, int32_t t) { return tg->off[t]; }
 
 static void dw_exact_avx2(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x, const fq_dw_weights *w,
                           int32_t c0, int32_t nc, int32_t *tile) {

@@ -1,5 +1,9 @@
 /* Rows of the GEMM's A matrix: row m = output pixel (n, oh, ow), k = (kh, kw, c) over the
- * group's channels, read from the zero-point-padded NHWC buffer (no bounds tests). */
+ * group's channels, read from the zero-point-padded NHWC buffer (no bounds tests).
+ *
+ * The pixel index advances by increments (no division per row), and with dil_w = 1 and one
+ * group the k_w taps of one kh are one contiguous run of k_w * C bytes: small-channel stems
+ * (C = 1 or 3) copy a whole kernel row per move instead of C bytes per tap. */
 #include <string.h>
 #include "conv/conv.h"
 
@@ -18,25 +22,41 @@ void fq_im2col(const fq_conv_geometry *g, const uint8_t *xp, int32_t group, int6
     int32_t cg = g->in_c / g->groups;
     size_t k = (size_t)g->k_h * g->k_w * cg;
     int64_t ohw = (int64_t)g->out_h * g->out_w;
-    for (int64_t m = m0; m < m1; m++) {
-        int32_t n = (int32_t)(m / ohw);
-        int32_t oh = (int32_t)(m % ohw / g->out_w), ow = (int32_t)(m % g->out_w);
-        uint8_t *dst = col + (size_t)(m - m0) * k;
-        for (int32_t kh = 0; kh < g->k_h; kh++) {
-            const uint8_t *src = xp + (((size_t)n * hp + (size_t)oh * g->stride_h + (size_t)kh * g->dil_h) * wp +
-                                       (size_t)ow * g->stride_w) * g->in_c + (size_t)group * cg;
-            if (g->dil_w == 1 && g->groups == 1) {
-                /* the kw taps of one kh are contiguous in NHWC */
-                copy_run(dst, src, (size_t)g->k_w * cg);
-                dst += (size_t)g->k_w * cg;
-                continue;
-            }
-            for (int32_t kw = 0; kw < g->k_w; kw++) {
-                const uint8_t *s = src + (size_t)kw * g->dil_w * g->in_c;
-                if (cg == 1) *dst = *s;
-                else memcpy(dst, s, (size_t)cg);
-                dst += cg;
-            }
+    size_t cx = (size_t)g->in_c;
+    size_t pix = (size_t)g->stride_w * cx;                  /* bytes between output pixels */
+    size_t tap_h = (size_t)g->dil_h * wp * cx, tap_w = (size_t)g->dil_w * cx;
+    size_t run = (size_t)g->k_w * cg;
+    int contiguous = g->dil_w == 1 && g->groups == 1;
+    if (m0 >= m1) return;
+    int32_t n = (int32_t)(m0 / ohw);
+    int32_t oh = (int32_t)(m0 % ohw / g->out_w), ow = (int32_t)(m0 % g->out_w);
+    uint8_t *dst = col;
+    for (int64_t m = m0; m < m1;) {
+        /* one stretch of pixels along an output row */
+        int64_t len = g->out_w - ow < m1 - m ? g->out_w - ow : m1 - m;
+        const uint8_t *src = xp + (((size_t)n * hp + (size_t)oh * g->stride_h) * wp + (size_t)ow * g->stride_w) * cx +
+                             (size_t)group * cg;
+        if (contiguous && run <= 16) {
+            for (int64_t i = 0; i < len; i++, src += pix)
+                for (int32_t kh = 0; kh < g->k_h; kh++, dst += run) memcpy(dst, src + kh * tap_h, 16);
+        } else if (contiguous) {
+            for (int64_t i = 0; i < len; i++, src += pix)
+                for (int32_t kh = 0; kh < g->k_h; kh++, dst += run) copy_run(dst, src + kh * tap_h, run);
+        } else {
+            for (int64_t i = 0; i < len; i++, src += pix)
+                for (int32_t kh = 0; kh < g->k_h; kh++)
+                    for (int32_t kw = 0; kw < g->k_w; kw++, dst += cg) {
+                        const uint8_t *s = src + kh * tap_h + kw * tap_w;
+                        if (cg == 1) *dst = *s;
+                        else memcpy(dst, s, (size_t)cg);
+                    }
+        }
+        (void)k;
+        m += len;
+        ow = 0;
+        if (++oh == g->out_h) {
+            oh = 0;
+            n++;
         }
     }
 }
