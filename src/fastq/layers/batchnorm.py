@@ -18,6 +18,7 @@ from ..qtensor import QTensor
 from ._base import QUANT, Layer, Setting, _known, check_bool, check_int, check_scale_setting, \
     check_zero_point_in, register
 from ._spec import Spec
+from .batchnorm_explain import explain_batch_norm
 
 ARRAYS = ("weight", "bias", "running_mean", "running_var")
 CTYPE = {"uint8": "uint8_t", "int8": "int8_t"}
@@ -180,7 +181,6 @@ class QuantizedBatchNorm(Layer):
         return QTensor._checked(y, self.scale, self.zero_point)
 
     def explain(self, x, row=0, col=0, node=None):
-        from .batchnorm_explain import explain_batch_norm
         return explain_batch_norm(self, x, row, col)
 
     def summary_row(self, specs, op_data):
