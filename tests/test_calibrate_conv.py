@@ -177,7 +177,7 @@ def test_qnnpack_relu6_oracle_is_needed(models):
 # --------------------------------------------------------------------------- fusion rules
 class _ConvTwoUsers(nn.Module):
     """The conv's output feeds the BatchNorm and a skip add: fuse_modules would change the
-    skip's values, so a torch user cannot fuse them; fastq does not either, and refuses the BN."""
+    skip's values, so a torch user cannot fuse them; fastq does not either: the BN stays a quantized op."""
 
     def __init__(self):
         super().__init__()
@@ -202,11 +202,21 @@ class _BnReluFunctional(nn.Module):
         return self.fc(torch.flatten(F.relu(self.bn(self.conv(x))), 1))
 
 
-def test_unfusable_batchnorm_is_refused():
+def test_unfusable_batchnorm_stays_unfused():
+    """The BN after a conv with two users is not folded: it becomes nnq.BatchNorm2d in torch and a
+    QuantizedBatchNorm here, bitwise equal (tests/test_batchnorm_torch.py has the op itself)."""
+    from conv_calib_models import randomize_bn
+    from fastq.layers.batchnorm import QuantizedBatchNorm
     torch.manual_seed(0)
-    model = _ConvTwoUsers().eval()
-    with pytest.raises(NotImplementedError, match="unfused BatchNorm2d.*fx node 'bn'"):
-        fastq.quantize_model(model, [np.ones((1, 2, 3, 3), f32)], qconfig="x86")
+    model = randomize_bn(_ConvTwoUsers(), 2).eval()
+    rng = np.random.default_rng(2)
+    batches = batches_for(rng, (2, 3, 3))
+    with pinned_engine("x86"):
+        fq = fastq.quantize_model(model, batches, qconfig="x86", engine="x86")
+        tm = torch_reference(model, batches, "x86", fuse=[])
+    assert isinstance(fq.node("bn").layer, QuantizedBatchNorm)
+    counts = mismatches(fq, tm, new_inputs(rng, (2, 3, 3)), "x86")
+    assert set(counts.values()) == {0}, counts
 
 
 def test_functional_relu_is_not_fused():

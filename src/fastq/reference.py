@@ -1426,3 +1426,70 @@ def mean_hw(x, scale, zero_point, path="nchw", dtype="uint8", float_lanes=8):
         qmin, qmax = _qrange(dtype)
         return np.clip(q, qmin, qmax).astype(dtype)
     raise ValueError("path: expected one of %s, got %r" % (", ".join(MEAN_PATHS), path))
+
+
+# --------------------------------------------------------------------------- batch norm
+BATCH_NORM_BLOCKS = (64, 32, 0)     # torch's channels per vector body: AVX-512, AVX2, no AVX (default build)
+
+
+def batch_norm_params(weight, bias, mean, var, eps, x_scale, y_scale):
+    """torch 2.13's compute_fused_params (qbatch_norm.cpp), per channel (float32 [C] each):
+        inv   = f32(1.0 / (double) sqrtf(f32(var + f32(eps))))
+        alpha = f32((double) f32(inv · w) · ((double) s_x / (double) s_y))
+        beta  = f32((double) f32(b − f32(f32(mean · inv) · w)) / (double) s_y)
+    (float32 products and sum, the scale ratio and the divisions in double, rounded to float once)."""
+    w, b, m, v = (np.asarray(a, dtype=np.float32) for a in (weight, bias, mean, var))
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        inv = (1.0 / np.sqrt((v + f32(eps)).astype(np.float32)).astype(np.float64)).astype(np.float32)
+        ratio = np.float64(x_scale) / np.float64(y_scale)
+        alpha = ((inv * w).astype(np.float32).astype(np.float64) * ratio).astype(np.float32)
+        shifted = (b - ((m * inv).astype(np.float32) * w).astype(np.float32)).astype(np.float32)
+        beta = (shifted.astype(np.float64) / np.float64(y_scale)).astype(np.float32)
+    return alpha, beta
+
+
+def batch_norm_body_channels(channels, vector_block):
+    """How many leading channels of each pixel torch's q_batch_norm_kernel runs in its vector body:
+    whole blocks of 64 (AVX-512); with AVX2 blocks of 32, then the rest in steps of 8 through the
+    same vector code; none in a build without AVX (vector_block 0)."""
+    if vector_block == 64:
+        return channels // 64 * 64
+    if vector_block == 32:
+        return channels // 8 * 8
+    return 0
+
+
+def batch_norm(x, alpha, beta, x_zero_point, y_zero_point, relu=False, vector_block=64, dtype="uint8"):
+    """Quantized batch norm (torch.ops.quantized.batch_norm*d, nnq.BatchNorm2d / 3d, nniq.BNReLU2d
+    / 3d) on [N, C, ...] values, alpha / beta from batch_norm_params, d = x − z_x (exact):
+      vector body (channel c < batch_norm_body_channels(C, vector_block)):
+          t = fmaf(alpha[c], d, beta[c]);  q = _quantize_body(t, z_y)  (cvtps2dq: ties to even,
+          min(t, 2^31 − 128) first, the zero point added in wrapping int32, clamped)
+      scalar tail (the other channels): t = fmaf(alpha[c], d, beta[c]) (the compiler contracts
+          a·d + b into one fma in torch's AVX2 / AVX-512 builds), or f32(f32(alpha·d) + beta) with
+          vector_block 0 (no fma); q = clamp(z_y + lrintf(t))
+      ReLU (BNReLU): q = max(q, z_y).
+    The output keeps x's dtype; its scale / zero point are the module's."""
+    x = np.asarray(x)
+    qmin, qmax = _qrange(dtype)
+    c = x.shape[1]
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    a = np.asarray(alpha, np.float32).reshape(shape)
+    b = np.asarray(beta, np.float32).reshape(shape)
+    d = (x.astype(np.int64) - int(x_zero_point)).astype(np.float32)
+    if vector_block:
+        t = fmaf(a, d, b)
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            t = ((a * d).astype(np.float32) + b).astype(np.float32)
+    t = np.broadcast_to(t, x.shape)
+    nb = batch_norm_body_channels(c, vector_block)
+    q = np.empty(x.shape, np.int64)
+    q[:, :nb] = _quantize_body(t[:, :nb], y_zero_point, qmin, qmax, clip_top=True)
+    tail = t[:, nb:].astype(np.float64)
+    ok = (tail >= -2.0**63) & (tail < 2.0**63)          # else lrintf gives INT64_MIN: qmin
+    with np.errstate(invalid="ignore"):
+        q[:, nb:] = np.where(ok, np.clip(np.rint(np.where(ok, tail, 0.0)) + int(y_zero_point), qmin, qmax), qmin)
+    if relu:
+        q = np.maximum(q, int(y_zero_point))
+    return q.astype(dtype)

@@ -200,4 +200,33 @@ def avgpool_cases():
     return out
 
 
-CASES = {"QuantizedConv": conv_cases, "MaxPool": maxpool_cases, "AvgPool": avgpool_cases}
+# ---------------------------------------------------------------------------- QuantizedBatchNorm
+def batchnorm_cases():
+    """Unfused batch norm: 70 channels (AVX-512's vector body and scalar tail), AVX2's blocks,
+    the no-fma build, BNReLU, int8; and one constructed case whose outputs sit next to .5 where one
+    fma rounding and two roundings part (alpha = w, beta = b exactly: unit scales, var 1, eps 0)."""
+    from fastq.layers.batchnorm import QuantizedBatchNorm
+    Case = _case()
+    out = []
+    for i, (c, dt, block, relu) in enumerate([(70, "uint8", 64, False), (13, "uint8", 32, True),
+                                               (9, "int8", 64, False), (21, "uint8", 0, True)]):
+        rng = np.random.default_rng(300 + i)
+        arrays = [rng.normal(1, 0.5, c), rng.normal(0, 1, c), rng.normal(0, 1, c), rng.uniform(0.05, 3, c)]
+        zx, zy = (100, 120) if dt == "uint8" else (-9, 4)
+        bn = QuantizedBatchNorm(*arrays, 0.04, zy, relu=relu, vector_block=block)
+        out.append(Case("batch norm %d ch %s block %d%s" % (c, dt, block, " relu" if relu else ""),
+                        _chain(L.Quantize(0.05, zx, dt), bn, L.Dequantize()), _x(310 + i, (2, c, 3, 4))))
+    rng = np.random.default_rng(320)
+    c, zx = 16, 10
+    w = rng.uniform(0.3, 1.7, c).astype(f32)
+    k = rng.integers(0, 256, (3, c, 2, 2))
+    d0 = (k[0, :, 0, 0] - zx).astype(f32)
+    b = (0.5 - (w * d0).astype(f32).astype(np.float64)).astype(f32)
+    bn = QuantizedBatchNorm(w, b, np.zeros(c, f32), np.ones(c, f32), 1.0, 100, eps=0.0)
+    out.append(Case("batch norm constructed fma ties", _chain(L.Quantize(1.0, zx), bn, L.Dequantize()),
+                    (k - zx).astype(f32)))
+    return out
+
+
+CASES = {"QuantizedConv": conv_cases, "MaxPool": maxpool_cases, "AvgPool": avgpool_cases,
+         "QuantizedBatchNorm": batchnorm_cases}

@@ -189,6 +189,9 @@ ORACLE = {
     "Hardsigmoid": lambda L, x: RQ(R.hardsigmoid(x.values, x.scale, x.zero_point, L.path,
                                                  _body_mask(x.values.shape, L.layout, L.vector_block),
                                                  x.values.dtype.name), L.scale, L.zero_point),
+    "QuantizedBatchNorm": lambda L, x: RQ(R.batch_norm(x.values, *R.batch_norm_params(
+        L.weight, L.bias, L.running_mean, L.running_var, L.eps, x.scale, L.scale), x.zero_point, L.zero_point,
+        L.relu, L.vector_block, x.values.dtype.name), L.scale, L.zero_point),
 }
 
 

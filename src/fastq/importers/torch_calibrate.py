@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from .. import fusion, qconfig as qc
 from ..layers import arith as ar, elementwise as fm
+from ..layers.batchnorm import QuantizedBatchNorm
 from ..layers.conv import QuantizedConv
 from ..layers.linear import QuantizedLinear
 from ..model import Model, Node
@@ -149,7 +150,13 @@ FUSIONS = (
     ((nn.Conv2d, nn.ReLU), None, "relu"),
     ((nn.Linear, nn.BatchNorm1d), fusion.fold_linear_bn, None),
     ((nn.Linear, nn.ReLU), None, "relu"),
+    ((nn.BatchNorm2d, nn.ReLU), None, "relu"),         # nni.BNReLU2d, converted to nniq.BNReLU2d
 )
+
+# BatchNorms that eager convert quantizes where no fusion folded them (nnq.BatchNorm2d: its output
+# observed, the float statistics kept as they are). BatchNorm1d has no quantized module in torch
+# 2.13's mappings: left unfused, torch's converted model fails on it, so fastq refuses it.
+UNFUSED_NORMS = {nn.BatchNorm2d: "bn"}
 
 # The float modules eager convert replaces by a quantized weighted module: the output of each
 # call is observed (after the modules fused into it), the weight by the qconfig's weight
@@ -276,6 +283,7 @@ def _observation_points(gm):
         if n.op == "call_module":
             calls.setdefault(str(n.target), []).append(n)
     fused = _fusion(gm, calls)
+    seconds = {m for f in fused.values() for m in f.nodes[1:]}
     observed = {placeholders[0]: "input"}
     for n in nodes:
         if n.op != "call_module":
@@ -286,6 +294,9 @@ def _observation_points(gm):
                 observed[n] = ("ff", ff)
             continue
         rule = WEIGHTED.get(type(gm.get_submodule(n.target)))
+        if rule is None and n not in seconds:
+            kind = UNFUSED_NORMS.get(type(gm.get_submodule(n.target)))
+            rule = None if kind is None else (kind,)
         if rule is not None:
             observed[fused[n].nodes[-1] if n in fused else n] = (rule[0], str(n.target))
     return observed, fused, placeholders[0]
@@ -401,10 +412,12 @@ class _Builder(fc.GraphBuilder):
                 return getattr(self, method)(node, path, module, kind)
         if type(module) in (nn.AvgPool1d, nn.AvgPool2d):
             return self._avg_pool(node, path, module)
-        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        if type(module) in UNFUSED_NORMS:
+            return self._batch_norm(node, path, module)
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
             raise _refuse("an unfused %s" % type(module).__name__, node,
                           " (fastq folds a BatchNorm into the Conv / Linear module right before it, as "
-                          "fuse_modules does; a BatchNorm elsewhere has no quantized op in fastq)")
+                          "fuse_modules does; torch's eager convert quantizes an unfused BatchNorm2d only)")
         return super()._call_module(node)
 
     def _fused_settings(self, node):
@@ -423,6 +436,24 @@ class _Builder(fc.GraphBuilder):
             layer = self.layers[path] = QuantizedLinear(
                 self.weight_qtensor(w), self._bias(module), scale, zero_point, requant=self.rules.requant,
                 bias_rounding=self.rules.bias_rounding, **self._fused_settings(node))
+        return self.put(self._module_node_name(node, path), layer, [self.tensor(node, node.args[0])], node)
+
+    def _batch_norm(self, node, path, module):
+        """An unfused BatchNorm2d: what nnq.BatchNorm2d.from_float keeps (the float statistics,
+        the observed output qparams), BNReLU2d when fused with the ReLU after it."""
+        if node.kwargs or len(node.args) != 1:
+            raise _refuse("calling BatchNorm2d %r with %d arguments" % (path, len(node.args)), node)
+        if module.running_mean is None or module.running_var is None or module.weight is None \
+                or module.bias is None:
+            raise _refuse("an unfused BatchNorm2d without running statistics or affine weights", node,
+                          " (torch's quantized batch norm needs all four arrays)")
+        scale, zero_point = self.qparams[("bn", path)]
+
+        def arr(t):
+            return t.detach().cpu().float().numpy().copy()
+        layer = QuantizedBatchNorm(arr(module.weight), arr(module.bias), arr(module.running_mean),
+                                   arr(module.running_var), scale, zero_point, eps=float(module.eps),
+                                   vector_block=tconv._vector_block(), **self._fused_settings(node))
         return self.put(self._module_node_name(node, path), layer, [self.tensor(node, node.args[0])], node)
 
     def _module_node_name(self, node, path):
@@ -466,7 +497,8 @@ class _Builder(fc.GraphBuilder):
 
     def _is_conv(self, node):
         return node.op == "call_module" and _ff_path(node) is None \
-            and type(self.root.get_submodule(str(node.target))) in CONVS
+            and (type(self.root.get_submodule(str(node.target))) in CONVS
+                 or type(self.root.get_submodule(str(node.target))) in UNFUSED_NORMS)   # channels-last too
 
     def _avg_pool(self, node, path, module):
         """AvgPool: torch's path depends on whether its input is a quantized conv's channels-last

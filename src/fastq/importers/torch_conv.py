@@ -17,12 +17,13 @@ import torch.nn as nn
 from .. import reference, runtime
 from ..layers.conv import QuantizedConv
 from ..layers.activation import Hardsigmoid, Hardswish
+from ..layers.batchnorm import QuantizedBatchNorm
 from ..layers.pool import AdaptiveAvgPool, AvgPool, MaxPool
 from ..layers.reduce import MeanHW
 from .torch_fx_args import _bind, _path, _type_name, _unsupported
 from .torch_quantized import qtensor_from_torch
 
-_CONV_TARGETS = weakref.WeakKeyDictionary()     # fx graph -> module paths converted as convolutions
+_CONV_TARGETS = weakref.WeakKeyDictionary()     # fx graph -> paths of modules with channels-last outputs
 
 
 def _has_vnni():
@@ -65,7 +66,7 @@ _SHAPE_OPS = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "transpose",
 
 def torch_channels_last(node, is_conv):
     """Whether torch holds the value of fx node `node` channels-last: a quantized convolution's output
-    is; pooling, activations, add and quantize keep their input's layout; a graph input or a
+    is, and so is a quantized batch norm's; pooling, activations, add and quantize keep their input's layout; a graph input or a
     reshaped value is contiguous."""
     seen = 0
     while seen < 10000:
@@ -131,11 +132,35 @@ def avg_pool_layer(dims, kernel_size, stride, padding, ceil_mode, count_include_
                    divisor_override, path=p, vector_channels=_vector_channels(), dims=dims)
 
 
+_BATCH_NORMS = (nnq.BatchNorm2d, nnq.BatchNorm3d, nniq.BNReLU2d, nniq.BNReLU3d)
+# modules whose quantized output torch allocates channels-last
+_CHANNELS_LAST = (nnq.Conv1d, nnq.Conv2d, nniq.ConvReLU1d, nniq.ConvReLU2d) + _BATCH_NORMS
+
+
+def batch_norm_from_torch(module):
+    """nnq.BatchNorm2d / BatchNorm3d or nniq.BNReLU2d / BNReLU3d -> QuantizedBatchNorm, with the vector
+    block of the torch build that runs it (its per-channel body / tail split)."""
+    if type(module) not in _BATCH_NORMS:
+        raise TypeError("module: expected a quantized BatchNorm2d / BatchNorm3d / BNReLU2d / BNReLU3d, got %s"
+                        % _type_name(module))
+    dims = 3 if isinstance(module, nnq.BatchNorm3d) else 2
+    arrays = [None if a is None else a.detach().float().numpy().copy()
+              for a in (module.weight, module.bias, module.running_mean, module.running_var)]
+    if arrays[0] is None or arrays[1] is None:
+        raise ValueError("module: a quantized batch norm without weight or bias (affine=False); torch's "
+                         "quantized::batch_norm requires both")
+    return QuantizedBatchNorm(*arrays, float(module.scale), int(module.zero_point), eps=float(module.eps),
+                              relu=type(module) in (nniq.BNReLU2d, nniq.BNReLU3d), vector_block=_vector_block(),
+                              dims=dims)
+
+
 def cnn_leaf(module, path, engine, node):
-    """The fastq layer for a CNN module (a convolution or a pooling module), or None."""
-    if type(module) in (nnq.Conv1d, nnq.Conv2d, nniq.ConvReLU1d, nniq.ConvReLU2d):
+    """The fastq layer for a CNN module (a convolution, a batch norm or a pooling module), or None."""
+    if type(module) in _CHANNELS_LAST:
         if node is not None and getattr(node, "graph", None) is not None:
             _CONV_TARGETS.setdefault(node.graph, set()).add(node.target)
+        if type(module) in _BATCH_NORMS:
+            return batch_norm_from_torch(module)
         return conv_from_torch(module, engine)
     if type(module) in (nn.MaxPool1d, nn.MaxPool2d):
         dims = 1 if isinstance(module, nn.MaxPool1d) else 2
@@ -224,7 +249,7 @@ def adaptive_avg_pool_layer(dims, output_size, engine, channels_last, node, path
 
 # ----------------------------------------------------------------------------- fx handlers
 def _is_conv_in(root):
-    kinds = (nnq.Conv1d, nnq.Conv2d, nniq.ConvReLU1d, nniq.ConvReLU2d)
+    kinds = _CHANNELS_LAST
 
     def is_conv(n):
         if n.op != "call_module":

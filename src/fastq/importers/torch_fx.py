@@ -85,7 +85,8 @@ MODULES = (
 _SUPPORTED = ", ".join(dict.fromkeys(c.__name__ for classes, _, make in MODULES if make is not _float_weighted
                                      for c in classes))
 _SUPPORTED += ", quantized Conv1d / Conv2d / ConvReLU1d / ConvReLU2d, MaxPool1d / MaxPool2d, AvgPool1d / AvgPool2d, "\
-    "AdaptiveAvgPool1d / AdaptiveAvgPool2d, quantized Hardswish, Hardsigmoid"
+    "AdaptiveAvgPool1d / AdaptiveAvgPool2d, quantized Hardswish, Hardsigmoid, quantized BatchNorm2d / BatchNorm3d / "\
+    "BNReLU2d / BNReLU3d"
 
 
 def leaf_layer(module, path, engine, node=None):
