@@ -61,6 +61,15 @@ def models(rng):
         _conv(rng, 8, 8, 2, "fbgemm", padding=1, groups=8, sat="on", dtype="int8"),
         _conv(rng, 8, 8, 3, "fbgemm", stride=2, padding=1, groups=8, sat="on", dtype="int8"),
         _conv(rng, 8, 12, 3, "fbgemm", groups=2, padding=1, dtype="int8"), Flatten()]))
+    # the channels-first first layer read a kernel row per word (conv_dsp.row_width): KW = 4 (one
+    # word), KW = 7 (two, one byte of padding each) with groups and dilation along H, int8; KW = 3
+    # without padding, whose last window is inside but whose last word would pass the end of x
+    out.append(("channels-first rows, KW 4", (1, 13, 10), "uint8", [
+        _conv(rng, 1, 8, (5, 4), "qnnpack", stride=2, padding=(2, 1)), Flatten()]))
+    out.append(("channels-first rows, KW 7, groups 2, int8", (4, 7, 9), "int8", [
+        _conv(rng, 4, 6, (3, 7), "tflite", padding=(1, 3), dilation=(2, 1), groups=2, dtype="int8"), Flatten()]))
+    out.append(("channels-first rows, KW 3, the end of x", (3, 6, 9), "uint8", [
+        _conv(rng, 3, 5, 3, "onednn"), Flatten()]))
     out.append(("1-D", (4, 17), "uint8", [
         _conv(rng, 4, 8, 3, "fbgemm", stride=2, padding=1, dims=1),
         _conv(rng, 8, 8, 3, "onednn", groups=8, padding=1, dims=1),

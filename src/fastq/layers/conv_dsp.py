@@ -32,6 +32,26 @@ def weight_words(w_rows, groups):
     return halves[0::2] | (halves[1::2] << 16), og2, k4
 
 
+def row_width(geo, nhwc):
+    """KWP, the kernel width padded to whole words, where a channels-first input is read a kernel
+    row per word (k ordered [c][kh][kw], kw padded with zero weights to KWP); else 0. Taken
+    where the padding wastes at most a quarter of the products (KW % 4 of 0 or 3) and a kernel
+    row is contiguous (dilation 1 along W)."""
+    C, H, W, KH, KW, SH, SW, PH, PW, DH, DW = geo
+    if nhwc or DW != 1 or KW % 4 not in (0, 3):
+        return 0
+    return (KW + 3) // 4 * 4
+
+
+def row_weights(w_taps, kwp):
+    """w_taps: int64 [O][CG][KH][KW] (w - zw). The rows of the row-per-word order:
+    [O][CG * KH * KWP], the padded taps 0."""
+    o, cg, kh, kw = w_taps.shape
+    out = np.zeros((o, cg, kh, kwp), np.int64)
+    out[..., :kw] = w_taps
+    return out.reshape(o, cg * kh * kwp)
+
+
 def words_array(name, words, comment):
     body = ",\n    ".join(", ".join("0x%08xu" % int(v) for v in words[i:i + 8]) for i in range(0, len(words), 8))
     return "/* %s */\nstatic const uint32_t %s[%d] = {\n    %s\n};" % (comment, name, len(words), body)
@@ -46,10 +66,13 @@ def conv_body(g, out_fn):
     npix = OH * OW
     # a field straight from x, 4 channels per word: channels-last and whole words of channels
     runs = nhwc and CG % 4 == 0
+    kwp = g.get("KWP", 0)
     lines = ["uint32_t *col = (uint32_t *)(void *)scratch;      /* two fields: [k / 4][pixel][2 words] */",
              "const uint32_t nzx = fq_pair(%d);" % zx,
              "int32_t p, gr, op;"]
-    if not runs:
+    if kwp:
+        lines += ["%s *raw = (%s *)(void *)(col + %d);      /* one kernel row as bytes (border windows) */" % (xt, xt, K4)]
+    elif not runs:
         lines += ["%s *raw = (%s *)(void *)(col + %d);      /* one field as bytes, padding zx */" % (xt, xt, K4),
                   "for (p = %d; p < %d; p++) raw[p] = (%s)%d;     /* k >= K: widened to 0 */" % (K, K4, xt, zx)]
     lines += ["for (p = 0; p < %d; p += 2) {" % npix,
@@ -57,15 +80,18 @@ def conv_body(g, out_fn):
               "    %s *y0 = y + p * %d, *y1 = y + pix[1] * %d;" % (g["yt"], O, O),
               "    for (gr = 0; gr < %d; gr++) {" % G,
               "        int32_t s;",
-              "        for (s = 0; s < 2; s++) {",
-              "            const int32_t oh = pix[s] / %d, ow = pix[s] %% %d;" % (OW, OW),
-              "            int32_t kh, kw, j;"]
-    lines += ["            for (kh = 0; kh < %d; kh++) {" % KH,
-              "                const int32_t ih = oh * %d - %d + kh * %d;" % (SH, PH, DH),
-              "                for (kw = 0; kw < %d; kw++) {" % KW,
-              "                    const int32_t iw = ow * %d - %d + kw * %d;" % (SW, PW, DW),
-              "                    const int inside = ih >= 0 && ih < %d && iw >= 0 && iw < %d;" % (H, W)]
-    if runs:
+              "        for (s = 0; s < 2; s++) {"]
+    if not kwp:
+        lines += ["            const int32_t oh = pix[s] / %d, ow = pix[s] %% %d;" % (OW, OW),
+                  "            int32_t kh, kw, j;",
+                  "            for (kh = 0; kh < %d; kh++) {" % KH,
+                  "                const int32_t ih = oh * %d - %d + kh * %d;" % (SH, PH, DH),
+                  "                for (kw = 0; kw < %d; kw++) {" % KW,
+                  "                    const int32_t iw = ow * %d - %d + kw * %d;" % (SW, PW, DW),
+                  "                    const int inside = ih >= 0 && ih < %d && iw >= 0 && iw < %d;" % (H, W)]
+    if kwp:
+        lines += _row_fill(g, ext)
+    elif runs:
         lines += ["                    uint32_t *d = col + (kh * %d + kw) * %d + 2 * s;" % (KW, CG),
                   "                    if (inside) {",
                   "                        const %s *xp = x + (ih * %d + iw) * %d + gr * %d;" % (xt, W, C, CG),
@@ -114,8 +140,67 @@ def conv_body(g, out_fn):
         lines += ["            %s(acc[2], o + 1, y0);" % out_fn,
                   "            %s(acc[3], o + 1, y1);" % out_fn]
     lines += ["        }", "    }", "}"]
-    scratch = 4 * K4 + (0 if runs else K4)
+    scratch = 4 * K4 + (kwp if kwp else (0 if runs else K4))
     return lines, scratch
+
+
+UNROLL_BLOCKS = 48        # row words of one field written straight-line up to this count
+
+
+def _row_fill(g, ext):
+    """The field of pixel s in the row-per-word order (row_width): block b = (c * KH + kh) * KWP / 4
+    + j holds bytes 4j .. 4j + 3 of kernel row (c, kh), read as one unaligned word. Inside
+    windows read whole words (the bytes past KW meet zero weights; the condition keeps the last
+    word inside x); border windows build each row in `raw` (padding zx, widened to 0)."""
+    C, H, W, KH, KW, SH, SW, PH, PW, DH, DW = g["geo"]
+    G, xt, zx, kwp = g["G"], g["xt"], g["zx"], g["KWP"]
+    CG = C // G
+    per = kwp // 4
+    blocks = CG * KH * per
+    lines = ["            const int32_t oh = pix[s] / %d, ow = pix[s] %% %d;" % (g["OW"], g["OW"]),
+             "            const int32_t ih0 = oh * %d - %d, iw0 = ow * %d - %d;" % (SH, PH, SW, PW),
+             "            const %s *xg = x + gr * %d;" % (xt, CG * H * W),
+             "            uint32_t *d = col + 2 * s;",
+             "            if (ih0 >= 0 && ih0 + %d < %d && iw0 >= 0 && iw0 + %d <= %d && (ih0 + %d) * %d + iw0 + %d <= %d) {"
+             % ((KH - 1) * DH, H, KW, W, (KH - 1) * DH, W, kwp, H * W),
+             "                const %s *xp = xg + ih0 * %d + iw0;      /* every tap inside: a word per kernel row */" % (xt, W),
+             "                uint32_t v;"]
+    if blocks <= UNROLL_BLOCKS:
+        for c in range(CG):
+            for kh in range(KH):
+                for j in range(per):
+                    b = (c * KH + kh) * per + j
+                    lines += ["                memcpy(&v, xp + %d, 4);" % (c * H * W + kh * DH * W + 4 * j),
+                              "                d[%d] = %s(nzx, v); d[%d] = %s_ror8(nzx, v);" % (4 * b, ext, 4 * b + 1, ext)]
+    else:
+        lines += ["                int32_t c, kh, j;",
+                  "                for (c = 0; c < %d; c++) {" % CG,
+                  "                    for (kh = 0; kh < %d; kh++) {" % KH,
+                  "                        for (j = 0; j < %d; j++) {" % per,
+                  "                            const int32_t b = (c * %d + kh) * %d + j;" % (KH, per),
+                  "                            memcpy(&v, xp + c * %d + kh * %d + 4 * j, 4);" % (H * W, DH * W),
+                  "                            d[4 * b] = %s(nzx, v); d[4 * b + 1] = %s_ror8(nzx, v);" % (ext, ext),
+                  "                        }", "                    }", "                }"]
+    lines += ["            } else {                  /* a window over the padding or the end of x */",
+              "                int32_t c, kh, j;",
+              "                for (c = 0; c < %d; c++) {" % CG,
+              "                    for (kh = 0; kh < %d; kh++) {" % KH,
+              "                        const int32_t ih = ih0 + kh * %d;" % DH,
+              "                        uint32_t *db = d + 4 * ((c * %d + kh) * %d);" % (KH, per),
+              "                        for (j = 0; j < %d; j++) {      /* padding and the bytes past KW: zx */" % kwp,
+              "                            const int32_t iw = iw0 + j;",
+              "                            raw[j] = (ih >= 0 && ih < %d && j < %d && iw >= 0 && iw < %d) ? xg[(c * %d + ih) * %d + iw] : (%s)%d;"
+              % (H, KW, W, H, W, xt, zx),
+              "                        }",
+              "                        for (j = 0; j < %d; j++) {" % per,
+              "                            uint32_t v;",
+              "                            memcpy(&v, raw + 4 * j, 4);",
+              "                            db[4 * j] = %s(nzx, v); db[4 * j + 1] = %s_ror8(nzx, v);" % (ext, ext),
+              "                        }",
+              "                    }",
+              "                }",
+              "            }"]
+    return lines
 
 
 def depthwise_words(w_taps):

@@ -318,13 +318,21 @@ def emit_conv(layer, ctx, x, y, data):
     else:
         check_acc_bound(ctx, K, x, w_dev)
         wr = w.transpose(0, 2, 3, 1).reshape(O, K)          # [o][kh][kw][c]
-        words, og2, k4 = conv_dsp.weight_words(wr - zw_all[:, None], G)
+        geo = (C, H, W, KH, KW, SH, SW, PH, PW, DH, DW)
+        kwp = conv_dsp.row_width(geo, x.layout == "nhwc")
+        if kwp:        # a channels-first input read a kernel row per word: k = [c][kh][kw < KWP]
+            w_dsp = conv_dsp.row_weights(w - zw_all[:, None, None, None], kwp)
+            order = "[c][kh][kw padded to %d]" % kwp
+        else:
+            w_dsp, order = wr - zw_all[:, None], "[kh][kw][c]"
+        words, og2, k4 = conv_dsp.weight_words(w_dsp, G)
         wname = ctx.prefix + "__weight_dsp"
         dsp_lines, dsp_scratch = conv_dsp.conv_body(
-            {"geo": (C, H, W, KH, KW, SH, SW, PH, PW, DH, DW), "G": G, "O": O, "OG": OG, "OG2": og2, "K": K, "K4": k4,
+            {"geo": geo, "G": G, "O": O, "OG": OG, "OG2": og2, "K": w_dsp.shape[1], "K4": k4, "KWP": kwp,
              "OH": OH, "OW": OW, "xt": xt, "yt": yt, "zx": zx, "wname": wname, "nhwc": x.layout == "nhwc"}, out_fn)
         guarded.append(("defined(FQ_ARM_DSP)", conv_dsp.words_array(
-            wname, words, "w - zw as int16 for the SMLAD path: [channel pair][k / 4][channel][(k0, k2), (k1, k3)]")))
+            wname, words, "w - zw as int16 for the SMLAD path: [channel pair][k / 4][channel][(k0, k2), (k1, k3)], "
+                          "k = %s" % order)))
         wd = pc.array("weight", "int8_t", wr.astype(np.int8),
                       "int8 weights w[o][(kh * KW + kw) * C/groups + c] (channels-last order)")
         flash = c.flash + max(pc.flash, 4 * len(words))
