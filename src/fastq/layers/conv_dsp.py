@@ -355,3 +355,146 @@ def depthwise_sat_body(g, out_fn):
     lines += ["            " + t for t in group(taps(lambda t: "tp[%d] + c" % t))]
     lines += ["        }", "        y += %d;" % C, "    }", "}"]
     return lines
+
+
+def depthwise_rows_ok(geo):
+    """Whether depthwise_rows_body applies: 3 taps per kernel row, dilation 1 along W, stride 1 or 2
+    along W (any KH, stride, dilation and padding along H, any padding along W)."""
+    C, H, W, KH, KW, SH, SW, PH, PW, DH, DW = geo
+    return KW == 3 and DW == 1 and SW in (1, 2)
+
+
+def depthwise_row_words(w_taps, kh):
+    """w_taps: int64 [C][KH * 3] (w - zw). The uint32 words [C][kh][(w0, w1), (w1, w2)] of the row
+    kernel (low half first)."""
+    w = w_taps.reshape(-1, kh, 3).astype(np.int16).view(np.uint16).astype(np.uint32)
+    pairs = np.stack([w[..., 0] | (w[..., 1] << 16), w[..., 1] | (w[..., 2] << 16)], axis=-1)
+    return pairs.reshape(-1)
+
+
+def _rows_geometry(geo, OW):
+    C, H, W, KH, KW, SH, SW, PH, PW, DH, DW = geo
+    npair = (OW + 1) // 2
+    need = 2 * npair + 2 if SW == 1 else 4 * npair + 2       # the last pair's words end below need
+    wp = max(need, PW + W)
+    wp += wp % 2
+    span = (KH - 1) * DH + 1                                  # input rows under one window
+    return wp // 2, span
+
+
+def depthwise_rows_scratch(geo, OW):
+    C = geo[0]
+    wh, span = _rows_geometry(geo, OW)
+    return 4 * (span + 1) * C * wh
+
+
+def depthwise_rows_body(g, out_fn):
+    """The DSP path of a depthwise layer with 3 taps per kernel row (depthwise_rows_ok): SMLAD on
+    pairs of taps of one channel. Each input row is widened once to int16 (x - zx) in the scratch,
+    channel-major: R[c][jw] with jw = iw + PW (the padding and the columns past the input: 0),
+    so that one word holds two horizontally adjacent taps of one channel. Per channel, kernel row
+    and pair of outputs (ow, ow + 1): one LDRD (and one LDR at stride 2) and 4 multiplies:
+      stride 1: words P0 = (x[ow], x[ow+1]), P1 = (x[ow+2], x[ow+3]) of R, weights
+                W01 = (w0, w1), W12 = (w1, w2):
+                acc0 += SMLAD(P0, W01) + SMLABT(P1, W12); acc1 += SMLATB(P0, W01) + SMLAD(P1, W12)
+      stride 2: P0, P1, P2 from jw = 2 ow: acc0 += SMLAD(P0, W01) + SMLABT(P1, W12);
+                acc1 += SMLAD(P1, W01) + SMLABT(P2, W12)
+    The channel loop is outside the pixel loop, so each channel's weights and requantization
+    constants stay in registers along the row. Rows out of the input read a zero row; the
+    scratch holds span = (KH - 1) * DH + 1 widened rows (row ih in slot ih % span, each widened
+    once when first needed) and the zero row. Sums are exact (the exporter's int32 bound)."""
+    C, H, W, KH, KW, SH, SW, PH, PW, DH, DW = g["geo"]
+    OH, OW, xt, zx, wname = g["OH"], g["OW"], g["xt"], g["zx"], g["wname"]
+    ext = "fq_uxtab16" if xt == "uint8_t" else "fq_sxtab16"
+    wh, span = _rows_geometry(g["geo"], OW)
+    row = C * wh                                  # words per widened row
+    q_lo = (PW + 1) // 2                          # the first pair with both pixels inside
+    q_hi = (W - 2 + PW) // 2                      # the last
+    edges = [q for q in range(wh) if q < q_lo or q > q_hi]
+    edges = [q for q in edges if 0 <= 2 * q - PW + 1 and 2 * q - PW <= W - 1]     # one pixel inside
+    lines = ["uint32_t *slots = (uint32_t *)(void *)scratch;      /* [slot][c][jw / 2]: widened rows, then the zero row */",
+             "const uint32_t *const zero_row = slots + %d;" % (span * row),
+             "const uint32_t nzx = fq_pair(%d);" % zx,
+             "int32_t held[%d];      /* the input row each slot holds */" % span,
+             "int32_t oh, kh, c, q;",
+             "for (q = 0; q < %d; q++) slots[q] = 0;      /* padding columns, the zero row */" % ((span + 1) * row),
+             "for (q = 0; q < %d; q++) held[q] = -1;" % span,
+             "for (oh = 0; oh < %d; oh++) {" % OH,
+             "    const uint32_t *rows[%d];" % KH,
+             "    %s *yr = y + oh * %d;" % (g["yt"], OW * C),
+             "    for (kh = 0; kh < %d; kh++) {" % KH,
+             "        const int32_t ih = oh * %d - %d + kh * %d;" % (SH, PH, DH),
+             "        uint32_t *r;",
+             "        if (ih < 0 || ih >= %d) {      /* padding rows: x - zx = 0 */" % H,
+             "            rows[kh] = zero_row;",
+             "            continue;",
+             "        }",
+             "        r = slots + (ih %% %d) * %d;" % (span, row),
+             "        rows[kh] = r;",
+             "        if (held[ih %% %d] == ih) continue;" % span,
+             "        held[ih %% %d] = ih;" % span,
+             "        {      /* widen input row ih: pairs of pixels (2q - PW, 2q - PW + 1), 4 channels per word */",
+             "            const %s *xr = x + ih * %d;" % (xt, W * C),
+             "            int32_t c4;"]
+    if q_hi >= q_lo:
+        lines += ["            for (c4 = 0; c4 < %d; c4 += 4) {" % C,
+                  "                uint32_t *d = r + c4 * %d;" % wh,
+                  "                const %s *xa = xr + %d + c4;" % (xt, (2 * q_lo - PW) * C),
+                  "                for (q = %d; q <= %d; q++) {" % (q_lo, q_hi),
+                  "                    uint32_t va, vb;",
+                  "                    int32_t ea, eb;",
+                  "                    memcpy(&va, xa, 4);",
+                  "                    memcpy(&vb, xa + %d, 4);" % C,
+                  "                    xa += %d;" % (2 * C),
+                  "                    ea = %s(nzx, va); eb = %s(nzx, vb);" % (ext, ext),
+                  "                    d[q] = fq_pack_lo(ea, eb); d[q + %d] = fq_pack_hi(ea, eb);" % (2 * wh),
+                  "                    ea = %s_ror8(nzx, va); eb = %s_ror8(nzx, vb);" % (ext, ext),
+                  "                    d[q + %d] = fq_pack_lo(ea, eb); d[q + %d] = fq_pack_hi(ea, eb);" % (wh, 3 * wh),
+                  "                }",
+                  "            }"]
+    for q in edges:
+        a = 2 * q - PW
+        lo = "(uint32_t)((int32_t)xr[%d + c4] - %d) & 0xffffu" % (a * C, zx) if 0 <= a < W else "0u"
+        hi = "(uint32_t)((int32_t)xr[%d + c4] - %d) << 16" % ((a + 1) * C, zx) if 0 <= a + 1 < W else "0u"
+        lines += ["            for (c4 = 0; c4 < %d; c4++) r[c4 * %d + %d] = (%s) | (%s);      /* a pair half padding */"
+                  % (C, wh, q, lo, hi)]
+    lines += ["        }", "    }"]
+    # the channel loop: weights in registers, the pairs of outputs along the row
+    step = 4 if SW == 1 else 8
+    lines += ["    for (c = 0; c < %d; c++) {" % C,
+              "        const uint32_t *wc = %s + c * %d;" % (wname, 2 * KH),
+              "        %s *yp = yr;" % g["yt"]]
+    cols = g["cols"]
+    lines += ["        const %s k%d = %s[c];" % (t, i, nm) for i, (nm, t) in enumerate(cols)]
+    kargs = "".join(", k%d" % i for i in range(len(cols)))
+    for k in range(KH):
+        lines += ["        const uint32_t *r%d = rows[%d] + c * %d;" % (k, k, wh),
+                  "        const uint32_t w01_%d = wc[%d], w12_%d = wc[%d];" % (k, 2 * k, k, 2 * k + 1)]
+
+    def pair(both):
+        out = ["int32_t a0 = 0%s;" % (", a1 = 0" if both else ""),
+               "uint32_t p0, p1%s;" % (", p2" if SW == 2 else "")]
+        for k in range(KH):
+            out.append("FQ_LDRD_STEP(p0, p1, r%d, %d);" % (k, step))
+            if SW == 2:
+                out.append("p2 = r%d[0];" % k)
+            out.append("a0 = (int32_t)__smlad(p0, w01_%d, (uint32_t)a0); a0 = __smlabt((int32_t)p1, (int32_t)w12_%d, a0);"
+                       % (k, k))
+            if both:
+                if SW == 1:
+                    out.append("a1 = __smlatb((int32_t)p0, (int32_t)w01_%d, a1); "
+                               "a1 = (int32_t)__smlad(p1, w12_%d, (uint32_t)a1);" % (k, k))
+                else:
+                    out.append("a1 = (int32_t)__smlad(p1, w01_%d, (uint32_t)a1); "
+                               "a1 = __smlabt((int32_t)p2, (int32_t)w12_%d, a1);" % (k, k))
+        out.append("%s(a0, c, yp%s);" % (out_fn, kargs))
+        if both:
+            out.append("%s(a1, c, yp + %d%s);" % (out_fn, C, kargs))
+        out.append("yp += %d;" % (2 * C))
+        return out
+
+    lines += ["        for (q = 0; q < %d; q++) {" % (OW // 2)] + ["            " + t for t in pair(True)] + ["        }"]
+    if OW % 2:
+        lines += ["        {      /* the odd last output */"] + ["            " + t for t in pair(False)] + ["        }"]
+    lines += ["    }", "}"]
+    return lines

@@ -160,6 +160,33 @@ def epilogue(ctx, layer, data, x, n_out, acc_max):
     raise ctx.error("arithmetic %r" % a)         # pragma: no cover - the layer checks its setting
 
 
+def _out_with_columns(epi, consts_text, out_fn, yt):
+    """The epilogue as a function of its per-channel constants: ([(array name, C type)], C of
+    <out_fn>_k(acc, o, y, k0, k1, ...)) where k_i stands for array_i[o]. A kernel looping over
+    one channel's pixels loads the constants once into locals (registers) and calls this."""
+    import re
+    names = []
+    for line in epi:
+        for nm in re.findall(r"(\w+)\[n\]", line):
+            if nm not in names:
+                names.append(nm)
+    cols = []
+    for nm in names:
+        m = re.search(r"static const (\w+) %s\[" % nm, consts_text)
+        if m is None:                  # pragma: no cover - every column is an array of Consts
+            raise AssertionError("no array %s" % nm)
+        cols.append((nm, m.group(1)))
+    body = []
+    for line in epi:
+        for i, (nm, _) in enumerate(cols):
+            line = line.replace("%s[n]" % nm, "k%d" % i)
+        body.append(line)
+    args = "".join(", %s k%d" % (t, i) for i, (_, t) in enumerate(cols))
+    code = "/* the same, the channel's constants passed in */\nstatic inline void %s_k(int32_t acc, int32_t o, %s *y%s)\n{\n%s\n}" % (
+        out_fn, yt, args, _indent(body, 4))
+    return cols, code
+
+
 def _indent(lines, n):
     return "\n".join(" " * n + line for line in lines)
 
@@ -298,7 +325,17 @@ def emit_conv(layer, ctx, x, y, data):
             wname = ctx.prefix + "__weight_dsp"
             gd = {"geo": (C, H, W, KH, KW, SH, SW, PH, PW, DH, DW), "OH": OH, "OW": OW, "xt": xt, "zx": zx,
                   "wname": wname, "flip": flip, "offname": ctx.prefix + "__sat_offset"}
-            if dsp == "depthwise":
+            if dsp == "depthwise" and conv_dsp.depthwise_rows_ok(gd["geo"]):
+                words = conv_dsp.depthwise_row_words(w.reshape(O, kk) - zw_all[:, None], KH)
+                text = conv_dsp.words_array(wname, words, "w - zw as int16 pairs for the row kernel: [channel][kh]"
+                                                          "[(w0, w1), (w1, w2)]")
+                gd["yt"] = yt
+                gd["cols"], out_k = _out_with_columns(epi, c.text(), out_fn, yt)
+                dsp_lines = conv_dsp.depthwise_rows_body(gd, out_fn + "_k")
+                out_code += "\n" + out_k
+                scratch = conv_dsp.depthwise_rows_scratch(gd["geo"], OW)
+                code_body = ["(void)scratch;"] + code_body
+            elif dsp == "depthwise":
                 words = conv_dsp.depthwise_words(w.reshape(O, kk) - zw_all[:, None])
                 text = conv_dsp.words_array(wname, words, "w - zw as int16 for the SMLAD path: [channel / 4][tap]"
                                                           "[(c0, c2), (c1, c3)]")
