@@ -70,6 +70,20 @@ def models(rng):
         _conv(rng, 4, 6, (3, 7), "tflite", padding=(1, 3), dilation=(2, 1), groups=2, dtype="int8"), Flatten()]))
     out.append(("channels-first rows, KW 3, the end of x", (3, 6, 9), "uint8", [
         _conv(rng, 3, 5, 3, "onednn"), Flatten()]))
+    # the depthwise row kernel (conv_dsp.depthwise_rows_body): an odd output width at stride 1
+    # and 2, kernel height 5 with dilation 2 along H, odd and wide padding along W (pairs half
+    # padding), stride (1, 2), no padding along H, per-tensor zw, int8, 4 channels
+    out.append(("depthwise rows", (12, 9, 7), "uint8", [
+        _conv(rng, 12, 12, 1, "fbgemm"),
+        _conv(rng, 12, 12, 3, "onednn", padding=1, groups=12, relu=True),
+        _conv(rng, 12, 12, (5, 3), "qnnpack", stride=(1, 2), padding=(2, 3), dilation=(2, 1), groups=12),
+        _conv(rng, 12, 12, 3, "fbgemm", stride=2, padding=(0, 1), groups=12, per_channel=False, zw=-3, sat="off"),
+        Flatten()]))
+    out.append(("depthwise rows, int8", (4, 6, 5), "int8", [
+        _conv(rng, 4, 4, 1, "tflite", dtype="int8"),
+        _conv(rng, 4, 4, 3, "tflite", padding=1, groups=4, dtype="int8"),
+        _conv(rng, 4, 4, 3, "fbgemm", stride=2, padding=1, groups=4, dtype="int8", sat="off"),
+        Flatten()]))
     out.append(("1-D", (4, 17), "uint8", [
         _conv(rng, 4, 8, 3, "fbgemm", stride=2, padding=1, dims=1),
         _conv(rng, 8, 8, 3, "onednn", groups=8, padding=1, dims=1),

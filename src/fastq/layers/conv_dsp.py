@@ -473,10 +473,10 @@ def depthwise_rows_body(g, out_fn):
 
     def pair(both):
         out = ["int32_t a0 = 0%s;" % (", a1 = 0" if both else ""),
-               "uint32_t p0, p1%s;" % (", p2" if SW == 2 else "")]
+               "uint32_t p0, p1%s;" % (", p2" if SW == 2 and both else "")]
         for k in range(KH):
             out.append("FQ_LDRD_STEP(p0, p1, r%d, %d);" % (k, step))
-            if SW == 2:
+            if SW == 2 and both:
                 out.append("p2 = r%d[0];" % k)
             out.append("a0 = (int32_t)__smlad(p0, w01_%d, (uint32_t)a0); a0 = __smlabt((int32_t)p1, (int32_t)w12_%d, a0);"
                        % (k, k))
