@@ -388,54 +388,77 @@ def depthwise_rows_scratch(geo, OW):
     return 4 * (span + 1) * C * wh
 
 
-def depthwise_rows_body(g, out_fn):
+def depthwise_sat_row_words(w_raw):
+    """w_raw: int64 [C][KK] raw int8 weights. FBGEMM's pairs of taps (t, t + 1) as int16 lanes
+    (w_t low, w_t+1 high), then the lone last tap of an odd KK (low half): [C][pair (+ 1)]."""
+    c, kk = w_raw.shape
+    h = np.zeros((c, (kk + 1) // 2, 2), np.int64)
+    h.reshape(c, -1)[:, :kk] = w_raw
+    h = h.astype(np.int16).view(np.uint16).astype(np.uint32)
+    return (h[..., 0] | (h[..., 1] << 16)).reshape(-1)
+
+
+def depthwise_rows_body(g, out_fn, sat=False):
     """The DSP path of a depthwise layer with 3 taps per kernel row (depthwise_rows_ok): SMLAD on
-    pairs of taps of one channel. Each input row is widened once to int16 (x - zx) in the scratch,
-    channel-major: R[c][jw] with jw = iw + PW (the padding and the columns past the input: 0),
-    so that one word holds two horizontally adjacent taps of one channel. Per channel, kernel row
-    and pair of outputs (ow, ow + 1): one LDRD (and one LDR at stride 2) and 4 multiplies:
+    pairs of taps of one channel. Each input row is widened once to int16 in the scratch,
+    channel-major: R[c][jw] with jw = iw + PW, so that one word holds two horizontally adjacent
+    taps of one channel. Per channel, kernel row and pair of outputs (ow, ow + 1): one LDRD (and
+    one LDR at stride 2) and 4 multiplies:
       stride 1: words P0 = (x[ow], x[ow+1]), P1 = (x[ow+2], x[ow+3]) of R, weights
                 W01 = (w0, w1), W12 = (w1, w2):
                 acc0 += SMLAD(P0, W01) + SMLABT(P1, W12); acc1 += SMLATB(P0, W01) + SMLAD(P1, W12)
       stride 2: P0, P1, P2 from jw = 2 ow: acc0 += SMLAD(P0, W01) + SMLABT(P1, W12);
                 acc1 += SMLAD(P1, W01) + SMLABT(P2, W12)
+    R holds x - zx (the padding 0). With sat (FBGEMM's saturating kernel, zw = 0), R holds the raw
+    x + flip (the padding zx + flip) and each of FBGEMM's pairs of taps (t, t + 1), t = kh * 3 + kw,
+    is one SMUAD (or SMUADX where the two taps lie swapped in the word) of a word of R, or of two
+    halves of two words joined by one PKHBT / PKHTB (a pair across two kernel rows, or straddling
+    two words), saturated to int16 by SSAT; the lone last tap adds unsaturated;
+    acc = sum - (zx + flip) * sum w.
     The channel loop is outside the pixel loop, so each channel's weights and requantization
-    constants stay in registers along the row. Rows out of the input read a zero row; the
+    constants stay in registers along the row. Rows out of the input read the padding row; the
     scratch holds span = (KH - 1) * DH + 1 widened rows (row ih in slot ih % span, each widened
-    once when first needed) and the zero row. Sums are exact (the exporter's int32 bound)."""
+    once when first needed) and the padding row. Integer sums are exact (the exporter's bound)."""
     C, H, W, KH, KW, SH, SW, PH, PW, DH, DW = g["geo"]
     OH, OW, xt, zx, wname = g["OH"], g["OW"], g["xt"], g["zx"], g["wname"]
+    flip = g.get("flip", 0)
     ext = "fq_uxtab16" if xt == "uint8_t" else "fq_sxtab16"
     wh, span = _rows_geometry(g["geo"], OW)
     row = C * wh                                  # words per widened row
     q_lo = (PW + 1) // 2                          # the first pair with both pixels inside
     q_hi = (W - 2 + PW) // 2                      # the last
-    edges = [q for q in range(wh) if q < q_lo or q > q_hi]
-    edges = [q for q in edges if 0 <= 2 * q - PW + 1 and 2 * q - PW <= W - 1]     # one pixel inside
-    lines = ["uint32_t *slots = (uint32_t *)(void *)scratch;      /* [slot][c][jw / 2]: widened rows, then the zero row */",
-             "const uint32_t *const zero_row = slots + %d;" % (span * row),
-             "const uint32_t nzx = fq_pair(%d);" % zx,
+    edges = [q for q in range(wh) if (q < q_lo or q > q_hi) and 0 <= 2 * q - PW + 1 and 2 * q - PW <= W - 1]
+    written = set(range(q_lo, q_hi + 1)) | set(edges)
+    unwritten = [q for q in range(wh) if q not in written]
+    padv = zx + flip if sat else 0
+    fill = "0x%08xu" % ((padv & 0xffff) * 0x10001)
+    lines = ["uint32_t *slots = (uint32_t *)(void *)scratch;      /* [slot][c][jw / 2]: widened rows, then the padding row */",
+             "uint32_t *const pad_row = slots + %d;" % (span * row),
+             "const uint32_t nzx = fq_pair(%d);      /* %s */" % ((-flip, "lanes + flip") if sat else (zx, "lanes - zx")),
              "int32_t held[%d];      /* the input row each slot holds */" % span,
              "int32_t oh, kh, c, q;",
-             "for (q = 0; q < %d; q++) slots[q] = 0;      /* padding columns, the zero row */" % ((span + 1) * row),
-             "for (q = 0; q < %d; q++) held[q] = -1;" % span,
-             "for (oh = 0; oh < %d; oh++) {" % OH,
-             "    const uint32_t *rows[%d];" % KH,
-             "    %s *yr = y + oh * %d;" % (g["yt"], OW * C),
-             "    for (kh = 0; kh < %d; kh++) {" % KH,
-             "        const int32_t ih = oh * %d - %d + kh * %d;" % (SH, PH, DH),
-             "        uint32_t *r;",
-             "        if (ih < 0 || ih >= %d) {      /* padding rows: x - zx = 0 */" % H,
-             "            rows[kh] = zero_row;",
-             "            continue;",
-             "        }",
-             "        r = slots + (ih %% %d) * %d;" % (span, row),
-             "        rows[kh] = r;",
-             "        if (held[ih %% %d] == ih) continue;" % span,
-             "        held[ih %% %d] = ih;" % span,
-             "        {      /* widen input row ih: pairs of pixels (2q - PW, 2q - PW + 1), 4 channels per word */",
-             "            const %s *xr = x + ih * %d;" % (xt, W * C),
-             "            int32_t c4;"]
+             "for (q = 0; q < %d; q++) pad_row[q] = %s;      /* the padding row: %s */" % (row, fill, padv)]
+    if unwritten:
+        lines += ["for (q = 0; q < %d; q++) {      /* the columns past the input, the same in every row */" % (span * C)] + \
+                 ["    slots[q * %d + %d] = %s;" % (wh, u, fill) for u in unwritten] + ["}"]
+    lines += ["for (q = 0; q < %d; q++) held[q] = -1;" % span,
+              "for (oh = 0; oh < %d; oh++) {" % OH,
+              "    const uint32_t *rows[%d];" % KH,
+              "    %s *yr = y + oh * %d;" % (g["yt"], OW * C),
+              "    for (kh = 0; kh < %d; kh++) {" % KH,
+              "        const int32_t ih = oh * %d - %d + kh * %d;" % (SH, PH, DH),
+              "        uint32_t *r;",
+              "        if (ih < 0 || ih >= %d) {      /* a padding row */" % H,
+              "            rows[kh] = pad_row;",
+              "            continue;",
+              "        }",
+              "        r = slots + (ih %% %d) * %d;" % (span, row),
+              "        rows[kh] = r;",
+              "        if (held[ih %% %d] == ih) continue;" % span,
+              "        held[ih %% %d] = ih;" % span,
+              "        {      /* widen input row ih: pairs of pixels (2q - PW, 2q - PW + 1), 4 channels per word */",
+              "            const %s *xr = x + ih * %d;" % (xt, W * C),
+              "            int32_t c4;"]
     if q_hi >= q_lo:
         lines += ["            for (c4 = 0; c4 < %d; c4 += 4) {" % C,
                   "                uint32_t *d = r + c4 * %d;" % wh,
@@ -454,39 +477,73 @@ def depthwise_rows_body(g, out_fn):
                   "            }"]
     for q in edges:
         a = 2 * q - PW
-        lo = "(uint32_t)((int32_t)xr[%d + c4] - %d) & 0xffffu" % (a * C, zx) if 0 <= a < W else "0u"
-        hi = "(uint32_t)((int32_t)xr[%d + c4] - %d) << 16" % ((a + 1) * C, zx) if 0 <= a + 1 < W else "0u"
+        val = ("(uint32_t)((int32_t)xr[%d + c4] + %d) & 0xffffu" if sat else "(uint32_t)((int32_t)xr[%d + c4] - %d) & 0xffffu")
+        lo = val % (a * C, flip if sat else zx) if 0 <= a < W else "%du" % padv
+        hi = "(%s) << 16" % (val % ((a + 1) * C, flip if sat else zx)) if 0 <= a + 1 < W else "%du << 16" % padv
         lines += ["            for (c4 = 0; c4 < %d; c4++) r[c4 * %d + %d] = (%s) | (%s);      /* a pair half padding */"
                   % (C, wh, q, lo, hi)]
     lines += ["        }", "    }"]
     # the channel loop: weights in registers, the pairs of outputs along the row
     step = 4 if SW == 1 else 8
+    nw = (KH * 3 + 1) // 2 if sat else 2 * KH            # weight words per channel
     lines += ["    for (c = 0; c < %d; c++) {" % C,
-              "        const uint32_t *wc = %s + c * %d;" % (wname, 2 * KH),
+              "        const uint32_t *wc = %s + c * %d;" % (wname, nw),
               "        %s *yp = yr;" % g["yt"]]
     cols = g["cols"]
     lines += ["        const %s k%d = %s[c];" % (t, i, nm) for i, (nm, t) in enumerate(cols)]
+    if sat:
+        lines.append("        const int32_t off = %s[c];      /* (zx + flip) * sum w */" % g["offname"])
     kargs = "".join(", k%d" % i for i in range(len(cols)))
     for k in range(KH):
-        lines += ["        const uint32_t *r%d = rows[%d] + c * %d;" % (k, k, wh),
-                  "        const uint32_t w01_%d = wc[%d], w12_%d = wc[%d];" % (k, 2 * k, k, 2 * k + 1)]
+        lines.append("        const uint32_t *r%d = rows[%d] + c * %d;" % (k, k, wh))
+    lines.append("        const uint32_t %s;" % ", ".join("w%d = wc[%d]" % (i, i) for i in range(nw)))
 
     def pair(both):
+        nout = 2 if both else 1
+        words = (SW + 2 if both else 2) // 2 + 1          # words of R per kernel row
+        words = min(words, 3 if SW == 2 and both else 2)
         out = ["int32_t a0 = 0%s;" % (", a1 = 0" if both else ""),
-               "uint32_t p0, p1%s;" % (", p2" if SW == 2 and both else "")]
+               "uint32_t %s;" % ", ".join("p%d_%d" % (k, i) for k in range(KH) for i in range(words))]
         for k in range(KH):
-            out.append("FQ_LDRD_STEP(p0, p1, r%d, %d);" % (k, step))
-            if SW == 2 and both:
-                out.append("p2 = r%d[0];" % k)
-            out.append("a0 = (int32_t)__smlad(p0, w01_%d, (uint32_t)a0); a0 = __smlabt((int32_t)p1, (int32_t)w12_%d, a0);"
-                       % (k, k))
-            if both:
-                if SW == 1:
-                    out.append("a1 = __smlatb((int32_t)p0, (int32_t)w01_%d, a1); "
-                               "a1 = (int32_t)__smlad(p1, w12_%d, (uint32_t)a1);" % (k, k))
-                else:
-                    out.append("a1 = (int32_t)__smlad(p1, w01_%d, (uint32_t)a1); "
-                               "a1 = __smlabt((int32_t)p2, (int32_t)w12_%d, a1);" % (k, k))
+            out.append("FQ_LDRD_STEP(p%d_0, p%d_1, r%d, %d);" % (k, k, k, step))
+            if words == 3:
+                out.append("p%d_2 = r%d[0];" % (k, k))
+        if not sat:
+            for k in range(KH):
+                p0, p1 = "p%d_0" % k, "p%d_1" % k
+                out.append("a0 = (int32_t)__smlad(%s, w%d, (uint32_t)a0); a0 = __smlabt((int32_t)%s, (int32_t)w%d, a0);"
+                           % (p0, 2 * k, p1, 2 * k + 1))
+                if both and SW == 1:
+                    out.append("a1 = __smlatb((int32_t)%s, (int32_t)w%d, a1); a1 = (int32_t)__smlad(%s, w%d, (uint32_t)a1);"
+                               % (p0, 2 * k, p1, 2 * k + 1))
+                elif both:
+                    out.append("a1 = (int32_t)__smlad(%s, w%d, (uint32_t)a1); a1 = __smlabt((int32_t)p%d_2, (int32_t)w%d, a1);"
+                               % (p1, 2 * k, k, 2 * k + 1))
+        else:
+            kk = KH * 3
+            for j in range(nout):
+                def at(t):
+                    r = j * SW + t % 3
+                    return "p%d_%d" % (t // 3, r // 2), r % 2
+                acc = "a%d" % j
+                for pi in range(kk // 2):
+                    (wa, ha), (wb, hb) = at(2 * pi), at(2 * pi + 1)
+                    if wa == wb:                                 # one word, taps in order
+                        op, fn = wa, "__smuad"
+                    elif (ha, hb) == (0, 0):
+                        op, fn = "fq_pack_lo(%s, %s)" % (wa, wb), "__smuad"
+                    elif (ha, hb) == (1, 1):
+                        op, fn = "fq_pack_hi(%s, %s)" % (wa, wb), "__smuad"
+                    elif (ha, hb) == (0, 1):
+                        op, fn = "fq_pack_bt(%s, %s)" % (wa, wb), "__smuad"
+                    else:                                        # (b low, a high): the swapped product
+                        op, fn = "fq_pack_bt(%s, %s)" % (wb, wa), "__smuadx"
+                    out.append("%s += __ssat(%s((int16x2_t)%s, (int16x2_t)w%d), 16);" % (acc, fn, op, pi))
+                if kk % 2:
+                    wl, hl = at(kk - 1)
+                    out.append("%s = __sml%sb((int32_t)%s, (int32_t)w%d, %s);" % (acc, "ab" if hl == 0 else "at", wl,
+                                                                                  kk // 2, acc))
+                out.append("%s -= off;" % acc)
         out.append("%s(a0, c, yp%s);" % (out_fn, kargs))
         if both:
             out.append("%s(a1, c, yp + %d%s);" % (out_fn, C, kargs))

@@ -335,6 +335,19 @@ def emit_conv(layer, ctx, x, y, data):
                 out_code += "\n" + out_k
                 scratch = conv_dsp.depthwise_rows_scratch(gd["geo"], OW)
                 code_body = ["(void)scratch;"] + code_body
+            elif dsp == "saturating" and conv_dsp.depthwise_rows_ok(gd["geo"]) and KH == 3:
+                words = conv_dsp.depthwise_sat_row_words(w.reshape(O, kk))
+                dc = type(c)(c.prefix)
+                dc.array("sat_offset", "int32_t", (zx + flip) * w.reshape(O, -1).sum(1), "(zx + flip) * sum of the raw weights")
+                text = conv_dsp.words_array(wname, words, "raw int8 weights as int16 pairs of taps (w_t, w_t+1) for "
+                                                          "SMUAD: [channel][pair], then the last tap") + "\n" + dc.text()
+                words = np.concatenate([words, np.zeros(O, np.uint32)])
+                gd["yt"] = yt
+                gd["cols"], out_k = _out_with_columns(epi, c.text(), out_fn, yt)
+                dsp_lines = conv_dsp.depthwise_rows_body(gd, out_fn + "_k", sat=True)
+                out_code += "\n" + out_k
+                scratch = conv_dsp.depthwise_rows_scratch(gd["geo"], OW)
+                code_body = ["(void)scratch;"] + code_body
             elif dsp == "depthwise":
                 words = conv_dsp.depthwise_words(w.reshape(O, kk) - zw_all[:, None])
                 text = conv_dsp.words_array(wname, words, "w - zw as int16 for the SMLAD path: [channel / 4][tap]"
