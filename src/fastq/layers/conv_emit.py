@@ -272,7 +272,7 @@ def emit_conv(layer, ctx, x, y, data):
                     "const int32_t ci = o / %d;" % mult if mult > 1 else "const int32_t ci = o;",
                     "const int8_t *wo = %s + o * %d;" % (wd, kk),
                     "for (t = 0; t < %d; t++) {      /* raw uint8 taps, padding = zx */" % kk,
-                    "    const int32_t ih = oh * %d - %d + t / %d, iw = ow * %d - %d + t %% %d;" % (SH, PH, KW, SW, PW, KW),
+                    "    const int32_t ih = oh * %d - %d + t / %d * %d, iw = ow * %d - %d + t %% %d * %d;" % (SH, PH, KW, DH, SW, PW, KW, DW),
                     "    xt[t] = (ih < 0 || ih >= %d || iw < 0 || iw >= %d) ? %d : %s + %d;" % (H, W, zx + flip, xr, flip),
                     "    sx += xt[t];", "}",
                     "for (t = 0; t + 1 < %d; t += 2) s += fq_clamp(xt[t] * wo[t] + xt[t + 1] * wo[t + 1], -32768, 32767);" % kk]
