@@ -128,7 +128,9 @@ def conv_body(g, out_fn):
               "        for (op = 0; op < %d; op++) {" % (OG2 // 2),
               "            const int32_t o = gr * %d + 2 * op;" % OG,
               "            int32_t acc[4];",
-              "            fq_mm2x2_s16(col, %s + (gr * %d + op) * %d, %d, acc);" % (wname, OG2 // 2, K4, K4 // 4),
+              ("            FQ_MM2X2_STRAIGHT(col, %s + (gr * %d + op) * %d, acc, %d," % (wname, OG2 // 2, K4, K4 // 4)
+               + " ".join(["FQ_MM2X2_ASM_BLOCK"] * (K4 // 4)) + ");" if STRAIGHT_MIN <= K4 // 4 <= STRAIGHT_BLOCKS else
+               "            fq_mm2x2_s16(col, %s + (gr * %d + op) * %d, %d, acc);" % (wname, OG2 // 2, K4, K4 // 4)),
               "            %s(acc[0], o, y0);" % out_fn,
               "            %s(acc[1], o, y1);" % out_fn]
     if OG % 2:
@@ -144,6 +146,10 @@ def conv_body(g, out_fn):
     return lines, scratch
 
 
+# a 2x2 tile's blocks of 4 k as straight-line assembly from STRAIGHT_MIN to STRAIGHT_BLOCKS blocks (at
+# 1 or 2 GCC's own unrolled C needs fewer registers around it; beyond, the assembly loop keeps the
+# code small)
+STRAIGHT_MIN, STRAIGHT_BLOCKS = 3, 64
 UNROLL_BLOCKS = 48        # row words of one field written straight-line up to this count
 
 
