@@ -95,6 +95,12 @@ def models(rng):
         _conv(rng, 4, 4, 1, "fbgemm", dtype="int8"),
         _conv(rng, 4, 4, 3, "fbgemm", stride=(2, 1), padding=(0, 2), groups=4, sat="on", dtype="int8"),
         Flatten()]))
+    # the 2x2 SMLAD tile's three forms (conv_dsp.STRAIGHT_MIN / STRAIGHT_BLOCKS): 1 block (C), 81
+    # blocks (the assembly loop, an odd count), 2 blocks (C); 3 to 64 blocks run in the cases above
+    out.append(("2x2 tile forms", (4, 4, 5), "uint8", [
+        _conv(rng, 4, 36, 1, "fbgemm", relu=True),
+        _conv(rng, 36, 6, 3, "qnnpack", padding=1),
+        _conv(rng, 6, 8, 1, "onednn"), Flatten()]))
     out.append(("1-D", (4, 17), "uint8", [
         _conv(rng, 4, 8, 3, "fbgemm", stride=2, padding=1, dims=1),
         _conv(rng, 8, 8, 3, "onednn", groups=8, padding=1, dims=1),
