@@ -1,4 +1,4 @@
-"""The ARM DSP (SMLAD) C of a convolution that is not depthwise: CMSIS-NN's scheme, written for
+"""The ARM DSP (SMLAD) C of convolutions: CMSIS-NN's scheme for the non-depthwise ones, written for
 fastq's layouts (conv_emit.py calls it; the portable loop is the twin under #else).
 
   - Two output pixels at a time: each receptive field is widened once to int16 (x - zx) in the
@@ -10,6 +10,12 @@ fastq's layouts (conv_emit.py calls it; the portable loop is the twin under #els
     [(w0, w2), (w1, w3)] (padding 0). One block of 4 k is then 2 x 2 word loads and 8 SMLAD for
     16 MACs (runtime.c.in fq_mm2x2_s16).
   - The odd last pixel is computed as a pair with itself; an odd channel count gets a zero row.
+  - A channels-first input (the model's first layer) is read a word per kernel row (row_width).
+  - The 2x2 tile's blocks run as straight-line assembly written out per layer from STRAIGHT_MIN to
+    STRAIGHT_BLOCKS blocks (runtime.c.in FQ_MM2X2_STRAIGHT).
+  - Depthwise layers with 3 taps per kernel row run the row kernel (depthwise_rows_body), exact or
+    with FBGEMM's saturating pairs; others the 4-channels-per-word kernels (depthwise_body,
+    depthwise_sat_body).
 Integer sums are exact (the exporter's K * max|x - zx| * max|w - zw| < 2^31 bound), so the order
 of the terms does not matter: the result is the portable loop's."""
 from __future__ import annotations
@@ -506,8 +512,7 @@ def depthwise_rows_body(g, out_fn, sat=False):
 
     def pair(both):
         nout = 2 if both else 1
-        words = (SW + 2 if both else 2) // 2 + 1          # words of R per kernel row
-        words = min(words, 3 if SW == 2 and both else 2)
+        words = (SW + 2 if both else 2) // 2 + 1          # words of R per kernel row: the last tap's + 1
         out = ["int32_t a0 = 0%s;" % (", a1 = 0" if both else ""),
                "uint32_t %s;" % ", ".join("p%d_%d" % (k, i) for k in range(KH) for i in range(words))]
         for k in range(KH):

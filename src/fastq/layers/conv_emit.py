@@ -15,6 +15,8 @@ inner product of K = KH * KW * C/groups bytes per output channel:
 Every constant comes from the layer's prepare (the reference formulas), so C and runtime agree."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .. import reference
@@ -164,7 +166,6 @@ def _out_with_columns(epi, consts_text, out_fn, yt):
     """The epilogue as a function of its per-channel constants: ([(array name, C type)], C of
     <out_fn>_k(acc, o, y, k0, k1, ...)) where k_i stands for array_i[o]. A kernel looping over
     one channel's pixels loads the constants once into locals (registers) and calls this."""
-    import re
     names = []
     for line in epi:
         for nm in re.findall(r"(\w+)\[n\]", line):
