@@ -1,7 +1,8 @@
 """Where one MLPerf Tiny model's Cortex-M4F instructions go: a per-function profile of one
 net_run_quantized call (QEMU mps2-an386 with the TCG plugin tests/firmware/insnprofile.c, which
-counts executions per translated block; blocks are mapped to functions by the ELF's symbols). Built with -fno-inline-functions-called-once so that each
-layer's function keeps its own symbol (the totals stay within ~1% of bench/mlperf_firmware.py's).
+counts executions per translated block; blocks are mapped to functions by the ELF's symbols).
+Built with -fno-inline-functions-called-once so that each layer's function keeps its own symbol
+(the totals stay within ~1% of bench/mlperf_firmware.py's).
 
     cd tests && PYTHONPATH=../src python ../bench/firmware_profile.py vww x86 [--portable] [--top N]
 
