@@ -15,6 +15,8 @@ inner product of K = KH * KW * C/groups bytes per output channel:
 Every constant comes from the layer's prepare (the reference formulas), so C and runtime agree."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .. import reference
@@ -160,6 +162,32 @@ def epilogue(ctx, layer, data, x, n_out, acc_max):
     raise ctx.error("arithmetic %r" % a)         # pragma: no cover - the layer checks its setting
 
 
+def _out_with_columns(epi, consts_text, out_fn, yt):
+    """The epilogue as a function of its per-channel constants: ([(array name, C type)], C of
+    <out_fn>_k(acc, o, y, k0, k1, ...)) where k_i stands for array_i[o]. A kernel looping over
+    one channel's pixels loads the constants once into locals (registers) and calls this."""
+    names = []
+    for line in epi:
+        for nm in re.findall(r"(\w+)\[n\]", line):
+            if nm not in names:
+                names.append(nm)
+    cols = []
+    for nm in names:
+        m = re.search(r"static const (\w+) %s\[" % nm, consts_text)
+        if m is None:                  # pragma: no cover - every column is an array of Consts
+            raise AssertionError("no array %s" % nm)
+        cols.append((nm, m.group(1)))
+    body = []
+    for line in epi:
+        for i, (nm, _) in enumerate(cols):
+            line = line.replace("%s[n]" % nm, "k%d" % i)
+        body.append(line)
+    args = "".join(", %s k%d" % (t, i) for i, (_, t) in enumerate(cols))
+    code = "/* the same, the channel's constants passed in */\nstatic inline void %s_k(int32_t acc, int32_t o, %s *y%s)\n{\n%s\n}" % (
+        out_fn, yt, args, _indent(body, 4))
+    return cols, code
+
+
 def _indent(lines, n):
     return "\n".join(" " * n + line for line in lines)
 
@@ -245,7 +273,7 @@ def emit_conv(layer, ctx, x, y, data):
                     "const int32_t ci = o / %d;" % mult if mult > 1 else "const int32_t ci = o;",
                     "const int8_t *wo = %s + o * %d;" % (wd, kk),
                     "for (t = 0; t < %d; t++) {      /* raw uint8 taps, padding = zx */" % kk,
-                    "    const int32_t ih = oh * %d - %d + t / %d, iw = ow * %d - %d + t %% %d;" % (SH, PH, KW, SW, PW, KW),
+                    "    const int32_t ih = oh * %d - %d + t / %d * %d, iw = ow * %d - %d + t %% %d * %d;" % (SH, PH, KW, DH, SW, PW, KW, DW),
                     "    xt[t] = (ih < 0 || ih >= %d || iw < 0 || iw >= %d) ? %d : %s + %d;" % (H, W, zx + flip, xr, flip),
                     "    sx += xt[t];", "}",
                     "for (t = 0; t + 1 < %d; t += 2) s += fq_clamp(xt[t] * wo[t] + xt[t + 1] * wo[t + 1], -32768, 32767);" % kk]
@@ -298,7 +326,30 @@ def emit_conv(layer, ctx, x, y, data):
             wname = ctx.prefix + "__weight_dsp"
             gd = {"geo": (C, H, W, KH, KW, SH, SW, PH, PW, DH, DW), "OH": OH, "OW": OW, "xt": xt, "zx": zx,
                   "wname": wname, "flip": flip, "offname": ctx.prefix + "__sat_offset"}
-            if dsp == "depthwise":
+            if dsp == "depthwise" and conv_dsp.depthwise_rows_ok(gd["geo"]):
+                words = conv_dsp.depthwise_row_words(w.reshape(O, kk) - zw_all[:, None], KH)
+                text = conv_dsp.words_array(wname, words, "w - zw as int16 pairs for the row kernel: [channel][kh]"
+                                                          "[(w0, w1), (w1, w2)]")
+                gd["yt"] = yt
+                gd["cols"], out_k = _out_with_columns(epi, c.text(), out_fn, yt)
+                dsp_lines = conv_dsp.depthwise_rows_body(gd, out_fn + "_k")
+                out_code += "\n" + out_k
+                scratch = conv_dsp.depthwise_rows_scratch(gd["geo"], OW)
+                code_body = ["(void)scratch;"] + code_body
+            elif dsp == "saturating" and conv_dsp.depthwise_rows_ok(gd["geo"]) and KH == 3:
+                words = conv_dsp.depthwise_sat_row_words(w.reshape(O, kk))
+                dc = type(c)(c.prefix)
+                dc.array("sat_offset", "int32_t", (zx + flip) * w.reshape(O, -1).sum(1), "(zx + flip) * sum of the raw weights")
+                text = conv_dsp.words_array(wname, words, "raw int8 weights as int16 pairs of taps (w_t, w_t+1) for "
+                                                          "SMUAD: [channel][pair], then the last tap") + "\n" + dc.text()
+                words = np.concatenate([words, np.zeros(O, np.uint32)])
+                gd["yt"] = yt
+                gd["cols"], out_k = _out_with_columns(epi, c.text(), out_fn, yt)
+                dsp_lines = conv_dsp.depthwise_rows_body(gd, out_fn + "_k", sat=True)
+                out_code += "\n" + out_k
+                scratch = conv_dsp.depthwise_rows_scratch(gd["geo"], OW)
+                code_body = ["(void)scratch;"] + code_body
+            elif dsp == "depthwise":
                 words = conv_dsp.depthwise_words(w.reshape(O, kk) - zw_all[:, None])
                 text = conv_dsp.words_array(wname, words, "w - zw as int16 for the SMLAD path: [channel / 4][tap]"
                                                           "[(c0, c2), (c1, c3)]")
@@ -318,13 +369,21 @@ def emit_conv(layer, ctx, x, y, data):
     else:
         check_acc_bound(ctx, K, x, w_dev)
         wr = w.transpose(0, 2, 3, 1).reshape(O, K)          # [o][kh][kw][c]
-        words, og2, k4 = conv_dsp.weight_words(wr - zw_all[:, None], G)
+        geo = (C, H, W, KH, KW, SH, SW, PH, PW, DH, DW)
+        kwp = conv_dsp.row_width(geo, x.layout == "nhwc")
+        if kwp:        # a channels-first input read a kernel row per word: k = [c][kh][kw < KWP]
+            w_dsp = conv_dsp.row_weights(w - zw_all[:, None, None, None], kwp)
+            order = "[c][kh][kw padded to %d]" % kwp
+        else:
+            w_dsp, order = wr - zw_all[:, None], "[kh][kw][c]"
+        words, og2, k4 = conv_dsp.weight_words(w_dsp, G)
         wname = ctx.prefix + "__weight_dsp"
         dsp_lines, dsp_scratch = conv_dsp.conv_body(
-            {"geo": (C, H, W, KH, KW, SH, SW, PH, PW, DH, DW), "G": G, "O": O, "OG": OG, "OG2": og2, "K": K, "K4": k4,
+            {"geo": geo, "G": G, "O": O, "OG": OG, "OG2": og2, "K": w_dsp.shape[1], "K4": k4, "KWP": kwp,
              "OH": OH, "OW": OW, "xt": xt, "yt": yt, "zx": zx, "wname": wname, "nhwc": x.layout == "nhwc"}, out_fn)
         guarded.append(("defined(FQ_ARM_DSP)", conv_dsp.words_array(
-            wname, words, "w - zw as int16 for the SMLAD path: [channel pair][k / 4][channel][(k0, k2), (k1, k3)]")))
+            wname, words, "w - zw as int16 for the SMLAD path: [channel pair][k / 4][channel][(k0, k2), (k1, k3)], "
+                          "k = %s" % order)))
         wd = pc.array("weight", "int8_t", wr.astype(np.int8),
                       "int8 weights w[o][(kh * KW + kw) * C/groups + c] (channels-last order)")
         flash = c.flash + max(pc.flash, 4 * len(words))
