@@ -23,12 +23,13 @@ static int32_t round_one(const fq_avg_rule *r, int32_t d, size_t win, int32_t qm
 
 #define CHANNEL_BLOCK 256
 
-/* channels contiguous (x_stride_c == 1): each tap adds a row of channels */
-#define SUM_ROWS(T)                                                                              \
+/* channels contiguous (x_stride_c == 1): each tap adds a row of channels into A (int16
+ * while the window has at most 256 taps, where no sum of bytes leaves it: half the vector work) */
+#define SUM_ROWS(T, A)                                                                           \
     for (int32_t h = p->h0[oh]; h < p->h1[oh]; h++)                                             \
         for (int32_t w = p->w0[ow]; w < p->w1[ow]; w++) {                                       \
             const T *s = (const T *)x + base + h * p->x_stride_h + w * p->x_stride_w;            \
-            for (int32_t c = 0; c < nc; c++) acc[c] += s[c];                                     \
+            for (int32_t c = 0; c < nc; c++) A[c] += s[c];                                       \
         }
 
 /* any strides: one window of one channel */
@@ -48,6 +49,8 @@ static void store(const fq_avg_pool_plan *p, void *y, int32_t n, int32_t c, int3
 
 void fq_avg_pool_rounded(const fq_avg_pool_plan *p, const void *x, void *y) {
     int32_t acc[CHANNEL_BLOCK];
+    uint16_t acc_u16[CHANNEL_BLOCK];
+    int16_t acc_i16[CHANNEL_BLOCK];
     for (int32_t n = 0; n < p->batch; n++)
         for (int32_t oh = 0; oh < p->out_h; oh++)
             for (int32_t ow = 0; ow < p->out_w; ow++) {
@@ -59,8 +62,18 @@ void fq_avg_pool_rounded(const fq_avg_pool_plan *p, const void *x, void *y) {
                     for (int32_t c0 = 0; c0 < p->channels; c0 += CHANNEL_BLOCK) {
                         int32_t nc = p->channels - c0 < CHANNEL_BLOCK ? p->channels - c0 : CHANNEL_BLOCK;
                         int64_t base = n * p->x_stride_n + c0;
-                        for (int32_t c = 0; c < nc; c++) acc[c] = 0;
-                        if (p->x_signed) { SUM_ROWS(int8_t) } else { SUM_ROWS(uint8_t) }
+                        if (taps <= 256 && p->x_signed) {
+                            for (int32_t c = 0; c < nc; c++) acc_i16[c] = 0;
+                            SUM_ROWS(int8_t, acc_i16)
+                            for (int32_t c = 0; c < nc; c++) acc[c] = acc_i16[c];
+                        } else if (taps <= 256) {
+                            for (int32_t c = 0; c < nc; c++) acc_u16[c] = 0;
+                            SUM_ROWS(uint8_t, acc_u16)
+                            for (int32_t c = 0; c < nc; c++) acc[c] = acc_u16[c];
+                        } else {
+                            for (int32_t c = 0; c < nc; c++) acc[c] = 0;
+                            if (p->x_signed) { SUM_ROWS(int8_t, acc) } else { SUM_ROWS(uint8_t, acc) }
+                        }
                         for (int32_t c = 0; c < nc; c++) {
                             const fq_avg_rule *r = &p->rule[c0 + c < p->split ? 0 : 1];
                             store(p, y, n, c0 + c, oh, ow, round_one(r, acc[c] - zsum, win, p->qmin, p->qmax));
