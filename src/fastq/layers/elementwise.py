@@ -197,6 +197,23 @@ class ReLU(_Clamp):
             return _same_q(x, np.maximum(x.values, np.array(x.zero_point, dtype=x.values.dtype)))
         return np.maximum(x, np.float32(0)).astype(np.float32, copy=False)
 
+    def _bind(self, x):
+        """The quantized call for inputs of x's signature (layers/_fast.py)."""
+        if type(x) is not QTensor or x._axis is not None:
+            return None
+        v = x._values
+        shape, dtype, strides, zp = v.shape, v.dtype, v.strides, x._zero_point
+        lo, checked, maximum = np.array(zp, dtype=dtype), QTensor._checked, np.maximum
+
+        def run(x):
+            if type(x) is not QTensor or x._axis is not None or x._zero_point != zp:
+                return MISS
+            v = x._values
+            if v.shape != shape or v.dtype is not dtype or v.strides != strides:
+                return MISS
+            return checked(maximum(v, lo), x._scale, zp)
+        return run
+
     def _float_bounds(self):
         return np.float32(0), None
 
