@@ -292,3 +292,18 @@ def test_add_of_channels_last_inputs_equals_the_full_call(arithmetic, relu):
             if a.values.strides != vb.strides:
                 assert f(a, QTensor(vb, 0.06, 90)) is MISS     # another layout
             assert f(a, QTensor(_channels_last(vb), 0.06, 91)) is MISS
+
+
+@pytest.mark.parametrize("layer", [pool.MaxPool(2), pool.MaxPool(3, 2, 1), pool.MaxPool(3, 2, 1, ceil_mode=True),
+                                   pool.MaxPool((3, 2), (1, 2), (1, 0), dilation=(2, 1))], ids=repr)
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_max_pool_on_both_layouts_equals_the_reference(layer, dtype):
+    rng = np.random.default_rng(12)
+    lo, hi = (-128, 128) if dtype == "int8" else (0, 256)
+    for shape in [(1, 37, 7, 6), (2, 64, 8, 8), (1, 3, 5, 5)]:
+        v = rng.integers(lo, hi, shape).astype(dtype)
+        want = layer.reference(QTensor(v, 0.1, 0)).values
+        for x in (QTensor(v, 0.1, 0), QTensor(_channels_last(v), 0.1, 0)):
+            y = layer(x).values
+            assert y.dtype == want.dtype and np.array_equal(y, want), shape
+        assert layer(QTensor(_channels_last(v), 0.1, 0)).values.transpose(0, 2, 3, 1).flags.c_contiguous

@@ -513,13 +513,32 @@ cdef tuple _pool_args(x, kernel, stride, padding, dilation, bint ceil_mode, bint
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, bint ceil_mode=False):
     """torch's max_pool2d / max_pool1d on quantized values: the max over each window's
-    in-bounds taps (padding never wins), same dtype and quantization. NCHW (or [N, C, L])."""
+    in-bounds taps (padding never wins), same dtype and quantization. NCHW (or [N, C, L]); a
+    channels-last view [N, C, H, W] is read in place and gives a channels-last view."""
     h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = _pool_args(x, kernel_size, stride, padding, dilation, ceil_mode)
     cdef fq_pool_geometry g
     g.batch, g.channels, g.in_h, g.in_w, g.out_h, g.out_w = x.shape[0], x.shape[1], h, w, oh, ow
     g.k_h, g.k_w, g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dil_h, g.dil_w = kh, kw, sh, sw, ph, pw, dh, dw
     oshape = (g.batch, g.channels, ow) if x.ndim == 3 else (g.batch, g.channels, oh, ow)
-    cdef cnp.ndarray y = np.empty(oshape, x.dtype)
+    cdef cnp.ndarray y
+    cdef cnp.ndarray xl
+    cdef uint8_t *ylp
+    if x.ndim == 4 and x.size and not x.flags.c_contiguous:
+        xl = x.transpose(0, 2, 3, 1)
+        if xl.flags.c_contiguous:
+            # a channels-last view (a convolution's output): pooled in place, the output
+            # channels last too; int8 through its order-keeping uint8 image (x ^ 0x80)
+            if x.dtype == np.int8:
+                xl = xl.view(np.uint8) ^ np.uint8(0x80)
+            y = np.empty((g.batch, oh, ow, g.channels), np.uint8)
+            ylp = <uint8_t *>cnp.PyArray_DATA(y)
+            with nogil:
+                fq_max_pool_nhwc(-1, &g, <const uint8_t *>cnp.PyArray_DATA(xl), ylp)
+            if x.dtype == np.int8:
+                y ^= np.uint8(0x80)
+                y = y.view(np.int8)
+            return y.transpose(0, 3, 1, 2)
+    y = np.empty(oshape, x.dtype)
     if y.size == 0:
         return y
     cdef cnp.ndarray xc = np.ascontiguousarray(x)

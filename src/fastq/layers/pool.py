@@ -142,8 +142,9 @@ class MaxPool(_Pool):
     def __call__(self, x):
         _check_q(x, self.dims, "MaxPool")
         self._out(x.values.shape[2:], self.dilation)
-        y = _kernels.max_pool2d(np.ascontiguousarray(x.values), self.kernel_size, self.stride, self.padding,
-                                self.dilation, self.ceil_mode)
+        # the kernel reads a channels-last view in place (and keeps its layout)
+        y = _kernels.max_pool2d(x.values, self.kernel_size, self.stride, self.padding, self.dilation,
+                                self.ceil_mode)
         return QTensor._checked(y, x.scale, x.zero_point)
 
     def reference(self, x):
