@@ -150,7 +150,8 @@ def test_pool_kernel_on_both_layouts_equals_the_reference(layer, dtype):
                     with pytest.raises(ValueError):
                         layer(QTensor(_channels_last(v), 0.037, zp))
                     continue
-            for x in (q, QTensor(_channels_last(v), 0.037, zp)):
+            flipped = np.ascontiguousarray(v[:, ::-1, ::-1])[:, ::-1, ::-1]     # negative strides
+            for x in (q, QTensor(_channels_last(v), 0.037, zp), QTensor(flipped, 0.037, zp)):
                 for _ in range(2):          # the full call, then the bound one
                     y = layer(x)
                     assert y.values.dtype == want.dtype and np.array_equal(y.values, want), (layer, shape)

@@ -13,26 +13,8 @@ Model.__call__ keeps one bound callable per node (model.py); a layer called dire
 last one (`fast_call`)."""
 from __future__ import annotations
 
-from ..qtensor import QTensor
-
 MISS = object()          # a bound callable's answer for inputs of another signature
 ALIAS = object()         # _bind's answer for an op whose output is its input (Identity)
-
-
-def q_signature(x):
-    """(shape, dtype, strides, scale, zero_point) of a per-tensor QTensor's values."""
-    v = x._values
-    return v.shape, v.dtype, v.strides, x._scale, x._zero_point
-
-
-def q_guard(x, shape, dtype, strides, scale, zero_point):
-    """Whether x is a per-tensor QTensor of exactly this signature (the bound callables inline
-    this test; this is its one spelled-out form, used where speed does not matter)."""
-    if type(x) is not QTensor or x._axis is not None:
-        return False
-    v = x._values
-    return (v.shape == shape and v.dtype is dtype and v.strides == strides and x._scale == scale
-            and x._zero_point == zero_point)
 
 
 def fast_call(layer, full, *args):
