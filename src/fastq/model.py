@@ -11,6 +11,12 @@ flow as float32 arrays or QTensors (and Python ints for sizes); each op says whi
 (`takes`). The output is always float32 (a quantized result is dequantized, exactly as torch's
 dequantize does).
 
+Repeated calls: the first call with float32 inputs of a new shape runs every node's checked
+call and compiles the run for that input signature (_Compiled: each node's callable bound to its
+input's shape, dtype, layout and quantization, layers/_fast.py); later calls of that signature run
+the bound callables, and any node whose input no longer matches its binding (a quantization
+that depends on the data) is called in full. The integers are the same either way.
+
 Model files: fastq.model_file (a versioned binary format, every setting and array declared in
 its header and checked before anything is built; never pickle).
 """
