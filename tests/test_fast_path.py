@@ -208,8 +208,10 @@ def test_data_dependent_qparams_fall_back_per_node():
     assert m._compiled is not None
     for k in (1.0, 3.0, 0.25):          # other scales from the first node: conv's bound call misses
         y = m(x * np.float32(k))
-        want = _outputs(m, m.run_values(x * np.float32(k)))[0]
+        fresh = _conv_pool_model()      # the same model with no bound calls yet: the checked path
+        want = fresh(x * np.float32(k))
         assert np.array_equal(_bits(y), _bits(want))
+        assert not np.array_equal(_bits(m(x)), _bits(want)) or k == 1.0     # the scale matters here
 
 
 def test_compiled_run_follows_the_input_signature():
