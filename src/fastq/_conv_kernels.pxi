@@ -578,13 +578,32 @@ cdef tuple _pool_args(x, kernel, stride, padding, dilation, bint ceil_mode, bint
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, bint ceil_mode=False):
     """torch's max_pool2d / max_pool1d on quantized values: the max over each window's
-    in-bounds taps (padding never wins), same dtype and quantization. NCHW (or [N, C, L])."""
+    in-bounds taps (padding never wins), same dtype and quantization. NCHW (or [N, C, L]); a
+    channels-last view [N, C, H, W] is read in place and gives a channels-last view."""
     h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = _pool_args(x, kernel_size, stride, padding, dilation, ceil_mode)
     cdef fq_pool_geometry g
     g.batch, g.channels, g.in_h, g.in_w, g.out_h, g.out_w = x.shape[0], x.shape[1], h, w, oh, ow
     g.k_h, g.k_w, g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dil_h, g.dil_w = kh, kw, sh, sw, ph, pw, dh, dw
     oshape = (g.batch, g.channels, ow) if x.ndim == 3 else (g.batch, g.channels, oh, ow)
-    cdef cnp.ndarray y = np.empty(oshape, x.dtype)
+    cdef cnp.ndarray y
+    cdef cnp.ndarray xl
+    cdef uint8_t *ylp
+    if x.ndim == 4 and x.size and not x.flags.c_contiguous:
+        xl = x.transpose(0, 2, 3, 1)
+        if xl.flags.c_contiguous:
+            # a channels-last view (a convolution's output): pooled in place, the output
+            # channels last too; int8 through its order-keeping uint8 image (x ^ 0x80)
+            if x.dtype == np.int8:
+                xl = xl.view(np.uint8) ^ np.uint8(0x80)
+            y = np.empty((g.batch, oh, ow, g.channels), np.uint8)
+            ylp = <uint8_t *>cnp.PyArray_DATA(y)
+            with nogil:
+                fq_max_pool_nhwc(-1, &g, <const uint8_t *>cnp.PyArray_DATA(xl), ylp)
+            if x.dtype == np.int8:
+                y ^= np.uint8(0x80)
+                y = y.view(np.int8)
+            return y.transpose(0, 3, 1, 2)
+    y = np.empty(oshape, x.dtype)
     if y.size == 0:
         return y
     cdef cnp.ndarray xc = np.ascontiguousarray(x)
@@ -723,3 +742,122 @@ def plane_sums(x, int x_zero_point):
         with nogil:
             fq_plane_sums(-1, <const uint8_t *>cnp.PyArray_DATA(xc), planes, hw, <int32_t *>cnp.PyArray_DATA(sums))
     return sums - np.int32(hw * (x_zero_point - olo))
+
+
+# ---------------------------------------------------------------------------------------------
+# Average pooling with the rounding of each torch path (csrc/pool/avg_round.h)
+cdef extern from "csrc/pool/avg_round.h" nogil:
+    ctypedef struct fq_avg_rule:
+        int32_t op
+        const float *m
+        float zp_before
+        int32_t zp_after
+    ctypedef struct fq_avg_pool_plan:
+        int32_t batch, channels, in_h, in_w, out_h, out_w
+        int64_t x_stride_n, x_stride_c, x_stride_h, x_stride_w
+        const int32_t *h0
+        const int32_t *h1
+        const int32_t *w0
+        const int32_t *w1
+        int32_t x_signed, x_zero_point, qmin, qmax, split
+        fq_avg_rule rule[2]
+        int32_t y_channels_last
+    void fq_avg_pool_rounded(const fq_avg_pool_plan *p, const void *x, void *y)
+
+AVG_ROUND_OPS = {"mul": 0, "fma": 1, "div": 2}
+_PERM_3, _PERM_4 = (0, 2, 1), (0, 3, 1, 2)
+
+
+cdef class AvgPoolPlan:
+    """Average pooling of one input signature (shape, dtype, strides) with a path's rounding,
+    built once and called per input: y = plan(x) (avg_round.h gives the arithmetic).
+
+    x_shape: (N, C, H, W) or (N, C, L); x_strides: numpy's byte strides of that input (a
+    channels-last view is read in place and its output is channels last too); windows: int32
+    arrays h0, h1 [OH] and w0, w1 [OW] (for [N, C, L]: h0 = [0], h1 = [1]); rules: two
+    (op "mul" | "fma" | "div", m float32 [OH * OW], zp_before, zp_after), rule 0 for the
+    channels below split; x_zero_point: subtracted once per tap."""
+    cdef fq_avg_pool_plan p
+    cdef object keep
+    cdef readonly tuple x_shape, x_strides
+    cdef object dtype
+    cdef tuple y_alloc, y_perm
+
+    def __cinit__(self, x_shape, x_strides, dtype, h0, h1, w0, w1, int x_zero_point, rules, int split):
+        dtype = np.dtype(dtype)
+        if dtype not in (np.uint8, np.int8):
+            raise TypeError("dtype: expected uint8 or int8, got %s" % dtype)
+        x_shape, x_strides = tuple(int(s) for s in x_shape), tuple(int(s) for s in x_strides)
+        if len(x_shape) not in (3, 4) or len(x_strides) != len(x_shape) or min(x_shape) < 1:
+            raise ValueError("x_shape: expected [N, C, H, W] or [N, C, L] of sizes >= 1, got %s" % (x_shape,))
+        one_d = len(x_shape) == 3
+        hw = (1, x_shape[2]) if one_d else x_shape[2:]
+        st = (0, x_strides[2]) if one_d else x_strides[2:]
+        arrs = [np.ascontiguousarray(a, np.int32) for a in (h0, h1, w0, w1)]
+        oh, ow = arrs[0].shape[0], arrs[2].shape[0]
+        if arrs[1].shape[0] != oh or arrs[3].shape[0] != ow or oh < 1 or ow < 1:
+            raise ValueError("windows: h0 / h1 and w0 / w1 must pair up, got %d / %d and %d / %d"
+                             % (arrs[0].shape[0], arrs[1].shape[0], arrs[2].shape[0], arrs[3].shape[0]))
+        for lo, hi, size, what in ((arrs[0], arrs[1], hw[0], "rows"), (arrs[2], arrs[3], hw[1], "columns")):
+            if lo.min() < 0 or hi.max() > size or np.any(hi < lo):
+                raise ValueError("windows: %s outside [0, %d)" % (what, size))
+        if (arrs[1] - arrs[0]).max() * (arrs[3] - arrs[2]).max() >= 2 ** 23:
+            raise ValueError("windows: at most 2**23 - 1 taps sum exactly in int32")
+        self.p.batch, self.p.channels = x_shape[0], x_shape[1]
+        self.p.in_h, self.p.in_w, self.p.out_h, self.p.out_w = hw[0], hw[1], oh, ow
+        self.p.x_stride_n, self.p.x_stride_c = x_strides[0], x_strides[1]
+        self.p.x_stride_h, self.p.x_stride_w = st[0], st[1]
+        self.p.h0 = <const int32_t *>cnp.PyArray_DATA(arrs[0])
+        self.p.h1 = <const int32_t *>cnp.PyArray_DATA(arrs[1])
+        self.p.w0 = <const int32_t *>cnp.PyArray_DATA(arrs[2])
+        self.p.w1 = <const int32_t *>cnp.PyArray_DATA(arrs[3])
+        self.p.x_signed = dtype == np.int8
+        lo, hi = (-128, 127) if self.p.x_signed else (0, 255)
+        if not lo <= x_zero_point <= hi:
+            raise ValueError("x_zero_point: expected %d..%d, got %d" % (lo, hi, x_zero_point))
+        self.p.x_zero_point, self.p.qmin, self.p.qmax = x_zero_point, lo, hi
+        self.p.split = split
+        if len(rules) != 2:
+            raise ValueError("rules: expected two (op, m, zp_before, zp_after), got %d" % len(rules))
+        for i, (op, m, zb, za) in enumerate(rules):
+            if op not in AVG_ROUND_OPS:
+                raise ValueError("rules: op expected one of %s, got %r" % (", ".join(AVG_ROUND_OPS), op))
+            m = np.asarray(m, np.float32)
+            m = np.ascontiguousarray(np.broadcast_to(m.reshape(-1) if m.size == oh * ow else m, (oh * ow,)))
+            arrs.append(m)
+            self.p.rule[i].op = AVG_ROUND_OPS[op]
+            self.p.rule[i].m = <const float *>cnp.PyArray_DATA(m)
+            self.p.rule[i].zp_before = zb
+            self.p.rule[i].zp_after = za
+        self.keep = arrs
+        isz = dtype.itemsize
+        for s in x_strides:
+            if s % isz:
+                raise ValueError("x_strides: %s are not whole elements" % (x_strides,))
+        self.p.x_stride_n //= isz
+        self.p.x_stride_c //= isz
+        self.p.x_stride_h //= isz
+        self.p.x_stride_w //= isz
+        self.x_shape, self.x_strides, self.dtype = x_shape, x_strides, dtype
+        # channels-last in, channels-last out (a 1x1 output is the same bytes either way)
+        self.p.y_channels_last = x_shape[1] > 1 and x_strides[1] == isz and oh * ow > 1
+        n, c, oh, ow = x_shape[0], x_shape[1], int(oh), int(ow)
+        if self.p.y_channels_last:
+            self.y_alloc = (n, ow, c) if one_d else (n, oh, ow, c)
+            self.y_perm = _PERM_3 if one_d else _PERM_4
+        else:
+            self.y_alloc = (n, c, ow) if one_d else (n, c, oh, ow)
+            self.y_perm = None
+
+    def __call__(self, x):
+        """The pooled values of x, which must have the plan's shape, dtype and strides."""
+        if type(x) is not np.ndarray or x.dtype is not self.dtype or x.shape != self.x_shape \
+                or x.strides != self.x_strides:
+            raise ValueError("x: this plan takes %s arrays of shape %s and strides %s, got %s"
+                             % (self.dtype, self.x_shape, self.x_strides,
+                                (getattr(x, "dtype", type(x)), getattr(x, "shape", None), getattr(x, "strides", None))))
+        cdef cnp.ndarray xa = x
+        cdef cnp.ndarray y = np.empty(self.y_alloc, self.dtype)
+        with nogil:
+            fq_avg_pool_rounded(&self.p, cnp.PyArray_DATA(xa), cnp.PyArray_DATA(y))
+        return y if self.y_perm is None else y.transpose(self.y_perm)

@@ -11,6 +11,12 @@ flow as float32 arrays or QTensors (and Python ints for sizes); each op says whi
 (`takes`). The output is always float32 (a quantized result is dequantized, exactly as torch's
 dequantize does).
 
+Repeated calls: the first call with float32 inputs of a new shape runs every node's checked
+call and compiles the run for that input signature (_Compiled: each node's callable bound to its
+input's shape, dtype, layout and quantization, layers/_fast.py); later calls of that signature run
+the bound callables, and any node whose input no longer matches its binding (a quantization
+that depends on the data) is called in full. The integers are the same either way.
+
 Model files: fastq.model_file (a versioned binary format, every setting and array declared in
 its header and checked before anything is built; never pickle).
 """
@@ -22,6 +28,7 @@ import numpy as np
 
 from ._checks import as_array
 from .layers._base import FLOAT as _FLOAT, QUANT as _QUANT
+from .layers._fast import ALIAS as _ALIAS, MISS as _MISS
 from .qtensor import QTensor, dequantize
 
 _F32 = np.dtype(np.float32)
@@ -176,6 +183,7 @@ class Model:
         self.nodes = _toposort(nodes, inputs, outputs)
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
+        self._compiled = None
         self._plan = self._make_plan()
         self.last_shapes = None
         self.last_qparams = {}
@@ -201,6 +209,7 @@ class Model:
             plan.append((n.layer, tuple(slot[v] for v in n.inputs), tuple(slot[v] for v in n.outputs),
                          frees, want_q, i))
         self._slots = slot
+        self._compiled = None       # the plan is new: so is any compiled run built from the old one
         return plan
 
     # -------------------------------------------------------------- list-like access (layers)
@@ -245,6 +254,16 @@ class Model:
             out.append(x)
         return out
 
+    def _call_node(self, layer, args, i):
+        """One node in full: the kind check of _run, then the layer's checked call."""
+        takes = _takes(layer)
+        if takes in (_QUANT, _FLOAT):
+            want_q = takes == _QUANT
+            for a in args:
+                if (type(a) is QTensor) is not want_q and isinstance(a, (QTensor, np.ndarray)):
+                    self._fail(i, layer, takes, a)
+        return layer(*args)
+
     def _fail(self, i, layer, takes, v):
         n = self.nodes[i]
         if takes == _QUANT:
@@ -253,7 +272,9 @@ class Model:
         raise TypeError("x: node %r (%s) takes floats but receives quantized values; the model needs a "
                         "Dequantize (DeQuantStub) before it" % (n.name, type(layer).__name__))
 
-    def _run(self, xs, keep_all):
+    def _run(self, xs, keep_all, binds=None):
+        """Runs every node; binds: a list to receive each node's bound callable for inputs of
+        this call's signature (layers/_fast.py; None where the op has none)."""
         vals = [None] * len(self._slots)
         vals[:len(xs)] = xs
         for layer, ins, outs, frees, want_q, i in self._plan:
@@ -262,6 +283,7 @@ class Model:
                 if want_q is not None and (type(a) is QTensor) is not want_q and isinstance(a, (QTensor, np.ndarray)):
                     self._fail(i, layer, _QUANT if want_q else _FLOAT, a)
                 r = layer(a)
+                args = (a,)
             else:
                 args = [vals[j] for j in ins]
                 if want_q is not None:
@@ -269,6 +291,9 @@ class Model:
                         if (type(a) is QTensor) is not want_q and isinstance(a, (QTensor, np.ndarray)):
                             self._fail(i, layer, _QUANT if want_q else _FLOAT, a)
                 r = layer(*args)
+            if binds is not None:
+                bind = getattr(layer, "_bind", None)
+                binds.append(None if bind is None else bind(*args))
             if len(outs) == 1:
                 vals[outs[0]] = r
             else:
@@ -283,7 +308,16 @@ class Model:
         return vals
 
     def __call__(self, *xs):
-        vals = self._run(self._inputs(xs), False)
+        c = self._compiled
+        if c is not None:
+            outs = c.run(self, xs)
+            if outs is not _MISS:
+                return outs[0] if len(outs) == 1 else outs
+        binds = [] if _Compiled.signature(xs) is not None else None
+        xs = self._inputs(xs)
+        vals = self._run(xs, False, binds)
+        if binds is not None:
+            self._compiled = _Compiled(self, xs, binds)
         outs = tuple(_float_out(vals[self._slots[v]]) for v in self.outputs)
         return outs[0] if len(outs) == 1 else outs
 
@@ -351,6 +385,88 @@ class Model:
         fastq.explain.Trace, the node's input computed by the model."""
         from .explain import explain_node
         return explain_node(self, x, node, row, col)
+
+
+class _Compiled:
+    """The model's run for one input signature (shapes, dtypes, strides of float32 inputs):
+    each node's bound callable (layers/_fast.py) in order, Identity nodes read through, and the
+    slots dropped after their last reader. A node whose callable answers MISS (its input's
+    quantization changed: a value whose scale depends on the data) is called in full; inputs of
+    another signature run the model's full path, which compiles for them instead."""
+
+    __slots__ = ("sig", "steps", "n", "out_slots")
+
+    def __init__(self, model, xs, binds):
+        self.sig = self.signature(xs)
+        alias = {}
+
+        def at(j):
+            return alias.get(j, j)
+
+        steps = []
+        for (layer, ins, outs, frees, want_q, i), fn in zip(model._plan, binds):
+            ins = tuple(at(j) for j in ins)
+            if fn is _ALIAS and len(ins) == 1 and len(outs) == 1:
+                alias[outs[0]] = ins[0]
+                continue
+            steps.append([fn if fn is not None and fn is not _ALIAS else None, layer, ins, outs, i])
+        self.out_slots = tuple(at(model._slots[v]) for v in model.outputs)
+        # frees: after a slot's last reader, unless the model returns it
+        last = {}
+        for k, (fn, layer, ins, outs, i) in enumerate(steps):
+            for j in ins:
+                last[j] = k
+        keep = set(self.out_slots)
+        frees = [[] for _ in steps]
+        for j, k in last.items():
+            if j not in keep:
+                frees[k].append(j)
+        self.steps = [(fn, layer, ins[0] if len(ins) == 1 else None, ins, outs[0] if len(outs) == 1 else None,
+                       outs, tuple(f), i) for (fn, layer, ins, outs, i), f in zip(steps, frees)]
+        self.n = len(model._slots)
+
+    @staticmethod
+    def signature(xs):
+        """The inputs' signature, or None where the compiled run does not apply (inputs other
+        than float32 arrays: QTensors, ints, ... take the full path every time)."""
+        sig = []
+        for x in xs:
+            if type(x) is not np.ndarray or x.dtype is not _F32:
+                return None
+            sig.append((x.shape, x.strides))
+        return tuple(sig)
+
+    def run(self, model, xs):
+        sig = self.sig
+        if len(xs) != len(sig):
+            return _MISS
+        for x, (shape, strides) in zip(xs, sig):
+            if type(x) is not np.ndarray or x.dtype is not _F32 or x.shape != shape or x.strides != strides:
+                return _MISS
+        vals = [None] * self.n
+        vals[:len(xs)] = xs
+        for fn, layer, a, ins, o, outs, frees, i in self.steps:
+            if a is not None:
+                x = vals[a]
+                r = _MISS if fn is None else fn(x)
+                if r is _MISS:
+                    r = model._call_node(layer, (x,), i)
+            else:
+                args = [vals[j] for j in ins]
+                r = _MISS if fn is None else fn(*args)
+                if r is _MISS:
+                    r = model._call_node(layer, args, i)
+            if o is not None:
+                vals[o] = r
+            else:
+                if not isinstance(r, tuple) or len(r) != len(outs):
+                    raise ValueError("x: node %r returned %s, expected %d values"
+                                     % (model.nodes[i].name, type(r).__name__, len(outs)))
+                for j, v in zip(outs, r):
+                    vals[j] = v
+            for j in frees:
+                vals[j] = None
+        return tuple(_float_out(vals[j]) for j in self.out_slots)
 
 
 def _float_out(x):

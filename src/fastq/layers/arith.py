@@ -13,6 +13,7 @@ from . import arith_emit as _c
 from ._base import (ANY, FLOAT, QUANT, Layer, Setting, check_bool, check_choice, check_int,  # noqa: F401
                     check_kind, check_scale_setting, check_zero_point_in, register)
 from ._spec import Spec
+from ._fast import MISS, fast_call
 
 ARITHMETIC = ("fbgemm", "qnnpack")
 # torch's vectorized elementwise loop (cpu_kernel_vec) runs blocks of 2 x Vectorized<quint8>
@@ -74,6 +75,13 @@ def _fast_pair(a, b):
     without building messages); otherwise _check_qpair says what is wrong."""
     return (type(a) is QTensor and type(b) is QTensor and a.axis is None and b.axis is None
             and a.values.dtype == b.values.dtype and a.values.shape == b.values.shape)
+
+
+def memory_order(v):
+    """The permutation p with v.transpose(p) C-contiguous (v's memory order: (0, 2, 3, 1) for a
+    channels-last view), or None for a value with gaps or overlaps."""
+    perm = tuple(sorted(range(v.ndim), key=lambda d: -v.strides[d]))
+    return perm if v.transpose(perm).flags.c_contiguous else None
 
 
 def _check_qpair(a, b, name):
@@ -186,6 +194,9 @@ class QuantizedAdd(_QBinary):
         self._block, self._threads = self.vector_block, self.torch_threads
 
     def __call__(self, a, b):
+        return fast_call(self, self._call, a, b)
+
+    def _call(self, a, b):
         self._check_call(a, b)
         va, vb = a.values, b.values
         if self._qnnpack_kernel and va.dtype == np.uint8:
@@ -202,6 +213,54 @@ class QuantizedAdd(_QBinary):
                 y = np.concatenate([self._fbgemm(fa[lo:hi], fb[lo:hi], sa, a.zero_point, sb, b.zero_point)
                                     for lo, hi in torch_chunks(n, self._threads)]).reshape(va.shape)
         return self._out(y)
+
+    def _bind(self, a, b):
+        """The call for inputs of a's and b's signature (layers/_fast.py). Inputs of one layout
+        are added in their memory order, without the copies to C order, when every element takes
+        the same rounding (torch's vector body covers them all, or its scalar tail does; one
+        chunk): the sums are then the same in any order, and the output keeps the layout, as
+        torch's does."""
+        if not _fast_pair(a, b) or a.values.strides != b.values.strides:
+            return None
+        va = a.values
+        perm = memory_order(va)
+        n = va.size
+        qnn = self._qnnpack_kernel and va.dtype == np.uint8
+        if perm is None or n == 0 or (not qnn and not (n < GRAIN_SIZE or self._threads <= 1)):
+            return None
+        if not qnn:
+            n_vec = (n // self._block) * self._block if self._block else 0
+            if n_vec not in (0, n) and perm != tuple(range(va.ndim)):
+                return None
+        back = tuple(int(i) for i in np.argsort(perm))
+        shape, dtype, strides = va.shape, va.dtype, va.strides
+        sa_, za, sb_, zb = a.scale, a.zero_point, b.scale, b.zero_point
+        z, relu, inv, checked = self._z, self._relu, self._inv_scale, QTensor._checked
+        ys, yz = self._s, self._z
+        if not self._z_fits.get(dtype, False):
+            return None
+        if qnn:
+            zpp, am, bm, shift = self._cached((sa_, za, sb_, zb), lambda: self._qnnpack_params(a, b))
+            lo = z if relu else 0
+
+            def kernel(xa, xb):
+                return _kernels.qadd_qnnpack(xa, xb, zpp, am, bm, shift, z, lo, 255)
+        else:
+            sa, sb = self._cached((sa_, sb_), lambda: (float(np.float32(sa_)), float(np.float32(sb_))))
+
+            def kernel(xa, xb):
+                return _kernels.qadd_fbgemm(xa, xb, n_vec, sa, za, sb, zb, inv, z, relu)
+
+        def run(a, b):
+            if type(a) is not QTensor or type(b) is not QTensor or a._axis is not None or b._axis is not None \
+                    or a._scale != sa_ or a._zero_point != za or b._scale != sb_ or b._zero_point != zb:
+                return MISS
+            va, vb = a._values, b._values
+            if va.shape != shape or vb.shape != shape or va.dtype is not dtype or vb.dtype is not dtype \
+                    or va.strides != strides or vb.strides != strides:
+                return MISS
+            return checked(kernel(va.transpose(perm), vb.transpose(perm)).transpose(back), ys, yz)
+        return run
 
     def _qnnpack_params(self, a, b):
         if self._relu and self._z == 255:

@@ -12,6 +12,7 @@ import numpy as np
 from .. import _kernels, reference
 from . import conv_emit
 from .._checks import as_array
+from ._fast import MISS
 from ..fixedpoint import ROUNDING_CODES
 from ..qtensor import QTensor
 from ._spec import Spec
@@ -238,6 +239,24 @@ class QuantizedConv(WeightState):
         return QTensor._checked(y, self.scale, self.zero_point)
 
     def __call__(self, x):
+        f = self.__dict__.get("_fast")
+        if f is not None:
+            y = f(x)
+            if y is not MISS:
+                return y
+        y = self._call(x)
+        self.__dict__["_fast"] = self._bind(x)
+        return y
+
+    def _layout(self):
+        return ((0, 2, 3, 1), (0, 3, 1, 2)) if self.dims == 2 else ((0, 2, 1), (0, 2, 1))
+
+    def _geometry_args(self):
+        if self.dims == 1:
+            return self.stride[-1], self.padding[-1], self.dilation[-1]
+        return self.stride, self.padding, self.dilation
+
+    def _call(self, x):
         self._check_input(x)
         v = x.values
         key = (float(x.scale), int(x.zero_point), v.dtype.name)
@@ -245,15 +264,37 @@ class QuantizedConv(WeightState):
         # Activations stay channels last between convolutions, as torch keeps them: the output is
         # the kernel's NHWC array seen as NCHW (a transposed view), and an input that is such a
         # view goes to the kernel as NHWC without a copy. Values are the same either way.
-        to_last, to_first = ((0, 2, 3, 1), (0, 3, 1, 2)) if self.dims == 2 else ((0, 2, 1), (0, 2, 1))
+        to_last, to_first = self._layout()
         vl = v.transpose(to_last)
         last = vl.flags.c_contiguous
-        y = _kernels.conv2d(vl if last else np.ascontiguousarray(v), ep,
-                            self.stride[-1] if self.dims == 1 else self.stride,
-                            self.padding[-1] if self.dims == 1 else self.padding,
-                            self.dilation[-1] if self.dims == 1 else self.dilation,
+        y = _kernels.conv2d(vl if last else np.ascontiguousarray(v), ep, *self._geometry_args(),
                             layout_in="nhwc" if last else "nchw", layout_out="nhwc")
         return QTensor._checked(y.transpose(to_first), self.scale, self.zero_point)
+
+    def _bind(self, x):
+        """The call for inputs of x's signature (layers/_fast.py): the epilogue of x's
+        quantization and the input layout decided once; a checked x only."""
+        v = x.values
+        shape, dtype, strides, sx, zx = v.shape, v.dtype, v.strides, x.scale, x.zero_point
+        key = (float(sx), int(zx), dtype.name)
+        ep = self._op_data(key, lambda: self._build_op_data(*key))["epilogue"]
+        to_last, to_first = self._layout()
+        last = v.transpose(to_last).flags.c_contiguous
+        stride, padding, dilation = self._geometry_args()
+        layout_in = "nhwc" if last else "nchw"
+        ys, yz = self.scale, self.zero_point
+        conv2d, checked, contiguous = _kernels.conv2d, QTensor._checked, np.ascontiguousarray
+
+        def run(x):
+            if type(x) is not QTensor or x._axis is not None or x._scale != sx or x._zero_point != zx:
+                return MISS
+            v = x._values
+            if v.shape != shape or v.dtype is not dtype or v.strides != strides:
+                return MISS
+            y = conv2d(v.transpose(to_last) if last else contiguous(v), ep, stride, padding, dilation, 0,
+                       layout_in, "nhwc")
+            return checked(y.transpose(to_first), ys, yz)
+        return run
 
     def explain(self, x, row=0, col=0, node=None):
         """Output element [row, col] of self(x) (the output viewed as [N * O * (OH), OW]): its

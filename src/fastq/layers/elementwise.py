@@ -13,6 +13,7 @@ from ..qtensor import QTensor, dequantize, quantize
 from ._base import (ANY, FLOAT, QUANT, Layer, Setting, check_dtype_name, check_int, check_kind, check_scale_setting,
                     check_zero_point_in, register)
 from ._spec import Spec
+from ._fast import ALIAS, MISS
 
 _FLOAT, _QUANT, _ANY = FLOAT, QUANT, ANY
 _QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
@@ -25,6 +26,13 @@ def _loop(ctx, x, y, line, formula, quantized, cost="elementwise"):
                       ctx.fn("const %s *x, %s *y" % (x.ctype, y.ctype),
                              "    int32_t i;\n    for (i = 0; i < %s; i++)\n%s" % (size, line))])
     return ctx.step((x,), y, code, quantized=quantized, cost=cost)
+
+
+def _same_q(x, v):
+    """v with x's quantization (x already checked; a per-channel one is rebuilt in full)."""
+    if x.axis is None:
+        return QTensor._checked(v, x.scale, x.zero_point)
+    return QTensor(v, x.scale, x.zero_point)
 
 
 class _Clamp(Layer):
@@ -49,9 +57,29 @@ class _Clamp(Layer):
             dt = x.values.dtype
             lo, hi = self._bounds(x.scale, x.zero_point, dt.name)
             v = np.minimum(np.maximum(x.values, np.array(lo, dtype=dt)), np.array(hi, dtype=dt))
-            return QTensor(v, x.scale, x.zero_point)
+            return _same_q(x, v)
         lo, hi = self._float_bounds()
         return self._float_call(x, lo, hi)
+
+    def _bind(self, x):
+        """The quantized call for inputs of x's signature (layers/_fast.py): the bounds of x's
+        quantization looked up once."""
+        if type(x) is not QTensor or x._axis is not None:
+            return None
+        v = x._values
+        shape, dtype, strides, sx, zx = v.shape, v.dtype, v.strides, x._scale, x._zero_point
+        lo, hi = self._bounds(sx, zx, dtype.name)
+        lo, hi = np.array(lo, dtype=dtype), np.array(hi, dtype=dtype)
+        checked, maximum, minimum = QTensor._checked, np.maximum, np.minimum
+
+        def run(x):
+            if type(x) is not QTensor or x._axis is not None or x._scale != sx or x._zero_point != zx:
+                return MISS
+            v = x._values
+            if v.shape != shape or v.dtype is not dtype or v.strides != strides:
+                return MISS
+            return checked(minimum(maximum(v, lo), hi), sx, zx)
+        return run
 
     def _float_call(self, x, lo, hi):
         return np.clip(x, lo, hi).astype(np.float32, copy=False)
@@ -168,6 +196,9 @@ class Identity(_View):
     def __call__(self, x):
         return x
 
+    def _bind(self, x):
+        return ALIAS            # the model's compiled run reads the input's value in its place
+
     def infer(self, x):
         return x
 
@@ -183,8 +214,25 @@ class ReLU(_Clamp):
 
     def __call__(self, x):                  # one maximum: the upper bound is the dtype's own
         if isinstance(x, QTensor):
-            return QTensor(np.maximum(x.values, np.array(x.zero_point, dtype=x.values.dtype)), x.scale, x.zero_point)
+            return _same_q(x, np.maximum(x.values, np.array(x.zero_point, dtype=x.values.dtype)))
         return np.maximum(x, np.float32(0)).astype(np.float32, copy=False)
+
+    def _bind(self, x):
+        """The quantized call for inputs of x's signature (layers/_fast.py)."""
+        if type(x) is not QTensor or x._axis is not None:
+            return None
+        v = x._values
+        shape, dtype, strides, zp = v.shape, v.dtype, v.strides, x._zero_point
+        lo, checked, maximum = np.array(zp, dtype=dtype), QTensor._checked, np.maximum
+
+        def run(x):
+            if type(x) is not QTensor or x._axis is not None or x._zero_point != zp:
+                return MISS
+            v = x._values
+            if v.shape != shape or v.dtype is not dtype or v.strides != strides:
+                return MISS
+            return checked(maximum(v, lo), x._scale, zp)
+        return run
 
     def _float_bounds(self):
         return np.float32(0), None
@@ -233,9 +281,43 @@ class Flatten(_View):
         return tuple(shape[:s]) + (n,) + tuple(shape[e + 1:])
 
     def __call__(self, x):
+        if type(x) is QTensor and x._axis is None:
+            v = x._values
+            return QTensor._checked(v.reshape(self._out_shape(v.shape)), x._scale, x._zero_point)
         v = x.values if isinstance(x, QTensor) else x
         v = v.reshape(self._shape(v.shape))
         return QTensor(v, x.scale, x.zero_point) if isinstance(x, QTensor) else v
+
+    def _out_shape(self, shape):
+        """_shape of a concrete input shape, remembered (the last one)."""
+        last = self.__dict__.get("_last_shape")
+        if last is not None and last[0] == shape:
+            return last[1]
+        out = self._shape(shape)
+        self.__dict__["_last_shape"] = (shape, out)
+        return out
+
+    def _bind(self, x):
+        checked = QTensor._checked
+        if type(x) is QTensor and x._axis is None:
+            shape = x._values.shape
+            out = self._shape(shape)
+
+            def run(x):
+                if type(x) is not QTensor or x._axis is not None or x._values.shape != shape:
+                    return MISS
+                return checked(x._values.reshape(out), x._scale, x._zero_point)
+            return run
+        if type(x) is np.ndarray:
+            shape = x.shape
+            out = self._shape(shape)
+
+            def run_float(x):
+                if type(x) is not np.ndarray or x.shape != shape:
+                    return MISS
+                return x.reshape(out)
+            return run_float
+        return None
 
     def infer(self, x):
         check_kind(x, ("float", "quant"), "Flatten")

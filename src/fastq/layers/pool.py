@@ -10,8 +10,62 @@ from ..qtensor import QTensor
 from ._spec import Spec
 from ._base import QUANT, Layer, Setting, check_bool, check_choice, check_int, register
 from .pool_explain import explain_max_pool, explain_avg_pool, explain_adaptive_avg_pool
+from ._fast import MISS, fast_call
 from . import conv_emit
 from .conv import check_ints
+
+_F32 = np.float32
+_PLANS = 16             # input signatures whose pooling plan a layer remembers
+
+
+def _plan_for(layer, x, build):
+    """The AvgPoolPlan for x's values (shape, dtype, strides) and zero point, built once."""
+    v = x.values
+    # QNNPACK's multiplier f32(s / f32(s * count)) depends on the scale: its plans are per scale
+    scale = x.scale if layer.path == "qnnpack" else None
+    key = (v.shape, v.dtype, v.strides, x.zero_point, scale)
+    plans = layer.__dict__.setdefault("_plans", {})
+    plan = plans.get(key)
+    if plan is None:
+        if len(plans) >= _PLANS:
+            plans.clear()
+        plan = plans[key] = build(v, int(x.zero_point), scale)
+    return plan
+
+
+def _make_plan(v, windows, x_zero_point, rules, split):
+    return _kernels.AvgPoolPlan(v.shape, v.strides, v.dtype, *windows, x_zero_point, rules, split)
+
+
+def _bind_plan(plan, x, reshape=None, scale_too=False):
+    """A bound callable (layers/_fast.py) running `plan` on QTensors of x's signature (the
+    scale too where the plan's constants depend on it)."""
+    v = x.values
+    shape, dtype, strides, zx, sx = v.shape, v.dtype, v.strides, x.zero_point, x.scale
+    checked = QTensor._checked
+
+    def run(x):
+        if type(x) is not QTensor or x._axis is not None:
+            return MISS
+        v = x._values
+        if v.shape != shape or v.dtype is not dtype or v.strides != strides or x._zero_point != zx \
+                or (scale_too and x._scale != sx):
+            return MISS
+        y = plan(v)
+        return checked(y if reshape is None else y.reshape(reshape), x._scale, zx)
+    return run
+
+
+def _clipped(size, kernel, stride, padding, out):
+    """torch's quantized avg_pool windows along one axis: in-bounds [lo, hi) and the extent
+    clipped to the padded input (what count_include_pad counts)."""
+    start = np.arange(out, dtype=np.int64) * stride - padding
+    end = np.minimum(start + kernel, size + padding)
+    return np.maximum(start, 0), np.minimum(end, size), end - start
+
+
+def _empty_out(v, out):
+    return np.empty(v.shape[:2] + tuple(out), v.dtype)
 
 
 def _check_q(x, dims, name):
@@ -91,8 +145,9 @@ class MaxPool(_Pool):
     def __call__(self, x):
         _check_q(x, self.dims, "MaxPool")
         self._out(x.values.shape[2:], self.dilation)
-        y = _kernels.max_pool2d(np.ascontiguousarray(x.values), self.kernel_size, self.stride, self.padding,
-                                self.dilation, self.ceil_mode)
+        # the kernel reads a channels-last view in place (and keeps its layout)
+        y = _kernels.max_pool2d(x.values, self.kernel_size, self.stride, self.padding, self.dilation,
+                                self.ceil_mode)
         return QTensor._checked(y, x.scale, x.zero_point)
 
     def reference(self, x):
@@ -166,23 +221,46 @@ class AvgPool(_Pool):
             raise TypeError("x: path 'qnnpack' takes uint8 values, got %s" % x.values.dtype)
 
     def __call__(self, x):
+        return fast_call(self, self._call, x)
+
+    def _call(self, x):
         self._check(x)
-        v, zx = np.ascontiguousarray(x.values), int(x.zero_point)
-        qnnpack = self.path == "qnnpack"       # torch's qnnpack kernel: always the whole window
-        args = (v, zx, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                self.count_include_pad or qnnpack, None if qnnpack else self.divisor_override)
-        if self.path == "nchw":
-            # the kernel's own rounding is this path's: rne(f32(f32(d) * m) + zp) with its default
-            # m = f32(1 / divisor) in double, which is the float quotient f32(1) / f32(divisor) for
-            # every divisor below 2^24 (1/d is dyadic or periodic: its double never sits on a float half)
-            y, _ = _kernels.avg_pool2d(*args, y_zero_point=zx)
+        v = x.values
+        if v.size == 0:
+            return QTensor._checked(_empty_out(v, self._out(v.shape[2:])), x.scale, x.zero_point)
+        return QTensor._checked(_plan_for(self, x, self._build)(v), x.scale, x.zero_point)
+
+    def _bind(self, x):
+        return None if x.values.size == 0 else _bind_plan(_plan_for(self, x, self._build), x,
+                                                                  scale_too=self.path == "qnnpack")
+
+    def _build(self, v, zx, scale):
+        """The pooling plan of this path for values like v (reference.avg_pool's formulas)."""
+        out = self._out(v.shape[2:])
+        k, st, pd, size = self.kernel_size, self.stride, self.padding, v.shape[2:]
+        if self.dims == 1:
+            k, st, pd, size, out = (1,) + k, (1,) + st, (0,) + pd, (1,) + size, (1,) + tuple(out)
+        lh, hh, eh = _clipped(size[0], k[0], st[0], pd[0], out[0])
+        lw, hw, ew = _clipped(size[1], k[1], st[1], pd[1], out[1])
+        if self.path == "qnnpack":           # torch's qnnpack kernel: always the whole window
+            div = np.full((out[0], out[1]), k[0] * k[1], np.int64)
+        elif self.divisor_override is not None:
+            div = np.full((out[0], out[1]), self.divisor_override, np.int64)
+        elif self.count_include_pad:
+            div = eh[:, None] * ew[None, :]
         else:
-            acc, div = _kernels.avg_pool2d(*args)
-            k = (1,) + tuple(self.kernel_size) if self.dims == 1 else tuple(self.kernel_size)
-            acc4 = acc[:, :, None, :] if self.dims == 1 else acc
-            y = reference.avg_pool_round(acc4, div, zx, k, self.path, self.vector_channels, v.dtype.name, x.scale)
-            y = y[:, :, 0, :] if self.dims == 1 else y
-        return QTensor._checked(y, x.scale, x.zero_point)
+            div = np.maximum(hh - lh, 0)[:, None] * np.maximum(hw - lw, 0)[None, :]
+        m = (_F32(1.0) / div.astype(_F32)).astype(_F32)
+        if self.path == "nchw":
+            rules, split = (("mul", m, zx, 0),) * 2, 0
+        elif self.path == "qnnpack":
+            rules, split = (("mul", reference.qnnpack_pool_multiplier(scale, div), 0, zx),) * 2, 0
+        else:
+            inv = (_F32(1.0) / (_F32(1.0) / m).astype(_F32)).astype(_F32)
+            rules = (("mul", m, 0, zx), ("mul", inv, zx, 0))
+            vc = self.vector_channels
+            split = v.shape[1] // vc * vc if vc else 0
+        return _make_plan(v, (lh, hh, lw, hw), zx, rules, split)
 
     def reference(self, x):
         """The same output from fastq.reference (the oracle the kernels are held to)."""
@@ -261,13 +339,42 @@ class AdaptiveAvgPool(Layer):
         return {}
 
     def __call__(self, x):
+        return fast_call(self, self._call, x)
+
+    def _call(self, x):
         _check_q(x, self.dims, "AdaptiveAvgPool")
         self._check_sizes(x.values.shape[2:])
         if self.path == "qnnpack" and x.values.dtype != np.uint8:
             raise TypeError("x: path 'qnnpack' takes uint8 values, got %s" % x.values.dtype)
-        y = reference.adaptive_avg_pool(x.values, int(x.zero_point), self.output_size, self.path,
-                                        self.vector_channels, x.values.dtype.name, x.scale)
-        return QTensor._checked(y, x.scale, x.zero_point)
+        v = x.values
+        if v.size == 0:
+            return QTensor._checked(_empty_out(v, self.output_size), x.scale, x.zero_point)
+        return QTensor._checked(_plan_for(self, x, self._build)(v), x.scale, x.zero_point)
+
+    def _bind(self, x):
+        return None if x.values.size == 0 else _bind_plan(_plan_for(self, x, self._build), x,
+                                                                  scale_too=self.path == "qnnpack")
+
+    def _build(self, v, zx, scale):
+        """The pooling plan of this path for values like v (reference.adaptive_avg_pool's formulas)."""
+        size, out = tuple(v.shape[2:]), tuple(self.output_size)
+        if self.dims == 1:
+            size, out = (1,) + size, (1,) + out
+        wh, ww = reference.adaptive_windows(size[0], out[0]), reference.adaptive_windows(size[1], out[1])
+        lh, hh = (np.array(a, np.int64) for a in zip(*wh))
+        lw, hw = (np.array(a, np.int64) for a in zip(*ww))
+        kh, kw = (hh - lh).astype(_F32), (hw - lw).astype(_F32)
+        m = (_F32(1.0) / (kh[:, None] * kw[None, :]).astype(_F32)).astype(_F32)
+        if self.path == "nchw":     # the raw sum: the zero point averages to itself
+            r = ((_F32(1.0) / kh).astype(_F32)[:, None] / kw[None, :]).astype(_F32)
+            return _make_plan(v, (lh, hh, lw, hw), 0, (("mul", r, 0, 0),) * 2, 0)
+        if self.path == "qnnpack":
+            m = reference.qnnpack_pool_multiplier(scale, (hh - lh)[:, None] * (hw - lw)[None, :])
+            return _make_plan(v, (lh, hh, lw, hw), zx, (("mul", m, 0, zx),) * 2, 0)
+        inv = (_F32(1.0) / (_F32(1.0) / m).astype(_F32)).astype(_F32)
+        vc = self.vector_channels
+        return _make_plan(v, (lh, hh, lw, hw), zx, (("fma", inv, zx, 0), ("mul", inv, zx, 0)),
+                          v.shape[1] // vc * vc if vc else 0)
 
     def emit_c(self, ctx, node, inputs, output, op_data):
         return emit_adaptive_avg_pool(self, ctx, inputs[0], output)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import reference
+from .. import _kernels, reference
 from ..qtensor import QTensor
+from ._fast import fast_call
+from .pool import _PLANS, _bind_plan
 from ._spec import Spec
 from ._base import QUANT, Layer, Setting, check_bool, check_choice, check_int, register
 from .pool_explain import explain_mean_hw
@@ -44,17 +46,50 @@ class MeanHW(Layer):
         return {}
 
     def __call__(self, x):
+        return fast_call(self, self._call, x)
+
+    def _call(self, x):
         if not isinstance(x, QTensor) or x.axis is not None:
             raise TypeError("x: MeanHW takes a per-tensor fastq.QTensor, got %s" % type(x).__name__)
         if x.values.ndim != 4:
             raise ValueError("x: MeanHW expects [N, C, H, W] values, got shape %s" % (x.values.shape,))
         if self.path == "qnnpack" and x.values.dtype != np.uint8:
             raise TypeError("x: path 'qnnpack' takes uint8 values, got %s" % x.values.dtype)
-        y = reference.mean_hw(x.values, x.scale, int(x.zero_point), self.path, x.values.dtype.name,
-                              self.float_lanes)
-        if self.keepdim:
-            y = y.reshape(y.shape + (1, 1))
-        return QTensor._checked(y, x.scale, x.zero_point)
+        v = x.values
+        if self.path == "nhwc" or v.size == 0:
+            y = reference.mean_hw(v, x.scale, int(x.zero_point), self.path, v.dtype.name, self.float_lanes)
+            return QTensor._checked(y.reshape(y.shape + (1, 1)) if self.keepdim else y, x.scale, x.zero_point)
+        y = self._plan(x)(v)
+        return QTensor._checked(y if self.keepdim else y.reshape(v.shape[:2]), x.scale, x.zero_point)
+
+    def _plan(self, x):
+        """The integer paths as one pooling window over the plane (layers/pool.py's plans); the
+        qnnpack multiplier depends on the scale, so the plan is per scale too."""
+        v = x.values
+        key = (v.shape, v.dtype, v.strides, x.zero_point, x.scale)
+        plans = self.__dict__.setdefault("_plans", {})
+        plan = plans.get(key)
+        if plan is None:
+            n, c, h, w = v.shape
+            hw = np.float32(h * w)
+            windows = ([0], [h], [0], [w])
+            if self.path == "nchw":         # the raw sum divided in float
+                plan = _kernels.AvgPoolPlan(v.shape, v.strides, v.dtype, *windows, 0, (("div", hw, 0, 0),) * 2, 0)
+            else:
+                s = np.float32(x.scale)
+                m = np.float32(s / np.float32(s * hw))
+                zx = int(x.zero_point)
+                plan = _kernels.AvgPoolPlan(v.shape, v.strides, v.dtype, *windows, zx, (("mul", m, 0, zx),) * 2, 0)
+            if len(plans) >= _PLANS:
+                plans.clear()
+            plans[key] = plan
+        return plan
+
+    def _bind(self, x):
+        v = x.values
+        if self.path == "nhwc" or v.size == 0:
+            return None
+        return _bind_plan(self._plan(x), x, None if self.keepdim else v.shape[:2], scale_too=True)
 
     def emit_c(self, ctx, node, inputs, output, op_data):
         return emit_mean_hw(self, ctx, inputs[0], output)
