@@ -759,3 +759,29 @@ def test_depthwise_rows_extremes_and_wide_rows(backend, rng):
         cw = K.ConvWeights(wq, 0, c)
         got = K.conv2d_acc(x, 5, cw, stride, 1, 1, path="depthwise")
         assert np.array_equal(got, conv_acc(x, 5, wq, 0, c, (stride, stride), (1, 1)))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_strided_pointwise_in_place(backend, rng, dtype):
+    """A 1x1 unpadded strided convolution gathers its GEMM rows from the NHWC input where it
+    lies (exact copies: nothing read past the array's end; int8 through a_signed): channel
+    counts 16 / 32 / 64 (fixed moves) and others, odd sizes (the last pixel read), strides
+    (2, 2), (2, 1), (3, 2), groups, weight zero points, chunks over several rows and images."""
+    for c, o, groups, n, h, w, stride, zw in [
+            (16, 32, 1, 1, 9, 9, (2, 2), 0), (32, 64, 1, 2, 7, 5, (2, 2), 3), (64, 20, 1, 1, 5, 5, (2, 1), 0),
+            (5, 9, 1, 2, 7, 7, (3, 2), 1), (12, 6, 3, 1, 6, 9, (2, 2), 0), (1, 3, 1, 1, 3, 3, (2, 2), 2),
+            (16, 16, 1, 3, 40, 40, (2, 2), 0)]:
+        x = rand(rng, (n, c, h, w), dtype)
+        zx = int(rng.integers(-128, 128) if dtype == np.int8 else rng.integers(0, 256))
+        wq = rng.integers(-128, 128, (o, c // groups, 1, 1)).astype(np.int8)
+        cw = K.ConvWeights(wq, zw, groups)
+        ep = cw.epilogue(zx, dtype, kind=K.EPI_INT32)
+        xu, zu = as_u8(x, zx)
+        expect = conv_acc(xu, zu, wq, zw, groups, stride)
+        # the input at the very end of an allocation: a read past it would fault or differ
+        buf = np.empty(x.size, dtype)
+        xn = buf.reshape(n, h, w, c)
+        xn[...] = x.transpose(0, 2, 3, 1)
+        got = K.conv2d(xn, ep, stride, 0, 1, layout_in="nhwc", layout_out="nhwc")
+        assert np.array_equal(got.transpose(0, 3, 1, 2), expect), (c, o, groups, stride)
+        assert np.array_equal(K.conv2d(x, ep, stride, 0, 1), expect), (c, o, groups, stride, "nchw")

@@ -1,7 +1,8 @@
 /* One convolution call (fq_conv2d_run) and convolution as the packed GEMM.
  *
  * GEMM: per group, the A matrix is either the NHWC input itself (1x1, stride 1, no padding:
- * lda = in_c, no copy; an NHWC input is read in place, int8 through the GEMM's a_signed) or
+ * lda = in_c, no copy; an NHWC input is read in place, int8 through the GEMM's a_signed; a
+ * strided 1x1 gathers its rows from the input in place, no padded copy) or
  * im2col rows built a chunk at a time (a chunk of A stays in L2 while the GEMM reads it). The
  * output columns of group g are out_c/groups consecutive channels of the NHWC output row, so
  * ldo = out_c. */
@@ -77,6 +78,11 @@ int fq_conv_gemm_direct(const fq_conv_geometry *g) {
     return g->k_h == 1 && g->k_w == 1 && g->stride_h == 1 && g->stride_w == 1 && g->pad_h == 0 && g->pad_w == 0;
 }
 
+/* 1x1 without padding, any stride: the input is read where it lies (strided rows gathered) */
+static int fq_conv_gemm_unpadded_1x1(const fq_conv_geometry *g) {
+    return g->k_h == 1 && g->k_w == 1 && g->pad_h == 0 && g->pad_w == 0;
+}
+
 static int64_t col_chunk_rows(const fq_conv_geometry *g) {
     int64_t m = (int64_t)g->batch * g->out_h * g->out_w;
     size_t k = (size_t)g->k_h * g->k_w * (g->in_c / g->groups);
@@ -113,7 +119,9 @@ int fq_conv2d_gemm(const fq_conv_geometry *g, const uint8_t *xp, int a_signed, c
         for (int64_t m0 = 0; m0 < m; m0 += chunk) {
             int64_t m1 = m0 + chunk < m ? m0 + chunk : m;
             fq_im2col(g, xp, gr, m0, m1, col);
-            if (fq_gemm(&w[gr], col, (ptrdiff_t)k, (int32_t)(m1 - m0), 0, &ep[gr],
+            /* a_signed: only a 1x1 layer reads the input in place, and its gathered rows are the
+             * raw bytes */
+            if (fq_gemm(&w[gr], col, (ptrdiff_t)k, (int32_t)(m1 - m0), a_signed, &ep[gr],
                         o + (size_t)m0 * g->out_c * elem, g->out_c, num_threads))
                 return -1;
         }
@@ -136,7 +144,7 @@ int fq_conv2d_run(const fq_conv_call *c) {
     /* exact depthwise by rows reads the unpadded NHWC input (an NCHW one is transposed first) */
     int dw_rows = dw && !sat && !flat && fq_depthwise_rows_ok(g);
     /* a 1x1 GEMM convolution reads an NHWC input where it lies */
-    int in_place = (!dw && c->x_nhwc && fq_conv_gemm_direct(g)) || (dw_rows && c->x_nhwc);
+    int in_place = (!dw && c->x_nhwc && fq_conv_gemm_unpadded_1x1(g)) || (dw_rows && c->x_nhwc);
     size_t xp_bytes = in_place ? 0
                     : dw_rows ? up64((size_t)g->batch * g->in_h * g->in_w * g->in_c)
                               : up64(fq_conv_padded_bytes(g, replicate));
