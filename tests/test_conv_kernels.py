@@ -710,3 +710,78 @@ def test_scratch_reuse_and_threads(rng):
     for r in results:
         for rep in r:
             assert len(rep) == len(expect) and all(np.array_equal(a, b) for a, b in zip(rep, expect))
+
+
+# ------------------------------------------------------------------ depthwise by rows (unpadded input)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_depthwise_rows_every_width_and_tail(backend, rng, dtype):
+    """The row kernels (exact depthwise read from the unpadded NHWC input, the zero point for
+    taps outside it): symmetric weights (the AVX-512 streaming kernel for k_w = 3, k_h <= 3) and
+    weight zero points (the column-buffer kernel), every output width 1..13 at stride 1 and 2,
+    channel counts around the 32 / 64 blocks, k_h 2 and 3, padding 0..2, NCHW and NHWC input."""
+    for c in (1, 17, 31, 32, 33, 63, 64, 65, 100, 129):
+        for k in ((3, 3), (2, 3), (3, 5)):
+            for stride in (1, 2):
+                for w in range(1, 14):
+                    pad = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+                    if w + 2 * pad[1] < k[1]:
+                        continue
+                    x = rand(rng, (1, c, 4, w), dtype)
+                    zx = int(rng.integers(-128, 128) if dtype == np.int8 else rng.integers(0, 256))
+                    wq = rng.integers(-128, 128, (c, 1) + k).astype(np.int8)
+                    zw = 0 if w % 3 else rng.integers(-3, 4, c)
+                    cw = K.ConvWeights(wq, zw, c)
+                    xu, zu = as_u8(x, zx)
+                    expect = conv_acc(xu, zu, wq, zw, c, (stride, stride), pad)
+                    got = K.conv2d_acc(x, zx, cw, stride, pad, 1, path="depthwise")
+                    assert np.array_equal(got, expect), (c, k, stride, w, pad)
+                    ep = cw.epilogue(zx, dtype, kind=K.EPI_INT32)
+                    xn = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+                    got = K.conv2d(xn, ep, stride, pad, 1, layout_in="nhwc", layout_out="nhwc")
+                    assert np.array_equal(got.transpose(0, 3, 1, 2), expect), (c, k, stride, w, pad, "nhwc")
+
+
+def test_depthwise_rows_extremes_and_wide_rows(backend, rng):
+    """Largest |x w| on every tap with symmetric weights (no int16 anywhere in the exact row
+    kernels), x = 255 against the zero point 0 in the padding; rows wider than one segment."""
+    for c in (32, 64, 70):
+        for x_val, w_val in [(255, -128), (255, 127), (0, -128)]:
+            x = np.full((1, c, 5, 7), x_val, np.uint8)
+            w = np.full((c, 1, 3, 3), w_val, np.int8)
+            cw = K.ConvWeights(w, 0, c)
+            for stride in (1, 2):
+                got = K.conv2d_acc(x, 0, cw, stride, 1, 1, path="depthwise")
+                assert np.array_equal(got, conv_acc(x, 0, w, 0, c, (stride, stride), (1, 1)))
+    for c, w, stride in [(64, 150, 1), (40, 161, 2), (8, 300, 2)]:
+        check_acc(rng, 2, c, 3, w, c, c, (3, 3), (stride, stride), (1, 1), (1, 1), path="depthwise", per_channel=False)
+        x = rand(rng, (1, c, 3, w), np.uint8)
+        wq = rng.integers(-128, 128, (c, 1, 3, 3)).astype(np.int8)
+        cw = K.ConvWeights(wq, 0, c)
+        got = K.conv2d_acc(x, 5, cw, stride, 1, 1, path="depthwise")
+        assert np.array_equal(got, conv_acc(x, 5, wq, 0, c, (stride, stride), (1, 1)))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_strided_pointwise_in_place(backend, rng, dtype):
+    """A 1x1 unpadded strided convolution gathers its GEMM rows from the NHWC input where it
+    lies (exact copies: nothing read past the array's end; int8 through a_signed): channel
+    counts 16 / 32 / 64 (fixed moves) and others, odd sizes (the last pixel read), strides
+    (2, 2), (2, 1), (3, 2), groups, weight zero points, chunks over several rows and images."""
+    for c, o, groups, n, h, w, stride, zw in [
+            (16, 32, 1, 1, 9, 9, (2, 2), 0), (32, 64, 1, 2, 7, 5, (2, 2), 3), (64, 20, 1, 1, 5, 5, (2, 1), 0),
+            (5, 9, 1, 2, 7, 7, (3, 2), 1), (12, 6, 3, 1, 6, 9, (2, 2), 0), (1, 3, 1, 1, 3, 3, (2, 2), 2),
+            (16, 16, 1, 3, 40, 40, (2, 2), 0)]:
+        x = rand(rng, (n, c, h, w), dtype)
+        zx = int(rng.integers(-128, 128) if dtype == np.int8 else rng.integers(0, 256))
+        wq = rng.integers(-128, 128, (o, c // groups, 1, 1)).astype(np.int8)
+        cw = K.ConvWeights(wq, zw, groups)
+        ep = cw.epilogue(zx, dtype, kind=K.EPI_INT32)
+        xu, zu = as_u8(x, zx)
+        expect = conv_acc(xu, zu, wq, zw, groups, stride)
+        # the input at the very end of an allocation: a read past it would fault or differ
+        buf = np.empty(x.size, dtype)
+        xn = buf.reshape(n, h, w, c)
+        xn[...] = x.transpose(0, 2, 3, 1)
+        got = K.conv2d(xn, ep, stride, 0, 1, layout_in="nhwc", layout_out="nhwc")
+        assert np.array_equal(got.transpose(0, 3, 1, 2), expect), (c, o, groups, stride)
+        assert np.array_equal(K.conv2d(x, ep, stride, 0, 1), expect), (c, o, groups, stride, "nchw")

@@ -35,7 +35,7 @@ cdef extern from "csrc/conv/conv.h" nogil:
         int y_nhwc
         int num_threads
     int fq_conv2d_run(const fq_conv_call *c)
-    int fq_dw_pack(const int8_t *w, int32_t channels, int32_t taps, const int32_t *zw, int zw_per_channel,
+    int fq_dw_pack(const int8_t *w, int32_t channels, int32_t k_h, int32_t k_w, const int32_t *zw, int zw_per_channel,
                    fq_dw_weights *out)
     void fq_dw_free(fq_dw_weights *w)
     void fq_dw_col_offsets(const fq_dw_weights *w, int32_t x_zero_point, const int32_t *int_bias,
@@ -167,7 +167,7 @@ cdef class ConvWeights:
         cdef int rc
         if self.depthwise:
             wflat = np.ascontiguousarray(w.reshape(oc, kh * kw))
-            rc = fq_dw_pack(<const int8_t *>cnp.PyArray_DATA(wflat), oc, kh * kw,
+            rc = fq_dw_pack(<const int8_t *>cnp.PyArray_DATA(wflat), oc, kh, kw,
                             <const int32_t *>cnp.PyArray_DATA(zp), 1, &self.dw)
             if rc != 0:
                 raise MemoryError("could not allocate the depthwise weights")
@@ -175,7 +175,7 @@ cdef class ConvWeights:
             if oc <= 16 and 32 % oc == 0:
                 wflat = np.ascontiguousarray(np.tile(w.reshape(oc, kh * kw), (32 // oc, 1)))
                 zp32 = np.ascontiguousarray(np.tile(zp, 32 // oc))
-                rc = fq_dw_pack(<const int8_t *>cnp.PyArray_DATA(wflat), 32, kh * kw,
+                rc = fq_dw_pack(<const int8_t *>cnp.PyArray_DATA(wflat), 32, kh, kw,
                                 <const int32_t *>cnp.PyArray_DATA(zp32), 1, &self.dw32)
                 if rc != 0:
                     raise MemoryError("could not allocate the depthwise weights")

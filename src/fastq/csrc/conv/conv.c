@@ -1,7 +1,8 @@
 /* One convolution call (fq_conv2d_run) and convolution as the packed GEMM.
  *
  * GEMM: per group, the A matrix is either the NHWC input itself (1x1, stride 1, no padding:
- * lda = in_c, no copy; an NHWC input is read in place, int8 through the GEMM's a_signed) or
+ * lda = in_c, no copy; an NHWC input is read in place, int8 through the GEMM's a_signed; a
+ * strided 1x1 gathers its rows from the input in place, no padded copy) or
  * im2col rows built a chunk at a time (a chunk of A stays in L2 while the GEMM reads it). The
  * output columns of group g are out_c/groups consecutive channels of the NHWC output row, so
  * ldo = out_c. */
@@ -77,6 +78,11 @@ int fq_conv_gemm_direct(const fq_conv_geometry *g) {
     return g->k_h == 1 && g->k_w == 1 && g->stride_h == 1 && g->stride_w == 1 && g->pad_h == 0 && g->pad_w == 0;
 }
 
+/* 1x1 without padding, any stride: the input is read where it lies (strided rows gathered) */
+static int fq_conv_gemm_unpadded_1x1(const fq_conv_geometry *g) {
+    return g->k_h == 1 && g->k_w == 1 && g->pad_h == 0 && g->pad_w == 0;
+}
+
 static int64_t col_chunk_rows(const fq_conv_geometry *g) {
     int64_t m = (int64_t)g->batch * g->out_h * g->out_w;
     size_t k = (size_t)g->k_h * g->k_w * (g->in_c / g->groups);
@@ -113,7 +119,9 @@ int fq_conv2d_gemm(const fq_conv_geometry *g, const uint8_t *xp, int a_signed, c
         for (int64_t m0 = 0; m0 < m; m0 += chunk) {
             int64_t m1 = m0 + chunk < m ? m0 + chunk : m;
             fq_im2col(g, xp, gr, m0, m1, col);
-            if (fq_gemm(&w[gr], col, (ptrdiff_t)k, (int32_t)(m1 - m0), 0, &ep[gr],
+            /* a_signed: only a 1x1 layer reads the input in place, and its gathered rows are the
+             * raw bytes */
+            if (fq_gemm(&w[gr], col, (ptrdiff_t)k, (int32_t)(m1 - m0), a_signed, &ep[gr],
                         o + (size_t)m0 * g->out_c * elem, g->out_c, num_threads))
                 return -1;
         }
@@ -131,9 +139,15 @@ int fq_conv2d_run(const fq_conv_call *c) {
     size_t elem = ep->kind == FQ_EPI_INT32 || ep->kind == FQ_EPI_FLOAT ? 4 : 1;
     int dw = c->path != FQ_CONV_PATH_GEMM;
     int32_t replicate = dw ? g->out_c / g->in_c : 1;
+    int sat = c->path == FQ_CONV_PATH_DW_SATURATE;
+    int flat = dw && c->dw32 && c->ep32 && g->stride_w == 1 && g->dil_w == 1;
+    /* exact depthwise by rows reads the unpadded NHWC input (an NCHW one is transposed first) */
+    int dw_rows = dw && !sat && !flat && fq_depthwise_rows_ok(g);
     /* a 1x1 GEMM convolution reads an NHWC input where it lies */
-    int in_place = !dw && c->x_nhwc && fq_conv_gemm_direct(g);
-    size_t xp_bytes = in_place ? 0 : up64(fq_conv_padded_bytes(g, replicate));
+    int in_place = (!dw && c->x_nhwc && fq_conv_gemm_unpadded_1x1(g)) || (dw_rows && c->x_nhwc);
+    size_t xp_bytes = in_place ? 0
+                    : dw_rows ? up64((size_t)g->batch * g->in_h * g->in_w * g->in_c)
+                              : up64(fq_conv_padded_bytes(g, replicate));
     size_t col_bytes = dw ? 0 : up64(fq_conv_col_bytes(g));
     size_t y_bytes = c->y_nhwc ? 0 : up64((size_t)g->batch * g->out_h * g->out_w * g->out_c * elem);
     size_t total = xp_bytes + col_bytes + y_bytes;
@@ -142,15 +156,20 @@ int fq_conv2d_run(const fq_conv_call *c) {
     uint8_t *xp = in_place ? (uint8_t *)c->x : s;
     uint8_t *col = col_bytes ? s + xp_bytes : NULL;
     void *yn = c->y_nhwc ? c->y : (void *)(s + xp_bytes + col_bytes);
-    if (!in_place) {
+    uint8_t x_xor = c->x_xor;
+    if (dw_rows && !in_place) {
+        fq_nchw_to_nhwc_u8(c->x, g->batch, (int64_t)g->in_h * g->in_w, g->in_c, x_xor, xp);
+        x_xor = 0;
+    } else if (!in_place) {
         if (c->x_nhwc)
             fq_conv_pad_from_nhwc(g, c->x, c->x_xor, c->pad_value, replicate, xp);
         else
             fq_conv_pad_nhwc(g, c->x, c->x_xor, c->pad_value, replicate, xp);
     }
     int rc;
-    int sat = c->path == FQ_CONV_PATH_DW_SATURATE;
-    if (dw && c->dw32 && c->ep32 && g->stride_w == 1 && g->dil_w == 1)
+    if (dw_rows)
+        rc = fq_depthwise_rows(g, xp, x_xor, c->pad_value, c->dw, ep, yn, -1, c->num_threads);
+    else if (flat)
         rc = fq_depthwise_flat(g, xp, c->dw32, sat, c->ep32, yn, -1, c->num_threads);
     else if (dw)
         rc = fq_depthwise(g, xp, c->dw, sat, ep, yn, -1, c->num_threads);

@@ -96,11 +96,18 @@ typedef struct {
     int8_t *w_pairs64;
     int32_t quads;
     int32_t zw_all_zero;            /* no weight zero point: the kernels skip sum_t x */
+    /* The row kernels (depthwise_rows*.c) group taps down a kernel column: k_w, k_h and
+     * channels in natural order, 0 for kh >= k_h:
+     *   w_colq  [k_w][col_quads][c_pad][4]: raw w of taps (4 hq + s, kw), s < 4 (vpdpbusd)
+     *   wd_colp [k_w][col_pairs][c_pad][2]: w - zw of taps (2 hp + s, kw), s < 2 (vpmaddwd) */
+    int8_t *w_colq;
+    int16_t *wd_colp;
+    int32_t k_h, k_w, col_quads, col_pairs;
 } fq_dw_weights;
 
-/* w: [channels, taps] int8 (torch's [C, 1, kh, kw] flattened), zw per channel (or one when
- * zw_per_channel == 0). 0, or -1 when out of memory. */
-int fq_dw_pack(const int8_t *w, int32_t channels, int32_t taps, const int32_t *zw, int zw_per_channel,
+/* w: [channels, taps] int8 (torch's [C, 1, kh, kw] flattened, taps = k_h * k_w), zw per
+ * channel (or one when zw_per_channel == 0). 0, or -1 when out of memory. */
+int fq_dw_pack(const int8_t *w, int32_t channels, int32_t k_h, int32_t k_w, const int32_t *zw, int zw_per_channel,
                fq_dw_weights *out);
 void fq_dw_free(fq_dw_weights *w);
 /* col_offset[c] for the exact kernel: -zx * sum_t wd[t, c] + bias[c]; for the saturating one:
@@ -123,13 +130,40 @@ typedef struct {
 typedef void (*fq_dw_tile_fn)(const fq_dw_tile_geom *tg, int32_t mr, const uint8_t *x,
                               const fq_dw_weights *w, int32_t c0, int32_t nc, int32_t *tile);
 
+/* The row kernels (exact arithmetic, channel multiplier 1): n_out output pixels of one output
+ * row from ow0, 64 channels from c0 (nc valid), read from the unpadded NHWC input. Each input
+ * column the pixels need is loaded once, its k_h taps interleaved per channel into a column
+ * buffer (colbuf, FQ_DW_ROWS_COLBUF bytes, 64-byte aligned), and every output pixel that reads
+ * the column takes it from there (a 3x3 stride-1 row loads and interleaves each column once,
+ * not three times). Taps outside the input (a NULL row, a column < 0 or >= in_w) read
+ * pad_value, the zero point, as the padded buffer would: the tile equals the tile kernels'
+ * tile[i*64 + c] = sum_t x[t, c] * (w - zw)[t, c] for c < nc. */
+typedef struct {
+    int32_t k_h, k_w, stride_w, dil_w, pad_w, in_w;
+    int32_t cx;                     /* channels: bytes between input pixels */
+    uint8_t x_xor, pad_value;       /* x ^ x_xor is the uint8 value */
+    const uint8_t *const *rows;     /* k_h input rows (pixel 0, channel 0), NULL in the padding */
+} fq_dw_rows_geom;
+#define FQ_DW_ROWS_COLBUF 16384
+/* bytes of colbuf one input column takes (the largest over the ISAs: AVX2's int16 pairs) */
+#define FQ_DW_ROWS_COL_BYTES(k_h) ((size_t)(((k_h) + 1) / 2) * 256)
+typedef void (*fq_dw_rows_fn)(const fq_dw_rows_geom *rg, int32_t ow0, int32_t n_out, const fq_dw_weights *w,
+                              int32_t c0, int32_t nc, int32_t *tile, uint8_t *colbuf);
+
 /* The conv family's kernels of one ISA (a field of fq_kernels, runtime/backends.c). */
 typedef struct fq_conv_kernels {
     const char *name;
     fq_dw_tile_fn dw_exact;
     fq_dw_tile_fn dw_saturate;
+    fq_dw_rows_fn dw_rows_exact;
 } fq_conv_kernels;
 const fq_conv_kernels *fq_conv_kernels_scalar(void);
+/* the SIMD row kernels, each defined where its ISA is compiled (depthwise_rows_avx2.c,
+ * depthwise_rows_avx512.c) and named in that ISA's table */
+void fq_dw_rows_exact_avx2(const fq_dw_rows_geom *rg, int32_t ow0, int32_t n_out, const fq_dw_weights *w,
+                           int32_t c0, int32_t nc, int32_t *tile, uint8_t *colbuf);
+void fq_dw_rows_exact_avx512(const fq_dw_rows_geom *rg, int32_t ow0, int32_t n_out, const fq_dw_weights *w,
+                             int32_t c0, int32_t nc, int32_t *tile, uint8_t *colbuf);
 const fq_conv_kernels *fq_conv_kernels_avx2(void);         /* defined where FQ_COMPILE_AVX2 */
 const fq_conv_kernels *fq_conv_kernels_avx512vnni(void);   /* defined where FQ_COMPILE_AVX512 */
 
@@ -145,6 +179,13 @@ int fq_depthwise(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weigh
  * per-column arrays follow the same 32 virtual channels. -2 when the geometry does not qualify. */
 int fq_depthwise_flat(const fq_conv_geometry *g, const uint8_t *xp, const fq_dw_weights *w32, int saturate,
                       const fq_epilogue *ep, void *out, int isa, int num_threads);
+
+/* The row kernels' driver (depthwise_rows.c): exact arithmetic, out_c == in_c, x the
+ * unpadded NHWC input (x ^ x_xor in uint8 terms; no padded copy). -2 when the geometry does
+ * not qualify (k_h < 2, a kernel too wide for the column buffer), -1 when out of memory. */
+int fq_depthwise_rows(const fq_conv_geometry *g, const uint8_t *x, uint8_t x_xor, uint8_t pad_value,
+                      const fq_dw_weights *w, const fq_epilogue *ep, void *out, int isa, int num_threads);
+int fq_depthwise_rows_ok(const fq_conv_geometry *g);
 
 /* ---- one convolution call -------------------------------------------------------------
  * Everything conv2d does between its argument checks and its return, in C: the padded

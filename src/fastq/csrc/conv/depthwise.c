@@ -28,12 +28,19 @@ void fq_dw_free(fq_dw_weights *w) {
     free(w->w);
     free(w->w_quads);
     free(w->w_pairs64);
+    free(w->w_colq);
+    free(w->wd_colp);
     memset(w, 0, sizeof(*w));
 }
 
-int fq_dw_pack(const int8_t *w, int32_t channels, int32_t taps, const int32_t *zw, int zw_per_channel,
+int fq_dw_pack(const int8_t *w, int32_t channels, int32_t k_h, int32_t k_w, const int32_t *zw, int zw_per_channel,
                fq_dw_weights *out) {
     memset(out, 0, sizeof(*out));
+    int32_t taps = k_h * k_w;
+    out->k_h = k_h;
+    out->k_w = k_w;
+    out->col_quads = (k_h + 3) / 4;
+    out->col_pairs = (k_h + 1) / 2;
     out->taps = taps;
     out->channels = channels;
     out->pairs = (taps + 1) / 2;
@@ -47,7 +54,10 @@ int fq_dw_pack(const int8_t *w, int32_t channels, int32_t taps, const int32_t *z
     out->quads = (taps + 3) / 4;
     out->w_quads = (int8_t *)aligned64((size_t)out->quads * cp * 4);
     out->w_pairs64 = (int8_t *)aligned64(np * cp * 2);
-    if (!out->wd_pairs || !out->w_pairs || !out->zw || !out->wd || !out->w || !out->w_quads || !out->w_pairs64) {
+    out->w_colq = (int8_t *)aligned64((size_t)k_w * out->col_quads * cp * 4);
+    out->wd_colp = (int16_t *)aligned64((size_t)k_w * out->col_pairs * cp * 2 * sizeof(int16_t));
+    if (!out->wd_pairs || !out->w_pairs || !out->zw || !out->wd || !out->w || !out->w_quads || !out->w_pairs64 ||
+        !out->w_colq || !out->wd_colp) {
         fq_dw_free(out);
         return -1;
     }
@@ -75,6 +85,13 @@ int fq_dw_pack(const int8_t *w, int32_t channels, int32_t taps, const int32_t *z
             out->w_pairs64[(((size_t)pr * (cp / 64) + blk) * 2 + h) * 64 + 16 * L + 2 * j + t % 2] = v;
         }
     }
+    for (int32_t c = 0; c < channels; c++)
+        for (int32_t kh = 0; kh < k_h; kh++)
+            for (int32_t kw = 0; kw < k_w; kw++) {
+                size_t t = (size_t)kh * k_w + kw;
+                out->w_colq[(((size_t)kw * out->col_quads + kh / 4) * cp + c) * 4 + kh % 4] = out->w[t * cp + c];
+                out->wd_colp[(((size_t)kw * out->col_pairs + kh / 2) * cp + c) * 2 + kh % 2] = out->wd[t * cp + c];
+            }
     for (int32_t p = 0; p < out->pairs; p++)
         for (int32_t b = 0; b < out->c_pad / 32; b++) {
             int16_t *dst = out->wd_pairs + ((size_t)p * (cp / 32) + b) * 64;
@@ -143,7 +160,30 @@ static void dw_saturate_scalar(const fq_dw_tile_geom *tg, int32_t mr, const uint
     }
 }
 
-static const fq_conv_kernels scalar_table = {"scalar", dw_exact_scalar, dw_saturate_scalar};
+/* the row kernels' twin: tap by tap from the unpadded input, pad_value outside it */
+static void dw_rows_exact_scalar(const fq_dw_rows_geom *rg, int32_t ow0, int32_t n_out, const fq_dw_weights *w,
+                                 int32_t c0, int32_t nc, int32_t *tile, uint8_t *colbuf) {
+    (void)colbuf;
+    size_t cp = (size_t)w->c_pad;
+    for (int32_t i = 0; i < n_out; i++) {
+        uint32_t acc[64] = {0};
+        int32_t iw0 = (ow0 + i) * rg->stride_w - rg->pad_w;
+        for (int32_t kh = 0; kh < rg->k_h; kh++)
+            for (int32_t kw = 0; kw < rg->k_w; kw++) {
+                int32_t iw = iw0 + kw * rg->dil_w;
+                int inside = rg->rows[kh] && iw >= 0 && iw < rg->in_w;
+                const uint8_t *xt = inside ? rg->rows[kh] + (size_t)iw * rg->cx + c0 : NULL;
+                const int16_t *wt = w->wd + (size_t)(kh * rg->k_w + kw) * cp + c0;
+                for (int c = 0; c < nc; c++) {
+                    int32_t xv = inside ? (uint8_t)(xt[c] ^ rg->x_xor) : rg->pad_value;
+                    acc[c] += (uint32_t)(xv * wt[c]);
+                }
+            }
+        for (int c = 0; c < 64; c++) tile[i * 64 + c] = (int32_t)acc[c];
+    }
+}
+
+static const fq_conv_kernels scalar_table = {"scalar", dw_exact_scalar, dw_saturate_scalar, dw_rows_exact_scalar};
 const fq_conv_kernels *fq_conv_kernels_scalar(void) { return &scalar_table; }
 
 /* ---- the driver ------------------------------------------------------------------------- */
