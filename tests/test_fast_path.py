@@ -120,14 +120,14 @@ POOLS = [
 ]
 
 
-@pytest.mark.parametrize("layer", POOLS, ids=repr)
-@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+@pytest.mark.parametrize("layer, dtype", [(p, d) for p in POOLS for d in ("uint8", "int8")
+                                           if not (d == "int8" and getattr(p, "path", "") == "qnnpack")],
+                         ids=repr)
 def test_pool_kernel_on_both_layouts_equals_the_reference(layer, dtype):
     """Contiguous and channels-last inputs (a convolution's output), uint8 and int8, random
     values and near-ties (every value one apart around the zero point): the plan's integers are
     the reference formula's for the layer's path."""
-    if dtype == "int8" and getattr(layer, "path", "") == "qnnpack":
-        pytest.skip("the qnnpack paths take uint8 only")
+    # (the qnnpack paths take uint8 only)
     rng = np.random.default_rng(7)
     lo, hi = (-128, 128) if dtype == "int8" else (0, 256)
     zp = 3 if dtype == "int8" else 131
@@ -142,7 +142,7 @@ def test_pool_kernel_on_both_layouts_equals_the_reference(layer, dtype):
                 if layer.path == "qnnpack" and any(s % o for s, o in zip(shape[2:], layer.output_size)):
                     continue
                 want = fastq.reference.adaptive_avg_pool(v, zp, layer.output_size, layer.path,
-                                                         layer.vector_channels, dtype)
+                                                         layer.vector_channels, dtype, 0.037)
             else:
                 try:
                     want = layer.reference(q).values
