@@ -106,6 +106,12 @@ def conv_cases():
     cases.append(("conv1d", m, x_for(rng, (2, 4, 17), 3.0)))
     m = fastq.Model([Quantize(0.05, 120), QuantizedConv(dw, None, 0.4, 5, padding=1, groups=8), Dequantize()])
     cases.append(("depthwise-saturating", m, x_for(rng, (1, 8, 6, 6), 3.0)))
+    from fastq.layers.batchnorm import QuantizedBatchNorm
+    c = 37                 # a 32-channel vector body and a 5-channel tail
+    bn = QuantizedBatchNorm(rng.standard_normal(c), rng.standard_normal(c), rng.standard_normal(c),
+                            rng.uniform(0.1, 2.0, c), 0.07, 100, eps=1e-3, relu=True, vector_block=32)
+    m = fastq.Model([Quantize(0.05, 120), bn, Dequantize()])
+    cases.append(("batchnorm-relu", m, x_for(rng, (2, c, 4, 3), 3.0)))
     return cases
 
 

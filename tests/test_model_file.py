@@ -48,8 +48,10 @@ def _snapshot(layer):
             v = getattr(layer, name)
             d[name] = (type(v).__name__, str(v) if isinstance(v, np.dtype) else v)
     w = getattr(layer, "weight", None)
-    if w is not None:
+    if isinstance(w, fastq.QTensor):
         d["weight"] = (_bits(w.values), _bits(w.scale), _bits(w.zero_point), w.axis)
+    elif w is not None:             # a float per-channel weight (batch norm)
+        d["weight"] = _bits(w)
     for name in ("bias", "int_bias"):
         if getattr(layer, name, None) is not None:
             d[name] = _bits(getattr(layer, name))

@@ -387,6 +387,9 @@ class Model:
         return explain_node(self, x, node, row, col)
 
 
+_REBINDS = 4    # a node whose input quantization keeps changing stops being bound again
+
+
 class _Compiled:
     """The model's run for one input signature (shapes, dtypes, strides of float32 inputs):
     each node's bound callable (layers/_fast.py) in order, Identity nodes read through, and the
@@ -421,8 +424,11 @@ class _Compiled:
         for j, k in last.items():
             if j not in keep:
                 frees[k].append(j)
-        self.steps = [(fn, layer, ins[0] if len(ins) == 1 else None, ins, outs[0] if len(outs) == 1 else None,
-                       outs, tuple(f), i) for (fn, layer, ins, outs, i), f in zip(steps, frees)]
+        # lists: a step whose callable misses is bound again (up to _REBINDS times): the first,
+        # full run may hand a node another layout than the bound run does (an add keeps its
+        # inputs' channels-last layout only when bound), so the node's first binding can miss
+        self.steps = [[fn, layer, ins[0] if len(ins) == 1 else None, ins, outs[0] if len(outs) == 1 else None,
+                       outs, tuple(f), i, 0] for (fn, layer, ins, outs, i), f in zip(steps, frees)]
         self.n = len(model._slots)
 
     @staticmethod
@@ -445,17 +451,15 @@ class _Compiled:
                 return _MISS
         vals = [None] * self.n
         vals[:len(xs)] = xs
-        for fn, layer, a, ins, o, outs, frees, i in self.steps:
-            if a is not None:
-                x = vals[a]
-                r = _MISS if fn is None else fn(x)
-                if r is _MISS:
-                    r = model._call_node(layer, (x,), i)
-            else:
-                args = [vals[j] for j in ins]
-                r = _MISS if fn is None else fn(*args)
-                if r is _MISS:
-                    r = model._call_node(layer, args, i)
+        for step in self.steps:
+            fn, layer, a, ins, o, outs, frees, i, rebinds = step
+            args = (vals[a],) if a is not None else [vals[j] for j in ins]
+            r = _MISS if fn is None else fn(*args)
+            if r is _MISS:
+                r = model._call_node(layer, args, i)
+                if fn is not None and rebinds < _REBINDS:
+                    nb = layer._bind(*args)
+                    step[0], step[8] = (nb if nb is not None and nb is not _ALIAS else None), rebinds + 1
             if o is not None:
                 vals[o] = r
             else:
