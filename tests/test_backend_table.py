@@ -116,6 +116,11 @@ def _run_every_family(rng):
     a = rng.integers(0, 256, (9, 40), dtype=np.uint8)
     w = rng.integers(-128, 128, (70, 40), dtype=np.int8)
     assert np.array_equal(fastq.qgemm(a, 7, w, 3), reference.qgemm(a, 7, w, 3))   # pack, gemm, epilogue
+    pw = _kernels.PackedWeights(w, np.zeros(70, np.int32))
+    scale = np.full(pw.n_padded, 1e-3, np.float32)
+    ep = _kernels.Epilogue(pw, _kernels.EPI_QNNPACK, pw.col_offsets(7), scale=scale, out_zero_point=9)
+    expect = np.clip(np.rint((reference.qgemm(a, 7, w, 0).astype(np.float32) * np.float32(1e-3))) + 9, 0, 255)
+    assert np.array_equal(_kernels.gemm(pw, ep, a), expect.astype(np.uint8))  # gemm_fused (byte output)
     acc = rng.integers(-2**20, 2**20, 64).astype(np.int32)
     fastq.multiply_by_quantized_multiplier(acc, 1 << 30, -3)                   # fixedpoint
     va, vb = rng.integers(0, 256, 150, dtype=np.uint8), rng.integers(0, 256, 150, dtype=np.uint8)

@@ -11,6 +11,8 @@ import pytest
 import fastq
 from fastq import _kernels, reference
 
+BACKEND_OWNERS = {row["name"]: row["kernels"] for row in _kernels.backend_table()}
+
 
 # the `backend` fixture (tests/conftest.py) runs a test once per ISA backend
 
@@ -671,3 +673,126 @@ def test_explain_follows_the_fused_bias_term():
     layer = fastq.QuantizedLinear(w, np.array([18.583898544311523], np.float32), 0.0012441023718565702, 0)
     text = explain(layer, fastq.QTensor(np.array([[54]], np.uint8), 0.08724277466535568, 204))
     assert "by hand q = 74" in text and "all equal" in text and "fmaf(bias, inv, f)" in text
+
+
+# ------------------------------------------------------------------ fused microkernel epilogues
+FUSED_KINDS = ("fbgemm", "qnnpack", "onednn")
+# rows per tile of the widest kernel per panel width (AVX-512: 16, 12, 8, 6; scalar / AVX2: 4):
+# M = 1..17 runs every row count of every kernel as a tile of its own, and tails after full tiles
+FUSED_ROWS = tuple(range(1, 18)) + (29, 37)
+FUSED_KS = (1, 2, 3, 4, 5, 7, 8, 16, 27, 144)      # every K % 4, short and long loops
+
+
+def _fused_expected(kind, acc, scale, bias, bias_mult, zy, lo, hi, out_xor, src_scale, out_scale_inv):
+    """numpy float32, one operation at a time (docs/ARITHMETIC.md §6, §7, oneDNN's post-ops)."""
+    f32 = np.float32
+    accf = acc.astype(f32)
+    if kind == "fbgemm":
+        y = (reference.fmaf(np.broadcast_to(bias, acc.shape).astype(f32), f32(bias_mult), accf)
+             * scale).astype(f32)
+        q = np.clip(reference.round_float_to_int32(y).astype(np.int64) + zy, lo, hi)
+    elif kind == "qnnpack":
+        y = (accf * scale).astype(f32)
+        q = np.clip(reference.round_float_to_int32(y).astype(np.int64) + zy, lo, hi)
+    else:
+        off = 128 if out_xor else 0
+        y = ((accf * f32(src_scale)).astype(f32) * scale).astype(f32)
+        y = (y + bias).astype(f32)
+        t = ((y * f32(out_scale_inv)).astype(f32) + f32(zy - off)).astype(f32)
+        t = np.clip(t, f32(lo - off), f32(hi - off))
+        q = np.rint(t).astype(np.int64) + off
+    return as_bytes(q, out_xor)
+
+
+def _fused_case(rng, kind, m, n, k, per_channel, relu, out_xor, a_signed, w_zero_points):
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8) if a_signed else rand_u8(rng, (m, k))
+    w = rand_s8(rng, (n, k))
+    wzp = rng.integers(-3, 4, n).astype(np.int32) if w_zero_points else np.zeros(n, np.int32)
+    pw = _kernels.PackedWeights(w, wzp)
+    za = int(rng.integers(-128, 128)) if a_signed else int(rng.integers(0, 256))
+    cols = pw.col_offsets(za + 128 if a_signed else za)
+    acc = reference.qgemm(a, za, w, wzp) if not a_signed else \
+        reference.qgemm((a.astype(np.int16) + 128).astype(np.uint8), za + 128, w, wzp)
+    # scales that put most results inside the byte range and push some past both bounds
+    spread = 1.0 / (40.0 * np.sqrt(k) * 64)
+    scale = (rng.uniform(0.5, 2.0, n) * spread).astype(np.float32) if per_channel else \
+        np.full(n, np.float32(spread * rng.uniform(0.5, 2.0)), np.float32)
+    bias = rng.normal(0, 3000 * np.sqrt(k), n).astype(np.float32)
+    bias_mult = 1.0 if per_channel else float(np.float32(1.0 / rng.uniform(0.5, 3.0)))
+    zy = int(rng.integers(0, 256))
+    lo, hi = (zy, 255) if relu else (0, 255)
+    src_scale = float(np.float32(rng.uniform(0.01, 0.1)))
+    out_scale_inv = float(np.float32(1.0 / rng.uniform(0.5, 2.0)))
+    pad = lambda v: np.concatenate([v, np.zeros(pw.n_padded - n, v.dtype)])
+    kw = dict(out_zero_point=zy, out_min=lo, out_max=hi, out_xor=out_xor, scale=pad(scale))
+    if kind == "fbgemm":
+        ep = _kernels.Epilogue(pw, _kernels.EPI_FBGEMM, cols, bias=pad(bias), bias_mult=bias_mult, **kw)
+    elif kind == "qnnpack":
+        ep = _kernels.Epilogue(pw, _kernels.EPI_QNNPACK, cols, **kw)
+    else:
+        ep = _kernels.Epilogue(pw, _kernels.EPI_ONEDNN, cols, bias=pad(bias), src_scale=src_scale,
+                               out_scale_inv=out_scale_inv, **kw)
+    expect = _fused_expected(kind, acc, scale, bias if kind != "qnnpack" else 0, bias_mult, zy, lo,
+                             hi, out_xor, src_scale, out_scale_inv)
+    return pw, ep, a, expect
+
+
+@pytest.mark.parametrize("kind", FUSED_KINDS)
+def test_fused_epilogues_every_width_and_tail(backend, kind):
+    """The fused kernels (AVX-512: the epilogue on the accumulators in registers) against numpy
+    float32 step by step, against the scalar backend (its microkernel then its epilogue) and
+    against this backend's unfused path, on every panel width (16/32/48/64, full and with a
+    column tail, one panel and behind a full one), every row count, every K tail, per-channel
+    and per-tensor scales, ReLU, uint8 / int8 output, int8 activations, weight zero points."""
+    rng = np.random.default_rng(FUSED_KINDS.index(kind) + 31)
+    owner = BACKEND_OWNERS[backend]["gemm_fused"]
+    before = _kernels.kernel_runs()["gemm_fused"][owner]
+    i = 0
+    for n in (16, 13, 32, 29, 48, 35, 64, 57, 80, 109):
+        for per_channel, relu, out_xor in itertools.product((False, True), (False, True), (0, 0x80)):
+            for m in FUSED_ROWS:
+                k = FUSED_KS[i % len(FUSED_KS)]
+                a_signed, wzp = bool(i % 3 == 1), bool(i % 4 == 2)
+                i += 1
+                pw, ep, a, expect = _fused_case(rng, kind, m, n, k, per_channel, relu, out_xor, a_signed, wzp)
+                got = _kernels.gemm(pw, ep, a)
+                where = (kind, n, m, k, per_channel, relu, out_xor, a_signed, wzp)
+                assert np.array_equal(got, expect), where
+                assert _kernels.gemm_set_fused(False)
+                try:
+                    assert np.array_equal(_kernels.gemm(pw, ep, a), expect), where
+                finally:
+                    _kernels.gemm_set_fused(True)
+                fastq.set_backend("scalar")
+                try:
+                    assert np.array_equal(_kernels.gemm(pw, ep, a), expect), where
+                finally:
+                    fastq.set_backend(backend)
+    assert _kernels.kernel_runs()["gemm_fused"][owner] > before
+
+
+def test_fused_edges_saturation_and_ties(backend):
+    """Constructed accumulators (col_offset over all of int32) where cvtps2dq overflows, the
+    float clamp saturates, and results land on exact .5 ties: fused equals unfused equals
+    scalar, byte for byte, on every panel width."""
+    rng = np.random.default_rng(41)
+    f32 = np.float32
+    for n, m, k in ((16, 16, 4), (29, 12, 3), (48, 8, 5), (64, 6, 1), (100, 7, 9)):
+        a, w = rand_u8(rng, (m, k)), rand_s8(rng, (n, k))
+        col = edge_int32(rng, n)
+        col[6:12] = [2**24 + 1, -(2**24) - 3, 5, -5, 7, 2**31 - 1000][: max(0, min(6, n - 6))]
+        scale = rng.choice([f32(0.5), f32(1.5), f32(1e-9), f32(3.0), f32(1e10)], n).astype(f32)
+        bias = rng.choice([f32(0.0), f32(0.5), f32(-2.5), f32(1e9)], n).astype(f32)
+        for kind, out_xor in itertools.product(FUSED_KINDS, (0, 0x80)):
+            zy = int(rng.integers(0, 256))
+            kw = dict(scale=scale, out_zero_point=zy, out_min=0, out_max=255, out_xor=out_xor)
+            if kind == "fbgemm":
+                got, acc = run_epilogue(_kernels.EPI_FBGEMM, a, w, col, bias=bias, **kw)
+            elif kind == "qnnpack":
+                got, acc = run_epilogue(_kernels.EPI_QNNPACK, a, w, col, **kw)
+            else:
+                got, acc = run_epilogue(_kernels.EPI_ONEDNN, a, w, col, bias=bias, src_scale=0.5,
+                                        out_scale_inv=2.0, **kw)
+            expect = _fused_expected(kind, acc, scale, bias if kind != "qnnpack" else 0, 1.0, zy, 0, 255,
+                                     out_xor, 0.5, 2.0)
+            assert np.array_equal(got, expect), (kind, n, m, k, out_xor)

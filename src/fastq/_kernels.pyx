@@ -56,6 +56,7 @@ cdef extern from "csrc/fastq.h" nogil:
     int fq_family_supported(int backend, int family)
     long long fq_family_runs(int family, int backend)
     int fq_scalar_set_mr(int32_t mr)
+    int fq_gemm_set_fused(int enabled)
     int FQ_BACKEND_COUNT, FQ_FAMILY_COUNT, FQ_MR_MAX
     int FQ_FAMILY_GEMM, FQ_FAMILY_EPILOGUE, FQ_FAMILY_PACK, FQ_FAMILY_CONVERT, FQ_FAMILY_ELEMENTWISE
     int FQ_FAMILY_FIXEDPOINT
@@ -209,8 +210,10 @@ cdef class Epilogue:
     def __cinit__(self, PackedWeights pw not None, int kind, col_offset, *, bias=None,
                   float bias_mult=1.0, scale=None, multiplier=None, shift=None, int rounding=0,
                   bint with_row_sums=True, int out_zero_point=0, int out_min=0,
-                  int out_max=255, int out_xor=0, bint float_fma=False, bint float_relu=False):
-        if kind not in (FQ_EPI_INT32, FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_TFLITE, FQ_EPI_FLOAT):
+                  int out_max=255, int out_xor=0, bint float_fma=False, bint float_relu=False,
+                  float src_scale=0.0, float out_scale_inv=0.0):
+        if kind not in (FQ_EPI_INT32, FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_TFLITE, FQ_EPI_FLOAT,
+                        FQ_EPI_ONEDNN):
             raise ValueError("requant: unknown epilogue kind %d" % kind)
         cdef Py_ssize_t npad = pw.p.n_padded
         self.n_padded = npad
@@ -231,7 +234,7 @@ cdef class Epilogue:
         self.ep.scale = <const float *>_ptr_or_null(scale, np.float32, npad, "scale")
         self.ep.multiplier = <const int32_t *>_ptr_or_null(multiplier, np.int32, npad, "multiplier")
         self.ep.shift = <const int32_t *>_ptr_or_null(shift, np.int32, npad, "shift")
-        if kind in (FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_FLOAT) and self.ep.scale == NULL:
+        if kind in (FQ_EPI_FBGEMM, FQ_EPI_QNNPACK, FQ_EPI_FLOAT, FQ_EPI_ONEDNN) and self.ep.scale == NULL:
             raise ValueError("scale: required for this requantization mode")
         if kind == FQ_EPI_TFLITE and (self.ep.multiplier == NULL or self.ep.shift == NULL):
             raise ValueError("multiplier, shift: required for requant='tflite'")
@@ -239,7 +242,7 @@ cdef class Epilogue:
             raise ValueError("rounding: unknown fixed-point rounding %d" % rounding)
         if out_xor not in (0, 0x80):
             raise ValueError("out_xor: expected 0 (uint8 output) or 0x80 (int8 output), got %d" % out_xor)
-        if self.ep.bias == NULL and kind in (FQ_EPI_FBGEMM, FQ_EPI_FLOAT):
+        if self.ep.bias == NULL and kind in (FQ_EPI_FBGEMM, FQ_EPI_FLOAT, FQ_EPI_ONEDNN):
             # no bias: a zero one (fmaf(0, r, f) = f; f32(f * s) + 0 = f32(f * s)), so the
             # kernels have one code path
             bias = np.zeros(max(npad, 1), np.float32)
@@ -252,6 +255,8 @@ cdef class Epilogue:
         self.ep.out_signed = out_xor == 0x80
         self.ep.float_fma = float_fma
         self.ep.float_relu = float_relu
+        self.ep.src_scale = src_scale            # oneDNN only (fq_epilogue)
+        self.ep.out_scale_inv = out_scale_inv
         if fq_epilogue_prepare(&self.ep, <int32_t>npad) != 0:
             raise ValueError("out_zero_point, out_min, out_max: expected a zero point in 0..255 and "
                              "-2**31 + 255 <= out_min <= out_max, got %d, %d, %d"
@@ -501,6 +506,11 @@ def scalar_set_mr(int mr):
     if not 1 <= mr <= FQ_MR_MAX:
         raise ValueError("mr: expected 1..%d rows per tile, got %d" % (FQ_MR_MAX, mr))
     return fq_scalar_set_mr(mr)
+
+def gemm_set_fused(bint enabled):
+    """Tests and benchmarks only: False makes every GEMM run the microkernel then the epilogue
+    (no fused kernel), to compare both paths in one process. Returns the previous setting."""
+    return bool(fq_gemm_set_fused(enabled))
 
 def get_num_threads():
     return fq_get_num_threads()

@@ -182,6 +182,7 @@ typedef enum {
     FQ_FAMILY_CONV,              /* depthwise tiles, exact and saturating (GEMM convolution runs
                                     the gemm family) */
     FQ_FAMILY_POOL,              /* max pooling (NHWC), plane sums */
+    FQ_FAMILY_GEMM_FUSED,        /* microkernel + byte epilogue in one call per tile */
     FQ_FAMILY_COUNT
 } fq_family;
 
@@ -216,6 +217,13 @@ typedef void (*fq_ukernel_fn)(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t
 typedef void (*fq_epilogue_fn)(int32_t mr, int32_t nc, const int32_t *tile,
                                const int32_t *row_sums, int32_t n0, const fq_epilogue *ep,
                                void *out, ptrdiff_t ldo);
+/* fused: a ukernel tile and the byte epilogue of ep->variant / ep->out_signed on it, in one call:
+ * the same bytes as ukernel then epilogue[variant][out_signed] (mr, nr as ukernel; nc, n0,
+ * row_sums, out, ldo as epilogue). */
+typedef void (*fq_fused_fn)(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda, uint8_t a_xor,
+                            const int8_t *panel, int32_t k_groups, int32_t nr, int32_t nc,
+                            const int32_t *row_sums, int32_t n0, const fq_epilogue *ep, void *out,
+                            ptrdiff_t ldo);
 /* sums[i] = sum_k (a[i*lda + k] ^ a_xor) modulo 2^32 (needed when some weight zero point is not 0;
  * the accumulator arithmetic wraps, and the overflow check guarantees the final acc fits) */
 typedef void (*fq_row_sums_fn)(const uint8_t *a, ptrdiff_t lda, int32_t m, int32_t k, uint8_t a_xor,
@@ -252,6 +260,9 @@ typedef struct {
     const struct fq_conv_kernels *conv;
     /* FQ_FAMILY_POOL */
     const struct fq_pool_kernels *pool;
+    /* FQ_FAMILY_GEMM_FUSED: [panel width][variant], NULL for the variants with no fused kernel
+     * (int32, float and fixed-point outputs run ukernel then epilogue) */
+    fq_fused_fn fused[FQ_NR_WIDTHS][FQ_EPV_COUNT];
     /* set by the table: which backend supplied each family (per entry for the epilogues) */
     int8_t owner[FQ_FAMILY_COUNT];
     int8_t epilogue_owner[FQ_EPV_COUNT][2];
@@ -282,6 +293,9 @@ int fq_scalar_set_mr(int32_t mr);
  * col_offset is built for the zero point + 128); out row stride ldo in elements (int32, float
  * or bytes per ep->kind). ep must have passed fq_epilogue_prepare. Runs on the current backend
  * with num_threads threads (<= 0: the default). Returns 0, or -1 when out of memory. */
+/* Tests and benchmarks only: enabled = 0 makes fq_gemm run ukernel then epilogue for every
+ * variant (no fused kernel); returns the previous setting. */
+int fq_gemm_set_fused(int enabled);
 int fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t m, int a_signed,
             const fq_epilogue *ep, void *out, ptrdiff_t ldo, int num_threads);
 

@@ -1,8 +1,11 @@
 /* The GEMM driver: splits the output into tiles (mr rows x one panel of 64 columns, or of
  * the narrower last panel's width), runs the current backend's microkernel for that width
  * (with that width's rows per tile) and its fused epilogue on each tile while it is in L1,
- * and spreads the tiles over threads. The epilogue function is looked up once per call in
+ * and spreads the tiles over threads. Byte outputs of the float requantizations (fbgemm, qnnpack,
+ * oneDNN) run the backend's fused kernel instead where it has one (gemm_fused family: on
+ * AVX-512 the epilogue on the accumulators in registers, no int32 tile). The epilogue function is looked up once per call in
  * the backend's table, by (variant, output type). */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include "fastq.h"
 #include "gemm/kernels.h"
@@ -11,6 +14,8 @@ typedef struct {
     const fq_packed_weights *w;
     const fq_kernels *kern;
     fq_epilogue_fn epilogue;
+    int use_fused;                /* 0: ukernel then epilogue per tile */
+    fq_fused_fn fused[FQ_NR_WIDTHS];
     const uint8_t *a;
     ptrdiff_t lda;
     uint8_t a_xor;
@@ -24,15 +29,30 @@ typedef struct {
     size_t out_elem;
 } gemm_job;
 
+/* Tests and benchmarks only: 0 runs every call unfused (ukernel then epilogue), to hold the
+ * fused kernels against the unfused path on the same backend and time both in one process. */
+static atomic_int fused_enabled = 1;
+
+int fq_gemm_set_fused(int enabled) {
+    return atomic_exchange(&fused_enabled, enabled ? 1 : 0);
+}
+
 static void gemm_tile(const gemm_job *j, int32_t p, int32_t nr, int32_t m0, int32_t mr) {
     int32_t n0 = p * FQ_NR;
     int32_t nc = j->w->n - n0 < nr ? j->w->n - n0 : nr;
     const int8_t *panel = j->w->data + (size_t)n0 * j->w->k_groups * FQ_KG;
+    char *out = (char *)j->out + (ptrdiff_t)m0 * j->ldo * (ptrdiff_t)j->out_elem;
+    const int32_t *row_sums = j->row_sums ? j->row_sums + m0 : NULL;
+    /* one row of a full panel keeps the GEMV kernel (16 accumulator chains, not 4) */
+    if (j->use_fused && !(mr == 1 && nr == FQ_NR)) {
+        j->fused[nr / FQ_NR_STEP - 1](mr, j->w->k, j->a + (ptrdiff_t)m0 * j->lda, j->lda, j->a_xor, panel,
+                                      j->w->k_groups, nr, nc, row_sums, n0, j->ep, out, j->ldo);
+        return;
+    }
     int32_t tile[FQ_MR_MAX * FQ_NR] __attribute__((aligned(64)));
     fq_ukernel_fn uk = mr == 1 && nr == FQ_NR ? j->kern->gemv : j->kern->ukernel[nr / FQ_NR_STEP - 1];
     uk(mr, j->w->k, j->a + (ptrdiff_t)m0 * j->lda, j->lda, j->a_xor, panel, j->w->k_groups, nr, tile);
-    char *out = (char *)j->out + (ptrdiff_t)m0 * j->ldo * (ptrdiff_t)j->out_elem;
-    j->epilogue(mr, nc, tile, j->row_sums ? j->row_sums + m0 : NULL, n0, j->ep, out, j->ldo);
+    j->epilogue(mr, nc, tile, row_sums, n0, j->ep, out, j->ldo);
 }
 
 /* One task: one panel, a run of consecutive rows, in tiles of the panel width's rows. A
@@ -119,6 +139,16 @@ int fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t
     const fq_kernels *epi_table = ep->scalar_only ? fq_kernels_for(FQ_BACKEND_SCALAR) : j.kern;
     j.epilogue = epi_table->epilogue[ep->variant][ep->out_signed];
     fq_note_run(FQ_FAMILY_EPILOGUE, epi_table->epilogue_owner[ep->variant][ep->out_signed]);
+    /* Fused per call: the backend has a fused kernel of every width for the variant (byte
+     * outputs), from the same backend as the microkernels and the epilogue it replaces (it
+     * runs their arithmetic). The epilogue count above stands: the fused kernel runs its steps. */
+    const fq_kernels *fk = j.kern;
+    j.use_fused = atomic_load_explicit(&fused_enabled, memory_order_relaxed) && !ep->scalar_only && fk->owner[FQ_FAMILY_GEMM_FUSED] == fk->owner[FQ_FAMILY_GEMM];
+    for (int wi = 0; wi < FQ_NR_WIDTHS; wi++) {
+        j.fused[wi] = fk->fused[wi][ep->variant];
+        if (!j.fused[wi]) j.use_fused = 0;
+    }
+    if (j.use_fused) fq_note_run(FQ_FAMILY_GEMM_FUSED, fk->owner[FQ_FAMILY_GEMM_FUSED]);
     j.a = a;
     j.lda = lda;
     j.a_xor = a_signed ? 0x80 : 0;

@@ -20,6 +20,7 @@ static inline int32_t fq_panel_width(int32_t n, int32_t p) {
 void fq_ukernel_scalar(int32_t, int32_t, const uint8_t *, ptrdiff_t, uint8_t, const int8_t *, int32_t, int32_t, int32_t *);
 void fq_row_sums_scalar(const uint8_t *, ptrdiff_t, int32_t, int32_t, uint8_t, int32_t *);
 void fq_epilogues_scalar(fq_epilogue_fn table[FQ_EPV_COUNT][2]);
+void fq_fused_scalar(fq_fused_fn table[FQ_NR_WIDTHS][FQ_EPV_COUNT]);   /* the byte variants */
 void fq_pack_panels_scalar(const int8_t *, ptrdiff_t, int32_t, int32_t, int8_t *, int32_t *, int32_t *, int32_t *);
 
 #ifdef FQ_COMPILE_AVX2
@@ -27,6 +28,7 @@ void fq_ukernel_avx2(int32_t, int32_t, const uint8_t *, ptrdiff_t, uint8_t, cons
 void fq_gemv_avx2(int32_t, int32_t, const uint8_t *, ptrdiff_t, uint8_t, const int8_t *, int32_t, int32_t, int32_t *);
 void fq_row_sums_avx2(const uint8_t *, ptrdiff_t, int32_t, int32_t, uint8_t, int32_t *);
 void fq_epilogues_avx2(fq_epilogue_fn table[FQ_EPV_COUNT][2]);   /* sets the variants it has */
+void fq_fused_avx2(fq_fused_fn table[FQ_NR_WIDTHS][FQ_EPV_COUNT]);
 void fq_pack_panels_avx2(const int8_t *, ptrdiff_t, int32_t, int32_t, int8_t *, int32_t *, int32_t *, int32_t *);
 #define FQ_MR_AVX2 4
 #endif
@@ -40,6 +42,8 @@ void fq_ukernel_avx512vnni_w64(int32_t, int32_t, const uint8_t *, ptrdiff_t, uin
 void fq_gemv_avx512vnni(int32_t, int32_t, const uint8_t *, ptrdiff_t, uint8_t, const int8_t *, int32_t, int32_t, int32_t *);
 void fq_row_sums_avx512(const uint8_t *, ptrdiff_t, int32_t, int32_t, uint8_t, int32_t *);
 void fq_epilogues_avx512(fq_epilogue_fn table[FQ_EPV_COUNT][2]);
+/* the microkernels with the byte epilogue applied to the accumulators in registers */
+void fq_fused_avx512vnni(fq_fused_fn table[FQ_NR_WIDTHS][FQ_EPV_COUNT]);
 #endif
 
 #endif

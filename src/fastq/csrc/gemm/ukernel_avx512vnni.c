@@ -16,10 +16,11 @@
  * in a separate instance of each tile function, so the uint8 loop carries no xor at all. */
 #include "fastq.h"
 #ifdef FQ_COMPILE_AVX512
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,fma")
 #include <immintrin.h>
 #include <string.h>
 #include "gemm/kernels.h"
+#include "gemm/epilogue_avx512_steps.h"
 
 static inline int32_t load_group(const uint8_t *p) {
     int32_t v;
@@ -91,10 +92,7 @@ static inline __m512i broadcast(int32_t v, int flip, __m512i flipv) {
 /* Tile of exactly R rows of a panel of width 16V; flip is a constant in each instance. The K
  * tail first: after the main loop only stores remain, which keeps gcc from spilling the
  * accumulators inside the loop. */
-#define DEFINE_TILE(V, R)                                                                       \
-static inline __attribute__((always_inline)) void body_##V##_##R(                               \
-        int32_t k, const uint8_t *a, ptrdiff_t lda, const int flip, const int8_t *panel,          \
-        int32_t *tile) {                                                                        \
+#define K_LOOP(V, R)                                                                            \
     const __m512i flipv = _mm512_set1_epi8((char)0x80);                                         \
     const size_t group_bytes = (size_t)(V) * 64;                                                \
     ROWS_##R(ZERO_##V)                                                                          \
@@ -115,7 +113,13 @@ static inline __attribute__((always_inline)) void body_##V##_##R(               
         LOAD_##V(w)                                                                             \
         ROWS_##R(GROUP_ROW_##V)                                                                 \
         b0 += FQ_KG; b1 += FQ_KG; b2 += FQ_KG; b3 += FQ_KG;                                     \
-    }                                                                                           \
+    }
+
+#define DEFINE_TILE(V, R)                                                                       \
+static inline __attribute__((always_inline)) void body_##V##_##R(                               \
+        int32_t k, const uint8_t *a, ptrdiff_t lda, const int flip, const int8_t *panel,          \
+        int32_t *tile) {                                                                        \
+    K_LOOP(V, R)                                                                                \
     ROWS_##R(STORE_##V)                                                                         \
 }                                                                                               \
 static void tile_##V##_##R##_u8(int32_t k, const uint8_t *a, ptrdiff_t lda, const int8_t *panel, \
@@ -165,6 +169,143 @@ DEFINE_UKERNEL(16)
 DEFINE_UKERNEL(32)
 DEFINE_UKERNEL(48)
 DEFINE_UKERNEL(64)
+
+
+/* ---- fused: the byte epilogue on the accumulators still in registers ---------------------
+ * After the k-loop each column block v (16 columns at n0 + 16v) of every row goes through the
+ * very step function the tile epilogue uses (epilogue_avx512_steps.h), in the same order of
+ * operations: acc = raw + col_offset - row_sum * zw, then the variant's step, stored as bytes
+ * (int8: XOR 0x80 from the per-call constants). Blocks outside, rows inside, as there, so each
+ * block's column constants are loaded once and its accumulators die as it is stored. The
+ * panel width nr = 16V and nc > 16(V - 1) columns are valid: only the last block is masked. */
+#define EPI_ROW(i, v)                                                                           \
+    {                                                                                           \
+        __m512i acc = _mm512_add_epi32(c##i##v, col_offset);                                    \
+        if (row_sums)                                                                           \
+            acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(row_sums[i]), zw)); \
+        STEP(&kc, &cols, acc, left, (uint8_t *)out + (ptrdiff_t)(i) * ldo + n);                 \
+    }
+#define EPI_ROW_0(i) EPI_ROW(i, 0)
+#define EPI_ROW_1(i) EPI_ROW(i, 1)
+#define EPI_ROW_2(i) EPI_ROW(i, 2)
+#define EPI_ROW_3(i) EPI_ROW(i, 3)
+#define EPI_BLOCK(v, R)                                                                         \
+    {                                                                                           \
+        const int32_t n = n0 + 16 * (v);                                                        \
+        const int32_t left = nc - 16 * (v);                                                     \
+        const COLS_T cols = COLS(ep, n);                                                        \
+        const __m512i col_offset = load_i(ep->col_offset + n);                                  \
+        const __m512i zw = row_sums ? load_i(ep->w_zero_point + n) : _mm512_setzero_si512();    \
+        ROWS_##R(EPI_ROW_##v)                                                                   \
+    }
+#define EPI_BLOCKS_1(R) EPI_BLOCK(0, R)
+#define EPI_BLOCKS_2(R) EPI_BLOCKS_1(R) EPI_BLOCK(1, R)
+#define EPI_BLOCKS_3(R) EPI_BLOCKS_2(R) EPI_BLOCK(2, R)
+#define EPI_BLOCKS_4(R) EPI_BLOCKS_3(R) EPI_BLOCK(3, R)
+
+#define FUSED_ARGS                                                                              \
+    int32_t k, const uint8_t *a, ptrdiff_t lda, const int8_t *panel, int32_t nc,                \
+    const int32_t *row_sums, int32_t n0, const fq_epilogue *ep, void *out, ptrdiff_t ldo
+typedef void (*fused_tile_fn)(FUSED_ARGS);
+
+/* COLS_T, COLS, STEP name the variant's column constants and step (defined around each use) */
+#define DEFINE_FUSED_TILE(VAR, V, R)                                                            \
+static inline __attribute__((always_inline)) void fbody_##VAR##_##V##_##R(                      \
+        FUSED_ARGS, const int flip) {                                                           \
+    K_LOOP(V, R)                                                                                \
+    const consts kc = make_consts(ep, ep->out_signed ? 0x80 : 0);                               \
+    EPI_BLOCKS_##V(R)                                                                           \
+}                                                                                               \
+static void fused_##VAR##_##V##_##R##_u8(FUSED_ARGS) {                                          \
+    fbody_##VAR##_##V##_##R(k, a, lda, panel, nc, row_sums, n0, ep, out, ldo, 0);               \
+}                                                                                               \
+static void fused_##VAR##_##V##_##R##_s8(FUSED_ARGS) {                                          \
+    fbody_##VAR##_##V##_##R(k, a, lda, panel, nc, row_sums, n0, ep, out, ldo, 1);               \
+}
+#define FUSED_PAIR(VAR, V, R) {fused_##VAR##_##V##_##R##_u8, fused_##VAR##_##V##_##R##_s8},
+
+/* every (width, rows) shape of one variant, its [rows - 1][flip] tables per width, and the
+ * entry point per width that the backend table holds */
+#define DEFINE_FUSED_VARIANT(VAR)                                                               \
+    DEFINE_FUSED_TILE(VAR, 1, 1) DEFINE_FUSED_TILE(VAR, 1, 2) DEFINE_FUSED_TILE(VAR, 1, 3)      \
+    DEFINE_FUSED_TILE(VAR, 1, 4) DEFINE_FUSED_TILE(VAR, 1, 5) DEFINE_FUSED_TILE(VAR, 1, 6)      \
+    DEFINE_FUSED_TILE(VAR, 1, 7) DEFINE_FUSED_TILE(VAR, 1, 8) DEFINE_FUSED_TILE(VAR, 1, 9)      \
+    DEFINE_FUSED_TILE(VAR, 1, 10) DEFINE_FUSED_TILE(VAR, 1, 11) DEFINE_FUSED_TILE(VAR, 1, 12)   \
+    DEFINE_FUSED_TILE(VAR, 1, 13) DEFINE_FUSED_TILE(VAR, 1, 14) DEFINE_FUSED_TILE(VAR, 1, 15)   \
+    DEFINE_FUSED_TILE(VAR, 1, 16)                                                               \
+    DEFINE_FUSED_TILE(VAR, 2, 1) DEFINE_FUSED_TILE(VAR, 2, 2) DEFINE_FUSED_TILE(VAR, 2, 3)      \
+    DEFINE_FUSED_TILE(VAR, 2, 4) DEFINE_FUSED_TILE(VAR, 2, 5) DEFINE_FUSED_TILE(VAR, 2, 6)      \
+    DEFINE_FUSED_TILE(VAR, 2, 7) DEFINE_FUSED_TILE(VAR, 2, 8) DEFINE_FUSED_TILE(VAR, 2, 9)      \
+    DEFINE_FUSED_TILE(VAR, 2, 10) DEFINE_FUSED_TILE(VAR, 2, 11) DEFINE_FUSED_TILE(VAR, 2, 12)   \
+    DEFINE_FUSED_TILE(VAR, 3, 1) DEFINE_FUSED_TILE(VAR, 3, 2) DEFINE_FUSED_TILE(VAR, 3, 3)      \
+    DEFINE_FUSED_TILE(VAR, 3, 4) DEFINE_FUSED_TILE(VAR, 3, 5) DEFINE_FUSED_TILE(VAR, 3, 6)      \
+    DEFINE_FUSED_TILE(VAR, 3, 7) DEFINE_FUSED_TILE(VAR, 3, 8)                                   \
+    DEFINE_FUSED_TILE(VAR, 4, 1) DEFINE_FUSED_TILE(VAR, 4, 2) DEFINE_FUSED_TILE(VAR, 4, 3)      \
+    DEFINE_FUSED_TILE(VAR, 4, 4) DEFINE_FUSED_TILE(VAR, 4, 5) DEFINE_FUSED_TILE(VAR, 4, 6)      \
+    static const fused_tile_fn VAR##_w16[FQ_MR_AVX512_W16][2] = {                               \
+        FUSED_PAIR(VAR, 1, 1) FUSED_PAIR(VAR, 1, 2) FUSED_PAIR(VAR, 1, 3) FUSED_PAIR(VAR, 1, 4) \
+        FUSED_PAIR(VAR, 1, 5) FUSED_PAIR(VAR, 1, 6) FUSED_PAIR(VAR, 1, 7) FUSED_PAIR(VAR, 1, 8) \
+        FUSED_PAIR(VAR, 1, 9) FUSED_PAIR(VAR, 1, 10) FUSED_PAIR(VAR, 1, 11)                     \
+        FUSED_PAIR(VAR, 1, 12) FUSED_PAIR(VAR, 1, 13) FUSED_PAIR(VAR, 1, 14)                    \
+        FUSED_PAIR(VAR, 1, 15) FUSED_PAIR(VAR, 1, 16)};                                         \
+    static const fused_tile_fn VAR##_w32[FQ_MR_AVX512_W32][2] = {                               \
+        FUSED_PAIR(VAR, 2, 1) FUSED_PAIR(VAR, 2, 2) FUSED_PAIR(VAR, 2, 3) FUSED_PAIR(VAR, 2, 4) \
+        FUSED_PAIR(VAR, 2, 5) FUSED_PAIR(VAR, 2, 6) FUSED_PAIR(VAR, 2, 7) FUSED_PAIR(VAR, 2, 8) \
+        FUSED_PAIR(VAR, 2, 9) FUSED_PAIR(VAR, 2, 10) FUSED_PAIR(VAR, 2, 11)                     \
+        FUSED_PAIR(VAR, 2, 12)};                                                                \
+    static const fused_tile_fn VAR##_w48[FQ_MR_AVX512_W48][2] = {                               \
+        FUSED_PAIR(VAR, 3, 1) FUSED_PAIR(VAR, 3, 2) FUSED_PAIR(VAR, 3, 3) FUSED_PAIR(VAR, 3, 4) \
+        FUSED_PAIR(VAR, 3, 5) FUSED_PAIR(VAR, 3, 6) FUSED_PAIR(VAR, 3, 7) FUSED_PAIR(VAR, 3, 8)}; \
+    static const fused_tile_fn VAR##_w64[FQ_MR_AVX512_W64][2] = {                               \
+        FUSED_PAIR(VAR, 4, 1) FUSED_PAIR(VAR, 4, 2) FUSED_PAIR(VAR, 4, 3) FUSED_PAIR(VAR, 4, 4) \
+        FUSED_PAIR(VAR, 4, 5) FUSED_PAIR(VAR, 4, 6)};                                           \
+    DEFINE_FUSED_ENTRY(VAR, 16) DEFINE_FUSED_ENTRY(VAR, 32) DEFINE_FUSED_ENTRY(VAR, 48)         \
+    DEFINE_FUSED_ENTRY(VAR, 64)
+
+/* mr rows (1..the width's rows per tile; the driver never asks for more) */
+#define DEFINE_FUSED_ENTRY(VAR, W)                                                              \
+    static void VAR##_entry_w##W(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t lda,        \
+                                 uint8_t a_xor, const int8_t *panel, int32_t k_groups, int32_t nr, \
+                                 int32_t nc, const int32_t *row_sums, int32_t n0,               \
+                                 const fq_epilogue *ep, void *out, ptrdiff_t ldo) {             \
+        (void)k_groups;                                                                         \
+        (void)nr;                                                                               \
+        int32_t r = mr < 1 ? 1 : mr > FQ_MR_AVX512_W##W ? FQ_MR_AVX512_W##W : mr;               \
+        VAR##_w##W[r - 1][a_xor != 0](k, a, lda, panel, nc, row_sums, n0, ep, out, ldo);        \
+    }
+
+#define COLS_T cols_float
+#define COLS cols_scale_bias
+#define STEP step_fbgemm
+DEFINE_FUSED_VARIANT(fbgemm)
+#undef STEP
+#define STEP step_onednn
+DEFINE_FUSED_VARIANT(onednn)
+#undef STEP
+#undef COLS
+#undef COLS_T
+#define COLS_T cols_scale_only
+#define COLS cols_scale
+#define STEP step_qnnpack
+DEFINE_FUSED_VARIANT(qnnpack)
+#undef STEP
+#undef COLS
+#undef COLS_T
+
+void fq_fused_avx512vnni(fq_fused_fn table[FQ_NR_WIDTHS][FQ_EPV_COUNT]) {
+    table[0][FQ_EPV_FBGEMM] = fbgemm_entry_w16;
+    table[1][FQ_EPV_FBGEMM] = fbgemm_entry_w32;
+    table[2][FQ_EPV_FBGEMM] = fbgemm_entry_w48;
+    table[3][FQ_EPV_FBGEMM] = fbgemm_entry_w64;
+    table[0][FQ_EPV_QNNPACK] = qnnpack_entry_w16;
+    table[1][FQ_EPV_QNNPACK] = qnnpack_entry_w32;
+    table[2][FQ_EPV_QNNPACK] = qnnpack_entry_w48;
+    table[3][FQ_EPV_QNNPACK] = qnnpack_entry_w64;
+    table[0][FQ_EPV_ONEDNN] = onednn_entry_w16;
+    table[1][FQ_EPV_ONEDNN] = onednn_entry_w32;
+    table[2][FQ_EPV_ONEDNN] = onednn_entry_w48;
+    table[3][FQ_EPV_ONEDNN] = onednn_entry_w64;
+}
 
 /* One row: 4 k-groups per step, each into its own 4 accumulators (16 chains), summed at
  * the end; integer addition is associative, so the order does not change the result. */

@@ -38,6 +38,7 @@ static void fill_scalar(fq_kernels *k) {
     k->gemv = fq_ukernel_scalar;
     k->row_sums = fq_row_sums_scalar;
     fq_epilogues_scalar(k->epilogue);
+    fq_fused_scalar(k->fused);
     k->pack = fq_pack_panels_scalar;
     k->convert = fq_convert_scalar();
     k->elementwise = fq_elementwise_scalar();
@@ -55,6 +56,7 @@ static void fill_avx2(fq_kernels *k) {
     k->gemv = fq_gemv_avx2;
     k->row_sums = fq_row_sums_avx2;
     fq_epilogues_avx2(k->epilogue);
+    fq_fused_avx2(k->fused);
     k->pack = fq_pack_panels_avx2;
     k->convert = fq_convert_avx2();
     k->elementwise = fq_elementwise_avx2();
@@ -83,6 +85,7 @@ static void fill_avx512vnni(fq_kernels *k) {
     k->gemv = fq_gemv_avx512vnni;
     k->row_sums = fq_row_sums_avx512;
     fq_epilogues_avx512(k->epilogue);
+    fq_fused_avx512vnni(k->fused);                /* the epilogue on the accumulators in registers */
     k->convert = fq_convert_avx512();
     k->conv = fq_conv_kernels_avx512vnni();     /* vpdpwssd tap pairs: needs VNNI */
 }
@@ -104,7 +107,7 @@ static const backend_desc table[FQ_BACKEND_COUNT] = {
 };
 
 static const char *family_names[FQ_FAMILY_COUNT] = {
-    "gemm", "epilogue", "pack", "convert", "elementwise", "fixedpoint", "conv", "pool",
+    "gemm", "epilogue", "pack", "convert", "elementwise", "fixedpoint", "conv", "pool", "gemm_fused",
 };
 
 const char *fq_backend_name(int backend) {
@@ -140,6 +143,7 @@ static int family_differs(const fq_kernels *a, const fq_kernels *b, int family) 
     case FQ_FAMILY_FIXEDPOINT: return a->multiply_by_quantized_multiplier != b->multiply_by_quantized_multiplier;
     case FQ_FAMILY_CONV: return a->conv != b->conv;
     case FQ_FAMILY_POOL: return a->pool != b->pool;
+    case FQ_FAMILY_GEMM_FUSED: return memcmp(a->fused, b->fused, sizeof(a->fused)) != 0;
     default: return 0;
     }
 }
