@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import reference
-from ..qtensor import QTensor, dequantize, quantize
+from .. import _kernels, reference
+from ..qtensor import QTensor, _per_tensor_qparams, dequantize, quantize
 from ._base import (ANY, FLOAT, QUANT, Layer, Setting, check_dtype_name, check_int, check_kind, check_scale_setting,
                     check_zero_point_in, register)
 from ._spec import Spec
@@ -125,6 +125,21 @@ class Quantize(Layer):
     def __call__(self, x):
         return quantize(x, self.scale, self.zero_point, self.dtype)
 
+    def _bind(self, x):
+        """The call for float32 arrays of x's shape and strides (layers/_fast.py): the checked
+        qparams and f32(1 / scale) taken once."""
+        if type(x) is not np.ndarray or x.dtype != np.float32 or not x.ndim:
+            return None
+        qmin, qmax, scale, zero_point, inv = _per_tensor_qparams(self.scale, self.zero_point, self.dtype)
+        shape, strides, f32, zpf, signed = x.shape, x.strides, x.dtype, float(zero_point), qmin < 0
+        kernel, checked = _kernels.quantize, QTensor._checked
+
+        def run(x):
+            if type(x) is not np.ndarray or x.dtype is not f32 or x.shape != shape or x.strides != strides:
+                return MISS
+            return checked(kernel(x, inv, zpf, qmin, qmax, signed), scale, zero_point)
+        return run
+
     def infer(self, x):
         check_kind(x, ("float",), "Quantize")
         return Spec("quant", x.shape, self.dtype, float(self.scale), int(self.zero_point))
@@ -155,6 +170,23 @@ class Dequantize(Layer):
 
     def __call__(self, x):
         return dequantize(x)
+
+    def _bind(self, x):
+        """The call for per-tensor QTensors of x's signature (layers/_fast.py)."""
+        if type(x) is not QTensor or x._axis is not None or not x._values.ndim:
+            return None
+        v = x._values
+        shape, dtype, strides, zx, sx = v.shape, v.dtype, v.strides, x._zero_point, x._scale
+        scale, kernel = np.float32(sx), _kernels.dequantize
+
+        def run(x):
+            if type(x) is not QTensor or x._axis is not None or x._scale != sx or x._zero_point != zx:
+                return MISS
+            v = x._values
+            if v.shape != shape or v.dtype is not dtype or v.strides != strides:
+                return MISS
+            return kernel(v, zx, scale)
+        return run
 
     def infer(self, x):
         check_kind(x, ("quant",), "Dequantize")
