@@ -82,6 +82,7 @@ cdef extern from "csrc/fastq.h" nogil:
                          uint32_t shift, int32_t zero_point, int32_t y_min, int32_t y_max)
     void fq_qmul(int isa, const void *a, const void *b, void *y, int64_t n, int64_t n_vec, int32_t a_zero_point,
                  int32_t b_zero_point, float multiplier, int32_t zero_point, int relu, int is_signed)
+    void fq_qclamp(int isa, const void *x, void *y, int64_t n, int32_t lo, int32_t hi, int is_signed)
 
 cdef extern from "csrc/runtime/cpu.h" nogil:
     uint32_t fq_cpu_has(uint32_t mask)
@@ -767,6 +768,28 @@ def qadd_qnnpack(cnp.ndarray a not None, cnp.ndarray b not None, int32_t zero_po
         fq_qadd_qnnpack(isa, <const uint8_t *>cnp.PyArray_DATA(a), <const uint8_t *>cnp.PyArray_DATA(b),
                         <uint8_t *>cnp.PyArray_DATA(y), cnp.PyArray_SIZE(a), zero_point_product,
                         a_multiplier, b_multiplier, shift, zero_point, y_min, y_max)
+    return y
+
+
+def qclamp(cnp.ndarray x not None, int lo, int hi, int isa=-1):
+    """y = min(max(x, lo), hi) on uint8 / int8 values, a new array of x's shape (C order; the
+    layers hand a channels-last value over as its memory-order view)."""
+    cdef int t = cnp.PyArray_TYPE(x)
+    if t != cnp.NPY_UINT8 and t != cnp.NPY_INT8:
+        raise TypeError("x: expected uint8 or int8 values, got %s" % x.dtype)
+    cdef int is_signed = t == cnp.NPY_INT8
+    cdef int qmin = -128 if is_signed else 0
+    cdef int qmax = 127 if is_signed else 255
+    if not (qmin <= lo <= hi <= qmax):
+        raise ValueError("lo, hi: expected %d <= lo <= hi <= %d, got %d, %d" % (qmin, qmax, lo, hi))
+    x = _contiguous(x)
+    cdef cnp.ndarray y = cnp.PyArray_EMPTY(x.ndim, x.shape, t, 0)
+    cdef int64_t n = cnp.PyArray_SIZE(x)
+    if n < 65536:
+        fq_qclamp(isa, cnp.PyArray_DATA(x), cnp.PyArray_DATA(y), n, lo, hi, is_signed)
+    else:
+        with nogil:
+            fq_qclamp(isa, cnp.PyArray_DATA(x), cnp.PyArray_DATA(y), n, lo, hi, is_signed)
     return y
 
 

@@ -13,7 +13,7 @@ from . import arith_emit as _c
 from ._base import (ANY, FLOAT, QUANT, Layer, Setting, check_bool, check_choice, check_int,  # noqa: F401
                     check_kind, check_scale_setting, check_zero_point_in, register)
 from ._spec import Spec
-from ._fast import MISS, fast_call
+from ._fast import MISS, fast_call, memory_order  # noqa: F401  (memory_order: arith's name too)
 
 ARITHMETIC = ("fbgemm", "qnnpack")
 # torch's vectorized elementwise loop (cpu_kernel_vec) runs blocks of 2 x Vectorized<quint8>
@@ -75,13 +75,6 @@ def _fast_pair(a, b):
     without building messages); otherwise _check_qpair says what is wrong."""
     return (type(a) is QTensor and type(b) is QTensor and a.axis is None and b.axis is None
             and a.values.dtype == b.values.dtype and a.values.shape == b.values.shape)
-
-
-def memory_order(v):
-    """The permutation p with v.transpose(p) C-contiguous (v's memory order: (0, 2, 3, 1) for a
-    channels-last view), or None for a value with gaps or overlaps."""
-    perm = tuple(sorted(range(v.ndim), key=lambda d: -v.strides[d]))
-    return perm if v.transpose(perm).flags.c_contiguous else None
 
 
 def _check_qpair(a, b, name):

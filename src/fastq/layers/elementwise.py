@@ -13,7 +13,7 @@ from ..qtensor import QTensor, _per_tensor_qparams, dequantize, quantize
 from ._base import (ANY, FLOAT, QUANT, Layer, Setting, check_dtype_name, check_int, check_kind, check_scale_setting,
                     check_zero_point_in, register)
 from ._spec import Spec
-from ._fast import ALIAS, MISS
+from ._fast import ALIAS, MISS, memory_order
 
 _FLOAT, _QUANT, _ANY = FLOAT, QUANT, ANY
 _QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
@@ -26,6 +26,32 @@ def _loop(ctx, x, y, line, formula, quantized, cost="elementwise"):
                       ctx.fn("const %s *x, %s *y" % (x.ctype, y.ctype),
                              "    int32_t i;\n    for (i = 0; i < %s; i++)\n%s" % (size, line))])
     return ctx.step((x,), y, code, quantized=quantized, cost=cost)
+
+
+def _bind_clamp(x, lo, hi, any_scale):
+    """A bound clamp (layers/_fast.py) for per-tensor QTensors of x's signature: the C kernel on
+    the values in their memory order (a channels-last value stays channels-last, read and
+    written as one run). any_scale: the bounds do not depend on the scale (ReLU's zero point)."""
+    v = x._values
+    shape, dtype, strides, sx, zx = v.shape, v.dtype, v.strides, x._scale, x._zero_point
+    perm = memory_order(v)
+    if perm is None or v.size == 0:
+        perm = tuple(range(v.ndim))
+    back = tuple(int(i) for i in np.argsort(perm))
+    ident = perm == back == tuple(range(v.ndim))
+    lo, hi, kernel, checked = int(lo), int(hi), _kernels.qclamp, QTensor._checked
+
+    def run(x):
+        if type(x) is not QTensor or x._axis is not None or x._zero_point != zx \
+                or (not any_scale and x._scale != sx):
+            return MISS
+        v = x._values
+        if v.shape != shape or v.dtype is not dtype or v.strides != strides:
+            return MISS
+        if ident:
+            return checked(kernel(v, lo, hi), x._scale, zx)
+        return checked(kernel(v.transpose(perm), lo, hi).transpose(back), x._scale, zx)
+    return run
 
 
 def _same_q(x, v):
@@ -66,20 +92,8 @@ class _Clamp(Layer):
         quantization looked up once."""
         if type(x) is not QTensor or x._axis is not None:
             return None
-        v = x._values
-        shape, dtype, strides, sx, zx = v.shape, v.dtype, v.strides, x._scale, x._zero_point
-        lo, hi = self._bounds(sx, zx, dtype.name)
-        lo, hi = np.array(lo, dtype=dtype), np.array(hi, dtype=dtype)
-        checked, maximum, minimum = QTensor._checked, np.maximum, np.minimum
-
-        def run(x):
-            if type(x) is not QTensor or x._axis is not None or x._scale != sx or x._zero_point != zx:
-                return MISS
-            v = x._values
-            if v.shape != shape or v.dtype is not dtype or v.strides != strides:
-                return MISS
-            return checked(minimum(maximum(v, lo), hi), sx, zx)
-        return run
+        lo, hi = self._bounds(x._scale, x._zero_point, x._values.dtype.name)
+        return _bind_clamp(x, lo, hi, False)
 
     def _float_call(self, x, lo, hi):
         return np.clip(x, lo, hi).astype(np.float32, copy=False)
@@ -253,18 +267,7 @@ class ReLU(_Clamp):
         """The quantized call for inputs of x's signature (layers/_fast.py)."""
         if type(x) is not QTensor or x._axis is not None:
             return None
-        v = x._values
-        shape, dtype, strides, zp = v.shape, v.dtype, v.strides, x._zero_point
-        lo, checked, maximum = np.array(zp, dtype=dtype), QTensor._checked, np.maximum
-
-        def run(x):
-            if type(x) is not QTensor or x._axis is not None or x._zero_point != zp:
-                return MISS
-            v = x._values
-            if v.shape != shape or v.dtype is not dtype or v.strides != strides:
-                return MISS
-            return checked(maximum(v, lo), x._scale, zp)
-        return run
+        return _bind_clamp(x, x._zero_point, _QRANGE[x._values.dtype.name][1], True)
 
     def _float_bounds(self):
         return np.float32(0), None
