@@ -49,4 +49,5 @@ void fq_qmul_scalar(const void *a, const void *b, void *y, int64_t n, int64_t n_
 
 const fq_elementwise_kernels *fq_elementwise_scalar(void);
 const fq_elementwise_kernels *fq_elementwise_avx2(void);    /* AVX2 + FMA bodies */
+const fq_elementwise_kernels *fq_elementwise_avx512(void);  /* AVX-512 add body and clamp, AVX2's rest */
 #endif
