@@ -121,3 +121,34 @@ def test_add_equals_torch_with_the_engine_pinned():
     finally:
         torch.backends.quantized.engine = old
         torch.set_num_threads(threads)
+
+
+def test_memory_order_kernels_read_in_place_and_check_their_inputs():
+    """qadd_*_mem / qclamp on dense arrays of one layout: the C-order kernels on the NHWC buffers,
+    the output in the inputs' layout; anything else refused, naming the arguments."""
+    from fastq import _kernels as K
+    rng = np.random.default_rng(3)
+    va, vb = _cl(_values(rng, (2, 5, 3, 7), "uint8")), _cl(_values(rng, (2, 5, 3, 7), "uint8"))
+    ta, tb = va.transpose(0, 2, 3, 1), vb.transpose(0, 2, 3, 1)       # C-order views of the buffers
+    args = (64, 0.5, 120, 0.25, 131, 1.0, 127, True)
+    y = K.qadd_fbgemm_mem(va, vb, *args)
+    assert y.strides == va.strides and np.array_equal(y.transpose(0, 2, 3, 1), K.qadd_fbgemm(ta, tb, *args))
+    qargs = reference.qnnpack_add_params(0.5, 120, 0.25, 131, 1.0) + (127, 0, 255)
+    y = K.qadd_qnnpack_mem(va, vb, *qargs)
+    assert y.strides == va.strides and np.array_equal(y.transpose(0, 2, 3, 1), K.qadd_qnnpack(ta, tb, *qargs))
+    y = K.qclamp(va, 100, 200)
+    assert y.strides == va.strides and np.array_equal(y, np.clip(va, 100, 200))
+    flipped = np.ascontiguousarray(va[:, :, ::-1])[:, :, ::-1]          # negative strides: C order out
+    assert np.array_equal(K.qclamp(flipped, 100, 200), np.clip(flipped, 100, 200))
+    with pytest.raises(ValueError, match="a, b: expected one shape and one set of strides"):
+        K.qadd_fbgemm_mem(va, np.ascontiguousarray(vb), *args)
+    with pytest.raises(ValueError, match="a, b: expected arrays without gaps"):
+        K.qadd_fbgemm_mem(va[:, :, ::2], vb[:, :, ::2], *args)
+    with pytest.raises(ValueError, match="a, b: expected one shape"):
+        K.qadd_fbgemm_mem(va, vb.reshape(2, 5, 7, 3), *args)
+    with pytest.raises(ValueError, match="a, b: shapes differ"):
+        K.qadd_fbgemm_mem(va, np.ascontiguousarray(vb).reshape(2, 5, 21), *args)
+    with pytest.raises(TypeError, match="a, b: expected two uint8 or two int8 arrays"):
+        K.qadd_qnnpack_mem(va, vb.view(np.int8), *qargs)
+    with pytest.raises(TypeError, match="QNNPACK add takes uint8 values"):
+        K.qadd_qnnpack_mem(va.view(np.int8), vb.view(np.int8), *qargs)

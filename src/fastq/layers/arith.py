@@ -219,22 +219,27 @@ class QuantizedAdd(_QBinary):
         z, relu, inv, checked, ys = self._z, self._relu, self._inv_scale, QTensor._checked, self._s
         n = va.size
         asc = np.ascontiguousarray
+        direct = same and xa0.flags.c_contiguous       # dense: the *_mem kernels read it in place
         if self._qnnpack_kernel and dtype == np.uint8:
             zpp, am, bm, shift = self._cached((sa_, za, sb_, zb), lambda: self._qnnpack_params(a, b))
             lo = z if relu else 0
+            qk = _kernels.qadd_qnnpack_mem if direct else _kernels.qadd_qnnpack
 
             def kernel(xa, xb):
-                return _kernels.qadd_qnnpack(xa, xb, zpp, am, bm, shift, z, lo, 255)
+                return qk(xa, xb, zpp, am, bm, shift, z, lo, 255)
         else:
             sa, sb = self._cached((sa_, sb_), lambda: (float(np.float32(sa_)), float(np.float32(sb_))))
             block, fb = self._block, _kernels.qadd_fbgemm
             chunks = torch_chunks(n, self._threads) if same else ((0, n),)
             if len(chunks) == 1:
                 n_vec = (n // block) * block if block and same else 0
+                fk = _kernels.qadd_fbgemm_mem if direct else fb
 
                 def kernel(xa, xb):
-                    return fb(xa, xb, n_vec, sa, za, sb, zb, inv, z, relu)
+                    return fk(xa, xb, n_vec, sa, za, sb, zb, inv, z, relu)
             else:
+                direct = False
+
                 def kernel(xa, xb):
                     fa, fb_ = xa.reshape(-1), xb.reshape(-1)
                     return np.concatenate([fb(fa[lo:hi], fb_[lo:hi], ((hi - lo) // block) * block if block else 0,
@@ -248,6 +253,8 @@ class QuantizedAdd(_QBinary):
             if va.shape != shape or vb.shape != shape or va.dtype is not dtype or vb.dtype is not dtype \
                     or va.strides != sta or vb.strides != stb:
                 return MISS
+            if direct:                                  # one layout, no gaps: in place, in memory order
+                return checked(kernel(va, vb), ys, z)
             xa, xb = va.transpose(perm), vb.transpose(perm)
             if not same:
                 xa, xb = asc(xa), asc(xb)

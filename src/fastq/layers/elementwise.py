@@ -13,7 +13,7 @@ from ..qtensor import QTensor, _per_tensor_qparams, dequantize, quantize
 from ._base import (ANY, FLOAT, QUANT, Layer, Setting, check_dtype_name, check_int, check_kind, check_scale_setting,
                     check_zero_point_in, register)
 from ._spec import Spec
-from ._fast import ALIAS, MISS, memory_order
+from ._fast import ALIAS, MISS
 
 _FLOAT, _QUANT, _ANY = FLOAT, QUANT, ANY
 _QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
@@ -31,14 +31,9 @@ def _loop(ctx, x, y, line, formula, quantized, cost="elementwise"):
 def _bind_clamp(x, lo, hi, any_scale):
     """A bound clamp (layers/_fast.py) for per-tensor QTensors of x's signature: the C kernel on
     the values in their memory order (a channels-last value stays channels-last, read and
-    written as one run). any_scale: the bounds do not depend on the scale (ReLU's zero point)."""
+    written as one run: _kernels.qclamp). any_scale: the bounds do not depend on the scale (ReLU's zero point)."""
     v = x._values
     shape, dtype, strides, sx, zx = v.shape, v.dtype, v.strides, x._scale, x._zero_point
-    perm = memory_order(v)
-    if perm is None or v.size == 0:
-        perm = tuple(range(v.ndim))
-    back = tuple(int(i) for i in np.argsort(perm))
-    ident = perm == back == tuple(range(v.ndim))
     lo, hi, kernel, checked = int(lo), int(hi), _kernels.qclamp, QTensor._checked
 
     def run(x):
@@ -48,9 +43,7 @@ def _bind_clamp(x, lo, hi, any_scale):
         v = x._values
         if v.shape != shape or v.dtype is not dtype or v.strides != strides:
             return MISS
-        if ident:
-            return checked(kernel(v, lo, hi), x._scale, zx)
-        return checked(kernel(v.transpose(perm), lo, hi).transpose(back), x._scale, zx)
+        return checked(kernel(v, lo, hi), x._scale, zx)     # in v's layout where v has no gaps
     return run
 
 
