@@ -31,3 +31,26 @@ def test_max_pool_channel_groups_equal_the_reference(backend, dtype):
                 assert y.dtype == np.dtype(dtype) and np.array_equal(y, want), (c, k, s, p, d, ceil, v.strides)
                 if v is not x:
                     assert y.transpose(0, 2, 3, 1).flags.c_contiguous     # channels-last kept
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_max_pool_plan_equals_the_reference_and_refuses_another_signature(dtype):
+    rng = np.random.default_rng(7)
+    lo, hi = (0, 256) if dtype == "uint8" else (-128, 128)
+    for c in (3, 64, 130):
+        x = rng.integers(lo, hi, (2, c, 9, 8)).astype(dtype)
+        for k, s, p, d, ceil in GEOMETRY:
+            want = reference.max_pool(x, k, s, p, d, ceil)
+            for v in (x, _cl(x)):
+                plan = K.MaxPoolPlan(v, k, s, p, d, ceil)
+                for _ in range(2):
+                    y = plan(v)
+                    assert y.dtype == np.dtype(dtype) and np.array_equal(y, want), (c, k, v.strides)
+                    assert y.strides == K.max_pool2d(v, k, s, p, d, ceil).strides
+                other = _cl(x) if v is x else x
+                with pytest.raises(ValueError, match="x: this plan takes"):
+                    plan(other)
+                with pytest.raises(ValueError, match="x: this plan takes"):
+                    plan(v[:1])
+    with pytest.raises(ValueError, match="too small"):
+        K.MaxPoolPlan(np.zeros((1, 2, 2, 2), np.uint8), 5)

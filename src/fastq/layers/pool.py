@@ -161,8 +161,8 @@ class MaxPool(_Pool):
         shape, dtype, strides, zx = v.shape, v.dtype, v.strides, x.zero_point
         if v.size == 0:
             return None
-        pool, args, checked = _kernels.max_pool2d, (self.kernel_size, self.stride, self.padding, self.dilation,
-                                                    self.ceil_mode), QTensor._checked
+        plan = _kernels.MaxPoolPlan(v, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+        checked = QTensor._checked
 
         def run(x):
             if type(x) is not QTensor or x._axis is not None or x._zero_point != zx:
@@ -170,7 +170,7 @@ class MaxPool(_Pool):
             v = x._values
             if v.shape != shape or v.dtype is not dtype or v.strides != strides:
                 return MISS
-            return checked(pool(v, *args), x._scale, zx)
+            return checked(plan(v), x._scale, zx)
         return run
 
     def reference(self, x):
