@@ -152,3 +152,31 @@ def test_memory_order_kernels_read_in_place_and_check_their_inputs():
         K.qadd_qnnpack_mem(va, vb.view(np.int8), *qargs)
     with pytest.raises(TypeError, match="QNNPACK add takes uint8 values"):
         K.qadd_qnnpack_mem(va.view(np.int8), vb.view(np.int8), *qargs)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_channels_last_chunks_of_torch_threads_follow_memory(threads):
+    """From 32 768 elements torch splits its loop into one chunk per thread, each with its own
+    body and tail: for channels-last inputs the chunks are runs of the NHWC buffer. Against
+    reference.py on the memory-order buffers, and against torch with that many threads."""
+    rng = np.random.default_rng(8)
+    shape = (2, 37, 31, 33)                         # 75 702 elements: every chunk has a tail
+    va, vb = _cl(_values(rng, shape, "uint8")), _cl(_values(rng, shape, "uint8"))
+    add = QuantizedAdd(1.0, 127, torch_threads=threads)
+    y = add(QTensor(va, 0.5, 120), QTensor(vb, 0.25, 131))
+    fa, fb = va.transpose(0, 2, 3, 1).reshape(-1), vb.transpose(0, 2, 3, 1).reshape(-1)
+    want = reference.qadd_fbgemm(fa, 0.5, 120, fb, 0.25, 131, 1.0, 127, torch_threads=threads)
+    assert np.array_equal(y.values.transpose(0, 2, 3, 1).reshape(-1), want)
+    torch = pytest.importorskip("torch")
+    old, n_old = torch.backends.quantized.engine, torch.get_num_threads()
+    try:
+        torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
+        torch.set_num_threads(threads)
+        ta = torch._make_per_tensor_quantized_tensor(torch.tensor(va.transpose(0, 2, 3, 1).copy()), 0.5, 120)
+        tb = torch._make_per_tensor_quantized_tensor(torch.tensor(vb.transpose(0, 2, 3, 1).copy()), 0.25, 131)
+        ta, tb = ta.permute(0, 3, 1, 2), tb.permute(0, 3, 1, 2)      # channels-last views
+        ty = torch.ops.quantized.add(ta, tb, 1.0, 127).int_repr().numpy()
+        assert np.array_equal(y.values, ty)
+    finally:
+        torch.backends.quantized.engine = old
+        torch.set_num_threads(n_old)
