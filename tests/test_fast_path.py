@@ -274,34 +274,6 @@ def test_layer_fast_call_rebinds_on_a_new_signature():
         conv(a.values)
 
 
-@pytest.mark.parametrize("arithmetic", ["fbgemm", "qnnpack"])
-@pytest.mark.parametrize("relu", [False, True])
-def test_add_of_channels_last_inputs_equals_the_full_call(arithmetic, relu):
-    """QuantizedAdd's bound call adds channels-last inputs in memory order where every element
-    rounds alike (no scalar tail: 64 | size, or a qnnpack add) and keeps their layout; elsewhere
-    it leaves them to the full call. Either way the integers are the full call's on C-order copies."""
-    rng = np.random.default_rng(11)
-    for shape in [(1, 16, 4, 4), (2, 32, 8, 8), (1, 5, 3, 3), (1, 5, 5, 5), (1, 64, 1, 1)]:
-        va = rng.integers(0, 256, shape).astype(np.uint8)
-        vb = rng.integers(0, 256, shape).astype(np.uint8)
-        add = L.arith.QuantizedAdd(0.07, 100, relu=relu, arithmetic=arithmetic)
-        a, b = QTensor(_channels_last(va), 0.05, 120), QTensor(_channels_last(vb), 0.06, 90)
-        want = add._call(QTensor(va, 0.05, 120), QTensor(vb, 0.06, 90))
-        f = add._bind(a, b)
-        n = int(np.prod(shape))
-        uniform = arithmetic == "qnnpack" or n % 64 == 0 or n < 64     # the body, or the tail, alone
-        assert (f is not None) == uniform, shape
-        for _ in range(2):
-            got = add(a, b)
-            assert _same_value(got, want), shape
-        if f is not None:
-            y = f(a, b)
-            assert _same_value(y, want) and y.values.strides == a.values.strides
-            if a.values.strides != vb.strides:
-                assert f(a, QTensor(vb, 0.06, 90)) is MISS     # another layout
-            assert f(a, QTensor(_channels_last(vb), 0.06, 91)) is MISS
-
-
 @pytest.mark.parametrize("layer", [pool.MaxPool(2), pool.MaxPool(3, 2, 1), pool.MaxPool(3, 2, 1, ceil_mode=True),
                                    pool.MaxPool((3, 2), (1, 2), (1, 0), dilation=(2, 1))], ids=repr)
 @pytest.mark.parametrize("dtype", ["uint8", "int8"])

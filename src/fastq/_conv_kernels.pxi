@@ -623,6 +623,44 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, bint ceil_mod
     return y
 
 
+cdef class MaxPoolPlan:
+    """max_pool2d for one input signature (shape, dtype, strides), its geometry checked once:
+    y = plan(x). A channels-last uint8 input (a convolution's output) is pooled in place with
+    nothing else on the call (its output channels last too); any other signature goes through
+    max_pool2d (int8's order-keeping uint8 image, C-order copies)."""
+    cdef fq_pool_geometry g
+    cdef readonly object x_shape, x_strides, dtype, args
+    cdef bint direct
+    cdef cnp.npy_intp ydims[4]
+
+    def __init__(self, x, kernel_size, stride=None, padding=0, dilation=1, bint ceil_mode=False):
+        h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = _pool_args(x, kernel_size, stride, padding, dilation, ceil_mode)
+        self.x_shape, self.x_strides, self.dtype = x.shape, x.strides, x.dtype
+        self.args = (kernel_size, stride, padding, dilation, ceil_mode)
+        self.g.batch, self.g.channels, self.g.in_h, self.g.in_w, self.g.out_h, self.g.out_w = \
+            x.shape[0], x.shape[1], h, w, oh, ow
+        self.g.k_h, self.g.k_w, self.g.stride_h, self.g.stride_w = kh, kw, sh, sw
+        self.g.pad_h, self.g.pad_w, self.g.dil_h, self.g.dil_w = ph, pw, dh, dw
+        self.direct = (x.ndim == 4 and x.size > 0 and x.dtype == np.uint8 and not x.flags.c_contiguous
+                       and x.transpose(0, 2, 3, 1).flags.c_contiguous)
+        self.ydims[0], self.ydims[1], self.ydims[2], self.ydims[3] = self.g.batch, oh, ow, self.g.channels
+
+    def __call__(self, x):
+        """The pooled values of x, which must have the plan's shape, dtype and strides."""
+        if type(x) is not np.ndarray or x.dtype is not self.dtype or x.shape != self.x_shape \
+                or x.strides != self.x_strides:
+            raise ValueError("x: this plan takes %s arrays of shape %s and strides %s, got %s"
+                             % (self.dtype, self.x_shape, self.x_strides,
+                                (getattr(x, "dtype", type(x)), getattr(x, "shape", None), getattr(x, "strides", None))))
+        if not self.direct:
+            return max_pool2d(x, *self.args)
+        cdef cnp.ndarray xa = x
+        cdef cnp.ndarray y = cnp.PyArray_EMPTY(4, self.ydims, cnp.NPY_UINT8, 0)
+        with nogil:
+            fq_max_pool_nhwc(-1, &self.g, <const uint8_t *>cnp.PyArray_DATA(xa), <uint8_t *>cnp.PyArray_DATA(y))
+        return y.transpose(0, 3, 1, 2)
+
+
 cdef tuple _avg_windows(int size, int k, int s, int p, int out, bint count_include_pad):
     """torch's quantized avg_pool window per output index: the clipped range [lo, hi) and the
     extent counted for count_include_pad (clipped to the padded input only)."""

@@ -83,6 +83,7 @@ cdef extern from "csrc/fastq.h" nogil:
                          uint32_t shift, int32_t zero_point, int32_t y_min, int32_t y_max)
     void fq_qmul(int isa, const void *a, const void *b, void *y, int64_t n, int64_t n_vec, int32_t a_zero_point,
                  int32_t b_zero_point, float multiplier, int32_t zero_point, int relu, int is_signed)
+    void fq_qclamp(int isa, const void *x, void *y, int64_t n, int32_t lo, int32_t hi, int is_signed)
 
 cdef extern from "csrc/runtime/cpu.h" nogil:
     uint32_t fq_cpu_has(uint32_t mask)
@@ -777,6 +778,115 @@ def qadd_qnnpack(cnp.ndarray a not None, cnp.ndarray b not None, int32_t zero_po
         fq_qadd_qnnpack(isa, <const uint8_t *>cnp.PyArray_DATA(a), <const uint8_t *>cnp.PyArray_DATA(b),
                         <uint8_t *>cnp.PyArray_DATA(y), cnp.PyArray_SIZE(a), zero_point_product,
                         a_multiplier, b_multiplier, shift, zero_point, y_min, y_max)
+    return y
+
+
+cdef extern from "numpy/arrayobject.h":
+    object PyArray_NewLikeArray(cnp.ndarray prototype, cnp.NPY_ORDER order, void *descr, int subok)
+
+
+cdef bint _dense(cnp.ndarray a):
+    """True when a's elements fill exactly size * itemsize bytes from its data pointer, in some
+    order of its dimensions (C order, channels last, ...): no gaps, overlaps or negative strides."""
+    cdef int nd = cnp.PyArray_NDIM(a), k, j, m = 0
+    cdef cnp.npy_intp st[32]
+    cdef cnp.npy_intp dm[32]
+    cdef cnp.npy_intp ts, td, expect = cnp.PyArray_ITEMSIZE(a)
+    if nd > 32:
+        return False
+    for k in range(nd):
+        if cnp.PyArray_DIMS(a)[k] == 0:
+            return True
+        if cnp.PyArray_DIMS(a)[k] > 1:                # a dimension of size 1 may have any stride
+            st[m] = cnp.PyArray_STRIDES(a)[k]
+            dm[m] = cnp.PyArray_DIMS(a)[k]
+            m += 1
+    for k in range(1, m):                             # ascending strides (insertion sort)
+        ts, td = st[k], dm[k]
+        j = k - 1
+        while j >= 0 and st[j] > ts:
+            st[j + 1], dm[j + 1] = st[j], dm[j]
+            j -= 1
+        st[j + 1], dm[j + 1] = ts, td
+    for k in range(m):
+        if st[k] != expect:
+            return False
+        expect *= dm[k]
+    return True
+
+
+cdef int _mem_pair(cnp.ndarray a, cnp.ndarray b) except -1:
+    """Checks a and b for the *_mem kernels: one dtype (uint8 / int8), one shape, one set of
+    strides, dense; returns 1 for int8."""
+    cdef int is_signed = _signed_pair(a, b)
+    cdef int nd = cnp.PyArray_NDIM(a), k
+    if cnp.PyArray_NDIM(b) != nd:
+        raise ValueError("a, b: shapes differ (%s, %s)" % ((<object>a).shape, (<object>b).shape))
+    for k in range(nd):
+        if cnp.PyArray_DIMS(a)[k] != cnp.PyArray_DIMS(b)[k] or cnp.PyArray_STRIDES(a)[k] != cnp.PyArray_STRIDES(b)[k]:
+            raise ValueError("a, b: expected one shape and one set of strides, got %s %s and %s %s"
+                             % ((<object>a).shape, (<object>a).strides, (<object>b).shape, (<object>b).strides))
+    if not _dense(a):
+        raise ValueError("a, b: expected arrays without gaps (C order, channels last, ...), got strides %s"
+                         % ((<object>a).strides,))
+    return is_signed
+
+
+def qadd_fbgemm_mem(cnp.ndarray a not None, cnp.ndarray b not None, int64_t n_vec, float a_scale,
+                    int a_zero_point, float b_scale, int b_zero_point, float inv_scale, int zero_point,
+                    bint relu, int isa=-1):
+    """qadd_fbgemm in the inputs' memory order: a and b dense with one shape and one set of
+    strides (two channels-last values, say), read in place; y in their layout; the first n_vec
+    elements of memory take the vector body."""
+    cdef int is_signed = _mem_pair(a, b)
+    cdef cnp.ndarray y = PyArray_NewLikeArray(a, cnp.NPY_KEEPORDER, NULL, 0)
+    with nogil:
+        fq_qadd_fbgemm(isa, cnp.PyArray_DATA(a), cnp.PyArray_DATA(b), cnp.PyArray_DATA(y),
+                       cnp.PyArray_SIZE(a), n_vec, a_scale, a_zero_point, b_scale, b_zero_point,
+                       inv_scale, zero_point, relu, is_signed)
+    return y
+
+
+def qadd_qnnpack_mem(cnp.ndarray a not None, cnp.ndarray b not None, int32_t zero_point_product,
+                     uint32_t a_multiplier, uint32_t b_multiplier, uint32_t shift, int zero_point,
+                     int y_min, int y_max, int isa=-1):
+    """qadd_qnnpack in the inputs' memory order (as qadd_fbgemm_mem; the tiles run through memory)."""
+    if _mem_pair(a, b):
+        raise TypeError("a, b: QNNPACK add takes uint8 values, got %s" % a.dtype)
+    if not (0 < shift < 36):
+        raise ValueError("shift: QNNPACK add shifts by 1..35 (scale ratios in [2**-14, 2**8)), got %d" % shift)
+    cdef cnp.ndarray y = PyArray_NewLikeArray(a, cnp.NPY_KEEPORDER, NULL, 0)
+    with nogil:
+        fq_qadd_qnnpack(isa, <const uint8_t *>cnp.PyArray_DATA(a), <const uint8_t *>cnp.PyArray_DATA(b),
+                        <uint8_t *>cnp.PyArray_DATA(y), cnp.PyArray_SIZE(a), zero_point_product,
+                        a_multiplier, b_multiplier, shift, zero_point, y_min, y_max)
+    return y
+
+
+def qclamp(cnp.ndarray x not None, int lo, int hi, int isa=-1):
+    """y = min(max(x, lo), hi) on uint8 / int8 values, a new array of x's shape: in x's layout
+    where x has no gaps (C order, channels last: read and written as one run of memory), else
+    in C order."""
+    cdef int t = cnp.PyArray_TYPE(x)
+    if t != cnp.NPY_UINT8 and t != cnp.NPY_INT8:
+        raise TypeError("x: expected uint8 or int8 values, got %s" % x.dtype)
+    cdef int is_signed = t == cnp.NPY_INT8
+    cdef int qmin = -128 if is_signed else 0
+    cdef int qmax = 127 if is_signed else 255
+    if not (qmin <= lo <= hi <= qmax):
+        raise ValueError("lo, hi: expected %d <= lo <= hi <= %d, got %d, %d" % (qmin, qmax, lo, hi))
+    cdef cnp.ndarray y
+    if cnp.PyArray_IS_C_CONTIGUOUS(x) or not _dense(x):
+        x = _contiguous(x)
+        y = cnp.PyArray_EMPTY(x.ndim, x.shape, t, 0)
+    else:
+        y = PyArray_NewLikeArray(x, cnp.NPY_KEEPORDER, NULL, 0)
+    cdef int64_t n = cnp.PyArray_SIZE(x)
+    if n < 65536:
+        fq_qclamp(isa, cnp.PyArray_DATA(x), cnp.PyArray_DATA(y), n, lo, hi, is_signed)
+    else:
+        with nogil:
+            fq_qclamp(isa, cnp.PyArray_DATA(x), cnp.PyArray_DATA(y), n, lo, hi, is_signed)
     return y
 
 

@@ -453,9 +453,14 @@ class _Compiled:
         vals[:len(xs)] = xs
         for step in self.steps:
             fn, layer, a, ins, o, outs, frees, i, rebinds = step
-            args = (vals[a],) if a is not None else [vals[j] for j in ins]
-            r = _MISS if fn is None else fn(*args)
+            if fn is None:
+                r = _MISS
+            elif a is not None:                     # one input: called without building a tuple
+                r = fn(vals[a])
+            else:
+                r = fn(*[vals[j] for j in ins])
             if r is _MISS:
+                args = (vals[a],) if a is not None else [vals[j] for j in ins]
                 r = model._call_node(layer, args, i)
                 if fn is not None and rebinds < _REBINDS:
                     nb = layer._bind(*args)

@@ -335,6 +335,9 @@ void fq_qadd_qnnpack(int isa, const uint8_t *a, const uint8_t *b, uint8_t *y, in
  * the first n_vec elements as its vectorized body (cvtps2dq, zero point added in wrapping
  * int32), the rest as its scalar tail (lrintf into int64): they differ once the product
  * exceeds 2^31 output steps (reference.qmul). */
+/* y = min(max(x, lo), hi) per element (quantized ReLU / ReLU6 / Hardtanh), lo <= hi in the
+ * dtype's range. */
+void fq_qclamp(int isa, const void *x, void *y, int64_t n, int32_t lo, int32_t hi, int is_signed);
 void fq_qmul(int isa, const void *a, const void *b, void *y, int64_t n, int64_t n_vec, int32_t a_zero_point,
              int32_t b_zero_point, float multiplier, int32_t zero_point, int relu, int is_signed);
 

@@ -17,6 +17,13 @@ MISS = object()          # a bound callable's answer for inputs of another signa
 ALIAS = object()         # _bind's answer for an op whose output is its input (Identity)
 
 
+def memory_order(v):
+    """The permutation p with v.transpose(p) C-contiguous (v's memory order: (0, 2, 3, 1) for a
+    channels-last view), or None for a value with gaps or overlaps."""
+    perm = tuple(sorted(range(v.ndim), key=lambda d: -v.strides[d]))
+    return perm if v.transpose(perm).flags.c_contiguous else None
+
+
 def fast_call(layer, full, *args):
     """layer(*args) through the layer's last bound callable when the signature matches, else
     full(*args) (the checked path), after which the layer binds to this signature."""

@@ -13,7 +13,7 @@ from . import arith_emit as _c
 from ._base import (ANY, FLOAT, QUANT, Layer, Setting, check_bool, check_choice, check_int,  # noqa: F401
                     check_kind, check_scale_setting, check_zero_point_in, register)
 from ._spec import Spec
-from ._fast import MISS, fast_call
+from ._fast import MISS, fast_call, memory_order  # noqa: F401  (memory_order: arith's name too)
 
 ARITHMETIC = ("fbgemm", "qnnpack")
 # torch's vectorized elementwise loop (cpu_kernel_vec) runs blocks of 2 x Vectorized<quint8>
@@ -75,13 +75,6 @@ def _fast_pair(a, b):
     without building messages); otherwise _check_qpair says what is wrong."""
     return (type(a) is QTensor and type(b) is QTensor and a.axis is None and b.axis is None
             and a.values.dtype == b.values.dtype and a.values.shape == b.values.shape)
-
-
-def memory_order(v):
-    """The permutation p with v.transpose(p) C-contiguous (v's memory order: (0, 2, 3, 1) for a
-    channels-last view), or None for a value with gaps or overlaps."""
-    perm = tuple(sorted(range(v.ndim), key=lambda d: -v.strides[d]))
-    return perm if v.transpose(perm).flags.c_contiguous else None
 
 
 def _check_qpair(a, b, name):
@@ -198,58 +191,59 @@ class QuantizedAdd(_QBinary):
 
     def _call(self, a, b):
         self._check_call(a, b)
-        va, vb = a.values, b.values
-        if self._qnnpack_kernel and va.dtype == np.uint8:
-            zpp, am, bm, shift = self._cached((a.scale, a.zero_point, b.scale, b.zero_point),
-                                              lambda: self._qnnpack_params(a, b))
-            y = _kernels.qadd_qnnpack(va, vb, zpp, am, bm, shift, self._z, self._z if self._relu else 0, 255)
-        else:
-            sa, sb = self._cached((a.scale, b.scale), lambda: (float(np.float32(a.scale)), float(np.float32(b.scale))))
-            n = va.size
-            if n < GRAIN_SIZE or self._threads <= 1:
-                y = self._fbgemm(va, vb, sa, a.zero_point, sb, b.zero_point)
-            else:
-                fa, fb = va.reshape(-1), vb.reshape(-1)
-                y = np.concatenate([self._fbgemm(fa[lo:hi], fb[lo:hi], sa, a.zero_point, sb, b.zero_point)
-                                    for lo, hi in torch_chunks(n, self._threads)]).reshape(va.shape)
-        return self._out(y)
+        return self._bound(a, b)(a, b)
 
     def _bind(self, a, b):
-        """The call for inputs of a's and b's signature (layers/_fast.py). Inputs of one layout
-        are added in their memory order, without the copies to C order, when every element takes
-        the same rounding (torch's vector body covers them all, or its scalar tail does; one
-        chunk): the sums are then the same in any order, and the output keeps the layout, as
-        torch's does."""
-        if not _fast_pair(a, b) or a.values.strides != b.values.strides:
+        """The call for inputs of a's and b's signature (layers/_fast.py)."""
+        if not _fast_pair(a, b) or not self._z_fits.get(a.values.dtype, False) or a.values.size == 0:
             return None
-        va = a.values
+        return self._bound(a, b)
+
+    def _bound(self, a, b):
+        """The add for inputs of a's and b's signature (both checked), laid out as torch's: its
+        output takes a's memory order, and torch's loop walks the elements in that order.
+        fbgemm (x86): when b shares a's order, the loop is one run of contiguous memory, split
+        into torch's vector body and scalar tail (per GRAIN_SIZE chunk) in that order; when it
+        does not (one input channels-last, the other not), b's inner stride is not 1 and torch's
+        cpu_kernel_vec takes its scalar loop for every element: the tail formula throughout.
+        qnnpack: b is copied to a's layout and the tiles run in memory order."""
+        va, vb = a.values, b.values
         perm = memory_order(va)
-        n = va.size
-        qnn = self._qnnpack_kernel and va.dtype == np.uint8
-        if perm is None or n == 0 or (not qnn and not (n < GRAIN_SIZE or self._threads <= 1)):
-            return None
-        if not qnn:
-            n_vec = (n // self._block) * self._block if self._block else 0
-            if n_vec not in (0, n) and perm != tuple(range(va.ndim)):
-                return None
+        if perm is None:                                   # a with gaps: worked on in C order
+            perm = tuple(range(va.ndim))
         back = tuple(int(i) for i in np.argsort(perm))
-        shape, dtype, strides = va.shape, va.dtype, va.strides
+        xa0 = va.transpose(perm)
+        same = xa0.flags.c_contiguous and vb.transpose(perm).flags.c_contiguous
+        shape, dtype, sta, stb = va.shape, va.dtype, va.strides, vb.strides
         sa_, za, sb_, zb = a.scale, a.zero_point, b.scale, b.zero_point
-        z, relu, inv, checked = self._z, self._relu, self._inv_scale, QTensor._checked
-        ys, yz = self._s, self._z
-        if not self._z_fits.get(dtype, False):
-            return None
-        if qnn:
+        z, relu, inv, checked, ys = self._z, self._relu, self._inv_scale, QTensor._checked, self._s
+        n = va.size
+        asc = np.ascontiguousarray
+        direct = same and xa0.flags.c_contiguous       # dense: the *_mem kernels read it in place
+        if self._qnnpack_kernel and dtype == np.uint8:
             zpp, am, bm, shift = self._cached((sa_, za, sb_, zb), lambda: self._qnnpack_params(a, b))
             lo = z if relu else 0
+            qk = _kernels.qadd_qnnpack_mem if direct else _kernels.qadd_qnnpack
 
             def kernel(xa, xb):
-                return _kernels.qadd_qnnpack(xa, xb, zpp, am, bm, shift, z, lo, 255)
+                return qk(xa, xb, zpp, am, bm, shift, z, lo, 255)
         else:
             sa, sb = self._cached((sa_, sb_), lambda: (float(np.float32(sa_)), float(np.float32(sb_))))
+            block, fb = self._block, _kernels.qadd_fbgemm
+            chunks = torch_chunks(n, self._threads) if same else ((0, n),)
+            if len(chunks) == 1:
+                n_vec = (n // block) * block if block and same else 0
+                fk = _kernels.qadd_fbgemm_mem if direct else fb
 
-            def kernel(xa, xb):
-                return _kernels.qadd_fbgemm(xa, xb, n_vec, sa, za, sb, zb, inv, z, relu)
+                def kernel(xa, xb):
+                    return fk(xa, xb, n_vec, sa, za, sb, zb, inv, z, relu)
+            else:
+                direct = False
+
+                def kernel(xa, xb):
+                    fa, fb_ = xa.reshape(-1), xb.reshape(-1)
+                    return np.concatenate([fb(fa[lo:hi], fb_[lo:hi], ((hi - lo) // block) * block if block else 0,
+                                              sa, za, sb, zb, inv, z, relu) for lo, hi in chunks]).reshape(xa.shape)
 
         def run(a, b):
             if type(a) is not QTensor or type(b) is not QTensor or a._axis is not None or b._axis is not None \
@@ -257,9 +251,14 @@ class QuantizedAdd(_QBinary):
                 return MISS
             va, vb = a._values, b._values
             if va.shape != shape or vb.shape != shape or va.dtype is not dtype or vb.dtype is not dtype \
-                    or va.strides != strides or vb.strides != strides:
+                    or va.strides != sta or vb.strides != stb:
                 return MISS
-            return checked(kernel(va.transpose(perm), vb.transpose(perm)).transpose(back), ys, yz)
+            if direct:                                  # one layout, no gaps: in place, in memory order
+                return checked(kernel(va, vb), ys, z)
+            xa, xb = va.transpose(perm), vb.transpose(perm)
+            if not same:
+                xa, xb = asc(xa), asc(xb)
+            return checked(kernel(xa, xb).transpose(back), ys, z)
         return run
 
     def _qnnpack_params(self, a, b):
@@ -267,11 +266,6 @@ class QuantizedAdd(_QBinary):
             raise ValueError("x: QNNPACK add_relu with output zero point 255 has an empty range "
                              "(torch refuses it too)")
         return reference.qnnpack_add_params(a.scale, a.zero_point, b.scale, b.zero_point, self._s)
-
-    def _fbgemm(self, va, vb, sa, za, sb, zb):
-        n = va.size
-        n_vec = (n // self._block) * self._block if self._block else 0
-        return _kernels.qadd_fbgemm(va, vb, n_vec, sa, za, sb, zb, self._inv_scale, self._z, self._relu)
 
     def prepare(self, a, b):
         """AddData for inputs quantized as a and b (Specs), from the same builders the call caches."""

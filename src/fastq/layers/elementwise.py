@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import reference
-from ..qtensor import QTensor, dequantize, quantize
+from .. import _kernels, reference
+from ..qtensor import QTensor, _per_tensor_qparams, dequantize, quantize
 from ._base import (ANY, FLOAT, QUANT, Layer, Setting, check_dtype_name, check_int, check_kind, check_scale_setting,
                     check_zero_point_in, register)
 from ._spec import Spec
@@ -26,6 +26,25 @@ def _loop(ctx, x, y, line, formula, quantized, cost="elementwise"):
                       ctx.fn("const %s *x, %s *y" % (x.ctype, y.ctype),
                              "    int32_t i;\n    for (i = 0; i < %s; i++)\n%s" % (size, line))])
     return ctx.step((x,), y, code, quantized=quantized, cost=cost)
+
+
+def _bind_clamp(x, lo, hi, any_scale):
+    """A bound clamp (layers/_fast.py) for per-tensor QTensors of x's signature: the C kernel on
+    the values in their memory order (a channels-last value stays channels-last, read and
+    written as one run: _kernels.qclamp). any_scale: the bounds do not depend on the scale (ReLU's zero point)."""
+    v = x._values
+    shape, dtype, strides, sx, zx = v.shape, v.dtype, v.strides, x._scale, x._zero_point
+    lo, hi, kernel, checked = int(lo), int(hi), _kernels.qclamp, QTensor._checked
+
+    def run(x):
+        if type(x) is not QTensor or x._axis is not None or x._zero_point != zx \
+                or (not any_scale and x._scale != sx):
+            return MISS
+        v = x._values
+        if v.shape != shape or v.dtype is not dtype or v.strides != strides:
+            return MISS
+        return checked(kernel(v, lo, hi), x._scale, zx)     # in v's layout where v has no gaps
+    return run
 
 
 def _same_q(x, v):
@@ -66,20 +85,8 @@ class _Clamp(Layer):
         quantization looked up once."""
         if type(x) is not QTensor or x._axis is not None:
             return None
-        v = x._values
-        shape, dtype, strides, sx, zx = v.shape, v.dtype, v.strides, x._scale, x._zero_point
-        lo, hi = self._bounds(sx, zx, dtype.name)
-        lo, hi = np.array(lo, dtype=dtype), np.array(hi, dtype=dtype)
-        checked, maximum, minimum = QTensor._checked, np.maximum, np.minimum
-
-        def run(x):
-            if type(x) is not QTensor or x._axis is not None or x._scale != sx or x._zero_point != zx:
-                return MISS
-            v = x._values
-            if v.shape != shape or v.dtype is not dtype or v.strides != strides:
-                return MISS
-            return checked(minimum(maximum(v, lo), hi), sx, zx)
-        return run
+        lo, hi = self._bounds(x._scale, x._zero_point, x._values.dtype.name)
+        return _bind_clamp(x, lo, hi, False)
 
     def _float_call(self, x, lo, hi):
         return np.clip(x, lo, hi).astype(np.float32, copy=False)
@@ -125,6 +132,21 @@ class Quantize(Layer):
     def __call__(self, x):
         return quantize(x, self.scale, self.zero_point, self.dtype)
 
+    def _bind(self, x):
+        """The call for float32 arrays of x's shape and strides (layers/_fast.py): the checked
+        qparams and f32(1 / scale) taken once."""
+        if type(x) is not np.ndarray or x.dtype != np.float32 or not x.ndim:
+            return None
+        qmin, qmax, scale, zero_point, inv = _per_tensor_qparams(self.scale, self.zero_point, self.dtype)
+        shape, strides, f32, zpf, signed = x.shape, x.strides, x.dtype, float(zero_point), qmin < 0
+        kernel, checked = _kernels.quantize, QTensor._checked
+
+        def run(x):
+            if type(x) is not np.ndarray or x.dtype is not f32 or x.shape != shape or x.strides != strides:
+                return MISS
+            return checked(kernel(x, inv, zpf, qmin, qmax, signed), scale, zero_point)
+        return run
+
     def infer(self, x):
         check_kind(x, ("float",), "Quantize")
         return Spec("quant", x.shape, self.dtype, float(self.scale), int(self.zero_point))
@@ -155,6 +177,23 @@ class Dequantize(Layer):
 
     def __call__(self, x):
         return dequantize(x)
+
+    def _bind(self, x):
+        """The call for per-tensor QTensors of x's signature (layers/_fast.py)."""
+        if type(x) is not QTensor or x._axis is not None or not x._values.ndim:
+            return None
+        v = x._values
+        shape, dtype, strides, zx, sx = v.shape, v.dtype, v.strides, x._zero_point, x._scale
+        scale, kernel = np.float32(sx), _kernels.dequantize
+
+        def run(x):
+            if type(x) is not QTensor or x._axis is not None or x._scale != sx or x._zero_point != zx:
+                return MISS
+            v = x._values
+            if v.shape != shape or v.dtype is not dtype or v.strides != strides:
+                return MISS
+            return kernel(v, zx, scale)
+        return run
 
     def infer(self, x):
         check_kind(x, ("quant",), "Dequantize")
@@ -221,18 +260,7 @@ class ReLU(_Clamp):
         """The quantized call for inputs of x's signature (layers/_fast.py)."""
         if type(x) is not QTensor or x._axis is not None:
             return None
-        v = x._values
-        shape, dtype, strides, zp = v.shape, v.dtype, v.strides, x._zero_point
-        lo, checked, maximum = np.array(zp, dtype=dtype), QTensor._checked, np.maximum
-
-        def run(x):
-            if type(x) is not QTensor or x._axis is not None or x._zero_point != zp:
-                return MISS
-            v = x._values
-            if v.shape != shape or v.dtype is not dtype or v.strides != strides:
-                return MISS
-            return checked(maximum(v, lo), x._scale, zp)
-        return run
+        return _bind_clamp(x, x._zero_point, _QRANGE[x._values.dtype.name][1], True)
 
     def _float_bounds(self):
         return np.float32(0), None

@@ -143,12 +143,35 @@ class MaxPool(_Pool):
         self._attrs["dilation"] = tuple(self._settings["dilation"])
 
     def __call__(self, x):
+        return fast_call(self, self._call, x)
+
+    def _call(self, x):
         _check_q(x, self.dims, "MaxPool")
         self._out(x.values.shape[2:], self.dilation)
         # the kernel reads a channels-last view in place (and keeps its layout)
         y = _kernels.max_pool2d(x.values, self.kernel_size, self.stride, self.padding, self.dilation,
                                 self.ceil_mode)
         return QTensor._checked(y, x.scale, x.zero_point)
+
+    def _bind(self, x):
+        """The pooling for values of x's signature (layers/_fast.py): the geometry checked once;
+        the output keeps a channels-last input's layout, so the ops after it see one layout in the
+        full run and in the bound one. The max needs no quantization: any scale passes through."""
+        v = x.values
+        shape, dtype, strides, zx = v.shape, v.dtype, v.strides, x.zero_point
+        if v.size == 0:
+            return None
+        plan = _kernels.MaxPoolPlan(v, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+        checked = QTensor._checked
+
+        def run(x):
+            if type(x) is not QTensor or x._axis is not None or x._zero_point != zx:
+                return MISS
+            v = x._values
+            if v.shape != shape or v.dtype is not dtype or v.strides != strides:
+                return MISS
+            return checked(plan(v), x._scale, zx)
+        return run
 
     def reference(self, x):
         """The same output from fastq.reference (the oracle the kernel is held to)."""

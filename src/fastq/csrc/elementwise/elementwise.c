@@ -20,6 +20,10 @@ void fq_qadd_qnnpack(int isa, const uint8_t *a, const uint8_t *b, uint8_t *y, in
                                zero_point, y_min, y_max);
 }
 
+void fq_qclamp(int isa, const void *x, void *y, int64_t n, int32_t lo, int32_t hi, int is_signed) {
+    kernels(isa)->clamp(x, y, n, lo, hi, is_signed);
+}
+
 void fq_qmul(int isa, const void *a, const void *b, void *y, int64_t n, int64_t n_vec, int32_t a_zero_point,
              int32_t b_zero_point, float multiplier, int32_t zero_point, int relu, int is_signed) {
     kernels(isa)->qmul(a, b, y, n, n_vec, a_zero_point, b_zero_point, multiplier, zero_point, relu, is_signed);

@@ -17,6 +17,8 @@ typedef struct fq_elementwise_kernels {
                          uint32_t shift, int32_t zero_point, int32_t y_min, int32_t y_max);
     void (*qmul)(const void *a, const void *b, void *y, int64_t n, int64_t n_vec, int32_t a_zero_point,
                  int32_t b_zero_point, float multiplier, int32_t zero_point, int relu, int is_signed);
+    /* the formula of fq_qclamp in fastq.h */
+    void (*clamp)(const void *x, void *y, int64_t n, int32_t lo, int32_t hi, int is_signed);
 } fq_elementwise_kernels;
 
 /* QNNPACK hands its add kernel 4096-element tiles; its SIMD code shifts a tile of >= 8 elements
@@ -41,9 +43,11 @@ void fq_qadd_qnnpack_scalar(const uint8_t *a, const uint8_t *b, uint8_t *y, int6
 void fq_qadd_qnnpack_scalar_split(const uint8_t *a, const uint8_t *b, uint8_t *y, int64_t n, int64_t n_long,
                                   int32_t zero_point_product, uint32_t a_multiplier, uint32_t b_multiplier,
                                   uint32_t shift, int32_t zero_point, int32_t y_min, int32_t y_max);
+void fq_qclamp_scalar(const void *x, void *y, int64_t n, int32_t lo, int32_t hi, int is_signed);
 void fq_qmul_scalar(const void *a, const void *b, void *y, int64_t n, int64_t n_vec, int32_t a_zero_point,
                     int32_t b_zero_point, float multiplier, int32_t zero_point, int relu, int is_signed);
 
 const fq_elementwise_kernels *fq_elementwise_scalar(void);
 const fq_elementwise_kernels *fq_elementwise_avx2(void);    /* AVX2 + FMA bodies */
+const fq_elementwise_kernels *fq_elementwise_avx512(void);  /* AVX-512 add body and clamp, AVX2's rest */
 #endif

@@ -125,8 +125,26 @@ static void qmul_avx2(const void *a, const void *b, void *y, int64_t n, int64_t 
                    a_zero_point, b_zero_point, multiplier, zero_point, relu, is_signed);
 }
 
+/* 32 bytes at a time: a byte max and min (unsigned or signed compares), the rest scalar */
+__attribute__((target("avx2")))
+static void qclamp_avx2(const void *x, void *y, int64_t n, int32_t lo, int32_t hi, int is_signed) {
+    const __m256i l = _mm256_set1_epi8((char)lo), h = _mm256_set1_epi8((char)hi);
+    const uint8_t *xp = (const uint8_t *)x;
+    uint8_t *yp = (uint8_t *)y;
+    int64_t i = 0;
+    if (is_signed)
+        for (; i + 32 <= n; i += 32)
+            _mm256_storeu_si256((__m256i *)(yp + i), _mm256_min_epi8(_mm256_max_epi8(
+                _mm256_loadu_si256((const __m256i *)(xp + i)), l), h));
+    else
+        for (; i + 32 <= n; i += 32)
+            _mm256_storeu_si256((__m256i *)(yp + i), _mm256_min_epu8(_mm256_max_epu8(
+                _mm256_loadu_si256((const __m256i *)(xp + i)), l), h));
+    fq_qclamp_scalar(xp + i, yp + i, n - i, lo, hi, is_signed);
+}
+
 static const fq_elementwise_kernels avx2_kernels = {
-    "avx2", qadd_fbgemm_avx2, qadd_qnnpack_avx2, qmul_avx2,
+    "avx2", qadd_fbgemm_avx2, qadd_qnnpack_avx2, qmul_avx2, qclamp_avx2,
 };
 
 const fq_elementwise_kernels *fq_elementwise_avx2(void) { return &avx2_kernels; }

@@ -72,8 +72,15 @@ void fq_qmul_scalar(const void *a, const void *b, void *y, int64_t n, int64_t n_
     }
 }
 
+void fq_qclamp_scalar(const void *x, void *y, int64_t n, int32_t lo, int32_t hi, int is_signed) {
+    for (int64_t i = 0; i < n; i++) {
+        int32_t v = fq_ew_load(x, i, is_signed);
+        fq_ew_store(y, i, v < lo ? lo : (v > hi ? hi : v), is_signed);
+    }
+}
+
 static const fq_elementwise_kernels scalar_kernels = {
-    "scalar", fq_qadd_fbgemm_scalar, fq_qadd_qnnpack_scalar, fq_qmul_scalar,
+    "scalar", fq_qadd_fbgemm_scalar, fq_qadd_qnnpack_scalar, fq_qmul_scalar, fq_qclamp_scalar,
 };
 
 const fq_elementwise_kernels *fq_elementwise_scalar(void) { return &scalar_kernels; }

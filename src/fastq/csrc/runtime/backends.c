@@ -70,8 +70,8 @@ static void fill_avx2(fq_kernels *k) {
 
 #ifdef FQ_COMPILE_AVX512
 /* Packing stays AVX2's: a zmm packer (64 rows x 64 bytes a step) measured 1.5x slower on
- * 4096 x 4096, as 64 rows 4 KiB apart thrash one L1 set. Add / mul stay AVX2's too, and so
- * does pooling (memory bound). */
+ * 4096 x 4096, as 64 rows 4 KiB apart thrash one L1 set. Mul stays AVX2's, and so does
+ * pooling (memory bound); the add (float requantization, compute bound) takes 16 lanes. */
 static void fill_avx512vnni(fq_kernels *k) {
     /* one kernel per panel width, each with as many rows as its accumulators allow */
     k->mr[0] = FQ_MR_AVX512_W16;
@@ -88,6 +88,7 @@ static void fill_avx512vnni(fq_kernels *k) {
     fq_fused_avx512vnni(k->fused);                /* the epilogue on the accumulators in registers */
     k->convert = fq_convert_avx512();
     k->conv = fq_conv_kernels_avx512vnni();     /* vpdpwssd tap pairs: needs VNNI */
+    k->elementwise = fq_elementwise_avx512();
 }
 #define FILL_AVX512VNNI fill_avx512vnni
 #else

@@ -12,6 +12,7 @@ from ...qtensor import QTensor
 from .._spec import Spec
 from . import emit as _emit
 from . import explain as _explain
+from .._fast import MISS
 from .._base import (QUANT, Setting, WeightLayer, check_bool, check_choice, check_dtype_name, check_kind,
                     check_scale_setting, check_zero_point_in, padded, register)
 
@@ -241,6 +242,23 @@ class QuantizedLinear(WeightLayer):
     # Checks x (TypeError / ValueError naming "x"), refuses K large enough to overflow int32,
     # then one kernel call with the epilogue cached for (x.scale, x.zero_point).
     __call__ = _kernels.linear_call
+
+    def _bind(self, x):
+        """The call for per-tensor QTensors of x's shape and dtype (layers/_fast.py): the layer's
+        LinearCore, which checks the quantization and caches its epilogue itself."""
+        core = getattr(self, "_core", None)
+        if core is None or type(x) is not QTensor or x._axis is not None:
+            return None
+        shape, dtype = x._values.shape, x._values.dtype
+
+        def run(x):
+            if type(x) is not QTensor or x._axis is not None:
+                return MISS
+            v = x._values
+            if v.shape != shape or v.dtype is not dtype:
+                return MISS
+            return core(x)
+        return run
 
     def _call_python(self, x):
         """The same call in Python (the reference for LinearCore.call)."""
