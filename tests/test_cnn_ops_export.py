@@ -132,3 +132,25 @@ def test_broadcast_mul_past_the_bound_is_refused():
     m = Model(nodes=nodes, inputs=("x",), outputs=("d",))
     with pytest.raises(ExportError, match="multiplier"):
         export.generate(m, name="net", input_shape=(4, 3, 3))
+
+
+@pytest.mark.parametrize("order", ["quantized first", "conv first"])
+def test_add_of_two_layouts_export(tmp_path, rng, order):
+    """An add of the quantized input (NCHW) and a convolution's output (channels-last): torch runs
+    its scalar loop on every element of inputs of two layouts, so the exported C must not split
+    into a vector body and a tail there. Power-of-two scales put every sum on a multiple of half
+    an output step, and the odd output zero point makes the body's rne(t) + z and the tail's
+    rne(z + t) differ on each .5: a split would miss the body's ties."""
+    from fastq.layers.arith import QuantizedAdd
+    from fastq.layers.conv import QuantizedConv
+    import fastq
+    s = 2.0 ** -5
+    c = 4                                   # 4 x 6 x 6 = 144 values per sample: a body and a tail
+    w = fastq.QTensor(rng.integers(-3, 4, (c, c, 1, 1)).astype(np.int8), np.full(c, 0.25), np.zeros(c, np.int64), axis=0)
+    conv = QuantizedConv(w, None, s, 128)
+    ins = ["q", "c"] if order == "quantized first" else ["c", "q"]
+    nodes = [Node("quant", Quantize(s, 128), ["x"], ["q"]), Node("conv", conv, ["q"], ["c"]),
+             Node("add", QuantizedAdd(2 * s, 129), ins, ["s"]), Node("dq", Dequantize(), ["s"], ["y"])]
+    m = Model(nodes=nodes, inputs=["x"], outputs=["y"])
+    x = (rng.integers(-40, 40, (3, c, 6, 6)) * s).astype(np.float32)
+    _expect_c_equals_runtime(m, x, tmp_path, input_shape=(c, 6, 6))

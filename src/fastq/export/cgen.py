@@ -182,8 +182,9 @@ def _check_takes(node, op, layer, xs):
                           % (node, op))
 
 
-def _node_step(node, op, layer, xs, out_name, prefix_of, note=None):
-    """(Step or None, output Value) of one node, through the op protocol."""
+def _node_step(node, op, layer, xs, out_name, prefix_of, note=None, mixed_layouts=False):
+    """(Step or None, output Value) of one node, through the op protocol (mixed_layouts: the
+    node's inputs came in two layouts, before any transpose made them one; ctx.mixed_layouts)."""
     if not (callable(getattr(layer, "infer", None)) and callable(getattr(layer, "emit_c", None))):
         raise ExportError("node %r: %s cannot be exported to C (not a fastq op)" % (node, op))
     _check_takes(node, op, layer, xs)
@@ -204,6 +205,7 @@ def _node_step(node, op, layer, xs, out_name, prefix_of, note=None):
         raise ExportError("node %r (%s): %s" % (node, op, e)) from None
     ctx = EmitContext(node, op, lambda: prefix_of(node))
     ctx.note = note
+    ctx.mixed_layouts = mixed_layouts
     try:
         st = layer.emit_c(ctx, node, xs, y, data)
     except ExportError:
@@ -266,13 +268,16 @@ def generate(model, name="net", input_size=None, input_shape=None):
         if len(outs) != 1:
             raise ExportError("node %r (%s): %d outputs; the C export handles one" % (node, op, len(outs)))
         xs = [values[i] for i in ins]
+        # torch computes an elementwise op on inputs of two layouts by another loop than on inputs
+        # of one (the quantized add: its scalar formula throughout); the op learns it from ctx
+        mixed = len({x.layout or "nchw" for x in xs if x.spatial > 1}) > 1
         if any(x.spatial > 1 for x in xs):
             try:
                 shape = layer.infer(*[x.spec for x in xs]).shape
             except Exception:           # noqa: BLE001 - _node_step reports it, naming the node
                 shape = None
             xs = layout.ready(node, layer, xs, shape, steps, prefix_of)
-        st, y = _node_step(node, op, layer, xs, outs[0], prefix_of)
+        st, y = _node_step(node, op, layer, xs, outs[0], prefix_of, mixed_layouts=mixed)
         if st is not None:
             steps.append(st)
         values[outs[0]] = y

@@ -94,6 +94,7 @@ class EmitContext:
     strides_of = staticmethod(lambda shape: strides_of(shape))
 
     note = None                     # a remark of the driver for the op's C comment
+    mixed_layouts = False           # the node's inputs came in two layouts (cgen, before transposes)
 
     def __init__(self, node, op, prefix_of):
         self.name, self.op = node, op       # the node's name as the model holds it (for messages)

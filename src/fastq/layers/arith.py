@@ -284,6 +284,9 @@ class QuantizedAdd(_QBinary):
         a, b = inputs
         if op_data.kernel == "qnnpack":
             return _c.qadd_qnnpack(ctx, self.relu, self.zero_point, a, b, output, op_data.qnnpack)
+        if ctx.mixed_layouts:
+            # inputs of two layouts: torch's scalar loop for every element (as the runtime's _bound)
+            op_data = op_data._replace(segments=tuple((lo, lo, hi) for lo, _, hi in op_data.segments))
         return _c.qadd_fbgemm(ctx, self.relu, self.zero_point, a, b, output, op_data)
 
     def summary_row(self, specs, op_data):
