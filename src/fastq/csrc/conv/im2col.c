@@ -7,13 +7,41 @@
 #include <string.h>
 #include "conv/conv.h"
 
-/* A short run (e.g. 3 taps x 3 channels = 9 bytes) is a fixed 16- or 32-byte move rather than
- * a memcpy call per run: the bytes past n land where the next run or row is written next (the
- * column buffer has 64 bytes of slack), and the padded buffer's slack covers the over-read. */
-static inline void copy_run(uint8_t *dst, const uint8_t *src, size_t n) {
-    if (n <= 16) memcpy(dst, src, 16);
-    else if (n <= 32) memcpy(dst, src, 32);
-    else memcpy(dst, src, n);
+/* Runs are copied with fixed-size moves, never a memcpy call of variable length: a run of n
+ * <= 64 bytes is one move of 16, 32 or 64 bytes, a longer one 64-byte moves with the last one
+ * ending exactly at n. The bytes a short move writes past n land where the next run or row is
+ * written next (the column buffer has COL_SLACK = 64 bytes after its last row), and what it
+ * reads past n lies in the padded buffer (its FQ_CONV_SLACK of 128 bytes covers the end). */
+static inline __attribute__((always_inline)) void move_fixed(uint8_t *dst, const uint8_t *src, size_t n,
+                                                             size_t mv) {
+    if (mv <= 64) {
+        memcpy(dst, src, mv);
+        return;
+    }
+    size_t i = 0;
+    for (; i + 64 < n; i += 64) memcpy(dst + i, src + i, 64);
+    memcpy(dst + n - 64, src + n - 64, 64);
+}
+
+/* len pixels along one output row: per pixel k_h runs of run bytes (tap_h apart), each moved
+ * with move size mv (a constant where inlined, so every move is a few vector instructions) */
+static inline __attribute__((always_inline)) uint8_t *rows_of_runs(uint8_t *dst, const uint8_t *src, int64_t len,
+                                                                   size_t pix, int32_t k_h, size_t tap_h,
+                                                                   size_t run, size_t mv) {
+    for (int64_t i = 0; i < len; i++, src += pix)
+        for (int32_t kh = 0; kh < k_h; kh++, dst += run) move_fixed(dst, src + kh * tap_h, run, mv);
+    return dst;
+}
+
+/* the same with k_w separate taps of cg bytes each (groups > 1 or dil_w > 1) */
+static inline __attribute__((always_inline)) uint8_t *rows_of_taps(uint8_t *dst, const uint8_t *src, int64_t len,
+                                                                   size_t pix, int32_t k_h, size_t tap_h,
+                                                                   int32_t k_w, size_t tap_w, size_t cg,
+                                                                   size_t mv) {
+    for (int64_t i = 0; i < len; i++, src += pix)
+        for (int32_t kh = 0; kh < k_h; kh++)
+            for (int32_t kw = 0; kw < k_w; kw++, dst += cg) move_fixed(dst, src + kh * tap_h + kw * tap_w, cg, mv);
+    return dst;
 }
 
 /* 1x1 unpadded (strided) convolutions: A row m is the cg bytes of input pixel (n, oh*sh, ow*sw),
@@ -54,7 +82,6 @@ void fq_im2col(const fq_conv_geometry *g, const uint8_t *xp, int32_t group, int6
     }
     int32_t hp = g->in_h + 2 * g->pad_h, wp = g->in_w + 2 * g->pad_w;
     int32_t cg = g->in_c / g->groups;
-    size_t k = (size_t)g->k_h * g->k_w * cg;
     int64_t ohw = (int64_t)g->out_h * g->out_w;
     size_t cx = (size_t)g->in_c;
     size_t pix = (size_t)g->stride_w * cx;                  /* bytes between output pixels */
@@ -70,22 +97,20 @@ void fq_im2col(const fq_conv_geometry *g, const uint8_t *xp, int32_t group, int6
         int64_t len = g->out_w - ow < m1 - m ? g->out_w - ow : m1 - m;
         const uint8_t *src = xp + (((size_t)n * hp + (size_t)oh * g->stride_h) * wp + (size_t)ow * g->stride_w) * cx +
                              (size_t)group * cg;
-        if (contiguous && run <= 16) {
-            for (int64_t i = 0; i < len; i++, src += pix)
-                for (int32_t kh = 0; kh < g->k_h; kh++, dst += run) memcpy(dst, src + kh * tap_h, 16);
-        } else if (contiguous) {
-            for (int64_t i = 0; i < len; i++, src += pix)
-                for (int32_t kh = 0; kh < g->k_h; kh++, dst += run) copy_run(dst, src + kh * tap_h, run);
+        if (contiguous) {
+            if (run <= 16) dst = rows_of_runs(dst, src, len, pix, g->k_h, tap_h, run, 16);
+            else if (run <= 32) dst = rows_of_runs(dst, src, len, pix, g->k_h, tap_h, run, 32);
+            else if (run <= 64) dst = rows_of_runs(dst, src, len, pix, g->k_h, tap_h, run, 64);
+            else dst = rows_of_runs(dst, src, len, pix, g->k_h, tap_h, run, 65);
+        } else if (cg <= 16) {
+            dst = rows_of_taps(dst, src, len, pix, g->k_h, tap_h, g->k_w, tap_w, (size_t)cg, 16);
+        } else if (cg <= 32) {
+            dst = rows_of_taps(dst, src, len, pix, g->k_h, tap_h, g->k_w, tap_w, (size_t)cg, 32);
+        } else if (cg <= 64) {
+            dst = rows_of_taps(dst, src, len, pix, g->k_h, tap_h, g->k_w, tap_w, (size_t)cg, 64);
         } else {
-            for (int64_t i = 0; i < len; i++, src += pix)
-                for (int32_t kh = 0; kh < g->k_h; kh++)
-                    for (int32_t kw = 0; kw < g->k_w; kw++, dst += cg) {
-                        const uint8_t *s = src + kh * tap_h + kw * tap_w;
-                        if (cg == 1) *dst = *s;
-                        else memcpy(dst, s, (size_t)cg);
-                    }
+            dst = rows_of_taps(dst, src, len, pix, g->k_h, tap_h, g->k_w, tap_w, (size_t)cg, 65);
         }
-        (void)k;
         m += len;
         ow = 0;
         if (++oh == g->out_h) {
