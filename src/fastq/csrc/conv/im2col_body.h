@@ -79,7 +79,12 @@ void FQ_IM2COL_NAME(const fq_conv_geometry *g, const uint8_t *xp, int32_t group,
         int64_t len = g->out_w - ow < m1 - m ? g->out_w - ow : m1 - m;
         const uint8_t *src = xp + (((size_t)n * hp + (size_t)oh * g->stride_h) * wp + (size_t)ow * g->stride_w) * cx +
                              (size_t)group * cg;
-        if (contiguous) {
+        if (contiguous && g->k_h == 3 && run <= 16) {
+            /* 3x3 stems (C <= 5): the kernel rows unrolled, three moves a pixel */
+            dst = rows_of_runs(dst, src, len, pix, 3, tap_h, run, 16);
+        } else if (contiguous && g->k_h == 7 && run <= 32) {
+            dst = rows_of_runs(dst, src, len, pix, 7, tap_h, run, 32);     /* 7x7 stems (C <= 4) */
+        } else if (contiguous) {
             if (run <= 16) dst = rows_of_runs(dst, src, len, pix, g->k_h, tap_h, run, 16);
             else if (run <= 32) dst = rows_of_runs(dst, src, len, pix, g->k_h, tap_h, run, 32);
             else if (run <= 48) dst = rows_of_runs(dst, src, len, pix, g->k_h, tap_h, run, 48);
