@@ -2,7 +2,9 @@
  *
  *   layout.c        NCHW <-> NHWC: the input is copied once into a zero-point-padded NHWC
  *                   buffer (uint8 terms: int8 x is stored as x ^ 0x80, zero point + 128)
- *   im2col.c        rows of the GEMM's A matrix from that buffer, k ordered (kh, kw, c)
+ *   im2col_body.h   rows of the GEMM's A matrix from that buffer, k ordered (kh, kw, c),
+ *                   with fixed-size vector moves; compiled per ISA (im2col.c scalar, also the
+ *                   exact 1x1 gather; im2col_avx2.c, im2col_avx512.c), the conv family's im2col
  *   conv.c          the driver: per group, 1x1 stride-1 straight to fq_gemm, else im2col in
  *                   row chunks then fq_gemm with the Linear layer's epilogues
  *   depthwise*.c    groups == in_channels: sum over taps of x * w per channel, scalar twin,
