@@ -653,6 +653,72 @@ def test_im2col_runs_and_chunks(backend, rng):
         check_acc(rng, n, c, h, w, o, groups, k, stride, pad, dil)
 
 
+def check_nhwc_at_end(rng, n, c, h, w, o, groups, k, stride, pad, dil, dtype):
+    """conv2d on an NHWC input that ends its allocation and on the NCHW one, against the oracle"""
+    x = rand(rng, (n, c, h, w), dtype)
+    zx = int(rng.integers(-128, 128) if dtype == np.int8 else rng.integers(0, 256))
+    wq = rng.integers(-128, 128, (o, c // groups) + k).astype(np.int8)
+    zw = rng.integers(-3, 4, o)
+    cw = K.ConvWeights(wq, zw, groups)
+    ep = cw.epilogue(zx, dtype, kind=K.EPI_INT32)
+    xu, zu = as_u8(x, zx)
+    expect = conv_acc(xu, zu, wq, zw, groups, stride, pad, dil)
+    buf = np.empty(x.size, dtype)
+    xn = buf.reshape(n, h, w, c)
+    xn[...] = x.transpose(0, 2, 3, 1)
+    got = K.conv2d(xn, ep, stride, pad, dil, layout_in="nhwc", layout_out="nhwc")
+    assert np.array_equal(got.transpose(0, 3, 1, 2), expect), (n, c, h, w, o, groups, k, stride, pad, dil)
+    buf = np.empty(x.size, dtype)
+    xc = buf.reshape(x.shape)
+    xc[...] = x
+    got = K.conv2d(xc, ep, stride, pad, dil)
+    assert np.array_equal(got, expect), (n, c, h, w, o, groups, k, stride, pad, dil, "nchw")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_im2col_every_move_size(backend, rng, dtype):
+    """im2col's fixed-size moves: kernel-row runs (k_w * C bytes) of every size class (<= 16,
+    <= 32, <= 64 with 48 and exactly 64, > 64 with 65, 96, 128, 192) and tap-by-tap copies
+    (groups, dilation) of cg = 1, 3, 16, 17, 32, 33, 64, 65 bytes: what a move writes past its
+    run is overwritten by the next, what it reads past lies in the padded buffer's slack (the
+    last pixel of the last image touches it); borders, stride 2, batches over chunk ends."""
+    for n, c, h, w, o, groups, k, stride, pad, dil in [
+            (1, 16, 32, 32, 16, 1, (3, 3), (1, 1), (1, 1), (1, 1)),    # ResNet-8 s1: 48-byte runs
+            (2, 16, 9, 9, 32, 1, (3, 3), (2, 2), (1, 1), (1, 1)),      # s2_a: stride 2
+            (1, 21, 6, 7, 5, 1, (3, 3), (1, 1), (1, 1), (1, 1)),       # 63
+            (2, 8, 7, 9, 5, 1, (2, 8), (1, 1), (0, 3), (1, 1)),        # exactly 64
+            (1, 13, 7, 7, 6, 1, (5, 5), (1, 2), (2, 2), (1, 1)),       # 65
+            (2, 32, 6, 5, 20, 1, (3, 3), (1, 1), (1, 1), (1, 1)),      # 96
+            (1, 32, 5, 6, 7, 1, (2, 4), (1, 1), (1, 2), (1, 1)),       # 128
+            (1, 64, 5, 5, 9, 1, (3, 3), (2, 1), (1, 1), (1, 1)),       # 192
+            (2, 3, 23, 23, 64, 1, (7, 7), (2, 2), (3, 3), (1, 1)),     # resnet stem: 21-byte runs
+            (1, 1, 9, 8, 4, 1, (3, 3), (1, 1), (1, 1), (1, 1)),        # 3
+            (1, 6, 7, 8, 6, 6, (3, 3), (1, 1), (1, 1), (1, 1)),        # cg = 1 tap by tap
+            (2, 6, 7, 7, 4, 2, (3, 3), (1, 2), (1, 1), (1, 1)),        # cg = 3
+            (1, 16, 8, 9, 8, 1, (3, 3), (1, 1), (2, 2), (2, 2)),       # cg = 16, dilation
+            (1, 34, 6, 6, 4, 2, (3, 3), (2, 2), (1, 1), (1, 1)),       # cg = 17
+            (1, 64, 6, 7, 6, 2, (3, 2), (1, 1), (1, 1), (1, 1)),       # cg = 32
+            (1, 33, 7, 6, 5, 1, (3, 3), (1, 1), (2, 1), (1, 2)),       # cg = 33
+            (1, 128, 5, 5, 4, 2, (3, 3), (1, 1), (1, 1), (1, 1)),      # cg = 64
+            (2, 65, 5, 6, 3, 1, (2, 3), (1, 2), (1, 1), (1, 2)),       # cg = 65
+            (3, 16, 30, 30, 16, 1, (3, 3), (1, 1), (1, 1), (1, 1)),    # chunks end mid-row, mid-image
+    ]:
+        check_nhwc_at_end(rng, n, c, h, w, o, groups, k, stride, pad, dil, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_small_channel_nchw_padding(backend, rng, dtype):
+    """NCHW inputs of 1 to 4 channels are transposed into the padded buffer a row at a time
+    with the channel count fixed (int8 flipped to uint8 terms there): every count, with and
+    without padding, one- and two-pixel-wide rows, 5 channels on the general loop, the input
+    at the end of its allocation."""
+    for c in range(1, 6):
+        for n, h, w, k, stride, pad in [(2, 7, 9, (3, 3), (1, 1), (1, 1)), (1, 6, 1, (3, 1), (1, 1), (1, 0)),
+                                        (1, 5, 2, (1, 1), (1, 1), (1, 1)), (2, 11, 10, (7, 7), (2, 2), (3, 3)),
+                                        (1, 4, 4, (2, 2), (1, 2), (0, 1))]:
+            check_nhwc_at_end(rng, n, c, h, w, 5, 1, k, stride, pad, (1, 1), dtype)
+
+
 @pytest.mark.parametrize("path", ["depthwise", "depthwise_saturate"])
 def test_depthwise_weight_zero_points_zero_and_not(backend, rng, path):
     """The SIMD depthwise kernels skip sum_t x when every weight zero point is 0: both cases on

@@ -2,7 +2,9 @@
  *
  *   layout.c        NCHW <-> NHWC: the input is copied once into a zero-point-padded NHWC
  *                   buffer (uint8 terms: int8 x is stored as x ^ 0x80, zero point + 128)
- *   im2col.c        rows of the GEMM's A matrix from that buffer, k ordered (kh, kw, c)
+ *   im2col_body.h   rows of the GEMM's A matrix from that buffer, k ordered (kh, kw, c),
+ *                   with fixed-size vector moves; compiled per ISA (im2col.c scalar, also the
+ *                   exact 1x1 gather; im2col_avx2.c, im2col_avx512.c), the conv family's im2col
  *   conv.c          the driver: per group, 1x1 stride-1 straight to fq_gemm, else im2col in
  *                   row chunks then fq_gemm with the Linear layer's epilogues
  *   depthwise*.c    groups == in_channels: sum over taps of x * w per channel, scalar twin,
@@ -150,12 +152,31 @@ typedef struct {
 typedef void (*fq_dw_rows_fn)(const fq_dw_rows_geom *rg, int32_t ow0, int32_t n_out, const fq_dw_weights *w,
                               int32_t c0, int32_t nc, int32_t *tile, uint8_t *colbuf);
 
+/* Rows m0 <= m < m1 of group `group`'s im2col matrix (k = kh, kw, c; k_h * k_w * cg bytes a
+ * row, written from col on) from the padded buffer xp. The moves may write up to 63 bytes
+ * past the last row (the column buffer's COL_SLACK) and read up to 63 past a run (the padded
+ * buffer's FQ_CONV_SLACK): the same bytes whatever the ISA. Not for 1x1 unpadded layers
+ * (fq_gather_1x1 reads their input in place, exactly). */
+typedef void (*fq_im2col_fn)(const fq_conv_geometry *g, const uint8_t *xp, int32_t group, int64_t m0, int64_t m1,
+                             uint8_t *col);
+void fq_im2col_scalar(const fq_conv_geometry *g, const uint8_t *xp, int32_t group, int64_t m0, int64_t m1,
+                      uint8_t *col);
+void fq_im2col_avx2(const fq_conv_geometry *g, const uint8_t *xp, int32_t group, int64_t m0, int64_t m1,
+                    uint8_t *col);
+void fq_im2col_avx512(const fq_conv_geometry *g, const uint8_t *xp, int32_t group, int64_t m0, int64_t m1,
+                      uint8_t *col);
+/* 1x1 unpadded (any stride): row m = the cg bytes of input pixel (n, oh * sh, ow * sw) of the
+ * NHWC input x, copied exactly (nothing read past x's end) */
+void fq_gather_1x1(const fq_conv_geometry *g, const uint8_t *x, int32_t group, int64_t m0, int64_t m1,
+                   uint8_t *col);
+
 /* The conv family's kernels of one ISA (a field of fq_kernels, runtime/backends.c). */
 typedef struct fq_conv_kernels {
     const char *name;
     fq_dw_tile_fn dw_exact;
     fq_dw_tile_fn dw_saturate;
     fq_dw_rows_fn dw_rows_exact;
+    fq_im2col_fn im2col;
 } fq_conv_kernels;
 const fq_conv_kernels *fq_conv_kernels_scalar(void);
 /* the SIMD row kernels, each defined where its ISA is compiled (depthwise_rows_avx2.c,

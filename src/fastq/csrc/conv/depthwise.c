@@ -183,7 +183,7 @@ static void dw_rows_exact_scalar(const fq_dw_rows_geom *rg, int32_t ow0, int32_t
     }
 }
 
-static const fq_conv_kernels scalar_table = {"scalar", dw_exact_scalar, dw_saturate_scalar, dw_rows_exact_scalar};
+static const fq_conv_kernels scalar_table = {"scalar", dw_exact_scalar, dw_saturate_scalar, dw_rows_exact_scalar, fq_im2col_scalar};
 const fq_conv_kernels *fq_conv_kernels_scalar(void) { return &scalar_table; }
 
 /* ---- the driver ------------------------------------------------------------------------- */

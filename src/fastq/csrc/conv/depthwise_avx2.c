@@ -67,6 +67,6 @@ static void dw_saturate_avx2(const fq_dw_tile_geom *tg, int32_t mr, const uint8_
     }
 }
 
-static const fq_conv_kernels avx2_kernels = {"avx2", dw_exact_avx2, dw_saturate_avx2, fq_dw_rows_exact_avx2};
+static const fq_conv_kernels avx2_kernels = {"avx2", dw_exact_avx2, dw_saturate_avx2, fq_dw_rows_exact_avx2, fq_im2col_avx2};
 const fq_conv_kernels *fq_conv_kernels_avx2(void) { return &avx2_kernels; }
 #endif

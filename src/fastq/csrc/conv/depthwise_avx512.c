@@ -231,6 +231,6 @@ static void dw_saturate_avx512(const fq_dw_tile_geom *tg, int32_t mr, const uint
     }
 }
 
-static const fq_conv_kernels avx512_kernels = {"avx512vnni", dw_exact_avx512, dw_saturate_avx512, fq_dw_rows_exact_avx512};
+static const fq_conv_kernels avx512_kernels = {"avx512vnni", dw_exact_avx512, dw_saturate_avx512, fq_dw_rows_exact_avx512, fq_im2col_avx512};
 const fq_conv_kernels *fq_conv_kernels_avx512vnni(void) { return &avx512_kernels; }
 #endif

@@ -1,25 +1,15 @@
-/* Rows of the GEMM's A matrix: row m = output pixel (n, oh, ow), k = (kh, kw, c) over the
- * group's channels, read from the zero-point-padded NHWC buffer (no bounds tests).
- *
- * The pixel index advances by increments (no division per row), and with dil_w = 1 and one
- * group the k_w taps of one kh are one contiguous run of k_w * C bytes: small-channel stems
- * (C = 1 or 3) copy a whole kernel row per move instead of C bytes per tap. */
+/* The scalar im2col (the body in im2col_body.h, plain x86-64 / portable moves) and the
+ * exact row gather of 1x1 unpadded convolutions. */
 #include <string.h>
 #include "conv/conv.h"
 
-/* A short run (e.g. 3 taps x 3 channels = 9 bytes) is a fixed 16- or 32-byte move rather than
- * a memcpy call per run: the bytes past n land where the next run or row is written next (the
- * column buffer has 64 bytes of slack), and the padded buffer's slack covers the over-read. */
-static inline void copy_run(uint8_t *dst, const uint8_t *src, size_t n) {
-    if (n <= 16) memcpy(dst, src, 16);
-    else if (n <= 32) memcpy(dst, src, 32);
-    else memcpy(dst, src, n);
-}
+#define FQ_IM2COL_NAME fq_im2col_scalar
+#include "conv/im2col_body.h"
 
 /* 1x1 unpadded (strided) convolutions: A row m is the cg bytes of input pixel (n, oh*sh, ow*sw),
  * copied exactly (the input may be the caller's array, with nothing readable past its end);
  * the usual channel counts are fixed-size moves */
-static void gather_1x1(const fq_conv_geometry *g, const uint8_t *x, int32_t group, int64_t m0, int64_t m1,
+void fq_gather_1x1(const fq_conv_geometry *g, const uint8_t *x, int32_t group, int64_t m0, int64_t m1,
                        uint8_t *col) {
     size_t cx = (size_t)g->in_c, cg = (size_t)(g->in_c / g->groups);
     size_t pix = (size_t)g->stride_w * cx, row = (size_t)g->stride_h * g->in_w * cx;
@@ -46,51 +36,3 @@ static void gather_1x1(const fq_conv_geometry *g, const uint8_t *x, int32_t grou
     }
 }
 
-void fq_im2col(const fq_conv_geometry *g, const uint8_t *xp, int32_t group, int64_t m0, int64_t m1,
-               uint8_t *col) {
-    if (g->k_h == 1 && g->k_w == 1 && g->pad_h == 0 && g->pad_w == 0) {
-        gather_1x1(g, xp, group, m0, m1, col);
-        return;
-    }
-    int32_t hp = g->in_h + 2 * g->pad_h, wp = g->in_w + 2 * g->pad_w;
-    int32_t cg = g->in_c / g->groups;
-    size_t k = (size_t)g->k_h * g->k_w * cg;
-    int64_t ohw = (int64_t)g->out_h * g->out_w;
-    size_t cx = (size_t)g->in_c;
-    size_t pix = (size_t)g->stride_w * cx;                  /* bytes between output pixels */
-    size_t tap_h = (size_t)g->dil_h * wp * cx, tap_w = (size_t)g->dil_w * cx;
-    size_t run = (size_t)g->k_w * cg;
-    int contiguous = g->dil_w == 1 && g->groups == 1;
-    if (m0 >= m1) return;
-    int32_t n = (int32_t)(m0 / ohw);
-    int32_t oh = (int32_t)(m0 % ohw / g->out_w), ow = (int32_t)(m0 % g->out_w);
-    uint8_t *dst = col;
-    for (int64_t m = m0; m < m1;) {
-        /* one stretch of pixels along an output row */
-        int64_t len = g->out_w - ow < m1 - m ? g->out_w - ow : m1 - m;
-        const uint8_t *src = xp + (((size_t)n * hp + (size_t)oh * g->stride_h) * wp + (size_t)ow * g->stride_w) * cx +
-                             (size_t)group * cg;
-        if (contiguous && run <= 16) {
-            for (int64_t i = 0; i < len; i++, src += pix)
-                for (int32_t kh = 0; kh < g->k_h; kh++, dst += run) memcpy(dst, src + kh * tap_h, 16);
-        } else if (contiguous) {
-            for (int64_t i = 0; i < len; i++, src += pix)
-                for (int32_t kh = 0; kh < g->k_h; kh++, dst += run) copy_run(dst, src + kh * tap_h, run);
-        } else {
-            for (int64_t i = 0; i < len; i++, src += pix)
-                for (int32_t kh = 0; kh < g->k_h; kh++)
-                    for (int32_t kw = 0; kw < g->k_w; kw++, dst += cg) {
-                        const uint8_t *s = src + kh * tap_h + kw * tap_w;
-                        if (cg == 1) *dst = *s;
-                        else memcpy(dst, s, (size_t)cg);
-                    }
-        }
-        (void)k;
-        m += len;
-        ow = 0;
-        if (++oh == g->out_h) {
-            oh = 0;
-            n++;
-        }
-    }
-}
