@@ -46,7 +46,7 @@ def draw(rows, text, path):
     import matplotlib.pyplot as plt
 
     width = 0.8 / len(PEERS)
-    fig, ax = plt.subplots(figsize=(8, 4.4), dpi=90)
+    fig, ax = plt.subplots(figsize=(max(8, 1.15 * len(rows)), 4.4), dpi=90)
     for i, (key, label, colour) in enumerate(PEERS):
         xs = [r + (i - (len(PEERS) - 1) / 2) * width for r in range(len(rows))]
         ms = [v[key] * 1e3 for _, v in rows]
