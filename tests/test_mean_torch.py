@@ -60,3 +60,31 @@ def test_mean_hw_bad_input():
         MeanHW(path="qnnpack")(fastq.QTensor(np.zeros((1, 2, 3, 3), np.int8), 0.1, 0))
     with pytest.raises(ValueError, match="path"):
         MeanHW(path="avx")
+
+
+@pytest.mark.parametrize("eng", ["x86", "fbgemm"])
+def test_channels_last_with_one_channel_or_one_pixel_takes_the_contiguous_path(eng):
+    """A channels-last tensor with C == 1 or H * W == 1 is also contiguous, and ATen's mean then
+    runs qmean_inner_dim (the "nchw" rounding), not the dequantize / float sum / quantize path:
+    fastq's "nhwc" layer follows (it had missed 2 of 3 332 in a random run)."""
+    rng = np.random.default_rng(5)
+    bad = differ = total = 0
+    with engine(eng):
+        # two pixels: a sum of odd parity is a .5 tie for the integer path, which the float path
+        # rounds by its float error; and the shapes of the random cases that caught it
+        for shape in [(64, 1, 1, 2), (64, 1, 2, 1), (16, 1, 2, 2), (2, 1, 8, 9), (1, 1, 8, 16), (3, 1, 4, 19),
+                      (4, 5, 1, 1), (2, 70, 1, 1)]:
+            for sx, zx in [(0.10401478533044824, 60), (0.18981354437272513, 253), (0.10900969163908646, 0)]:
+                for _ in range(8):
+                    x = rng.integers(0, 256, shape).astype(np.uint8)
+                    xt = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x), sx, zx)
+                    y = xt.contiguous(memory_format=torch.channels_last).mean([2, 3]).int_repr().numpy()
+                    q = MeanHW(False, "nhwc")(fastq.QTensor(x, sx, zx)).values
+                    bad += int((q != y).sum())
+                    total += y.size
+                    f = R.dequantize(x, sx, zx).transpose(2, 3, 0, 1).reshape(shape[2] * shape[3], shape[0], shape[1])
+                    naive = R.quantize_per_tensor((R.outer_sum(f) / np.float32(shape[2] * shape[3])).astype(np.float32),
+                                                  sx, zx, "uint8")
+                    differ += int((naive != y).sum())
+    assert total > 500 and bad == 0, "%d of %d differ" % (bad, total)
+    assert differ > 0       # the float path's rounding misses some: the case tests the choice

@@ -1391,6 +1391,15 @@ def _inner_sum(rows, lanes):
     return acc
 
 
+def mean_path(path, channels, height, width):
+    """The path torch takes for a mean over H, W: ATen's qmean_inner_dim runs whenever the tensor is
+    contiguous in the default format, and a channels-last tensor with one channel or one pixel
+    (C == 1 or H * W == 1) is that too: "nhwc" becomes "nchw" there."""
+    if path == "nhwc" and (channels == 1 or height * width == 1):
+        return "nchw"
+    return path
+
+
 def mean_hw(x, scale, zero_point, path="nchw", dtype="uint8", float_lanes=8):
     """Tensor.mean over dims (2, 3) of a quantized [N, C, H, W] tensor as torch 2.13 computes it
     (keepdim gives [N, C, 1, 1], else [N, C]; output qparams = input's):
@@ -1409,6 +1418,7 @@ def mean_hw(x, scale, zero_point, path="nchw", dtype="uint8", float_lanes=8):
         raise ValueError("x: mean over H, W takes [N, C, H, W] values, got shape %s" % (x.shape,))
     n, c, h, w = x.shape
     hw = f32(h * w)
+    path = mean_path(path, c, h, w)
     if path == "nchw":
         raw = x.reshape(n, c, h * w).astype(np.int64).sum(axis=2)
         q = np.rint((raw.astype(np.float32) / hw).astype(np.float32))

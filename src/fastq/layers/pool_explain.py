@@ -220,7 +220,7 @@ def explain_adaptive_avg_pool(layer, x, row=0, col=0):
 
 
 def explain_mean_hw(layer, x, row=0, col=0):
-    zp, path, s = int(x.zero_point), layer.path, float(x.scale)
+    zp, path, s = int(x.zero_point), R.mean_path(layer.path, *x.values.shape[1:]), float(x.scale)
     out = R.mean_hw(x.values, s, zp, path, x.values.dtype.name, layer.float_lanes)
     row, col, idx = _element(out.shape, row, col)
     n, c = idx

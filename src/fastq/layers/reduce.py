@@ -165,6 +165,7 @@ def emit_mean_hw(layer, ctx, x, y):
         raise ctx.error("path 'qnnpack' takes uint8 values, got %s" % x.dtype)
     C, H, W = ctx.shape_of(x)
     hw = H * W
+    path = reference.mean_path(layer.path, C, H, W)
     lo, hi = QRANGE[x.dtype]
     if max(abs(lo), hi) * hw > 2**31 - 1:
         raise ctx.error("H * W = %d: the int32 sum could overflow" % hw)
@@ -172,11 +173,11 @@ def emit_mean_hw(layer, ctx, x, y):
     nhwc = x.layout == "nhwc" and hw > 1
     cs, ps = (1, C) if nhwc else (hw, 1)            # channel and pixel strides in x's buffer
     c, p = ctx.consts, ctx.prefix
-    if layer.path in ("nchw", "qnnpack"):
+    if path in ("nchw", "qnnpack"):
         lines = ["    int32_t ch, i;", "    for (ch = 0; ch < %d; ch++) {" % C,
                  "        int32_t acc = 0;",
                  "        for (i = 0; i < %d; i++) acc += x[ch * %d + i * %d];" % (hw, cs, ps)]
-        if layer.path == "nchw":
+        if path == "nchw":
             formula = "y = clamp(rne(f32((float)sum(x) / (float)(H*W))))"
             lines.append("        y[ch] = (%s)fq_round_add_clamp_exact((float)acc / %s, 0, %d, %d);"
                          % (xt, ctx.float_literal(float(hw)), lo, hi))
@@ -208,7 +209,7 @@ def emit_mean_hw(layer, ctx, x, y):
             "        y[ch] = (%s)fq_quantize(s / %s, %s, %d.0f, %d.0f, %d.0f);"
             % (xt, ctx.float_literal(float(hw)), inv, zx, lo, hi), "    }"]
     head = ("/* %s: mean over H, W (%d x %d) of %d channels, path %s, input %s, qparams kept:\n *   %s */"
-            % (ctx.node, H, W, C, layer.path, "NHWC" if nhwc else "NCHW", formula))
+            % (ctx.node, H, W, C, path, "NHWC" if nhwc else "NCHW", formula))
     parts = [head, c.text()] + ([helpers] if helpers else []) + [ctx.fn("const %s *x, %s *y" % (xt, xt),
                                                                         "\n".join(lines))]
     return ctx.step((x,), y, "\n".join(part for part in parts if part), quantized=False,
