@@ -851,3 +851,82 @@ def test_strided_pointwise_in_place(backend, rng, dtype):
         got = K.conv2d(xn, ep, stride, 0, 1, layout_in="nhwc", layout_out="nhwc")
         assert np.array_equal(got.transpose(0, 3, 1, 2), expect), (c, o, groups, stride)
         assert np.array_equal(K.conv2d(x, ep, stride, 0, 1), expect), (c, o, groups, stride, "nchw")
+
+
+# ------------------------------------------ convolution over the taps inside the input only
+# csrc/conv/clip.c: pixels whose window overlaps the padding multiply only their taps inside the
+# input, in windows of pixels that keep the same taps, with col_offset corrected for the
+# padding's share. Forced on every qualifying layer here (conv_set_clip(0)) and held against
+# the oracle, which sums every tap of the zero-point-padded input.
+CLIP_CASES = [
+    # n, c, h, w, o, groups, k, stride, pad, dil
+    (3, 8, 4, 4, 20, 1, (3, 3), (1, 1), (1, 1), (1, 1)),      # resnet's last stage: 9 windows
+    (2, 4, 7, 7, 70, 1, (3, 3), (2, 2), (1, 1), (1, 1)),      # stride 2: only the first row / column
+    (2, 12, 1, 1, 16, 1, (3, 3), (1, 1), (1, 1), (1, 1)),     # one pixel: only the centre tap
+    (1, 8, 2, 3, 9, 1, (3, 3), (1, 1), (1, 1), (1, 1)),       # every pixel an edge
+    (2, 16, 5, 6, 130, 2, (3, 3), (1, 1), (1, 1), (1, 1)),    # groups of 8 channels, 2 panels
+    (1, 4, 6, 6, 5, 1, (5, 5), (1, 1), (2, 2), (1, 1)),       # 5 bands a dimension
+    (2, 4, 5, 5, 6, 1, (3, 3), (1, 1), (1, 1), (2, 2)),       # dilation
+    (1, 4, 3, 3, 6, 1, (3, 3), (1, 1), (3, 2), (1, 1)),       # pixels with every tap in the padding
+    (2, 8, 6, 9, 7, 1, (2, 5), (1, 2), (0, 2), (1, 1)),       # padding along w only
+    (2, 8, 9, 6, 7, 1, (5, 2), (2, 1), (2, 0), (1, 1)),       # along h only: one run of K
+    (1, 4, 1, 5, 4, 1, (17, 1), (1, 1), (8, 0), (1, 1)),      # one tap of 17 kept: one run of K
+    (1, 4, 30, 4, 4, 1, (17, 3), (1, 1), (1, 1), (1, 1)),     # 17 runs > FQ_K_RUNS_MAX: the padded path
+    (1, 4, 3, 3, 4, 1, (5, 1), (1, 1), (12, 0), (1, 1)),      # 9 bands > FQ_CONV_CLIP_BANDS_MAX: padded
+    (2, 64, 3, 3, 64, 1, (3, 3), (1, 1), (1, 1), (1, 1)),     # the AVX-512 64-wide panel, 6-row tiles
+    (1, 256, 2, 2, 32, 1, (3, 3), (1, 1), (1, 1), (1, 1)),
+]
+
+
+@pytest.fixture
+def clip_always():
+    old = K.conv_set_clip(0.0)
+    yield
+    K.conv_set_clip(old)
+
+
+@pytest.mark.parametrize("case", CLIP_CASES)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_gemm_conv_clipped(backend, rng, clip_always, case, dtype):
+    runs = K.conv_clip_runs()
+    check_acc(rng, *case, dtype=dtype, path="gemm", bias=True)
+    check_acc(rng, *case, dtype=dtype, path="gemm", per_channel=False)
+    took = K.conv_clip_runs() - runs
+    n, c, h, w, o, groups, k, stride, pad, dil = case
+    # the path runs where the group's channels are whole k-groups and the windows and runs fit
+    # their bounds (the two cases after the one-run one say where it does not)
+    expect = (c // groups) % 4 == 0 and case not in CLIP_CASES[11:13]
+    assert took == (2 if expect else 0), (case, took)
+
+
+def test_gemm_conv_clipped_1d(backend, rng, clip_always):
+    runs = K.conv_clip_runs()
+    for c, l, o, g, k, s, p, d in [(4, 9, 8, 1, 5, 1, 2, 1), (8, 12, 4, 2, 3, 2, 1, 3), (16, 3, 6, 1, 7, 1, 3, 1)]:
+        check_acc(rng, 2, c, 1, l, o, g, (1, k), (1, s), (0, p), (1, d), one_d=True, bias=True)
+    assert K.conv_clip_runs() - runs == 3
+
+
+@pytest.mark.parametrize("mode", ["fbgemm", "qnnpack", "onednn", "tflite"])
+def test_gemm_conv_clipped_requantized(backend, rng, clip_always, mode):
+    # the fused epilogues read the window's col_offset; the same bytes as the padded path
+    for case in CLIP_CASES[:5] + CLIP_CASES[13:]:
+        n, c, h, w, o, groups, k, stride, pad, dil = case
+        x = rand(rng, (n, c, h, w), np.uint8)
+        wq = rng.integers(-128, 128, (o, c // groups) + k).astype(np.int8)
+        cw = K.ConvWeights(wq, rng.integers(-3, 4, o), groups)
+        kw = dict(kind=mode, scale=rng.uniform(1e-4, 1e-3, o).astype(np.float32), out_zero_point=int(rng.integers(0, 256)))
+        if mode == "onednn":
+            kw.update(bias=rng.standard_normal(o).astype(np.float32), x_scale=0.05, out_scale=0.1)
+        elif mode == "fbgemm":
+            kw.update(bias=rng.standard_normal(o).astype(np.float32))
+        elif mode == "tflite":
+            del kw["scale"]
+            kw.update(multiplier=rng.integers(2**30, 2**31 - 1, o), shift=rng.integers(-12, -6, o), int_bias=rng.integers(-999, 999, o))
+        ep = cw.epilogue(int(rng.integers(0, 256)), np.uint8, **kw)
+        got = K.conv2d(x, ep, stride, pad, dil)
+        old = K.conv_set_clip(2.0)
+        try:
+            want = K.conv2d(x, ep, stride, pad, dil)
+        finally:
+            K.conv_set_clip(old)
+        assert np.array_equal(got, want), (mode, case)

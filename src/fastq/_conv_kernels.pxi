@@ -28,6 +28,7 @@ cdef extern from "csrc/conv/conv.h" nogil:
         int path
         const fq_packed_weights *pw
         const fq_epilogue *eps
+        const int32_t *const *tap_sums
         const fq_dw_weights *dw
         const fq_dw_weights *dw32
         const fq_epilogue *ep32
@@ -35,6 +36,8 @@ cdef extern from "csrc/conv/conv.h" nogil:
         int y_nhwc
         int num_threads
     int fq_conv2d_run(const fq_conv_call *c)
+    double fq_conv_set_clip(double min_fraction)
+    long long fq_conv_clip_runs()
     int fq_dw_pack(const int8_t *w, int32_t channels, int32_t k_h, int32_t k_w, const int32_t *zw, int zw_per_channel,
                    fq_dw_weights *out)
     void fq_dw_free(fq_dw_weights *w)
@@ -112,6 +115,8 @@ cdef class ConvWeights:
     cdef readonly object packed            # tuple of PackedWeights, one per group
     cdef readonly object w_zero_point      # int32 [out_c]
     cdef fq_packed_weights *pw_array       # struct copies of packed[g].p (they own the data)
+    cdef readonly object tap_sums          # per group int32 [taps, n_padded]: sum over c of w[n, (t, c)]
+    cdef const int32_t **tap_sums_array    # their data, as fq_conv_call takes them
     cdef fq_dw_weights dw
     cdef bint have_dw
     cdef fq_dw_weights dw32                # out_c in {1, 2, 4, 8, 16}: 32 virtual channels w[l % out_c]
@@ -120,6 +125,7 @@ cdef class ConvWeights:
 
     def __cinit__(self, w, w_zero_point, int groups=1):
         self.pw_array = NULL
+        self.tap_sums_array = NULL
         self.have_dw = False
         self.have_dw32 = False
         if not isinstance(w, np.ndarray) or w.dtype != np.int8 or w.ndim not in (3, 4):
@@ -155,6 +161,19 @@ cdef class ConvWeights:
             wg = np.ascontiguousarray(w[g * og:(g + 1) * og].transpose(0, 2, 3, 1)).reshape(og, kh * kw * cg)
             packs.append(PackedWeights(wg, np.ascontiguousarray(zp[g * og:(g + 1) * og])))
         self.packed = tuple(packs)
+        # what a window that leaves taps in the padding out corrects col_offset by (conv.h)
+        sums = []
+        for g in range(groups):
+            npad = (<PackedWeights>packs[g]).n_padded
+            ts = np.zeros((kh * kw, npad), np.int32)
+            ts[:, :og] = w[g * og:(g + 1) * og].reshape(og, cg, kh * kw).sum(axis=1, dtype=np.int64).T
+            sums.append(ts)
+        self.tap_sums = tuple(sums)
+        self.tap_sums_array = <const int32_t **>malloc(groups * sizeof(int32_t *))
+        if self.tap_sums_array == NULL:
+            raise MemoryError("could not allocate the packed weights")
+        for g in range(groups):
+            self.tap_sums_array[g] = <const int32_t *>cnp.PyArray_DATA(<cnp.ndarray>sums[g])
         self.pw_array = <fq_packed_weights *>malloc(groups * sizeof(fq_packed_weights))
         if self.pw_array == NULL:
             raise MemoryError("could not allocate the packed weights")
@@ -183,6 +202,7 @@ cdef class ConvWeights:
 
     def __dealloc__(self):
         free(self.pw_array)
+        free(self.tap_sums_array)
         if self.have_dw:
             fq_dw_free(&self.dw)
         if self.have_dw32:
@@ -500,6 +520,7 @@ def conv2d(x, ConvEpilogue ep not None, stride=1, padding=0, dilation=1, int num
     c.path = ep.path_id
     c.pw = cw.pw_array
     c.eps = ep.eps
+    c.tap_sums = cw.tap_sums_array
     c.dw = &cw.dw if cw.have_dw else NULL
     c.dw32 = &cw.dw32 if cw.have_dw32 else NULL
     c.ep32 = &ep.ep32 if ep.have_ep32 else NULL
@@ -512,6 +533,18 @@ def conv2d(x, ConvEpilogue ep not None, stride=1, padding=0, dilation=1, int num
     if rc != 0:
         raise MemoryError("conv2d: could not allocate its scratch buffers")
     return y
+
+
+def conv_set_clip(double min_fraction):
+    """Tests and benchmarks: the least fraction of a layer's products in the padding for the
+    GEMM over the taps inside the input (0: every padded layer that qualifies, 2: never);
+    returns the previous value."""
+    return fq_conv_set_clip(min_fraction)
+
+
+def conv_clip_runs():
+    """Tests: how many convolutions have run over the taps inside the input (conv.h)."""
+    return fq_conv_clip_runs()
 
 
 def conv2d_acc(x, int x_zero_point, ConvWeights cw not None, stride=1, padding=0, dilation=1,

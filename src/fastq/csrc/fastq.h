@@ -299,6 +299,24 @@ int fq_gemm_set_fused(int enabled);
 int fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t m, int a_signed,
             const fq_epilogue *ep, void *out, ptrdiff_t ldo, int num_threads);
 
+/* A part of the packed K: `count` runs of whole k-groups of the packed weights, run s being
+ * groups first[s] .. first[s] + groups[s] - 1, in increasing order. The A matrix of such a
+ * GEMM holds the runs' k values back to back (K' = 4 * sum groups[s] bytes a row). A
+ * convolution whose window overlaps the padding multiplies only its taps inside the input:
+ * with k ordered (kh, kw, c) each kept kernel row is one run. */
+#define FQ_K_RUNS_MAX 16
+typedef struct {
+    int32_t count;
+    int32_t first[FQ_K_RUNS_MAX];
+    int32_t groups[FQ_K_RUNS_MAX];
+} fq_k_runs;
+/* fq_gemm over the runs of K (runs NULL: the whole K). One run takes the fused kernels (its
+ * panel part starts at group first[0]); several run the microkernel per run into int32 tiles,
+ * summed (wrapping, as the kernels add), then the epilogue. ep's col_offset must be the one
+ * for these runs (the caller's: only it knows what the left-out k contribute). */
+int fq_gemm_runs(const fq_packed_weights *w, const fq_k_runs *runs, const uint8_t *a, ptrdiff_t lda, int32_t m,
+                 int a_signed, const fq_epilogue *ep, void *out, ptrdiff_t ldo, int num_threads);
+
 
 /* ---- threads ------------------------------------------------------------------------ */
 int fq_get_num_threads(void);

@@ -99,6 +99,11 @@ size_t fq_conv_col_bytes(const fq_conv_geometry *g) {
     return (size_t)col_chunk_rows(g) * k + COL_SLACK;
 }
 
+fq_conv_window fq_conv_window_all(const fq_conv_geometry *g) {
+    fq_conv_window w = {0, g->out_h, 0, g->out_w, 0, g->k_h, 0, g->k_w};
+    return w;
+}
+
 int fq_conv2d_gemm(const fq_conv_geometry *g, const uint8_t *xp, int a_signed, const fq_packed_weights *w,
                    const fq_epilogue *ep, uint8_t *col, void *out, int num_threads) {
     int64_t m = (int64_t)g->batch * g->out_h * g->out_w;
@@ -111,6 +116,7 @@ int fq_conv2d_gemm(const fq_conv_geometry *g, const uint8_t *xp, int a_signed, c
     /* the backend's im2col (counted as a conv family run); 1x1 unpadded rows are exact gathers */
     fq_im2col_fn im2col = direct ? NULL
                         : fq_conv_gemm_unpadded_1x1(g) ? fq_gather_1x1 : fq_kernels_run(FQ_FAMILY_CONV, -1)->conv->im2col;
+    fq_conv_window all = fq_conv_window_all(g);
     for (int32_t gr = 0; gr < g->groups; gr++) {
         char *o = (char *)out + (size_t)gr * og * elem;
         if (direct) {
@@ -121,7 +127,7 @@ int fq_conv2d_gemm(const fq_conv_geometry *g, const uint8_t *xp, int a_signed, c
         }
         for (int64_t m0 = 0; m0 < m; m0 += chunk) {
             int64_t m1 = m0 + chunk < m ? m0 + chunk : m;
-            im2col(g, xp, gr, m0, m1, col);
+            im2col(g, &all, xp, gr, m0, m1, col);
             /* a_signed: only a 1x1 layer reads the input in place, and its gathered rows are the
              * raw bytes */
             if (fq_gemm(&w[gr], col, (ptrdiff_t)k, (int32_t)(m1 - m0), a_signed, &ep[gr],
@@ -153,12 +159,17 @@ int fq_conv2d_run(const fq_conv_call *c) {
                               : up64(fq_conv_padded_bytes(g, replicate));
     size_t col_bytes = dw ? 0 : up64(fq_conv_col_bytes(g));
     size_t y_bytes = c->y_nhwc ? 0 : up64((size_t)g->batch * g->out_h * g->out_w * g->out_c * elem);
-    size_t total = xp_bytes + col_bytes + y_bytes;
+    /* the GEMM over the taps inside the input where the padding holds enough of the products */
+    fq_conv_clip_plan plan;
+    int clip = !dw && !in_place && c->tap_sums && fq_conv_clip_plan_make(g, &plan);
+    size_t clip_bytes = clip ? up64(fq_conv_clip_bytes(g, c->pw, elem)) : 0;
+    size_t total = xp_bytes + col_bytes + y_bytes + clip_bytes;
     uint8_t *s = total ? fq_conv_scratch(total) : NULL;
     if (total && !s) return -1;
     uint8_t *xp = in_place ? (uint8_t *)c->x : s;
     uint8_t *col = col_bytes ? s + xp_bytes : NULL;
     void *yn = c->y_nhwc ? c->y : (void *)(s + xp_bytes + col_bytes);
+    uint8_t *clip_scratch = clip ? s + xp_bytes + col_bytes + y_bytes : NULL;
     uint8_t x_xor = c->x_xor;
     if (dw_rows && !in_place) {
         fq_nchw_to_nhwc_u8(c->x, g->batch, (int64_t)g->in_h * g->in_w, g->in_c, x_xor, xp);
@@ -176,6 +187,9 @@ int fq_conv2d_run(const fq_conv_call *c) {
         rc = fq_depthwise_flat(g, xp, c->dw32, sat, c->ep32, yn, -1, c->num_threads);
     else if (dw)
         rc = fq_depthwise(g, xp, c->dw, sat, ep, yn, -1, c->num_threads);
+    else if (clip)
+        rc = fq_conv2d_gemm_clipped(g, &plan, xp, c->pad_value, c->pw, c->eps, c->tap_sums, col, clip_scratch, yn,
+                                    c->num_threads);
     else
         rc = fq_conv2d_gemm(g, xp, in_place && c->x_xor, c->pw, c->eps, col, yn, c->num_threads);
     if (rc == 0 && !c->y_nhwc) fq_nhwc_to_nchw(yn, g->batch, (int64_t)g->out_h * g->out_w, g->out_c, elem, c->y);

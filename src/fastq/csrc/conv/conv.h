@@ -35,6 +35,15 @@ typedef struct {
     int32_t out_h, out_w;           /* set by fq_conv_geometry_check */
 } fq_conv_geometry;
 
+/* A window of the output and the taps its pixels read: output pixels (n, oh, ow) for every
+ * n, oh0 <= oh < oh1, ow0 <= ow < ow1, each reading only the taps kh0 <= kh < kh1,
+ * kw0 <= kw < kw1 (pixel m of the window: n = m / (rows * cols), then oh, ow in row order).
+ * The whole output with every tap is the plain im2col. */
+typedef struct {
+    int32_t oh0, oh1, ow0, ow1;
+    int32_t kh0, kh1, kw0, kw1;
+} fq_conv_window;
+
 /* Checks the geometry (positive sizes, channels divisible by groups, an output of at least
  * one pixel, every buffer size below 2^31 elements) and sets out_h / out_w. 0 or -1. */
 int fq_conv_geometry_check(fq_conv_geometry *g);
@@ -68,6 +77,38 @@ int fq_conv_gemm_direct(const fq_conv_geometry *g);
 size_t fq_conv_col_bytes(const fq_conv_geometry *g);
 int fq_conv2d_gemm(const fq_conv_geometry *g, const uint8_t *xp, int a_signed, const fq_packed_weights *w,
                    const fq_epilogue *ep, uint8_t *col, void *out, int num_threads);
+
+/* ---- convolution as GEMM over the taps inside the input (clip.c) ---------------------
+ * An output pixel whose window overlaps the padding reads pad_value (the zero point) there:
+ * those taps add (zx - zx) * w = 0 to acc. The output splits into windows (conv.h
+ * fq_conv_window) of pixels that keep the same taps inside the input; each window's GEMM
+ * multiplies only those (runs of the packed K, fq_k_runs), its col_offset corrected by what
+ * the padding's taps would have added in the padded sum:
+ *   col_offset'[n] = col_offset[n] + pad * sum_{t left out} (tap_sums[t][n] - cg * zw[n])
+ * (wrapping int32), so acc is the padded computation's, bit for bit. fq_conv_clip_plan says
+ * whether a layer takes this path: its left-out products are at least min_fraction of all
+ * (fq_conv_set_clip; the default measured on the bench's CNNs), the group's channels are a
+ * multiple of 4 (each tap whole k-groups), and the windows and runs fit their bounds. */
+#define FQ_CONV_CLIP_BANDS_MAX 8
+typedef struct {
+    int32_t n_h, n_w;                                /* bands along h and w */
+    fq_conv_window band_h[FQ_CONV_CLIP_BANDS_MAX];   /* oh0, oh1, kh0, kh1 used */
+    fq_conv_window band_w[FQ_CONV_CLIP_BANDS_MAX];   /* ow0, ow1, kw0, kw1 used */
+    double fraction;                                 /* products left out / all products */
+} fq_conv_clip_plan;
+/* 1 and the plan when the layer takes the clipped path, else 0. */
+int fq_conv_clip_plan_make(const fq_conv_geometry *g, fq_conv_clip_plan *plan);
+/* Tests and benchmarks: the least fraction of left-out products that takes the path (0: every
+ * padded layer that qualifies; > 1: never); returns the previous value. */
+double fq_conv_set_clip(double min_fraction);
+long long fq_conv_clip_runs(void);   /* layers run on this path so far (tests) */
+/* Bytes of scratch fq_conv2d_gemm_clipped needs beyond the column buffer. */
+size_t fq_conv_clip_bytes(const fq_conv_geometry *g, const fq_packed_weights *w, size_t elem);
+int fq_conv2d_gemm_clipped(const fq_conv_geometry *g, const fq_conv_clip_plan *plan, const uint8_t *xp,
+                           uint8_t pad_value, const fq_packed_weights *w, const fq_epilogue *ep,
+                           const int32_t *const *tap_sums, uint8_t *col, uint8_t *scratch, void *out,
+                           int num_threads);
+
 
 /* ---- depthwise ------------------------------------------------------------------------
  * Weights for one depthwise layer: T = k_h * k_w taps, C channels (the output channels;
@@ -152,23 +193,27 @@ typedef struct {
 typedef void (*fq_dw_rows_fn)(const fq_dw_rows_geom *rg, int32_t ow0, int32_t n_out, const fq_dw_weights *w,
                               int32_t c0, int32_t nc, int32_t *tile, uint8_t *colbuf);
 
-/* Rows m0 <= m < m1 of group `group`'s im2col matrix (k = kh, kw, c; k_h * k_w * cg bytes a
- * row, written from col on) from the padded buffer xp. The moves may write up to 63 bytes
- * past the last row (the column buffer's COL_SLACK) and read up to 63 past a run (the padded
- * buffer's FQ_CONV_SLACK): the same bytes whatever the ISA. Not for 1x1 unpadded layers
- * (fq_gather_1x1 reads their input in place, exactly). */
-typedef void (*fq_im2col_fn)(const fq_conv_geometry *g, const uint8_t *xp, int32_t group, int64_t m0, int64_t m1,
-                             uint8_t *col);
-void fq_im2col_scalar(const fq_conv_geometry *g, const uint8_t *xp, int32_t group, int64_t m0, int64_t m1,
-                      uint8_t *col);
-void fq_im2col_avx2(const fq_conv_geometry *g, const uint8_t *xp, int32_t group, int64_t m0, int64_t m1,
-                    uint8_t *col);
-void fq_im2col_avx512(const fq_conv_geometry *g, const uint8_t *xp, int32_t group, int64_t m0, int64_t m1,
-                      uint8_t *col);
+/* The window's whole-output, all-taps value for g. */
+fq_conv_window fq_conv_window_all(const fq_conv_geometry *g);
+
+/* Rows m0 <= m < m1 of group `group`'s im2col matrix over the window's pixels and taps (k =
+ * kh, kw, c over the window's taps: (kh1 - kh0) * (kw1 - kw0) * cg bytes a row, written from
+ * col on) from the padded buffer xp. The moves may write up to 63 bytes past the last row (the
+ * column buffer's COL_SLACK) and read up to 63 past a run (the padded buffer's FQ_CONV_SLACK):
+ * the same bytes whatever the ISA. Not for 1x1 unpadded layers (fq_gather_1x1 reads their
+ * input in place, exactly; it takes the whole window only). */
+typedef void (*fq_im2col_fn)(const fq_conv_geometry *g, const fq_conv_window *win, const uint8_t *xp,
+                             int32_t group, int64_t m0, int64_t m1, uint8_t *col);
+void fq_im2col_scalar(const fq_conv_geometry *g, const fq_conv_window *win, const uint8_t *xp, int32_t group,
+                      int64_t m0, int64_t m1, uint8_t *col);
+void fq_im2col_avx2(const fq_conv_geometry *g, const fq_conv_window *win, const uint8_t *xp, int32_t group,
+                    int64_t m0, int64_t m1, uint8_t *col);
+void fq_im2col_avx512(const fq_conv_geometry *g, const fq_conv_window *win, const uint8_t *xp, int32_t group,
+                      int64_t m0, int64_t m1, uint8_t *col);
 /* 1x1 unpadded (any stride): row m = the cg bytes of input pixel (n, oh * sh, ow * sw) of the
  * NHWC input x, copied exactly (nothing read past x's end) */
-void fq_gather_1x1(const fq_conv_geometry *g, const uint8_t *x, int32_t group, int64_t m0, int64_t m1,
-                   uint8_t *col);
+void fq_gather_1x1(const fq_conv_geometry *g, const fq_conv_window *win, const uint8_t *x, int32_t group,
+                   int64_t m0, int64_t m1, uint8_t *col);
 
 /* The conv family's kernels of one ISA (a field of fq_kernels, runtime/backends.c). */
 typedef struct fq_conv_kernels {
@@ -224,6 +269,10 @@ typedef struct {
     int path;                       /* FQ_CONV_PATH_* */
     const fq_packed_weights *pw;    /* GEMM: one per group */
     const fq_epilogue *eps;         /* GEMM: one per group; depthwise: eps[0] */
+    /* GEMM: per group, tap_sums[g][t * n_padded + n] = sum over the group's channels c of
+     * w[n, (t, c)] for tap t = kh * k_w + kw (fq_conv_tap_sums), or tap_sums NULL: what a
+     * window that leaves taps out needs to correct col_offset (see fq_conv2d_gemm) */
+    const int32_t *const *tap_sums;
     const fq_dw_weights *dw;        /* depthwise */
     const fq_dw_weights *dw32;      /* depthwise, out_c in {1, 2, 4, 8, 16}, or NULL */
     const fq_epilogue *ep32;        /* its epilogue over the 32 virtual channels, or NULL */

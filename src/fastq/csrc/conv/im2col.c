@@ -9,8 +9,9 @@
 /* 1x1 unpadded (strided) convolutions: A row m is the cg bytes of input pixel (n, oh*sh, ow*sw),
  * copied exactly (the input may be the caller's array, with nothing readable past its end);
  * the usual channel counts are fixed-size moves */
-void fq_gather_1x1(const fq_conv_geometry *g, const uint8_t *x, int32_t group, int64_t m0, int64_t m1,
-                       uint8_t *col) {
+void fq_gather_1x1(const fq_conv_geometry *g, const fq_conv_window *win, const uint8_t *x, int32_t group,
+                   int64_t m0, int64_t m1, uint8_t *col) {
+    (void)win;     /* a 1x1 unpadded layer has no padding to leave out: always the whole window */
     size_t cx = (size_t)g->in_c, cg = (size_t)(g->in_c / g->groups);
     size_t pix = (size_t)g->stride_w * cx, row = (size_t)g->stride_h * g->in_w * cx;
     int64_t ohw = (int64_t)g->out_h * g->out_w;

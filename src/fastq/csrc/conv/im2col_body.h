@@ -3,8 +3,9 @@
  * widest moves (a 48-byte run: three SSE moves, or one AVX2 move of 32 and one of 16). The
  * including file defines FQ_IM2COL_NAME and, for a SIMD ISA, sets its target first.
  *
- * Rows of the GEMM's A matrix: row m = output pixel (n, oh, ow), k = (kh, kw, c) over the
- * group's channels, read from the zero-point-padded NHWC buffer (no bounds tests). The pixel
+ * Rows of the GEMM's A matrix: row m = output pixel (n, oh, ow) of a window (conv.h), k =
+ * (kh, kw, c) over the window's taps and the group's channels, read from the
+ * zero-point-padded NHWC buffer (no bounds tests). The pixel
  * index advances by increments (no division per row), and with dil_w = 1 and one group the
  * k_w taps of one kh are one contiguous run of k_w * C bytes: small-channel stems (C = 1 or
  * 3) copy a whole kernel row per move instead of C bytes per tap. */
@@ -60,51 +61,55 @@ static inline __attribute__((always_inline)) uint8_t *rows_of_taps(uint8_t *dst,
     return dst;
 }
 
-void FQ_IM2COL_NAME(const fq_conv_geometry *g, const uint8_t *xp, int32_t group, int64_t m0, int64_t m1,
-                    uint8_t *col) {
+void FQ_IM2COL_NAME(const fq_conv_geometry *g, const fq_conv_window *win, const uint8_t *xp, int32_t group,
+                    int64_t m0, int64_t m1, uint8_t *col) {
     int32_t hp = g->in_h + 2 * g->pad_h, wp = g->in_w + 2 * g->pad_w;
     int32_t cg = g->in_c / g->groups;
-    int64_t ohw = (int64_t)g->out_h * g->out_w;
+    int32_t rows = win->oh1 - win->oh0, cols = win->ow1 - win->ow0;
+    int32_t k_h = win->kh1 - win->kh0, k_w = win->kw1 - win->kw0;   /* the taps each pixel reads */
+    int64_t per_image = (int64_t)rows * cols;
     size_t cx = (size_t)g->in_c;
     size_t pix = (size_t)g->stride_w * cx;                  /* bytes between output pixels */
     size_t tap_h = (size_t)g->dil_h * wp * cx, tap_w = (size_t)g->dil_w * cx;
-    size_t run = (size_t)g->k_w * cg;
+    size_t run = (size_t)k_w * cg;
+    /* the window's first tap, relative to the full window's */
+    size_t first_tap = (size_t)win->kh0 * tap_h + (size_t)win->kw0 * tap_w;
     int contiguous = g->dil_w == 1 && g->groups == 1;
-    if (m0 >= m1) return;
-    int32_t n = (int32_t)(m0 / ohw);
-    int32_t oh = (int32_t)(m0 % ohw / g->out_w), ow = (int32_t)(m0 % g->out_w);
+    if (m0 >= m1 || per_image == 0) return;
+    int32_t n = (int32_t)(m0 / per_image);
+    int32_t oh = win->oh0 + (int32_t)(m0 % per_image / cols), ow = win->ow0 + (int32_t)(m0 % cols);
     uint8_t *dst = col;
     for (int64_t m = m0; m < m1;) {
         /* one stretch of pixels along an output row */
-        int64_t len = g->out_w - ow < m1 - m ? g->out_w - ow : m1 - m;
+        int64_t len = win->ow1 - ow < m1 - m ? win->ow1 - ow : m1 - m;
         const uint8_t *src = xp + (((size_t)n * hp + (size_t)oh * g->stride_h) * wp + (size_t)ow * g->stride_w) * cx +
-                             (size_t)group * cg;
-        if (contiguous && g->k_h == 3 && run <= 16) {
+                             (size_t)group * cg + first_tap;
+        if (contiguous && k_h == 3 && run <= 16) {
             /* 3x3 stems (C <= 5): the kernel rows unrolled, three moves a pixel */
             dst = rows_of_runs(dst, src, len, pix, 3, tap_h, run, 16);
-        } else if (contiguous && g->k_h == 7 && run <= 32) {
+        } else if (contiguous && k_h == 7 && run <= 32) {
             dst = rows_of_runs(dst, src, len, pix, 7, tap_h, run, 32);     /* 7x7 stems (C <= 4) */
         } else if (contiguous) {
-            if (run <= 16) dst = rows_of_runs(dst, src, len, pix, g->k_h, tap_h, run, 16);
-            else if (run <= 32) dst = rows_of_runs(dst, src, len, pix, g->k_h, tap_h, run, 32);
-            else if (run <= 48) dst = rows_of_runs(dst, src, len, pix, g->k_h, tap_h, run, 48);
-            else if (run <= 64) dst = rows_of_runs(dst, src, len, pix, g->k_h, tap_h, run, 64);
-            else dst = rows_of_runs(dst, src, len, pix, g->k_h, tap_h, run, 65);
+            if (run <= 16) dst = rows_of_runs(dst, src, len, pix, k_h, tap_h, run, 16);
+            else if (run <= 32) dst = rows_of_runs(dst, src, len, pix, k_h, tap_h, run, 32);
+            else if (run <= 48) dst = rows_of_runs(dst, src, len, pix, k_h, tap_h, run, 48);
+            else if (run <= 64) dst = rows_of_runs(dst, src, len, pix, k_h, tap_h, run, 64);
+            else dst = rows_of_runs(dst, src, len, pix, k_h, tap_h, run, 65);
         } else if (cg <= 16) {
-            dst = rows_of_taps(dst, src, len, pix, g->k_h, tap_h, g->k_w, tap_w, (size_t)cg, 16);
+            dst = rows_of_taps(dst, src, len, pix, k_h, tap_h, k_w, tap_w, (size_t)cg, 16);
         } else if (cg <= 32) {
-            dst = rows_of_taps(dst, src, len, pix, g->k_h, tap_h, g->k_w, tap_w, (size_t)cg, 32);
+            dst = rows_of_taps(dst, src, len, pix, k_h, tap_h, k_w, tap_w, (size_t)cg, 32);
         } else if (cg <= 48) {
-            dst = rows_of_taps(dst, src, len, pix, g->k_h, tap_h, g->k_w, tap_w, (size_t)cg, 48);
+            dst = rows_of_taps(dst, src, len, pix, k_h, tap_h, k_w, tap_w, (size_t)cg, 48);
         } else if (cg <= 64) {
-            dst = rows_of_taps(dst, src, len, pix, g->k_h, tap_h, g->k_w, tap_w, (size_t)cg, 64);
+            dst = rows_of_taps(dst, src, len, pix, k_h, tap_h, k_w, tap_w, (size_t)cg, 64);
         } else {
-            dst = rows_of_taps(dst, src, len, pix, g->k_h, tap_h, g->k_w, tap_w, (size_t)cg, 65);
+            dst = rows_of_taps(dst, src, len, pix, k_h, tap_h, k_w, tap_w, (size_t)cg, 65);
         }
         m += len;
-        ow = 0;
-        if (++oh == g->out_h) {
-            oh = 0;
+        ow = win->ow0;
+        if (++oh == win->oh1) {
+            oh = win->oh0;
             n++;
         }
     }

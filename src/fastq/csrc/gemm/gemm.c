@@ -12,6 +12,8 @@
 
 typedef struct {
     const fq_packed_weights *w;
+    const fq_k_runs *runs;        /* NULL: the whole K */
+    int32_t k;                    /* k of one row of A: w->k, or 4 * the runs' groups */
     const fq_kernels *kern;
     fq_epilogue_fn epilogue;
     int use_fused;                /* 0: ukernel then epilogue per tile */
@@ -37,21 +39,52 @@ int fq_gemm_set_fused(int enabled) {
     return atomic_exchange(&fused_enabled, enabled ? 1 : 0);
 }
 
+/* Several runs of K (fq_k_runs): the microkernel per run, each run's part of the panel and
+ * of the A rows, the int32 tiles summed, then the epilogue. */
+static void gemm_tile_runs(const gemm_job *j, const int8_t *panel, int32_t nr, int32_t nc, int32_t n0,
+                           int32_t m0, int32_t mr, const int32_t *row_sums, char *out) {
+    int32_t tile[FQ_MR_MAX * FQ_NR] __attribute__((aligned(64)));
+    int32_t part[FQ_MR_MAX * FQ_NR] __attribute__((aligned(64)));
+    const fq_k_runs *r = j->runs;
+    const uint8_t *a = j->a + (ptrdiff_t)m0 * j->lda;
+    fq_ukernel_fn uk = j->kern->ukernel[nr / FQ_NR_STEP - 1];
+    for (int32_t s = 0; s < r->count; s++) {
+        const int8_t *p = panel + (size_t)r->first[s] * nr * FQ_KG;
+        uk(mr, r->groups[s] * FQ_KG, a, j->lda, j->a_xor, p, r->groups[s], nr, s ? part : tile);
+        a += (ptrdiff_t)r->groups[s] * FQ_KG;
+        if (s)
+            for (int32_t i = 0; i < mr; i++)
+                for (int32_t c = 0; c < nr; c++)
+                    tile[i * FQ_NR + c] = (int32_t)((uint32_t)tile[i * FQ_NR + c] + (uint32_t)part[i * FQ_NR + c]);
+    }
+    j->epilogue(mr, nc, tile, row_sums, n0, j->ep, out, j->ldo);
+}
+
 static void gemm_tile(const gemm_job *j, int32_t p, int32_t nr, int32_t m0, int32_t mr) {
     int32_t n0 = p * FQ_NR;
     int32_t nc = j->w->n - n0 < nr ? j->w->n - n0 : nr;
     const int8_t *panel = j->w->data + (size_t)n0 * j->w->k_groups * FQ_KG;
     char *out = (char *)j->out + (ptrdiff_t)m0 * j->ldo * (ptrdiff_t)j->out_elem;
     const int32_t *row_sums = j->row_sums ? j->row_sums + m0 : NULL;
+    int32_t k_groups = j->w->k_groups;
+    if (j->runs) {
+        if (j->runs->count > 1) {
+            gemm_tile_runs(j, panel, nr, nc, n0, m0, mr, row_sums, out);
+            return;
+        }
+        /* one run: a contiguous part of every panel, the kernels as for a whole K */
+        panel += (size_t)j->runs->first[0] * nr * FQ_KG;
+        k_groups = j->runs->groups[0];
+    }
     /* one row of a full panel keeps the GEMV kernel (16 accumulator chains, not 4) */
     if (j->use_fused && !(mr == 1 && nr == FQ_NR)) {
-        j->fused[nr / FQ_NR_STEP - 1](mr, j->w->k, j->a + (ptrdiff_t)m0 * j->lda, j->lda, j->a_xor, panel,
-                                      j->w->k_groups, nr, nc, row_sums, n0, j->ep, out, j->ldo);
+        j->fused[nr / FQ_NR_STEP - 1](mr, j->k, j->a + (ptrdiff_t)m0 * j->lda, j->lda, j->a_xor, panel,
+                                      k_groups, nr, nc, row_sums, n0, j->ep, out, j->ldo);
         return;
     }
     int32_t tile[FQ_MR_MAX * FQ_NR] __attribute__((aligned(64)));
     fq_ukernel_fn uk = mr == 1 && nr == FQ_NR ? j->kern->gemv : j->kern->ukernel[nr / FQ_NR_STEP - 1];
-    uk(mr, j->w->k, j->a + (ptrdiff_t)m0 * j->lda, j->lda, j->a_xor, panel, j->w->k_groups, nr, tile);
+    uk(mr, j->k, j->a + (ptrdiff_t)m0 * j->lda, j->lda, j->a_xor, panel, k_groups, nr, tile);
     j->epilogue(mr, nc, tile, row_sums, n0, j->ep, out, j->ldo);
 }
 
@@ -132,9 +165,32 @@ int fq_epilogue_prepare(fq_epilogue *ep, int32_t n_padded) {
 
 int fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t m, int a_signed,
             const fq_epilogue *ep, void *out, ptrdiff_t ldo, int num_threads) {
+    return fq_gemm_runs(w, NULL, a, lda, m, a_signed, ep, out, ldo, num_threads);
+}
+
+int fq_gemm_runs(const fq_packed_weights *w, const fq_k_runs *runs, const uint8_t *a, ptrdiff_t lda, int32_t m,
+                 int a_signed, const fq_epilogue *ep, void *out, ptrdiff_t ldo, int num_threads) {
     if (m <= 0 || w->n <= 0) return 0;
     gemm_job j;
     j.w = w;
+    j.runs = runs;
+    j.k = w->k;
+    if (runs) {
+        int64_t groups = 0;
+        int32_t end = 0;
+        if (runs->count < 1 || runs->count > FQ_K_RUNS_MAX) return -1;
+        for (int32_t s = 0; s < runs->count; s++) {
+            if (runs->first[s] < end || runs->groups[s] < 1 || runs->first[s] + (int64_t)runs->groups[s] > w->k_groups)
+                return -1;
+            end = runs->first[s] + runs->groups[s];
+            groups += runs->groups[s];
+        }
+        /* a run ends inside the last k-group only as the whole K (its tail bytes are read as 0
+         * by the kernels, which take k, not groups) */
+        j.k = runs->count == 1 && runs->first[0] == 0 && runs->groups[0] == w->k_groups ? w->k
+                                                                                         : (int32_t)(groups * FQ_KG);
+        if (j.k != w->k && (int64_t)end * FQ_KG > w->k) return -1;
+    }
     j.kern = fq_kernels_run(FQ_FAMILY_GEMM, -1);
     const fq_kernels *epi_table = ep->scalar_only ? fq_kernels_for(FQ_BACKEND_SCALAR) : j.kern;
     j.epilogue = epi_table->epilogue[ep->variant][ep->out_signed];
@@ -143,7 +199,8 @@ int fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t
      * outputs), from the same backend as the microkernels and the epilogue it replaces (it
      * runs their arithmetic). The epilogue count above stands: the fused kernel runs its steps. */
     const fq_kernels *fk = j.kern;
-    j.use_fused = atomic_load_explicit(&fused_enabled, memory_order_relaxed) && !ep->scalar_only && fk->owner[FQ_FAMILY_GEMM_FUSED] == fk->owner[FQ_FAMILY_GEMM];
+    /* several runs of K go through the microkernel and the tile epilogue */
+    j.use_fused = (!runs || runs->count == 1) && atomic_load_explicit(&fused_enabled, memory_order_relaxed) && !ep->scalar_only && fk->owner[FQ_FAMILY_GEMM_FUSED] == fk->owner[FQ_FAMILY_GEMM];
     for (int wi = 0; wi < FQ_NR_WIDTHS; wi++) {
         j.fused[wi] = fk->fused[wi][ep->variant];
         if (!j.fused[wi]) j.use_fused = 0;
@@ -163,11 +220,11 @@ int fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t
     if (ep->w_zero_point) {
         sums = m <= 256 ? stack_sums : (int32_t *)malloc((size_t)m * sizeof(int32_t));
         if (!sums) return -1;
-        j.kern->row_sums(a, lda, m, w->k, j.a_xor, sums);
+        j.kern->row_sums(a, lda, m, j.k, j.a_xor, sums);
     }
     j.row_sums = sums;
     /* threads only pay off when each wakes up for enough work */
-    double macs = (double)m * (double)w->n * (double)w->k;
+    double macs = (double)m * (double)w->n * (double)j.k;
     if (macs < 1 << 20) num_threads = 1;
     else if (num_threads <= 0) num_threads = fq_get_num_threads();
     /* Split each panel's rows into as few runs as still give every thread about 4 tasks (load

@@ -1,0 +1,215 @@
+/* Convolution as GEMM over the taps inside the input (conv.h, "clipped path").
+ *
+ * A 3x3 convolution with padding 1 on a 4x4 output (resnet18's last stage at 112x112) reads
+ * the padding in 44 of every 144 products: the padded buffer holds the zero point there, so
+ * they add nothing, but they cost as much as any other. Here the output is split into windows
+ * whose pixels keep the same taps (per dimension, bands of outputs with the same first and
+ * last tap inside the input: usually the first output, the middle, the last), and each
+ * window's GEMM runs over only its taps: its im2col rows hold those taps' bytes, and the
+ * packed weights are read as runs of k-groups (fq_k_runs), one run per kept kernel row, or
+ * one for the window's whole rows of taps when every kw is kept.
+ *
+ * Worked example, 3x3 pad 1, 4x4 output, C = 64 channels (16 k-groups a tap): the top-left
+ * window (oh = 0, ow = 0) keeps kh 1..2, kw 1..2: A rows of 4 * 64 bytes, runs
+ * {first 4 * 16 = 64, 32 groups} (taps (1,1), (1,2)) and {7 * 16 = 112, 32 groups} (taps
+ * (2,1), (2,2)); col_offset adds pad * (tap_sums of taps 0, 1, 2, 3, 6 - 5 * 64 * zw).
+ *
+ * Each window's rows go through the GEMM a chunk at a time into a compact output (the
+ * window's pixels are not consecutive rows of the NHWC output), then are copied to their
+ * rows; a window that is the whole output writes in place. */
+#include <stdatomic.h>
+#include <string.h>
+#include "conv/conv.h"
+
+/* The least fraction of products left out for the clipped path. Measured on Zen 4
+ * (bench/test_bench_conv.py): resnet18's 14x14 and smaller 3x3 layers (>= 9 %) gain about
+ * what they leave out; 28x28 (4.7 %) about half of it; the copies and the extra windows cost
+ * more than they save below about 2 %. */
+static _Atomic double clip_min_fraction = 0.02;
+
+double fq_conv_set_clip(double min_fraction) {
+    return atomic_exchange(&clip_min_fraction, min_fraction);
+}
+
+/* layers run on the clipped path (tests: the path that should run did) */
+static atomic_llong clip_runs;
+
+long long fq_conv_clip_runs(void) { return atomic_load(&clip_runs); }
+
+/* Bands of one dimension: outputs o0 <= o < o1 read taps k0 <= k < k1 inside the input
+ * (position o * stride - pad + k * dil in 0..in - 1). An output none of whose taps is inside
+ * keeps them all (it reads only padding: the padded computation, as without clipping).
+ * Returns the band count, or -1 beyond FQ_CONV_CLIP_BANDS_MAX. */
+static int32_t make_bands(int32_t out, int32_t in, int32_t k, int32_t stride, int32_t pad, int32_t dil,
+                          int h, fq_conv_window *bands) {
+    int32_t count = 0;
+    for (int32_t o = 0; o < out; o++) {
+        int64_t p = (int64_t)o * stride - pad;
+        int64_t k0 = p >= 0 ? 0 : (-p + dil - 1) / dil;
+        int64_t k1 = p > in - 1 ? 0 : (in - 1 - p) / dil + 1;
+        if (k0 > k) k0 = k;
+        if (k1 > k) k1 = k;
+        if (k0 >= k1) {
+            k0 = 0;
+            k1 = k;
+        }
+        fq_conv_window *b = count ? &bands[count - 1] : NULL;
+        int32_t *bk0 = b ? (h ? &b->kh0 : &b->kw0) : NULL, *bk1 = b ? (h ? &b->kh1 : &b->kw1) : NULL;
+        if (b && *bk0 == k0 && *bk1 == k1) {
+            if (h) b->oh1 = o + 1;
+            else b->ow1 = o + 1;
+            continue;
+        }
+        if (count == FQ_CONV_CLIP_BANDS_MAX) return -1;
+        b = &bands[count++];
+        memset(b, 0, sizeof(*b));
+        if (h) {
+            b->oh0 = o; b->oh1 = o + 1; b->kh0 = (int32_t)k0; b->kh1 = (int32_t)k1;
+        } else {
+            b->ow0 = o; b->ow1 = o + 1; b->kw0 = (int32_t)k0; b->kw1 = (int32_t)k1;
+        }
+    }
+    return count;
+}
+
+int fq_conv_clip_plan_make(const fq_conv_geometry *g, fq_conv_clip_plan *plan) {
+    int32_t cg = g->in_c / g->groups;
+    if ((g->pad_h == 0 && g->pad_w == 0) || cg % FQ_KG) return 0;
+    plan->n_h = make_bands(g->out_h, g->in_h, g->k_h, g->stride_h, g->pad_h, g->dil_h, 1, plan->band_h);
+    plan->n_w = make_bands(g->out_w, g->in_w, g->k_w, g->stride_w, g->pad_w, g->dil_w, 0, plan->band_w);
+    if (plan->n_h < 1 || plan->n_w < 1) return 0;
+    double kept = 0.0, all = (double)g->out_h * g->out_w * g->k_h * g->k_w;
+    for (int32_t i = 0; i < plan->n_h; i++)
+        for (int32_t j = 0; j < plan->n_w; j++) {
+            const fq_conv_window *bh = &plan->band_h[i], *bw = &plan->band_w[j];
+            /* a window keeping only some kw needs a run of K per kernel row */
+            if (bw->kw1 - bw->kw0 != g->k_w && bh->kh1 - bh->kh0 > FQ_K_RUNS_MAX) return 0;
+            kept += (double)(bh->oh1 - bh->oh0) * (bw->ow1 - bw->ow0) * (bh->kh1 - bh->kh0) * (bw->kw1 - bw->kw0);
+        }
+    plan->fraction = 1.0 - kept / all;
+    double min_fraction = atomic_load(&clip_min_fraction);
+    return plan->fraction > 0.0 && plan->fraction >= min_fraction;
+}
+
+/* rows of a window per GEMM call: the plain path's chunk (conv.c) */
+static int64_t clip_chunk_rows(const fq_conv_geometry *g) {
+    size_t col = fq_conv_col_bytes(g);
+    size_t k = (size_t)g->k_h * g->k_w * (g->in_c / g->groups);
+    return (int64_t)((col - 64) / k);
+}
+
+/* Row q of the compact output (pixel m0 + q of the window) to its NHWC row; the usual row
+ * sizes are fixed-size copies (a memcpy call per 64-byte row cost more than the copy). */
+static inline __attribute__((always_inline)) void scatter_rows(const fq_conv_geometry *g, const fq_conv_window *win,
+                                                               int64_t m0, int64_t m1, const uint8_t *src,
+                                                               size_t row_bytes, char *out, size_t ldo) {
+    int32_t rows = win->oh1 - win->oh0, cols = win->ow1 - win->ow0;
+    int64_t per_image = (int64_t)rows * cols;
+    int64_t n = m0 / per_image;
+    int32_t oh = win->oh0 + (int32_t)(m0 % per_image / cols), ow = win->ow0 + (int32_t)(m0 % cols);
+    for (int64_t m = m0; m < m1; m++, src += row_bytes) {
+        memcpy(out + (((size_t)n * g->out_h + oh) * g->out_w + ow) * ldo, src, row_bytes);
+        if (++ow == win->ow1) {
+            ow = win->ow0;
+            if (++oh == win->oh1) {
+                oh = win->oh0;
+                n++;
+            }
+        }
+    }
+}
+
+static void scatter(const fq_conv_geometry *g, const fq_conv_window *win, int64_t m0, int64_t m1,
+                    const uint8_t *src, size_t row_bytes, char *out, size_t ldo) {
+    switch (row_bytes) {
+    case 64: scatter_rows(g, win, m0, m1, src, 64, out, ldo); break;
+    case 128: scatter_rows(g, win, m0, m1, src, 128, out, ldo); break;
+    case 256: scatter_rows(g, win, m0, m1, src, 256, out, ldo); break;
+    case 512: scatter_rows(g, win, m0, m1, src, 512, out, ldo); break;
+    default: scatter_rows(g, win, m0, m1, src, row_bytes, out, ldo); break;
+    }
+}
+
+static size_t up64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+size_t fq_conv_clip_bytes(const fq_conv_geometry *g, const fq_packed_weights *w, size_t elem) {
+    int32_t og = g->out_c / g->groups;
+    return up64((size_t)clip_chunk_rows(g) * og * elem) + up64((size_t)w->n_padded * sizeof(int32_t));
+}
+
+int fq_conv2d_gemm_clipped(const fq_conv_geometry *g, const fq_conv_clip_plan *plan, const uint8_t *xp,
+                           uint8_t pad_value, const fq_packed_weights *w, const fq_epilogue *ep,
+                           const int32_t *const *tap_sums, uint8_t *col, uint8_t *scratch, void *out,
+                           int num_threads) {
+    int32_t cg = g->in_c / g->groups, og = g->out_c / g->groups;
+    int32_t taps = g->k_h * g->k_w, tap_groups = cg / FQ_KG;
+    size_t elem = ep[0].kind == FQ_EPI_INT32 ? 4 : ep[0].kind == FQ_EPI_FLOAT ? 4 : 1;
+    size_t row_bytes = (size_t)og * elem;
+    int64_t chunk = clip_chunk_rows(g);
+    uint8_t *compact = scratch;
+    int32_t *col_offset = (int32_t *)(scratch + up64((size_t)chunk * row_bytes));
+    fq_im2col_fn im2col = fq_kernels_run(FQ_FAMILY_CONV, -1)->conv->im2col;
+    atomic_fetch_add(&clip_runs, 1);
+    for (int32_t gr = 0; gr < g->groups; gr++) {
+        const fq_packed_weights *wg = &w[gr];
+        const int32_t *ts = tap_sums[gr];
+        for (int32_t i = 0; i < plan->n_h; i++)
+            for (int32_t j = 0; j < plan->n_w; j++) {
+                fq_conv_window win = plan->band_h[i];
+                const fq_conv_window *bw = &plan->band_w[j];
+                win.ow0 = bw->ow0;
+                win.ow1 = bw->ow1;
+                win.kw0 = bw->kw0;
+                win.kw1 = bw->kw1;
+                int32_t nkh = win.kh1 - win.kh0, nkw = win.kw1 - win.kw0;
+                /* the runs of K: whole kernel rows are one run */
+                fq_k_runs runs;
+                if (nkw == g->k_w) {
+                    runs.count = 1;
+                    runs.first[0] = win.kh0 * g->k_w * tap_groups;
+                    runs.groups[0] = nkh * g->k_w * tap_groups;
+                } else {
+                    runs.count = nkh;
+                    for (int32_t r = 0; r < nkh; r++) {
+                        runs.first[r] = ((win.kh0 + r) * g->k_w + win.kw0) * tap_groups;
+                        runs.groups[r] = nkw * tap_groups;
+                    }
+                }
+                /* the window's col_offset: what the padding's taps add in the padded sum */
+                fq_epilogue epw = ep[gr];
+                if (nkh * nkw != taps) {
+                    const int32_t *zw = ep[gr].w_zero_point;
+                    uint32_t left_out = (uint32_t)(taps - nkh * nkw) * (uint32_t)cg;
+                    uint32_t *sum = (uint32_t *)col_offset;
+                    for (int32_t n = 0; n < wg->n_padded; n++)
+                        sum[n] = zw ? 0u - left_out * (uint32_t)zw[n] : 0u;
+                    for (int32_t kh = 0; kh < g->k_h; kh++)
+                        for (int32_t kw = 0; kw < g->k_w; kw++) {
+                            if (kh >= win.kh0 && kh < win.kh1 && kw >= win.kw0 && kw < win.kw1) continue;
+                            const int32_t *t = ts + (size_t)(kh * g->k_w + kw) * wg->n_padded;
+                            for (int32_t n = 0; n < wg->n_padded; n++) sum[n] += (uint32_t)t[n];
+                        }
+                    for (int32_t n = 0; n < wg->n_padded; n++)
+                        col_offset[n] = (int32_t)((uint32_t)ep[gr].col_offset[n] + (uint32_t)pad_value * sum[n]);
+                    epw.col_offset = col_offset;
+                }
+                int64_t rows = (int64_t)(win.oh1 - win.oh0) * (win.ow1 - win.ow0);
+                int64_t m = (int64_t)g->batch * rows;
+                int whole = rows == (int64_t)g->out_h * g->out_w;
+                ptrdiff_t k = (ptrdiff_t)nkh * nkw * cg;
+                for (int64_t m0 = 0; m0 < m; m0 += chunk) {
+                    int64_t m1 = m0 + chunk < m ? m0 + chunk : m;
+                    im2col(g, &win, xp, gr, m0, m1, col);
+                    char *o = whole ? (char *)out + ((size_t)m0 * g->out_c + (size_t)gr * og) * elem : (char *)compact;
+                    if (fq_gemm_runs(wg, &runs, col, k, (int32_t)(m1 - m0), 0, &epw, o,
+                                     whole ? g->out_c : og, num_threads))
+                        return -1;
+                    if (whole) continue;
+                    /* the window's rows to their places in the NHWC output */
+                    scatter(g, &win, m0, m1, compact, row_bytes, (char *)out + (size_t)gr * og * elem,
+                            (size_t)g->out_c * elem);
+                }
+            }
+    }
+    return 0;
+}
