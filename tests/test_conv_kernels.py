@@ -930,3 +930,12 @@ def test_gemm_conv_clipped_requantized(backend, rng, clip_always, mode):
         finally:
             K.conv_set_clip(old)
         assert np.array_equal(got, want), (mode, case)
+
+
+@pytest.mark.parametrize("o", [16, 32, 48, 64, 100, 130])
+def test_gemm_conv_clipped_every_width_and_rows(backend, rng, clip_always, o):
+    # 3x3 pad 1 on a 3x3 input: the corner windows hold `batch` pixels, the edges 1 per image
+    # more, so batches 1..17 give every rows-per-tile count of every panel width, with a 64-wide
+    # and a narrow last panel (100, 130); several runs of K in the corner and side windows
+    for n in (1, 2, 3, 5, 6, 7, 11, 13, 17):
+        check_acc(rng, n, 8, 3, 3, o, 1, (3, 3), (1, 1), (1, 1), (1, 1), bias=True)

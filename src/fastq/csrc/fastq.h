@@ -224,6 +224,22 @@ typedef void (*fq_fused_fn)(int32_t mr, int32_t k, const uint8_t *a, ptrdiff_t l
                             const int8_t *panel, int32_t k_groups, int32_t nr, int32_t nc,
                             const int32_t *row_sums, int32_t n0, const fq_epilogue *ep, void *out,
                             ptrdiff_t ldo);
+/* A part of the packed K: `count` runs of whole k-groups of the packed weights, run s being
+ * groups first[s] .. first[s] + groups[s] - 1, in increasing order. The A matrix of such a
+ * GEMM holds the runs' k values back to back (K' = 4 * sum groups[s] bytes a row). A
+ * convolution whose window overlaps the padding multiplies only its taps inside the input:
+ * with k ordered (kh, kw, c) each kept kernel row is one run. */
+#define FQ_K_RUNS_MAX 16
+typedef struct {
+    int32_t count;
+    int32_t first[FQ_K_RUNS_MAX];
+    int32_t groups[FQ_K_RUNS_MAX];
+} fq_k_runs;
+/* The fused kernel over runs of K (uint8 A): the panel part of run s starts at group first[s]. */
+typedef void (*fq_fused_runs_fn)(int32_t mr, const fq_k_runs *runs, const uint8_t *a, ptrdiff_t lda,
+                                 const int8_t *panel, int32_t nr, int32_t nc, const int32_t *row_sums,
+                                 int32_t n0, const fq_epilogue *ep, void *out, ptrdiff_t ldo);
+
 /* sums[i] = sum_k (a[i*lda + k] ^ a_xor) modulo 2^32 (needed when some weight zero point is not 0;
  * the accumulator arithmetic wraps, and the overflow check guarantees the final acc fits) */
 typedef void (*fq_row_sums_fn)(const uint8_t *a, ptrdiff_t lda, int32_t m, int32_t k, uint8_t a_xor,
@@ -263,6 +279,9 @@ typedef struct {
     /* FQ_FAMILY_GEMM_FUSED: [panel width][variant], NULL for the variants with no fused kernel
      * (int32, float and fixed-point outputs run ukernel then epilogue) */
     fq_fused_fn fused[FQ_NR_WIDTHS][FQ_EPV_COUNT];
+    /* the same over runs of K (fq_k_runs, uint8 A only), or NULL: the driver then runs the
+     * microkernel per run and the tile epilogue (the twin these are tested against) */
+    fq_fused_runs_fn fused_runs[FQ_NR_WIDTHS][FQ_EPV_COUNT];
     /* set by the table: which backend supplied each family (per entry for the epilogues) */
     int8_t owner[FQ_FAMILY_COUNT];
     int8_t epilogue_owner[FQ_EPV_COUNT][2];
@@ -299,20 +318,10 @@ int fq_gemm_set_fused(int enabled);
 int fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t m, int a_signed,
             const fq_epilogue *ep, void *out, ptrdiff_t ldo, int num_threads);
 
-/* A part of the packed K: `count` runs of whole k-groups of the packed weights, run s being
- * groups first[s] .. first[s] + groups[s] - 1, in increasing order. The A matrix of such a
- * GEMM holds the runs' k values back to back (K' = 4 * sum groups[s] bytes a row). A
- * convolution whose window overlaps the padding multiplies only its taps inside the input:
- * with k ordered (kh, kw, c) each kept kernel row is one run. */
-#define FQ_K_RUNS_MAX 16
-typedef struct {
-    int32_t count;
-    int32_t first[FQ_K_RUNS_MAX];
-    int32_t groups[FQ_K_RUNS_MAX];
-} fq_k_runs;
-/* fq_gemm over the runs of K (runs NULL: the whole K). One run takes the fused kernels (its
- * panel part starts at group first[0]); several run the microkernel per run into int32 tiles,
- * summed (wrapping, as the kernels add), then the epilogue. ep's col_offset must be the one
+/* fq_gemm over the runs of K (fq_k_runs; NULL: the whole K). One run takes the fused kernels
+ * (its panel part starts at group first[0]); several take the backend's fused_runs kernels, or
+ * where it has none the microkernel per run into int32 tiles, summed (wrapping, as the kernels
+ * add), then the epilogue. ep's col_offset must be the one
  * for these runs (the caller's: only it knows what the left-out k contribute). */
 int fq_gemm_runs(const fq_packed_weights *w, const fq_k_runs *runs, const uint8_t *a, ptrdiff_t lda, int32_t m,
                  int a_signed, const fq_epilogue *ep, void *out, ptrdiff_t ldo, int num_threads);

@@ -18,6 +18,7 @@ typedef struct {
     fq_epilogue_fn epilogue;
     int use_fused;                /* 0: ukernel then epilogue per tile */
     fq_fused_fn fused[FQ_NR_WIDTHS];
+    fq_fused_runs_fn fused_runs[FQ_NR_WIDTHS];   /* several runs of K: NULL unless use_fused */
     const uint8_t *a;
     ptrdiff_t lda;
     uint8_t a_xor;
@@ -69,7 +70,11 @@ static void gemm_tile(const gemm_job *j, int32_t p, int32_t nr, int32_t m0, int3
     int32_t k_groups = j->w->k_groups;
     if (j->runs) {
         if (j->runs->count > 1) {
-            gemm_tile_runs(j, panel, nr, nc, n0, m0, mr, row_sums, out);
+            fq_fused_runs_fn f = j->fused_runs[nr / FQ_NR_STEP - 1];
+            if (f)
+                f(mr, j->runs, j->a + (ptrdiff_t)m0 * j->lda, j->lda, panel, nr, nc, row_sums, n0, j->ep, out, j->ldo);
+            else
+                gemm_tile_runs(j, panel, nr, nc, n0, m0, mr, row_sums, out);
             return;
         }
         /* one run: a contiguous part of every panel, the kernels as for a whole K */
@@ -199,12 +204,21 @@ int fq_gemm_runs(const fq_packed_weights *w, const fq_k_runs *runs, const uint8_
      * outputs), from the same backend as the microkernels and the epilogue it replaces (it
      * runs their arithmetic). The epilogue count above stands: the fused kernel runs its steps. */
     const fq_kernels *fk = j.kern;
-    /* several runs of K go through the microkernel and the tile epilogue */
-    j.use_fused = (!runs || runs->count == 1) && atomic_load_explicit(&fused_enabled, memory_order_relaxed) && !ep->scalar_only && fk->owner[FQ_FAMILY_GEMM_FUSED] == fk->owner[FQ_FAMILY_GEMM];
+    j.use_fused = atomic_load_explicit(&fused_enabled, memory_order_relaxed) && !ep->scalar_only && fk->owner[FQ_FAMILY_GEMM_FUSED] == fk->owner[FQ_FAMILY_GEMM];
     for (int wi = 0; wi < FQ_NR_WIDTHS; wi++) {
         j.fused[wi] = fk->fused[wi][ep->variant];
         if (!j.fused[wi]) j.use_fused = 0;
     }
+    /* several runs of K (uint8 A): the backend's fused kernels over runs where it has every width */
+    int multi = runs && runs->count > 1;
+    int runs_fused = multi && j.use_fused && !a_signed;
+    for (int wi = 0; wi < FQ_NR_WIDTHS; wi++) {
+        j.fused_runs[wi] = runs_fused ? fk->fused_runs[wi][ep->variant] : NULL;
+        if (!j.fused_runs[wi]) runs_fused = 0;
+    }
+    if (!runs_fused)
+        for (int wi = 0; wi < FQ_NR_WIDTHS; wi++) j.fused_runs[wi] = NULL;
+    if (multi && !runs_fused) j.use_fused = 0;
     if (j.use_fused) fq_note_run(FQ_FAMILY_GEMM_FUSED, fk->owner[FQ_FAMILY_GEMM_FUSED]);
     j.a = a;
     j.lda = lda;

@@ -44,6 +44,8 @@ void fq_row_sums_avx512(const uint8_t *, ptrdiff_t, int32_t, int32_t, uint8_t, i
 void fq_epilogues_avx512(fq_epilogue_fn table[FQ_EPV_COUNT][2]);
 /* the microkernels with the byte epilogue applied to the accumulators in registers */
 void fq_fused_avx512vnni(fq_fused_fn table[FQ_NR_WIDTHS][FQ_EPV_COUNT]);
+/* the same over runs of K (fq_k_runs), uint8 A */
+void fq_fused_runs_avx512vnni(fq_fused_runs_fn table[FQ_NR_WIDTHS][FQ_EPV_COUNT]);
 #endif
 
 #endif

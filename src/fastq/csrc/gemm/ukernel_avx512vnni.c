@@ -224,43 +224,80 @@ static void fused_##VAR##_##V##_##R##_s8(FUSED_ARGS) {                          
 }
 #define FUSED_PAIR(VAR, V, R) {fused_##VAR##_##V##_##R##_u8, fused_##VAR##_##V##_##R##_s8},
 
+/* Every (width V, rows R) shape, per width: X(VAR, V, R) for each (one list, used for the
+ * tile functions and for their tables) */
+#define SHAPES_W16(X, VAR)                                                                      \
+    X(VAR, 1, 1) X(VAR, 1, 2) X(VAR, 1, 3) X(VAR, 1, 4) X(VAR, 1, 5) X(VAR, 1, 6) X(VAR, 1, 7)  \
+    X(VAR, 1, 8) X(VAR, 1, 9) X(VAR, 1, 10) X(VAR, 1, 11) X(VAR, 1, 12) X(VAR, 1, 13)           \
+    X(VAR, 1, 14) X(VAR, 1, 15) X(VAR, 1, 16)
+#define SHAPES_W32(X, VAR)                                                                      \
+    X(VAR, 2, 1) X(VAR, 2, 2) X(VAR, 2, 3) X(VAR, 2, 4) X(VAR, 2, 5) X(VAR, 2, 6) X(VAR, 2, 7)  \
+    X(VAR, 2, 8) X(VAR, 2, 9) X(VAR, 2, 10) X(VAR, 2, 11) X(VAR, 2, 12)
+#define SHAPES_W48(X, VAR)                                                                      \
+    X(VAR, 3, 1) X(VAR, 3, 2) X(VAR, 3, 3) X(VAR, 3, 4) X(VAR, 3, 5) X(VAR, 3, 6) X(VAR, 3, 7)  \
+    X(VAR, 3, 8)
+#define SHAPES_W64(X, VAR)                                                                      \
+    X(VAR, 4, 1) X(VAR, 4, 2) X(VAR, 4, 3) X(VAR, 4, 4) X(VAR, 4, 5) X(VAR, 4, 6)
+#define SHAPES(X, VAR) SHAPES_W16(X, VAR) SHAPES_W32(X, VAR) SHAPES_W48(X, VAR) SHAPES_W64(X, VAR)
+
 /* every (width, rows) shape of one variant, its [rows - 1][flip] tables per width, and the
  * entry point per width that the backend table holds */
 #define DEFINE_FUSED_VARIANT(VAR)                                                               \
-    DEFINE_FUSED_TILE(VAR, 1, 1) DEFINE_FUSED_TILE(VAR, 1, 2) DEFINE_FUSED_TILE(VAR, 1, 3)      \
-    DEFINE_FUSED_TILE(VAR, 1, 4) DEFINE_FUSED_TILE(VAR, 1, 5) DEFINE_FUSED_TILE(VAR, 1, 6)      \
-    DEFINE_FUSED_TILE(VAR, 1, 7) DEFINE_FUSED_TILE(VAR, 1, 8) DEFINE_FUSED_TILE(VAR, 1, 9)      \
-    DEFINE_FUSED_TILE(VAR, 1, 10) DEFINE_FUSED_TILE(VAR, 1, 11) DEFINE_FUSED_TILE(VAR, 1, 12)   \
-    DEFINE_FUSED_TILE(VAR, 1, 13) DEFINE_FUSED_TILE(VAR, 1, 14) DEFINE_FUSED_TILE(VAR, 1, 15)   \
-    DEFINE_FUSED_TILE(VAR, 1, 16)                                                               \
-    DEFINE_FUSED_TILE(VAR, 2, 1) DEFINE_FUSED_TILE(VAR, 2, 2) DEFINE_FUSED_TILE(VAR, 2, 3)      \
-    DEFINE_FUSED_TILE(VAR, 2, 4) DEFINE_FUSED_TILE(VAR, 2, 5) DEFINE_FUSED_TILE(VAR, 2, 6)      \
-    DEFINE_FUSED_TILE(VAR, 2, 7) DEFINE_FUSED_TILE(VAR, 2, 8) DEFINE_FUSED_TILE(VAR, 2, 9)      \
-    DEFINE_FUSED_TILE(VAR, 2, 10) DEFINE_FUSED_TILE(VAR, 2, 11) DEFINE_FUSED_TILE(VAR, 2, 12)   \
-    DEFINE_FUSED_TILE(VAR, 3, 1) DEFINE_FUSED_TILE(VAR, 3, 2) DEFINE_FUSED_TILE(VAR, 3, 3)      \
-    DEFINE_FUSED_TILE(VAR, 3, 4) DEFINE_FUSED_TILE(VAR, 3, 5) DEFINE_FUSED_TILE(VAR, 3, 6)      \
-    DEFINE_FUSED_TILE(VAR, 3, 7) DEFINE_FUSED_TILE(VAR, 3, 8)                                   \
-    DEFINE_FUSED_TILE(VAR, 4, 1) DEFINE_FUSED_TILE(VAR, 4, 2) DEFINE_FUSED_TILE(VAR, 4, 3)      \
-    DEFINE_FUSED_TILE(VAR, 4, 4) DEFINE_FUSED_TILE(VAR, 4, 5) DEFINE_FUSED_TILE(VAR, 4, 6)      \
-    static const fused_tile_fn VAR##_w16[FQ_MR_AVX512_W16][2] = {                               \
-        FUSED_PAIR(VAR, 1, 1) FUSED_PAIR(VAR, 1, 2) FUSED_PAIR(VAR, 1, 3) FUSED_PAIR(VAR, 1, 4) \
-        FUSED_PAIR(VAR, 1, 5) FUSED_PAIR(VAR, 1, 6) FUSED_PAIR(VAR, 1, 7) FUSED_PAIR(VAR, 1, 8) \
-        FUSED_PAIR(VAR, 1, 9) FUSED_PAIR(VAR, 1, 10) FUSED_PAIR(VAR, 1, 11)                     \
-        FUSED_PAIR(VAR, 1, 12) FUSED_PAIR(VAR, 1, 13) FUSED_PAIR(VAR, 1, 14)                    \
-        FUSED_PAIR(VAR, 1, 15) FUSED_PAIR(VAR, 1, 16)};                                         \
-    static const fused_tile_fn VAR##_w32[FQ_MR_AVX512_W32][2] = {                               \
-        FUSED_PAIR(VAR, 2, 1) FUSED_PAIR(VAR, 2, 2) FUSED_PAIR(VAR, 2, 3) FUSED_PAIR(VAR, 2, 4) \
-        FUSED_PAIR(VAR, 2, 5) FUSED_PAIR(VAR, 2, 6) FUSED_PAIR(VAR, 2, 7) FUSED_PAIR(VAR, 2, 8) \
-        FUSED_PAIR(VAR, 2, 9) FUSED_PAIR(VAR, 2, 10) FUSED_PAIR(VAR, 2, 11)                     \
-        FUSED_PAIR(VAR, 2, 12)};                                                                \
-    static const fused_tile_fn VAR##_w48[FQ_MR_AVX512_W48][2] = {                               \
-        FUSED_PAIR(VAR, 3, 1) FUSED_PAIR(VAR, 3, 2) FUSED_PAIR(VAR, 3, 3) FUSED_PAIR(VAR, 3, 4) \
-        FUSED_PAIR(VAR, 3, 5) FUSED_PAIR(VAR, 3, 6) FUSED_PAIR(VAR, 3, 7) FUSED_PAIR(VAR, 3, 8)}; \
-    static const fused_tile_fn VAR##_w64[FQ_MR_AVX512_W64][2] = {                               \
-        FUSED_PAIR(VAR, 4, 1) FUSED_PAIR(VAR, 4, 2) FUSED_PAIR(VAR, 4, 3) FUSED_PAIR(VAR, 4, 4) \
-        FUSED_PAIR(VAR, 4, 5) FUSED_PAIR(VAR, 4, 6)};                                           \
+    SHAPES(DEFINE_FUSED_TILE, VAR)                                                              \
+    static const fused_tile_fn VAR##_w16[FQ_MR_AVX512_W16][2] = {SHAPES_W16(FUSED_PAIR, VAR)};  \
+    static const fused_tile_fn VAR##_w32[FQ_MR_AVX512_W32][2] = {SHAPES_W32(FUSED_PAIR, VAR)};  \
+    static const fused_tile_fn VAR##_w48[FQ_MR_AVX512_W48][2] = {SHAPES_W48(FUSED_PAIR, VAR)};  \
+    static const fused_tile_fn VAR##_w64[FQ_MR_AVX512_W64][2] = {SHAPES_W64(FUSED_PAIR, VAR)};  \
     DEFINE_FUSED_ENTRY(VAR, 16) DEFINE_FUSED_ENTRY(VAR, 32) DEFINE_FUSED_ENTRY(VAR, 48)         \
-    DEFINE_FUSED_ENTRY(VAR, 64)
+    DEFINE_FUSED_ENTRY(VAR, 64)                                                                 \
+    DEFINE_RUNS_VARIANT(VAR)
+
+/* ---- fused over runs of K (fq_k_runs: conv/clip.c's windows) -----------------------------
+ * The k-loop of K_LOOP once per run (the panel read from the run's first group on, the A rows
+ * straight on: they hold the runs back to back), uint8 A only (no flip) and whole k-groups (no
+ * tail); then the same epilogue blocks. */
+#define K_LOOP_RUNS(V, R)                                                                       \
+    const int flip = 0;                                                                         \
+    const __m512i flipv = _mm512_setzero_si512();                                               \
+    const size_t group_bytes = (size_t)(V) * 64;                                                \
+    ROWS_##R(ZERO_##V)                                                                          \
+    const ptrdiff_t l1 = lda, l2 = 2 * lda, l3 = 3 * lda;                                       \
+    const uint8_t *b0 = a, *b1 = a + 4 * lda, *b2 = a + 8 * lda, *b3 = a + 12 * lda;            \
+    for (int32_t s = 0; s < runs->count; s++) {                                                 \
+        const int8_t *w = panel + (size_t)runs->first[s] * group_bytes;                         \
+        const int8_t *w_end = w + (size_t)runs->groups[s] * group_bytes;                        \
+        for (; w < w_end; w += group_bytes) {                                                   \
+            __asm__("" : "+r"(b0), "+r"(b1), "+r"(b2), "+r"(b3));                               \
+            LOAD_##V(w)                                                                         \
+            ROWS_##R(GROUP_ROW_##V)                                                             \
+            b0 += FQ_KG; b1 += FQ_KG; b2 += FQ_KG; b3 += FQ_KG;                                 \
+        }                                                                                       \
+    }
+
+#define RUNS_ARGS                                                                               \
+    const fq_k_runs *runs, const uint8_t *a, ptrdiff_t lda, const int8_t *panel, int32_t nc,    \
+    const int32_t *row_sums, int32_t n0, const fq_epilogue *ep, void *out, ptrdiff_t ldo
+typedef void (*runs_tile_fn)(RUNS_ARGS);
+#define DEFINE_RUNS_TILE(VAR, V, R)                                                             \
+static void runs_##VAR##_##V##_##R(RUNS_ARGS) {                                                 \
+    K_LOOP_RUNS(V, R)                                                                           \
+    const consts kc = make_consts(ep, ep->out_signed ? 0x80 : 0);                               \
+    EPI_BLOCKS_##V(R)                                                                           \
+}
+#define RUNS_ENTRY_OF(VAR, V, R) runs_##VAR##_##V##_##R,
+#define DEFINE_RUNS_ENTRY(VAR, W)                                                               \
+    static void VAR##_runs_w##W(int32_t mr, const fq_k_runs *runs, const uint8_t *a, ptrdiff_t lda, \
+                                const int8_t *panel, int32_t nr, int32_t nc, const int32_t *row_sums, \
+                                int32_t n0, const fq_epilogue *ep, void *out, ptrdiff_t ldo) {  \
+        (void)nr;                                                                               \
+        static const runs_tile_fn tiles[FQ_MR_AVX512_W##W] = {SHAPES_W##W(RUNS_ENTRY_OF, VAR)}; \
+        int32_t r = mr < 1 ? 1 : mr > FQ_MR_AVX512_W##W ? FQ_MR_AVX512_W##W : mr;               \
+        tiles[r - 1](runs, a, lda, panel, nc, row_sums, n0, ep, out, ldo);                      \
+    }
+#define DEFINE_RUNS_VARIANT(VAR)                                                                \
+    SHAPES(DEFINE_RUNS_TILE, VAR)                                                               \
+    DEFINE_RUNS_ENTRY(VAR, 16) DEFINE_RUNS_ENTRY(VAR, 32) DEFINE_RUNS_ENTRY(VAR, 48)            \
+    DEFINE_RUNS_ENTRY(VAR, 64)
 
 /* mr rows (1..the width's rows per tile; the driver never asks for more) */
 #define DEFINE_FUSED_ENTRY(VAR, W)                                                              \
@@ -291,6 +328,21 @@ DEFINE_FUSED_VARIANT(qnnpack)
 #undef STEP
 #undef COLS
 #undef COLS_T
+
+void fq_fused_runs_avx512vnni(fq_fused_runs_fn table[FQ_NR_WIDTHS][FQ_EPV_COUNT]) {
+    table[0][FQ_EPV_FBGEMM] = fbgemm_runs_w16;
+    table[1][FQ_EPV_FBGEMM] = fbgemm_runs_w32;
+    table[2][FQ_EPV_FBGEMM] = fbgemm_runs_w48;
+    table[3][FQ_EPV_FBGEMM] = fbgemm_runs_w64;
+    table[0][FQ_EPV_QNNPACK] = qnnpack_runs_w16;
+    table[1][FQ_EPV_QNNPACK] = qnnpack_runs_w32;
+    table[2][FQ_EPV_QNNPACK] = qnnpack_runs_w48;
+    table[3][FQ_EPV_QNNPACK] = qnnpack_runs_w64;
+    table[0][FQ_EPV_ONEDNN] = onednn_runs_w16;
+    table[1][FQ_EPV_ONEDNN] = onednn_runs_w32;
+    table[2][FQ_EPV_ONEDNN] = onednn_runs_w48;
+    table[3][FQ_EPV_ONEDNN] = onednn_runs_w64;
+}
 
 void fq_fused_avx512vnni(fq_fused_fn table[FQ_NR_WIDTHS][FQ_EPV_COUNT]) {
     table[0][FQ_EPV_FBGEMM] = fbgemm_entry_w16;

@@ -86,6 +86,7 @@ static void fill_avx512vnni(fq_kernels *k) {
     k->row_sums = fq_row_sums_avx512;
     fq_epilogues_avx512(k->epilogue);
     fq_fused_avx512vnni(k->fused);                /* the epilogue on the accumulators in registers */
+    fq_fused_runs_avx512vnni(k->fused_runs);      /* the same over runs of K (conv/clip.c) */
     k->convert = fq_convert_avx512();
     k->conv = fq_conv_kernels_avx512vnni();     /* vpdpwssd tap pairs: needs VNNI */
     k->elementwise = fq_elementwise_avx512();
@@ -144,7 +145,9 @@ static int family_differs(const fq_kernels *a, const fq_kernels *b, int family) 
     case FQ_FAMILY_FIXEDPOINT: return a->multiply_by_quantized_multiplier != b->multiply_by_quantized_multiplier;
     case FQ_FAMILY_CONV: return a->conv != b->conv;
     case FQ_FAMILY_POOL: return a->pool != b->pool;
-    case FQ_FAMILY_GEMM_FUSED: return memcmp(a->fused, b->fused, sizeof(a->fused)) != 0;
+    case FQ_FAMILY_GEMM_FUSED:
+        return memcmp(a->fused, b->fused, sizeof(a->fused)) != 0 ||
+               memcmp(a->fused_runs, b->fused_runs, sizeof(a->fused_runs)) != 0;
     default: return 0;
     }
 }
