@@ -856,7 +856,7 @@ def test_strided_pointwise_in_place(backend, rng, dtype):
 # ------------------------------------------ convolution over the taps inside the input only
 # csrc/conv/clip.c: pixels whose window overlaps the padding multiply only their taps inside the
 # input, in windows of pixels that keep the same taps, with col_offset corrected for the
-# padding's share. Forced on every qualifying layer here (conv_set_clip(0)) and held against
+# padding's share. Forced on every qualifying layer here (conv_set_clip("always")) and held against
 # the oracle, which sums every tap of the zero-point-padded input.
 CLIP_CASES = [
     # n, c, h, w, o, groups, k, stride, pad, dil
@@ -880,7 +880,7 @@ CLIP_CASES = [
 
 @pytest.fixture
 def clip_always():
-    old = K.conv_set_clip(0.0)
+    old = K.conv_set_clip("always")
     yield
     K.conv_set_clip(old)
 
@@ -924,7 +924,7 @@ def test_gemm_conv_clipped_requantized(backend, rng, clip_always, mode):
             kw.update(multiplier=rng.integers(2**30, 2**31 - 1, o), shift=rng.integers(-12, -6, o), int_bias=rng.integers(-999, 999, o))
         ep = cw.epilogue(int(rng.integers(0, 256)), np.uint8, **kw)
         got = K.conv2d(x, ep, stride, pad, dil)
-        old = K.conv_set_clip(2.0)
+        old = K.conv_set_clip("never")
         try:
             want = K.conv2d(x, ep, stride, pad, dil)
         finally:

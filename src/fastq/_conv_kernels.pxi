@@ -36,7 +36,7 @@ cdef extern from "csrc/conv/conv.h" nogil:
         int y_nhwc
         int num_threads
     int fq_conv2d_run(const fq_conv_call *c)
-    double fq_conv_set_clip(double min_fraction)
+    int fq_conv_set_clip(int mode)
     long long fq_conv_clip_runs()
     int fq_dw_pack(const int8_t *w, int32_t channels, int32_t k_h, int32_t k_w, const int32_t *zw, int zw_per_channel,
                    fq_dw_weights *out)
@@ -535,11 +535,16 @@ def conv2d(x, ConvEpilogue ep not None, stride=1, padding=0, dilation=1, int num
     return y
 
 
-def conv_set_clip(double min_fraction):
-    """Tests and benchmarks: the least fraction of a layer's products in the padding for the
-    GEMM over the taps inside the input (0: every padded layer that qualifies, 2: never);
-    returns the previous value."""
-    return fq_conv_set_clip(min_fraction)
+CLIP_MODES = ("auto", "always", "never")
+
+
+def conv_set_clip(str mode):
+    """Tests and benchmarks: when a padded convolution runs its GEMM over the taps inside the
+    input only (csrc/conv/clip.c): "auto" (the cost model), "always" (every layer that
+    qualifies), "never". Returns the previous mode."""
+    if mode not in CLIP_MODES:
+        raise ValueError("mode: expected one of %s, got %r" % (CLIP_MODES, mode))
+    return CLIP_MODES[fq_conv_set_clip(CLIP_MODES.index(mode))]
 
 
 def conv_clip_runs():

@@ -21,14 +21,13 @@
 #include <string.h>
 #include "conv/conv.h"
 
-/* The least fraction of products left out for the clipped path. Measured on Zen 4
- * (bench/test_bench_conv.py): resnet18's 14x14 and smaller 3x3 layers (>= 9 %) gain about
- * what they leave out; 28x28 (4.7 %) about half of it; the copies and the extra windows cost
- * more than they save below about 2 %. */
-static _Atomic double clip_min_fraction = 0.02;
+/* When a layer takes the clipped path (fq_conv_set_clip; FQ_CONV_CLIP_AUTO: the cost model
+ * in fq_conv_clip_plan_make). */
+static atomic_int clip_mode = FQ_CONV_CLIP_AUTO;
 
-double fq_conv_set_clip(double min_fraction) {
-    return atomic_exchange(&clip_min_fraction, min_fraction);
+int fq_conv_set_clip(int mode) {
+    if (mode < FQ_CONV_CLIP_AUTO || mode > FQ_CONV_CLIP_NEVER) return -1;
+    return atomic_exchange(&clip_mode, mode);
 }
 
 /* layers run on the clipped path (tests: the path that should run did) */
@@ -72,23 +71,52 @@ static int32_t make_bands(int32_t out, int32_t in, int32_t k, int32_t stride, in
     return count;
 }
 
-int fq_conv_clip_plan_make(const fq_conv_geometry *g, fq_conv_clip_plan *plan) {
+/* The cost model of FQ_CONV_CLIP_AUTO, measured on Zen 4 over the bench's CNNs
+ * (bench/test_bench_conv.py -k clip): per output pixel the path costs about 10-15 cycles (the
+ * copy of its row out of the window's compact output, the window bookkeeping) and saves the
+ * products it leaves out, 64 a cycle. ResNet-8's 32x32x16 layers (94 products left out a pixel)
+ * ran 16 % slower, resnet18's 28x28x64 ones (1 733) 2 % faster, its 14x14x128 (13 700) 9 %.
+ * So at least CLIP_MIN_SAVED products a pixel. */
+#define CLIP_MIN_SAVED 1536.0
+/* Weights past the L2 cache (1 MB on Zen 4, 2 MB on Sapphire Rapids) are streamed from L3 once
+ * per tile row of each window: a small batch of resnet18's last stage (4x4, 2.4 MB of weights)
+ * ran 12-18 % slower with 9 windows of 1-4 pixels than with 3 tiles of the whole output. There
+ * the windows must not read more weight bytes than the plain GEMM does. */
+#define CLIP_STREAMED_WEIGHTS ((size_t)1 << 20)
+#define CLIP_TILE_ROWS 6     /* rows per tile of the widest AVX-512 panel: the model's unit */
+
+static double tile_rows(int64_t m) { return (double)((m + CLIP_TILE_ROWS - 1) / CLIP_TILE_ROWS); }
+
+int fq_conv_clip_plan_make(const fq_conv_geometry *g, const fq_packed_weights *w, fq_conv_clip_plan *plan) {
     int32_t cg = g->in_c / g->groups;
-    if ((g->pad_h == 0 && g->pad_w == 0) || cg % FQ_KG) return 0;
+    int mode = atomic_load(&clip_mode);
+    if (mode == FQ_CONV_CLIP_NEVER || (g->pad_h == 0 && g->pad_w == 0) || cg % FQ_KG) return 0;
     plan->n_h = make_bands(g->out_h, g->in_h, g->k_h, g->stride_h, g->pad_h, g->dil_h, 1, plan->band_h);
     plan->n_w = make_bands(g->out_w, g->in_w, g->k_w, g->stride_w, g->pad_w, g->dil_w, 0, plan->band_w);
     if (plan->n_h < 1 || plan->n_w < 1) return 0;
-    double kept = 0.0, all = (double)g->out_h * g->out_w * g->k_h * g->k_w;
+    int32_t taps = g->k_h * g->k_w;
+    double kept = 0.0, all = (double)g->out_h * g->out_w * taps;
+    double passes = 0.0;   /* weight bytes the windows read, in whole-panel passes */
     for (int32_t i = 0; i < plan->n_h; i++)
         for (int32_t j = 0; j < plan->n_w; j++) {
             const fq_conv_window *bh = &plan->band_h[i], *bw = &plan->band_w[j];
+            int32_t nkh = bh->kh1 - bh->kh0, nkw = bw->kw1 - bw->kw0;
             /* a window keeping only some kw needs a run of K per kernel row */
-            if (bw->kw1 - bw->kw0 != g->k_w && bh->kh1 - bh->kh0 > FQ_K_RUNS_MAX) return 0;
-            kept += (double)(bh->oh1 - bh->oh0) * (bw->ow1 - bw->ow0) * (bh->kh1 - bh->kh0) * (bw->kw1 - bw->kw0);
+            if (nkw != g->k_w && nkh > FQ_K_RUNS_MAX) return 0;
+            int64_t pixels = (int64_t)(bh->oh1 - bh->oh0) * (bw->ow1 - bw->ow0);
+            kept += (double)pixels * nkh * nkw;
+            passes += tile_rows(pixels * g->batch) * nkh * nkw / taps;
         }
     plan->fraction = 1.0 - kept / all;
-    double min_fraction = atomic_load(&clip_min_fraction);
-    return plan->fraction > 0.0 && plan->fraction >= min_fraction;
+    if (plan->fraction <= 0.0) return 0;
+    if (mode == FQ_CONV_CLIP_ALWAYS) return 1;
+    double saved = plan->fraction * taps * cg * (g->out_c / g->groups);
+    if (saved < CLIP_MIN_SAVED) return 0;
+    size_t weight_bytes = (size_t)w->n_padded * w->k_groups * FQ_KG;
+    if (weight_bytes > CLIP_STREAMED_WEIGHTS &&
+        passes > tile_rows((int64_t)g->batch * g->out_h * g->out_w))
+        return 0;
+    return 1;
 }
 
 /* rows of a window per GEMM call: the plain path's chunk (conv.c) */

@@ -161,7 +161,7 @@ int fq_conv2d_run(const fq_conv_call *c) {
     size_t y_bytes = c->y_nhwc ? 0 : up64((size_t)g->batch * g->out_h * g->out_w * g->out_c * elem);
     /* the GEMM over the taps inside the input where the padding holds enough of the products */
     fq_conv_clip_plan plan;
-    int clip = !dw && !in_place && c->tap_sums && fq_conv_clip_plan_make(g, &plan);
+    int clip = !dw && !in_place && c->tap_sums && fq_conv_clip_plan_make(g, c->pw, &plan);
     size_t clip_bytes = clip ? up64(fq_conv_clip_bytes(g, c->pw, elem)) : 0;
     size_t total = xp_bytes + col_bytes + y_bytes + clip_bytes;
     uint8_t *s = total ? fq_conv_scratch(total) : NULL;

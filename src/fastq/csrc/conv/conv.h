@@ -85,10 +85,10 @@ int fq_conv2d_gemm(const fq_conv_geometry *g, const uint8_t *xp, int a_signed, c
  * multiplies only those (runs of the packed K, fq_k_runs), its col_offset corrected by what
  * the padding's taps would have added in the padded sum:
  *   col_offset'[n] = col_offset[n] + pad * sum_{t left out} (tap_sums[t][n] - cg * zw[n])
- * (wrapping int32), so acc is the padded computation's, bit for bit. fq_conv_clip_plan says
- * whether a layer takes this path: its left-out products are at least min_fraction of all
- * (fq_conv_set_clip; the default measured on the bench's CNNs), the group's channels are a
- * multiple of 4 (each tap whole k-groups), and the windows and runs fit their bounds. */
+ * (wrapping int32), so acc is the padded computation's, bit for bit. fq_conv_clip_plan_make
+ * says whether a layer takes this path: the group's channels are a multiple of 4 (each tap
+ * whole k-groups), the windows and runs fit their bounds, and (FQ_CONV_CLIP_AUTO) the cost
+ * model in clip.c expects a gain. */
 #define FQ_CONV_CLIP_BANDS_MAX 8
 typedef struct {
     int32_t n_h, n_w;                                /* bands along h and w */
@@ -96,11 +96,12 @@ typedef struct {
     fq_conv_window band_w[FQ_CONV_CLIP_BANDS_MAX];   /* ow0, ow1, kw0, kw1 used */
     double fraction;                                 /* products left out / all products */
 } fq_conv_clip_plan;
-/* 1 and the plan when the layer takes the clipped path, else 0. */
-int fq_conv_clip_plan_make(const fq_conv_geometry *g, fq_conv_clip_plan *plan);
-/* Tests and benchmarks: the least fraction of left-out products that takes the path (0: every
- * padded layer that qualifies; > 1: never); returns the previous value. */
-double fq_conv_set_clip(double min_fraction);
+/* 1 and the plan when the layer (w: group 0's weights) takes the clipped path, else 0. */
+int fq_conv_clip_plan_make(const fq_conv_geometry *g, const fq_packed_weights *w, fq_conv_clip_plan *plan);
+/* When: the cost model, every layer that qualifies, never (tests and benchmarks). Returns the
+ * previous mode, or -1 for an unknown one (nothing changed). */
+enum { FQ_CONV_CLIP_AUTO = 0, FQ_CONV_CLIP_ALWAYS = 1, FQ_CONV_CLIP_NEVER = 2 };
+int fq_conv_set_clip(int mode);
 long long fq_conv_clip_runs(void);   /* layers run on this path so far (tests) */
 /* Bytes of scratch fq_conv2d_gemm_clipped needs beyond the column buffer. */
 size_t fq_conv_clip_bytes(const fq_conv_geometry *g, const fq_packed_weights *w, size_t elem);
