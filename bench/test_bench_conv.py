@@ -156,9 +156,9 @@ def test_conv_layers(benchmark, request):
     assert all(r[2] > 0 for r in rows)
 
 
-def model_conv_rows(name, batch, budget):
-    """(node, groups, kernel, input shape, ops, seconds) per convolution of one model: the C
-    call of the converted layer on the activations the model gives it (NHWC in and out)."""
+def model_conv_calls(name, batch):
+    """(node, layer, input shape, ops, call) per 2-D convolution of one model: the C call of the
+    converted layer on the activations the model gives it (NHWC in and out)."""
     import fastq
     import test_bench_cnn as CNN
     _, tm = CNN.build(name)
@@ -167,7 +167,7 @@ def model_conv_rows(name, batch, budget):
     x = np.random.default_rng(0).standard_normal((batch,) + shape).astype(np.float32)
     vals = m.run_values(x)
     slot_of = {v: k for k, v in m._slots.items()}
-    rows = []
+    calls = []
     for layer, ins, outs, _frees, _want_q, i in m._plan:
         if type(layer).__name__ != "QuantizedConv" or len(getattr(layer, "kernel_size", ())) != 2:
             continue
@@ -175,13 +175,62 @@ def model_conv_rows(name, batch, budget):
         key = (float(xq.scale), int(xq.zero_point), xq.values.dtype.name)
         ep = layer._op_data(key, lambda: layer._build_op_data(*key))["epilogue"]
         xn = np.ascontiguousarray(xq.values.transpose(0, 2, 3, 1))
-        call = lambda: K.conv2d(xn, ep, layer.stride, layer.padding, layer.dilation, num_threads=1,
-                                layout_in="nhwc", layout_out="nhwc")
+        call = (lambda xn=xn, ep=ep, layer=layer: K.conv2d(xn, ep, layer.stride, layer.padding, layer.dilation,
+                                                            num_threads=1, layout_in="nhwc", layout_out="nhwc"))
         o, oh, ow = vals[slot_of[outs[0]]].values.shape[1:]
         macs = batch * o * oh * ow * (layer.in_channels // layer.groups) * int(np.prod(layer.kernel_size))
-        rows.append((m.nodes[i].name, layer.groups, tuple(layer.kernel_size), xq.values.shape, 2.0 * macs,
-                     best_time(call, budget)))
-    return rows
+        calls.append((m.nodes[i].name, layer, xq.values.shape, 2.0 * macs, call))
+    return calls
+
+
+def model_conv_rows(name, batch, budget):
+    """(node, groups, kernel, input shape, ops, seconds) per convolution of one model."""
+    return [(node, layer.groups, tuple(layer.kernel_size), shape, ops, best_time(call, budget))
+            for node, layer, shape, ops, call in model_conv_calls(name, batch)]
+
+
+def test_conv_clip(benchmark, request):
+    """The padded 3x3 convolutions of ResNet-8 and resnet18 at 112x112 with their GEMM over
+    every tap (padding included: clip "never") and over the taps inside the input only
+    (csrc/conv/clip.c: "always"; "auto" is what the cost model picks), batch 1 and 32: the
+    figures behind clip.c's CLIP_MIN_SAVED and CLIP_STREAMED_WEIGHTS."""
+    import test_bench_cnn as CNN
+    quick = is_quick(request.config)
+    budget = 0.02 if quick else 0.15
+    batches = (1,) if quick else (1, 32)
+    print("\nbackend %s, one thread (conv C call, NHWC in and out)" % K.backend_names()[K.get_backend()])
+    print("%-18s %-22s %5s %-18s %9s %9s %9s %9s %6s %s" % ("model", "node", "batch", "input", "saved/px", "never us",
+                                                           "always us", "auto us", "gain", "auto takes"))
+    old = K.conv_set_clip("auto")
+    try:
+        for name in [n for n in ("ResNet-8", "resnet18 112x112") if n in CNN.available_models()]:
+            for b in batches:
+                for node, layer, shape, ops, call in model_conv_calls(name, b):
+                    if max(layer.padding) == 0 or layer.groups != 1:
+                        continue
+                    runs = K.conv_clip_runs()
+                    call()
+                    takes = K.conv_clip_runs() > runs
+                    t = {}
+                    for mode in ("never", "always", "auto"):
+                        K.conv_set_clip(mode)
+                        t[mode] = best_time(call, budget)
+                    K.conv_set_clip("auto")
+                    kh, kw = layer.kernel_size
+                    n, c, h, w = shape
+                    oh = K.pool_output_size(h, kh, layer.stride[0], layer.padding[0], layer.dilation[0], False)
+                    ow = K.pool_output_size(w, kw, layer.stride[1], layer.padding[1], layer.dilation[1], False)
+                    kept = sum(len([i for i in range(kh) if 0 <= y * layer.stride[0] - layer.padding[0] + i < h]) *
+                               len([j for j in range(kw) if 0 <= q * layer.stride[1] - layer.padding[1] + j < w])
+                               for y in range(oh) for q in range(ow))
+                    saved = (1 - kept / (oh * ow * kh * kw)) * kh * kw * c * layer.out_channels
+                    print("%-18s %-22s %5d %-18s %9.0f %9.1f %9.1f %9.1f %6.3f %s" % (
+                        name[:18], node[:22], b, "x".join(map(str, shape)), saved, t["never"] * 1e6,
+                        t["always"] * 1e6, t["auto"] * 1e6, t["never"] / t["auto"], "clipped" if takes else "padded"))
+                    benchmark.extra_info["%s b%d %s" % (name, b, node)] = {k: v for k, v in t.items()}
+    finally:
+        K.conv_set_clip(old)
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
 
 
 def test_model_conv_layers(benchmark, request):

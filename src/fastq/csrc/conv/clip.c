@@ -71,16 +71,21 @@ static int32_t make_bands(int32_t out, int32_t in, int32_t k, int32_t stride, in
     return count;
 }
 
-/* The cost model of FQ_CONV_CLIP_AUTO, measured on Zen 4 over the bench's CNNs
- * (bench/test_bench_conv.py -k clip): per output pixel the path costs about 10-15 cycles (the
- * copy of its row out of the window's compact output, the window bookkeeping) and saves the
- * products it leaves out, 64 a cycle. ResNet-8's 32x32x16 layers (94 products left out a pixel)
- * ran 16 % slower, resnet18's 28x28x64 ones (1 733) 2 % faster, its 14x14x128 (13 700) 9 %.
- * So at least CLIP_MIN_SAVED products a pixel. */
-#define CLIP_MIN_SAVED 1536.0
+/* The cost model of FQ_CONV_CLIP_AUTO, in cycles of one core, fitted on Zen 4 to the bench's
+ * padded convolutions (bench/test_bench_conv.py -k conv_clip, ResNet-8 and resnet18 at batch 1
+ * and 32). The path saves the products it leaves out (64 a cycle: one vpdpbusd) and costs, per
+ * output pixel, the copy of its row out of the window's compact output and the window
+ * bookkeeping (about 8 cycles plus one per 16 output bytes), and per window its col_offset, its
+ * im2col setup and its GEMM call with a partial last tile (about 600). ResNet-8's 32x32x16
+ * layers leave out 95 products a pixel and ran 16 % slower clipped; its 8x8x64 layer at batch 1
+ * (9 windows of 1-36 pixels) 6 % slower, at batch 32 15 % faster; resnet18's 28x28x64 layers
+ * 1-2 % faster, 14x14x128 5-9 %, 7x7x256 7-20 %. */
+#define CLIP_MACS_PER_CYCLE 64.0
+#define CLIP_PIXEL_CYCLES 8.0
+#define CLIP_WINDOW_CYCLES 600.0
 /* Weights past the L2 cache (1 MB on Zen 4, 2 MB on Sapphire Rapids) are streamed from L3 once
- * per tile row of each window: a small batch of resnet18's last stage (4x4, 2.4 MB of weights)
- * ran 12-18 % slower with 9 windows of 1-4 pixels than with 3 tiles of the whole output. There
+ * per tile row of each window: resnet18's last stage at batch 1 (4x4 pixels, 2.4 MB of weights)
+ * ran 12-18 % slower with 9 windows of 1-4 pixels than with the plain GEMM's 3 tile rows. There
  * the windows must not read more weight bytes than the plain GEMM does. */
 #define CLIP_STREAMED_WEIGHTS ((size_t)1 << 20)
 #define CLIP_TILE_ROWS 6     /* rows per tile of the widest AVX-512 panel: the model's unit */
@@ -110,12 +115,14 @@ int fq_conv_clip_plan_make(const fq_conv_geometry *g, const fq_packed_weights *w
     plan->fraction = 1.0 - kept / all;
     if (plan->fraction <= 0.0) return 0;
     if (mode == FQ_CONV_CLIP_ALWAYS) return 1;
-    double saved = plan->fraction * taps * cg * (g->out_c / g->groups);
-    if (saved < CLIP_MIN_SAVED) return 0;
+    int32_t og = g->out_c / g->groups;
+    double pixels = (double)g->batch * g->out_h * g->out_w;
+    double saved = plan->fraction * pixels * taps * cg * og / CLIP_MACS_PER_CYCLE;
+    double cost = pixels * g->groups * (CLIP_PIXEL_CYCLES + og / 16.0) +
+                  CLIP_WINDOW_CYCLES * plan->n_h * plan->n_w * g->groups;
+    if (saved <= cost) return 0;
     size_t weight_bytes = (size_t)w->n_padded * w->k_groups * FQ_KG;
-    if (weight_bytes > CLIP_STREAMED_WEIGHTS &&
-        passes > tile_rows((int64_t)g->batch * g->out_h * g->out_w))
-        return 0;
+    if (weight_bytes > CLIP_STREAMED_WEIGHTS && passes > tile_rows((int64_t)pixels)) return 0;
     return 1;
 }
 
