@@ -329,34 +329,23 @@ DEFINE_FUSED_VARIANT(qnnpack)
 #undef COLS
 #undef COLS_T
 
-void fq_fused_runs_avx512vnni(fq_fused_runs_fn table[FQ_NR_WIDTHS][FQ_EPV_COUNT]) {
-    table[0][FQ_EPV_FBGEMM] = fbgemm_runs_w16;
-    table[1][FQ_EPV_FBGEMM] = fbgemm_runs_w32;
-    table[2][FQ_EPV_FBGEMM] = fbgemm_runs_w48;
-    table[3][FQ_EPV_FBGEMM] = fbgemm_runs_w64;
-    table[0][FQ_EPV_QNNPACK] = qnnpack_runs_w16;
-    table[1][FQ_EPV_QNNPACK] = qnnpack_runs_w32;
-    table[2][FQ_EPV_QNNPACK] = qnnpack_runs_w48;
-    table[3][FQ_EPV_QNNPACK] = qnnpack_runs_w64;
-    table[0][FQ_EPV_ONEDNN] = onednn_runs_w16;
-    table[1][FQ_EPV_ONEDNN] = onednn_runs_w32;
-    table[2][FQ_EPV_ONEDNN] = onednn_runs_w48;
-    table[3][FQ_EPV_ONEDNN] = onednn_runs_w64;
-}
+/* the four widths' entries of one variant into its column of a backend table */
+#define FILL_WIDTHS(table, VAR, KIND, EPV)                                                      \
+    (table)[0][EPV] = VAR##_##KIND##_w16;                                                       \
+    (table)[1][EPV] = VAR##_##KIND##_w32;                                                       \
+    (table)[2][EPV] = VAR##_##KIND##_w48;                                                       \
+    (table)[3][EPV] = VAR##_##KIND##_w64;
 
 void fq_fused_avx512vnni(fq_fused_fn table[FQ_NR_WIDTHS][FQ_EPV_COUNT]) {
-    table[0][FQ_EPV_FBGEMM] = fbgemm_entry_w16;
-    table[1][FQ_EPV_FBGEMM] = fbgemm_entry_w32;
-    table[2][FQ_EPV_FBGEMM] = fbgemm_entry_w48;
-    table[3][FQ_EPV_FBGEMM] = fbgemm_entry_w64;
-    table[0][FQ_EPV_QNNPACK] = qnnpack_entry_w16;
-    table[1][FQ_EPV_QNNPACK] = qnnpack_entry_w32;
-    table[2][FQ_EPV_QNNPACK] = qnnpack_entry_w48;
-    table[3][FQ_EPV_QNNPACK] = qnnpack_entry_w64;
-    table[0][FQ_EPV_ONEDNN] = onednn_entry_w16;
-    table[1][FQ_EPV_ONEDNN] = onednn_entry_w32;
-    table[2][FQ_EPV_ONEDNN] = onednn_entry_w48;
-    table[3][FQ_EPV_ONEDNN] = onednn_entry_w64;
+    FILL_WIDTHS(table, fbgemm, entry, FQ_EPV_FBGEMM)
+    FILL_WIDTHS(table, qnnpack, entry, FQ_EPV_QNNPACK)
+    FILL_WIDTHS(table, onednn, entry, FQ_EPV_ONEDNN)
+}
+
+void fq_fused_runs_avx512vnni(fq_fused_runs_fn table[FQ_NR_WIDTHS][FQ_EPV_COUNT]) {
+    FILL_WIDTHS(table, fbgemm, runs, FQ_EPV_FBGEMM)
+    FILL_WIDTHS(table, qnnpack, runs, FQ_EPV_QNNPACK)
+    FILL_WIDTHS(table, onednn, runs, FQ_EPV_ONEDNN)
 }
 
 /* One row: 4 k-groups per step, each into its own 4 accumulators (16 chains), summed at
