@@ -939,3 +939,28 @@ def test_gemm_conv_clipped_every_width_and_rows(backend, rng, clip_always, o):
     # and a narrow last panel (100, 130); several runs of K in the corner and side windows
     for n in (1, 2, 3, 5, 6, 7, 11, 13, 17):
         check_acc(rng, n, 8, 3, 3, o, 1, (3, 3), (1, 1), (1, 1), (1, 1), bias=True)
+
+
+def test_gemm_conv_clipped_random_geometries(backend, rng, clip_always):
+    # random layers (channels a multiple of 4 or not, groups, strides, dilations, paddings up to
+    # past the kernel, one or two threads) against the oracle over every padded tap
+    for _ in range(40):
+        groups = int(rng.choice([1, 1, 2, 3]))
+        cg = int(rng.choice([4, 8, 12, 20, 3]))
+        kh, kw = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        sh, sw, dh, dw = (int(v) for v in rng.integers(1, 4, 4))
+        ph, pw = int(rng.integers(0, 5)), int(rng.integers(0, 5))
+        h, w = int(rng.integers(1, 10)), int(rng.integers(1, 10))
+        if h + 2 * ph < dh * (kh - 1) + 1 or w + 2 * pw < dw * (kw - 1) + 1:
+            continue
+        o = groups * int(rng.choice([1, 5, 16, 64, 70]))
+        x = rand(rng, (int(rng.integers(1, 5)), cg * groups, h, w), np.uint8)
+        zx = int(rng.integers(0, 256))
+        wq = rng.integers(-128, 128, (o, cg, kh, kw)).astype(np.int8)
+        zw = rng.integers(-4, 5, o) if rng.random() < 0.5 else 0
+        ib = rng.integers(-2**20, 2**20, o)
+        cw = K.ConvWeights(wq, zw, groups)
+        got = K.conv2d_acc(x, zx, cw, (sh, sw), (ph, pw), (dh, dw), int_bias=ib, path="gemm",
+                           num_threads=int(rng.integers(1, 3)))
+        expect = conv_acc(x, zx, wq, zw, groups, (sh, sw), (ph, pw), (dh, dw), ib)
+        assert np.array_equal(got, expect), (x.shape, o, groups, (kh, kw), (sh, sw), (ph, pw), (dh, dw))
