@@ -115,7 +115,8 @@ cdef class ConvWeights:
     cdef readonly object packed            # tuple of PackedWeights, one per group
     cdef readonly object w_zero_point      # int32 [out_c]
     cdef fq_packed_weights *pw_array       # struct copies of packed[g].p (they own the data)
-    cdef readonly object tap_sums          # per group int32 [taps, n_padded]: sum over c of w[n, (t, c)]
+    cdef readonly object tap_sums          # per group int32 [taps, n_padded]: sum over c of w[n, (t, c)];
+                                           # None when the group's channels are not whole k-groups
     cdef const int32_t **tap_sums_array    # their data, as fq_conv_call takes them
     cdef fq_dw_weights dw
     cdef bint have_dw
@@ -161,19 +162,21 @@ cdef class ConvWeights:
             wg = np.ascontiguousarray(w[g * og:(g + 1) * og].transpose(0, 2, 3, 1)).reshape(og, kh * kw * cg)
             packs.append(PackedWeights(wg, np.ascontiguousarray(zp[g * og:(g + 1) * og])))
         self.packed = tuple(packs)
-        # what a window that leaves taps in the padding out corrects col_offset by (conv.h)
+        # what a window that leaves taps in the padding out corrects col_offset by (conv.h); only
+        # channels in whole k-groups take that path
         sums = []
-        for g in range(groups):
+        for g in range(groups if cg % 4 == 0 else 0):
             npad = (<PackedWeights>packs[g]).n_padded
             ts = np.zeros((kh * kw, npad), np.int32)
             ts[:, :og] = w[g * og:(g + 1) * og].reshape(og, cg, kh * kw).sum(axis=1, dtype=np.int64).T
             sums.append(ts)
-        self.tap_sums = tuple(sums)
-        self.tap_sums_array = <const int32_t **>malloc(groups * sizeof(int32_t *))
-        if self.tap_sums_array == NULL:
-            raise MemoryError("could not allocate the packed weights")
-        for g in range(groups):
-            self.tap_sums_array[g] = <const int32_t *>cnp.PyArray_DATA(<cnp.ndarray>sums[g])
+        self.tap_sums = tuple(sums) if sums else None
+        if sums:
+            self.tap_sums_array = <const int32_t **>malloc(groups * sizeof(int32_t *))
+            if self.tap_sums_array == NULL:
+                raise MemoryError("could not allocate the packed weights")
+            for g in range(groups):
+                self.tap_sums_array[g] = <const int32_t *>cnp.PyArray_DATA(<cnp.ndarray>sums[g])
         self.pw_array = <fq_packed_weights *>malloc(groups * sizeof(fq_packed_weights))
         if self.pw_array == NULL:
             raise MemoryError("could not allocate the packed weights")
