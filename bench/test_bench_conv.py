@@ -14,7 +14,11 @@ test_model_conv_layers: every convolution of the four models of test_bench_cnn (
 ResNet-8, MobileNetV1-0.25 96x96, resnet18 112x112), converted from torch (engine x86) as
 there, with the layer's own epilogue on the activations the model really gives it; the C
 call alone (channels last in and out), at batch 1 and 32 (--quick: batch 1, short loops),
-GOPS and % of the measured one-core int8 peak per layer."""
+GOPS and % of the measured one-core int8 peak per layer. Its GOPS count the products of the
+taps inside the input only (the padding's add 0; clipped layers skip them).
+
+test_conv_clip: the padded layers of ResNet-8 and resnet18 with the GEMM over every tap, over
+the taps inside the input only, and as the cost model picks (csrc/conv/clip.c)."""
 import time
 
 import numpy as np
@@ -177,10 +181,28 @@ def model_conv_calls(name, batch):
         xn = np.ascontiguousarray(xq.values.transpose(0, 2, 3, 1))
         call = (lambda xn=xn, ep=ep, layer=layer: K.conv2d(xn, ep, layer.stride, layer.padding, layer.dilation,
                                                             num_threads=1, layout_in="nhwc", layout_out="nhwc"))
-        o, oh, ow = vals[slot_of[outs[0]]].values.shape[1:]
-        macs = batch * o * oh * ow * (layer.in_channels // layer.groups) * int(np.prod(layer.kernel_size))
-        calls.append((m.nodes[i].name, layer, xq.values.shape, 2.0 * macs, call))
+        calls.append((m.nodes[i].name, layer, xq.values.shape, 2.0 * input_macs(layer, xq.values.shape), call))
     return calls
+
+
+def kept_taps(layer, shape):
+    """(taps read inside the input summed over the output pixels of one image, all taps)."""
+    kh, kw = layer.kernel_size
+    (sh, sw), (ph, pw), (dh, dw) = layer.stride, layer.padding, layer.dilation
+    h, w = shape[2:]
+    oh = K.pool_output_size(h, kh, sh, ph, dh, False)
+    ow = K.pool_output_size(w, kw, sw, pw, dw, False)
+    rows = sum(len([i for i in range(kh) if 0 <= y * sh - ph + i * dh < h]) for y in range(oh))
+    cols = sum(len([j for j in range(kw) if 0 <= q * sw - pw + j * dw < w]) for q in range(ow))
+    return rows * cols, oh * ow * kh * kw
+
+
+def input_macs(layer, shape):
+    """Products of the taps inside the input (those in the padding add 0 and are not work):
+    what GOPS here count, so a layer that skips the padding's products is not credited
+    with them."""
+    kept, _ = kept_taps(layer, shape)
+    return shape[0] * kept * (layer.in_channels // layer.groups) * layer.out_channels
 
 
 def model_conv_rows(name, batch, budget):
@@ -216,14 +238,9 @@ def test_conv_clip(benchmark, request):
                         K.conv_set_clip(mode)
                         t[mode] = best_time(call, budget)
                     K.conv_set_clip("auto")
+                    kept, every = kept_taps(layer, shape)
                     kh, kw = layer.kernel_size
-                    n, c, h, w = shape
-                    oh = K.pool_output_size(h, kh, layer.stride[0], layer.padding[0], layer.dilation[0], False)
-                    ow = K.pool_output_size(w, kw, layer.stride[1], layer.padding[1], layer.dilation[1], False)
-                    kept = sum(len([i for i in range(kh) if 0 <= y * layer.stride[0] - layer.padding[0] + i < h]) *
-                               len([j for j in range(kw) if 0 <= q * layer.stride[1] - layer.padding[1] + j < w])
-                               for y in range(oh) for q in range(ow))
-                    saved = (1 - kept / (oh * ow * kh * kw)) * kh * kw * c * layer.out_channels
+                    saved = (1 - kept / every) * kh * kw * shape[1] * layer.out_channels
                     print("%-18s %-22s %5d %-18s %9.0f %9.1f %9.1f %9.1f %6.3f %s" % (
                         name[:18], node[:22], b, "x".join(map(str, shape)), saved, t["never"] * 1e6,
                         t["always"] * 1e6, t["auto"] * 1e6, t["never"] / t["auto"], "clipped" if takes else "padded"))
