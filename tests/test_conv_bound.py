@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import fastq
 from fastq import layers as L
 from fastq.layers._fast import MISS
 from fastq.model import Model, Node
@@ -109,3 +110,47 @@ def test_compiled_chain_equals_the_full_path():
     for _ in range(2):
         assert np.array_equal(g(x), g.run_values(x)["dq"])
     assert not g._compiled.chain
+
+
+def _pool_reference(layer, x):
+    """The layer's output from fastq.reference's formulas."""
+    v, zp = x.values, x.zero_point
+    if isinstance(layer, L.reduce.MeanHW):
+        y = fastq.reference.mean_hw(v, x.scale, zp, layer.path, v.dtype.name)
+        y = y.reshape(y.shape + (1, 1)) if layer.keepdim else y
+    elif isinstance(layer, L.pool.AdaptiveAvgPool):
+        y = fastq.reference.adaptive_avg_pool(v, zp, layer.output_size, layer.path, layer.vector_channels,
+                                              v.dtype.name, x.scale)
+    else:
+        return layer.reference(x)
+    return QTensor._checked(y, x.scale, zp)
+
+
+@pytest.mark.parametrize("layer", [
+    L.pool.AvgPool(2, path="nchw"), L.pool.AvgPool(3, 2, 1, path="nhwc", count_include_pad=False),
+    L.pool.AvgPool((9, 7), path="nhwc"), L.pool.AvgPool(2, path="qnnpack"), L.pool.AdaptiveAvgPool((2, 3)),
+    L.reduce.MeanHW(), L.reduce.MeanHW(True), L.reduce.MeanHW(path="qnnpack")], ids=repr)
+def test_bound_avg_pool_equals_the_reference_and_misses_another_signature(layer):
+    """layers/pool.py _bind_plan (_kernels.AvgPoolBound): the reference's integers on each
+    layout; MISS for another zero point, dtype, shape, strides, and (where the plan depends on
+    it: qnnpack, MeanHW) another scale."""
+    rng = np.random.default_rng(7)
+    v = rng.integers(0, 256, (2, 8, 9, 7)).astype(np.uint8)
+    v[0, :, :3, :3] = 255
+    for xv in _layouts(v):
+        x = QTensor(xv, 0.03, 131)
+        want = _pool_reference(layer, x)
+        f = layer._bind(x)
+        for _ in range(2):
+            assert _same(f(x), want)
+            assert _same(layer(x), want)
+        assert f(QTensor(xv, 0.03, 130)) is MISS
+        assert f(QTensor(xv[:1], 0.03, 131)) is MISS
+        assert f(QTensor(xv.astype(np.int8), 0.03, 3)) is MISS
+        assert f(QTensor(np.ascontiguousarray(xv), 0.03, 131)) is MISS or xv.flags.c_contiguous
+        assert f(xv) is MISS
+        other = f(QTensor(xv, 0.06, 131))
+        if "qnnpack" in repr(layer) or isinstance(layer, L.reduce.MeanHW):
+            assert other is MISS
+        else:           # the plan does not read the scale: the output carries the input's own
+            assert _same(other, _pool_reference(layer, QTensor(xv, 0.06, 131)))

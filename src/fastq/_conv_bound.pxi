@@ -152,3 +152,73 @@ cdef class ConvBound:
         q._zero_point = self.y_zero_point
         q._axis = None
         return q
+
+
+cdef class AvgPoolBound:
+    """bound(x) = the pooled QTensor of x, a QTensor of the plan's signature (values' dtype,
+    shape, strides) with the bound zero point (and scale, where the plan's constants depend
+    on it), else the protocol's miss marker: the checks and the output array of
+    AvgPoolPlan.__call__ and of the layer's QTensor without a Python frame (layers/pool.py
+    _bind_plan). reshape: None, or the output's shape (MeanHW without keepdim)."""
+    cdef AvgPoolPlan plan
+    cdef object qtensor, new, miss, x_scale, x_zero_point, reshape
+    cdef bint scale_too, transpose
+    cdef int nd, typenum
+    cdef cnp.npy_intp shape[4]
+    cdef cnp.npy_intp strides[4]
+    cdef cnp.npy_intp y_dims[4]
+    cdef cnp.npy_intp perm[4]
+    cdef cnp.PyArray_Dims pd
+
+    def __cinit__(self, AvgPoolPlan plan not None, x, reshape, bint scale_too, miss):
+        cdef int i
+        self.plan = plan
+        self.nd = len(plan.x_shape)
+        for i in range(self.nd):
+            self.shape[i] = plan.x_shape[i]
+            self.strides[i] = plan.x_strides[i]
+        self.typenum = (<cnp.dtype>plan.dtype).type_num
+        for i in range(len(plan.y_alloc)):
+            self.y_dims[i] = plan.y_alloc[i]
+        self.transpose = plan.y_perm is not None
+        if self.transpose:
+            for i in range(self.nd):
+                self.perm[i] = plan.y_perm[i]
+        self.pd.ptr = self.perm
+        self.pd.len = self.nd
+        self.qtensor = type(x)
+        self.new = object.__new__
+        self.x_scale, self.x_zero_point = x._scale, x._zero_point
+        self.reshape, self.scale_too, self.miss = reshape, scale_too, miss
+
+    def __call__(self, x):
+        cdef int i
+        if type(x) is not self.qtensor or x._axis is not None:
+            return self.miss
+        zx = x._zero_point
+        if zx is not self.x_zero_point and zx != self.x_zero_point:
+            return self.miss
+        sx = x._scale
+        if self.scale_too and sx is not self.x_scale and sx != self.x_scale:
+            return self.miss
+        v = x._values
+        if type(v) is not np.ndarray:
+            return self.miss
+        cdef cnp.ndarray xa = <cnp.ndarray>v
+        if cnp.PyArray_TYPE(xa) != self.typenum or cnp.PyArray_NDIM(xa) != self.nd:
+            return self.miss
+        for i in range(self.nd):
+            if cnp.PyArray_DIMS(xa)[i] != self.shape[i] or cnp.PyArray_STRIDES(xa)[i] != self.strides[i]:
+                return self.miss
+        cdef cnp.ndarray y = cnp.PyArray_EMPTY(self.nd, self.y_dims, self.typenum, 0)
+        with nogil:
+            fq_avg_pool_rounded(&self.plan.p, cnp.PyArray_DATA(xa), cnp.PyArray_DATA(y))
+        out = cnp.PyArray_Transpose(y, &self.pd) if self.transpose else y
+        if self.reshape is not None:
+            out = out.reshape(self.reshape)
+        q = self.new(self.qtensor)
+        q._values = out
+        q._scale = sx
+        q._zero_point = zx
+        q._axis = None
+        return q
