@@ -310,6 +310,10 @@ class Model:
     def __call__(self, *xs):
         c = self._compiled
         if c is not None:
+            if c.chain and len(xs) == 1:           # the common case, without the general checks
+                x = xs[0]
+                if type(x) is np.ndarray and x.dtype is _F32 and x.shape == c.shape0 and x.strides == c.strides0:
+                    return _float_out(c.run_chain(self, x))
             outs = c.run(self, xs)
             if outs is not _MISS:
                 return outs[0] if len(outs) == 1 else outs
@@ -397,7 +401,7 @@ class _Compiled:
     quantization changed: a value whose scale depends on the data) is called in full; inputs of
     another signature run the model's full path, which compiles for them instead."""
 
-    __slots__ = ("sig", "steps", "n", "out_slots", "chain")
+    __slots__ = ("sig", "steps", "n", "out_slots", "chain", "shape0", "strides0")
 
     def __init__(self, model, xs, binds):
         self.sig = self.signature(xs)
@@ -440,6 +444,7 @@ class _Compiled:
                 break
             slot = st[4]
         self.chain = chain and self.out_slots == (slot,)
+        self.shape0, self.strides0 = self.sig[0] if self.sig else (None, None)
 
     @staticmethod
     def signature(xs):
