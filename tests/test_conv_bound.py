@@ -154,3 +154,23 @@ def test_bound_avg_pool_equals_the_reference_and_misses_another_signature(layer)
             assert other is MISS
         else:           # the plan does not read the scale: the output carries the input's own
             assert _same(other, _pool_reference(layer, QTensor(xv, 0.06, 131)))
+
+
+@pytest.mark.parametrize("arithmetic", ["onednn", "fbgemm", "tflite"])
+def test_one_input_channel_1d_runs_the_gemm(arithmetic):
+    """A 1-D layer of one input channel (a raw-audio stem): the GEMM path, bound and full, equals
+    the reference, values near both ends of the range included."""
+    rng = np.random.default_rng(11)
+    w = QTensor(rng.integers(-127, 128, (48, 1, 9)).astype(np.int8), rng.uniform(0.002, 0.02, 48),
+                np.zeros(48, np.int64), axis=0)
+    conv = L.conv.QuantizedConv(w, rng.uniform(-1, 1, 48), 0.07, 3, stride=2, padding=4, arithmetic=arithmetic)
+    v = rng.integers(0, 256, (3, 1, 101)).astype(np.uint8)
+    v[0, 0, :20] = 255
+    v[1, 0, :20] = 0
+    x = QTensor(v, 0.03, 131)
+    want = conv.reference(x)
+    f = conv._bind(x)
+    for _ in range(2):
+        assert _same(conv(x), want)
+        assert _same(f(x), want)
+    assert conv.prepare(type("S", (), dict(scale=0.03, zero_point=131, dtype="uint8"))())["epilogue"].path == "gemm"
