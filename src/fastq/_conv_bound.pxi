@@ -8,6 +8,14 @@
 # values' dtype, shape and strides), allocates the output and runs fq_conv2d_run: the same
 # kernels on the same bytes as conv2d, so the same integers.
 
+cdef extern from *:
+    """
+    /* cls.__new__'s allocation without the call: what object.__new__(cls) runs for a class
+     * without __init__ arguments to check */
+    static PyObject *fq_type_alloc(PyObject *cls) { return ((PyTypeObject *)cls)->tp_alloc((PyTypeObject *)cls, 0); }
+    """
+    object fq_type_alloc(object cls)
+
 cdef enum:
     _IN_NHWC_VIEW = 0       # x's values are an NHWC array seen as NCHW: read in place as NHWC
     _IN_NCHW = 1            # x's values are C-contiguous NCHW: read in place as NCHW
@@ -17,12 +25,18 @@ cdef enum:
 _TO_LAST_4, _TO_LAST_3 = (0, 2, 3, 1), (0, 2, 1)
 
 
+cdef inline object _new_qtensor(object cls):
+    """object.__new__(cls) without the call (the slots unset, set next by the caller, as
+    QTensor._checked does)."""
+    return fq_type_alloc(cls)
+
+
 cdef class ConvBound:
     """bound(x) = the layer's output QTensor for x, a QTensor of the signature bound to (else
     the protocol's miss marker). Built by QuantizedConv._bind only."""
     cdef ConvEpilogue ep
     cdef fq_conv_geometry g
-    cdef object qtensor, new, miss
+    cdef object qtensor, miss
     cdef object x_scale, x_zero_point, y_scale, y_zero_point
     cdef int nd, x_typenum, mode
     cdef cnp.npy_intp shape[4]
@@ -81,7 +95,6 @@ cdef class ConvBound:
         self.perm.ptr = self.to_first
         self.perm.len = nd
         self.qtensor = type(x)
-        self.new = object.__new__
         self.x_scale, self.x_zero_point = x._scale, x._zero_point
         self.y_scale, self.y_zero_point = y_scale, y_zero_point
         self.miss = miss
@@ -106,7 +119,7 @@ cdef class ConvBound:
         if (sx is not self.x_scale and sx != self.x_scale) or (zx is not self.x_zero_point and zx != self.x_zero_point):
             return self.miss
         v = x._values
-        if type(v) is not np.ndarray or not self._same_signature(x, <cnp.ndarray>v):
+        if not cnp.PyArray_CheckExact(v) or not self._same_signature(x, <cnp.ndarray>v):
             return self.miss
         cdef cnp.ndarray xc = <cnp.ndarray>v
         if self.mode == _IN_COPY:
@@ -146,7 +159,7 @@ cdef class ConvBound:
             rc = fq_conv2d_run(&c)
         if rc != 0:
             raise MemoryError("conv2d: could not allocate its scratch buffers")
-        q = self.new(self.qtensor)
+        q = _new_qtensor(self.qtensor)
         q._values = cnp.PyArray_Transpose(y, &self.perm)
         q._scale = self.y_scale
         q._zero_point = self.y_zero_point
@@ -161,7 +174,7 @@ cdef class AvgPoolBound:
     AvgPoolPlan.__call__ and of the layer's QTensor without a Python frame (layers/pool.py
     _bind_plan). reshape: None, or the output's shape (MeanHW without keepdim)."""
     cdef AvgPoolPlan plan
-    cdef object qtensor, new, miss, x_scale, x_zero_point, reshape
+    cdef object qtensor, miss, x_scale, x_zero_point, reshape
     cdef bint scale_too, transpose
     cdef int nd, typenum
     cdef cnp.npy_intp shape[4]
@@ -187,7 +200,6 @@ cdef class AvgPoolBound:
         self.pd.ptr = self.perm
         self.pd.len = self.nd
         self.qtensor = type(x)
-        self.new = object.__new__
         self.x_scale, self.x_zero_point = x._scale, x._zero_point
         self.reshape, self.scale_too, self.miss = reshape, scale_too, miss
 
@@ -202,7 +214,7 @@ cdef class AvgPoolBound:
         if self.scale_too and sx is not self.x_scale and sx != self.x_scale:
             return self.miss
         v = x._values
-        if type(v) is not np.ndarray:
+        if not cnp.PyArray_CheckExact(v):
             return self.miss
         cdef cnp.ndarray xa = <cnp.ndarray>v
         if cnp.PyArray_TYPE(xa) != self.typenum or cnp.PyArray_NDIM(xa) != self.nd:
@@ -216,7 +228,7 @@ cdef class AvgPoolBound:
         out = cnp.PyArray_Transpose(y, &self.pd) if self.transpose else y
         if self.reshape is not None:
             out = out.reshape(self.reshape)
-        q = self.new(self.qtensor)
+        q = _new_qtensor(self.qtensor)
         q._values = out
         q._scale = sx
         q._zero_point = zx
