@@ -905,6 +905,8 @@ def qmul(cnp.ndarray a not None, cnp.ndarray b not None, int64_t n_vec, int a_ze
 # ---------------------------------------------------------------------------------------------
 # Convolution and pooling kernels (csrc/conv, csrc/pool): their own file, one include.
 include "_conv_kernels.pxi"
+# A convolution bound to one input signature (the compiled model run): its own file.
+include "_conv_bound.pxi"
 
 # Per-channel table kernels (csrc/norm): their own file, one include.
 include "_norm_kernels.pxi"

@@ -310,6 +310,10 @@ class Model:
     def __call__(self, *xs):
         c = self._compiled
         if c is not None:
+            if c.chain and len(xs) == 1:           # the common case, without the general checks
+                x = xs[0]
+                if type(x) is np.ndarray and x.dtype is _F32 and x.shape == c.shape0 and x.strides == c.strides0:
+                    return _float_out(c.run_chain(self, x))
             outs = c.run(self, xs)
             if outs is not _MISS:
                 return outs[0] if len(outs) == 1 else outs
@@ -397,7 +401,7 @@ class _Compiled:
     quantization changed: a value whose scale depends on the data) is called in full; inputs of
     another signature run the model's full path, which compiles for them instead."""
 
-    __slots__ = ("sig", "steps", "n", "out_slots")
+    __slots__ = ("sig", "steps", "n", "out_slots", "chain", "shape0", "strides0")
 
     def __init__(self, model, xs, binds):
         self.sig = self.signature(xs)
@@ -430,6 +434,17 @@ class _Compiled:
         self.steps = [[fn, layer, ins[0] if len(ins) == 1 else None, ins, outs[0] if len(outs) == 1 else None,
                        outs, tuple(f), i, 0] for (fn, layer, ins, outs, i), f in zip(steps, frees)]
         self.n = len(model._slots)
+        # a chain (one model input, each step reading the one value the step before made, the
+        # last one's the model output): run without the slot list (run_chain)
+        slot = model._slots[model.inputs[0]] if len(model.inputs) == 1 else None
+        chain = slot is not None and bool(self.steps)
+        for st in self.steps:
+            if st[2] != slot or st[4] is None:
+                chain = False
+                break
+            slot = st[4]
+        self.chain = chain and self.out_slots == (slot,)
+        self.shape0, self.strides0 = self.sig[0] if self.sig else (None, None)
 
     @staticmethod
     def signature(xs):
@@ -449,6 +464,8 @@ class _Compiled:
         for x, (shape, strides) in zip(xs, sig):
             if type(x) is not np.ndarray or x.dtype is not _F32 or x.shape != shape or x.strides != strides:
                 return _MISS
+        if self.chain:
+            return (_float_out(self.run_chain(model, xs[0])),)
         vals = [None] * self.n
         vals[:len(xs)] = xs
         for step in self.steps:
@@ -460,11 +477,7 @@ class _Compiled:
             else:
                 r = fn(*[vals[j] for j in ins])
             if r is _MISS:
-                args = (vals[a],) if a is not None else [vals[j] for j in ins]
-                r = model._call_node(layer, args, i)
-                if fn is not None and rebinds < _REBINDS:
-                    nb = layer._bind(*args)
-                    step[0], step[8] = (nb if nb is not None and nb is not _ALIAS else None), rebinds + 1
+                r = self.full(model, step, (vals[a],) if a is not None else [vals[j] for j in ins])
             if o is not None:
                 vals[o] = r
             else:
@@ -477,8 +490,29 @@ class _Compiled:
                 vals[j] = None
         return tuple(_float_out(vals[j]) for j in self.out_slots)
 
+    def run_chain(self, model, x):
+        """run for a chain: each step's output is the next one's input, nothing else is kept."""
+        for step in self.steps:
+            fn = step[0]
+            r = _MISS if fn is None else fn(x)
+            x = self.full(model, step, (x,)) if r is _MISS else r
+        return x
+
+    @staticmethod
+    def full(model, step, args):
+        """The step's node called in full (its binding missed, or it has none); a step whose
+        callable missed is bound again for this input (up to _REBINDS times)."""
+        fn, layer, i, rebinds = step[0], step[1], step[7], step[8]
+        r = model._call_node(layer, args, i)
+        if fn is not None and rebinds < _REBINDS:
+            nb = layer._bind(*args)
+            step[0], step[8] = (nb if nb is not None and nb is not _ALIAS else None), rebinds + 1
+        return r
+
 
 def _float_out(x):
+    if type(x) is np.ndarray and x.dtype is _F32:
+        return x
     if isinstance(x, QTensor):
         return dequantize(x)
     if isinstance(x, np.ndarray):

@@ -39,21 +39,9 @@ def _make_plan(v, windows, x_zero_point, rules, split):
 
 def _bind_plan(plan, x, reshape=None, scale_too=False):
     """A bound callable (layers/_fast.py) running `plan` on QTensors of x's signature (the
-    scale too where the plan's constants depend on it)."""
-    v = x.values
-    shape, dtype, strides, zx, sx = v.shape, v.dtype, v.strides, x.zero_point, x.scale
-    checked = QTensor._checked
-
-    def run(x):
-        if type(x) is not QTensor or x._axis is not None:
-            return MISS
-        v = x._values
-        if v.shape != shape or v.dtype is not dtype or v.strides != strides or x._zero_point != zx \
-                or (scale_too and x._scale != sx):
-            return MISS
-        y = plan(v)
-        return checked(y if reshape is None else y.reshape(reshape), x._scale, zx)
-    return run
+    scale too where the plan's constants depend on it): _kernels.AvgPoolBound, the checks and
+    the output QTensor without a Python frame."""
+    return _kernels.AvgPoolBound(plan, x, None if reshape is None else tuple(reshape), scale_too, MISS)
 
 
 def _clipped(size, kernel, stride, padding, out):
