@@ -318,13 +318,27 @@ int fq_gemm_set_fused(int enabled);
 int fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t m, int a_signed,
             const fq_epilogue *ep, void *out, ptrdiff_t ldo, int num_threads);
 
-/* fq_gemm over the runs of K (fq_k_runs; NULL: the whole K). One run takes the fused kernels
- * (its panel part starts at group first[0]); several take the backend's fused_runs kernels, or
- * where it has none the microkernel per run into int32 tiles, summed (wrapping, as the kernels
- * add), then the epilogue. ep's col_offset must be the one
- * for these runs (the caller's: only it knows what the left-out k contribute). */
-int fq_gemm_runs(const fq_packed_weights *w, const fq_k_runs *runs, const uint8_t *a, ptrdiff_t lda, int32_t m,
-                 int a_signed, const fq_epilogue *ep, void *out, ptrdiff_t ldo, int num_threads);
+/* Several GEMMs with the same packed weights in one call: part i is out_i[m, n] =
+ * epilogue_i(acc_i[m, n]) for its m rows of A over its runs of K (fq_k_runs; NULL: the whole K).
+ * One run takes the fused kernels (its panel part starts at group first[0]); several take the
+ * backend's fused_runs kernels, or where it has none the microkernel per run into int32 tiles,
+ * summed (wrapping, as the kernels add), then the epilogue. The parts' epilogues must be one
+ * arithmetic (variant, output type, weight zero points or not) and differ at most in their
+ * column offsets, which must be the ones for their runs (only the caller knows what the
+ * left-out k contribute). The tiles run panel by panel across the parts, so each panel of
+ * weights is read into the caches once per call. At most 256 parts; -1 for parts that break
+ * these rules, or when out of memory. */
+typedef struct {
+    const fq_k_runs *runs;
+    const uint8_t *a;
+    ptrdiff_t lda;
+    int32_t m;
+    const fq_epilogue *ep;
+    void *out;
+    ptrdiff_t ldo;
+} fq_gemm_part;
+int fq_gemm_parts(const fq_packed_weights *w, const fq_gemm_part *parts, int32_t n_parts, int a_signed,
+                  int num_threads);
 
 
 /* ---- threads ------------------------------------------------------------------------ */

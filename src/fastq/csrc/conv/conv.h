@@ -8,7 +8,7 @@
  *   conv.c          the driver: per group, 1x1 stride-1 straight to fq_gemm, else im2col in
  *                   row chunks then fq_gemm with the Linear layer's epilogues
  *   clip.c          the same GEMM over the taps inside the input only: windows of output
- *                   pixels keeping the same taps, runs of the packed K (fq_gemm_runs), the
+ *                   pixels keeping the same taps, runs of the packed K (fq_gemm_parts), the
  *                   padding's share moved into col_offset; a cost model per layer
  *   depthwise*.c    groups == in_channels: sum over taps of x * w per channel, scalar twin,
  *                   AVX2 and AVX-512, exact (vpmaddwd on int16 tap pairs) or FBGEMM's
