@@ -873,6 +873,8 @@ CLIP_CASES = [
     (1, 4, 1, 5, 4, 1, (17, 1), (1, 1), (8, 0), (1, 1)),      # one tap of 17 kept: one run of K
     (1, 4, 30, 4, 4, 1, (17, 3), (1, 1), (1, 1), (1, 1)),     # 17 runs > FQ_K_RUNS_MAX: the padded path
     (1, 4, 3, 3, 4, 1, (5, 1), (1, 1), (12, 0), (1, 1)),      # 9 bands > FQ_CONV_CLIP_BANDS_MAX: padded
+    (2, 64, 20, 20, 24, 1, (3, 3), (1, 1), (1, 1), (1, 1)),   # 800 pixels: windows in chunks, one call each
+    (3, 32, 40, 30, 40, 2, (3, 3), (2, 1), (1, 2), (1, 1)),   # groups in chunks (1 920 pixels)
     (2, 64, 3, 3, 64, 1, (3, 3), (1, 1), (1, 1), (1, 1)),     # the AVX-512 64-wide panel, 6-row tiles
     (1, 256, 2, 2, 32, 1, (3, 3), (1, 1), (1, 1), (1, 1)),
 ]
@@ -909,7 +911,7 @@ def test_gemm_conv_clipped_1d(backend, rng, clip_always):
 @pytest.mark.parametrize("mode", ["fbgemm", "qnnpack", "onednn", "tflite"])
 def test_gemm_conv_clipped_requantized(backend, rng, clip_always, mode):
     # the fused epilogues read the window's col_offset; the same bytes as the padded path
-    for case in CLIP_CASES[:5] + CLIP_CASES[13:]:
+    for case in CLIP_CASES[:5] + CLIP_CASES[13:]:   # all at once and in chunks
         n, c, h, w, o, groups, k, stride, pad, dil = case
         x = rand(rng, (n, c, h, w), np.uint8)
         wq = rng.integers(-128, 128, (o, c // groups) + k).astype(np.int8)
