@@ -966,3 +966,15 @@ def test_gemm_conv_clipped_random_geometries(backend, rng, clip_always):
                            num_threads=int(rng.integers(1, 3)))
         expect = conv_acc(x, zx, wq, zw, groups, (sh, sw), (ph, pw), (dh, dw), ib)
         assert np.array_equal(got, expect), (x.shape, o, groups, (kh, kw), (sh, sw), (ph, pw), (dh, dw))
+
+
+def test_gemm_conv_clipped_threads(backend, rng, clip_always):
+    # resnet18's last stages, big enough for threads: the windows' parts share each panel's
+    # tasks between two threads; the oracle sums every padded tap
+    for h, c, o, s, n in [(4, 256, 96, 1, 3), (7, 128, 130, 2, 2)]:
+        x = rand(rng, (n, c, h, h), np.uint8)
+        wq = rng.integers(-128, 128, (o, c, 3, 3)).astype(np.int8)
+        zw = rng.integers(-3, 4, o)
+        cw = K.ConvWeights(wq, zw, 1)
+        got = K.conv2d_acc(x, 7, cw, s, 1, 1, path="gemm", num_threads=2)
+        assert np.array_equal(got, conv_acc(x, 7, wq, zw, 1, (s, s), (1, 1))), (h, c, o, s, n)
