@@ -978,3 +978,35 @@ def test_gemm_conv_clipped_threads(backend, rng, clip_always):
         cw = K.ConvWeights(wq, zw, 1)
         got = K.conv2d_acc(x, 7, cw, s, 1, 1, path="gemm", num_threads=2)
         assert np.array_equal(got, conv_acc(x, 7, wq, zw, 1, (s, s), (1, 1))), (h, c, o, s, n)
+
+
+@pytest.mark.parametrize("mode", ["fbgemm", "qnnpack", "onednn"])
+def test_gemm_conv_clipped_fused_runs_every_tail(backend, rng, clip_always, mode):
+    # the fused kernels over runs of K (AVX-512) against their twin (the microkernel per run,
+    # the tiles summed, then the tile epilogue: gemm_set_fused(False)) and against the padded
+    # path, byte for byte: every panel width (16..64, a narrow last panel) and every rows-per-tile
+    # count (the corner windows hold `n` pixels), int8 and uint8 outputs
+    for o in (16, 32, 48, 64, 100, 130):
+        wq = rng.integers(-128, 128, (o, 8, 3, 3)).astype(np.int8)
+        cw = K.ConvWeights(wq, rng.integers(-3, 4, o), 1)
+        kw = dict(kind=mode, scale=rng.uniform(1e-4, 1e-3, o).astype(np.float32),
+                  out_zero_point=int(rng.integers(-128, 128)), out_dtype=np.int8)
+        if mode in ("onednn", "fbgemm"):
+            kw.update(bias=rng.standard_normal(o).astype(np.float32))
+        if mode == "onednn":
+            kw.update(x_scale=0.05, out_scale=0.1)
+        ep = cw.epilogue(int(rng.integers(0, 256)), np.uint8, **kw)
+        for n in range(1, 18):
+            x = rand(rng, (n, 8, 3, 3), np.uint8)
+            got = K.conv2d(x, ep, 1, 1, 1)
+            assert K.gemm_set_fused(False)
+            try:
+                twin = K.conv2d(x, ep, 1, 1, 1)
+            finally:
+                K.gemm_set_fused(True)
+            K.conv_set_clip("never")
+            try:
+                padded = K.conv2d(x, ep, 1, 1, 1)
+            finally:
+                K.conv_set_clip("always")
+            assert np.array_equal(got, twin) and np.array_equal(got, padded), (mode, o, n)

@@ -326,8 +326,9 @@ int fq_gemm(const fq_packed_weights *w, const uint8_t *a, ptrdiff_t lda, int32_t
  * arithmetic (variant, output type, weight zero points or not) and differ at most in their
  * column offsets, which must be the ones for their runs (only the caller knows what the
  * left-out k contribute). The tiles run panel by panel across the parts, so each panel of
- * weights is read into the caches once per call. At most 256 parts; -1 for parts that break
- * these rules, or when out of memory. */
+ * weights is read into the caches once per call. At most FQ_GEMM_PARTS_MAX parts (the 8 x 8
+ * windows of a clipped convolution); -1 for parts that break these rules, or when out of memory. */
+#define FQ_GEMM_PARTS_MAX 64
 typedef struct {
     const fq_k_runs *runs;
     const uint8_t *a;

@@ -23,6 +23,9 @@
 #include <string.h>
 #include "conv/conv.h"
 
+_Static_assert(FQ_CONV_CLIP_BANDS_MAX * FQ_CONV_CLIP_BANDS_MAX <= FQ_GEMM_PARTS_MAX,
+               "every window of a group is one part of one GEMM call");
+
 /* When a layer takes the clipped path (fq_conv_set_clip; FQ_CONV_CLIP_AUTO: the cost model
  * in fq_conv_clip_plan_make). */
 static atomic_int clip_mode = FQ_CONV_CLIP_AUTO;

@@ -208,14 +208,12 @@ static int32_t part_k(const fq_packed_weights *w, const fq_k_runs *runs) {
     return (int32_t)(groups * FQ_KG);
 }
 
-#define MAX_PARTS 256
-
 int fq_gemm_parts(const fq_packed_weights *w, const fq_gemm_part *parts, int32_t n_parts, int a_signed,
                   int num_threads) {
-    if (n_parts < 1 || n_parts > MAX_PARTS) return -1;
+    if (n_parts < 1 || n_parts > FQ_GEMM_PARTS_MAX) return -1;
     if (w->n <= 0) return 0;
     const fq_epilogue *ep = parts[0].ep;
-    gemm_part pts[MAX_PARTS];
+    gemm_part pts[FQ_GEMM_PARTS_MAX];
     int64_t m_total = 0;
     double macs = 0.0;
     int any_multi = 0, any_single = 0;
